@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  make demo   and   make test   (both set up .venv first).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: setup demo test lint bench clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned requirements into $(VENV) (log: $(VENV)/pip.log)"
+	@$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt > $(VENV)/pip.log 2>&1 \
+		|| { tail -30 $(VENV)/pip.log; exit 1; }
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps -e . >> $(VENV)/pip.log 2>&1 \
+		|| { tail -30 $(VENV)/pip.log; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile demo.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint --configfile demo.yaml
+	$(BIN)/snakefmt --check Snakefile rules/
+
+clean-demo:
+	rm -rf results/demo

@@ -1,0 +1,19 @@
+# resstream: the residual-stream study of ResNet18 (Longon, arXiv 2407.05340) as a workflow.
+# All logic lives in the resstream/ library; each rules/*.smk file is one stage and adds its final
+# outputs to FINAL_OUTPUTS.
+
+
+configfile: "config.yaml"
+
+
+# common.smk validates the config against schemas/config.schema.yaml (one line naming the key).
+include: "rules/common.smk"
+include: "rules/model.smk"
+
+
+# Snakemake 9 takes its default target only from a rule written in the Snakefile itself (a first
+# rule or default_target in an included file is ignored), so the one target rule lives here.
+rule all:
+    default_target: True
+    input:
+        FINAL_OUTPUTS,

@@ -1,0 +1,265 @@
+"""Configuration: schema validation with messages that name the key, defaults, and the study plan.
+
+The plan (:class:`Study`) is everything the Snakefile needs to lay out jobs: blocks, FV layers,
+channels per layer, channel chunks and per-layer FV settings.  It is derived from the model's
+structure alone (built on the ``meta`` device, no weights, no memory), so a dry run is fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from . import blocks as blk
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message starts with the offending key."""
+
+
+@functools.lru_cache(maxsize=1)
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _fill_defaults(schema: dict, data, root: dict):
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].split("/")[-1]]
+    if not isinstance(data, dict) or schema.get("type") != "object":
+        return data
+    for key, sub in schema.get("properties", {}).items():
+        if key not in data and "default" in sub:
+            data[key] = copy.deepcopy(sub["default"])
+        if key in data:
+            data[key] = _fill_defaults(sub, data[key], root)
+    return data
+
+
+def validate_config(config: dict) -> dict:
+    """Validate against the schema and fill defaults; raise :class:`ConfigError` naming the key."""
+    schema = load_schema()
+    config = copy.deepcopy(config or {})
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for e in errors:
+            # oneOf failures hide the useful reason in their context
+            if e.context:  # a oneOf: report the alternative that got deepest into the value
+                e = max(e.context, key=lambda c: len(c.absolute_path))
+            lines.append(f"{_key_path(e)}: {e.message}")
+        raise ConfigError("invalid config: " + " | ".join(lines))
+    return _fill_defaults(schema, config, schema)
+
+
+def load_config(path: str | Path) -> dict:
+    with open(path) as f:
+        return validate_config(yaml.safe_load(f) or {})
+
+
+@functools.lru_cache(maxsize=8)
+def structure(arch: str) -> tuple[blk.BlockInfo, ...]:
+    """Block table of an architecture, built on the meta device (no weights, instant)."""
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, arch)(weights=None)
+    return tuple(blk.model_blocks(model))
+
+
+@functools.lru_cache(maxsize=8)
+def map_sizes(arch: str, input_size: int = 224) -> dict[str, tuple[int, int]]:
+    """Spatial size of every block's output (and of the stem's maxpool) at a given input size."""
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, arch)(weights=None).eval()
+    sizes: dict[str, tuple[int, int]] = {}
+    handles = [model.maxpool.register_forward_hook(lambda m, a, o: sizes.__setitem__("maxpool", tuple(o.shape[-2:])))]
+    for info in blk.model_blocks(model):
+        mod = model.get_submodule(info.module)
+        handles.append(mod.register_forward_hook(lambda m, a, o, n=info.name: sizes.__setitem__(n, tuple(o.shape[-2:]))))
+    with torch.no_grad():
+        model(torch.empty(1, 3, input_size, input_size, device="meta"))
+    for h in handles:
+        h.remove()
+    return sizes
+
+
+def default_jitter(block: blk.BlockInfo) -> int:
+    """Spec §2 (author's batch_process.sh): 0 up to layer2.0, 4 up to layer3.0, 16 deeper."""
+    stage = int(block.name.split(".")[0])
+    first = block.name.endswith(".0")
+    if stage == 1 or (stage == 2 and first):
+        return 0
+    if stage == 2 or (stage == 3 and first):
+        return 4
+    return 16
+
+
+@dataclass(frozen=True)
+class FVSettings:
+    steps: int
+    lr: float
+    jitter: int
+    hook: str
+    seed: int
+    rf_crop: bool
+    bf16: bool
+
+    def as_params(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    layer: str
+    start: int  # first channel index of the range (inclusive)
+    stop: int  # end of the range (exclusive)
+    channels: tuple[int, ...]  # selected channels inside the range
+
+    @property
+    def name(self) -> str:
+        return f"c{self.start:04d}-{self.stop - 1:04d}"
+
+
+class Study:
+    """The resolved plan of one configuration."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.arch = config["model"]["arch"]
+        self.blocks = list(structure(self.arch))
+        self.o_relu = config["study"]["o_relu"]
+        sel = config["study"]["blocks"]
+        names = [b.name for b in self.blocks]
+        self.study_blocks = blk.default_study_blocks(self.blocks) if sel == "default" else list(sel)
+        for name in self.study_blocks:
+            if name not in names:
+                raise ConfigError(f"study.blocks: unknown block '{name}'; {self.arch} has blocks {', '.join(names)}")
+        for name in config["study"]["channels_by_block"]:
+            if name not in self.study_blocks:
+                raise ConfigError(f"study.channels_by_block: block '{name}' is not among study.blocks ({', '.join(self.study_blocks)})")
+        order = {n: i for i, n in enumerate(names)}
+        self.study_blocks.sort(key=order.__getitem__)
+        self.layers = blk.study_layers(self.blocks, self.study_blocks, self.o_relu)
+        self._check_overrides()
+
+    # -- channels -------------------------------------------------------------------------------
+    def block_info(self, name: str) -> blk.BlockInfo:
+        return blk.block_lookup(self.blocks, name)
+
+    def block_channels(self, block: str) -> list[int]:
+        info = self.block_info(block)
+        spec = self.config["study"]["channels_by_block"].get(block, self.config["study"]["channels"])
+        key = f"study.channels_by_block.{block}" if block in self.config["study"]["channels_by_block"] else "study.channels"
+        if spec == "all":
+            return list(range(info.channels))
+        if isinstance(spec, int):
+            if spec > info.channels:
+                raise ConfigError(f"{key}: asks for the first {spec} channels but block {block} has {info.channels}")
+            return list(range(spec))
+        bad = [c for c in spec if c >= info.channels]
+        if bad:
+            raise ConfigError(
+                f"{key}: channel(s) {bad} out of range for block {block}, which has channels 0..{info.channels - 1}"
+            )
+        return sorted(spec)
+
+    def layer_channels(self, layer: str) -> list[int]:
+        chans: set[int] = set()
+        for block, _role in self.layers[layer]:
+            chans.update(self.block_channels(block))
+        return sorted(chans)
+
+    def chunks(self, layer: str) -> list[Chunk]:
+        per_job = self.config["fv"]["channels_per_job"]
+        chans = self.layer_channels(layer)
+        by_range: dict[int, list[int]] = {}
+        for c in chans:
+            by_range.setdefault(c // per_job, []).append(c)
+        n = self.layer_ref(layer)
+        total = self.block_info(n.block).channels
+        return [
+            Chunk(layer, k * per_job, min((k + 1) * per_job, total), tuple(cs))
+            for k, cs in sorted(by_range.items())
+        ]
+
+    def chunk(self, layer: str, name: str) -> Chunk:
+        for c in self.chunks(layer):
+            if c.name == name:
+                return c
+        raise ConfigError(f"layer {layer} has no channel chunk {name}")
+
+    # -- layers and settings ----------------------------------------------------------------------
+    def layer_ref(self, layer: str) -> blk.TapRef:
+        return blk.parse_layer(self.blocks, layer)
+
+    def layer_block(self, layer: str) -> blk.BlockInfo:
+        return self.block_info(self.layer_ref(layer).block)
+
+    def _check_overrides(self):
+        for key in self.config["fv"]["overrides"]:
+            if key in self.layers or key in self.study_blocks:
+                continue
+            raise ConfigError(
+                f"fv.overrides: '{key}' is neither a studied block ({', '.join(self.study_blocks)}) nor an FV layer "
+                f"({', '.join(self.layers)})"
+            )
+
+    def fv_settings(self, layer: str) -> FVSettings:
+        fv = self.config["fv"]
+        info = self.layer_block(layer)
+        values = {"steps": fv["steps"], "lr": fv["lr"], "jitter": default_jitter(info)}
+        # A block override applies to the layers the block owns (its D, B and O), a layer override
+        # to that layer alone and wins.
+        values.update(fv["overrides"].get(info.name, {}))
+        values.update(fv["overrides"].get(layer, {}))
+        return FVSettings(
+            steps=int(values["steps"]),
+            lr=float(values["lr"]),
+            jitter=int(values["jitter"]),
+            hook=fv["hook"],
+            seed=fv["seed"],
+            rf_crop=fv["rf_crop"],
+            bf16=fv["bf16"],
+        )
+
+    def layer_table(self) -> list[dict]:
+        """Spec §1's table for this model and study: one row per (block, role)."""
+        sizes = map_sizes(self.arch)
+        rows = []
+        for block in self.study_blocks:
+            info = self.block_info(block)
+            h, w = sizes[block]
+            for role in blk.ROLES:
+                ref = blk.role_tap(self.blocks, block, role, self.o_relu)
+                rows.append(
+                    {
+                        "block": block,
+                        "block_type": info.kind,
+                        "role": role,
+                        "layer": blk.layer_name(self.blocks, ref),
+                        "tap": f"{ref.block}:{ref.kind}",
+                        "channels": info.channels,
+                        "map_size": h,
+                        "center": h // 2,
+                        "selected_channels": len(self.block_channels(block)),
+                    }
+                )
+        return rows

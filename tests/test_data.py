@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resstream.data import DatasetError, ImageFolderDataset, IMAGENET_MEAN, IMAGENET_STD, load_rgb, scan_image_folder
+
+
+def test_sample_is_read_in_imagenet_class_layout(sample_dir):
+    recs = scan_image_folder(sample_dir)
+    assert len(recs) == 1000
+    assert len({r.class_id for r in recs}) == 1000
+    assert recs[0].class_id == 0 and recs[-1].class_id == 999
+    assert [r.index for r in recs] == list(range(1000))
+    assert recs[0].path.startswith(recs[0].class_name + "/")
+
+
+def test_transform_is_resize256_centercrop224_normalise(sample_dir):
+    ds = ImageFolderDataset(sample_dir)
+    x, idx, ok = ds[3]
+    assert ok and idx == 3 and x.shape == (3, 224, 224)
+    # independent: PIL resize of the short side to 256 (bilinear, antialiased), centre crop 224
+    img = Image.open(sample_dir / ds.records[3].path).convert("RGB")
+    w, h = img.size
+    s = 256 / min(w, h)
+    nw, nh = (256, int(h * s)) if w <= h else (int(w * s), 256)
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = int(round((nw - 224) / 2.0)), int(round((nh - 224) / 2.0))
+    arr = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255
+    ref = (torch.from_numpy(arr).permute(2, 0, 1) - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close(x, ref, atol=2e-2, rtol=0)  # PIL vs torchvision rounding of the resize
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (300, 280, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a_rgb.jpg")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "b_gray.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c_cmyk.jpg")
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(tmp_path / "d_alpha.png")
+    (tmp_path / "e_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_flat_folder_modes_become_rgb_and_corrupt_is_named(odd_folder):
+    recs = scan_image_folder(odd_folder)
+    assert [r.path for r in recs] == ["a_rgb.jpg", "b_gray.png", "c_cmyk.jpg", "d_alpha.png", "e_corrupt.jpg"]
+    assert all(r.class_id == -1 for r in recs)
+    ds = ImageFolderDataset(odd_folder, on_bad_image="skip")
+    for i in range(4):
+        x, _, ok = ds[i]
+        assert ok and x.shape == (3, 224, 224)
+    gray, _, _ = ds[1]
+    assert torch.allclose(gray[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0], gray[1] * IMAGENET_STD[1] + IMAGENET_MEAN[1], atol=1e-6)
+    x, idx, ok = ds[4]
+    assert not ok and idx == 4 and torch.count_nonzero(x) == 0
+    strict = ImageFolderDataset(odd_folder, on_bad_image="fail")
+    with pytest.raises(DatasetError, match="e_corrupt.jpg"):
+        strict[4]
+
+
+def test_empty_and_missing_folders_are_clear_errors(tmp_path):
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(DatasetError, match="holds no images"):
+        scan_image_folder(tmp_path)
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_image_folder(tmp_path / "missing")
+
+
+def test_load_rgb_names_truncated_file(tmp_path, sample_dir):
+    src = next(sample_dir.glob("*/*.JPEG"))
+    bad = tmp_path / "truncated.JPEG"
+    bad.write_bytes(src.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="truncated.JPEG"):
+        load_rgb(bad)

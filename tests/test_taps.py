@@ -1,0 +1,123 @@
+"""Taps against independent computations from each block's own submodules."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from resstream.blocks import B, D, O_POST, O_PRE, X, TapRef, model_blocks, parse_layer, layer_name, study_layers
+from resstream.taps import block_taps, center_activation, center_index
+
+
+def manual_block(block, x):
+    """The BasicBlock forward written out without any in-place op."""
+    out = F.relu(block.bn1(block.conv1(x)))
+    b = block.bn2(block.conv2(out))
+    identity = block.downsample(x) if block.downsample is not None else x
+    o_pre = b + identity
+    return {"B": b, "D": identity if block.downsample is not None else None, "O_pre": o_pre, "O_post": F.relu(o_pre)}
+
+
+def manual_inputs(model, x):
+    """Input of every block, computed module by module."""
+    h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    ins = {}
+    for stage in range(1, 5):
+        for i, block in enumerate(getattr(model, f"layer{stage}")):
+            ins[f"{stage}.{i}"] = h
+            h = manual_block(block, h)["O_post"]
+    return ins
+
+
+@pytest.mark.parametrize("block", ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"])
+def test_every_tap_matches_independent_computation(random_model, block):
+    model, _ = random_model
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        x_in = manual_inputs(model, x)[block]
+        stage, idx = map(int, block.split("."))
+        ref = manual_block(getattr(model, f"layer{stage}")[idx], x_in)
+        kinds = [X, B, O_PRE, O_POST] + ([D] if ref["D"] is not None else [])
+        taps = block_taps(model, x, [TapRef(block, k) for k in kinds])
+    torch.testing.assert_close(taps[TapRef(block, X)], x_in, atol=1e-6, rtol=0)
+    torch.testing.assert_close(taps[TapRef(block, B)], ref["B"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(taps[TapRef(block, O_PRE)], ref["O_pre"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(taps[TapRef(block, O_POST)], ref["O_post"], atol=1e-6, rtol=0)
+    identity = taps[TapRef(block, D)] if ref["D"] is not None else taps[TapRef(block, X)]
+    # O_pre == B + identity and O_post == relu(O_pre), exactly, as the block itself computes them
+    assert torch.equal(taps[TapRef(block, O_PRE)], taps[TapRef(block, B)] + identity)
+    assert torch.equal(taps[TapRef(block, O_POST)], F.relu(taps[TapRef(block, O_PRE)]))
+    # O_post is exactly what the torchvision block returns
+    with torch.no_grad():
+        assert torch.equal(taps[TapRef(block, O_POST)], getattr(model, f"layer{stage}")[idx](x_in.clone()))
+    # B really has negative values (else the aliasing test below would prove nothing)
+    assert (taps[TapRef(block, B)] < 0).any()
+
+
+def test_reference_hook_on_bn2_reads_the_wrong_tensor(random_model):
+    """The guard is needed: a hook that keeps bn2's output by reference sees relu(B + identity)."""
+    model, _ = random_model
+    x = torch.randn(1, 3, 224, 224)
+    kept = {}
+    h = model.layer2[1].bn2.register_forward_hook(lambda m, a, out: kept.__setitem__("ref", out))
+    with torch.no_grad():
+        model(x)
+    h.remove()
+    with torch.no_grad():
+        taps = block_taps(model, x, [TapRef("2.1", B), TapRef("2.1", O_POST)])
+    assert not torch.allclose(kept["ref"], taps[TapRef("2.1", B)], atol=1e-3)
+    assert torch.equal(kept["ref"], taps[TapRef("2.1", O_POST)])
+    # author_alias reproduces exactly that wrong reading, on purpose
+    with torch.no_grad():
+        alias = block_taps(model, x, [TapRef("2.1", B), TapRef("2.1", O_PRE)], hook_mode="author_alias")
+    assert torch.equal(alias[TapRef("2.1", B)], taps[TapRef("2.1", O_POST)])
+    assert torch.equal(alias[TapRef("2.1", O_PRE)], taps[TapRef("2.1", O_POST)])
+
+
+def test_taps_are_differentiable_and_give_the_true_gradient(random_model):
+    model, _ = random_model
+    x = torch.randn(1, 3, 224, 224, requires_grad=True)
+    b = block_taps(model, x, [TapRef("1.1", B)])[TapRef("1.1", B)]
+    b[0, 5, 28, 28].backward()
+    g_tap = x.grad.clone()
+    x2 = x.detach().clone().requires_grad_(True)
+    ref = manual_block(model.layer1[1], manual_inputs(model, x2)["1.1"])["B"]
+    ref[0, 5, 28, 28].backward()
+    torch.testing.assert_close(g_tap, x2.grad, atol=1e-6, rtol=1e-5)
+    assert g_tap.abs().sum() > 0
+
+
+def test_forward_stops_after_deepest_tap(random_model):
+    model, _ = random_model
+    called = []
+    hooks = [model.layer3.register_forward_hook(lambda *a: called.append("layer3")),
+             model.fc.register_forward_hook(lambda *a: called.append("fc"))]
+    with torch.no_grad():
+        block_taps(model, torch.randn(1, 3, 224, 224), [TapRef("2.1", B), TapRef("1.1", O_PRE)])
+    for h in hooks:
+        h.remove()
+    assert called == []
+
+
+def test_center_index_rule():
+    assert center_index(56, 56) == (28, 28)
+    assert center_index(7, 7) == (3, 3)
+    assert center_index(2, 2) == (1, 1)  # bottom-right of the central 2x2
+    t = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert torch.equal(center_activation(t), t[:, :, 2, 2])
+
+
+def test_layer_names_follow_spec_table(random_model):
+    model, _ = random_model
+    blocks = model_blocks(model)
+    layers = study_layers(blocks, ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"], o_relu="post")
+    # spec §1/§2: 18 FV layers, a simple block's I is the previous block's O
+    assert list(layers) == [
+        "layer1.0", "layer1.1.bn2", "layer1.1",
+        "layer2.0.downsample.1", "layer2.0.bn2", "layer2.0", "layer2.1.bn2", "layer2.1",
+        "layer3.0.downsample.1", "layer3.0.bn2", "layer3.0", "layer3.1.bn2", "layer3.1",
+        "layer4.0.downsample.1", "layer4.0.bn2", "layer4.0", "layer4.1.bn2", "layer4.1",
+    ]
+    assert layers["layer2.0"] == [("2.0", "O"), ("2.1", "I")]
+    for name in layers:
+        assert layer_name(blocks, parse_layer(blocks, name)) == name

@@ -1,0 +1,73 @@
+"""The Snakemake wiring: demo DAG, lint, formatting, one-line errors, the model card rule."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def smk(*args, check=True, timeout=600):
+    proc = subprocess.run(SNAKEMAKE + list(args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_demo_dry_run_shows_the_dag(tmp_path, sample_dir):
+    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}")
+    assert "model_card" in proc.stdout
+
+
+def test_full_study_dry_run(sample_dir):
+    proc = smk("-n", "--cores", "2", "--config", f"dataset={{path: {sample_dir}}}", "results=/tmp/resstream-nothing")
+    assert "model_card" in proc.stdout
+
+
+def test_lint_is_clean():
+    proc = smk("--lint", "--configfile", "demo.yaml")
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_is_clean():
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "Snakefile", "rules/"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_config_without_dataset_says_what_to_set():
+    proc = smk("-n", "--cores", "2", check=False)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("resstream:")]
+    assert len(lines) == 1
+    assert "dataset.path" in lines[0] and "make demo" in lines[0]
+
+
+def test_bad_config_names_the_key(tmp_path, sample_dir):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fv:\n  steps: -5\n")
+    proc = smk("-n", "--configfile", "demo.yaml", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "resstream: invalid config: fv.steps: -5 is less than the minimum of 1" in proc.stderr
+
+
+def test_model_card_rule_runs_and_records_random_weights(tmp_path, sample_dir):
+    smk(f"{tmp_path}/model_card.json", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}")
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["weights"]["kind"] == "random" and "RANDOM" in card["weights"]["label"]
+    assert [r["center"] for r in card["layers"] if r["role"] == "B"] == [28, 14, 14, 7, 7, 3, 3]
+    assert (tmp_path / "model_card.csv").read_text().startswith("# weights: resnet18 RANDOM WEIGHTS")
+
+
+def test_missing_weights_fail_the_first_job_with_one_line(tmp_path, sample_dir):
+    proc = smk(f"{tmp_path}/model_card.json", "--cores", "1", "--configfile", "demo.yaml", "--config",
+               f"results={tmp_path}", f"model={{weights: {tmp_path}/resnet18-f37072fd.pth}}", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "model_card.log").read_text()
+    assert "resnet18-f37072fd.pth does not exist" in log
+    assert not (tmp_path / "model_card.json").exists()
