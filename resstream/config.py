@@ -240,6 +240,23 @@ class Study:
             bf16=fv["bf16"],
         )
 
+    def activation_layers(self) -> list[str]:
+        """Layers the dataset pass taps: every FV layer, plus the post-ReLU outputs of the studied
+        blocks and of their predecessors (the Fig 4 input curves, spec §6), in forward order."""
+        names = set(self.layers)
+        for block in self.study_blocks:
+            names.add(blk.layer_name(self.blocks, blk.TapRef(block, blk.O_POST)))
+            prev = self.block_info(block).prev
+            if prev is not None:
+                names.add(blk.layer_name(self.blocks, blk.TapRef(prev, blk.O_POST)))
+        order = {b.name: b.index for b in self.blocks}
+
+        def key(name):
+            ref = self.layer_ref(name)
+            return (order[ref.block], blk.TAP_KINDS.index(ref.kind))
+
+        return sorted(names, key=key)
+
     def layer_table(self) -> list[dict]:
         """Spec §1's table for this model and study: one row per (block, role)."""
         sizes = map_sizes(self.arch)
