@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
+from resstream.paths import fv_chunk_dir  # noqa: E402
 from resstream.smk import check_config_or_exit  # noqa: E402
 
 # Our check first: it names the offending key in one line (snakemake's own prints the schema).
@@ -17,3 +18,16 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = STUDY.config["results"]
 ENVS = f"{workflow.basedir}/envs"
 FINAL_OUTPUTS = []
+
+
+def fv_chunk_dirs(layer):
+    """Every FV chunk folder of a layer (the FV stage's outputs), for rules that read FVs."""
+    return [fv_chunk_dir(RESULTS, layer, c.name) for c in STUDY.chunks(layer)]
+
+
+def block_fv_chunk_dirs(block):
+    """FV chunk folders of the I, B and O layers of one studied block."""
+    layers = [
+        name for name, uses in STUDY.layers.items() if any(b == block for b, _ in uses)
+    ]
+    return [d for layer in layers for d in fv_chunk_dirs(layer)]
