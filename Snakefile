@@ -9,6 +9,7 @@ configfile: "config.yaml"
 # common.smk validates the config against schemas/config.schema.yaml (one line naming the key).
 include: "rules/common.smk"
 include: "rules/model.smk"
+include: "rules/activations.smk"
 
 
 # Snakemake 9 takes its default target only from a rule written in the Snakefile itself (a first
