@@ -1,0 +1,380 @@
+"""The paper's per-channel metrics as pure functions on numpy arrays (spec §4-§8).
+
+Every function takes per-channel arrays (one entry per channel of a block) and returns arrays of
+the same length, plus a *status* array of strings where an input could not give a meaningful value.
+Nothing here raises on bad numbers: the author's code aborted on a dead unit (``assert``) and
+crashed or silently produced NaN elsewhere (spec §12); here every such case is a recorded status.
+
+Names follow the spec's variables (§3): for one channel c of a block,
+
+* ``out_in = O_c(X_I)``, ``out_mid = O_c(X_B)``, ``in_in = I_c(X_I)``, ``mid_mid = B_c(X_B)``,
+  ``in_mid = B_c(X_I)``, where X_I, X_B are the centre-neuron FVs of I_c and B_c (or, in the
+  ImageNet variant, the top-9 images of I_c and B_c, all values then being means over the 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+# --- mix ratio (spec §4) --------------------------------------------------------------------------
+
+M_SKIP_RULE_VALUE = 10.0  # out_mid <= 0: the block feature cannot drive O, i.e. a skip
+M_OVERWRITE_RULE_VALUE = 0.0  # out_in <= 0: the input feature cannot drive O, i.e. an overwrite
+M_CLAMP = 5.0  # the paper clamps M to 5 for every plot and histogram
+HIST_BINS = np.arange(0, 5.25, 0.25)  # Fig 2: 20 bins on [0, 5], the last one closed
+
+MIX_OK = "ok"
+MIX_RULE_SKIP = "mix_rule:out_mid<=0"  # M = 10 (-> 5), the paper's "B_c negative -> 5"
+MIX_RULE_OVERWRITE = "mix_rule:out_in<=0"  # M = 0, rule not stated in the paper (code only)
+MIX_DEAD = "dead"  # both out_in < 0 and out_mid < 0: the author's assert ("rerun FZ")
+MIX_NAN = "nan"  # an input is NaN (e.g. a missing or NaN FV)
+
+# Groups of the skip-overwrite spectrum.  Fig 1's three groups use the same tolerance as Eq 2:
+# "mix" is an M close to 1 within the factor f (1/f < M < f, the scale criterion's mix_ok),
+# "skip" is M >= f (the input dominates O) and "overwrite" is M <= 1/f (the block dominates O).
+# Fig 4 splits in two, exactly as the author's code: skip is M >= 1, overwrite is M < 1.
+SKIP, MIX, OVERWRITE, NO_GROUP = "skip", "mix", "overwrite", "none"
+
+
+@dataclass(frozen=True)
+class MixRatio:
+    raw: np.ndarray  # unclamped M (10 / 0 by rule; NaN for dead or NaN inputs): the scale criteria use it
+    clamped: np.ndarray  # min(M, 5): histograms, plots and groups
+    status: np.ndarray  # MIX_OK | MIX_RULE_SKIP | MIX_RULE_OVERWRITE | MIX_DEAD | MIX_NAN
+
+
+def _f64(x) -> np.ndarray:
+    return np.atleast_1d(np.asarray(x, dtype=np.float64))
+
+
+def mix_ratio(out_in, out_mid) -> MixRatio:
+    """M = O_c(X_I) / O_c(X_B) with the author's rules (spec §4, ``mix_rules: code``).
+
+    In the author's order: both negative -> dead (the assert, recorded instead of aborting);
+    out_mid <= 0 -> 10 (a skip); else out_in <= 0 -> 0 (an overwrite); else the ratio.
+    """
+    out_in, out_mid = np.broadcast_arrays(_f64(out_in), _f64(out_mid))
+    raw = np.full(out_in.shape, np.nan)
+    status = np.full(out_in.shape, MIX_OK, dtype=object)
+    nan = np.isnan(out_in) | np.isnan(out_mid)
+    dead = ~nan & (out_in < 0) & (out_mid < 0)
+    skip = ~nan & ~dead & (out_mid <= 0)
+    overwrite = ~nan & ~dead & ~skip & (out_in <= 0)
+    ratio = ~(nan | dead | skip | overwrite)
+    raw[skip] = M_SKIP_RULE_VALUE
+    raw[overwrite] = M_OVERWRITE_RULE_VALUE
+    raw[ratio] = out_in[ratio] / out_mid[ratio]
+    status[nan] = MIX_NAN
+    status[dead] = MIX_DEAD
+    status[skip] = MIX_RULE_SKIP
+    status[overwrite] = MIX_RULE_OVERWRITE
+    return MixRatio(raw=raw, clamped=np.minimum(raw, M_CLAMP), status=status)
+
+
+def mix_ok(m_raw, mix_factor: float = 1.5) -> np.ndarray:
+    """Eq 2 with the code's factor: 1/f < M < f (strict both sides); NaN is never ok."""
+    m_raw = _f64(m_raw)
+    with np.errstate(invalid="ignore"):
+        return (m_raw > 1.0 / mix_factor) & (m_raw < mix_factor)
+
+
+def mix_group(m, mix_factor: float = 1.5) -> np.ndarray:
+    """Fig 1's spectrum: skip (M >= f), mix (1/f < M < f), overwrite (M <= 1/f); NaN -> none."""
+    m = _f64(m)
+    out = np.full(m.shape, NO_GROUP, dtype=object)
+    with np.errstate(invalid="ignore"):
+        out[m >= mix_factor] = SKIP
+        out[m <= 1.0 / mix_factor] = OVERWRITE
+    out[mix_ok(m, mix_factor)] = MIX
+    return out
+
+
+def skip_overwrite_group(m) -> np.ndarray:
+    """Fig 4's two groups as the author's code splits them: skip M >= 1, overwrite M < 1."""
+    m = _f64(m)
+    out = np.full(m.shape, NO_GROUP, dtype=object)
+    with np.errstate(invalid="ignore"):
+        out[m >= 1.0] = SKIP
+        out[m < 1.0] = OVERWRITE
+    return out
+
+
+def mix_histogram(m_clamped) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fig 2: ``(counts[20], edges[21], n_dropped)``; NaN M (dead units) are dropped and counted."""
+    m = _f64(m_clamped)
+    finite = np.isfinite(m)
+    counts, edges = np.histogram(m[finite], bins=HIST_BINS)
+    return counts, edges, int((~finite).sum())
+
+
+# --- scale invariance (spec §7) -------------------------------------------------------------------
+
+SCALE_OK = "ok"
+SCALE_BAD_MID_MID = "scale:mid_mid<=0"  # m's normaliser B_c(X_B) is not positive
+SCALE_BAD_IN_IN = "scale:in_in<=0"  # n's normaliser I_c(X_I) is not positive
+SCALE_NAN = "scale:nan"  # an input is NaN
+
+SCALE_RULES = ("paper", "mid_only")
+
+
+def relu_mean(x) -> np.ndarray:
+    """Mean of ReLU over the last axis for ``[C, K]`` stimuli sets, plain ReLU for ``[C]``.
+
+    NaN stimuli (unreadable images) are left out of the mean.
+
+    The ImageNet variant takes the mean of ReLU over the 9 images (spec §8), not ReLU of the mean.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    r = np.maximum(x, 0.0)  # keeps NaN: a missing stimulus is never read as 0
+    if r.ndim != 2:
+        return np.atleast_1d(r)
+    # stimuli that could not be read (NaN) are left out of the mean; all missing stays NaN
+    n = np.isfinite(r).sum(axis=-1)
+    return np.where(n > 0, np.where(np.isfinite(r), r, 0.0).sum(axis=-1) / np.maximum(n, 1), np.nan)
+
+
+@dataclass(frozen=True)
+class ScaleDeltas:
+    m: np.ndarray  # [relu B(S X_I) - relu B(X_I)] / mid_mid     (Eq 3, normalised)
+    n: np.ndarray  # [relu I(S^-1 X_B) - relu I(X_B)] / in_in    (Eq 4, normalised)
+    status: np.ndarray  # ";"-joined SCALE_* flags, "ok" when both normalisers are positive
+
+
+def scale_deltas(relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i_mid, in_in) -> ScaleDeltas:
+    """Spec §7: m and n with ReLU on both terms and raw (not ReLU'd) denominators.
+
+    The four ``relu_*`` arguments are already ReLU'd per stimulus and averaged (see
+    :func:`relu_mean`).  A non-positive normaliser keeps the raw division as the author's code does
+    (its sign flips the delta; 0 gives NaN, not inf) and is recorded in ``status``; the pass flags
+    below never let such a channel pass, since the sign of its normalised delta means nothing.
+    """
+    a, b, mm, c, d, ii = np.broadcast_arrays(*(_f64(v) for v in (relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i_mid, in_in)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(mm != 0, (a - b) / np.where(mm != 0, mm, 1.0), np.nan)
+        n = np.where(ii != 0, (c - d) / np.where(ii != 0, ii, 1.0), np.nan)
+    nan = np.isnan(a) | np.isnan(b) | np.isnan(mm) | np.isnan(c) | np.isnan(d) | np.isnan(ii)
+    m[np.isnan(a) | np.isnan(b) | np.isnan(mm)] = np.nan
+    n[np.isnan(c) | np.isnan(d) | np.isnan(ii)] = np.nan
+    status = []
+    for i in range(len(m)):
+        flags = []
+        if nan[i]:
+            flags.append(SCALE_NAN)
+        if not np.isnan(mm[i]) and mm[i] <= 0:
+            flags.append(SCALE_BAD_MID_MID)
+        if not np.isnan(ii[i]) and ii[i] <= 0:
+            flags.append(SCALE_BAD_IN_IN)
+        status.append(";".join(flags) if flags else SCALE_OK)
+    return ScaleDeltas(m=m, n=n, status=np.array(status, dtype=object))
+
+
+def _check_scale_rule(scale_rule: str):
+    if scale_rule not in SCALE_RULES:
+        raise ValueError(f"analysis.scale_rule '{scale_rule}' unknown; one of {', '.join(SCALE_RULES)}")
+
+
+def scale_metric(m, n, scale_rule: str = "paper") -> np.ndarray:
+    """SM (Eq 5): m + n; ``mid_only`` (the author's later code, spec §10) ranks by m alone."""
+    _check_scale_rule(scale_rule)
+    m, n = np.broadcast_arrays(_f64(m), _f64(n))
+    return m + n if scale_rule == "paper" else m.copy()
+
+
+def pass_flags(m_raw, m, n, mix_factor: float = 1.5, scale_rule: str = "paper", mid_mid=None, in_in=None):
+    """``(pass_all, pass_nomix)``: the scale criteria with and without the mix criterion (Eq 2).
+
+    paper: m > 0 and n > 0; mid_only: m > 0.  A NaN never passes.  When the normalisers are given,
+    a channel whose normaliser of a used delta is <= 0 does not pass either (see :func:`scale_deltas`).
+    """
+    _check_scale_rule(scale_rule)
+    m_raw, m, n = np.broadcast_arrays(_f64(m_raw), _f64(m), _f64(n))
+    with np.errstate(invalid="ignore"):
+        scale_ok = m > 0
+        if mid_mid is not None:
+            scale_ok &= _f64(mid_mid) > 0
+        if scale_rule == "paper":
+            scale_ok &= n > 0
+            if in_in is not None:
+                scale_ok &= _f64(in_in) > 0
+    return scale_ok & mix_ok(m_raw, mix_factor), scale_ok.copy()
+
+
+def top_by_scale_metric(channels, sm, passing, k: int = 3) -> list[int]:
+    """Channels passing, ordered by SM descending (ties: lower channel first); the top k.
+
+    ``k=None`` returns all passing channels in order (Fig 7 ordering).
+    """
+    channels, sm, passing = np.asarray(channels), _f64(sm), np.asarray(passing, dtype=bool)
+    keep = passing & np.isfinite(sm)
+    order = np.lexsort((channels[keep], -sm[keep]))
+    out = [int(c) for c in channels[keep][order]]
+    return out if k is None else out[:k]
+
+
+def closest_to_one(channels, m, k: int = 3) -> list[int]:
+    """Fig 8: ``topk(|M - 1|, k, largest=False)``, closest first; NaN excluded, ties lower channel first."""
+    channels, m = np.asarray(channels), _f64(m)
+    keep = np.isfinite(m)
+    d = np.abs(m[keep] - 1.0)
+    order = np.lexsort((channels[keep], d))
+    return [int(c) for c in channels[keep][order][:k]]
+
+
+def both_criteria(fv_channels, fv_pass, fv_sm, imnet_channels, imnet_pass) -> list[int]:
+    """Fig 7: channels passing pass_all for the FVs and for ImageNet, ordered by the FV SM."""
+    imnet_ok = {int(c) for c, p in zip(np.asarray(imnet_channels), np.asarray(imnet_pass, dtype=bool)) if p}
+    fv_channels = np.asarray(fv_channels)
+    both = np.array([int(c) in imnet_ok for c in fv_channels], dtype=bool) & np.asarray(fv_pass, dtype=bool)
+    return top_by_scale_metric(fv_channels, fv_sm, both, k=None)
+
+
+# --- statistics (Figs 3, 4) -----------------------------------------------------------------------
+
+STAT_OK = "ok"
+
+
+@dataclass(frozen=True)
+class StatResult:
+    statistic: float  # rho or F; NaN when it cannot be computed
+    pvalue: float
+    n: int  # observations used (after dropping NaN)
+    status: str  # "ok" or why the value is NaN (and how many NaN pairs were dropped)
+
+    def as_dict(self) -> dict:
+        return {"statistic": _json_float(self.statistic), "pvalue": _json_float(self.pvalue), "n": self.n, "status": self.status}
+
+
+def _json_float(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def spearman(x, y) -> StatResult:
+    """Spearman rho and two-sided p over the finite pairs; NaN with a status when undefined."""
+    x, y = np.broadcast_arrays(_f64(x), _f64(y))
+    finite = np.isfinite(x) & np.isfinite(y)
+    dropped = int((~finite).sum())
+    x, y = x[finite], y[finite]
+    note = f" ({dropped} non-finite pairs dropped)" if dropped else ""
+    if len(x) < 3:
+        return StatResult(np.nan, np.nan, len(x), f"too few pairs ({len(x)} < 3){note}")
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return StatResult(np.nan, np.nan, len(x), f"constant input, rho undefined{note}")
+    res = stats.spearmanr(x, y)
+    return StatResult(float(res.statistic), float(res.pvalue), len(x), (STAT_OK + note) if note else STAT_OK)
+
+
+def spearman_where_input_positive(i_curve, b_curve) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fig 4 bottom, per channel: rho of B against I over the images with I > 0 (spec §6).
+
+    ``i_curve``, ``b_curve``: ``[N, C]`` centre activations to N dataset images (NaN rows for
+    unreadable images are dropped).  Returns ``(rho[C], p[C], n_used[C], status[C])``.
+    """
+    i_curve, b_curve = np.asarray(i_curve, dtype=np.float64), np.asarray(b_curve, dtype=np.float64)
+    if i_curve.shape != b_curve.shape or i_curve.ndim != 2:
+        raise ValueError(f"I and B curves must both be [N, C]; got {i_curve.shape} and {b_curve.shape}")
+    C = i_curve.shape[1]
+    rho, p, n_used = np.full(C, np.nan), np.full(C, np.nan), np.zeros(C, dtype=np.int64)
+    status = np.empty(C, dtype=object)
+    for c in range(C):
+        i, b = i_curve[:, c], b_curve[:, c]
+        with np.errstate(invalid="ignore"):
+            keep = (i > 0) & np.isfinite(b)
+        r = spearman(i[keep], b[keep])
+        rho[c], p[c], n_used[c], status[c] = r.statistic, r.pvalue, r.n, r.status
+    return rho, p, n_used, status
+
+
+def anova(*groups) -> StatResult:
+    """One-way ANOVA (``f_oneway``) over the groups' finite values; NaN with a status when undefined."""
+    clean = [_f64(g)[np.isfinite(_f64(g))] for g in groups]
+    dropped = sum(len(_f64(g)) - len(c) for g, c in zip(groups, clean))
+    note = f" ({dropped} non-finite values dropped)" if dropped else ""
+    n = sum(len(c) for c in clean)
+    sizes = [len(c) for c in clean]
+    if any(s < 2 for s in sizes):
+        return StatResult(np.nan, np.nan, n, f"a group has fewer than 2 values (sizes {sizes}){note}")
+    if all(np.all(c == c[0]) for c in clean):
+        return StatResult(np.nan, np.nan, n, f"no variance within the groups, F undefined{note}")
+    res = stats.f_oneway(*clean)
+    if not np.isfinite(res.statistic):
+        return StatResult(np.nan, np.nan, n, f"F undefined (constant values){note}")
+    return StatResult(float(res.statistic), float(res.pvalue), n, (STAT_OK + note) if note else STAT_OK)
+
+
+def group_means(values, groups) -> dict[str, float | None]:
+    """Mean of the finite values of each group (None for an empty group)."""
+    values, groups = _f64(values), np.asarray(groups, dtype=object)
+    out = {}
+    for g in (OVERWRITE, MIX, SKIP):
+        v = values[(groups == g) & np.isfinite(values)]
+        if (groups == g).any():
+            out[g] = float(v.mean()) if len(v) else None
+    return out
+
+
+# --- the per-block table ---------------------------------------------------------------------------
+
+MIX_RULES = ("code",)
+
+# Columns a measurement must provide (per channel; means over the stimuli set for ImageNet).
+RAW_COLUMNS = (
+    "out_in",  # O_c(X_I)
+    "out_mid",  # O_c(X_B)
+    "in_in",  # I_c(X_I)
+    "mid_mid",  # B_c(X_B)
+    "in_mid",  # B_c(X_I)
+    "I_of_xB",  # I_c(X_B)
+    "B_of_SxI",  # B_c(S X_I)
+    "I_of_SinvxB",  # I_c(S^-1 X_B)
+    "relu_B_of_xI",  # mean relu B_c(X_I)
+    "relu_B_of_SxI",  # mean relu B_c(S X_I)
+    "relu_I_of_xB",  # mean relu I_c(X_B)
+    "relu_I_of_SinvxB",  # mean relu I_c(S^-1 X_B)
+)
+
+
+def metric_table(raw, mix_factor: float = 1.5, scale_rule: str = "paper", mix_rules: str = "code"):
+    """Add every derived per-channel quantity to a measurement table (a pandas DataFrame).
+
+    Adds M_raw, M (clamped), mix_status, mix_group (Fig 1), fig4_group, m, n, scale_status, SM,
+    pass_all, pass_nomix, and ``status``: "ok" or the ";"-joined list of everything not ok about the
+    channel (FV status, mix rule applied, dead unit, non-positive normaliser, undefined rho).
+    """
+    if mix_rules not in MIX_RULES:
+        raise ValueError(f"analysis.mix_rules '{mix_rules}' unknown; one of {', '.join(MIX_RULES)}")
+    missing = [c for c in RAW_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ValueError(f"measurement table lacks column(s) {', '.join(missing)}: it was not written by resstream.measure; rerun the measurement")
+    t = raw.copy()
+    mix = mix_ratio(t["out_in"].to_numpy(), t["out_mid"].to_numpy())
+    t["M_raw"], t["M"], t["mix_status"] = mix.raw, mix.clamped, mix.status
+    t["mix_group"] = mix_group(mix.clamped, mix_factor)
+    t["fig4_group"] = skip_overwrite_group(mix.clamped)
+    sd = scale_deltas(t["relu_B_of_SxI"], t["relu_B_of_xI"], t["mid_mid"], t["relu_I_of_SinvxB"], t["relu_I_of_xB"], t["in_in"])
+    t["m"], t["n"], t["scale_status"] = sd.m, sd.n, sd.status
+    t["SM"] = scale_metric(sd.m, sd.n, scale_rule)
+    pass_all, pass_nomix = pass_flags(mix.raw, sd.m, sd.n, mix_factor, scale_rule, t["mid_mid"], t["in_in"])
+    t["pass_all"], t["pass_nomix"] = pass_all, pass_nomix
+    t["status"] = [_channel_status(row) for row in t.to_dict("records")]
+    return t
+
+
+def _channel_status(row: dict) -> str:
+    flags = []
+    for role in ("I", "B", "O"):
+        s = row.get(f"fv_status_{role}")
+        if isinstance(s, str) and s != "ok":
+            flags.append(f"fv_{role}:{s}")
+    if row.get("stimulus_status") not in (None, "ok") and isinstance(row.get("stimulus_status"), str):
+        flags.append(row["stimulus_status"])
+    if row["mix_status"] != MIX_OK:
+        flags.append(row["mix_status"] if row["mix_status"].startswith("mix_rule") else f"mix:{row['mix_status']}")
+    if row["scale_status"] != SCALE_OK:
+        flags.append(row["scale_status"])
+    rs = row.get("rho_status")
+    if isinstance(rs, str) and not rs.startswith(STAT_OK):
+        flags.append(f"rho:{rs}")
+    return ";".join(flags) if flags else "ok"
