@@ -185,13 +185,22 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
     blocks, weights, settings = {}, None, None
     for block, path in fv_tables.items():
         fv, meta = read_table(path)
-        imnet = read_table(imnet_tables[block])[0] if block in imnet_tables else None
+        imnet, imnet_meta = read_table(imnet_tables[block]) if block in imnet_tables else (None, {})
+        if weights and meta.get("weights") and meta["weights"].get("state_dict_sha256") != weights.get("state_dict_sha256"):
+            raise AnalysisError(
+                f"{path} was measured with weights '{meta['weights'].get('label')}', other tables with "
+                f"'{weights.get('label')}'. Fix: rerun the measurements of every block with one model.weights."
+            )
         weights = weights or meta.get("weights")
-        settings = settings or {k: meta.get(k) for k in ("analysis", "o_relu", "fv_hook", "fv_settings")}
+        settings = settings or {k: meta.get(k) for k in ("analysis", "o_relu", "fv_hook")}
         mix_factor = float(meta.get("analysis", {}).get("mix_factor", 1.5))
         entry = block_summary(fv, imnet, mix_factor)
         entry["block_type"] = meta.get("block_type")
         entry["layers"] = meta.get("layers")
+        entry["fv_settings"] = meta.get("fv_settings")
+        if imnet is not None:
+            # the re-run top-9 forwards against the stored dataset activations (same net, same images)
+            entry["imagenet_max_abs_diff_vs_activations_h5"] = imnet_meta.get("max_abs_diff_vs_activations_h5")
         if fig34_blocks is None or block in fig34_blocks:
             entry["stats"] = weight_and_inhibition_stats(fv)
         blocks[block] = entry
@@ -222,3 +231,20 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
     last = study.blocks[-1].name
     simple = [b for b in study.study_blocks if not study.block_info(b).downsample]
     return [b for b in simple if b != last] or simple or list(study.study_blocks)
+
+
+def one_line_errors(work):
+    """Wrap a script's work so an :class:`AnalysisError` ends the job with one line naming the fix
+    (what :func:`resstream.smk.script_main` does for config, dataset and weights errors)."""
+    import logging
+    import sys
+
+    def inner(config):
+        try:
+            return work(config)
+        except AnalysisError as exc:
+            logging.getLogger("resstream").error("%s", exc)
+            print(f"resstream: {exc}", file=sys.stderr)
+            sys.exit(1)
+
+    return inner

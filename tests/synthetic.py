@@ -117,11 +117,18 @@ def write_activations(config: dict, model, identity, n_images: int = 16, k: int 
         f.attrs["topk"] = k
     if grids:
         view = view_transform()
+        tiles_by_index = {}
+
+        def tile(i):  # a 56-px thumbnail of image i (each image decoded once)
+            if i not in tiles_by_index:
+                img = Image.open(os.path.join(root, records[i].path)).convert("RGB")
+                tiles_by_index[i] = (view(img) * 255).byte().permute(1, 2, 0).numpy()[::4, ::4]
+            return tiles_by_index[i]
+
         with h5py.File(path, "r") as f:
             for name in study.layers:
                 for c in study.layer_channels(name):
-                    idx = f[f"topk/{name}/index"][c]
-                    tiles = [(view(Image.open(os.path.join(root, records[i].path)).convert("RGB")) * 255).byte().permute(1, 2, 0).numpy()[::4, ::4] for i in idx]
+                    tiles = [tile(int(i)) for i in f[f"topk/{name}/index"][c]]
                     rows = [np.concatenate(tiles[r * 3 : r * 3 + 3], axis=1) for r in range(3)]
                     out = exemplar_grid(config["results"], name, c)
                     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -1,0 +1,306 @@
+# Stage 3: measurements, metric tables, summary and Figs 1-8 (spec §3-§8).
+# Per block: measure (heavy: forwards of FVs / top-9 images) -> metric table (cheap; holds the
+# analysis settings as params, so changing mix_factor or scale_rule never re-measures).
+# Figures and summary.json read only the tables; `snakemake --report report.html` embeds the PNGs.
+import re
+
+from resstream.analysis import (
+    FIGURES,
+    fig3_fig4_blocks,
+    figure_file,
+    metric_table_csv,
+    raw_table_csv,
+    summary_json,
+)
+from resstream.paths import activations_h5
+
+ANALYSIS = STUDY.config["analysis"]
+ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in ("mix_rules", "mix_factor", "scale_rule")}
+FIG34_BLOCKS = fig3_fig4_blocks(STUDY, ANALYSIS["fig3_fig4_blocks"])
+BLOCK_PATTERN = "|".join(re.escape(b) for b in STUDY.study_blocks)
+
+
+FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in STUDY.study_blocks]
+FIG34_FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in FIG34_BLOCKS]
+IMAGENET_TABLES = [metric_table_csv(RESULTS, b, "imagenet") for b in STUDY.study_blocks]
+ALL_FV_DIRS = [d for layer in STUDY.layers for d in fv_chunk_dirs(layer)]
+FIGURE = {
+    fig: {fmt: figure_file(RESULTS, fig, fmt) for fmt in ("png", "pdf")}
+    for fig in FIGURES
+}
+
+
+report: "../report/workflow.rst"
+
+
+rule measure_fv:
+    input:
+        fv=lambda w: block_fv_chunk_dirs(w.block),
+        activations=activations_h5(RESULTS),
+    output:
+        csv=raw_table_csv(RESULTS, "{block}", "fv"),
+        json=raw_table_csv(RESULTS, "{block}", "fv").replace(".csv", ".json"),
+    log:
+        f"{RESULTS}/logs/analysis/measure_fv_{{block}}.log",
+    wildcard_constraints:
+        block=BLOCK_PATTERN,
+    conda:
+        f"{ENVS}/torch.yaml"
+    threads: ANALYSIS["threads"]
+    params:
+        stimulus="fv",
+        weights=STUDY.config["model"]["weights"],
+        o_relu=STUDY.o_relu,
+        channels=lambda w: STUDY.block_channels(w.block),
+    script:
+        "../scripts/measure_block.py"
+
+
+rule measure_imagenet:
+    input:
+        activations=activations_h5(RESULTS),
+    output:
+        csv=raw_table_csv(RESULTS, "{block}", "imagenet"),
+        json=raw_table_csv(RESULTS, "{block}", "imagenet").replace(".csv", ".json"),
+    log:
+        f"{RESULTS}/logs/analysis/measure_imagenet_{{block}}.log",
+    wildcard_constraints:
+        block=BLOCK_PATTERN,
+    conda:
+        f"{ENVS}/torch.yaml"
+    threads: ANALYSIS["threads"]
+    params:
+        stimulus="imagenet",
+        weights=STUDY.config["model"]["weights"],
+        o_relu=STUDY.o_relu,
+        dataset=STUDY.config["dataset"]["path"],
+        channels=lambda w: STUDY.block_channels(w.block),
+    script:
+        "../scripts/measure_block.py"
+
+
+rule metric_table:
+    input:
+        csv=f"{RESULTS}/analysis/{{block}}/{{stimulus}}_raw.csv",
+    output:
+        csv=f"{RESULTS}/analysis/{{block}}/{{stimulus}}_table.csv",
+        json=f"{RESULTS}/analysis/{{block}}/{{stimulus}}_table.json",
+    log:
+        f"{RESULTS}/logs/analysis/metric_table_{{block}}_{{stimulus}}.log",
+    wildcard_constraints:
+        block=BLOCK_PATTERN,
+        stimulus="fv|imagenet",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        analysis=ANALYSIS_SETTINGS,
+    script:
+        "../scripts/metric_table.py"
+
+
+rule analysis_summary:
+    input:
+        fv=FV_TABLES,
+        imagenet=IMAGENET_TABLES,
+    output:
+        json=summary_json(RESULTS),
+    log:
+        f"{RESULTS}/logs/analysis/summary.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        blocks=STUDY.study_blocks,
+        fig34_blocks=FIG34_BLOCKS,
+    script:
+        "../scripts/analysis_summary.py"
+
+
+rule fig1_channel_grids:
+    input:
+        fv=FV_TABLES,
+        fv_images=ALL_FV_DIRS,
+        exemplars=rules.exemplar_grids.output[0],
+    output:
+        png=report(
+            FIGURE["fig1"]["png"],
+            caption="../report/fig1.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig1"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig1.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig1",
+        blocks=STUDY.study_blocks,
+        figure_channels=ANALYSIS["figure_channels"],
+    script:
+        "../scripts/figure.py"
+
+
+rule fig2_mix_histograms:
+    input:
+        fv=FV_TABLES,
+    output:
+        png=report(
+            FIGURE["fig2"]["png"],
+            caption="../report/fig2.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig2"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig2.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig2",
+        blocks=STUDY.study_blocks,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+rule fig3_weights_vs_mix:
+    input:
+        fv=FIG34_FV_TABLES,
+    output:
+        png=report(
+            FIGURE["fig3"]["png"],
+            caption="../report/fig3.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig3"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig3.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig3",
+        blocks=FIG34_BLOCKS,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+rule fig4_inhibition:
+    input:
+        fv=FIG34_FV_TABLES,
+    output:
+        png=report(
+            FIGURE["fig4"]["png"],
+            caption="../report/fig4.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig4"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig4.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig4",
+        blocks=FIG34_BLOCKS,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+rule fig5_scale_invariance:
+    input:
+        fv=FV_TABLES,
+    output:
+        png=report(
+            FIGURE["fig5"]["png"],
+            caption="../report/fig5.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig5"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig5.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig5",
+        blocks=STUDY.study_blocks,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+rule fig6_top_scale_metric:
+    input:
+        fv=FV_TABLES,
+        fv_images=ALL_FV_DIRS,
+        exemplars=rules.exemplar_grids.output[0],
+    output:
+        png=report(
+            FIGURE["fig6"]["png"],
+            caption="../report/fig6.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig6"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig6.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig6",
+        blocks=STUDY.study_blocks,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+rule fig7_both_criteria:
+    input:
+        fv=FV_TABLES,
+        imagenet=IMAGENET_TABLES,
+        fv_images=ALL_FV_DIRS,
+        exemplars=rules.exemplar_grids.output[0],
+    output:
+        png=report(
+            FIGURE["fig7"]["png"],
+            caption="../report/fig7.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig7"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig7.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig7",
+        blocks=STUDY.study_blocks,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+rule fig8_closest_mixes:
+    input:
+        fv=FV_TABLES,
+        fv_images=ALL_FV_DIRS,
+        exemplars=rules.exemplar_grids.output[0],
+    output:
+        png=report(
+            FIGURE["fig8"]["png"],
+            caption="../report/fig8.rst",
+            category="Figures",
+        ),
+        pdf=FIGURE["fig8"]["pdf"],
+    log:
+        f"{RESULTS}/logs/figures/fig8.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        figure="fig8",
+        blocks=STUDY.study_blocks,
+        figure_channels={},
+    script:
+        "../scripts/figure.py"
+
+
+FINAL_OUTPUTS += rules.analysis_summary.output
+FINAL_OUTPUTS += [
+    figure_file(RESULTS, fig, fmt) for fig in FIGURES for fmt in ("png", "pdf")
+]

@@ -1,0 +1,220 @@
+"""Figures and summary from hand-made tables; the analysis stage inside Snakemake."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO
+from resstream import analysis, figures, metrics
+from resstream.analysis import AnalysisError, build_summary, metric_table_csv, write_table
+from synthetic import small_config, write_activations, write_study_fvs
+
+RANDOM = {"arch": "resnet18", "source": "random:0", "kind": "random", "state_dict_sha256": "aa" * 32,
+          "pretrained": False, "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}
+PRETRAINED = {"arch": "resnet18", "source": "IMAGENET1K_V1", "kind": "pretrained", "state_dict_sha256": "bb" * 32,
+              "pretrained": True, "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)"}
+LAYERS = {
+    "2.0": {"I": "layer2.0.downsample.1", "B": "layer2.0.bn2", "O": "layer2.0.prerelu_out"},
+    "2.1": {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"},
+}
+
+
+def hand_raw(block: str, imagenet: bool = False) -> pd.DataFrame:
+    """Six channels; every normaliser is 1, relu_*_of_x* = 0, so m and n are the scaled terms.
+
+    ch  out_in out_mid  M (raw)      group      m    n    nomix  all(2/3<M<1.5)  SM
+    0   1      1        1            mix        .5   .5   yes    yes             1.0
+    1   .5     1        .5           overwrite  .2   .1   yes    no              .3
+    2   3      1        3            skip       .1  -.1   no     no
+    3   1     -1        10 (rule)->5 skip       .3   .3   yes    no
+    4  -1     -1        dead (NaN)   none       .4   .4   yes    no
+    5   1.2    1        1.2          mix        .6   .1   yes    yes             .7
+    ImageNet: ch1 out_in .9 (M .9, passes all); ch0 relu B(V_I) = 1 so m = .5 - 1 = -.5 (fails).
+    """
+    n = 6
+    df = pd.DataFrame({c: np.zeros(n) for c in metrics.RAW_COLUMNS})
+    df["block"], df["channel"], df["stimulus"] = block, np.arange(n), "imagenet" if imagenet else "fv"
+    df["out_in"] = [1.0, 0.5, 3.0, 1.0, -1.0, 1.2]
+    df["out_mid"] = [1.0, 1.0, 1.0, -1.0, -1.0, 1.0]
+    df["mid_mid"] = df["in_in"] = 1.0
+    df["relu_B_of_SxI"] = [0.5, 0.2, 0.1, 0.3, 0.4, 0.6]
+    df["relu_I_of_SinvxB"] = [0.5, 0.1, 0.0, 0.3, 0.4, 0.1]
+    df["relu_I_of_xB"] = [0.0, 0.0, 0.1, 0.0, 0.0, 0.0]  # ch2: n = 0 - 0.1 = -0.1
+    df["in_mid"] = [-0.5, -1.0, 0.5, 0.2, -0.3, 0.1]
+    df["bn_gamma_abs"] = [0.9, 1.2, 0.3, 0.2, 0.5, 0.8]
+    df["conv_w_abs_mean"] = [0.05, 0.06, 0.01, 0.02, 0.03, 0.04]
+    df["rho_BI"] = [-0.5, -0.7, 0.1, 0.2, np.nan, 0.0]
+    df["rho_status"] = ["ok"] * 4 + ["too few pairs (1 < 3)", "ok"]
+    for role in "IBO":
+        df[f"fv_status_{role}"] = "ok"
+    df["stimulus_status"] = "ok"
+    if imagenet:
+        df.loc[1, "out_in"] = 0.9
+        df.loc[0, "relu_B_of_xI"] = 1.0
+    return df
+
+
+def write_hand_tables(results, weights=RANDOM, blocks=("2.0", "2.1")):
+    fv, imnet = {}, {}
+    for block in blocks:
+        meta = {"weights": weights, "block": block, "layers": LAYERS[block], "block_type": "simple" if block == "2.1" else "downsample",
+                "analysis": {"mix_rules": "code", "mix_factor": 1.5, "scale_rule": "paper"}, "o_relu": "pre", "fv_hook": "intended"}
+        for stim, dest in (("fv", fv), ("imagenet", imnet)):
+            path = metric_table_csv(str(results), block, stim)
+            write_table(metrics.metric_table(hand_raw(block, stim == "imagenet")), path, meta)
+            dest[block] = path
+    return fv, imnet
+
+
+def test_hand_table_gives_the_worked_values():
+    t = metrics.metric_table(hand_raw("2.1"))
+    np.testing.assert_allclose(t["M_raw"], [1.0, 0.5, 3.0, 10.0, np.nan, 1.2])
+    assert list(t["pass_nomix"]) == [True, True, False, True, True, True]
+    assert list(t["pass_all"]) == [True, False, False, False, False, True]
+    np.testing.assert_allclose(t["SM"][[0, 5]], [1.0, 0.7])
+
+
+def test_summary_by_hand(tmp_path):
+    fv, imnet = write_hand_tables(tmp_path)
+    s = build_summary(fv, imnet, str(tmp_path / "summary.json"), fig34_blocks=["2.1"])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(s))
+    b = s["blocks"]["2.1"]
+    assert b["spectrum_counts"] == {"overwrite": 1, "mix": 2, "skip": 2, "no_mix_ratio": 1}
+    assert b["mix_rules_applied"] == {metrics.MIX_RULE_SKIP: 1, metrics.MIX_RULE_OVERWRITE: 0, metrics.MIX_DEAD: 1, metrics.MIX_NAN: 0}
+    # 2 of 6 pass all criteria, 5 of 6 without the mix criterion
+    assert b["percent_scale_invariant"]["fv_all_criteria"] == pytest.approx(33.333)
+    assert b["percent_scale_invariant"]["fv_without_mix_criterion"] == pytest.approx(83.333)
+    # ImageNet: ch1 (M .9) and ch5 pass all; ch0 fails (m = -.5)
+    assert b["percent_scale_invariant"]["imagenet_all_criteria"] == pytest.approx(33.333)
+    assert b["top_by_scale_metric"] == [0, 5]  # SM 1.0, 0.7
+    assert b["closest_to_one"] == [0, 5, 1]  # |M-1| = 0, 0.2, 0.5
+    assert b["both_criteria_fig7"] == [5]  # FV {0, 5} and ImageNet {1, 5}
+    assert s["weights"]["kind"] == "random" and s["pretrained"] is False
+    # Fig 3/4 statistics for the chosen block only; rho's NaN (ch4) is counted, not fatal
+    assert "stats" in b and "stats" not in s["blocks"]["2.0"]
+    assert b["stats"]["fig4_rho_undefined"] == 1
+    # Fig 4 groups: overwrite M<1 = ch1 (in_mid -1); skip M>=1 = ch0, 2, 3, 5 (in_mid -.5, .5, .2, .1)
+    assert b["stats"]["fig4_in_mid_means"]["overwrite"] == pytest.approx(-1.0)
+    assert b["stats"]["fig4_in_mid_means"]["skip"] == pytest.approx(0.075)
+    assert "fewer than 2" in b["stats"]["fig4_in_mid_anova"]["status"]  # one overwrite channel
+
+
+def test_summary_refuses_tables_of_different_weights(tmp_path):
+    fv, imnet = write_hand_tables(tmp_path, blocks=("2.0",))
+    fv2, imnet2 = write_hand_tables(tmp_path / "other", weights=PRETRAINED, blocks=("2.1",))
+    with pytest.raises(AnalysisError, match="Fix: rerun the measurements"):
+        build_summary({**fv, **fv2}, {**imnet, **imnet2})
+
+
+def test_fig2_layout():
+    rows, cols, slots = figures.fig2_layout(list(figures.PAPER_BLOCKS))
+    assert (rows, cols) == (2, 4) and slots == {"1.1": 0, "2.0": 1, "2.1": 2, "3.0": 4, "3.1": 5, "4.0": 6, "4.1": 7}
+    assert figures.fig2_layout(["2.1", "3.1"]) == (1, 2, {"2.1": 0, "3.1": 1})
+    rows, cols, slots = figures.fig2_layout(["1.1", "2.0", "2.1", "3.0", "3.1"])
+    assert (rows, cols) == (2, 4) and slots["3.1"] == 4
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory, random_model, sample_dir):
+    """FV PNGs and exemplar grids for blocks 2.0 and 2.1, channels 0-5."""
+    model, identity = random_model
+    results = tmp_path_factory.mktemp("pictures")
+    config = small_config(results, sample_dir, blocks=("2.0", "2.1"), channels=range(6))
+    write_study_fvs(config, identity.as_dict())
+    write_activations(config, model, identity, n_images=10, grids=True)
+    return results
+
+
+def _check_files(png, pdf):
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 200 and img.size[1] > 200
+    with open(pdf, "rb") as f:
+        assert f.read(5) == b"%PDF-"
+    assert (tmp_size := pdf.stat().st_size) > 1000, tmp_size
+
+
+@pytest.mark.parametrize("fig", list(analysis.FIGURES))
+def test_every_figure_from_csv_tables(tmp_path, pictures, fig):
+    fv, imnet = write_hand_tables(pictures / f"tables-{fig}")
+    png, pdf = tmp_path / f"{fig}.png", tmp_path / f"{fig}.pdf"
+    texts = figures.make_figure(fig, fv, imnet, str(pictures), {}, str(png), str(pdf))
+    _check_files(png, pdf)
+    assert figures.RANDOM_MARK in texts  # random weights: marked
+    assert any("RANDOM WEIGHTS (random:0" in t for t in texts)  # and named in the title
+    assert any(f"Fig {fig[3:]}" in t for t in texts)
+    if fig in ("fig2", "fig3", "fig4"):
+        assert any(t.startswith("2.1") for t in texts)  # panels titled by block
+
+
+def test_pretrained_figures_carry_no_random_mark(tmp_path):
+    fv, _ = write_hand_tables(tmp_path, weights=PRETRAINED)
+    texts = figures.make_figure("fig5", fv, {}, str(tmp_path), {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    assert figures.RANDOM_MARK not in texts and any("IMAGENET1K_V1" in t for t in texts)
+
+
+def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):
+    fv, _ = write_hand_tables(tmp_path)  # no FV PNGs or exemplar grids under tmp_path
+    png, pdf = tmp_path / "f8.png", tmp_path / "f8.pdf"
+    figures.make_figure("fig8", fv, {}, str(tmp_path), {}, str(png), str(pdf))
+    _check_files(png, pdf)
+
+
+def test_fig1_channels_default_and_listed(tmp_path, pictures):
+    t = metrics.metric_table(hand_raw("2.1"))
+    # lowest M = ch4? no: ch4 is dead (NaN) and left out -> lowest ch1 (.5), closest to 1 ch0, highest ch3 (5)
+    assert figures.spectrum_examples(t) == [1, 0, 3]
+    fv, _ = write_hand_tables(tmp_path)
+    texts = figures.make_figure("fig1", fv, {}, str(pictures), {"2.1": [5, 99]}, str(tmp_path / "a.png"), str(tmp_path / "a.pdf"))
+    assert any("analysis.figure_channels" in t for t in texts)
+
+
+# --- the workflow ------------------------------------------------------------------------------------------
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def smk(*args, timeout=900):
+    proc = subprocess.run(SNAKEMAKE + list(args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def test_demo_dag_includes_every_figure_and_the_summary(tmp_path, sample_dir):
+    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}")
+    for fig in analysis.FIGURES:
+        for fmt in analysis.FIGURE_FORMATS:
+            assert analysis.figure_file(str(tmp_path), fig, fmt) in proc.stdout, (fig, fmt)
+    assert analysis.summary_json(str(tmp_path)) in proc.stdout
+    for rule in ("measure_fv", "measure_imagenet", "metric_table", "analysis_summary", "fv_chunk", "activations"):
+        assert f"rule {rule}:" in proc.stdout or f"localrule {rule}:" in proc.stdout, rule
+
+
+def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
+    """Real jobs on fabricated FV and dataset outputs (one block): summary.json and Fig 7."""
+    model, identity = random_model
+    config = small_config(tmp_path / "results", sample_dir, blocks=("2.1",), channels=(0, 1, 2))
+    write_study_fvs(config, identity.as_dict())
+    write_activations(config, model, identity, n_images=12, grids=True)
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    results = config["results"]
+    fig7 = analysis.figure_file(results, "fig7", "png")
+    smk(analysis.summary_json(results), fig7, "--cores", "2", "--configfile", str(cfg_path))
+    summary = json.loads(open(analysis.summary_json(results)).read())
+    assert list(summary["blocks"]) == ["2.1"] and summary["weights"]["state_dict_sha256"] == identity.state_dict_sha256
+    assert summary["blocks"]["2.1"]["channels"] == 3
+    assert summary["blocks"]["2.1"]["imagenet_max_abs_diff_vs_activations_h5"] < 1e-4
+    table, meta = analysis.read_table(metric_table_csv(results, "2.1", "fv"))
+    assert open(metric_table_csv(results, "2.1", "fv")).readline().startswith("# weights: resnet18 RANDOM WEIGHTS")
+    assert list(table["channel"]) == [0, 1, 2] and meta["analysis"]["mix_factor"] == 1.5
+    assert set(metrics.RAW_COLUMNS) <= set(table.columns)
+    for col in ("M", "m", "n", "SM", "pass_all", "pass_nomix", "status", "bn_gamma_abs", "conv_w_abs_mean", "rho_BI"):
+        assert col in table.columns
+    _check_files(analysis.figure_file(results, "fig7", "png") and __import__("pathlib").Path(fig7),
+                 __import__("pathlib").Path(analysis.figure_file(results, "fig7", "pdf")))
