@@ -10,6 +10,8 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/activations.smk"
+include: "rules/fv.smk"
+include: "rules/analysis.smk"
 
 
 # Snakemake 9 takes its default target only from a rule written in the Snakefile itself (a first

@@ -121,6 +121,7 @@ class FVSettings:
     seed: int
     rf_crop: bool
     bf16: bool
+    microbatch: int | None
 
     def as_params(self) -> dict:
         return dict(self.__dict__)
@@ -238,6 +239,7 @@ class Study:
             seed=fv["seed"],
             rf_crop=fv["rf_crop"],
             bf16=fv["bf16"],
+            microbatch=fv["microbatch"],
         )
 
     def activation_layers(self) -> list[str]:

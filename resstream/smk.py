@@ -13,9 +13,10 @@ from pathlib import Path
 
 from .config import ConfigError, Study, validate_config
 from .data import DatasetError
+from .fv import FVError
 from .weights import WeightsError
 
-USER_ERRORS = (ConfigError, DatasetError, WeightsError)
+USER_ERRORS = (ConfigError, DatasetError, WeightsError, FVError)
 
 
 def check_config_or_exit(config: dict, basedir: str) -> Study:

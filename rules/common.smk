@@ -31,3 +31,15 @@ def block_fv_chunk_dirs(block):
         name for name, uses in STUDY.layers.items() if any(b == block for b, _ in uses)
     ]
     return [d for layer in layers for d in fv_chunk_dirs(layer)]
+
+
+def _uses_gpu():
+    if STUDY.config["model"]["device"] == "cpu":
+        return 0
+    import torch
+
+    return int(torch.cuda.is_available())
+
+
+# GPU jobs declare gpu=1 so `--resources gpu=N` caps them at the number of devices.
+GPU_PER_JOB = _uses_gpu()

@@ -1,0 +1,100 @@
+"""One FV job: a chunk of channels of one layer, written atomically to its own folder.
+
+The folder holds ``unit{c:04d}.png`` per channel (the 8-bit image measurement reads) and
+``fv.h5`` (float images, final activation, per-step curve, seed, status, settings, weights).  It
+is assembled under a temporary name and renamed into place only when complete, so a killed job
+never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from .config import Study
+from .device import resolve_device
+from .fv import FVError, render_units
+from .paths import unit_png_name
+from .weights import load_model
+
+log = logging.getLogger("resstream.fv")
+
+
+def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None:
+    tmp = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for c, arr in zip(result.channels, result.png_arrays()):
+        Image.fromarray(arr).save(os.path.join(tmp, unit_png_name(c)))
+    with h5py.File(os.path.join(tmp, "fv.h5"), "w") as f:
+        f["channels"] = np.asarray(result.channels, dtype=np.int64)
+        f["status"] = np.asarray(result.status, dtype=object).astype("S")
+        f["final_activation"] = result.final_activation
+        f["seed"] = np.asarray(result.seeds, dtype=np.int64)
+        f.create_dataset("curve", data=result.curve, compression="gzip")
+        f.create_dataset("image", data=result.images, compression="gzip", chunks=(1, 3, 224, 224))
+        f.attrs["layer"] = result.layer
+        f.attrs["tap"] = layer_tap
+        f.attrs["objective"] = result.objective
+        f.attrs["settings"] = json.dumps(result.settings)
+        f.attrs["weights"] = json.dumps(weights)
+        f.attrs["seconds"] = result.seconds
+    if os.path.isdir(out_dir):
+        if os.listdir(out_dir):
+            # Never silently replace finished work: Snakemake removes outputs it means to redo.
+            shutil.rmtree(tmp)
+            raise FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute")
+        os.rmdir(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def read_fv_status(out_dir: str) -> dict[int, str]:
+    with h5py.File(os.path.join(out_dir, "fv.h5"), "r") as f:
+        return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
+
+
+def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, objective: str = "center") -> dict:
+    study = Study(config)
+    if layer not in study.layers:
+        raise FVError(f"layer '{layer}' is not an FV layer of this study; layers: {', '.join(study.layers)}")
+    chunk = study.chunk(layer, chunk_name)
+    settings = study.fv_settings(layer)
+    device = resolve_device(config["model"]["device"])
+    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model = model.to(device)
+    ref = study.layer_ref(layer)
+    log.info(
+        "FV %s %s: %d channels %s on %s, %s; weights %s",
+        layer, chunk.name, len(chunk.channels), list(chunk.channels), device, settings.as_params(), identity.label,
+    )
+
+    def progress(step, steps, elapsed, values):
+        rate = step / max(elapsed, 1e-9)
+        log.info(
+            "step %d/%d  %.2f steps/s  ETA %.0f s  mean objective %.3f",
+            step, steps, rate, (steps - step) / max(rate, 1e-9), float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+        )
+
+    result = render_units(
+        model, study.blocks, layer, ref, list(chunk.channels),
+        steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
+        rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch, objective=objective,
+        log_every=config["fv"]["log_every"], progress=progress,
+    )
+    for c, status in zip(result.channels, result.status):
+        if status == "nan":
+            log.warning(
+                "unit %s channel %d produced NaN during optimisation (lr %s): recorded as 'nan'; "
+                "fix: lower fv.lr (or fv.overrides) and rerun this chunk", layer, c, settings.lr,
+            )
+        elif status == "dead":
+            log.warning("unit %s channel %d never activated above 0: recorded as 'dead'", layer, c)
+    write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.kind}")
+    log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
+    return {"channels": result.channels, "status": result.status}
