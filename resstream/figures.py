@@ -95,7 +95,7 @@ def fig2_mix_histograms(tables: dict, weights, png: str, pdf: str) -> list[str]:
         counts, edges, dropped = metrics.mix_histogram(df["M"].to_numpy(dtype=float))
         ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="tab:blue", edgecolor="k", linewidth=0.4)
         ax.axvline(1.0, color="k", ls=":", lw=0.8)
-        note = f", {dropped} dead" if dropped else ""
+        note = f", {dropped} without M (dead or missing)" if dropped else ""
         ax.set_title(f"{block} (n={len(df)}{note})", fontsize=10)
         ax.set_xlim(0, 5)
         ax.set_xlabel("mix ratio M (clamped at 5)", fontsize=8)

@@ -190,7 +190,6 @@ def _load_or_nan(path: str, status: str) -> torch.Tensor:
 def measure_fv_block(model, identity, study: Study, results: str, block: str, batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
     """The raw FV table of one block: every spec §3/§7 quantity per channel, plus weights and rho."""
     blocks = study.blocks
-    info = study.block_info(block)
     channels = study.block_channels(block)
     taps = block_role_taps(blocks, block, study.o_relu)
     layers = role_layers(blocks, block, study.o_relu)
