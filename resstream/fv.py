@@ -178,7 +178,8 @@ def render_units(
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
         images = image_f()
-        inputs = [(rng.apply(i, transforms, images[i : i + 1]) - mean) / std for i in range(k)]
+        # split, not images[i:i+1]: each slice's backward would build a full-batch gradient (O(k²)).
+        inputs = [(rng.apply(i, transforms, image) - mean) / std for i, image in enumerate(torch.split(images, 1))]
         by_size: dict[int, list[int]] = {}
         for i, x in enumerate(inputs):
             by_size.setdefault(x.shape[-1], []).append(i)

@@ -98,3 +98,36 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
     write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.kind}")
     log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
     return {"channels": result.channels, "status": result.status}
+
+
+def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> dict:
+    """Channel-objective FVs (mean of the whole channel map) for display in Figs 1 and 6; the
+    author never produced them.  ``units``: {layer: [channels]}.  Writes ``out_dir/{layer}/``
+    folders like the centre-FV chunks (``unit{c:04d}.png`` + ``fv.h5``), all at once."""
+    study = Study(config)
+    device = resolve_device(config["model"]["device"])
+    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model = model.to(device)
+    tmp = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    done = {}
+    for layer, channels in sorted(units.items()):
+        if layer not in study.layers:
+            raise FVError(f"channel FV asked for layer '{layer}', which is not an FV layer of this study")
+        settings = study.fv_settings(layer)
+        ref = study.layer_ref(layer)
+        log.info("channel FV %s: channels %s, %s", layer, channels, settings.as_params())
+        result = render_units(
+            model, study.blocks, layer, ref, sorted(set(channels)),
+            steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
+            rf_crop=False, bf16=settings.bf16, microbatch=settings.microbatch, objective="channel",
+            log_every=config["fv"]["log_every"],
+        )
+        write_fv_folder(result, os.path.join(tmp, layer), identity.as_dict(), f"{ref.block}:{ref.kind}")
+        done[layer] = dict(zip(result.channels, result.status))
+    if os.path.isdir(out_dir) and not os.listdir(out_dir):
+        os.rmdir(out_dir)
+    os.replace(tmp, out_dir)
+    log.info("channel FVs done: %s", done)
+    return done

@@ -155,3 +155,21 @@ def test_fv_job_writes_pngs_and_h5_atomically(demo_cfg, tmp_path):
     with pytest.raises(FVError, match="already holds FV results"):
         run_fv_chunk(demo_cfg, "layer1.1.bn2", "c0000-0063", out)
     assert sorted(os.listdir(out)) == ["fv.h5", "unit0000.png", "unit0002.png"]
+
+
+def test_channel_objective_fvs_for_display(demo_cfg, tmp_path):
+    from resstream.fv_job import read_fv_status, run_channel_fvs
+
+    out = str(tmp_path / "results" / "fv_channel")
+    cfg = copy.deepcopy(demo_cfg)
+    cfg["fv"]["steps"] = 15
+    done = run_channel_fvs(cfg, {"layer1.1.bn2": [2, 0]}, out)
+    assert sorted(done["layer1.1.bn2"]) == [0, 2]
+    assert sorted(os.listdir(os.path.join(out, "layer1.1.bn2"))) == ["fv.h5", "unit0000.png", "unit0002.png"]
+    with h5py.File(os.path.join(out, "layer1.1.bn2", "fv.h5")) as f:
+        assert f.attrs["objective"] == "channel"
+        curve = f["curve"][:]
+    assert (curve[:, -1] > curve[:, 0]).all()  # the channel's mean activation rose
+    assert read_fv_status(os.path.join(out, "layer1.1.bn2")) == done["layer1.1.bn2"]
+    with pytest.raises(FVError, match="not an FV layer"):
+        run_channel_fvs(demo_cfg, {"layer4.1.bn2": [0]}, str(tmp_path / "other"))

@@ -1,0 +1,136 @@
+"""FV throughput: the author's way against resstream's FV job, side by side in one run.
+
+Author's way: one process per channel (python + torch + lucent import, model build), lucent
+render_vis at batch 1 through the full network with weight gradients on.  resstream: one process
+per layer chunk running ``resstream.fv_job.run_fv_chunk`` (frozen weights, truncated forward,
+receptive-field crop, per-unit seeds).  Same random:SEED weights, same channels, steps, jitter
+and objective (the author's B objective is relu(O) through Lucent's aliasing, so resstream runs
+with hook=author_alias here to optimise the same function).
+
+Prints per-layer seconds, the speed ratio per layer group and overall, and the median ratio of
+final centre activations (resstream / author), each measured on the final image without
+transforms.  Usage:  .venv/bin/python bench/bench_fv.py [--steps 32] [--channels 4] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYERS = [  # (layer, group): a mix from layer1 to layer4, both target kinds
+    ("layer1.1.bn2", "layer1"),
+    ("layer2.0.downsample.1", "layer2"),
+    ("layer3.1.bn2", "layer3"),
+    ("layer4.0.downsample.1", "layer4"),
+]
+
+
+def run_author(layer, channels, steps, jitter, threads, tmp):
+    images, t0 = [], time.time()
+    for c in channels:
+        out = os.path.join(tmp, f"author_{layer}_{c}.npy")
+        subprocess.run(
+            [sys.executable, os.path.join(REPO, "bench", "author_fv_unit.py"), layer, str(c), str(steps), str(jitter), "0", str(threads), out],
+            check=True, capture_output=True,
+        )
+        images.append(np.load(out))
+    return time.time() - t0, np.stack(images)
+
+
+RESSTREAM_JOB = """
+import json, sys, torch
+sys.path.insert(0, {repo!r})
+torch.set_num_threads({threads})
+from resstream.config import validate_config
+from resstream.fv_job import run_fv_chunk
+cfg = validate_config(json.loads({cfg!r}))
+run_fv_chunk(cfg, {layer!r}, {chunk!r}, {out!r})
+"""
+
+
+def run_resstream(layer, channels, steps, threads, tmp, device):
+    block = layer.split(".")[0][5:] + "." + layer.split(".")[1]
+    cfg = {
+        "results": tmp,
+        "model": {"weights": "random:0", "device": device},
+        "study": {"blocks": [block], "channels": list(channels)},
+        "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024},
+    }
+    from resstream.config import Study, validate_config
+
+    chunk = Study(validate_config(cfg)).chunks(layer)[0].name
+    out = os.path.join(tmp, "fv", layer, chunk)
+    t0 = time.time()
+    code = RESSTREAM_JOB.format(repo=REPO, threads=threads, cfg=json.dumps(cfg), layer=layer, chunk=chunk, out=out)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    import h5py
+
+    with h5py.File(os.path.join(out, "fv.h5")) as f:
+        images = np.transpose(f["image"][:], (0, 2, 3, 1))
+    return time.time() - t0, images
+
+
+def centre_activations(layer, channels, images_hwc, hook):
+    import torch
+
+    from resstream.blocks import model_blocks, parse_layer
+    from resstream.data import IMAGENET_MEAN, IMAGENET_STD
+    from resstream.taps import block_taps, center_activation
+    from resstream.weights import load_model
+
+    model, _ = load_model("resnet18", "random:0")
+    blocks = model_blocks(model)
+    ref = parse_layer(blocks, layer)
+    x = torch.from_numpy(np.ascontiguousarray(np.transpose(images_hwc, (0, 3, 1, 2)))).float()
+    x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+    with torch.no_grad():
+        act = center_activation(block_taps(model, x, [ref], hook, blocks)[ref])
+    return act[torch.arange(len(channels)), torch.tensor(channels)].numpy()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--channels", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    sys.path.insert(0, REPO)
+    from resstream.config import Study, validate_config
+
+    study = Study(validate_config({}))
+    rows, ratios = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for layer, group in LAYERS:
+            jitter = study.fv_settings(layer).jitter
+            channels = list(range(args.channels))
+            t_author, im_author = run_author(layer, channels, args.steps, jitter, args.threads, tmp)
+            t_ours, im_ours = run_resstream(layer, channels, args.steps, args.threads, tmp, args.device)
+            a_author = centre_activations(layer, channels, im_author, "author_alias")
+            a_ours = centre_activations(layer, channels, im_ours, "author_alias")
+            ratios.extend((a_ours / np.where(a_author == 0, np.nan, a_author)).tolist())
+            rows.append((group, layer, t_author, t_ours, np.median(a_author), np.median(a_ours)))
+            print(f"{group:7s} {layer:24s} author {t_author:7.1f} s   resstream {t_ours:7.1f} s   "
+                  f"speed-up x{t_author / t_ours:5.2f}   median act author {np.median(a_author):7.3f} resstream {np.median(a_ours):7.3f}",
+                  flush=True)
+    total_a = sum(r[2] for r in rows)
+    total_o = sum(r[3] for r in rows)
+    print(f"\n{args.channels} channels x {args.steps} steps per layer, {args.threads} thread(s), device {args.device}")
+    print(f"overall: author {total_a:.1f} s, resstream {total_o:.1f} s, speed-up x{total_a / total_o:.2f}")
+    print(f"final centre activation, median of per-unit ratios resstream/author: {np.nanmedian(ratios):.3f} "
+          f"(units where the author's stayed at 0 are left out: {int(np.isnan(ratios).sum())})")
+    per_unit_s = total_o / (len(rows) * args.channels * args.steps)
+    print(f"resstream: {per_unit_s:.4f} s per unit-step on this mix "
+          f"(projection for 4,672 units x 2,560 steps: {per_unit_s * 4672 * 2560 / 3600:.1f} h at this mix's cost)")
+
+
+if __name__ == "__main__":
+    main()
