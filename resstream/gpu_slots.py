@@ -12,6 +12,8 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import sys
+import time
 
 _held = []  # open lock files: the lock lives as long as the process
 
@@ -27,23 +29,32 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
 
 
-def pin_gpu(lock_dir: str) -> str | None:
-    """Claim a free GPU and make it the only visible one; None when there is no GPU."""
+def pin_gpu(lock_dir: str, poll_seconds: float = 2.0) -> str | None:
+    """Claim a free GPU and make it the only visible one; None when there is no GPU.
+
+    When every device is taken (more GPU jobs started than devices, e.g. no ``--resources gpu=N``)
+    the job waits for one to free instead of sharing it."""
     gpus = visible_gpus()
     if len(gpus) <= 1:
         return gpus[0] if gpus else None
     os.makedirs(lock_dir, exist_ok=True)
-    for gpu in gpus:
-        f = open(os.path.join(lock_dir, f"gpu{gpu}.lock"), "w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            continue
-        _held.append(f)
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-        return gpu
-    raise RuntimeError(
-        f"all {len(gpus)} GPU slots in {lock_dir} are taken: run snakemake with --resources gpu={len(gpus)} "
-        f"(the default profile does) so no more GPU jobs start than there are GPUs"
-    )
+    waited = False
+    while True:
+        for gpu in gpus:
+            f = open(os.path.join(lock_dir, f"gpu{gpu}.lock"), "w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            _held.append(f)
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            return gpu
+        if not waited:
+            print(
+                f"resstream: all {len(gpus)} GPUs are busy with other jobs; waiting for one "
+                f"(run snakemake with --resources gpu={len(gpus)} to avoid waiting jobs)",
+                file=sys.stderr,
+            )
+            waited = True
+        time.sleep(poll_seconds)
