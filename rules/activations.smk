@@ -15,6 +15,8 @@ rule activations:
     conda:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
     params:
         arch=STUDY.arch,
         weights=STUDY.config["model"]["weights"],
