@@ -102,6 +102,7 @@ def main():
     ap.add_argument("--channels", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--layers", default="layer1,layer2,layer3,layer4", help="layer groups to run")
     args = ap.parse_args()
     sys.path.insert(0, REPO)
     from resstream.config import Study, validate_config
@@ -109,7 +110,7 @@ def main():
     study = Study(validate_config({}))
     rows, ratios = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for layer, group in LAYERS:
+        for layer, group in [lg for lg in LAYERS if lg[1] in args.layers.split(",")]:
             jitter = study.fv_settings(layer).jitter
             channels = list(range(args.channels))
             t_author, im_author = run_author(layer, channels, args.steps, jitter, args.threads, tmp)

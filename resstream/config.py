@@ -122,6 +122,7 @@ class FVSettings:
     rf_crop: bool
     bf16: bool
     microbatch: int | None
+    channels_last: bool
 
     def as_params(self) -> dict:
         return dict(self.__dict__)
@@ -240,6 +241,7 @@ class Study:
             rf_crop=fv["rf_crop"],
             bf16=fv["bf16"],
             microbatch=fv["microbatch"],
+            channels_last=fv["channels_last"],
         )
 
     def activation_layers(self) -> list[str]:

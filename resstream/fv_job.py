@@ -84,7 +84,8 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
     result = render_units(
         model, study.blocks, layer, ref, list(chunk.channels),
         steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
-        rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch, objective=objective,
+        rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch,
+        channels_last=settings.channels_last, objective=objective,
         log_every=config["fv"]["log_every"], progress=progress,
     )
     for c, status in zip(result.channels, result.status):
@@ -121,7 +122,8 @@ def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> 
         result = render_units(
             model, study.blocks, layer, ref, sorted(set(channels)),
             steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
-            rf_crop=False, bf16=settings.bf16, microbatch=settings.microbatch, objective="channel",
+            rf_crop=False, bf16=settings.bf16, microbatch=settings.microbatch,
+            channels_last=settings.channels_last, objective="channel",
             log_every=config["fv"]["log_every"],
         )
         write_fv_folder(result, os.path.join(tmp, layer), identity.as_dict(), f"{ref.block}:{ref.kind}")
