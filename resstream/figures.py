@@ -118,6 +118,7 @@ def fig3_weights_vs_mix(tables: dict, weights, png: str, pdf: str) -> list[str]:
             ax.scatter(m, y, s=10, c=[GROUP_COLORS[g] for g in df["mix_group"]], edgecolors="none")
             r = metrics.spearman(m, y)
             ax.set_title(f"{block}: ρ={_fmt(r.statistic)}, p={_fmt_p(r.pvalue)}" + ("" if r.status.startswith("ok") else f"\n({r.status})"), fontsize=9)
+            ax.set_xlim(-0.1, 5.1)
             ax.set_xlabel("mix ratio M", fontsize=8)
             ax.set_ylabel(label, fontsize=8)
     fig.tight_layout(rect=(0, 0.02, 1, 0.88))
@@ -158,7 +159,9 @@ def fig4_inhibition(tables: dict, weights, png: str, pdf: str) -> list[str]:
             ax.axvline(1, color="k", ls=":", lw=0.8)
             undefined = int(np.isnan(y).sum())
             extra = f", {undefined} NaN" if undefined else ""
-            ax.set_title(f"{block}: F={_fmt(a.statistic)}, p={_fmt_p(a.pvalue)}{extra}", fontsize=9)
+            why = "" if np.isfinite(a.statistic) else f"\n({a.status})"
+            ax.set_title(f"{block}: F={_fmt(a.statistic)}, p={_fmt_p(a.pvalue)}{extra}{why}", fontsize=8)
+            ax.set_xlim(-0.1, 5.1)
             ax.set_xlabel("mix ratio M (skip ≥ 1 > overwrite)", fontsize=8)
             ax.set_ylabel(label, fontsize=8)
             if ax.get_legend_handles_labels()[0]:
