@@ -56,7 +56,7 @@ import h5py
 import numpy as np
 import torch
 
-from .blocks import O_POST, TapRef
+from .blocks import TapRef
 from .config import ConfigError, Study
 from .data import DatasetError, ImageFolderDataset, load_rgb, scan_image_folder, view_transform
 from .device import resolve_device
@@ -540,7 +540,9 @@ def write_exemplar_grids(config: dict, h5_path: str, results: str, threads: int 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for _ in pool.map(draw, jobs):
             pass
-    csv_path = os.path.join(os.path.dirname(os.path.dirname(exemplar_grid(results, "x", 0))), "exemplars.csv")
+    # the folder paths.exemplar_grid puts every layer's grids in (the rule's directory output)
+    exemplars_dir = os.path.dirname(os.path.dirname(exemplar_grid(results, "any-layer", 0)))
+    csv_path = os.path.join(exemplars_dir, "exemplars.csv")
     with open(csv_path, "w", newline="") as out:
         out.write(f"# weights: {label}\n")
         table = csv.writer(out)
@@ -550,5 +552,5 @@ def write_exemplar_grids(config: dict, h5_path: str, results: str, threads: int 
             for c, idx_row, val_row in zip(chans, index, value):
                 for rank, (i, v) in enumerate(zip(idx_row, val_row)):
                     table.writerow([layer, c, rank, int(i), paths[i] if i >= 0 else "", f"{float(v):.9g}"])
-    log.info("wrote %d exemplar grids of %d layers under %s", len(jobs), len(units), os.path.dirname(csv_path))
+    log.info("wrote %d exemplar grids of %d layers under %s", len(jobs), len(units), exemplars_dir)
     return len(jobs)
