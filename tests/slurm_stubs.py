@@ -1,0 +1,105 @@
+"""Stand-in SLURM commands for tests: ``sbatch``, ``srun``, ``sacct``, ``squeue``, ``sinfo``,
+``scontrol``, written into a folder that goes first on PATH.
+
+Each records its command line (one JSON list per line in ``<dir>/calls/<tool>.jsonl``).  ``sbatch``
+runs the submitted ``--wrap`` script locally and to completion before it prints the job id
+(``--parsable``: the id alone), so a job is finished by the executor's first status query;
+``sacct``/``squeue`` then report ``<id>|COMPLETED`` or ``<id>|FAILED`` for the run's job name, as
+the plugin's ``--parsable2 --format=JobIdRaw,State`` / ``--format=%i|%T`` queries expect.
+``srun`` drops its options and runs the command.  ``sinfo -o %P`` lists one default partition
+``gpu*``; ``scontrol show config`` gives MinJobAge and MaxArraySize.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+COMMON = r'''#!{python}
+import json, os, subprocess, sys
+from pathlib import Path
+STATE = Path({state!r})
+(STATE / "calls").mkdir(parents=True, exist_ok=True)
+with open(STATE / "calls" / "{tool}.jsonl", "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+args = sys.argv[1:]
+'''
+
+SBATCH = r'''
+def value(flag):
+    for i, a in enumerate(args):
+        if a == flag:
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a[len(flag) + 1:]
+    return None
+
+jobs = STATE / "jobs"
+jobs.mkdir(exist_ok=True)
+jobid = str(1000 + len(list(jobs.glob("*.json"))))
+wrap = value("--wrap")
+script = wrap if wrap is not None else sys.stdin.read()
+out = (value("--output") or "slurm-%j.out").replace("%j", jobid)
+Path(out).parent.mkdir(parents=True, exist_ok=True)
+env = dict(os.environ, SLURM_JOB_ID=jobid, SLURM_JOBID=jobid)
+workdir = value("-D") or os.getcwd()
+with open(out, "w") as log:
+    rc = subprocess.run(["/bin/sh", "-c", script], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+(jobs / f"{{jobid}}.json").write_text(json.dumps({{"name": value("--job-name"), "rc": rc, "argv": args}}))
+print(jobid)
+'''
+
+SRUN = r'''
+rest = list(args)
+while rest and rest[0].startswith("-"):
+    rest.pop(0)
+if rest == ["sh", "-s"]:
+    os.execv("/bin/sh", ["/bin/sh", "-s"])
+os.execv("/bin/sh", ["/bin/sh", "-c", " ".join(rest)])
+'''
+
+STATUS = r'''
+name = None
+for i, a in enumerate(args):
+    if a == "--name":
+        name = args[i + 1]
+rows = []
+for p in sorted((STATE / "jobs").glob("*.json")) if (STATE / "jobs").is_dir() else []:
+    job = json.loads(p.read_text())
+    if name is None or job["name"] == name:
+        rows.append(f"{{p.stem}}|{{'COMPLETED' if job['rc'] == 0 else 'FAILED'}}")
+if name is not None:
+    print("\n".join(rows))
+'''
+
+SINFO = 'print("PARTITION\\ngpu*")\n'
+SCONTROL = 'print("MinJobAge               = 300 sec\\nMaxArraySize            = 1001")\n'
+
+TOOLS = {"sbatch": SBATCH, "srun": SRUN, "sacct": STATUS, "squeue": STATUS, "sinfo": SINFO, "scontrol": SCONTROL}
+
+
+def write_stubs(folder: Path) -> Path:
+    """Write the stand-ins into ``folder/bin`` (state under ``folder``); return the bin folder."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool, body in TOOLS.items():
+        path = bin_dir / tool
+        path.write_text(COMMON.format(python=sys.executable, state=str(folder), tool=tool) + body.format())
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return bin_dir
+
+
+def calls(folder: Path, tool: str) -> list[list[str]]:
+    path = folder / "calls" / f"{tool}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def stub_env(folder: Path) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env['PATH']}"
+    for var in [v for v in env if v.startswith(("SLURM_", "SBATCH_", "SRUN_"))]:
+        del env[var]
+    return env

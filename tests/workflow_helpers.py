@@ -1,0 +1,105 @@
+"""Tiny workflow runs for the scale-out tests: a symlinked image folder, a tiny config, snakemake
+in a subprocess (its own process group, so a test can kill the whole run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+FV_LAYERS_11 = ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out"]  # I, B, O of 1.1
+
+
+def link_images(sample_dir: Path, dest: Path, n: int = 20, offset: int = 0) -> Path:
+    """A class-folder dataset of one image from each of n sample classes, as symlinks."""
+    for cls in sorted(os.listdir(sample_dir))[offset : offset + n]:
+        (dest / cls).mkdir(parents=True)
+        first = sorted(os.listdir(sample_dir / cls))[0]
+        (dest / cls / first).symlink_to(sample_dir / cls / first)
+    return dest
+
+
+def tiny_config(tmp: Path, data: Path, **extra) -> Path:
+    """Results under tmp/results; random weights, CPU, few steps, tiny batches."""
+    cfg = {
+        "results": str(tmp / "results"),
+        "model": {"weights": "random:0", "device": "cpu", "allow_download": False},
+        "study": {"blocks": ["1.1"], "channels": [0]},
+        "dataset": {"path": str(data)},
+        "fv": {"steps": 2, "threads": 1, "log_every": 1},
+        "activations": {"batch_size": 4, "workers": 0, "threads": 1, "log_every": 1},
+        "analysis": {"batch_size": 8, "threads": 1},
+    }
+    for key, value in extra.items():
+        cfg.setdefault(key, {}).update(value) if isinstance(value, dict) else cfg.__setitem__(key, value)
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def smk(*args, env=None, check=True, timeout=600):
+    proc = subprocess.run(SNAKEMAKE + [str(a) for a in args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_jobs(*args) -> dict[str, list[dict]]:
+    """Dry run: {rule: [wildcards dict, ...]} of the jobs snakemake would run now."""
+    proc = smk("-n", "--cores", "2", *args)
+    jobs: dict[str, list[dict]] = {}
+    rule = None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        s = line.strip()
+        if s.startswith(("rule ", "localrule ")) and s.endswith(":"):
+            rule = s.split()[1].rstrip(":")
+            jobs.setdefault(rule, []).append({})
+        elif rule and s.startswith("wildcards:"):
+            jobs[rule][-1] = dict(kv.split("=", 1) for kv in s[len("wildcards:"):].strip().split(", "))
+        elif not s:
+            rule = None
+    return jobs
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under root (relative path -> bytes); HDF5 files compared by content instead."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def h5_content(path) -> dict:
+    content = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            content[name] = obj[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+        content["@attrs"] = {k: str(f.attrs[k]) for k in f.attrs}
+    return content
+
+
+def assert_same_h5(a, b, ignore_attrs=("seconds",)):
+    ca, cb = h5_content(a), h5_content(b)
+    assert sorted(ca) == sorted(cb), (a, b)
+    for key in ca:
+        if key == "@attrs":
+            strip = lambda d: {k: v for k, v in d.items() if k not in ignore_attrs}  # noqa: E731
+            assert strip(ca[key]) == strip(cb[key]), (a, key)
+        elif ca[key].dtype.kind in "fc":
+            np.testing.assert_array_equal(ca[key], cb[key], err_msg=f"{a}:{key}")
+        else:
+            assert np.array_equal(ca[key], cb[key]), f"{a}:{key}"
