@@ -56,6 +56,7 @@ import h5py
 import numpy as np
 import torch
 
+from .errors import UserError
 from .blocks import TapRef
 from .config import ConfigError, Study
 from .data import DatasetError, ImageFolderDataset, load_rgb, scan_image_folder, view_transform
@@ -74,7 +75,7 @@ GRID_PADDING = 2  # pixels between tiles (and around them)
 STR_DTYPE = h5py.string_dtype("utf-8")
 
 
-class IncompleteActivationsError(RuntimeError):
+class IncompleteActivationsError(UserError, RuntimeError):
     """An activations file that is not (yet) complete, e.g. a ``.partial`` left by a killed run."""
 
 

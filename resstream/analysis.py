@@ -21,6 +21,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
 from . import metrics
 
 STIMULI = ("fv", "imagenet")
@@ -38,7 +39,7 @@ FIGURES = {
 FIGURE_FORMATS = ("png", "pdf")
 
 
-class AnalysisError(RuntimeError):
+class AnalysisError(UserError, RuntimeError):
     """An analysis input that cannot be used; the message names the file and the fix."""
 
 
@@ -231,20 +232,3 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
     last = study.blocks[-1].name
     simple = [b for b in study.study_blocks if not study.block_info(b).downsample]
     return [b for b in simple if b != last] or simple or list(study.study_blocks)
-
-
-def one_line_errors(work):
-    """Wrap a script's work so an :class:`AnalysisError` ends the job with one line naming the fix
-    (what :func:`resstream.smk.script_main` does for config, dataset and weights errors)."""
-    import logging
-    import sys
-
-    def inner(config):
-        try:
-            return work(config)
-        except AnalysisError as exc:
-            logging.getLogger("resstream").error("%s", exc)
-            print(f"resstream: {exc}", file=sys.stderr)
-            sys.exit(1)
-
-    return inner

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UserError
+
 # Tap kinds: the tensors a block exposes.
 X, D, B, O_PRE, O_POST = "X", "D", "B", "O_pre", "O_post"
 TAP_KINDS = (X, D, B, O_PRE, O_POST)
@@ -28,7 +30,7 @@ ROLES = ("I", "B", "O")
 BLOCK_RE = re.compile(r"^([1-9])\.(\d+)$")
 
 
-class BlockError(ValueError):
+class BlockError(UserError, ValueError):
     """An unknown block or layer name; the message lists the valid ones."""
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .errors import UserError
 from . import blocks as blk
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem; the message starts with the offending key."""
 
 

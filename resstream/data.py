@@ -18,6 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import transforms
 
+from .errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,7 +27,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 log = logging.getLogger(__name__)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset that cannot be used; the message names the path and the fix."""
 
 

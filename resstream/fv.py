@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .errors import UserError
 from .blocks import BlockInfo, TapRef
 from .data import IMAGENET_MEAN, IMAGENET_STD
 from .receptive_field import CropPlanner
@@ -48,7 +49,7 @@ ANGLES = tuple(range(-5, 6))
 OBJECTIVES = ("center", "channel")
 
 
-class FVError(RuntimeError):
+class FVError(UserError, RuntimeError):
     """An FV that cannot be computed or saved; the message names the unit or setting and the fix."""
 
 

@@ -12,11 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, Study, validate_config
-from .data import DatasetError
-from .fv import FVError
-from .weights import WeightsError
-
-USER_ERRORS = (ConfigError, DatasetError, WeightsError, FVError)
+from .errors import UserError
 
 
 def check_config_or_exit(config: dict, basedir: str) -> Study:
@@ -61,7 +57,7 @@ def script_main(snakemake, work, level=logging.INFO):
         torch.set_num_threads(int(threads))
     try:
         return work(snakemake.config)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         logging.getLogger("resstream").error("%s", exc)
         print(f"resstream: {exc}", file=sys.stderr)
         sys.exit(1)

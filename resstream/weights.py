@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 import torchvision
 
+from .errors import UserError
+
 # Full sha256 of torchvision's published checkpoints.  torchvision itself only checks the 8-10 hex
 # prefix embedded in the file name; where we know the full digest we check all of it.
 KNOWN_SHA256 = {
@@ -31,7 +33,7 @@ KNOWN_SHA256 = {
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """The requested weights cannot be had; the message names the source and the fix."""
 
 

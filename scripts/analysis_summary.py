@@ -1,7 +1,7 @@
 # Thin: the per-block tables in, summary.json out (resstream/analysis.py).
 import sys
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.analysis import build_summary, one_line_errors
+from resstream.analysis import build_summary
 from resstream.smk import script_main
 
 
@@ -14,4 +14,4 @@ def work(cfg):
     )
 
 
-script_main(snakemake, one_line_errors(work))
+script_main(snakemake, work)

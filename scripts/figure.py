@@ -2,7 +2,6 @@
 # (resstream/figures.py).  Which figure is params.figure.
 import sys
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.analysis import one_line_errors
 from resstream.figures import make_figure
 from resstream.smk import script_main
 
@@ -20,4 +19,4 @@ def work(cfg):
     )
 
 
-script_main(snakemake, one_line_errors(work))
+script_main(snakemake, work)

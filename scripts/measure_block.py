@@ -1,7 +1,6 @@
 # Thin: the snakemake object in, the library does the work (resstream/measure.py).
 import sys
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.analysis import one_line_errors
 from resstream.measure import run_block_measurement
 from resstream.smk import script_main
 
@@ -12,4 +11,4 @@ def work(cfg):
     )
 
 
-script_main(snakemake, one_line_errors(work))
+script_main(snakemake, work)
