@@ -197,10 +197,18 @@ def fig5_scale_invariance(tables: dict, weights, png: str, pdf: str) -> list[str
 
 
 class ImageSource:
-    """FV PNGs and exemplar grids of a results folder, looked up by layer and channel."""
+    """FV PNGs, channel-objective FV PNGs and exemplar grids of a results folder, by layer and
+    channel.  ``channel_fvs``: the folder a ``channel_fvs`` job wrote for this figure, if any."""
 
-    def __init__(self, results: str):
+    def __init__(self, results: str, channel_fvs: str | None = None):
         self.results = results
+        self.channel_fvs = channel_fvs
+
+    def channel_fv(self, layer: str, channel: int):
+        if not self.channel_fvs:
+            return None
+        path = os.path.join(self.channel_fvs, layer, unit_png_name(channel))
+        return _read(path) if os.path.exists(path) else None
 
     def fv(self, layer: str, channel: int):
         hits = sorted(glob.glob(os.path.join(glob.escape(self.results), "fv", glob.escape(layer), "*", unit_png_name(channel))))
@@ -217,25 +225,29 @@ def _read(path: str):
 
 
 GRID_COLUMNS = (("fv", "I"), ("fv", "B"), ("fv", "O"), ("top9", "I"), ("top9", "B"), ("top9", "O"))
+# Figs 1 and 6 add the channel-objective FVs (whole-map mean), as in the paper's figures.
+CHANNEL_GRID_COLUMNS = GRID_COLUMNS[:3] + (("chfv", "I"), ("chfv", "B"), ("chfv", "O")) + GRID_COLUMNS[3:]
+COLUMN_TITLES = {"fv": "centre FV", "chfv": "channel FV", "top9": "top-9"}
 
 
 def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, title: str, weights, png: str, pdf: str,
-                 empty_text: str = "no channels") -> list[str]:
-    """One row per channel: FV of I, B, O, then the top-9 exemplar grids of I, B, O.
+                 empty_text: str = "no channels", columns=GRID_COLUMNS) -> list[str]:
+    """One row per channel: centre FV of I, B, O, (channel FVs,) then the top-9 grids of I, B, O.
 
     ``rows``: dicts with ``block``, ``channel`` and ``label`` (shown on the left)."""
     n = max(1, len(rows))
-    fig, axes = plt.subplots(n, len(GRID_COLUMNS), figsize=(1.7 * len(GRID_COLUMNS) + 1.6, 1.9 * n + 1.3), squeeze=False)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * len(columns) + 1.6, 1.9 * n + 1.3), squeeze=False)
     if not rows:
         for ax in axes.flat:
             ax.axis("off")
         _empty(axes[0, 0], empty_text)
     for i, row in enumerate(rows):
         layers = layers_by_block[row["block"]]
-        for j, (kind, role) in enumerate(GRID_COLUMNS):
+        for j, (kind, role) in enumerate(columns):
             ax = axes[i, j]
             layer = layers[role]
-            img = source.fv(layer, row["channel"]) if kind == "fv" else source.exemplars(layer, row["channel"])
+            lookup = {"fv": source.fv, "chfv": source.channel_fv, "top9": source.exemplars}[kind]
+            img = lookup(layer, row["channel"])
             if img is None:
                 _empty(ax, "missing")
             else:
@@ -243,7 +255,7 @@ def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, t
                 ax.set_xticks([])
                 ax.set_yticks([])
             if i == 0:
-                ax.set_title(f"{'FV' if kind == 'fv' else 'top-9'} {role}", fontsize=9)
+                ax.set_title(f"{COLUMN_TITLES[kind]} {role}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(row["label"], fontsize=7, rotation=0, ha="right", va="center", labelpad=8)
     fig.tight_layout(rect=(0.02, 0.02, 1, 1 - 1.0 / (1.9 * n + 1.3)))
@@ -256,13 +268,18 @@ def _row(block: str, df, channel: int, extra: str = "") -> dict:
     return {"block": block, "channel": int(channel), "label": label}
 
 
-def fig6_top_scale_metric(tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf, k: int = 3):
+def fig6_rows(tables: dict, k: int = 3) -> list[dict]:
     rows = []
     for block, df in tables.items():
         for c in metrics.top_by_scale_metric(df["channel"], df["SM"], df["pass_all"], k=k):
             rows.append(_row(block, df, c, f"SM={_fmt(df.loc[df['channel'] == c, 'SM'].iloc[0])}"))
-    return channel_grid(rows, layers_by_block, source, f"Fig 6: top {k} channels by scale metric SM per block (passing all criteria)",
-                        weights, png, pdf, empty_text="no channel passes all criteria in any block")
+    return rows
+
+
+def fig6_top_scale_metric(tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf, k: int = 3):
+    return channel_grid(fig6_rows(tables, k), layers_by_block, source,
+                        f"Fig 6: top {k} channels by scale metric SM per block (passing all criteria)",
+                        weights, png, pdf, empty_text="no channel passes all criteria in any block", columns=CHANNEL_GRID_COLUMNS)
 
 
 def fig7_both_criteria(fv_tables: dict, imnet_tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf):
@@ -290,7 +307,7 @@ def spectrum_examples(df) -> list[int]:
     return list(dict.fromkeys(picks))
 
 
-def fig1_channel_grids(tables: dict, figure_channels: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf):
+def fig1_rows(tables: dict, figure_channels: dict) -> list[dict]:
     rows = []
     chosen = figure_channels or {b: spectrum_examples(df) for b, df in tables.items()}
     for block, channels in chosen.items():
@@ -301,15 +318,36 @@ def fig1_channel_grids(tables: dict, figure_channels: dict, layers_by_block: dic
             if (df["channel"] == c).any():
                 g = df.loc[df["channel"] == c, "mix_group"].iloc[0]
                 rows.append(_row(block, df, c, g))
+    return rows
+
+
+def fig1_channel_grids(tables: dict, figure_channels: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf):
     how = "listed in analysis.figure_channels" if figure_channels else "per block: lowest M, M closest to 1, highest M"
-    return channel_grid(rows, layers_by_block, source, f"Fig 1: channel grids ({how})", weights, png, pdf,
-                        empty_text="none of the listed channels is in the study")
+    return channel_grid(fig1_rows(tables, figure_channels), layers_by_block, source, f"Fig 1: channel grids ({how})",
+                        weights, png, pdf, empty_text="none of the listed channels is in the study", columns=CHANNEL_GRID_COLUMNS)
+
+
+def figure_units(fig: str, fv_csvs: dict, figure_channels: dict) -> dict[str, list[int]]:
+    """The (layer, channel) units whose channel-objective FVs Fig 1 or Fig 6 shows: {layer: [c]}."""
+    from .analysis import read_table
+
+    tables, layers = {}, {}
+    for block, path in fv_csvs.items():
+        df, meta = read_table(path)
+        tables[block], layers[block] = df, meta.get("layers")
+    rows = fig1_rows(tables, {b: list(c) for b, c in figure_channels.items()}) if fig == "fig1" else fig6_rows(tables)
+    units: dict[str, set[int]] = {}
+    for row in rows:
+        for role in ("I", "B", "O"):
+            units.setdefault(layers[row["block"]][role], set()).add(row["channel"])
+    return {layer: sorted(chans) for layer, chans in units.items()}
 
 
 # --- driver: one figure from the table files --------------------------------------------------------------
 
 
-def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, results: str, figure_channels: dict, png: str, pdf: str) -> list[str]:
+def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, results: str, figure_channels: dict, png: str, pdf: str,
+                channel_fvs: str | None = None) -> list[str]:
     """Draw figure ``fig`` ("fig1".."fig8") from per-block table CSVs (``{block: path}``).
 
     Figs 3 and 4 get the tables of their blocks only (the caller chooses which); the others every
@@ -323,7 +361,7 @@ def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, results: str, figure_
         fv[block] = df
         weights = weights or meta.get("weights")
         layers[block] = meta.get("layers")
-    source = ImageSource(results)
+    source = ImageSource(results, channel_fvs)
     if fig == "fig1":
         return fig1_channel_grids(fv, {b: list(c) for b, c in figure_channels.items()}, layers, source, weights, png, pdf)
     if fig == "fig2":

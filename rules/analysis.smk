@@ -115,11 +115,35 @@ rule analysis_summary:
         "../scripts/analysis_summary.py"
 
 
+rule channel_fvs:
+    # Channel-objective FVs (whole-map mean) of the units Fig 1 / Fig 6 show; the author never made them.
+    input:
+        fv=FV_TABLES,
+    output:
+        directory(f"{RESULTS}/fv_channel/{{fig}}"),
+    log:
+        f"{RESULTS}/logs/fv_channel/{{fig}}.log",
+    wildcard_constraints:
+        fig="fig1|fig6",
+    conda:
+        f"{ENVS}/torch.yaml"
+    threads: STUDY.config["fv"]["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+    params:
+        blocks=STUDY.study_blocks,
+        figure_channels=lambda w: ANALYSIS["figure_channels"] if w.fig == "fig1" else {},
+        settings={layer: STUDY.fv_settings(layer).as_params() for layer in STUDY.layers},
+    script:
+        "../scripts/channel_fvs.py"
+
+
 rule fig1_channel_grids:
     input:
         fv=FV_TABLES,
         fv_images=ALL_FV_DIRS,
         exemplars=rules.exemplar_grids.output[0],
+        channel_fvs=f"{RESULTS}/fv_channel/fig1",
     output:
         png=report(
             FIGURE["fig1"]["png"],
@@ -232,6 +256,7 @@ rule fig6_top_scale_metric:
         fv=FV_TABLES,
         fv_images=ALL_FV_DIRS,
         exemplars=rules.exemplar_grids.output[0],
+        channel_fvs=f"{RESULTS}/fv_channel/fig6",
     output:
         png=report(
             FIGURE["fig6"]["png"],

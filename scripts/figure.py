@@ -16,6 +16,7 @@ def work(cfg):
         snakemake.params.figure_channels,
         snakemake.output.png,
         snakemake.output.pdf,
+        snakemake.input.channel_fvs if "channel_fvs" in snakemake.input.keys() else None,
     )
 
 

@@ -218,3 +218,17 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     for col in ("M", "m", "n", "SM", "pass_all", "pass_nomix", "status", "bn_gamma_abs", "conv_w_abs_mean", "rho_BI"):
         assert col in table.columns
     _check_files(Path(fig7), Path(analysis.figure_file(results, "fig7", "pdf")))
+
+
+def test_units_whose_channel_fvs_figs_1_and_6_show(tmp_path):
+    fv, _ = write_hand_tables(tmp_path)
+    # Fig 6: per block the channels passing all criteria by SM: ch0 (SM 1.0), ch5 (SM .7);
+    # 2.1's I is 2.0's O (layer2.0.prerelu_out), so that layer appears once.
+    assert figures.figure_units("fig6", fv, {}) == {
+        "layer2.0.downsample.1": [0, 5], "layer2.0.bn2": [0, 5], "layer2.0.prerelu_out": [0, 5],
+        "layer2.1.bn2": [0, 5], "layer2.1.prerelu_out": [0, 5],
+    }
+    # Fig 1 with listed channels: 99 is not in the study and is left out
+    assert figures.figure_units("fig1", fv, {"2.1": [5, 99]}) == {
+        "layer2.0.prerelu_out": [5], "layer2.1.bn2": [5], "layer2.1.prerelu_out": [5],
+    }
