@@ -219,8 +219,10 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
 
 
 def fig3_fig4_blocks(study, setting="default") -> list[str]:
-    """Blocks of Figs 3 and 4.  Default: the studied simple blocks except the network's last block
-    (the paper leaves out the downsample blocks and 4.1 for their overwrite skew); if that leaves
+    """Blocks of Figs 3 and 4.  Default: per stage except the network's last, the first studied
+    simple block: 1.1, 2.1, 3.1 in resnet18, as in the paper (which leaves out the downsample blocks
+    and the last stage for their overwrite skew), and the same three in every deeper torchvision
+    ResNet, so the figures stay three columns wide however many blocks a stage has.  If that leaves
     nothing, every studied simple block, and failing that every studied block."""
     if setting != "default":
         missing = [b for b in setting if b not in study.study_blocks]
@@ -229,6 +231,11 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
 
             raise ConfigError(f"analysis.fig3_fig4_blocks: block(s) {', '.join(missing)} not among study.blocks ({', '.join(study.study_blocks)})")
         return [b for b in study.study_blocks if b in setting]
-    last = study.blocks[-1].name
+    last_stage = study.blocks[-1].name.split(".")[0]
     simple = [b for b in study.study_blocks if not study.block_info(b).downsample]
-    return [b for b in simple if b != last] or simple or list(study.study_blocks)
+    firsts: dict[str, str] = {}
+    for b in simple:
+        stage = b.split(".")[0]
+        if stage != last_stage:
+            firsts.setdefault(stage, b)
+    return list(firsts.values()) or simple or list(study.study_blocks)

@@ -103,15 +103,19 @@ def map_sizes(arch: str, input_size: int = 224) -> dict[str, tuple[int, int]]:
 
 
 def default_jitter(block: blk.BlockInfo) -> int:
-    """Spec §2 (author's batch_process.sh): 0 up to layer2.0, 4 up to layer3.0, 16 deeper."""
-    stage = int(block.name.split(".")[0])
-    first = block.name.endswith(".0")
-    if stage == 1 or (stage == 2 and first):
-        return 0
-    if stage == 2 or (stage == 3 and first):
-        return 4
-    return 16
+    """Spec §2 (author's batch_process.sh): 0 up to layer2.0, 4 up to layer3.0, 16 deeper.
 
+    Generalised per stage, for any number of blocks per stage (resnet34/50/101/152, wide): every
+    block of stage 1 gets 0; the first block of stage 2 (the downsample) keeps stage 1's 0 and the
+    rest of stage 2 get 4; the first block of stage 3 keeps 4 and the rest of stage 3 and all deeper
+    blocks get 16.  In short: a stage's first block uses the jitter of the stage before it, and the
+    per-stage values are 0, 4, 16, 16 for stages 1-4.  For resnet18 this is exactly the table.
+    The block's position comes from its index inside the stage (block "3.10" is not a first block).
+    """
+    stage, position = (int(p) for p in block.name.split("."))
+    per_stage = {1: 0, 2: 4}
+    effective = stage - 1 if position == 0 else stage
+    return per_stage.get(effective, 16) if effective >= 1 else 0
 
 @dataclass(frozen=True)
 class FVSettings:

@@ -74,13 +74,29 @@ def _empty(ax, text: str):
 # --- Fig 2 -------------------------------------------------------------------------------------------
 
 
+FIG2_MAX_COLUMNS = 6
+
+
 def fig2_layout(blocks: list[str]) -> tuple[int, int, dict[str, int]]:
-    """``(rows, cols, {block: slot})``: the paper's 2x4 grid for its seven blocks, otherwise
-    row-major with up to 4 columns."""
+    """``(rows, cols, {block: slot})``: the paper's 2x4 grid for its seven blocks; up to 8 other
+    blocks (any subset of resnet18's) row-major in up to 4 columns; more blocks (resnet34's 3-4-6-3,
+    resnet152's 3-8-36-3) one row per stage, a stage longer than ``FIG2_MAX_COLUMNS`` wrapping onto
+    more rows, so the stages line up."""
     if sorted(blocks) == sorted(PAPER_BLOCKS):
         return 2, 4, {b: PAPER_FIG2_SLOTS[b] for b in blocks}
-    cols = min(4, len(blocks))
-    return math.ceil(len(blocks) / cols), cols, {b: i for i, b in enumerate(blocks)}
+    if len(blocks) <= 8:
+        cols = min(4, len(blocks))
+        return math.ceil(len(blocks) / cols), cols, {b: i for i, b in enumerate(blocks)}
+    stages: dict[str, list[str]] = {}
+    for b in blocks:
+        stages.setdefault(b.split(".")[0], []).append(b)
+    cols = max(1, min(FIG2_MAX_COLUMNS, max((len(v) for v in stages.values()), default=1)))
+    slots, row = {}, 0
+    for members in stages.values():
+        for i, b in enumerate(members):
+            slots[b] = (row + i // cols) * cols + i % cols
+        row += math.ceil(len(members) / cols)
+    return max(1, row), cols, slots
 
 
 def fig2_mix_histograms(tables: dict, weights, png: str, pdf: str) -> list[str]:
@@ -112,7 +128,8 @@ def fig3_weights_vs_mix(tables: dict, weights, png: str, pdf: str) -> list[str]:
     fig, axes = plt.subplots(2, max(1, len(blocks)), figsize=(3.6 * max(1, len(blocks)), 6.4), squeeze=False)
     for j, block in enumerate(blocks):
         df = tables[block]
-        for i, (col, label) in enumerate((("bn_gamma_abs", "|bn2 weight γ|"), ("conv_w_abs_mean", "mean |conv2 W|"))):
+        for i, (col, label) in enumerate((("bn_gamma_abs", "|branch BN γ| (bn2; bn3 in Bottleneck)"),
+                                          ("conv_w_abs_mean", "mean |last branch conv W|"))):
             ax = axes[i, j]
             m, y = df["M"].to_numpy(dtype=float), df[col].to_numpy(dtype=float)
             ax.scatter(m, y, s=10, c=[GROUP_COLORS[g] for g in df["mix_group"]], edgecolors="none")
@@ -177,14 +194,14 @@ def fig5_scale_invariance(tables: dict, weights, png: str, pdf: str) -> list[str
     blocks = list(tables)
     pct_all = [100.0 * tables[b]["pass_all"].sum() / max(1, len(tables[b])) for b in blocks]
     pct_nomix = [100.0 * tables[b]["pass_nomix"].sum() / max(1, len(tables[b])) for b in blocks]
-    fig, ax = plt.subplots(figsize=(1.1 * len(blocks) + 3, 4.4))
+    fig, ax = plt.subplots(figsize=(min(1.1 * len(blocks) + 3, 0.45 * len(blocks) + 8), 4.4))
     x = np.arange(len(blocks))
     ax.bar(x - 0.2, pct_all, 0.4, color=PASS_ALL_COLOR, label="all criteria (Eqs 2-4)")
     ax.bar(x + 0.2, pct_nomix, 0.4, color=PASS_NOMIX_COLOR, label="without mix criterion (Eqs 3-4)")
     for xi, a, b in zip(x, pct_all, pct_nomix):
         ax.text(xi - 0.2, a, f"{a:.0f}", ha="center", va="bottom", fontsize=7)
         ax.text(xi + 0.2, b, f"{b:.0f}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, blocks)
+    ax.set_xticks(x, blocks, rotation=90 if len(blocks) > 16 else 0)
     ax.set_xlabel("block")
     ax.set_ylabel("% channels scale invariant")
     ax.set_title("FV criteria per block", fontsize=10)
