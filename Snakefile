@@ -12,6 +12,7 @@ include: "rules/model.smk"
 include: "rules/activations.smk"
 include: "rules/fv.smk"
 include: "rules/analysis.smk"
+include: "rules/compare.smk"
 
 
 # Snakemake 9 takes its default target only from a rule written in the Snakefile itself (a first

@@ -1,0 +1,36 @@
+# Cross-model comparison (resstream/compare.py): the summary.json and FV metric tables of several
+# finished runs (compare.runs: {name: results folder}) side by side by relative depth. Inactive
+# unless compare.runs lists a run; a listed folder that is this run's RESULTS is built first.
+from resstream.analysis import summary_json
+from resstream.compare import compare_outputs
+
+COMPARE = STUDY.config["compare"]
+
+if COMPARE["runs"]:
+    COMPARE_OUT = compare_outputs(COMPARE["results"])
+
+    rule compare_models:
+        input:
+            summaries=[summary_json(path) for path in COMPARE["runs"].values()],
+        output:
+            png=report(
+                COMPARE_OUT["png"],
+                caption="../report/compare.rst",
+                category="Comparison",
+            ),
+            pdf=COMPARE_OUT["pdf"],
+            blocks=COMPARE_OUT["blocks"],
+            histograms=COMPARE_OUT["histograms"],
+            runs=COMPARE_OUT["runs"],
+        log:
+            f"{COMPARE['results']}/logs/compare.log",
+        conda:
+            f"{ENVS}/torch.yaml"
+        params:
+            runs=COMPARE["runs"],
+            out=COMPARE["results"],
+            depth_bins=COMPARE["depth_bins"],
+        script:
+            "../scripts/compare.py"
+
+    FINAL_OUTPUTS += list(COMPARE_OUT.values())
