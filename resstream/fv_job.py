@@ -8,6 +8,7 @@ never leaves a folder that looks finished.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -54,6 +55,14 @@ def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None
     os.replace(tmp, out_dir)
 
 
+def remove_stale_partials(out_dir: str) -> None:
+    """Delete ``{out_dir}.partial-PID`` folders a killed job of this chunk left behind (Snakemake
+    never runs two jobs of one chunk at once, so none of them belongs to a live job)."""
+    for stale in glob.glob(glob.escape(out_dir) + ".partial-*"):
+        log.info("removing %s, left by an interrupted job", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def read_fv_status(out_dir: str) -> dict[int, str]:
     with h5py.File(os.path.join(out_dir, "fv.h5"), "r") as f:
         return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
@@ -65,6 +74,7 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
         raise FVError(f"layer '{layer}' is not an FV layer of this study; layers: {', '.join(study.layers)}")
     chunk = study.chunk(layer, chunk_name)
     settings = study.fv_settings(layer)
+    remove_stale_partials(out_dir)
     device = resolve_device(config["model"]["device"])
     model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
     model = model.to(device)
