@@ -1,6 +1,8 @@
 # Cross-model comparison (resstream/compare.py): the summary.json and FV metric tables of several
 # finished runs (compare.runs: {name: results folder}) side by side by relative depth. Inactive
 # unless compare.runs lists a run; a listed folder that is this run's RESULTS is built first.
+import os
+
 from resstream.analysis import summary_json
 from resstream.compare import compare_outputs
 
@@ -28,7 +30,7 @@ if COMPARE["runs"]:
             f"{ENVS}/torch.yaml"
         params:
             runs=COMPARE["runs"],
-            out=COMPARE["results"],
+            out=lambda w, output: os.path.dirname(output.blocks),
             depth_bins=COMPARE["depth_bins"],
         script:
             "../scripts/compare.py"
