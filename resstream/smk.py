@@ -15,13 +15,20 @@ from .config import ConfigError, Study, validate_config
 from .errors import UserError
 
 
-def check_config_or_exit(config: dict, basedir: str) -> Study:
-    """Validate the config and resolve the study; on a user error print one line and exit 1."""
+def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) -> Study:
+    """Validate the config and resolve the study; on a user error print one line and exit 1.
+
+    ``preflight`` (Snakemake's main process only, not every job's re-parse): also check, before
+    any job starts, the inputs whose absence would otherwise fail jobs only after Snakemake has
+    removed their outdated outputs: every block's channel selection, the weights (file present,
+    sha256) and that the dataset folder holds images."""
     try:
         cfg = validate_config(dict(config))
         config.clear()
         config.update(cfg)
         study = Study(cfg)
+        for block in study.study_blocks:
+            study.block_channels(block)
     except ConfigError as exc:
         _die(str(exc))
     path = cfg["dataset"]["path"]
@@ -34,7 +41,30 @@ def check_config_or_exit(config: dict, basedir: str) -> Study:
     if not Path(path).is_dir():
         hint = " (the demo expects ../shared/data/imagenet-sample beside the checkout)" if cfg.get("demo") else ""
         _die(f"dataset.path {path} is not a folder{hint}. Fix: set dataset.path to a folder of images.")
+    if preflight:
+        model = cfg["model"]
+        from .weights import check_weights_available  # torch is loaded by now (the study plan)
+
+        try:
+            check_weights_available(model["arch"], model["weights"], model["allow_download"])
+        except UserError as exc:
+            _die(str(exc))
+        if not _holds_an_image(Path(path)):
+            _die(
+                f"dataset.path {path} holds no image files (.jpg, .jpeg, .png, ...), neither in class "
+                f"sub-folders nor flat. Fix: point dataset.path at a folder with images."
+            )
     return study
+
+
+def _holds_an_image(root: Path) -> bool:
+    """True as soon as one image file is found (top level or class folders): cheap on 50,000."""
+    from .data import IMAGE_EXTENSIONS
+    for _dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+            return True
+    return False
 
 
 def _die(message: str):

@@ -156,6 +156,32 @@ def _check_digest(arch: str, path: Path, digest: str) -> None:
     )
 
 
+def check_weights_available(arch: str, weights: str, allow_download: bool) -> None:
+    """Cheap check, before any job runs, that ``load_model`` will find the weights: the checkpoint
+    or cached hub file exists and has the right sha256 (no model is built).  A missing hub file
+    with downloads allowed passes: the first job downloads it.  Raises :class:`WeightsError`."""
+    weights = str(weights)
+    if arch not in ARCHS:
+        raise WeightsError(f"model.arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}.")
+    if weights.startswith("random:"):
+        return
+    if os.sep in weights or weights.endswith((".pth", ".pt")):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"model.weights checkpoint {path} does not exist. Fix: correct the path, or use "
+                f"IMAGENET1K_V1 (torch hub cache) or random:SEED."
+            )
+        _check_digest(arch, path, file_sha256(path))
+        return
+    member = _enum_member(arch, weights)
+    cached = hub_checkpoint_path(member.url)
+    if cached.exists():
+        _check_digest(arch, cached, file_sha256(cached))
+    elif not allow_download:
+        raise WeightsError(_missing_weights_message(arch, weights, cached, "downloads are disabled"))
+
+
 def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True):
     """Return ``(model, identity)``: the network in eval mode with frozen weights."""
     if arch not in ARCHS:

@@ -9,7 +9,10 @@ from resstream.paths import fv_chunk_dir  # noqa: E402
 from resstream.smk import check_config_or_exit  # noqa: E402
 
 # Our check first: it names the offending key in one line (snakemake's own prints the schema).
-STUDY = check_config_or_exit(config, workflow.basedir)
+# The main process also checks weights and dataset before any job runs (and removes outputs).
+STUDY = check_config_or_exit(
+    config, workflow.basedir, preflight=workflow.is_main_process
+)
 
 
 validate(config, "../schemas/config.schema.yaml")

@@ -64,10 +64,12 @@ def test_model_card_rule_runs_and_records_random_weights(tmp_path, sample_dir):
     assert (tmp_path / "model_card.csv").read_text().startswith("# weights: resnet18 RANDOM WEIGHTS")
 
 
-def test_missing_weights_fail_the_first_job_with_one_line(tmp_path, sample_dir):
+def test_missing_weights_stop_before_any_job_with_one_line(tmp_path, sample_dir):
+    # checked in snakemake's main process before any job starts (tests/test_bad_input.py: and
+    # before snakemake removes outdated outputs)
     proc = smk(f"{tmp_path}/model_card.json", "--cores", "1", "--configfile", "demo.yaml", "--config",
                f"results={tmp_path}", f"model={{weights: {tmp_path}/resnet18-f37072fd.pth}}", check=False)
     assert proc.returncode != 0
-    log = (tmp_path / "logs" / "model_card.log").read_text()
-    assert "resnet18-f37072fd.pth does not exist" in log
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
+    assert len(lines) == 1 and "resnet18-f37072fd.pth does not exist" in lines[0]
     assert not (tmp_path / "model_card.json").exists()
