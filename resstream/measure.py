@@ -33,6 +33,7 @@ from .config import Study
 from .data import ImageFolderDataset, ImageRecord, normalize_transform
 from .paths import fv_chunk_h5, fv_png
 from .taps import block_taps, center_activation
+from .validate import check_fv_png
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ FV_TRANSFORM = transforms.Compose([transforms.ToTensor(), normalize_transform()]
 
 
 def load_fv_png(path: str) -> torch.Tensor:
-    """A saved FV as the model sees it: ``[3, H, W]``, PIL -> ToTensor -> Normalize, no resize."""
+    """A saved FV as the model sees it: ``[3, H, W]``, PIL -> ToTensor -> Normalize, no resize.
+    A file that is not the FV stage's 224x224 RGB PNG is refused, naming it and the fix."""
+    check_fv_png(path)
     with Image.open(path) as img:
         return FV_TRANSFORM(img.convert("RGB"))
 

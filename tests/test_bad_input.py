@@ -145,7 +145,7 @@ def test_corrupt_jpeg_fails_naming_the_file(corrupt_dataset, tmp_path):
 
 
 def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(finished, tmp_path):
-    """resstream.measure does not check the PNGs it reloads (reported); the check it should call."""
+    """The measurement stage reloads FV PNGs through this check, so it names the file."""
     tmp, _ = finished
     chunk = tmp_path / "c0000-0063"
     shutil.copytree(tmp / "results" / "fv" / "layer1.1.bn2" / "c0000-0063", chunk)
@@ -157,6 +157,10 @@ def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(finished, tmp_path)
         f"FV image {chunk}/unit0000.png is a 112x112 RGB PNG, not the 224x224 RGB PNG the FV stage writes: it was "
         f"replaced or damaged. Fix: delete the chunk folder {chunk} and rerun snakemake (it redoes that chunk), "
         f"or restore the file from the chunk's fv.h5 (dataset 'image').")
+    from resstream.measure import load_fv_png
+
+    with pytest.raises(FVFileError, match=f"FV image {chunk}/unit0000.png is a 112x112"):
+        load_fv_png(str(chunk / "unit0000.png"))  # what measure_fv_block calls for every unit
     (chunk / "unit0000.png").write_bytes(b"garbage")
     with pytest.raises(FVFileError, match="cannot be read"):
         check_fv_png(str(chunk / "unit0000.png"))
