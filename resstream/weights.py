@@ -156,6 +156,19 @@ def _check_digest(arch: str, path: Path, digest: str) -> None:
     )
 
 
+def _checkpoint_file(weights: str) -> Path | None:
+    """The checkpoint a weights spec names (it must exist), or None for an enum name."""
+    if os.sep not in weights and not weights.endswith((".pth", ".pt")):
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"model.weights checkpoint {path} does not exist. Fix: correct the path, or use "
+            f"IMAGENET1K_V1 (torch hub cache) or random:SEED."
+        )
+    return path
+
+
 def check_weights_available(arch: str, weights: str, allow_download: bool) -> None:
     """Cheap check, before any job runs, that ``load_model`` will find the weights: the checkpoint
     or cached hub file exists and has the right sha256 (no model is built).  A missing hub file
@@ -165,13 +178,8 @@ def check_weights_available(arch: str, weights: str, allow_download: bool) -> No
         raise WeightsError(f"model.arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}.")
     if weights.startswith("random:"):
         return
-    if os.sep in weights or weights.endswith((".pth", ".pt")):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(
-                f"model.weights checkpoint {path} does not exist. Fix: correct the path, or use "
-                f"IMAGENET1K_V1 (torch hub cache) or random:SEED."
-            )
+    path = _checkpoint_file(weights)
+    if path is not None:
         _check_digest(arch, path, file_sha256(path))
         return
     member = _enum_member(arch, weights)
@@ -199,13 +207,8 @@ def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_dow
         kind = "random"
     else:
         model = builder(weights=None)
-        if os.sep in weights or weights.endswith((".pth", ".pt")):
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise WeightsError(
-                    f"model.weights checkpoint {path} does not exist. Fix: correct the path, or use "
-                    f"IMAGENET1K_V1 (torch hub cache) or random:SEED."
-                )
+        path = _checkpoint_file(weights)
+        if path is not None:
             file_digest = file_sha256(path)
             _check_digest(arch, path, file_digest)
             state = torch.load(path, map_location="cpu", weights_only=True)
