@@ -21,6 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile demo.yaml
+	$(BIN)/snakemake --configfile demo.yaml --report results/demo/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
