@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision import transforms
 
 from conftest import REPO
+from workflow_helpers import assert_same_h5_content, h5_content
 from resstream import activations as act
 from resstream.config import ConfigError, Study, validate_config
 from resstream.data import DatasetError, ImageFolderDataset, scan_image_folder
@@ -69,31 +70,6 @@ def manual_layers(model, x):
             h = F.relu(b + identity)
             out[name] = h
     return out
-
-
-def file_content(path):
-    """Every dataset and attribute of an HDF5 file, for comparing two files."""
-    content = {}
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            content[name] = obj[()]
-
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-        content["attrs"] = {k: f.attrs[k] for k in f.attrs}
-    return content
-
-
-def assert_same_content(a, b):
-    assert sorted(a) == sorted(b)
-    for key in a:
-        if key == "attrs":
-            assert {k: str(v) for k, v in a[key].items()} == {k: str(v) for k, v in b[key].items()}
-        elif a[key].dtype.kind in "fc":
-            np.testing.assert_array_equal(a[key], b[key], err_msg=key)  # NaN == NaN here
-        else:
-            assert np.array_equal(a[key], b[key]), key
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +266,7 @@ def small_run(images40, tmp_path_factory):
     config = make_config(images40, SMALL_STUDY, batch_size=8)
     path = str(tmp_path_factory.mktemp("whole") / "activations.h5")
     act.extract_activations(config, path)
-    return config, path, file_content(path)
+    return config, path, h5_content(path)
 
 
 # The file is flushed once at creation, then twice per batch (data, then the batch counter), then
@@ -314,7 +290,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, c
     act.extract_activations(config, out)
     assert f"after {rows_on_disk // 8} finished batches ({rows_on_disk}/40 images)" in caplog.text
     assert not os.path.exists(partial)
-    assert_same_content(file_content(out), whole)
+    assert_same_h5_content(h5_content(out), whole)
 
 
 def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_run, tmp_path, caplog):
@@ -325,7 +301,7 @@ def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_ru
     other = copy.deepcopy(config)
     other["model"]["weights"] = "random:1"
     act.extract_activations(other, out)
-    fresh = file_content(out)
+    fresh = h5_content(out)
     assert "not resuming" in caplog.text and "different weights_state_dict_sha256; starting over" in caplog.text
     with act.open_activations(out) as f:
         assert json.loads(f.attrs["weights"])["source"] == "random:1"
@@ -336,7 +312,7 @@ def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_ru
         f.write(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # the start of an HDF5 file, then nothing
     act.extract_activations(other, out)
     assert "cannot be opened" in caplog.text and "starting over" in caplog.text
-    assert_same_content(file_content(out), fresh)
+    assert_same_h5_content(h5_content(out), fresh)
 
 
 MEMORY_RUN = """

@@ -92,14 +92,18 @@ def h5_content(path) -> dict:
     return content
 
 
-def assert_same_h5(a, b, ignore_attrs=("seconds",)):
-    ca, cb = h5_content(a), h5_content(b)
-    assert sorted(ca) == sorted(cb), (a, b)
+def assert_same_h5_content(ca: dict, cb: dict, ignore_attrs=(), where=""):
+    """Two :func:`h5_content` results hold the same datasets (NaN equal to NaN) and attributes."""
+    assert sorted(ca) == sorted(cb), where
     for key in ca:
         if key == "@attrs":
             strip = lambda d: {k: v for k, v in d.items() if k not in ignore_attrs}  # noqa: E731
-            assert strip(ca[key]) == strip(cb[key]), (a, key)
+            assert strip(ca[key]) == strip(cb[key]), (where, key)
         elif ca[key].dtype.kind in "fc":
-            np.testing.assert_array_equal(ca[key], cb[key], err_msg=f"{a}:{key}")
+            np.testing.assert_array_equal(ca[key], cb[key], err_msg=f"{where}:{key}")
         else:
-            assert np.array_equal(ca[key], cb[key]), f"{a}:{key}"
+            assert np.array_equal(ca[key], cb[key]), f"{where}:{key}"
+
+
+def assert_same_h5(a, b, ignore_attrs=("seconds",)):
+    assert_same_h5_content(h5_content(a), h5_content(b), ignore_attrs, where=str(a))
