@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup demo test lint bench clean-demo
+.PHONY: setup browser demo test lint bench clean-demo
 
 setup: $(STAMP)
 
@@ -19,11 +19,23 @@ $(STAMP): requirements.txt pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The atlas tests drive headless Chromium: Debian's chromium + chromium-driver (apt, as root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian chromium + chromium-driver for the atlas browser tests (log: /tmp/resstream-apt.log)"; \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
+	      || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; \
+	    } > /tmp/resstream-apt.log 2>&1 || { tail -20 /tmp/resstream-apt.log; exit 1; }; \
+	  else \
+	    echo "the atlas browser tests need chromium and chromedriver: sudo apt-get install chromium chromium-driver"; exit 1; \
+	  fi; }
+
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile demo.yaml
 	$(BIN)/snakemake --configfile demo.yaml --report results/demo/report.html
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -12,6 +12,7 @@ include: "rules/model.smk"
 include: "rules/activations.smk"
 include: "rules/fv.smk"
 include: "rules/analysis.smk"
+include: "rules/atlas.smk"
 include: "rules/compare.smk"
 
 

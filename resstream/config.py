@@ -188,15 +188,18 @@ class Study:
             )
         return sorted(spec)
 
-    def layer_channels(self, layer: str) -> list[int]:
+    def layer_channels(self, layer: str, roles=blk.ROLES) -> list[int]:
+        """Channels of a layer the study needs, over the (block, role) pairs it serves whose role
+        is in ``roles``."""
         chans: set[int] = set()
-        for block, _role in self.layers[layer]:
-            chans.update(self.block_channels(block))
+        for block, role in self.layers[layer]:
+            if role in roles:
+                chans.update(self.block_channels(block))
         return sorted(chans)
 
-    def chunks(self, layer: str) -> list[Chunk]:
+    def chunks(self, layer: str, roles=blk.ROLES) -> list[Chunk]:
         per_job = self.config["fv"]["channels_per_job"]
-        chans = self.layer_channels(layer)
+        chans = self.layer_channels(layer, roles)
         by_range: dict[int, list[int]] = {}
         for c in chans:
             by_range.setdefault(c // per_job, []).append(c)
@@ -207,11 +210,31 @@ class Study:
             for k, cs in sorted(by_range.items())
         ]
 
-    def chunk(self, layer: str, name: str) -> Chunk:
-        for c in self.chunks(layer):
+    def chunk(self, layer: str, name: str, roles=blk.ROLES) -> Chunk:
+        for c in self.chunks(layer, roles):
             if c.name == name:
                 return c
         raise ConfigError(f"layer {layer} has no channel chunk {name}")
+
+    # -- unit atlas -------------------------------------------------------------------------------
+    @property
+    def atlas_enabled(self) -> bool:
+        return bool(self.config["atlas"]["enabled"])
+
+    @property
+    def channel_fv_roles(self) -> tuple[str, ...]:
+        """Roles (I, B, O) whose units get a channel-objective FV for the atlas."""
+        return tuple(self.config["atlas"]["channel_fvs"]) if self.atlas_enabled else ()
+
+    def channel_fv_layers(self) -> list[str]:
+        return [layer for layer, uses in self.layers.items() if any(r in self.channel_fv_roles for _, r in uses)]
+
+    def channel_fv_chunks(self, layer: str) -> list[Chunk]:
+        return self.chunks(layer, self.channel_fv_roles)
+
+    def block_layers(self, block: str) -> dict[str, str]:
+        """``{role: layer}`` of a studied block."""
+        return {role: blk.layer_name(self.blocks, blk.role_tap(self.blocks, block, role, self.o_relu)) for role in blk.ROLES}
 
     # -- layers and settings ----------------------------------------------------------------------
     def layer_ref(self, layer: str) -> blk.TapRef:

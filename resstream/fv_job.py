@@ -72,7 +72,8 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
     study = Study(config)
     if layer not in study.layers:
         raise FVError(f"layer '{layer}' is not an FV layer of this study; layers: {', '.join(study.layers)}")
-    chunk = study.chunk(layer, chunk_name)
+    # Channel-objective chunks (the atlas) cover only the units of the roles atlas.channel_fvs names.
+    chunk = study.chunk(layer, chunk_name) if objective == "center" else study.chunk(layer, chunk_name, study.channel_fv_roles)
     settings = study.fv_settings(layer)
     remove_stale_partials(out_dir)
     device = resolve_device(config["model"]["device"])
@@ -80,8 +81,8 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
     model = model.to(device)
     ref = study.layer_ref(layer)
     log.info(
-        "FV %s %s: %d channels %s on %s, %s; weights %s",
-        layer, chunk.name, len(chunk.channels), list(chunk.channels), device, settings.as_params(), identity.label,
+        "FV (%s) %s %s: %d channels %s on %s, %s; weights %s",
+        objective, layer, chunk.name, len(chunk.channels), list(chunk.channels), device, settings.as_params(), identity.label,
     )
 
     def progress(step, steps, elapsed, values):

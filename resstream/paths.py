@@ -5,6 +5,8 @@ Layout under ``results`` (config key):
 * ``model_card.json|csv``                         stage 0, model card
 * ``fv/{layer}/{chunk}/fv.h5``                     FV stage: one folder per (layer, channel chunk)
 * ``fv/{layer}/{chunk}/unit{c:04d}.png``           the 8-bit FV of channel c (what measurement reads)
+* ``fv_channel_chunks/{layer}/{chunk}/``          channel-objective FVs for the atlas, same layout
+* ``atlas/index.html``, ``atlas/{block}/``         the unit atlas (static HTML)
 * ``activations/activations.h5``                   dataset stage: one file, all layers
 * ``activations/exemplars/{layer}/unit{c:04d}.png`` 3x3 grid of a unit's top-9 images
 * ``analysis/...``, ``figures/...``                analyses and figures
@@ -38,3 +40,15 @@ def activations_h5(results: str) -> str:
 
 def exemplar_grid(results: str, layer: str, channel: int) -> str:
     return os.path.join(results, "activations", "exemplars", layer, unit_png_name(channel))
+
+
+def channel_fv_chunk_dir(results: str, layer: str, chunk: str) -> str:
+    return os.path.join(results, "fv_channel_chunks", layer, chunk)
+
+
+def atlas_dir(results: str) -> str:
+    return os.path.join(results, "atlas")
+
+
+def atlas_block_dir(results: str, block: str) -> str:
+    return os.path.join(atlas_dir(results), block)

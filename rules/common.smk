@@ -5,7 +5,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from resstream.paths import fv_chunk_dir  # noqa: E402
+from resstream.paths import channel_fv_chunk_dir, fv_chunk_dir  # noqa: E402
 from resstream.smk import check_config_or_exit  # noqa: E402
 
 # Our check first: it names the offending key in one line (snakemake's own prints the schema).
@@ -34,6 +34,23 @@ def block_fv_chunk_dirs(block):
         name for name, uses in STUDY.layers.items() if any(b == block for b, _ in uses)
     ]
     return [d for layer in layers for d in fv_chunk_dirs(layer)]
+
+
+def channel_fv_chunk_dirs(layer):
+    return [
+        channel_fv_chunk_dir(RESULTS, layer, c.name)
+        for c in STUDY.channel_fv_chunks(layer)
+    ]
+
+
+def block_channel_fv_dirs(block):
+    """Channel-FV chunk folders of the roles of one block that atlas.channel_fvs names."""
+    layers = STUDY.block_layers(block)
+    return [
+        d
+        for role in STUDY.channel_fv_roles
+        for d in channel_fv_chunk_dirs(layers[role])
+    ]
 
 
 def _uses_gpu():

@@ -1,0 +1,148 @@
+"""The atlas a real (tiny) demo run writes, driven in headless Chromium from the file system: the
+index, a block table sorted by M and filtered to scale-invariant channels, a unit page whose images
+load and whose numbers equal the metric tables.  Keeps a screenshot of the unit page in
+``test-artifacts/atlas_unit_page.png`` (or ``$RESSTREAM_TEST_ARTIFACTS``).
+
+Blocks 1.1 and 2.0 (a downsampling block), channels 0-2, 2 FV steps, 20 images, random weights."""
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from browser import (
+    assert_shown_equals, column_values, file_url, start_chromium, stop_chromium, unit_numbers, visible_channels,
+    wait_for_images,
+)
+from conftest import REPO
+from resstream import atlas
+from resstream.analysis import metric_table_csv, read_table
+from workflow_helpers import link_images, planned_jobs, smk, tiny_config
+
+BLOCKS = ["1.1", "2.0"]
+CHANNELS = [0, 1, 2]
+ARTIFACTS = Path(os.environ.get("RESSTREAM_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def demo_atlas(tmp_path_factory, sample_dir):
+    tmp = tmp_path_factory.mktemp("atlas_run")
+    data = link_images(sample_dir, tmp / "data", 20)
+    config = tiny_config(tmp, data, study={"blocks": BLOCKS, "channels": CHANNELS}, atlas={"channel_fvs": ["O"]})
+    results = tmp / "results"
+    smk(results / "atlas" / "index.html", "--cores", "2", "--configfile", "demo.yaml", config, timeout=900)
+    return tmp, results, config
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    browser = start_chromium()
+    yield browser
+    stop_chromium(browser)
+
+
+def fv_table(results, block) -> pd.DataFrame:
+    return read_table(metric_table_csv(str(results), block, "fv"))[0]
+
+
+def test_index_names_blocks_weights_and_counts(demo_atlas, chromium):
+    _tmp, results, _config = demo_atlas
+    chromium.get(file_url(results / "atlas" / "index.html"))
+    assert chromium.title == "resstream unit atlas"
+    assert atlas.RANDOM_BANNER in chromium.find_element("id", "random-weights-banner").text
+    assert "resnet18 RANDOM WEIGHTS (random:0, not pretrained)" in chromium.find_element("id", "weights").text
+    cards = chromium.find_elements("css selector", "section.card")
+    assert [c.get_attribute("data-block") for c in cards] == BLOCKS
+    for card, block in zip(cards, BLOCKS):
+        table = fv_table(results, block)
+        for chip in card.find_elements("css selector", ".chip[data-group]"):
+            group = chip.get_attribute("data-group")
+            assert chip.text == f"{group} {int((table['mix_group'] == group).sum())}"
+        assert card.find_element("css selector", 'b[data-key="all"]').text == str(int(table["pass_all"].sum()))
+        assert card.find_element("css selector", 'b[data-key="nomix"]').text == str(int(table["pass_nomix"].sum()))
+        assert len(card.find_elements("css selector", "svg.hist rect")) == 20
+
+
+def test_block_table_sorts_by_m_and_filters_scale_invariant(demo_atlas, chromium):
+    _tmp, results, _config = demo_atlas
+    chromium.get(file_url(results / "atlas" / "index.html"))
+    chromium.find_element("link text", "Block 1.1").click()
+    assert chromium.current_url.endswith("/atlas/1.1/index.html")
+    table = fv_table(results, "1.1")
+    m = dict(zip(table["channel"].astype(int), table["M"]))
+    assert visible_channels(chromium) == CHANNELS
+    ascending = sorted(m, key=lambda c: (math.isnan(m[c]), m[c] if not math.isnan(m[c]) else 0, c))
+    header = chromium.find_element("css selector", 'th[data-sort="M"]')
+    header.click()
+    assert visible_channels(chromium) == ascending
+    shown = [float(v) for v in column_values(chromium, "M") if v != "nan"]
+    assert shown == sorted(shown) == sorted(v for v in m.values() if not math.isnan(v))
+    header.click()
+    finite = [c for c in ascending if not math.isnan(m[c])]
+    assert visible_channels(chromium) == finite[::-1] + [c for c in ascending if math.isnan(m[c])]
+    select = chromium.find_element("id", "scale-filter")
+    for option, column in (("pass_all", "pass_all"), ("pass_nomix", "pass_nomix")):
+        select.find_element("css selector", f'option[value="{option}"]').click()
+        assert sorted(visible_channels(chromium)) == sorted(table.loc[table[column], "channel"].astype(int))
+        n = int(table[column].sum())
+        assert chromium.find_element("id", "shown-count").text == f"{n} of {len(CHANNELS)} channels shown"
+
+
+def test_unit_page_images_load_and_numbers_equal_the_csv(demo_atlas, chromium):
+    _tmp, results, _config = demo_atlas
+    chromium.get(file_url(results / "atlas" / "1.1" / "index.html"))
+    chromium.find_element("css selector", 'td[data-key="channel"] a[href="unit0001.html"]').click()
+    assert chromium.current_url.endswith("/atlas/1.1/unit0001.html")
+    images = wait_for_images(chromium)
+    assert len(images) == 3 + 3 + 1, images  # centre FVs of I, B, O, their top-9 grids, the channel FV of O
+    assert all(i["complete"] and i["width"] > 0 for i in images), images
+    assert "random-weights-banner" in chromium.page_source
+
+    numbers = unit_numbers(chromium)
+    for stimulus in ("fv", "imagenet"):
+        row = read_table(metric_table_csv(str(results), "1.1", stimulus))[0].set_index("channel").loc[1]
+        for key, _meaning in atlas.UNIT_NUMBERS:
+            assert_shown_equals(numbers[(stimulus, key)], row[key], f"1.1 ch1 {stimulus} {key}")
+    # the first of O's top-9 images is the first one exemplars.csv lists
+    exemplars = pd.read_csv(results / "activations" / "exemplars" / "exemplars.csv", comment="#")
+    first = exemplars[(exemplars["layer"] == "layer1.1.prerelu_out") & (exemplars["channel"] == 1) & (exemplars["rank"] == 0)]
+    listed = chromium.find_elements("css selector", "#kind-O details li")
+    assert len(listed) == 9 and listed[0].get_attribute("textContent").startswith(first["path"].iloc[0])
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "atlas_unit_page.png"
+    chromium.set_window_size(1300, 1500)
+    assert chromium.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+    chromium.find_element("id", "next").click()
+    assert chromium.current_url.endswith("/atlas/1.1/unit0002.html")
+    chromium.find_element("id", "prev").click()
+    chromium.find_element("id", "prev").click()
+    assert chromium.current_url.endswith("/atlas/1.1/unit0000.html")
+    assert not chromium.find_elements("id", "prev")
+
+
+def test_atlas_thumbnails_are_small(demo_atlas):
+    _tmp, results, _config = demo_atlas
+    images = list((results / "atlas").rglob("*.jpg"))
+    assert len(images) == len(BLOCKS) * len(CHANNELS) * 8  # per unit: 3 FVs, 3 top-9, 1 channel FV, 1 row
+    full = sum(p.stat().st_size for p in (results / "activations" / "exemplars").rglob("unit*.png"))
+    thumbs = sum(p.stat().st_size for p in images if "_top9_" in p.name)
+    assert thumbs < full / 3, (thumbs, full)
+
+
+def test_changing_one_block_rebuilds_only_its_atlas_folder(demo_atlas, tmp_path):
+    _tmp, results, config = demo_atlas
+    target = results / "atlas" / "index.html"
+    assert planned_jobs(target, "--configfile", "demo.yaml", config) == {}
+    cfg = yaml.safe_load(config.read_text())
+    cfg["fv"]["overrides"] = {"2.0": {"steps": 3}}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    plan = planned_jobs(target, "--configfile", "demo.yaml", changed)
+    assert plan["atlas_block"] == [{"block": "2.0"}], plan
+    assert sorted(j["layer"] for j in plan["fv_channel_chunk"]) == ["layer2.0.prerelu_out"]
+    assert "atlas_index" in plan and "exemplar_grids" not in plan
