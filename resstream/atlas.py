@@ -380,7 +380,7 @@ def unit_page(block, unit, layers, pics, tops, prev_c, next_c, weights, settings
             parts.append(_figure(pics.get(("chfv", kind)), f"channel FV · {_e(layer)}", f"channel FV of {kind} {layer} channel {c}", "fv"))
         else:
             parts.append('<figure class="fv missing"><div class="none">channel FV not rendered<br>'
-                         f'(atlas.channel_fvs lacks {kind})</div><figcaption>channel FV</figcaption></figure>')
+                         f'(atlas.channel_fvs lacks {kind})</div><figcaption>channel FV · {_e(layer)}</figcaption></figure>')
         parts.append(_figure(pics[("top9", kind)], f"top-9 dataset images · {_e(layer)}", f"top-9 images of {kind} {layer} channel {c}", "top9"))
         listing = tops.get((layer, c), [])
         if listing:
