@@ -12,7 +12,8 @@ from resstream import analysis
 from resstream.analysis import AnalysisError, build_summary, read_table
 from resstream.compare import compare_outputs, compare_runs
 from resstream.config import ConfigError, validate_config
-from test_figures import RANDOM, _check_files, write_hand_tables
+from hand_tables import RANDOM, write_hand_tables
+from test_figures import _check_files
 from workflow_helpers import link_images, smk, tiny_config
 
 R34 = dict(RANDOM, arch="resnet34", state_dict_sha256="cc" * 32, label="resnet34 RANDOM WEIGHTS (random:0, not pretrained)")
