@@ -1,5 +1,6 @@
 import os
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,15 @@ def random_model():
     from resstream.weights import load_model
 
     return load_model("resnet18", "random:0")
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache under tmp_path and no network: every download fails as offline."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+
+    def no_network(*a, **k):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path / "hub"

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from resstream.blocks import B, D, O_POST, O_PRE, X, TapRef, model_blocks, parse_layer, layer_name, study_layers
 from resstream.taps import block_taps, center_activation, center_index
+from resstream.weights import load_model
 
 
 def manual_block(block, x):
@@ -54,22 +55,22 @@ def test_every_tap_matches_independent_computation(random_model, block):
     assert (taps[TapRef(block, B)] < 0).any()
 
 
-def test_reference_hook_on_bn2_reads_the_wrong_tensor(random_model):
-    """The guard is needed: a hook that keeps bn2's output by reference sees relu(B + identity)."""
-    model, _ = random_model
-    x = torch.randn(1, 3, 224, 224)
+@pytest.mark.parametrize("arch, last_bn, size", [("resnet18", "bn2", 224), ("resnet50", "bn3", 128)])
+def test_reference_hook_on_the_last_bn_reads_the_wrong_tensor(random_model, arch, last_bn, size):
+    """The guard is needed: a hook that keeps the branch's last BN output by reference sees
+    relu(B + identity) (BasicBlock bn2, Bottleneck bn3); author_alias reproduces that on purpose."""
+    model = random_model[0] if arch == "resnet18" else load_model(arch, "random:0")[0]
+    x = torch.randn(1, 3, size, size)
     kept = {}
-    h = model.layer2[1].bn2.register_forward_hook(lambda m, a, out: kept.__setitem__("ref", out))
+    h = getattr(model.layer2[1], last_bn).register_forward_hook(lambda m, a, out: kept.__setitem__("ref", out))
     with torch.no_grad():
         model(x)
     h.remove()
     with torch.no_grad():
         taps = block_taps(model, x, [TapRef("2.1", B), TapRef("2.1", O_POST)])
+        alias = block_taps(model, x, [TapRef("2.1", B), TapRef("2.1", O_PRE)], hook_mode="author_alias")
     assert not torch.allclose(kept["ref"], taps[TapRef("2.1", B)], atol=1e-3)
     assert torch.equal(kept["ref"], taps[TapRef("2.1", O_POST)])
-    # author_alias reproduces exactly that wrong reading, on purpose
-    with torch.no_grad():
-        alias = block_taps(model, x, [TapRef("2.1", B), TapRef("2.1", O_PRE)], hook_mode="author_alias")
     assert torch.equal(alias[TapRef("2.1", B)], taps[TapRef("2.1", O_POST)])
     assert torch.equal(alias[TapRef("2.1", O_PRE)], taps[TapRef("2.1", O_POST)])
 

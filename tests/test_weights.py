@@ -1,5 +1,3 @@
-import urllib.error
-
 import pytest
 import torch
 
@@ -55,13 +53,7 @@ def test_missing_checkpoint_path_names_it(tmp_path):
         W.load_model("resnet18", str(tmp_path / "nope.pth"))
 
 
-def test_offline_without_cache_names_both_fixes(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-
-    def no_network(*a, **k):
-        raise urllib.error.URLError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+def test_offline_without_cache_names_both_fixes(offline_hub):
     with pytest.raises(W.WeightsError) as err:
         W.load_model("resnet18", "IMAGENET1K_V1")
     msg = str(err.value)
