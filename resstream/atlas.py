@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ from PIL import Image
 from . import metrics
 from .analysis import read_table
 from .errors import UserError
+from .outputs import partial_dir, publish_dir, remove_stale_partials
 from .paths import unit_png_name
 
 log = logging.getLogger("resstream.atlas")
@@ -255,8 +255,8 @@ def write_block(
     tops = read_exemplar_list(exemplars_dir, layers.values())
     px, quality = settings["fv_px"], settings["jpeg_quality"]
 
-    tmp = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_partials(out_dir)
+    tmp = partial_dir(out_dir)
     os.makedirs(os.path.join(tmp, "img"))
     final_rel = lambda path: os.path.relpath(path, out_dir)  # noqa: E731  (links survive the rename)
     missing = []
@@ -291,12 +291,7 @@ def write_block(
         f.write(block_page(block, units, layers, weights, meta))
     with open(os.path.join(tmp, "atlas_block.json"), "w") as f:
         json.dump({"block": block, "channels": channels, "layers": layers, "weights": weights, "missing_pictures": missing}, f, indent=1)
-    if os.path.isdir(out_dir):
-        if os.listdir(out_dir):
-            shutil.rmtree(tmp)
-            raise AtlasError(f"{out_dir} already holds atlas pages; delete it (or let snakemake rerun the job) to rebuild")
-        os.rmdir(out_dir)
-    os.replace(tmp, out_dir)
+    publish_dir(tmp, out_dir, AtlasError(f"{out_dir} already holds atlas pages; delete it (or let snakemake rerun the job) to rebuild"))
     for what in missing:
         log.warning("atlas block %s: no picture for %s (the page shows 'not available')", block, what)
     log.info("atlas block %s: %d unit pages in %s", block, len(units), out_dir)

@@ -8,11 +8,9 @@ never leaves a folder that looks finished.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
-import shutil
 
 import h5py
 import numpy as np
@@ -21,6 +19,7 @@ from PIL import Image
 from .config import Study
 from .device import resolve_device
 from .fv import FVError, render_units
+from .outputs import partial_dir, publish_dir, remove_stale_partials
 from .paths import unit_png_name
 from .weights import load_model
 
@@ -28,9 +27,7 @@ log = logging.getLogger("resstream.fv")
 
 
 def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None:
-    tmp = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp = partial_dir(out_dir)
     for c, arr in zip(result.channels, result.png_arrays()):
         Image.fromarray(arr).save(os.path.join(tmp, unit_png_name(c)))
     with h5py.File(os.path.join(tmp, "fv.h5"), "w") as f:
@@ -46,21 +43,7 @@ def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None
         f.attrs["settings"] = json.dumps(result.settings)
         f.attrs["weights"] = json.dumps(weights)
         f.attrs["seconds"] = result.seconds
-    if os.path.isdir(out_dir):
-        if os.listdir(out_dir):
-            # Never silently replace finished work: Snakemake removes outputs it means to redo.
-            shutil.rmtree(tmp)
-            raise FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute")
-        os.rmdir(out_dir)
-    os.replace(tmp, out_dir)
-
-
-def remove_stale_partials(out_dir: str) -> None:
-    """Delete ``{out_dir}.partial-PID`` folders a killed job of this chunk left behind (Snakemake
-    never runs two jobs of one chunk at once, so none of them belongs to a live job)."""
-    for stale in glob.glob(glob.escape(out_dir) + ".partial-*"):
-        log.info("removing %s, left by an interrupted job", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute"))
 
 
 def read_fv_status(out_dir: str) -> dict[int, str]:
@@ -120,9 +103,8 @@ def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> 
     device = resolve_device(config["model"]["device"])
     model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
     model = model.to(device)
-    tmp = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    remove_stale_partials(out_dir)
+    tmp = partial_dir(out_dir)
     done = {}
     for layer, channels in sorted(units.items()):
         if layer not in study.layers:
@@ -139,8 +121,6 @@ def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> 
         )
         write_fv_folder(result, os.path.join(tmp, layer), identity.as_dict(), f"{ref.block}:{ref.kind}")
         done[layer] = dict(zip(result.channels, result.status))
-    if os.path.isdir(out_dir) and not os.listdir(out_dir):
-        os.rmdir(out_dir)
-    os.replace(tmp, out_dir)
+    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds channel FVs; delete it (or let snakemake rerun the job) to recompute"))
     log.info("channel FVs done: %s", done)
     return done

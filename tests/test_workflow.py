@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
