@@ -56,7 +56,7 @@ rule atlas_block:
         layers=lambda w: STUDY.block_layers(w.block),
         settings=ATLAS_SETTINGS,
     script:
-        "../scripts/atlas_block.py"
+        "../scripts/atlas.py"
 
 
 rule atlas_index:
@@ -75,7 +75,7 @@ rule atlas_index:
     params:
         blocks=STUDY.study_blocks,
     script:
-        "../scripts/atlas_index.py"
+        "../scripts/atlas.py"
 
 
 if STUDY.atlas_enabled:

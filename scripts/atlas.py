@@ -1,12 +1,16 @@
-# Thin: one block's atlas folder (table page, unit pages, thumbnails) from its tables and pictures.
+# Thin: the atlas jobs. atlas_block: one block's folder (table page, unit pages, thumbnails) from
+# its tables and pictures; atlas_index: the index (one card per block), stylesheet and script.
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.atlas import write_block  # noqa: E402
+from resstream.atlas import write_block, write_index  # noqa: E402
 from resstream.smk import script_main  # noqa: E402
 
 
 def work(cfg):
+    if snakemake.rule == "atlas_index":
+        out = snakemake.output
+        return write_index(snakemake.params.blocks, snakemake.input.fv, snakemake.input.imagenet, out.html, out.css, out.js)
     return write_block(
         snakemake.wildcards.block,
         snakemake.input.fv,
