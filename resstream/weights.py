@@ -112,18 +112,26 @@ def hub_checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _load_pretrained(arch: str, name: str, allow_download: bool):
+def _cached_checkpoint(arch: str, name: str, allow_download: bool) -> tuple[Path, str]:
+    """``(path, sha256)`` of torchvision's checkpoint in the hub cache, downloaded first if it is
+    missing and downloads are allowed; the digest is checked."""
     member = _enum_member(arch, name)
     cached = hub_checkpoint_path(member.url)
     if not cached.exists():
         if not allow_download:
             raise WeightsError(_missing_weights_message(arch, name, cached, "downloads are disabled"))
         try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(member.url, str(cached), progress=False)
         except Exception as exc:  # offline machines fail here with URLError/OSError
             raise WeightsError(_missing_weights_message(arch, name, cached, f"download failed: {exc}")) from None
     digest = file_sha256(cached)
     _check_digest(arch, cached, digest)
+    return cached, digest
+
+
+def _load_pretrained(arch: str, name: str, allow_download: bool):
+    cached, digest = _cached_checkpoint(arch, name, allow_download)
     return torch.load(cached, map_location="cpu", weights_only=True), digest
 
 
@@ -170,9 +178,12 @@ def _checkpoint_file(weights: str) -> Path | None:
 
 
 def check_weights_available(arch: str, weights: str, allow_download: bool) -> None:
-    """Cheap check, before any job runs, that ``load_model`` will find the weights: the checkpoint
-    or cached hub file exists and has the right sha256 (no model is built).  A missing hub file
-    with downloads allowed passes: the first job downloads it.  Raises :class:`WeightsError`."""
+    """Check, before any job runs, that ``load_model`` will find the weights: the checkpoint or
+    cached hub file exists and has the right sha256 (no model is built).  A missing hub file with
+    downloads allowed is downloaded here, once: an offline machine stops before any job (and before
+    Snakemake removes outdated outputs), and parallel jobs never race to fetch the same file; on a
+    cluster the main process runs where it was started (usually a login node with a network).
+    Raises :class:`WeightsError`."""
     weights = str(weights)
     if arch not in ARCHS:
         raise WeightsError(f"model.arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}.")
@@ -182,12 +193,7 @@ def check_weights_available(arch: str, weights: str, allow_download: bool) -> No
     if path is not None:
         _check_digest(arch, path, file_sha256(path))
         return
-    member = _enum_member(arch, weights)
-    cached = hub_checkpoint_path(member.url)
-    if cached.exists():
-        _check_digest(arch, cached, file_sha256(cached))
-    elif not allow_download:
-        raise WeightsError(_missing_weights_message(arch, weights, cached, "downloads are disabled"))
+    _cached_checkpoint(arch, weights, allow_download)
 
 
 def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True):

@@ -77,6 +77,17 @@ def test_missing_pretrained_weights_offline(finished, tmp_path):
         f"model.weights to a local checkpoint path; for a test run use model.weights: random:0.")
 
 
+def test_offline_with_downloads_allowed_stops_before_any_job(finished, tmp_path):
+    """The main process fetches missing hub weights before any job runs; offline (a dead proxy
+    here, so the test does not depend on this machine's network) it stops with one line."""
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-torch-home"), https_proxy="http://127.0.0.1:9",
+               HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    proc = run_with(finished, tmp_path, lambda cfg: cfg["model"].update(weights="IMAGENET1K_V1", allow_download=True), env=env)
+    line = one_line(proc)
+    assert line.startswith("resstream: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache (") and "download failed" in line
+    assert "rule " not in proc.stdout + proc.stderr  # no job was started
+
+
 def test_checkpoint_with_a_wrong_sha256(finished, tmp_path):
     fake = tmp_path / "resnet18-f37072fd.pth"
     torch.save({"fc.weight": torch.zeros(2)}, fake)

@@ -63,6 +63,29 @@ def test_offline_without_cache_names_both_fixes(offline_hub):
         W.load_model("resnet18", "IMAGENET1K_V1", allow_download=False)
 
 
+def test_preflight_downloads_missing_hub_weights_once(offline_hub, monkeypatch):
+    """check_weights_available (Snakemake's main process, before any job) fetches a missing hub
+    file when downloads are allowed, checks it, and never fetches it again; offline it fails."""
+    with pytest.raises(W.WeightsError, match="download failed"):
+        W.check_weights_available("resnet18", "IMAGENET1K_V1", allow_download=True)
+    model, _ = W.load_model("resnet18", "random:3")
+    fetched = []
+
+    def fake_download(url, dst, progress=True):
+        fetched.append(url)
+        torch.save(model.state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    with pytest.raises(W.WeightsError, match="corrupt or not torchvision's"):  # a file that is not torchvision's
+        W.check_weights_available("resnet18", "IMAGENET1K_V1", allow_download=True)
+    cached = offline_hub / "checkpoints" / "resnet18-f37072fd.pth"
+    assert fetched == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"] and cached.exists()
+    monkeypatch.setitem(W.KNOWN_SHA256, "resnet18-f37072fd.pth", W.file_sha256(cached))
+    W.check_weights_available("resnet18", "IMAGENET1K_V1", allow_download=True)
+    _, ident = W.load_model("resnet18", "IMAGENET1K_V1")
+    assert len(fetched) == 1 and ident.kind == "pretrained"
+
+
 def test_hub_cache_is_used_and_checked(tmp_path, monkeypatch):
     """A file in the hub cache is loaded without any download, and its digest is checked."""
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
