@@ -15,7 +15,7 @@ from .config import ConfigError, Study, validate_config
 from .errors import UserError
 
 
-def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) -> Study:
+def check_config_or_exit(config: dict, basedir: str, preflight: bool = False, dry_run: bool = False) -> Study:
     """Validate the config and resolve the study; on a user error print one line and exit 1.
 
     ``preflight`` (Snakemake's main process only, not every job's re-parse): also check, before
@@ -46,7 +46,8 @@ def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) ->
         from .weights import check_weights_available  # torch is loaded by now (the study plan)
 
         try:
-            check_weights_available(model["arch"], model["weights"], model["allow_download"])
+            # a dry run never downloads weights; a real run fetches missing hub weights here, once
+            check_weights_available(model["arch"], model["weights"], model["allow_download"], fetch=not dry_run)
         except UserError as exc:
             _die(str(exc))
         if not _holds_an_image(Path(path)):

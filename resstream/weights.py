@@ -177,13 +177,14 @@ def _checkpoint_file(weights: str) -> Path | None:
     return path
 
 
-def check_weights_available(arch: str, weights: str, allow_download: bool) -> None:
+def check_weights_available(arch: str, weights: str, allow_download: bool, fetch: bool = True) -> None:
     """Check, before any job runs, that ``load_model`` will find the weights: the checkpoint or
     cached hub file exists and has the right sha256 (no model is built).  A missing hub file with
     downloads allowed is downloaded here, once: an offline machine stops before any job (and before
     Snakemake removes outdated outputs), and parallel jobs never race to fetch the same file; on a
     cluster the main process runs where it was started (usually a login node with a network).
-    Raises :class:`WeightsError`."""
+    ``fetch=False`` (a dry run) only checks what is there: a missing file with downloads allowed
+    passes.  Raises :class:`WeightsError`."""
     weights = str(weights)
     if arch not in ARCHS:
         raise WeightsError(f"model.arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}.")
@@ -193,7 +194,8 @@ def check_weights_available(arch: str, weights: str, allow_download: bool) -> No
     if path is not None:
         _check_digest(arch, path, file_sha256(path))
         return
-    _cached_checkpoint(arch, weights, allow_download)
+    if fetch or not allow_download or hub_checkpoint_path(_enum_member(arch, weights).url).exists():
+        _cached_checkpoint(arch, weights, allow_download)
 
 
 def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True):

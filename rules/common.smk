@@ -9,9 +9,13 @@ from resstream.paths import channel_fv_chunk_dir, fv_chunk_dir  # noqa: E402
 from resstream.smk import check_config_or_exit  # noqa: E402
 
 # Our check first: it names the offending key in one line (snakemake's own prints the schema).
-# The main process also checks weights and dataset before any job runs (and removes outputs).
+# The main process also checks weights and dataset before any job runs (and removes outputs),
+# and fetches missing hub weights then, except in a dry run (workflow.dryrun is not set yet here).
 STUDY = check_config_or_exit(
-    config, workflow.basedir, preflight=workflow.is_main_process
+    config,
+    workflow.basedir,
+    preflight=workflow.is_main_process,
+    dry_run=workflow.output_settings.dryrun,
 )
 
 

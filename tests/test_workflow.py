@@ -1,6 +1,7 @@
 """The Snakemake wiring: demo DAG, lint, formatting, one-line errors, the model card rule."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,8 @@ from conftest import REPO
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def smk(*args, check=True, timeout=600):
-    proc = subprocess.run(SNAKEMAKE + list(args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def smk(*args, check=True, timeout=600, env=None):
+    proc = subprocess.run(SNAKEMAKE + list(args), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -22,9 +23,13 @@ def test_demo_dry_run_shows_the_dag(tmp_path, sample_dir):
     assert "model_card" in proc.stdout
 
 
-def test_full_study_dry_run(sample_dir):
-    proc = smk("-n", "--cores", "2", "--config", f"dataset={{path: {sample_dir}}}", "results=/tmp/resstream-nothing")
-    assert "model_card" in proc.stdout
+def test_full_study_dry_run(sample_dir, tmp_path):
+    # pretrained weights absent and no network (a dead proxy): a dry run plans without fetching them
+    dead = "http://127.0.0.1:9"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy=dead, HTTPS_PROXY=dead, http_proxy=dead, HTTP_PROXY=dead)
+    proc = smk("-n", "--cores", "2", "--config", f"dataset={{path: {sample_dir}}}", "results=/tmp/resstream-nothing", env=env)
+    assert "model_card" in proc.stdout and "fv_chunk" in proc.stdout
+    assert not (tmp_path / "torch").exists()
 
 
 def test_lint_is_clean():
