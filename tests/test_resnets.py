@@ -163,7 +163,7 @@ def test_resnet50_weights_enum_and_checkpoint_paths(tmp_path, monkeypatch, offli
         W.load_model("resnet34", "IMAGENET1K_V2")
     # a hub-cache file that is not torchvision's is refused against the published prefix
     cached = W.hub_checkpoint_path(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url)
-    cached.parent.mkdir(parents=True)
+    cached.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cached)
     with pytest.raises(W.WeightsError, match="expected 11ad3fa6 for resnet50-11ad3fa6.pth: the file is corrupt"):
         W.load_model("resnet50", "IMAGENET1K_V2")
