@@ -34,6 +34,7 @@ browser:
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile demo.yaml
 	$(BIN)/snakemake --configfile demo.yaml --report results/demo/report.html
+	@echo "open results/demo/atlas/index.html (the unit atlas) and results/demo/report.html in a browser"
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
