@@ -194,8 +194,9 @@ def check_weights_available(arch: str, weights: str, allow_download: bool, fetch
     if path is not None:
         _check_digest(arch, path, file_sha256(path))
         return
-    if fetch or not allow_download or hub_checkpoint_path(_enum_member(arch, weights).url).exists():
-        _cached_checkpoint(arch, weights, allow_download)
+    if not fetch and allow_download and not hub_checkpoint_path(_enum_member(arch, weights).url).exists():
+        return  # a dry run: the real run fetches it
+    _cached_checkpoint(arch, weights, allow_download)
 
 
 def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True):
