@@ -258,7 +258,6 @@ def write_block(
     remove_stale_partials(out_dir)
     tmp = partial_dir(out_dir)
     os.makedirs(os.path.join(tmp, "img"))
-    final_rel = lambda path: os.path.relpath(path, out_dir)  # noqa: E731  (links survive the rename)
     missing = []
 
     def thumb(src: str | None, name: str, size: int, what: str) -> dict | None:
@@ -266,9 +265,11 @@ def write_block(
             missing.append(what)
             return None
         thumbnail(src, os.path.join(tmp, "img", name), size, quality)
-        return {"src": f"img/{name}", "full": final_rel(src)}
+        # relative to the final folder, so the link survives the rename
+        return {"src": f"img/{name}", "full": os.path.relpath(src, out_dir)}
 
     channels = [u["channel"] for u in units]
+    row_thumbs = {}
     for i, unit in enumerate(units):
         c = unit["channel"]
         pics = {}
@@ -281,14 +282,13 @@ def write_block(
             )
             if kind in settings["channel_fvs"]:
                 pics[("chfv", kind)] = thumb(channel_pngs.get((layer, c)), f"{kind}_chfv_{c:04d}.jpg", px, f"channel FV {kind} {layer} {c}")
-        row = thumb(fv_pngs.get((layers["O"], c)), f"row_{c:04d}.jpg", settings["row_px"], f"row thumbnail {c}")
-        unit["_row_thumb"] = row
+        row_thumbs[c] = thumb(fv_pngs.get((layers["O"], c)), f"row_{c:04d}.jpg", settings["row_px"], f"row thumbnail {c}")
         prev_c = channels[i - 1] if i > 0 else None
         next_c = channels[i + 1] if i + 1 < len(channels) else None
         with open(os.path.join(tmp, unit_page_name(c)), "w") as f:
             f.write(unit_page(block, unit, layers, pics, tops, prev_c, next_c, weights, settings))
     with open(os.path.join(tmp, "index.html"), "w") as f:
-        f.write(block_page(block, units, layers, weights, meta))
+        f.write(block_page(block, units, row_thumbs, layers, weights, meta))
     with open(os.path.join(tmp, "atlas_block.json"), "w") as f:
         json.dump({"block": block, "channels": channels, "layers": layers, "weights": weights, "missing_pictures": missing}, f, indent=1)
     publish_dir(tmp, out_dir, AtlasError(f"{out_dir} already holds atlas pages; delete it (or let snakemake rerun the job) to rebuild"))
@@ -302,14 +302,14 @@ def unit_page_name(channel: int) -> str:
     return f"unit{channel:04d}.html"
 
 
-def block_page(block: str, units: list[dict], layers: dict, weights, meta: dict) -> str:
+def block_page(block: str, units: list[dict], row_thumbs: dict, layers: dict, weights, meta: dict) -> str:
     head = "".join(
         f'<th data-sort="{key}" data-type="{kind}" tabindex="0" title="sort by {_e(title)}">{_e(title)}</th>'
         for key, title, kind in TABLE_COLUMNS
     )
     rows = []
     for u in units:
-        thumb = u.get("_row_thumb")
+        thumb = row_thumbs.get(u["channel"])
         img = f'<img src="{thumb["src"]}" alt="O FV of channel {u["channel"]}" loading="lazy">' if thumb else "—"
         cells = [f'<td class="thumb"><a href="{unit_page_name(u["channel"])}">{img}</a></td>']
         for key, _title, _kind in TABLE_COLUMNS:
