@@ -124,9 +124,9 @@ def block_units(fv: pd.DataFrame, imagenet: pd.DataFrame | None) -> list[dict]:
     return units
 
 
-def mix_histogram_svg(m_values, width: int = 240, height: int = 90) -> str:
+def mix_histogram_svg(m_values, mix_factor: float = 1.5, width: int = 240, height: int = 90) -> str:
     """Fig 2's histogram of clamped M (20 bins on [0, 5]) as an inline SVG, bars coloured by the
-    spectrum group of their bin centre (overwrite <= 1/1.5 < mix < 1.5 <= skip)."""
+    spectrum group of their bin centre with the tables' factor f (overwrite <= 1/f < mix < f <= skip)."""
     values = np.asarray([v for v in m_values if v is not None and not math.isnan(v)], dtype=float)
     counts, edges = np.histogram(values, bins=metrics.HIST_BINS)
     top = max(1, int(counts.max()) if counts.size else 1)
@@ -134,7 +134,7 @@ def mix_histogram_svg(m_values, width: int = 240, height: int = 90) -> str:
     bars = []
     for i, count in enumerate(counts):
         centre = (edges[i] + edges[i + 1]) / 2
-        group = metrics.mix_group(np.array([centre]))[0]
+        group = metrics.mix_group(np.array([centre]), mix_factor)[0]
         h = (height - 14) * count / top
         bars.append(
             f'<rect x="{i * bw:.1f}" y="{height - 12 - h:.1f}" width="{bw - 1:.1f}" height="{h:.1f}" '
@@ -411,8 +411,7 @@ def unit_page(block, unit, layers, pics, tops, prev_c, next_c, weights, settings
 # --- index -----------------------------------------------------------------------------------------
 
 
-def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str], out_html: str, out_css: str, out_js: str,
-                title_extra: str = "") -> dict:
+def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str], out_html: str, out_css: str, out_js: str) -> dict:
     """The atlas index: one card per block with its M histogram, spectrum and scale-invariance
     counts; plus the shared stylesheet and script."""
     cards = []
@@ -429,24 +428,27 @@ def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str],
         if imagenet is not None:
             inv["imagenet_all"] = int(imagenet["pass_all"].sum())
         bad = int(sum(1 for s in fv["status"].astype(str) if s != "ok"))
+        # the groups of the table were made with the analysis' factor: colour the bars with it too
+        factor = float((meta.get("analysis") or {}).get("mix_factor", 1.5))
         summary[block] = {"channels": n, "groups": counts, "scale_invariant": inv, "not_ok": bad}
         chips = " ".join(f'<span class="chip g-{g}" data-group="{g}">{g} {counts[g]}</span>' for g in GROUPS if counts[g] or g != metrics.NO_GROUP)
         im_line = f"; ImageNet top-9, all criteria: <b data-key=\"imagenet_all\">{inv['imagenet_all']}</b>" if "imagenet_all" in inv else ""
         cards.append(
             f'<section class="card" data-block="{_e(block)}"><h2><a href="{_e(block)}/index.html">Block {_e(block)}</a></h2>'
             f"<p>{n} channels · {', '.join(f'{k} <code>{_e(v)}</code>' for k, v in (meta.get('layers') or {}).items())}</p>"
-            f"{mix_histogram_svg(fv['M'].astype(float))}<p>{chips}</p>"
+            f"{mix_histogram_svg(fv['M'].astype(float), factor)}"
+            f'<p class="rule">overwrite M ≤ 1/{factor:g}, mix, skip M ≥ {factor:g}</p><p>{chips}</p>'
             f'<p>scale invariant (FV): all criteria <b data-key="all">{inv["all"]}</b>, without mix '
             f'<b data-key="nomix">{inv["nomix"]}</b>{im_line}</p>'
             + (f'<p class="warn">{bad} channels with a status other than ok</p>' if bad else "")
             + "</section>"
         )
     body = (
-        f"<h1>resstream unit atlas{_e(title_extra)}</h1>\n"
+        "<h1>resstream unit atlas</h1>\n"
         "<p>Every studied unit of the residual stream: centre-neuron feature visualizations of the block "
         "input I, branch B and output O, channel FVs, top-9 dataset images and the mix ratio M "
         "(skip / mix / overwrite) and scale-invariance numbers. Histograms: M clamped to 5, "
-        "coloured overwrite (M ≤ 1/1.5), mix, skip (M ≥ 1.5).</p>\n"
+        "coloured by the spectrum group of the bin.</p>\n"
         f'<div class="cards">{"".join(cards)}</div>'
     )
     _atomic_write(out_css, ATLAS_CSS)

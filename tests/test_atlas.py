@@ -74,6 +74,14 @@ def test_mix_histogram_counts_equal_numpy():
     assert fills[-1] == atlas.GROUP_COLORS["skip"]
 
 
+def test_histogram_colours_follow_the_tables_mix_factor():
+    # bin [1.5, 1.75): skip with f = 1.5, mix with f = 2 (1/2 < 1.625 < 2)
+    def bar_colour(f):
+        return re.findall(r'fill="(#[0-9a-f]{6})"', atlas.mix_histogram_svg([1.6], mix_factor=f))[6]
+
+    assert bar_colour(1.5) == atlas.GROUP_COLORS["skip"] and bar_colour(2.0) == atlas.GROUP_COLORS["mix"]
+
+
 def test_block_folder_holds_every_page_and_small_thumbnails(hand_atlas):
     _results, out, _fv, _imnet, _summary = hand_atlas
     for block in BLOCKS:
