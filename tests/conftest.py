@@ -7,17 +7,21 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = (REPO / ".." / "shared" / "data" / "imagenet-sample").resolve()
 sys.path.insert(0, str(REPO))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+SAMPLE_CLASSES = 200
+
+
 @pytest.fixture(scope="session")
-def sample_dir() -> Path:
-    if not SAMPLE.is_dir():
-        pytest.fail(f"the ImageNet sample is missing at {SAMPLE}: tests need ../shared beside the checkout")
-    return SAMPLE
+def sample_dir(tmp_path_factory) -> Path:
+    """An ImageNet-like class-folder dataset made here (tests/sample_images.py): no test needs the
+    fetched 1,000-image sample or anything beside the checkout."""
+    from sample_images import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("sample"), n_classes=SAMPLE_CLASSES)
 
 
 @pytest.fixture(scope="session")

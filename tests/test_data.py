@@ -3,15 +3,17 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import SAMPLE_CLASSES
 from resstream.data import DatasetError, ImageFolderDataset, IMAGENET_MEAN, IMAGENET_STD, load_rgb, scan_image_folder
 
 
 def test_sample_is_read_in_imagenet_class_layout(sample_dir):
     recs = scan_image_folder(sample_dir)
-    assert len(recs) == 1000
-    assert len({r.class_id for r in recs}) == 1000
-    assert recs[0].class_id == 0 and recs[-1].class_id == 999
-    assert [r.index for r in recs] == list(range(1000))
+    n = SAMPLE_CLASSES
+    assert len(recs) == n
+    assert len({r.class_id for r in recs}) == n
+    assert recs[0].class_id == 0 and recs[-1].class_id == n - 1
+    assert [r.index for r in recs] == list(range(n))
     assert recs[0].path.startswith(recs[0].class_name + "/")
 
 
