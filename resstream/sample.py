@@ -302,20 +302,23 @@ def fetch_sample(
         return dest
     environ = os.environ if environ is None else environ
     path, label = _pick_source(source, environ, shared_candidates() if candidates is None else candidates)
+    local = open_source(path, label) if path is not None else None  # a bad source is named before any write
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(str(dest))
     tmp = Path(partial_dir(str(dest)))
     try:
-        if path is None:
-            path, label = tmp / DOWNLOAD_NAME, url
+        if local is None:
             try:
-                fetch(url, path, progress)
+                fetch(url, tmp / DOWNLOAD_NAME, progress)
             except OSError as exc:  # URLError, timeouts, refused connections
                 raise _no_source_error(url, str(getattr(exc, "reason", exc))) from None
-        _assemble(open_source(path, label), manifest, tmp, progress)
+            local = open_source(tmp / DOWNLOAD_NAME, url)
+        _assemble(local, manifest, tmp, progress)
         (tmp / DOWNLOAD_NAME).unlink(missing_ok=True)
         publish_dir(str(tmp), str(dest), SampleError(f"{dest} appeared while the sample was fetched; delete one of them"))
     except BaseException:
+        if local is not None:
+            local.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest

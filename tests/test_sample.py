@@ -71,7 +71,7 @@ def assert_is_sample(dest: Path, files: dict[str, bytes]):
 
 
 def leftovers(parent: Path) -> list[str]:
-    return sorted(p.name for p in parent.iterdir())
+    return sorted(p.name for p in parent.iterdir()) if parent.exists() else []
 
 
 def fetch(dest, manifest, **kw):
