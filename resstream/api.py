@@ -97,36 +97,48 @@ def extract_activations(data: str, out: str, *, arch: str = "resnet18", weights:
     return extract(config, str(out))
 
 
+def _fv_provenance(png: str, channel: int, identity) -> str | None:
+    """The unit's FV status from the ``fv.h5`` beside its PNG (None without one), after checking
+    that file names the same weights."""
+    import h5py
+
+    from .measure import check_same_weights, weights_attr
+
+    h5_path = Path(png).parent / "fv.h5"
+    if not h5_path.is_file():
+        return None
+    with h5py.File(h5_path, "r") as f:
+        check_same_weights(weights_attr(f.attrs, str(h5_path)), identity, str(h5_path))
+        status = dict(zip(f["channels"][:].tolist(), f["status"].asstr()[:]))
+    return status.get(channel)
+
+
 def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = "resnet18",
                  weights: str = "IMAGENET1K_V1", allow_download: bool = True, device: str = "auto",
                  o_relu: str = "pre", **analysis) -> dict:
     """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
     status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
-    as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3); an ``fv.h5``
-    beside an image must name the same weights.  ``analysis``: ``mix_factor``, ``scale_rule``,
-    ``mix_rules`` (defaults: the workflow's)."""
-    import h5py
-
+    as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3).  Where an
+    ``fv.h5`` lies beside an image (an FV job's or :func:`render_fv`'s folder), it must name the
+    same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
+    ``scale_rule``, ``mix_rules`` (defaults: the workflow's)."""
     from . import metrics
-    from .measure import _weights_attr, block_role_taps, check_same_weights, fv_raw_rows, load_fv_png
+    from .config import structure
+    from .measure import block_role_taps, fv_raw_rows, load_fv_png
 
     missing = [role for role in ("I", "B") if role not in fv_images]
     if missing:
         raise UserError(f"fv_images lacks the FV of {', '.join(missing)}. Fix: pass {{'I': png, 'B': png, 'O': png}}")
     config = _config(arch, weights, allow_download, device, study={"o_relu": o_relu}, analysis=analysis)
     model, identity = _model(config)
-    for png in fv_images.values():
-        h5_path = Path(png).parent / "fv.h5"
-        if h5_path.is_file():
-            with h5py.File(h5_path, "r") as f:
-                check_same_weights(_weights_attr(f.attrs, str(h5_path)), identity, str(h5_path))
-    from .config import structure
-
     blocks = list(structure(arch))
     taps = block_role_taps(blocks, block, o_relu)
-    device_ = next(model.parameters()).device
-    raw = fv_raw_rows(model, blocks, taps, block, [channel], [load_fv_png(fv_images["I"])], [load_fv_png(fv_images["B"])],
-                      device=device_)
+    x_in, x_mid = load_fv_png(fv_images["I"]), load_fv_png(fv_images["B"])
+    raw = fv_raw_rows(model, blocks, taps, block, [channel], [x_in], [x_mid], device=next(model.parameters()).device)
+    for role, png in fv_images.items():
+        status = _fv_provenance(png, channel, identity)
+        if status is not None:
+            raw[f"fv_status_{role}"] = status
     a = config["analysis"]
     table = metrics.metric_table(raw, mix_factor=float(a["mix_factor"]), scale_rule=a["scale_rule"], mix_rules=a["mix_rules"])
     return table.iloc[0].to_dict()

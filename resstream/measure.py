@@ -122,7 +122,7 @@ def weight_magnitudes(model, info: blk.BlockInfo, channels) -> tuple[np.ndarray,
 # --- provenance checks ----------------------------------------------------------------------------------
 
 
-def _weights_attr(attrs, where: str) -> dict | None:
+def weights_attr(attrs, where: str) -> dict | None:
     raw = attrs.get("weights")
     if raw is None:
         return None
@@ -167,7 +167,7 @@ def fv_units(study: Study, results: str, layer: str, channels, identity=None) ->
         if os.path.exists(h5_path):
             with h5py.File(h5_path, "r") as f:
                 if identity is not None:
-                    check_same_weights(_weights_attr(f.attrs, h5_path), identity, h5_path)
+                    check_same_weights(weights_attr(f.attrs, h5_path), identity, h5_path)
                 chans = f["channels"][:]
                 stat = f["status"].asstr()[:] if f["status"].dtype.kind in "OS" else f["status"][:]
                 status = {int(c): str(s) for c, s in zip(chans, stat)}
@@ -275,7 +275,7 @@ def add_weights_and_rho(df: pd.DataFrame, model, study: Study, block: str, activ
     df["bn_gamma_abs"], df["conv_w_abs_mean"] = weight_magnitudes(model, info, channels)
     layers = role_layers(study.blocks, block, study.o_relu)
     with h5py.File(_require(activations_path), "r") as f:
-        check_same_weights(_weights_attr(f.attrs, activations_path), identity, activations_path)
+        check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
         i_curve = _layer_columns(f, layers["I"], channels, activations_path)
         b_curve = _layer_columns(f, layers["B"], channels, activations_path)
         if "images/ok" in f:
@@ -312,7 +312,7 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
     taps = block_role_taps(blocks, block, study.o_relu)
     layers = role_layers(blocks, block, study.o_relu)
     with h5py.File(_require(activations_path), "r") as f:
-        check_same_weights(_weights_attr(f.attrs, activations_path), identity, activations_path)
+        check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
         top = {}
         for role in ("I", "B"):
             key = f"topk/{layers[role]}/index"
