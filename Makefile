@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup browser demo test lint bench clean-demo
+.PHONY: setup browser sample demo test lint bench clean-demo
 
 setup: $(STAMP)
 
@@ -36,8 +36,10 @@ browser: $(STAMP)
 # verified against its sha256 manifest (resstream/sample.py); an existing copy is only verified.
 SAMPLE := data/imagenet-sample
 
-demo: $(STAMP)
+sample: $(STAMP)
 	@$(BIN)/resstream fetch-sample --dest $(SAMPLE)
+
+demo: sample
 	$(BIN)/snakemake --cores $(CORES) --configfile demo.yaml
 	$(BIN)/snakemake --configfile demo.yaml --report results/demo/report.html
 	@echo "open results/demo/atlas/index.html (the unit atlas) and results/demo/report.html in a browser"
@@ -45,7 +47,7 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: sample
 	$(BIN)/snakemake --lint --configfile demo.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
 

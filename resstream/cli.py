@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from .errors import UserError
-from .schema import load_schema, section_defaults
+from .schema import section_defaults, section_properties
 
 USAGE_ERROR = 2
 
@@ -75,7 +75,7 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
 def info(args: argparse.Namespace) -> None:
     from .config import ConfigError, Study, validate_config
 
-    archs = load_schema()["properties"]["model"]["properties"]["arch"]["enum"]
+    archs = section_properties("model")["arch"]["enum"]
     if args.arch not in archs:
         raise UserError(f"unknown architecture '{args.arch}'; supported: {', '.join(archs)}")
     try:
@@ -93,7 +93,6 @@ def info(args: argparse.Namespace) -> None:
         layers = {role: blk.layer_name(study.blocks, blk.role_tap(study.blocks, info.name, role, "pre")) for role in blk.ROLES}
         print(f"{info.name:<6} {info.block_type:<10} {info.kind:<10} {layers['I']:<24} {layers['B']:<16} {layers['O']:<22} "
               f"{info.channels:>8} {h:>3}x{w:<3}")
-
 
 
 # -- shared options ----------------------------------------------------------------------------------
@@ -125,7 +124,7 @@ def _positive_int(text: str) -> int:
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
-    model = load_schema()["properties"]["model"]["properties"]
+    model = section_properties("model")
     p.add_argument("--arch", choices=model["arch"]["enum"], default=model["arch"]["default"], metavar="ARCH",
                    help="torchvision ResNet (default %(default)s; see: resstream info)")
     p.add_argument("--weights", default=model["weights"]["default"],
@@ -182,11 +181,11 @@ def _fv_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {fv['lr']})")
     p.add_argument("--jitter", type=int, help="transform jitter in pixels (default: the layer's, spec §2)")
     p.add_argument("--seed", type=int, help=f"base seed; each unit derives its own (default {fv['seed']})")
-    p.add_argument("--hook", choices=["intended", "author_alias"], help=f"default {fv['hook']}")
+    p.add_argument("--hook", choices=section_properties("fv")["hook"]["enum"], help=f"default {fv['hook']}")
     p.add_argument("--objective", choices=["center", "channel"], default="center",
                    help="centre neuron (default) or the mean of the whole channel map")
     p.add_argument("--no-rf-crop", dest="rf_crop", action="store_false", default=None,
-                   help="compute the full image, not only the centre neuron's receptive field (same result)")
+                   help="compute the whole image, not only the centre neuron's receptive field (slower; the crop is exact)")
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (changes results)")
     p.add_argument("--microbatch", type=_positive_int, help="most units per forward (default: one per forward on CPU "
                    "when cropped, else the whole batch; see fv.microbatch)")
@@ -212,13 +211,16 @@ def _activations_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the HDF5 file to write (must not exist)")
     p.add_argument("--blocks", default="default", type=lambda t: t if t == "default" else t.split(","),
                    help="studied blocks, e.g. 1.1,2.0 (default: every block but 1.0); their I, B, O and inputs are tapped")
-    p.add_argument("--o-relu", choices=["pre", "post"], default="pre", help="O before (default, the paper) or after the ReLU")
+    o_relu = section_properties("study")["o_relu"]
+    p.add_argument("--o-relu", choices=o_relu["enum"], default=o_relu["default"],
+                   help="O read before (pre: the paper) or after (post) the ReLU (default %(default)s)")
     act = section_defaults("activations")
     p.add_argument("--batch-size", type=_positive_int, help=f"images per forward (default {act['batch_size']})")
     p.add_argument("--workers", type=int, help=f"JPEG-decoding processes (default {act['workers']})")
     p.add_argument("--topk", type=_positive_int, help=f"top images kept per unit (default {act['topk']})")
-    p.add_argument("--on-bad-image", choices=["skip", "fail"],
-                   help=f"an unreadable image is skipped (NaN row) or fatal (default {section_defaults('dataset')['on_bad_image']})")
+    bad_image = section_properties("dataset")["on_bad_image"]
+    p.add_argument("--on-bad-image", choices=bad_image["enum"],
+                   help=f"an unreadable image is skipped (NaN row) or fatal (default {bad_image['default']})")
     _model_arguments(p)
 
 

@@ -21,6 +21,11 @@ def load_schema() -> dict:
         return yaml.safe_load(f)
 
 
+def section_properties(section: str) -> dict:
+    """The schema of each key of one config section (``type``, ``default``, ``enum``, ...)."""
+    return load_schema()["properties"][section]["properties"]
+
+
 def section_defaults(section: str) -> dict:
     """``{key: default}`` of one config section, e.g. ``section_defaults("fv")["steps"]``."""
-    return {key: spec.get("default") for key, spec in load_schema()["properties"][section]["properties"].items()}
+    return {key: spec.get("default") for key, spec in section_properties(section).items()}
