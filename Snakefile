@@ -6,7 +6,7 @@
 configfile: "config.yaml"
 
 
-# common.smk validates the config against schemas/config.schema.yaml (one line naming the key).
+# common.smk validates the config against resstream/schemas/config.schema.yaml (one line naming the key).
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/activations.smk"

@@ -98,7 +98,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sample", default=str(REPO.parent / "shared" / "data" / "imagenet-sample"))
+    parser.add_argument("--sample", default=str(REPO / "data" / "imagenet-sample"),
+                        help="image folder (default: the demo sample, resstream fetch-sample puts it there)")
     parser.add_argument("--only", choices=["ours", "author"], help=argparse.SUPPRESS)  # one run, pickled to stdout
     args = parser.parse_args()
     if args.only:

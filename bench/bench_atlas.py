@@ -73,7 +73,8 @@ def picture_pool(sample: Path, dest: Path, rng) -> tuple[list[Path], list[Path]]
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--channels", type=int, default=512)
-    ap.add_argument("--sample", default=str(REPO.parent / "shared" / "data" / "imagenet-sample"))
+    ap.add_argument("--sample", default=str(REPO / "data" / "imagenet-sample"),
+                    help="image folder (default: the demo sample, resstream fetch-sample puts it there)")
     ap.add_argument("--keep", action="store_true", help="keep the generated atlas (its folder is printed)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from .errors import UserError
+from .schema import section_defaults, section_properties
 
 USAGE_ERROR = 2
 
@@ -72,9 +73,9 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("info", "the blocks of an architecture: layers, channels and map sizes", _info_arguments)
 def info(args: argparse.Namespace) -> None:
-    from .config import ConfigError, Study, load_schema, validate_config
+    from .config import ConfigError, Study, validate_config
 
-    archs = load_schema()["properties"]["model"]["properties"]["arch"]["enum"]
+    archs = section_properties("model")["arch"]["enum"]
     if args.arch not in archs:
         raise UserError(f"unknown architecture '{args.arch}'; supported: {', '.join(archs)}")
     try:
@@ -92,6 +93,146 @@ def info(args: argparse.Namespace) -> None:
         layers = {role: blk.layer_name(study.blocks, blk.role_tap(study.blocks, info.name, role, "pre")) for role in blk.ROLES}
         print(f"{info.name:<6} {info.block_type:<10} {info.kind:<10} {layers['I']:<24} {layers['B']:<16} {layers['O']:<22} "
               f"{info.channels:>8} {h:>3}x{w:<3}")
+
+
+# -- shared options ----------------------------------------------------------------------------------
+
+
+def _channel_list(text: str) -> list[int]:
+    """``0-7``, ``5`` or ``0,3,8-11`` -> channel indices."""
+    channels: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            lo, hi = int(first), int(last or first)
+            if lo < 0 or hi < lo:
+                raise ValueError
+            channels.extend(range(lo, hi + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a channel list; write e.g. 0-7, 5 or 0,3,8-11") from None
+    return sorted(set(channels))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+    return value
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    model = section_properties("model")
+    p.add_argument("--arch", choices=model["arch"]["enum"], default=model["arch"]["default"], metavar="ARCH",
+                   help="torchvision ResNet (default %(default)s; see: resstream info)")
+    p.add_argument("--weights", default=model["weights"]["default"],
+                   help="torchvision weights name, a checkpoint path, or random:SEED (default %(default)s)")
+    p.add_argument("--offline", action="store_true", help="never download weights (model.allow_download: false)")
+    p.add_argument("--device", choices=model["device"]["enum"], default=model["device"]["default"], help="default %(default)s")
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's)")
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    return {"arch": args.arch, "weights": args.weights, "allow_download": not args.offline, "device": args.device}
+
+
+def _start_work(args: argparse.Namespace) -> None:
+    """Progress to stderr as the jobs log it; torch threads as asked."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+# -- fetch-sample ------------------------------------------------------------------------------------
+
+
+def _fetch_sample_arguments(p: argparse.ArgumentParser) -> None:
+    from .sample import DEFAULT_DEST, ENV_VAR, SHARED_SAMPLE
+
+    p.add_argument("--dest", default=str(DEFAULT_DEST), help=f"where the sample goes (default {DEFAULT_DEST})")
+    p.add_argument("--source", help=f"a folder (class folders or flat) or a zip of the upstream repository; default: "
+                                    f"${ENV_VAR}, then {SHARED_SAMPLE.as_posix()}, then the download")
+
+
+@command("fetch-sample", "put the demo's 1,000-image sample, verified against its sha256 manifest, in data/imagenet-sample",
+         _fetch_sample_arguments)
+def fetch_sample(args: argparse.Namespace) -> None:
+    from .sample import fetch_sample as fetch, load_manifest
+
+    dest = fetch(args.dest, args.source)
+    print(f"{dest}: the {len(load_manifest())}-image sample, every file verified (sha256)")
+
+
+# -- fv ----------------------------------------------------------------------------------------------
+
+
+def _fv_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layer", required=True, help="e.g. layer2.1.bn2, layer2.0.downsample.1, layer2.0.prerelu_out (see: resstream info)")
+    p.add_argument("--channels", required=True, type=_channel_list, help="e.g. 0-7, 5 or 0,3,8-11")
+    p.add_argument("--out", required=True, help="folder for unit{c:04d}.png and fv.h5 (must not hold files)")
+    fv = section_defaults("fv")
+    p.add_argument("--steps", type=_positive_int, help=f"optimisation steps (default: the workflow's, {fv['steps']})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {fv['lr']})")
+    p.add_argument("--jitter", type=int, help="transform jitter in pixels (default: the layer's, spec §2)")
+    p.add_argument("--seed", type=int, help=f"base seed; each unit derives its own (default {fv['seed']})")
+    p.add_argument("--hook", choices=section_properties("fv")["hook"]["enum"], help=f"default {fv['hook']}")
+    p.add_argument("--objective", choices=["center", "channel"], default="center",
+                   help="centre neuron (default) or the mean of the whole channel map")
+    p.add_argument("--no-rf-crop", dest="rf_crop", action="store_false", default=None,
+                   help="compute the whole image, not only the centre neuron's receptive field (slower; the crop is exact)")
+    p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (changes results)")
+    p.add_argument("--microbatch", type=_positive_int, help="most units per forward (default: one per forward on CPU "
+                   "when cropped, else the whole batch; see fv.microbatch)")
+    _model_arguments(p)
+
+
+@command("fv", "feature visualizations of channels of one layer, as the workflow's FV jobs make them", _fv_arguments)
+def fv(args: argparse.Namespace) -> None:
+    from .api import render_fv
+
+    _start_work(args)
+    settings = {k: getattr(args, k) for k in ("steps", "lr", "seed", "hook", "rf_crop", "bf16", "microbatch")}
+    result = render_fv(args.layer, args.channels, args.out, objective=args.objective, jitter=args.jitter,
+                       **settings, **_model_kwargs(args))
+    print(f"{args.out}: {len(result.channels)} FVs of {args.layer} ({', '.join(f'{c}:{s}' for c, s in zip(result.channels, result.status))})")
+
+
+# -- activations -------------------------------------------------------------------------------------
+
+
+def _activations_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="image folder: class sub-folders (ImageNet val) or flat")
+    p.add_argument("--out", required=True, help="the HDF5 file to write (must not exist)")
+    p.add_argument("--blocks", default="default", type=lambda t: t if t == "default" else t.split(","),
+                   help="studied blocks, e.g. 1.1,2.0 (default: every block but 1.0); their I, B, O and inputs are tapped")
+    o_relu = section_properties("study")["o_relu"]
+    p.add_argument("--o-relu", choices=o_relu["enum"], default=o_relu["default"],
+                   help="O read before (pre: the paper) or after (post) the ReLU (default %(default)s)")
+    act = section_defaults("activations")
+    p.add_argument("--batch-size", type=_positive_int, help=f"images per forward (default {act['batch_size']})")
+    p.add_argument("--workers", type=int, help=f"JPEG-decoding processes (default {act['workers']})")
+    p.add_argument("--topk", type=_positive_int, help=f"top images kept per unit (default {act['topk']})")
+    bad_image = section_properties("dataset")["on_bad_image"]
+    p.add_argument("--on-bad-image", choices=bad_image["enum"],
+                   help=f"an unreadable image is skipped (NaN row) or fatal (default {bad_image['default']})")
+    _model_arguments(p)
+
+
+@command("activations", "the dataset pass: centre activations of every studied layer and each unit's top images",
+         _activations_arguments)
+def activations(args: argparse.Namespace) -> None:
+    from .api import extract_activations
+
+    _start_work(args)
+    out = extract_activations(args.data, args.out, blocks=args.blocks, o_relu=args.o_relu, on_bad_image=args.on_bad_image,
+                              batch_size=args.batch_size, workers=args.workers, topk=args.topk, **_model_kwargs(args))
+    print(out)
 
 
 if __name__ == "__main__":

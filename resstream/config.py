@@ -17,18 +17,11 @@ import yaml
 
 from .errors import UserError
 from . import blocks as blk
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+from .schema import SCHEMA_PATH, load_schema  # noqa: F401  (re-exported: config.load_schema)
 
 
 class ConfigError(UserError, ValueError):
     """A configuration problem; the message starts with the offending key."""
-
-
-@functools.lru_cache(maxsize=1)
-def load_schema() -> dict:
-    with open(SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

@@ -16,9 +16,10 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from .config import Study
+from .blocks import parse_layer
+from .config import FVSettings, Study
 from .device import resolve_device
-from .fv import FVError, render_units
+from .fv import FVError, FVResult, render_units
 from .outputs import partial_dir, publish_dir, remove_stale_partials
 from .paths import unit_png_name
 from .weights import load_model
@@ -57,15 +58,25 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
         raise FVError(f"layer '{layer}' is not an FV layer of this study; layers: {', '.join(study.layers)}")
     # Channel-objective chunks (the atlas) cover only the units of the roles atlas.channel_fvs names.
     chunk = study.chunk(layer, chunk_name) if objective == "center" else study.chunk(layer, chunk_name, study.channel_fv_roles)
-    settings = study.fv_settings(layer)
-    remove_stale_partials(out_dir)
     device = resolve_device(config["model"]["device"])
     model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
-    model = model.to(device)
-    ref = study.layer_ref(layer)
+    result = render_fv_folder(
+        model.to(device), identity, study.blocks, layer, list(chunk.channels), study.fv_settings(layer), out_dir,
+        objective=objective, log_every=config["fv"]["log_every"], what=f"{layer} {chunk.name}",
+    )
+    return {"channels": result.channels, "status": result.status}
+
+
+def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], settings: FVSettings, out_dir: str,
+                     objective: str = "center", log_every: int = 50, what: str | None = None) -> FVResult:
+    """Render ``channels`` of ``layer`` with ``settings`` into the folder ``out_dir`` (the FV stage's
+    chunk jobs and ``resstream fv`` both come here: same seeds, same files)."""
+    remove_stale_partials(out_dir)
+    ref = parse_layer(blocks, layer)
+    device = next(model.parameters()).device
     log.info(
-        "FV (%s) %s %s: %d channels %s on %s, %s; weights %s",
-        objective, layer, chunk.name, len(chunk.channels), list(chunk.channels), device, settings.as_params(), identity.label,
+        "FV (%s) %s: %d channels %s on %s, %s; weights %s",
+        objective, what or layer, len(channels), channels, device, settings.as_params(), identity.label,
     )
 
     def progress(step, steps, elapsed, values):
@@ -76,11 +87,11 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
         )
 
     result = render_units(
-        model, study.blocks, layer, ref, list(chunk.channels),
+        model, blocks, layer, ref, channels,
         steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
         rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch,
         channels_last=settings.channels_last, objective=objective,
-        log_every=config["fv"]["log_every"], progress=progress,
+        log_every=log_every, progress=progress,
     )
     for c, status in zip(result.channels, result.status):
         if status == "nan":
@@ -92,7 +103,7 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
             log.warning("unit %s channel %d never activated above 0: recorded as 'dead'", layer, c)
     write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.kind}")
     log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
-    return {"channels": result.channels, "status": result.status}
+    return result
 
 
 def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> dict:

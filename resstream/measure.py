@@ -122,7 +122,7 @@ def weight_magnitudes(model, info: blk.BlockInfo, channels) -> tuple[np.ndarray,
 # --- provenance checks ----------------------------------------------------------------------------------
 
 
-def _weights_attr(attrs, where: str) -> dict | None:
+def weights_attr(attrs, where: str) -> dict | None:
     raw = attrs.get("weights")
     if raw is None:
         return None
@@ -167,7 +167,7 @@ def fv_units(study: Study, results: str, layer: str, channels, identity=None) ->
         if os.path.exists(h5_path):
             with h5py.File(h5_path, "r") as f:
                 if identity is not None:
-                    check_same_weights(_weights_attr(f.attrs, h5_path), identity, h5_path)
+                    check_same_weights(weights_attr(f.attrs, h5_path), identity, h5_path)
                 chans = f["channels"][:]
                 stat = f["status"].asstr()[:] if f["status"].dtype.kind in "OS" else f["status"][:]
                 status = {int(c): str(s) for c, s in zip(chans, stat)}
@@ -201,23 +201,29 @@ def measure_fv_block(model, identity, study: Study, results: str, block: str, ba
     x_in = [_load_or_nan(*units["I"][c]) for c in channels]  # X_I of every channel
     x_mid = [_load_or_nan(*units["B"][c]) for c in channels]  # X_B of every channel
     log.info("block %s: %d channels, I=%s B=%s O=%s", block, len(channels), layers["I"], layers["B"], layers["O"])
+    df = fv_raw_rows(model, blocks, taps, block, channels, x_in, x_mid, batch_size, device)
+    for role in ROLES:
+        df[f"fv_status_{role}"] = [units[role][c][1] for c in channels]
+    df["stimulus_status"] = "ok"
+    return df, _meta(identity, study, block, layers, "fv")
+
+
+def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels, x_in, x_mid, batch_size: int = 32,
+                device=None) -> pd.DataFrame:
+    """Raw table rows of ``channels`` from their stimuli: ``x_in[k]`` = X_I and ``x_mid[k]`` = X_B of
+    channel k (normalised ``[3, H, W]`` tensors, :func:`load_fv_png`)."""
     # One forward per stimulus image, I, B and O tapped together.  X_O is never used (spec §3).
     r_in = batched_responses(model, x_in, taps, blocks, batch_size, device)
     r_mid = batched_responses(model, x_mid, taps, blocks, batch_size, device)
     r_sin = batched_responses(model, x_in, {"B": taps["B"]}, blocks, batch_size, device, transform=scale_up)
     r_smid = batched_responses(model, x_mid, {"I": taps["I"]}, blocks, batch_size, device, transform=scale_down)
-
     ch = np.asarray(channels)
     df = pd.DataFrame({"block": block, "channel": ch, "stimulus": "fv"})
-    df = df.assign(**_quantities(
+    return df.assign(**_quantities(
         out_in=pick(r_in["O"], ch), out_mid=pick(r_mid["O"], ch), in_in=pick(r_in["I"], ch),
         mid_mid=pick(r_mid["B"], ch), in_mid=pick(r_in["B"], ch), i_of_xb=pick(r_mid["I"], ch),
         b_of_sxi=pick(r_sin["B"], ch), i_of_sinvxb=pick(r_smid["I"], ch),
     ))
-    for role in ROLES:
-        df[f"fv_status_{role}"] = [units[role][c][1] for c in channels]
-    df["stimulus_status"] = "ok"
-    return df, _meta(identity, study, block, layers, "fv")
 
 
 def _quantities(out_in, out_mid, in_in, mid_mid, in_mid, i_of_xb, b_of_sxi, i_of_sinvxb) -> dict:
@@ -269,7 +275,7 @@ def add_weights_and_rho(df: pd.DataFrame, model, study: Study, block: str, activ
     df["bn_gamma_abs"], df["conv_w_abs_mean"] = weight_magnitudes(model, info, channels)
     layers = role_layers(study.blocks, block, study.o_relu)
     with h5py.File(_require(activations_path), "r") as f:
-        check_same_weights(_weights_attr(f.attrs, activations_path), identity, activations_path)
+        check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
         i_curve = _layer_columns(f, layers["I"], channels, activations_path)
         b_curve = _layer_columns(f, layers["B"], channels, activations_path)
         if "images/ok" in f:
@@ -306,7 +312,7 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
     taps = block_role_taps(blocks, block, study.o_relu)
     layers = role_layers(blocks, block, study.o_relu)
     with h5py.File(_require(activations_path), "r") as f:
-        check_same_weights(_weights_attr(f.attrs, activations_path), identity, activations_path)
+        check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
         top = {}
         for role in ("I", "B"):
             key = f"topk/{layers[role]}/index"

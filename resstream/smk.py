@@ -39,8 +39,10 @@ def check_config_or_exit(config: dict, basedir: str, preflight: bool = False, dr
             "or run the small demo instead: make demo"
         )
     if not Path(path).is_dir():
-        hint = " (the demo expects ../shared/data/imagenet-sample beside the checkout)" if cfg.get("demo") else ""
-        _die(f"dataset.path {path} is not a folder{hint}. Fix: set dataset.path to a folder of images.")
+        if cfg.get("demo"):
+            _die(f"dataset.path {path} is not a folder: the demo's sample is missing. Fix: make demo (or resstream "
+                 f"fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+        _die(f"dataset.path {path} is not a folder. Fix: set dataset.path to a folder of images.")
     if preflight:
         model = cfg["model"]
         from .weights import check_weights_available  # torch is loaded by now (the study plan)

@@ -19,7 +19,7 @@ STUDY = check_config_or_exit(
 )
 
 
-validate(config, "../schemas/config.schema.yaml")
+validate(config, "../resstream/schemas/config.schema.yaml")
 
 
 RESULTS = STUDY.config["results"]

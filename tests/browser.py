@@ -1,10 +1,20 @@
-"""Headless Chromium (Debian's chromium + chromium-driver) driven through Selenium, for the atlas
-tests.  Pages are opened from the file system (file://), as a researcher opens the atlas."""
+"""A headless Chrome or Chromium driven through Selenium, for the atlas tests.  Pages are opened from
+the file system (file://), as a researcher opens the atlas.
+
+Any Chrome or Chromium Selenium can drive will do: Debian's chromium + chromium-driver (what
+``make test`` installs as root), Google Chrome, or the binaries named by ``RESSTREAM_CHROME`` and
+``RESSTREAM_CHROMEDRIVER``.  Without one the browser tests are skipped with one line saying how to
+get one; under ``CI=true`` they are required and fail instead.
+
+``python tests/browser.py --check`` prints what was found (exit 0) or how to get one (exit 1).
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,30 +27,61 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1300,1000",
 )
-INSTALL_HINT = "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; make test does it as root)"
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+BROWSER_APPS = (
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+)
+DRIVER_NAMES = ("chromedriver", "chromium.chromedriver")  # the second: Ubuntu's snap
+INSTALL_HINT = (
+    "install Chrome or Chromium and its chromedriver (Debian/Ubuntu: apt-get install chromium chromium-driver, "
+    "which make test does as root; macOS: brew install --cask google-chrome chromedriver), or set "
+    "RESSTREAM_CHROME and RESSTREAM_CHROMEDRIVER to them"
+)
 
 
-def find_browser() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.fail(f"headless Chromium is missing (chromium: {chromium}, chromedriver: {driver}): {INSTALL_HINT}")
-    return chromium, driver
+def _first(env: str, names, paths=()) -> str | None:
+    if os.environ.get(env):  # a wrong path counts as none found (the hint names the variable)
+        return os.environ[env] if os.path.isfile(os.environ[env]) else None
+    found = [shutil.which(n) for n in names] + [p for p in paths if os.path.isfile(p)]
+    return next((f for f in found if f), None)
+
+
+def find_browser() -> tuple[str | None, str | None]:
+    """``(browser, chromedriver)`` paths; either may be None (Selenium then looks for the rest)."""
+    return _first("RESSTREAM_CHROME", BROWSER_NAMES, BROWSER_APPS), _first("RESSTREAM_CHROMEDRIVER", DRIVER_NAMES)
+
+
+def browser_unavailable(why: str):
+    """Skip (fail under CI=true, where the atlas must be checked in a browser) with one line."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the atlas browser tests need a browser under CI=true, but {why}: {INSTALL_HINT}", pytrace=False)
+    pytest.skip(f"no browser for the atlas tests ({why}): {INSTALL_HINT}")
 
 
 def start_chromium():
-    """A Selenium driver of a fresh headless Chromium with its own empty profile."""
+    """A Selenium driver of a fresh headless Chrome/Chromium with its own empty profile."""
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     chromium, driver = find_browser()
+    if chromium is None and driver is None:
+        browser_unavailable("none found on PATH or at RESSTREAM_CHROME, RESSTREAM_CHROMEDRIVER")
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    if chromium:
+        options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="resstream-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
-    browser = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        browser = webdriver.Chrome(service=Service(driver) if driver else Service(), options=options)
+    except WebDriverException as exc:
+        shutil.rmtree(profile, ignore_errors=True)
+        text = (exc.msg or str(exc)).strip()
+        first_line = text.splitlines()[0] if text else type(exc).__name__
+        browser_unavailable(f"{chromium or 'Chrome'} with {driver or 'a driver Selenium finds'} did not start: {first_line}")
     browser.set_page_load_timeout(60)
     browser._resstream_profile = profile
     return browser
@@ -103,3 +144,13 @@ def assert_shown_equals(shown: str, value, where: str):
             assert float(shown) == pytest.approx(float(value), rel=1e-5, abs=1e-12), where
     else:
         assert shown == str(value), where
+
+
+if __name__ == "__main__":  # make browser: is there one?
+    if sys.argv[1:] == ["--check"]:
+        found_browser, found_driver = find_browser()
+        if found_browser and found_driver:
+            print(f"atlas browser tests: {found_browser} with {found_driver}")
+            sys.exit(0)
+        print(f"the atlas browser tests will be skipped (required under CI=true): {INSTALL_HINT}")
+        sys.exit(1)

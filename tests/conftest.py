@@ -41,3 +41,14 @@ def offline_hub(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return tmp_path / "hub"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chrome/Chromium for every atlas test; without one the test is skipped with one
+    line saying how to get one (under CI=true it fails: tests/browser.py)."""
+    from browser import start_chromium, stop_chromium
+
+    browser = start_chromium()
+    yield browser
+    stop_chromium(browser)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from browser import (
-    assert_shown_equals, column_values, file_url, start_chromium, stop_chromium, unit_numbers, visible_channels,
+    assert_shown_equals, column_values, file_url, unit_numbers, visible_channels,
     wait_for_images,
 )
 from hand_tables import LAYERS, PRETRAINED, write_hand_tables
@@ -198,13 +198,6 @@ def test_channel_fv_chunks_cover_only_the_roles_asked_for():
 
 
 # --- in the browser ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    browser = start_chromium()
-    yield browser
-    stop_chromium(browser)
 
 
 def test_block_table_sorts_and_filters_in_chromium(hand_atlas, chromium):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from browser import (
-    assert_shown_equals, column_values, file_url, start_chromium, stop_chromium, unit_numbers, visible_channels,
+    assert_shown_equals, column_values, file_url, unit_numbers, visible_channels,
     wait_for_images,
 )
 from conftest import REPO
@@ -35,13 +35,6 @@ def demo_atlas(tmp_path_factory, sample_dir):
     results = tmp / "results"
     smk(results / "atlas" / "index.html", "--cores", "2", "--configfile", "demo.yaml", config, timeout=900)
     return tmp, results, config
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    browser = start_chromium()
-    yield browser
-    stop_chromium(browser)
 
 
 def fv_table(results, block) -> pd.DataFrame:

@@ -43,3 +43,127 @@ def test_bad_arguments_give_one_line_and_status_2(args, says):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("resstream") and says in lines[0], proc.stderr
+
+
+# -- fv and activations: the workflow's code, seeds and files ----------------------------------------
+
+
+def cli(*args, cwd=REPO):
+    """The console entry point in a subprocess, as a user runs it."""
+    proc = subprocess.run([sys.executable, "-m", "resstream.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
+    import hashlib
+
+    from resstream.config import validate_config
+    from resstream.fv_job import run_fv_chunk
+    from workflow_helpers import assert_same_h5
+
+    out = tmp_path / "cli"
+    proc = cli("fv", "--layer", "layer2.1.bn2", "--channels", "3,5", "--steps", "2", "--out", out,
+               "--weights", "random:0", "--device", "cpu")
+    assert proc.stdout.startswith(f"{out}: 2 FVs of layer2.1.bn2 (3:")
+    assert "step 2/2" in proc.stderr  # progress, as the job logs it
+    config = validate_config({"model": {"weights": "random:0", "device": "cpu"}, "dataset": {"path": None},
+                              "study": {"blocks": ["2.1"], "channels": [3, 5]}, "fv": {"steps": 2}})
+    job = tmp_path / "job"
+    run_fv_chunk(config, "layer2.1.bn2", "c0000-0063", str(job))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in job.iterdir()) == ["fv.h5", "unit0003.png", "unit0005.png"]
+    for name in ("unit0003.png", "unit0005.png"):
+        assert (out / name).read_bytes() == (job / name).read_bytes(), name
+    assert_same_h5(out / "fv.h5", job / "fv.h5")
+    import h5py
+    import json
+
+    with h5py.File(out / "fv.h5") as f:
+        settings = json.loads(f.attrs["settings"])
+        seeds = list(f["seed"][:])
+    assert (settings["steps"], settings["jitter"], settings["lr"]) == (2, 4, 0.05)  # layer2.1: jitter 4 (spec §2)
+    # each unit's seed is its own: the first 4 bytes of sha256("seed:layer:channel")
+    assert seeds == [int.from_bytes(hashlib.sha256(f"0:layer2.1.bn2:{c}".encode()).digest()[:4], "little") for c in (3, 5)]
+
+
+def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
+    from resstream.config import validate_config
+    from resstream.fv_job import run_fv_chunk
+    from workflow_helpers import assert_same_h5
+
+    out = tmp_path / "cli"
+    cli("fv", "--layer", "layer1.1.prerelu_out", "--channels", "7", "--steps", "3", "--lr", "0.1", "--seed", "4",
+        "--jitter", "8", "--no-rf-crop", "--out", out, "--weights", "random:0", "--device", "cpu")
+    config = validate_config({
+        "model": {"weights": "random:0", "device": "cpu"}, "dataset": {"path": None},
+        "study": {"blocks": ["1.1"], "channels": [7]},
+        "fv": {"steps": 3, "lr": 0.1, "seed": 4, "rf_crop": False, "overrides": {"layer1.1.prerelu_out": {"jitter": 8}}},
+    })
+    run_fv_chunk(config, "layer1.1.prerelu_out", "c0000-0063", str(tmp_path / "job"))
+    assert_same_h5(out / "fv.h5", tmp_path / "job" / "fv.h5")
+
+
+def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, sample_dir):
+    import numpy as np
+    import torch
+    import torchvision
+    from torchvision import transforms
+
+    from resstream.activations import extract_activations, open_activations
+    from resstream.config import validate_config
+    from workflow_helpers import assert_same_h5, link_images
+
+    data = link_images(sample_dir, tmp_path / "data", 5)
+    out = tmp_path / "cli.h5"
+    cli("activations", "--data", data, "--out", out, "--blocks", "1.1", "--weights", "random:0", "--device", "cpu",
+        "--workers", "0", "--batch-size", "2")
+    config = validate_config({"model": {"weights": "random:0", "device": "cpu"}, "study": {"blocks": ["1.1"]},
+                              "dataset": {"path": str(data)}, "activations": {"batch_size": 2, "workers": 0}})
+    extract_activations(config, str(tmp_path / "rule.h5"))
+    assert_same_h5(out, tmp_path / "rule.h5")
+
+    # and one value by hand: layer1.1.bn2's centre neuron of the first image, from torchvision alone
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    seen = []
+    model.layer1[1].bn2.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))  # before the in-place add
+    first = sorted(data.rglob("*.JPEG"))[0]
+    prep = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                               transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    from PIL import Image
+
+    with torch.no_grad():
+        model(prep(Image.open(first).convert("RGB"))[None])
+    with open_activations(str(out)) as f:
+        assert f["images/path"].asstr()[0] == str(first.relative_to(data))
+        np.testing.assert_allclose(f["layers/layer1.1.bn2"][0], seen[0][0, :, 28, 28].numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "3-1", "--out", "x"], "argument --channels: '3-1' is not a channel list"),
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", "x", "--steps", "0"], "argument --steps: '0' is not a whole number >= 1"),
+    (["fv", "--layer", "layer2.1.bn9", "--channels", "0", "--out", "x", "--weights", "random:0"], "block 2.1's branch ends in bn2, not bn9"),
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "120-130", "--out", "x", "--weights", "random:0"],
+     "channels 128, 129, 130 are not channels of layer2.1.bn2, which has 0..127"),
+    (["activations", "--data", "no-such-folder", "--out", "a.h5", "--weights", "random:0"], "dataset folder no-such-folder does not exist"),
+    (["fetch-sample", "--dest", "d", "--source", "no-such.zip"], "no-such.zip is neither a folder nor a zip file"),
+])
+def test_bad_command_arguments_give_one_line_and_status_2(tmp_path, args, says):
+    proc = subprocess.run([sys.executable, "-m", "resstream.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("resstream") and says in lines[0], proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_existing_outputs_are_never_overwritten(tmp_path, capsys):
+    (tmp_path / "fv").mkdir()
+    (tmp_path / "fv" / "unit0000.png").write_bytes(b"earlier work")
+    (tmp_path / "a.h5").write_bytes(b"earlier work")
+    assert main(["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", str(tmp_path / "fv"), "--weights", "random:0"]) == 2
+    assert main(["activations", "--data", str(tmp_path), "--out", str(tmp_path / "a.h5"), "--weights", "random:0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"resstream: {tmp_path / 'fv'} already holds files; nothing was computed. Fix: delete it or choose another output",
+                   f"resstream: {tmp_path / 'a.h5'} already holds an activations file; nothing was computed. Fix: delete it or choose another output"]
+    assert (tmp_path / "fv" / "unit0000.png").read_bytes() == (tmp_path / "a.h5").read_bytes() == b"earlier work"

@@ -131,7 +131,8 @@ def smk(*args, timeout=900):
 
 
 def test_demo_dag_includes_every_figure_and_the_summary(tmp_path, sample_dir):
-    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}")
+    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}",
+               f"dataset={{path: {sample_dir}}}")
     for fig in analysis.FIGURES:
         for fmt in analysis.FIGURE_FORMATS:
             assert analysis.figure_file(str(tmp_path), fig, fmt) in proc.stdout, (fig, fmt)

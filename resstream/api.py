@@ -1,0 +1,144 @@
+"""The study's stages as plain functions, for notebooks and the ``resstream`` command line.
+
+Each function builds the workflow's configuration from its arguments (unset settings take the
+schema's defaults, exactly as in the workflow) and calls the code the Snakemake jobs call, so seeds,
+numbers and files are the same:
+
+* :func:`render_fv`: centre-neuron FVs of channels of one layer, written like an FV chunk job's
+  folder (``unit{c:04d}.png`` + ``fv.h5``);
+* :func:`extract_activations`: the dataset pass, one ``activations.h5``;
+* :func:`unit_metrics`: one unit's M, m, n, SM and pass flags from its FV images;
+* :func:`block_layers`: the layer names of a block's I, B and O.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .errors import UserError
+
+log = logging.getLogger("resstream.api")
+
+
+def _config(arch: str, weights: str, allow_download: bool, device: str, **sections) -> dict:
+    """A validated workflow config (defaults filled in); ``sections`` drop their ``None`` values."""
+    from .config import validate_config
+
+    config = {"model": {"arch": arch, "weights": weights, "allow_download": allow_download, "device": device}}
+    for name, values in sections.items():
+        config[name] = {k: v for k, v in values.items() if v is not None}
+    config.setdefault("dataset", {}).setdefault("path", None)
+    return validate_config(config)
+
+
+def _model(config: dict):
+    from .device import resolve_device
+    from .weights import load_model
+
+    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    return model.to(resolve_device(config["model"]["device"])), identity
+
+
+def _refuse_existing(path: Path, what: str) -> None:
+    if path.is_file() or (path.is_dir() and any(path.iterdir())):
+        raise UserError(f"{path} already holds {what}; nothing was computed. Fix: delete it or choose another output")
+
+
+def block_layers(arch: str, block: str, o_relu: str = "pre") -> dict[str, str]:
+    """``{"I": layer, "B": layer, "O": layer}`` of one block, e.g. resnet18 "2.1"."""
+    from .config import structure
+    from .measure import role_layers
+
+    return role_layers(list(structure(arch)), block, o_relu)
+
+
+def render_fv(layer: str, channels: list[int], out: str, *, arch: str = "resnet18", weights: str = "IMAGENET1K_V1",
+              allow_download: bool = True, device: str = "auto", objective: str = "center", jitter: int | None = None,
+              **fv):
+    """Centre-neuron FVs (``objective="channel"``: whole-map mean) of ``channels`` of ``layer``,
+    written to the folder ``out`` as the FV stage writes a chunk; returns the
+    :class:`~resstream.fv.FVResult` (float images, curves, status).
+
+    ``fv``: the config's ``fv`` settings (``steps``, ``lr``, ``seed``, ``hook``, ``rf_crop``, ``bf16``,
+    ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
+    ``jitter`` the layer's default (spec §2) unless given."""
+    from .config import Study
+    from .fv_job import render_fv_folder
+
+    overrides = {layer: {"jitter": jitter}} if jitter is not None else None
+    config = _config(arch, weights, allow_download, device, fv={**fv, "overrides": overrides})
+    study = Study(config)
+    ref = study.layer_ref(layer)
+    n_channels = 64 if ref.kind == "X" else study.block_info(ref.block).channels  # X: the stem's maxpool
+    bad = [c for c in channels if not 0 <= c < n_channels]
+    if bad or not channels:
+        shown = ", ".join(map(str, bad[:4])) + (", …" if len(bad) > 4 else "") if bad else "(none)"
+        raise UserError(f"channels {shown} are not channels of {layer}, which has 0..{n_channels - 1}. "
+                        f"Fix: choose channels in that range")
+    _refuse_existing(Path(out), "files")
+    model, identity = _model(config)
+    return render_fv_folder(model, identity, study.blocks, layer, sorted(set(channels)), study.fv_settings(layer), str(out),
+                            objective=objective, log_every=config["fv"]["log_every"])
+
+
+def extract_activations(data: str, out: str, *, arch: str = "resnet18", weights: str = "IMAGENET1K_V1",
+                        allow_download: bool = True, device: str = "auto", blocks="default", o_relu: str = "pre",
+                        on_bad_image: str | None = None, **activations) -> str:
+    """The dataset pass over the image folder ``data`` (class folders or flat) into the HDF5 file
+    ``out`` (layout: :mod:`resstream.activations`): the centre neuron of every layer the study of
+    ``blocks`` taps, and the top-k images of every unit.  ``activations``: the config's
+    ``activations`` settings (``batch_size``, ``workers``, ``topk``, ``spatial_layers``, ``log_every``)."""
+    from .activations import extract_activations as extract
+
+    _refuse_existing(Path(out), "an activations file")
+    config = _config(arch, weights, allow_download, device, study={"blocks": blocks, "o_relu": o_relu},
+                     dataset={"path": str(data), "on_bad_image": on_bad_image}, activations=activations)
+    return extract(config, str(out))
+
+
+def _fv_provenance(png: str, channel: int, identity) -> str | None:
+    """The unit's FV status from the ``fv.h5`` beside its PNG (None without one), after checking
+    that file names the same weights."""
+    import h5py
+
+    from .measure import check_same_weights, weights_attr
+
+    h5_path = Path(png).parent / "fv.h5"
+    if not h5_path.is_file():
+        return None
+    with h5py.File(h5_path, "r") as f:
+        check_same_weights(weights_attr(f.attrs, str(h5_path)), identity, str(h5_path))
+        status = dict(zip(f["channels"][:].tolist(), f["status"].asstr()[:]))
+    return status.get(channel)
+
+
+def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = "resnet18",
+                 weights: str = "IMAGENET1K_V1", allow_download: bool = True, device: str = "auto",
+                 o_relu: str = "pre", **analysis) -> dict:
+    """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
+    status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
+    as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3).  Where an
+    ``fv.h5`` lies beside an image (an FV job's or :func:`render_fv`'s folder), it must name the
+    same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
+    ``scale_rule``, ``mix_rules`` (defaults: the workflow's)."""
+    from . import metrics
+    from .config import structure
+    from .measure import block_role_taps, fv_raw_rows, load_fv_png
+
+    missing = [role for role in ("I", "B") if role not in fv_images]
+    if missing:
+        raise UserError(f"fv_images lacks the FV of {', '.join(missing)}. Fix: pass {{'I': png, 'B': png, 'O': png}}")
+    config = _config(arch, weights, allow_download, device, study={"o_relu": o_relu}, analysis=analysis)
+    model, identity = _model(config)
+    blocks = list(structure(arch))
+    taps = block_role_taps(blocks, block, o_relu)
+    x_in, x_mid = load_fv_png(fv_images["I"]), load_fv_png(fv_images["B"])
+    raw = fv_raw_rows(model, blocks, taps, block, [channel], [x_in], [x_mid], device=next(model.parameters()).device)
+    for role, png in fv_images.items():
+        status = _fv_provenance(png, channel, identity)
+        if status is not None:
+            raw[f"fv_status_{role}"] = status
+    a = config["analysis"]
+    table = metrics.metric_table(raw, mix_factor=float(a["mix_factor"]), scale_rule=a["scale_rule"], mix_rules=a["mix_rules"])
+    return table.iloc[0].to_dict()

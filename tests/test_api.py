@@ -1,0 +1,61 @@
+"""resstream.api, the library's entry points outside Snakemake: one unit's metrics from its FV
+images equal the workflow's FV metric table for that unit."""
+
+import math
+
+import pytest
+
+from resstream.analysis import AnalysisError
+from resstream.api import block_layers, unit_metrics
+from resstream.config import Study, validate_config
+from resstream.fv_job import run_fv_chunk
+from resstream.measure import measure_fv_block
+from resstream.metrics import metric_table
+from resstream.paths import fv_chunk_dir, fv_png
+
+CHANNELS = [0, 1, 2]
+KEYS = ("out_in", "out_mid", "in_in", "mid_mid", "in_mid", "I_of_xB", "B_of_SxI", "I_of_SinvxB", "M_raw", "M",
+        "mix_status", "mix_group", "fig4_group", "m", "n", "scale_status", "SM", "pass_all", "pass_nomix", "status")
+
+
+@pytest.fixture(scope="module")
+def study_fvs(tmp_path_factory):
+    """The FV stage's folders of block 2.1 (I, B and O layers), 2 steps, random weights."""
+    results = tmp_path_factory.mktemp("api") / "results"
+    config = validate_config({"results": str(results), "model": {"weights": "random:0", "device": "cpu"},
+                              "dataset": {"path": None}, "study": {"blocks": ["2.1"], "channels": CHANNELS},
+                              "fv": {"steps": 2}})
+    study = Study(config)
+    for layer in study.layers:
+        for chunk in study.chunks(layer):
+            run_fv_chunk(config, layer, chunk.name, fv_chunk_dir(str(results), layer, chunk.name))
+    return study, str(results)
+
+
+def test_block_layers_name_i_b_and_o():
+    assert block_layers("resnet18", "2.1") == {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"}
+    assert block_layers("resnet50", "2.0", o_relu="post") == {"I": "layer2.0.downsample.1", "B": "layer2.0.bn3", "O": "layer2.0"}
+
+
+def test_unit_metrics_equal_the_workflows_metric_table(study_fvs, random_model):
+    study, results = study_fvs
+    model, identity = random_model
+    raw, _meta = measure_fv_block(model, identity, study, results, "2.1")
+    table = metric_table(raw).set_index("channel")
+    layers = block_layers("resnet18", "2.1")
+    for c in CHANNELS:
+        images = {role: fv_png(results, layer, "c0000-0063", c) for role, layer in layers.items()}
+        row = unit_metrics("2.1", c, images, weights="random:0", device="cpu")
+        for key in KEYS:
+            want, got = table.loc[c, key], row[key]
+            if isinstance(want, float) and math.isnan(want):
+                assert math.isnan(got), (c, key)
+            else:
+                assert got == want, (c, key, got, want)
+
+
+def test_unit_metrics_refuse_fvs_of_other_weights(study_fvs):
+    _study, results = study_fvs
+    images = {role: fv_png(results, layer, "c0000-0063", 0) for role, layer in block_layers("resnet18", "2.1").items()}
+    with pytest.raises(AnalysisError, match=r"fv\.h5 was made with weights 'resnet18 RANDOM WEIGHTS \(random:0"):
+        unit_metrics("2.1", 0, images, weights="random:1", device="cpu")
