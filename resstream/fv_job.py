@@ -21,7 +21,7 @@ from .device import resolve_device
 from .fv import FVError, render_units
 from .outputs import partial_dir, publish_dir, remove_stale_partials
 from .paths import unit_png_name
-from .weights import load_model
+from .weights import load_configured_model
 
 log = logging.getLogger("resstream.fv")
 
@@ -60,7 +60,7 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
     settings = study.fv_settings(layer)
     remove_stale_partials(out_dir)
     device = resolve_device(config["model"]["device"])
-    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model, identity = load_configured_model(config["model"])
     model = model.to(device)
     ref = study.layer_ref(layer)
     log.info(
@@ -101,7 +101,7 @@ def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> 
     folders like the centre-FV chunks (``unit{c:04d}.png`` + ``fv.h5``), all at once."""
     study = Study(config)
     device = resolve_device(config["model"]["device"])
-    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model, identity = load_configured_model(config["model"])
     model = model.to(device)
     remove_stale_partials(out_dir)
     tmp = partial_dir(out_dir)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -156,7 +157,9 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     assert summary["blocks"]["2.1"]["channels"] == 3
     assert summary["blocks"]["2.1"]["imagenet_max_abs_diff_vs_activations_h5"] < 1e-4
     table, meta = analysis.read_table(metric_table_csv(results, "2.1", "fv"))
-    assert open(metric_table_csv(results, "2.1", "fv")).readline().startswith("# weights: resnet18 RANDOM WEIGHTS")
+    plain = pd.read_csv(metric_table_csv(results, "2.1", "fv"))  # a plain CSV, the weights in the last column
+    assert list(plain.columns)[-1] == "weights" and set(plain["weights"]) == {identity.label}
+    assert meta["weights"]["label"] == identity.label and "RANDOM WEIGHTS" in identity.label
     assert list(table["channel"]) == [0, 1, 2] and meta["analysis"]["mix_factor"] == 1.5
     assert set(metrics.RAW_COLUMNS) <= set(table.columns)
     for col in ("M", "m", "n", "SM", "pass_all", "pass_nomix", "status", "bn_gamma_abs", "conv_w_abs_mean", "rho_BI"):
