@@ -104,6 +104,17 @@ def test_pretrained_figures_carry_no_random_mark(tmp_path):
     assert figures.RANDOM_MARK not in texts and any("IMAGENET1K_V1" in t for t in texts)
 
 
+def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
+    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "pretrained": True,
+              "state_dict_sha256": "cc" * 32, "file_sha256": "0123456789ab" + "d" * 52,
+              "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
+    fv, _ = write_hand_tables(tmp_path, weights=custom)
+    texts = figures.make_figure("fig2", fv, {}, str(tmp_path), {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    assert figures.RANDOM_MARK not in texts
+    assert "CUSTOM CHECKPOINT — not torchvision's weights (file sha256 0123456789ab)" in texts
+    assert any("custom checkpoint robust.pth" in t for t in texts)
+
+
 def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):
     fv, _ = write_hand_tables(tmp_path)  # no FV PNGs or exemplar grids under tmp_path
     png, pdf = tmp_path / "f8.png", tmp_path / "f8.pdf"

@@ -30,11 +30,65 @@ def test_full_study_dry_run(sample_dir, tmp_path):
     proc = smk("-n", "--cores", "2", "--config", f"dataset={{path: {sample_dir}}}", "results=/tmp/resstream-nothing", env=env)
     assert "model_card" in proc.stdout and "fv_chunk" in proc.stdout
     assert not (tmp_path / "torch").exists()
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
+    assert notes == [f"resstream: note: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache ({cached}); the run "
+                     f"downloads them before its first job (model.allow_download)."]
+    # with downloads disabled the dry run stops as the real run would, naming the file to copy
+    offline = tmp_path / "offline.yaml"
+    offline.write_text("model:\n  allow_download: false\n")
+    proc = smk("-n", "--cores", "2", "--configfile", "config.yaml", str(offline), "--config", f"dataset={{path: {sample_dir}}}",
+               "results=/tmp/resstream-nothing", env=env, check=False)
+    assert proc.returncode != 0
+    assert [line for line in proc.stderr.splitlines() if line.startswith("resstream:")] == [
+        f"resstream: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache ({cached}) and downloads are "
+        f"disabled. Fix: copy resnet18-f37072fd.pth there (or point TORCH_HOME at a cache holding it), or set "
+        f"model.weights to a local checkpoint path; for a test run use model.weights: random:0."]
+
+
+def job_counts(proc) -> dict[str, int]:
+    """``{rule: jobs}`` from a dry run's "Job stats" table (with ``total``)."""
+    lines = proc.stdout.splitlines()
+    start = lines.index("Job stats:") + 3  # header, column names, dashes
+    counts = {}
+    for line in lines[start:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_readme_job_counts_are_those_of_a_dry_run(tmp_path, sample_dir):
+    """The README's job counts (paper study, resnet50 demo) are what a dry run plans today."""
+    counts = {}
+    for configfile in ("config.yaml", "demo-resnet50.yaml"):
+        proc = smk("-n", "--cores", "2", "--configfile", configfile, "--config", f"results={tmp_path / configfile}",
+                   f"dataset={{path: {sample_dir}}}")
+        counts[configfile] = job_counts(proc)
+    paper, r50 = counts["config.yaml"], counts["demo-resnet50.yaml"]
+    readme = " ".join((REPO / "README.md").read_text().split())  # one space between words
+    groups = -(-paper["fv_chunk"] // 8)  # profiles/slurm: group-components fv: 8
+    assert (f"The full study is {paper['total']} jobs, {paper['fv_chunk']} of them FV chunks, i.e. {groups} FV "
+            f"submissions, and {paper['fv_channel_chunk']} of them the atlas's channel-FV chunks") in readme
+    assert f"--config 'dataset={{path: /data/imagenet/val}}' # {paper['total']} jobs" in readme
+    measurements = r50["measure_fv"] + r50["measure_imagenet"]
+    assert (f"demo-resnet50.yaml` ({r50['total']} jobs: {r50['fv_chunk']} FV chunks, {r50['fv_channel_chunk']} atlas "
+            f"channel-FV chunks, one 1,000-image activation pass, {measurements} measurements,") in readme
 
 
 def test_lint_is_clean():
     proc = smk("--lint", "--configfile", "demo.yaml")
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_lint_without_a_config_needs_neither_weights_nor_data(tmp_path):
+    """config.yaml alone: IMAGENET1K_V1 not in this (empty) hub cache, no network, dataset.path unset."""
+    dead = "http://127.0.0.1:9"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy=dead, HTTPS_PROXY=dead)
+    proc = smk("--lint", env=env)
+    assert "Congratulations" in proc.stdout + proc.stderr
+    assert not (tmp_path / "torch").exists()
 
 
 def test_snakefmt_is_clean():
