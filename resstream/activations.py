@@ -487,7 +487,8 @@ def open_activations(path: str) -> h5py.File:
 
 
 def read_layer(path: str, layer: str) -> np.ndarray:
-    """``[N, C]`` centre activations of one layer (NaN rows: skipped images)."""
+    """``[N, C]`` centre activations of one layer (NaN rows: skipped images); ``path`` is the
+    file's path (the file is opened and closed here), not an open ``h5py.File``."""
     with open_activations(path) as f:
         if layer not in f["layers"]:
             raise KeyError(f"layer {layer} not in {path}; it holds {', '.join(f['layers'])}")

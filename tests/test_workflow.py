@@ -125,6 +125,28 @@ def test_model_card_rule_runs_and_records_random_weights(tmp_path, sample_dir):
     assert list(table.columns)[-1] == "weights" and set(table["weights"]) == {card["weights"]["label"]}
 
 
+def test_a_custom_checkpoint_is_recorded_by_its_sha256(tmp_path, sample_dir):
+    """model.checkpoint: any: the model card (the first job) records the file's sha256 and labels it."""
+    import hashlib
+
+    import pandas as pd
+    import torch
+
+    from resstream.weights import load_model
+
+    model, _ = load_model("resnet18", "random:4")
+    ckpt = tmp_path / "finetuned.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 7}, ckpt)
+    custom = tmp_path / "custom.yaml"
+    custom.write_text(f"results: {tmp_path}\nmodel:\n  weights: {ckpt}\n  checkpoint: any\n")
+    smk(f"{tmp_path}/model_card.json", "--cores", "2", "--configfile", "demo.yaml", str(custom))
+    weights = json.loads((tmp_path / "model_card.json").read_text())["weights"]
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert weights["kind"] == "custom" and weights["file_sha256"] == digest and weights["source"] == str(ckpt)
+    label = f"resnet18 custom checkpoint finetuned.pth (file sha256 {digest[:12]}, not torchvision's weights)"
+    assert weights["label"] == label and set(pd.read_csv(tmp_path / "model_card.csv")["weights"]) == {label}
+
+
 def test_missing_weights_stop_before_any_job_with_one_line(tmp_path, sample_dir):
     # checked in snakemake's main process before any job starts (tests/test_bad_input.py: and
     # before snakemake removes outdated outputs)
