@@ -9,9 +9,10 @@ Layout under ``results/atlas`` (opens from the file system, no server):
 * ``{block}/img/*.jpg``                         thumbnails sized for the pages (``write_block``)
 
 One folder per block so that changing one block's settings rebuilds only that block's pages.
-Every page names the weights and carries a banner when they are not pretrained or not torchvision's.
-a unit page are the metric tables' values (``analysis/{block}/{fv,imagenet}_table.csv``) printed
-with 6 significant digits; each cell also holds the table's value in ``data-value``.
+Every page names the weights and carries a banner when they are not pretrained or not
+torchvision's (a checkpoint of one's own).  The numbers on a unit page are the metric tables'
+values (``analysis/{block}/{fv,imagenet}_table.csv``) printed with 6 significant digits; each cell
+also holds the table's value in ``data-value``.
 """
 
 from __future__ import annotations

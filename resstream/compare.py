@@ -148,13 +148,13 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
     hists = histogram_rows(loaded, depth_bins)
     meta = {
         "weights": {"label": "; ".join(f"{r['name']}: {r['weights'].get('label')}" for r in loaded),
-                    "pretrained": all(r["weights"].get("pretrained") for r in loaded),
-                    # the figure's CUSTOM CHECKPOINT mark when any run used a checkpoint of its own
-                    "kind": "custom" if any(r["weights"].get("kind") == "custom" for r in loaded) else "runs"},
+                    "pretrained": all(r["weights"].get("pretrained") for r in loaded)},
         "runs": {r["name"]: {"results": r["results"], "weights": r["weights"]} for r in loaded},
         "depth_bins": depth_bins,
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
     }
+    if any(r["weights"].get("kind") == "custom" for r in loaded):
+        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figures.is_custom)
     write_table(blocks, out["blocks"], meta)
     write_table(hists, out["histograms"], meta)
     runs_df = pd.DataFrame([{"model": r["name"], "results": r["results"], "arch": r["arch"], "n_blocks": r["n_blocks"],
