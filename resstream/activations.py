@@ -40,7 +40,6 @@ so a resumed file holds the same values as an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -62,7 +61,7 @@ from .config import ConfigError, Study
 from .data import DatasetError, ImageFolderDataset, load_rgb, scan_image_folder, view_transform
 from .device import resolve_device
 from .taps import block_taps, center_activation
-from .weights import load_model
+from .weights import load_configured_model
 
 log = logging.getLogger("resstream.activations")
 
@@ -414,7 +413,7 @@ def extract_activations(config: dict, out_path: str) -> str:
         raise ConfigError("dataset.path is not set. Fix: point it at an image folder (ImageNet val: class sub-folders).")
     records = scan_image_folder(root)
     model_cfg = config["model"]
-    model, identity = load_model(model_cfg["arch"], model_cfg["weights"], model_cfg["allow_download"])
+    model, identity = load_configured_model(model_cfg)
     device = resolve_device(model_cfg["device"])
     model.to(device)
     layers = probe_layers(model, study, device)
@@ -488,7 +487,8 @@ def open_activations(path: str) -> h5py.File:
 
 
 def read_layer(path: str, layer: str) -> np.ndarray:
-    """``[N, C]`` centre activations of one layer (NaN rows: skipped images)."""
+    """``[N, C]`` centre activations of one layer (NaN rows: skipped images); ``path`` is the
+    file's path (the file is opened and closed here), not an open ``h5py.File``."""
     with open_activations(path) as f:
         if layer not in f["layers"]:
             raise KeyError(f"layer {layer} not in {path}; it holds {', '.join(f['layers'])}")
@@ -510,8 +510,10 @@ def exemplar_grid_image(tiles: list[np.ndarray | None], columns: int = GRID_COLU
 
 def write_exemplar_grids(config: dict, h5_path: str, results: str, threads: int = 1) -> int:
     """A grid PNG of the top-k views per studied unit, plus ``exemplars.csv`` listing them."""
+    import pandas as pd
     from PIL import Image
 
+    from .analysis import write_table
     from .paths import exemplar_grid
 
     study = Study(config)
@@ -520,7 +522,7 @@ def write_exemplar_grids(config: dict, h5_path: str, results: str, threads: int 
         root = Path(f.attrs["dataset_root_resolved"])
         paths = f["images/path"].asstr()[:]
         tops = {layer: (f[f"topk/{layer}/index"][chans], f[f"topk/{layer}/value"][chans]) for layer, chans in units.items()}
-        label = f.attrs["weights_label"]
+        weights = json.loads(f.attrs["weights"])
     to_view = view_transform()
 
     @lru_cache(maxsize=512)  # top images repeat across units; 512 views = 77 MB of uint8
@@ -543,15 +545,16 @@ def write_exemplar_grids(config: dict, h5_path: str, results: str, threads: int 
             pass
     # the folder paths.exemplar_grid puts every layer's grids in (the rule's directory output)
     exemplars_dir = os.path.dirname(os.path.dirname(exemplar_grid(results, "any-layer", 0)))
-    csv_path = os.path.join(exemplars_dir, "exemplars.csv")
-    with open(csv_path, "w", newline="") as out:
-        out.write(f"# weights: {label}\n")
-        table = csv.writer(out)
-        table.writerow(["layer", "channel", "rank", "image_index", "path", "activation"])
-        for layer, chans in units.items():
-            index, value = tops[layer]
-            for c, idx_row, val_row in zip(chans, index, value):
-                for rank, (i, v) in enumerate(zip(idx_row, val_row)):
-                    table.writerow([layer, c, rank, int(i), paths[i] if i >= 0 else "", f"{float(v):.9g}"])
+    rows = [
+        {"layer": layer, "channel": c, "rank": rank, "image_index": int(i), "path": paths[i] if i >= 0 else "",
+         "activation": float(v)}
+        for layer, chans in units.items()
+        for c, idx_row, val_row in zip(chans, *tops[layer])
+        for rank, (i, v) in enumerate(zip(idx_row, val_row))
+    ]
+    columns = ["layer", "channel", "rank", "image_index", "path", "activation"]
+    meta = {"weights": weights, "activations": h5_path, "dataset_root": str(root),
+            "rank": "0 = the unit's highest activation; image_index = row of activations.h5 /images (-1: none)"}
+    write_table(pd.DataFrame(rows, columns=columns), os.path.join(exemplars_dir, "exemplars.csv"), meta)
     log.info("wrote %d exemplar grids of %d layers under %s", len(jobs), len(units), exemplars_dir)
     return len(jobs)

@@ -3,7 +3,8 @@
 Layout under ``results``:
 
 * ``analysis/{block}/{stimulus}_raw.csv``    measurements (``stimulus`` = fv | imagenet), one row
-  per channel; first line ``# weights: <label>``, full provenance in ``..._raw.json`` beside it
+  per channel, a plain CSV whose last column ``weights`` names the weights; full provenance in
+  ``..._raw.json`` beside it (see :func:`write_table`)
 * ``analysis/{block}/{stimulus}_table.csv``  the same plus every derived metric (M, m, n, SM, pass
   flags, groups, status); provenance in ``..._table.json``
 * ``figures/figN_*.png|pdf``                 Figs 1-8
@@ -73,14 +74,23 @@ def summary_json(results: str) -> str:
 # --- tables -----------------------------------------------------------------------------------------
 
 
+WEIGHTS_COLUMN = "weights"
+
+
 def write_table(df: pd.DataFrame, path: str, meta: dict) -> None:
-    """CSV with a ``# weights: <label>`` first line, and ``meta`` (weights identity, settings) as JSON beside it."""
+    """A plain CSV (header row, one row per record: ``pandas.read_csv``, R's ``read.csv`` and
+    spreadsheets read it as is), and ``meta`` (weights identity, settings) as JSON beside it.
+
+    The last column, ``weights``, names the weights that made each row (``meta['weights']['label']``
+    unless the table brings its own, as the cross-model tables do), so a table copied away from
+    its sidecar still says what made it."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    label = meta.get("weights", {}).get("label", "unknown weights")
+    df = df.copy()
+    if WEIGHTS_COLUMN not in df.columns:
+        df[WEIGHTS_COLUMN] = (meta.get("weights") or {}).get("label", "unknown weights")
+    df = df[[c for c in df.columns if c != WEIGHTS_COLUMN] + [WEIGHTS_COLUMN]]
     tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        f.write(f"# weights: {label}\n")
-        df.to_csv(f, index=False, float_format="%.9g")
+    df.to_csv(tmp, index=False, float_format="%.9g")
     with open(sidecar_json(path), "w") as f:
         json.dump(meta, f, indent=2, default=_json_default)
     os.replace(tmp, path)  # the CSV last: a CSV on disk always has its sidecar
@@ -97,7 +107,8 @@ def _json_default(o):
 
 
 def read_table(path: str) -> tuple[pd.DataFrame, dict]:
-    """``(table, meta)``; the status columns stay strings, pass flags booleans."""
+    """``(table, meta)``; the status columns stay strings, pass flags booleans.  Tables written
+    before the CSVs were plain (a ``# weights: ...`` first line) are read too."""
     if not os.path.exists(path):
         raise AnalysisError(f"analysis table {path} does not exist. Fix: run the workflow up to it (snakemake {path}).")
     with open(path) as f:
@@ -107,7 +118,7 @@ def read_table(path: str) -> tuple[pd.DataFrame, dict]:
         if col in df.columns:
             df[col] = df[col].astype(str).str.lower().eq("true")
     for col in df.columns:
-        if col.endswith("status") or col.endswith("group") or col in ("block", "stimulus"):
+        if col.endswith("status") or col.endswith("group") or col in ("block", "stimulus", WEIGHTS_COLUMN):
             df[col] = df[col].astype(str)
     meta_path = sidecar_json(path)
     meta = {}

@@ -34,9 +34,9 @@ def _config(arch: str, weights: str, allow_download: bool, device: str, **sectio
 
 def _model(config: dict):
     from .device import resolve_device
-    from .weights import load_model
+    from .weights import load_configured_model
 
-    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model, identity = load_configured_model(config["model"])
     return model.to(resolve_device(config["model"]["device"])), identity
 
 

@@ -9,9 +9,10 @@ Layout under ``results/atlas`` (opens from the file system, no server):
 * ``{block}/img/*.jpg``                         thumbnails sized for the pages (``write_block``)
 
 One folder per block so that changing one block's settings rebuilds only that block's pages.
-Every page names the weights and carries a banner when they are not pretrained.  The numbers on
-a unit page are the metric tables' values (``analysis/{block}/{fv,imagenet}_table.csv``) printed
-with 6 significant digits; each cell also holds the table's value in ``data-value``.
+Every page names the weights and carries a banner when they are not pretrained or not
+torchvision's (a checkpoint of one's own).  The numbers on a unit page are the metric tables'
+values (``analysis/{block}/{fv,imagenet}_table.csv``) printed with 6 significant digits; each cell
+also holds the table's value in ``data-value``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ KIND_TITLES = {"I": "I (block input)", "B": "B (block branch, bn2)", "O": "O (bl
 GROUPS = (metrics.OVERWRITE, metrics.MIX, metrics.SKIP, metrics.NO_GROUP)
 GROUP_COLORS = {metrics.OVERWRITE: "#d62728", metrics.MIX: "#2ca02c", metrics.SKIP: "#1f77b4", metrics.NO_GROUP: "#999999"}
 RANDOM_BANNER = "RANDOM WEIGHTS — not pretrained: these pictures and numbers say nothing about the trained network"
+CUSTOM_BANNER = "CUSTOM CHECKPOINT — not torchvision's weights (model.checkpoint: any); its file sha256 is below"
 
 # Columns of the block table: (CSV column, header, kind); kind: num | text | bool.
 TABLE_COLUMNS = (
@@ -177,7 +179,7 @@ def read_exemplar_list(exemplars_dir: str, layers) -> dict[tuple[str, int], list
     path = os.path.join(exemplars_dir, "exemplars.csv")
     if not os.path.exists(path):
         return {}
-    df = pd.read_csv(path, comment="#")
+    df = read_table(path)[0]
     df = df[df["layer"].isin(set(layers))].sort_values(["layer", "channel", "rank"])
     out: dict[tuple[str, int], list[tuple[str, float]]] = {}
     for row in df.itertuples(index=False):
@@ -202,9 +204,11 @@ def weights_line(weights: dict | None, element_id: str = "weights") -> str:
 
 
 def banner(weights: dict | None) -> str:
-    if weights and weights.get("pretrained"):
-        return ""
-    return f'<div class="banner" id="random-weights-banner">{_e(RANDOM_BANNER)}</div>'
+    if not (weights and weights.get("pretrained")):
+        return f'<div class="banner" id="random-weights-banner">{_e(RANDOM_BANNER)}</div>'
+    if weights.get("kind") == "custom":
+        return f'<div class="banner custom" id="custom-weights-banner">{_e(CUSTOM_BANNER)}</div>'
+    return ""
 
 
 def page(title: str, body: str, weights: dict | None, root: str) -> str:
@@ -467,6 +471,7 @@ def _atomic_write(path: str, text: str) -> None:
 ATLAS_CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 0 1.5em 2em; color: #222; }
 .banner { background: #b00020; color: #fff; font-weight: bold; padding: .5em 1em; margin: 0 -1.5em; text-align: center; }
+.banner.custom { background: #b35900; }
 .weights { font-size: 12px; color: #555; word-break: break-all; }
 footer { margin-top: 2em; border-top: 1px solid #ddd; }
 nav { margin: .5em 0; } .prevnext a, .prevnext span { margin-right: 1.5em; } .off { color: #aaa; }

@@ -235,5 +235,30 @@ def activations(args: argparse.Namespace) -> None:
     print(out)
 
 
+# -- prepare-imagenet-val ------------------------------------------------------------------------
+
+
+def _prepare_imagenet_val_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of the flat ILSVRC2012_val_*.JPEG files")
+    p.add_argument("--labels", required=True, metavar="FILE",
+                   help="LOC_val_solution.csv, or the devkit's ILSVRC2012_validation_ground_truth.txt (with --synsets), "
+                        "or the unpacked devkit folder ILSVRC2012_devkit_t12")
+    p.add_argument("--synsets", metavar="FILE", help="the devkit's data/meta.mat: maps the ground truth's ILSVRC2012_IDs to synsets")
+    p.add_argument("--out", required=True, metavar="DIR", help="new folder for the class folders (must not exist or be empty)")
+    p.add_argument("--copy", action="store_true", help="copy the images instead of linking them")
+
+
+@command("prepare-imagenet-val", "put ImageNet's flat validation images into class folders (links, or copies)",
+         _prepare_imagenet_val_arguments)
+def prepare_imagenet_val(args: argparse.Namespace) -> None:
+    from .imagenet_val import prepare_val_folder
+
+    done = prepare_val_folder(args.images, args.labels, args.out, copy=args.copy, synsets=args.synsets)
+    how = "copies" if done.copied else "links"
+    extra = f"; {done.labelled_not_found} labelled images were not in --images" if done.labelled_not_found else ""
+    print(f"resstream: {done.images} images in {done.classes} class folders under {done.out} ({how}){extra}. "
+          f"Use it as dataset.path: snakemake --config 'dataset={{path: {done.out}}}'")
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,28 +54,46 @@ def depth_bin(rel: float, bins: int) -> int:
     return min(bins - 1, int(np.floor(rel * bins + 1e-9)))
 
 
-def load_run(name: str, results: str) -> dict:
-    """A run's summary and FV metric tables, with each block's place in its model."""
+def read_run_summary(name: str, results: str) -> tuple[dict, str, dict]:
+    """``(summary, arch, {block name: BlockInfo})`` of a finished run; raises :class:`AnalysisError`
+    naming ``compare.runs.<name>`` unless its summary and FV metric tables are there."""
     from .config import structure
 
     path = summary_json(results)
     if not os.path.exists(path):
         raise AnalysisError(f"compare.runs.{name}: {path} does not exist. Fix: run that workflow to its summary first.")
-    with open(path) as f:
-        summary = json.load(f)
-    weights = summary.get("weights") or {}
-    arch = weights.get("arch")
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except ValueError as exc:
+        raise AnalysisError(f"compare.runs.{name}: {path} is not JSON ({exc}). Fix: rerun that run's analysis_summary.") from None
+    arch = (summary.get("weights") or {}).get("arch")
     if not arch:
         raise AnalysisError(f"compare.runs.{name}: {path} records no architecture (weights.arch). Fix: rerun its analysis stage.")
     blocks = {b.name: b for b in structure(arch)}
     if not summary.get("blocks"):
         raise AnalysisError(f"compare.runs.{name}: {path} has no blocks.")
-    tables = {}
     for block in summary["blocks"]:
         if block not in blocks:
             raise AnalysisError(f"compare.runs.{name}: block {block} of {path} is not a block of {arch}.")
-        tables[block], _ = read_table(metric_table_csv(results, block, "fv"))
-    return {"name": name, "results": results, "arch": arch, "weights": weights, "summary": summary,
+        table = metric_table_csv(results, block, "fv")
+        if not os.path.exists(table):
+            raise AnalysisError(f"compare.runs.{name}: {table} does not exist. Fix: rerun that workflow to its tables.")
+    return summary, arch, blocks
+
+
+def check_runs(runs: dict[str, str], own_results: str) -> None:
+    """The pre-flight of ``compare.runs``: every listed run but this one (built first) is finished."""
+    for name, results in runs.items():
+        if os.path.realpath(results) != os.path.realpath(own_results):
+            read_run_summary(name, results)
+
+
+def load_run(name: str, results: str) -> dict:
+    """A run's summary and FV metric tables, with each block's place in its model."""
+    summary, arch, blocks = read_run_summary(name, results)
+    tables = {block: read_table(metric_table_csv(results, block, "fv"))[0] for block in summary["blocks"]}
+    return {"name": name, "results": results, "arch": arch, "weights": summary["weights"], "summary": summary,
             "tables": tables, "n_blocks": len(blocks), "index": {b: blocks[b].index for b in tables}}
 
 
@@ -135,6 +153,8 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
         "depth_bins": depth_bins,
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
     }
+    if any(r["weights"].get("kind") == "custom" for r in loaded):
+        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figures.is_custom)
     write_table(blocks, out["blocks"], meta)
     write_table(hists, out["histograms"], meta)
     runs_df = pd.DataFrame([{"model": r["name"], "results": r["results"], "arch": r["arch"], "n_blocks": r["n_blocks"],

@@ -53,32 +53,58 @@ def _is_image(name: str) -> bool:
 
 
 def scan_image_folder(root: str | os.PathLike) -> list[ImageRecord]:
-    """List the images of a class-folder or flat folder in a deterministic order."""
+    """List the images of a class-folder or flat folder in a deterministic order.
+
+    The one listing of a dataset: the pre-flight check and the dataset pass both call it.  Links
+    are followed (class folders that are symlinks into a shared copy are common); a link that
+    points back to a folder above it is refused, since following it would never end."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(
-            f"dataset folder {root} does not exist. Fix: set dataset.path in your config to an "
+            f"dataset.path {root} does not exist or is not a folder. Fix: set dataset.path in your config to an "
             f"ImageNet-style validation folder (class sub-folders) or a flat folder of images."
         )
+    top = os.path.realpath(root)
     class_dirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     records: list[ImageRecord] = []
-    if class_dirs:
-        for class_id, cname in enumerate(class_dirs):
-            for dirpath, dirnames, files in os.walk(root / cname):
-                dirnames.sort()
-                for f in sorted(files):
-                    if _is_image(f):
-                        rel = os.path.relpath(os.path.join(dirpath, f), root)
-                        records.append(ImageRecord(len(records), rel, class_id, cname))
+    for class_id, cname in enumerate(class_dirs):
+        for rel in _images_under(root, cname, (top,)):
+            records.append(ImageRecord(len(records), rel, class_id, cname))
     for f in sorted(os.listdir(root)):
         if _is_image(f) and (root / f).is_file():
             records.append(ImageRecord(len(records), f, -1, ""))
     if not records:
         raise DatasetError(
-            f"dataset folder {root} holds no images ({', '.join(IMAGE_EXTENSIONS)}), neither in class "
+            f"dataset.path {root} holds no image files ({', '.join(IMAGE_EXTENSIONS)}), neither in class "
             f"sub-folders nor flat. Fix: point dataset.path at a folder with images."
         )
     return records
+
+
+def _images_under(root: Path, rel_dir: str, ancestors: tuple[str, ...]):
+    """Image paths (relative to ``root``) under ``root/rel_dir``, links followed, in the order of a
+    sorted top-down walk: a folder's own files first, then its sub-folders one by one.
+    ``ancestors``: real paths of the folders above, to recognise a link cycle."""
+    folder = root / rel_dir
+    real = os.path.realpath(folder)
+    if real in ancestors:
+        raise DatasetError(
+            f"dataset.path {root} has a link cycle: {folder} leads back to {real}, a folder above it. "
+            f"Fix: remove or repoint that link."
+        )
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetError(f"cannot list {folder} ({exc.strerror}). Fix: make it readable or remove it from dataset.path.") from None
+    subdirs = []
+    for entry in entries:
+        if entry.is_dir():  # follows links
+            subdirs.append(entry.name)
+        elif _is_image(entry.name):
+            yield os.path.join(rel_dir, entry.name)
+    for name in subdirs:
+        yield from _images_under(root, os.path.join(rel_dir, name), ancestors + (real,))
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:

@@ -2,7 +2,8 @@
 
 Every figure is titled by block, saved as PNG and PDF, names the weights in its title, and carries
 a large "RANDOM WEIGHTS — not pretrained" mark whenever the weights are not pretrained, so a demo
-figure cannot pass for a result.  Image grids (Figs 1, 6, 7, 8) read the FV PNGs under
+figure cannot pass for a result, and a "CUSTOM CHECKPOINT — not torchvision's weights" mark when
+they come from a checkpoint of one's own (``model.checkpoint: any``).  Image grids (Figs 1, 6, 7, 8) read the FV PNGs under
 ``results/fv`` and the exemplar grids under ``results/activations/exemplars``; a picture that does
 not exist is drawn as a labelled blank cell rather than failing the figure.
 """
@@ -24,6 +25,7 @@ from . import metrics  # noqa: E402
 from .paths import exemplar_grid, unit_png_name  # noqa: E402
 
 RANDOM_MARK = "RANDOM WEIGHTS — not pretrained"
+CUSTOM_MARK = "CUSTOM CHECKPOINT — not torchvision's weights"
 PAPER_BLOCKS = ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1")
 # Fig 2's panel positions in the paper: 1.1, 2.0, 2.1, blank / 3.0, 3.1, 4.0, 4.1
 PAPER_FIG2_SLOTS = {"1.1": 0, "2.0": 1, "2.1": 2, "3.0": 4, "3.1": 5, "4.0": 6, "4.1": 7}
@@ -41,6 +43,11 @@ def is_pretrained(weights: dict | None) -> bool:
     return bool(weights and weights.get("pretrained"))
 
 
+def is_custom(weights: dict | None) -> bool:
+    """Weights from a checkpoint of one's own (``model.checkpoint: any``), not torchvision's."""
+    return bool(weights and weights.get("kind") == "custom")
+
+
 def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[str]:
     """Title with the weights, the random-weights mark where due, save PNG + PDF; return the texts."""
     fig.suptitle(f"{title}\n{weights_label(weights)}", fontsize=11)
@@ -48,6 +55,10 @@ def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[st
         fig.text(0.5, 0.5, RANDOM_MARK, color="red", alpha=0.35, fontsize=28, fontweight="bold",
                  ha="center", va="center", rotation=20, transform=fig.transFigure, zorder=1000)
         fig.text(0.01, 0.005, RANDOM_MARK, color="red", fontsize=10, fontweight="bold", ha="left", va="bottom")
+    if is_custom(weights):
+        digest = weights.get("file_sha256")
+        fig.text(0.99, 0.005, CUSTOM_MARK + (f" (file sha256 {digest[:12]})" if digest else ""), color="darkorange",
+                 fontsize=10, fontweight="bold", ha="right", va="bottom")
     texts = [t.get_text() for t in fig.texts]
     texts += [ax.get_title() for ax in fig.axes]
     for path in (png, pdf):

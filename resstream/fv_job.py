@@ -22,7 +22,7 @@ from .device import resolve_device
 from .fv import FVError, FVResult, render_units
 from .outputs import partial_dir, publish_dir, remove_stale_partials
 from .paths import unit_png_name
-from .weights import load_model
+from .weights import load_configured_model
 
 log = logging.getLogger("resstream.fv")
 
@@ -59,7 +59,7 @@ def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, object
     # Channel-objective chunks (the atlas) cover only the units of the roles atlas.channel_fvs names.
     chunk = study.chunk(layer, chunk_name) if objective == "center" else study.chunk(layer, chunk_name, study.channel_fv_roles)
     device = resolve_device(config["model"]["device"])
-    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model, identity = load_configured_model(config["model"])
     result = render_fv_folder(
         model.to(device), identity, study.blocks, layer, list(chunk.channels), study.fv_settings(layer), out_dir,
         objective=objective, log_every=config["fv"]["log_every"], what=f"{layer} {chunk.name}",
@@ -112,7 +112,7 @@ def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> 
     folders like the centre-FV chunks (``unit{c:04d}.png`` + ``fv.h5``), all at once."""
     study = Study(config)
     device = resolve_device(config["model"]["device"])
-    model, identity = load_model(config["model"]["arch"], config["model"]["weights"], config["model"]["allow_download"])
+    model, identity = load_configured_model(config["model"])
     model = model.to(device)
     remove_stale_partials(out_dir)
     tmp = partial_dir(out_dir)

@@ -391,11 +391,11 @@ def run_block_measurement(config: dict, block: str, stimulus: str, activations_p
     """Measure one block (``stimulus`` fv | imagenet) and write its raw table with provenance."""
     from .analysis import write_table
     from .device import resolve_device
-    from .weights import load_model
+    from .weights import load_configured_model
 
     study = Study(config)
     cfg_model = config["model"]
-    model, identity = load_model(cfg_model["arch"], cfg_model["weights"], cfg_model["allow_download"])
+    model, identity = load_configured_model(cfg_model)
     device = resolve_device(cfg_model["device"])
     model = model.to(device)
     batch = int(config["analysis"]["batch_size"])

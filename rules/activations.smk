@@ -19,7 +19,7 @@ rule activations:
         gpu=GPU_PER_JOB,
     params:
         arch=STUDY.arch,
-        weights=STUDY.config["model"]["weights"],
+        weights=WEIGHTS,
         blocks=STUDY.study_blocks,
         o_relu=STUDY.o_relu,
         dataset=STUDY.config["dataset"],

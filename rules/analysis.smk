@@ -49,7 +49,7 @@ rule measure_fv:
     threads: ANALYSIS["threads"]
     params:
         stimulus="fv",
-        weights=STUDY.config["model"]["weights"],
+        weights=WEIGHTS,
         o_relu=STUDY.o_relu,
         channels=lambda w: STUDY.block_channels(w.block),
     script:
@@ -71,7 +71,7 @@ rule measure_imagenet:
     threads: ANALYSIS["threads"]
     params:
         stimulus="imagenet",
-        weights=STUDY.config["model"]["weights"],
+        weights=WEIGHTS,
         o_relu=STUDY.o_relu,
         dataset=STUDY.config["dataset"]["path"],
         channels=lambda w: STUDY.block_channels(w.block),

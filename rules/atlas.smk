@@ -32,7 +32,7 @@ rule fv_channel_chunk:
             STUDY.chunk(w.layer, w.chunk, STUDY.channel_fv_roles).channels
         ),
         model=STUDY.config["model"]["arch"],
-        weights=STUDY.config["model"]["weights"],
+        weights=WEIGHTS,
     script:
         "../scripts/fv_channel_chunk.py"
 

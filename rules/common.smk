@@ -6,23 +6,50 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from resstream.paths import channel_fv_chunk_dir, fv_chunk_dir  # noqa: E402
-from resstream.smk import check_config_or_exit  # noqa: E402
-
-# Our check first: it names the offending key in one line (snakemake's own prints the schema).
-# The main process also checks weights and dataset before any job runs (and removes outputs),
-# and fetches missing hub weights then, except in a dry run (workflow.dryrun is not set yet here).
-STUDY = check_config_or_exit(
-    config,
-    workflow.basedir,
-    preflight=workflow.is_main_process,
-    dry_run=workflow.output_settings.dryrun,
+from resstream.smk import (  # noqa: E402
+    check_config_or_exit,
+    check_inputs_or_exit,
+    report_requested,
 )
+from resstream.weights import weights_param  # noqa: E402
 
-
+# Our check first: it names the offending key in one line (snakemake's own prints the schema), and
+# it checks every config value a job would refuse, before Snakemake plans (and removes) anything.
+STUDY = check_config_or_exit(
+    config, workflow.basedir, preflight=workflow.is_main_process
+)
 validate(config, "../resstream/schemas/config.schema.yaml")
+
+# What a run reads (weights, dataset, device) is checked only where it is read: a dry run reports
+# here, without fetching; a real run checks in onstart (below), before any job starts and before
+# Snakemake removes outputs; --lint, --unlock and --report need neither weights nor data.
+if workflow.is_main_process and workflow.output_settings.dryrun:
+    check_inputs_or_exit(STUDY, dry_run=True)
+
+
+onstart:
+    if workflow.is_main_process:
+        check_inputs_or_exit(STUDY, local_exec=workflow.local_exec)
+
+
+# --report: captions and report text read what made the outputs from the outputs themselves
+# (resstream/provenance.py), never from the config given to --report; with --report-after-run
+# they are read again once the run has made the outputs.
+REPORT = report_requested() if workflow.is_main_process else None
+if REPORT:
+    from resstream.provenance import report_facts
+
+    config["report_facts"] = report_facts(STUDY)
+
+
+onsuccess:
+    if REPORT == "after-run":
+        config["report_facts"] = report_facts(STUDY)
 
 
 RESULTS = STUDY.config["results"]
+# the rules' weights param: the spec, plus the file's sha256 for a checkpoint of one's own
+WEIGHTS = weights_param(STUDY.config["model"])
 ENVS = f"{workflow.basedir}/envs"
 FINAL_OUTPUTS = []
 

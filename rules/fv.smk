@@ -21,7 +21,7 @@ rule fv_chunk:
         settings=lambda w: STUDY.fv_settings(w.layer).as_params(),
         channels=lambda w: list(STUDY.chunk(w.layer, w.chunk).channels),
         model=STUDY.config["model"]["arch"],
-        weights=STUDY.config["model"]["weights"],
+        weights=WEIGHTS,
     script:
         "../scripts/fv_chunk.py"
 

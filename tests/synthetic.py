@@ -91,7 +91,7 @@ def write_activations(config: dict, model, identity, n_images: int = 16, k: int 
     study = Study(config)
     root = config["dataset"]["path"]
     listed = scan_image_folder(root)
-    records = listed[:: max(1, len(listed) // n_images)][:n_images]  # spread over the classes
+    records = listed[:: max(1, len(listed) // n_images)][:n_images]
     records = [type(r)(i, r.path, r.class_id, r.class_name) for i, r in enumerate(records)]
     ds = ImageFolderDataset(root, records=records)
     x = torch.stack([ds[i][0] for i in range(len(records))])

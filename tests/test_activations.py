@@ -182,7 +182,8 @@ def test_exemplar_grids_are_drawn_for_the_studied_units_only(extracted):
         y, x = 2 + (rank // 3) * 226, 2 + (rank % 3) * 226
         np.testing.assert_array_equal(grid[y : y + 224, x : x + 224], np.asarray(crop(image)))
     rows = open(os.path.join(exemplars, "exemplars.csv")).read().splitlines()
-    assert rows[0].startswith("# weights: resnet18 RANDOM") and len(rows) == 2 + 52 * 9
+    assert rows[0] == "layer,channel,rank,image_index,path,activation,weights" and len(rows) == 1 + 52 * 9
+    assert json.load(open(os.path.join(exemplars, "exemplars.json")))["weights"]["label"].startswith("resnet18 RANDOM")
     assert f"layer3.1.bn2,2,0,{top[0]},{paths[top[0]]}," in "\n".join(rows)
 
 

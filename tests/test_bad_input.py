@@ -16,7 +16,8 @@ import yaml
 from PIL import Image
 
 from resstream.validate import FVFileError, check_fv_png
-from workflow_helpers import FV_LAYERS_11, link_images, smk, tiny_config
+from resstream.weights import load_model
+from workflow_helpers import FV_LAYERS_11, link_images, planned_jobs, smk, tiny_config
 
 
 def targets(results):
@@ -36,23 +37,25 @@ def snapshot(results, skip=()):
 
 @pytest.fixture(scope="module")
 def finished(sample_dir, tmp_path_factory):
-    """A finished tiny run: model card, block 1.1's FV chunks (channel 0), dataset activations."""
+    """A finished tiny run, every stage: model card, block 1.1's FV chunks (channel 0), dataset
+    activations, tables, summary, figures and the atlas."""
     tmp = tmp_path_factory.mktemp("finished")
     data = link_images(sample_dir, tmp / "data", 6)
     config = tiny_config(tmp, data)
-    smk(*targets(tmp / "results"), "--cores", "2", "--configfile", "demo.yaml", config)
+    smk("--cores", "2", "--configfile", "demo.yaml", config)
     return tmp, yaml.safe_load(config.read_text())
 
 
-def run_with(finished, tmp_path, change, env=None):
-    """Rerun the finished study's targets with a changed config; expect a failure."""
+def run_with(finished, tmp_path, change, env=None, args=None):
+    """Rerun the finished study (its ``targets``, or ``args``) with a changed config; expect a failure."""
     tmp, base = finished
     cfg = yaml.safe_load(yaml.safe_dump(base))
     change(cfg)
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(cfg))
     before = snapshot(tmp / "results")
-    proc = smk(*targets(tmp / "results"), "--cores", "2", "--configfile", "demo.yaml", config, env=env, check=False)
+    args = targets(tmp / "results") if args is None else args
+    proc = smk(*args, "--cores", "2", "--configfile", "demo.yaml", config, env=env, check=False)
     assert proc.returncode != 0
     assert snapshot(tmp / "results") == before  # nothing finished was removed or rewritten
     return proc
@@ -115,8 +118,146 @@ def test_empty_dataset_folder(finished, tmp_path):
     empty = tmp_path / "empty"
     (empty / "n01440764").mkdir(parents=True)
     line = one_line(run_with(finished, tmp_path, lambda cfg: cfg["dataset"].update(path=str(empty))))
-    assert line == (f"resstream: dataset.path {empty} holds no image files (.jpg, .jpeg, .png, ...), neither in "
-                    f"class sub-folders nor flat. Fix: point dataset.path at a folder with images.")
+    assert line == (f"resstream: dataset.path {empty} holds no image files (.jpg, .jpeg, .png, .bmp, .webp, .tif, "
+                    f".tiff, .ppm, .pgm), neither in class sub-folders nor flat. Fix: point dataset.path at a folder "
+                    f"with images.")
+
+
+# --- no typo deletes finished work ----------------------------------------------------------------------
+# Each wrong value, set after the finished run, stops the whole workflow (snakemake's default target,
+# every stage) with one line, and every finished output keeps its bytes and mtime. Config values stop
+# before Snakemake plans anything; what a run reads (weights, dataset, device) stops before the first
+# job starts, i.e. before Snakemake removes the outputs it plans to redo.
+
+TAPPED_11 = "layer1.0.prerelu_out, layer1.0, layer1.1.bn2, layer1.1.prerelu_out, layer1.1"
+
+
+def _set(section, **values):
+    return lambda cfg: cfg.setdefault(section, {}).update(values)
+
+
+CONFIG_TYPOS = {
+    "spatial layer": (_set("activations", spatial_layers=["layer1.1.bn3"]),
+                      f"resstream: activations.spatial_layers: layer1.1.bn3 not among the tapped layers of this study ({TAPPED_11})"),
+    "override layer": (_set("fv", overrides={"layer1.1.bn3": {"steps": 3}}),
+                       "resstream: fv.overrides: 'layer1.1.bn3' is neither a studied block (1.1) nor an FV layer "
+                       "(layer1.0.prerelu_out, layer1.1.bn2, layer1.1.prerelu_out)"),
+    "channels of an unstudied block": (_set("study", channels_by_block={"2.1": [0]}),
+                                       "resstream: study.channels_by_block: block '2.1' is not among study.blocks (1.1)"),
+    "fig3_fig4_blocks": (_set("analysis", fig3_fig4_blocks=["2.1"]),
+                         "resstream: analysis.fig3_fig4_blocks: block(s) 2.1 not among study.blocks (1.1)"),
+    "figure channel not studied": (_set("analysis", figure_channels={"1.1": [5]}),
+                                   "resstream: analysis.figure_channels.1.1: channel(s) [5] are not among the channels "
+                                   "studied in block 1.1 (study.channels / study.channels_by_block); Fig 1 shows "
+                                   "measured channels only"),
+    "figure channel block": (_set("analysis", figure_channels={"1.9": [0]}),
+                             "resstream: analysis.figure_channels.1.9: resnet18 has no block 1.9; its blocks are "
+                             "1.0, 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1"),
+    "atlas role": (_set("atlas", channel_fvs=["O", "X"]),
+                   "resstream: invalid config: atlas.channel_fvs.1: 'X' is not one of ['I', 'B', 'O']"),
+    "o_relu": (_set("study", o_relu="Pre"), "resstream: invalid config: study.o_relu: 'Pre' is not one of ['pre', 'post']"),
+    "random seed": (_set("model", weights="random:O"),
+                    "resstream: model.weights 'random:O': random weights need an integer seed, e.g. random:0."),
+    "checkpoint mode without a file": (_set("model", checkpoint="any"),
+                                       "resstream: model.checkpoint: any is for a checkpoint file, but model.weights is "
+                                       "'random:0'. Fix: set model.weights to the file's path, or model.checkpoint back "
+                                       "to torchvision."),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_TYPOS))
+def test_a_config_typo_stops_before_planning_and_keeps_every_output(finished, tmp_path, case):
+    change, expected = CONFIG_TYPOS[case]
+    proc = run_with(finished, tmp_path, change, args=[])
+    assert one_line(proc) == expected
+    assert "Building DAG" not in proc.stdout + proc.stderr  # stopped while parsing, before planning
+
+
+def test_a_compare_run_that_is_not_finished(finished, tmp_path):
+    nowhere = tmp_path / "other-run"
+    proc = run_with(finished, tmp_path, _set("compare", runs={"resnet34": str(nowhere)}), args=[])
+    assert one_line(proc) == (f"resstream: compare.runs.resnet34: {nowhere}/summary.json does not exist. Fix: run that "
+                              f"workflow to its summary first.")
+
+
+def test_a_custom_checkpoint_that_does_not_fit(finished, tmp_path):
+    path = tmp_path / "resnet50_finetuned.pth"
+    model, _ = load_model("resnet50", "random:0")
+    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}, "optimizer": {}}, path)
+    proc = run_with(finished, tmp_path, _set("model", weights=str(path), checkpoint="any"), args=[])
+    line = one_line(proc)
+    # resnet50 has every key resnet18 has (other shapes) and more
+    assert line.startswith(f"resstream: model.weights checkpoint {path} does not fit resnet18: unexpected keys "
+                           f"layer1.0.conv3.weight, layer1.0.bn3.weight, layer1.0.bn3.bias, layer1.0.bn3.running_mean and ")
+    assert "; wrong shapes layer1.0.conv1.weight [64, 64, 1, 1] (expected [64, 64, 3, 3]), " in line
+    assert "rule " not in proc.stdout + proc.stderr  # no job was started
+
+
+def test_a_dataset_with_a_link_cycle(finished, tmp_path, sample_dir):
+    data = link_images(sample_dir, tmp_path / "data", 2)
+    loop = next(data.iterdir()) / "again"
+    loop.symlink_to(data)
+    line = one_line(run_with(finished, tmp_path, _set("dataset", path=str(data)), args=[]))
+    assert line == (f"resstream: dataset.path {data} has a link cycle: {loop} leads back to {os.path.realpath(data)}, "
+                    f"a folder above it. Fix: remove or repoint that link.")
+
+
+def test_cuda_without_a_visible_device(finished, tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # no GPU visible here, even on a machine with one
+    line = one_line(run_with(finished, tmp_path, _set("model", device="cuda"), env=env, args=["--forcerun", "atlas_index"]))
+    assert line.startswith("resstream: model.device is 'cuda' but no CUDA device is visible to this local run.")
+
+
+def test_symlinked_class_folders_pass_the_preflight(finished, tmp_path, sample_dir):
+    """Class folders that are links (a shared copy of ImageNet): the dry run plans the dataset pass."""
+    tmp, base = finished
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for cls in sorted(os.listdir(sample_dir))[:3]:
+        (linked / cls).symlink_to(sample_dir / cls)
+    cfg = dict(base, dataset={"path": str(linked)}, results=str(tmp_path / "results"))
+    (tmp_path / "linked.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(tmp_path / "results" / "activations" / "activations.h5", "--configfile", "demo.yaml", tmp_path / "linked.yaml")
+    assert list(jobs) == ["activations"]
+
+
+def test_report_captions_come_from_the_outputs(finished, tmp_path):
+    """--report with another config (other steps, mix factor, weights not on this machine, no
+    dataset): captions describe the outputs, and the report says at its top how the config differs."""
+    tmp, base = finished
+    cfg = yaml.safe_load(yaml.safe_dump(base))
+    cfg["fv"]["steps"] = 999
+    cfg["analysis"]["mix_factor"] = 3.0
+    cfg["dataset"]["path"] = str(tmp_path / "no-dataset")
+    cfg["model"]["weights"] = "IMAGENET1K_V1"
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    report = tmp_path / "report.html"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-torch-home"))
+    before = snapshot(tmp / "results")
+    smk("--configfile", "demo.yaml", other, "--report", report, env=env)
+    assert snapshot(tmp / "results") == before
+    text = report.read_text()
+    assert text.count("FV 2 steps, lr 0.05, hook") == 8  # every figure's caption, from the chunks' fv.h5
+    assert text.count("mix factor 1.5;") == 8 and "999 steps" not in text and "mix factor 3.0" not in text
+    assert text.count("RANDOM WEIGHTS (random:0, not pretrained)") >= 9
+    assert ("The config given to --report differs from what made these outputs; every caption describes the\\n"
+            "outputs:</strong> model.weights IMAGENET1K_V1 given, outputs made with random:0; analysis.mix_factor 3.0 "
+            "given, outputs made with 1.5; fv.steps 999 given, outputs made with 2; dataset.path "
+            f"{tmp_path / 'no-dataset'} given, outputs made from {tmp / 'data'}.") in text
+    assert not (tmp_path / "empty-torch-home").exists()  # nothing was fetched
+
+
+def test_unlock_needs_neither_weights_nor_data(finished, tmp_path):
+    tmp, base = finished
+    cfg = dict(base, dataset={"path": str(tmp_path / "no-dataset")}, model={"weights": "IMAGENET1K_V1", "allow_download": True})
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    dead = "http://127.0.0.1:9"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy=dead, HTTPS_PROXY=dead)
+    proc = smk("--configfile", "demo.yaml", other, "--unlock", env=env)
+    assert "Unlocked working directory." in proc.stdout + proc.stderr
+    assert not (tmp_path / "torch").exists()
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -65,7 +67,7 @@ def test_flat_folder_modes_become_rgb_and_corrupt_is_named(odd_folder):
 
 def test_empty_and_missing_folders_are_clear_errors(tmp_path):
     (tmp_path / "empty_class").mkdir()
-    with pytest.raises(DatasetError, match="holds no images"):
+    with pytest.raises(DatasetError, match="holds no image files"):
         scan_image_folder(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
         scan_image_folder(tmp_path / "missing")
@@ -77,3 +79,36 @@ def test_load_rgb_names_truncated_file(tmp_path, sample_dir):
     bad.write_bytes(src.read_bytes()[:200])
     with pytest.raises(DatasetError, match="truncated.JPEG"):
         load_rgb(bad)
+
+
+def test_symlinked_class_folders_and_subfolders_are_followed(tmp_path, sample_dir):
+    """Class folders that are links into a shared copy (common on servers), and a link to a folder
+    inside a class folder: listed like real folders, in the same order."""
+    classes = sorted(p.name for p in sample_dir.iterdir())[:3]
+    real, linked = tmp_path / "real", tmp_path / "linked"
+    for c in classes:
+        (real / c).mkdir(parents=True)
+        src = next((sample_dir / c).iterdir())
+        (real / c / src.name).write_bytes(src.read_bytes())
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "more.JPEG").write_bytes(next((sample_dir / classes[0]).iterdir()).read_bytes())
+    (real / classes[0] / "sub").symlink_to(tmp_path / "extra")  # a linked folder inside a class folder
+    linked.mkdir()
+    for c in classes:
+        (linked / c).symlink_to(real / c)
+    listed = [(r.path, r.class_id, r.class_name) for r in scan_image_folder(linked)]
+    assert listed == [(r.path, r.class_id, r.class_name) for r in scan_image_folder(real)]
+    assert listed[1] == (f"{classes[0]}/sub/more.JPEG", 0, classes[0])
+    assert len(listed) == 4
+
+
+def test_a_link_cycle_is_refused_in_one_line(tmp_path, sample_dir):
+    cls = tmp_path / "data" / "n01440764"
+    cls.mkdir(parents=True)
+    src = next(next(sample_dir.iterdir()).iterdir())
+    (cls / "a.JPEG").write_bytes(src.read_bytes())
+    (cls / "loop").symlink_to(tmp_path / "data")  # points back to the dataset root
+    with pytest.raises(DatasetError) as err:
+        scan_image_folder(tmp_path / "data")
+    assert str(err.value) == (f"dataset.path {tmp_path / 'data'} has a link cycle: {cls / 'loop'} leads back to "
+                              f"{os.path.realpath(tmp_path / 'data')}, a folder above it. Fix: remove or repoint that link.")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -103,6 +104,17 @@ def test_pretrained_figures_carry_no_random_mark(tmp_path):
     assert figures.RANDOM_MARK not in texts and any("IMAGENET1K_V1" in t for t in texts)
 
 
+def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
+    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "pretrained": True,
+              "state_dict_sha256": "cc" * 32, "file_sha256": "0123456789ab" + "d" * 52,
+              "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
+    fv, _ = write_hand_tables(tmp_path, weights=custom)
+    texts = figures.make_figure("fig2", fv, {}, str(tmp_path), {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    assert figures.RANDOM_MARK not in texts
+    assert "CUSTOM CHECKPOINT — not torchvision's weights (file sha256 0123456789ab)" in texts
+    assert any("custom checkpoint robust.pth" in t for t in texts)
+
+
 def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):
     fv, _ = write_hand_tables(tmp_path)  # no FV PNGs or exemplar grids under tmp_path
     png, pdf = tmp_path / "f8.png", tmp_path / "f8.pdf"
@@ -157,7 +169,9 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     assert summary["blocks"]["2.1"]["channels"] == 3
     assert summary["blocks"]["2.1"]["imagenet_max_abs_diff_vs_activations_h5"] < 1e-4
     table, meta = analysis.read_table(metric_table_csv(results, "2.1", "fv"))
-    assert open(metric_table_csv(results, "2.1", "fv")).readline().startswith("# weights: resnet18 RANDOM WEIGHTS")
+    plain = pd.read_csv(metric_table_csv(results, "2.1", "fv"))  # a plain CSV, the weights in the last column
+    assert list(plain.columns)[-1] == "weights" and set(plain["weights"]) == {identity.label}
+    assert meta["weights"]["label"] == identity.label and "RANDOM WEIGHTS" in identity.label
     assert list(table["channel"]) == [0, 1, 2] and meta["analysis"]["mix_factor"] == 1.5
     assert set(metrics.RAW_COLUMNS) <= set(table.columns)
     for col in ("M", "m", "n", "SM", "pass_all", "pass_nomix", "status", "bn_gamma_abs", "conv_w_abs_mean", "rho_BI"):

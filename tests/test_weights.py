@@ -104,3 +104,117 @@ def test_hub_cache_is_used_and_checked(tmp_path, monkeypatch):
 def test_unknown_weights_name_lists_choices():
     with pytest.raises(W.WeightsError, match="IMAGENET1K_V1"):
         W.load_model("resnet18", "IMAGENET1K_V2")
+
+
+# --- checkpoints of one's own (model.checkpoint: any) -------------------------------------------------
+
+
+def _wrapped(sd: dict, wrapping: str):
+    """The ways training code commonly saves a ResNet's weights."""
+    import argparse
+
+    if wrapping == "plain":
+        return sd
+    if wrapping == "state_dict":  # the PyTorch ImageNet example: state_dict, optimizer, epoch, arch
+        return {"state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "epoch": 90, "arch": "resnet18"}
+    if wrapping == "model+args":  # torchvision's reference scripts: model, optimizer, args (a Namespace)
+        return {"model": sd, "optimizer": {"state": {}}, "lr_scheduler": {}, "epoch": 3, "args": argparse.Namespace(lr=0.1)}
+    if wrapping == "module.":  # saved from DataParallel / DistributedDataParallel
+        return {"state_dict": {f"module.{k}": v for k, v in sd.items()}}
+    if wrapping == "model.":  # a wrapper module holding the net as .model
+        return {"model": {f"model.{k}": v for k, v in sd.items()}, "optimizer": {}}
+    raise ValueError(wrapping)
+
+
+@pytest.fixture(scope="module")
+def finetuned():
+    """A 'fine-tuned' resnet18 made here: random weights moved away from any seed's."""
+    model, _ = W.load_model("resnet18", "random:11")
+    sd = {k: (v + 0.01 if v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
+    return sd
+
+
+@pytest.mark.parametrize("wrapping", ["plain", "state_dict", "model+args", "module.", "model."])
+def test_custom_checkpoint_in_each_wrapping_loads_the_same_weights(tmp_path, finetuned, wrapping):
+    import hashlib
+
+    path = tmp_path / "finetuned.pth"
+    torch.save(_wrapped(finetuned, wrapping), path)
+    W.check_weights_available("resnet18", str(path), allow_download=False, checkpoint="any")  # the pre-flight
+    model, ident = W.load_model("resnet18", str(path), checkpoint="any")
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in finetuned.items())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ident.kind == "custom" and ident.pretrained and ident.file_sha256 == digest
+    assert ident.label == f"resnet18 custom checkpoint finetuned.pth (file sha256 {digest[:12]}, not torchvision's weights)"
+    assert ident.as_dict()["label"] == ident.label and ident.as_dict()["file_sha256"] == digest
+
+
+def test_custom_checkpoint_is_refused_in_torchvision_mode(tmp_path, finetuned):
+    path = tmp_path / "finetuned.pth"
+    torch.save(finetuned, path)
+    with pytest.raises(W.WeightsError, match="matches none of torchvision's resnet18 checkpoints .*Fix: use the unmodified "
+                                             "file torchvision publishes, or set model.checkpoint: any"):
+        W.load_model("resnet18", str(path))
+
+
+def test_keys_that_do_not_fit_are_listed_in_one_line(tmp_path, finetuned):
+    sd = {k: v for k, v in finetuned.items() if not k.startswith("layer4.1.")}
+    sd["head.weight"] = torch.zeros(3)
+    sd["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    path = tmp_path / "other.pth"
+    torch.save({"state_dict": sd}, path)
+    expected = (f"model.weights checkpoint {path} does not fit resnet18: missing keys layer4.1.conv1.weight, "
+                f"layer4.1.bn1.weight, layer4.1.bn1.bias, layer4.1.bn1.running_mean and 6 more; unexpected keys "
+                f"head.weight; wrong shapes layer1.0.conv1.weight [64, 64, 1, 1] (expected [64, 64, 3, 3]). Fix: give a "
+                f"resnet18 checkpoint (understood: a 'state_dict' or 'model' entry, keys prefixed 'module.' or 'model.').")
+    for check in (lambda: W.load_model("resnet18", str(path), checkpoint="any"),
+                  lambda: W.check_weights_available("resnet18", str(path), False, checkpoint="any")):
+        with pytest.raises(W.WeightsError) as err:
+            check()
+        assert str(err.value) == expected
+
+
+def test_a_classifier_for_other_classes_is_fine(tmp_path, finetuned):
+    """Fine-tuned for 10 classes: the study reads the blocks, never fc."""
+    sd = dict(finetuned, **{"fc.weight": torch.ones(10, 512), "fc.bias": torch.zeros(10)})
+    path = tmp_path / "ten_classes.pth"
+    torch.save(sd, path)
+    model, ident = W.load_model("resnet18", str(path), checkpoint="any")
+    assert model.fc.weight.shape == (10, 512) and torch.equal(model.layer4[1].bn2.weight, finetuned["layer4.1.bn2.weight"])
+
+
+def test_a_pickled_model_or_a_wrong_spec_is_one_line(tmp_path):
+    model, _ = W.load_model("resnet18", "random:0")
+    path = tmp_path / "whole_model.pth"
+    torch.save(model, path)  # the nn.Module itself: cannot be read without running code from the file
+    with pytest.raises(W.WeightsError) as err:
+        W.load_model("resnet18", str(path), checkpoint="any")
+    assert str(err.value).startswith(f"model.weights checkpoint {path} cannot be read as tensors (")
+    assert str(err.value).endswith("Fix: save the weights with torch.save(model.state_dict(), path).") and "\n" not in str(err.value)
+    with pytest.raises(W.WeightsError, match="model.checkpoint: any is for a checkpoint file, but model.weights is 'IMAGENET1K_V1'"):
+        W.check_weights_spec("resnet18", "IMAGENET1K_V1", "any")
+    with pytest.raises(W.WeightsError, match="random weights need an integer seed"):
+        W.check_weights_spec("resnet18", "random:zero")
+
+
+def test_torchvision_file_in_any_mode_is_labelled_torchvision(tmp_path, monkeypatch):
+    model, _ = W.load_model("resnet18", "random:3")
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(model.state_dict(), path)
+    monkeypatch.setitem(W.KNOWN_SHA256, "resnet18-f37072fd.pth", W.file_sha256(path))
+    _, ident = W.load_model("resnet18", str(path), checkpoint="any")
+    assert ident.kind == "checkpoint" and "custom" not in ident.label
+
+
+def test_weights_param_changes_with_the_custom_file(tmp_path, finetuned):
+    """A retrained file at the same path reruns the jobs: the rules' weights param holds its sha256."""
+    import hashlib
+
+    path = tmp_path / "ft.pth"
+    torch.save(finetuned, path)
+    cfg = {"weights": str(path), "checkpoint": "any"}
+    assert W.weights_param(cfg) == f"{path} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    torch.save({k: v * 2 for k, v in finetuned.items()}, path)
+    assert W.weights_param(cfg) == f"{path} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    assert W.weights_param({"weights": "random:0", "checkpoint": "torchvision"}) == "random:0"
