@@ -341,10 +341,11 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
         if sel:
             _store(down, [batch[k] for k in sel], center_responses(model, scale_down(x[sel]), {"I": taps["I"]}, blocks, device))
 
-    cols = np.arange(len(channels))
-
-    def gather(table, role, role_top):  # [C, k]: response of channel c to its own k images
-        return np.stack([[table[role][i][c] if readable.get(i) else np.nan for i in row] for row, c in zip(role_top, cols)])
+    def gather(table, role, role_top):
+        """``[C, k]``: channel c's own response to each of its k images.  The stored response rows
+        are full-width (every channel of the layer), so they are indexed by the channel's id, not
+        by its position in the selection."""
+        return np.stack([[table[role][i][c] if readable.get(i) else np.nan for i in row] for row, c in zip(role_top, channels)])
 
     v_in, v_mid = top["I"], top["B"]
     df = pd.DataFrame({"block": block, "channel": channels, "stimulus": "imagenet"})
