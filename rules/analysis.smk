@@ -6,6 +6,7 @@ import re
 
 from resstream.analysis import (
     FIGURES,
+    TABLE_SETTINGS,
     fig3_fig4_blocks,
     figure_file,
     metric_table_csv,
@@ -15,7 +16,7 @@ from resstream.analysis import (
 from resstream.paths import activations_h5
 
 ANALYSIS = STUDY.config["analysis"]
-ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in ("mix_rules", "mix_factor", "scale_rule")}
+ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in TABLE_SETTINGS}
 FIG34_BLOCKS = fig3_fig4_blocks(STUDY, ANALYSIS["fig3_fig4_blocks"])
 BLOCK_PATTERN = "|".join(re.escape(b) for b in STUDY.study_blocks)
 
