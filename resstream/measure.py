@@ -382,8 +382,10 @@ def _store(table: dict, indices, responses: dict[str, np.ndarray]):
 # --- entry points for the workflow ---------------------------------------------------------------------------
 
 
-def run_block_measurement(config: dict, block: str, stimulus: str, activations_path: str, out_csv: str) -> pd.DataFrame:
-    """Measure one block (``stimulus`` fv | imagenet) and write its raw table with provenance."""
+def run_block_measurement(config: dict, block: str, stimulus: str, activations_path: str, out_csv: str,
+                          gpus: int | None = None) -> pd.DataFrame:
+    """Measure one block (``stimulus`` fv | imagenet) and write its raw table with provenance.
+    ``gpus``: what the Snakemake job declared (:func:`resstream.device.resolve_device`)."""
     from .analysis import write_table
     from .device import resolve_device
     from .weights import load_model
@@ -391,9 +393,10 @@ def run_block_measurement(config: dict, block: str, stimulus: str, activations_p
     study = Study(config)
     cfg_model = config["model"]
     model, identity = load_model(cfg_model["arch"], cfg_model["weights"], cfg_model["allow_download"])
-    device = resolve_device(cfg_model["device"])
+    device = resolve_device(cfg_model["device"], gpus)
     model = model.to(device)
     batch = int(config["analysis"]["batch_size"])
+    log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, device, identity.label)
     if stimulus == "fv":
         df, meta = measure_fv_block(model, identity, study, config["results"], block, batch, device)
     else:

@@ -48,6 +48,8 @@ rule measure_fv:
     conda:
         f"{ENVS}/torch.yaml"
     threads: ANALYSIS["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
     params:
         stimulus="fv",
         weights=STUDY.config["model"]["weights"],
@@ -70,6 +72,8 @@ rule measure_imagenet:
     conda:
         f"{ENVS}/torch.yaml"
     threads: ANALYSIS["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
     params:
         stimulus="imagenet",
         weights=STUDY.config["model"]["weights"],

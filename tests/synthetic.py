@@ -90,7 +90,8 @@ def write_activations(config: dict, model, identity, n_images: int = 16, k: int 
     """activations.h5 over the first ``n_images`` images of the dataset folder (real forwards)."""
     study = Study(config)
     root = config["dataset"]["path"]
-    records = scan_image_folder(root)[:: max(1, 1000 // n_images)][:n_images]
+    listing = scan_image_folder(root)
+    records = listing[:: max(1, len(listing) // n_images)][:n_images]  # spread over the classes
     records = [type(r)(i, r.path, r.class_id, r.class_name) for i, r in enumerate(records)]
     ds = ImageFolderDataset(root, records=records)
     x = torch.stack([ds[i][0] for i in range(len(records))])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -144,6 +145,7 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     """Real jobs on fabricated FV and dataset outputs (one block): summary.json and Fig 7."""
     model, identity = random_model
     config = small_config(tmp_path / "results", sample_dir, blocks=("2.1",), channels=(0, 1, 2))
+    config["model"]["device"] = "auto"  # the jobs decide: the GPU they declare, else the CPU, saying why
     write_study_fvs(config, identity.as_dict())
     write_activations(config, model, identity, n_images=12, grids=True)
     cfg_path = tmp_path / "config.yaml"
@@ -162,6 +164,12 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     for col in ("M", "m", "n", "SM", "pass_all", "pass_nomix", "status", "bn_gamma_abs", "conv_w_abs_mean", "rho_BI"):
         assert col in table.columns
     _check_files(Path(fig7), Path(analysis.figure_file(results, "fig7", "pdf")))
+    job_log = Path(results, "logs", "analysis", "measure_imagenet_2.1.log").read_text()
+    if torch.cuda.is_available():
+        assert "with imagenet stimuli on cuda" in job_log
+    else:
+        assert job_log.count("running on the CPU because this job declares no GPU") == 1
+        assert "with imagenet stimuli on cpu" in job_log
 
 
 def test_units_whose_channel_fvs_figs_1_and_6_show(tmp_path):
