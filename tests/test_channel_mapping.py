@@ -89,6 +89,12 @@ def test_imagenet_numbers_equal_a_manual_forward_of_each_channels_own_top9(run, 
             expected[name] = np.maximum(per_image[raw][:, c].double().numpy(), 0).mean()
         for name in QUANTITIES:
             assert row[name] == pytest.approx(expected[name], abs=1e-4), (block, c, name)
+        # O and I read both ways over the same images (study.o_relu is pre here)
+        for variant in ("pre", "post"):
+            for name, tensors, role in (("out_in", plain_i, "O"), ("out_mid", plain_b, "O"), ("in_in", plain_i, "I")):
+                value = manual_role(tensors, block, role, variant)[:, c].double().numpy().mean()
+                assert row[f"{name}_{variant}"] == pytest.approx(value, abs=1e-4), (block, c, name, variant)
+        assert row["out_in_pre"] == row["out_in"] and row["in_in_pre"] == row["in_in"]
 
 
 @pytest.mark.parametrize("block", BLOCKS)
