@@ -14,11 +14,13 @@ from resstream.analysis import (
     summary_json,
 )
 from resstream.paths import activations_h5
+from resstream.scorecard import CLAIMS_PATH, scorecard_outputs
 
 ANALYSIS = STUDY.config["analysis"]
 ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in TABLE_SETTINGS}
 FIG34_BLOCKS = fig3_fig4_blocks(STUDY, ANALYSIS["fig3_fig4_blocks"])
 BLOCK_PATTERN = "|".join(re.escape(b) for b in STUDY.study_blocks)
+SCORECARD = scorecard_outputs(RESULTS)
 
 
 FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in STUDY.study_blocks]
@@ -330,7 +332,32 @@ rule fig8_closest_mixes:
         "../scripts/figure.py"
 
 
+# The reproduction scorecard: every claim of resstream/paper_claims.yaml against the tables.
+rule paper_check:
+    input:
+        fv=FV_TABLES,
+        imagenet=IMAGENET_TABLES,
+        claims=CLAIMS_PATH,
+    output:
+        csv=SCORECARD["csv"],
+        md=SCORECARD["md"],
+        html=report(
+            SCORECARD["html"],
+            caption="../report/paper_check.rst",
+            category="Reproduction scorecard",
+        ),
+    log:
+        f"{RESULTS}/logs/analysis/paper_check.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        blocks=STUDY.study_blocks,
+    script:
+        "../scripts/paper_check.py"
+
+
 FINAL_OUTPUTS += rules.analysis_summary.output
+FINAL_OUTPUTS += list(rules.paper_check.output)
 FINAL_OUTPUTS += [
     figure_file(RESULTS, fig, fmt) for fig in FIGURES for fmt in ("png", "pdf")
 ]
