@@ -29,7 +29,7 @@ from PIL import Image
 from . import metrics, scorecard
 from .analysis import read_table
 from .errors import UserError
-from .outputs import partial_dir, publish_dir, remove_stale_partials
+from .outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
 from .paths import unit_png_name
 
 log = logging.getLogger("resstream.atlas")
@@ -455,17 +455,10 @@ def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str],
     )
     if scorecard_csv:
         body += "\n" + scorecard.html_fragment(*read_table(scorecard_csv))
-    _atomic_write(out_css, ATLAS_CSS + scorecard.SCORECARD_CSS)
-    _atomic_write(out_js, ATLAS_JS)
-    _atomic_write(out_html, page("resstream unit atlas", body, weights, ""))
+    write_text_atomic(out_css, ATLAS_CSS + scorecard.SCORECARD_CSS)
+    write_text_atomic(out_js, ATLAS_JS)
+    write_text_atomic(out_html, page("resstream unit atlas", body, weights, ""))
     return summary
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.partial-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 ATLAS_CSS = """

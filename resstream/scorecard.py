@@ -32,6 +32,7 @@ from markupsafe import Markup
 from . import metrics
 from .analysis import read_table, write_table
 from .blocks import O_RELU_CHOICES
+from .outputs import write_text_atomic
 
 CLAIMS_PATH = Path(__file__).with_name("paper_claims.yaml")
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE = "reproduced", "partly", "not reproduced", "not applicable"
@@ -91,6 +92,8 @@ class RunTables:
 
 def paper_value(claim: dict, alpha: float) -> str:
     """What the paper says, as the scorecard's "paper" column shows it."""
+    if "paper" in claim:
+        return claim["paper"]
     if "expected" in claim:
         return claim["expected"]
     if "channels" in claim:
@@ -102,12 +105,12 @@ def paper_value(claim: dict, alpha: float) -> str:
     return claim["claim"]
 
 
-def _row(claim: dict, run: "RunTables", this_run: str, verdict: str, rule: str, overlap: str = "") -> dict:
+def _row(claim: dict, run: RunTables, this_run: str, verdict: str, rule: str, overlap: str = "") -> dict:
     return {"claim": claim["claim"], "paper": paper_value(claim, run.alpha), "this_run": this_run, "verdict": verdict,
             "overlap": overlap, "rule": rule}
 
 
-def _na(claim: dict, run: "RunTables", why: str, rule: str = "") -> dict:
+def _na(claim: dict, run: RunTables, why: str, rule: str = "") -> dict:
     return _row(claim, run, why, NOT_APPLICABLE, rule)
 
 
@@ -140,7 +143,7 @@ def _not_studied(missing: list[int]) -> str:
     return f"; not studied: {_listing(missing)}" if missing else ""
 
 
-def _found_among(claim: dict, run: "RunTables", found: list[int], what: str, rule: str) -> dict:
+def _found_among(claim: dict, run: RunTables, found: list[int], what: str, rule: str) -> dict:
     """Verdict by how many of the named channels are in ``found`` (the run's list)."""
     named, missing = _named(claim, run.fv[claim["block"]])
     if not named:
@@ -172,13 +175,16 @@ def check_pass_all(claim, run: RunTables) -> list[dict]:
 
 def check_share(claim, run: RunTables) -> list[dict]:
     m = run.fv[claim["block"]]["M"].to_numpy(dtype=float)
+    without = int((~np.isfinite(m)).sum())
+    among = "channels with M" + (f" < {claim['within']:g}" if "within" in claim else "")
     m = m[np.isfinite(m) & (m < claim.get("within", np.inf))]  # the channels the claim is about
     rule = f"reproduced: a share of at least {claim['reproduced_at']:.0%}; partly: at least {claim['partly_at']:.0%}"
     if not len(m):
-        return [_na(claim, run, "no channel has a mix ratio" + (f" below {claim['within']:g}" if "within" in claim else ""), rule)]
+        return [_na(claim, run, f"no {among}", rule)]
     share = float(np.mean(m < claim["below"])) if "below" in claim else float(np.mean(m > claim["above"]))
     verdict = REPRODUCED if share >= claim["reproduced_at"] else PARTLY if share >= claim["partly_at"] else NOT_REPRODUCED
-    return [_row(claim, run, f"{share:.1%} of {len(m)} channels", verdict, rule)]
+    found = f"{share:.1%} of {len(m)} {among}" + (f" ({without} without M: dead or missing)" if without else "")
+    return [_row(claim, run, found, verdict, rule)]
 
 
 def _share_below_one(df) -> float:
@@ -409,16 +415,9 @@ def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_pa
     meta = {"weights": run.weights, "title": title(run.weights), "paper": claims["paper"], "o_relu": run.o_relu,
             "analysis": run.analysis, "alpha": run.alpha, "verdicts": verdict_counts(df), "claims": str(claims_path)}
     write_table(df, outputs["csv"], meta)
-    _atomic_write(outputs["md"], markdown(df, meta))
-    _atomic_write(outputs["html"], html_page(df, meta))
+    write_text_atomic(outputs["md"], markdown(df, meta))
+    write_text_atomic(outputs["html"], html_page(df, meta))
     return df
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.partial-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _settings_line(meta: dict) -> str:
