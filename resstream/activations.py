@@ -403,8 +403,9 @@ def _stream(f, model, device, dataset, layers, spatial, chunk_rows, start, batch
         raise _worker_error(exc) from None
 
 
-def extract_activations(config: dict, out_path: str) -> str:
-    """Write the activations file of a validated config to ``out_path``; resumes a partial run."""
+def extract_activations(config: dict, out_path: str, gpus: int | None = None) -> str:
+    """Write the activations file of a validated config to ``out_path``; resumes a partial run.
+    ``gpus``: what the Snakemake job declared (:func:`resstream.device.resolve_device`)."""
     study = Study(config)
     act = config["activations"]
     limit_heap_growth()
@@ -414,7 +415,7 @@ def extract_activations(config: dict, out_path: str) -> str:
     records = scan_image_folder(root)
     model_cfg = config["model"]
     model, identity = load_configured_model(model_cfg)
-    device = resolve_device(model_cfg["device"])
+    device = resolve_device(model_cfg["device"], gpus)
     model.to(device)
     layers = probe_layers(model, study, device)
     spatial = spatial_layer_names(config, study)

@@ -26,6 +26,8 @@ from .errors import UserError
 from . import metrics
 
 STIMULI = ("fv", "imagenet")
+# The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).
+TABLE_SETTINGS = ("mix_rules", "mix_factor", "scale_rule", "scale_sign")
 
 FIGURES = {
     "fig1": "fig1_channel_grids",
@@ -136,9 +138,10 @@ def derive_table(raw_csv: str, out_csv: str, analysis_cfg: dict) -> pd.DataFrame
         mix_factor=float(analysis_cfg["mix_factor"]),
         scale_rule=analysis_cfg["scale_rule"],
         mix_rules=analysis_cfg["mix_rules"],
+        scale_sign=analysis_cfg["scale_sign"],
     )
     meta = dict(meta)
-    meta["analysis"] = {k: analysis_cfg[k] for k in ("mix_rules", "mix_factor", "scale_rule")}
+    meta["analysis"] = {k: analysis_cfg[k] for k in TABLE_SETTINGS}
     write_table(table, out_csv, meta)
     return table
 

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import metrics
+from . import metrics, scorecard
 from .analysis import read_table
 from .errors import UserError
-from .outputs import partial_dir, publish_dir, remove_stale_partials
+from .outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
 from .paths import unit_png_name
 
 log = logging.getLogger("resstream.atlas")
@@ -415,9 +415,11 @@ def unit_page(block, unit, layers, pics, tops, prev_c, next_c, weights, settings
 # --- index -----------------------------------------------------------------------------------------
 
 
-def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str], out_html: str, out_css: str, out_js: str) -> dict:
+def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str], out_html: str, out_css: str, out_js: str,
+                scorecard_csv: str | None = None) -> dict:
     """The atlas index: one card per block with its M histogram, spectrum and scale-invariance
-    counts; plus the shared stylesheet and script."""
+    counts, then the reproduction scorecard (``paper_check.csv``) if given; plus the shared
+    stylesheet and script."""
     cards = []
     weights = None
     summary = {}
@@ -455,17 +457,12 @@ def write_index(blocks: list[str], fv_csvs: list[str], imagenet_csvs: list[str],
         "coloured by the spectrum group of the bin.</p>\n"
         f'<div class="cards">{"".join(cards)}</div>'
     )
-    _atomic_write(out_css, ATLAS_CSS)
-    _atomic_write(out_js, ATLAS_JS)
-    _atomic_write(out_html, page("resstream unit atlas", body, weights, ""))
+    if scorecard_csv:
+        body += "\n" + scorecard.html_fragment(*read_table(scorecard_csv))
+    write_text_atomic(out_css, ATLAS_CSS + scorecard.SCORECARD_CSS)
+    write_text_atomic(out_js, ATLAS_JS)
+    write_text_atomic(out_html, page("resstream unit atlas", body, weights, ""))
     return summary
-
-
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.partial-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 ATLAS_CSS = """

@@ -27,6 +27,7 @@ from .errors import UserError
 X, D, B, O_PRE, O_POST = "X", "D", "B", "O_pre", "O_post"
 TAP_KINDS = (X, D, B, O_PRE, O_POST)
 ROLES = ("I", "B", "O")
+O_RELU_CHOICES = ("pre", "post")  # study.o_relu: O (and a simple block's I) before or after the ReLU
 BLOCK_RE = re.compile(r"^([1-9])\.(\d+)$")
 
 

@@ -2,8 +2,9 @@
 
 Spec §2 and §13.  Per unit (layer, channel):
 
-* parameterisation: torch-lucent's ``param.image`` machinery (``fft_image`` + ``to_valid_rgb`` with
-  colour decorrelation), the spectrum drawn from N(0, 0.01²) with the unit's own seed;
+* parameterisation: torch-lucent's ``param.image`` machinery (``fft_image``, then its colour
+  decorrelation and sigmoid, as ``to_valid_rgb`` does), the spectrum drawn from N(0, 0.01²) with the
+  unit's own seed;
 * transforms: torch-lucent's (``pad``, ``jitter``, ``random_scale``, ``random_rotate``) per the
   layer's jitter, followed by ImageNet normalisation; the unit draws its own random values (its own
   numpy RandomState swapped in around the lucent call), so a unit's FV is the same alone or in a
@@ -16,10 +17,17 @@ Spec §2 and §13.  Per unit (layer, channel):
 
 Units whose input sizes differ in a step (random scale without crop, jitter < 4) run as separate
 sub-batches of equal size; Adam is element-wise, so batching changes nothing.
+
+Devices: torch-lucent 0.1.8 puts tensors on module-level devices fixed at import (``cuda:0``
+whenever CUDA is visible) and its colour decorrelation always moves its matrix to ``cuda:0`` when
+CUDA is visible.  Here every lucent tensor goes to the model's device: lucent's module devices are
+set for the duration of a render, and the decorrelation is lucent's with the matrix on the image's
+device.  tests/test_lucent_equivalence.py checks the whole loop against lucent's ``render_vis``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -118,10 +126,98 @@ class _UnitRandom:
             np.random.set_state(outer)
 
 
+@contextlib.contextmanager
+def lucent_on(device: torch.device):
+    """Lucent's module-level devices (spatial parameterisation, transforms) set to ``device`` for
+    the duration, then restored."""
+    saved = lucent_spatial.device, lucent_transform.device
+    lucent_spatial.device = lucent_transform.device = device
+    try:
+        yield
+    finally:
+        lucent_spatial.device, lucent_transform.device = saved
+
+
+def decorrelated_rgb(image_f):
+    """Lucent's ``to_valid_rgb(image_f, decorrelate=True)`` with its colour matrix on the image's
+    device (lucent's own moves it to ``cuda:0`` whenever CUDA is visible)."""
+    matrix = torch.tensor(lucent_color.color_correlation_normalized.T)
+
+    def inner():
+        image = image_f()
+        rgb = torch.matmul(image.permute(0, 2, 3, 1), matrix.to(image.device)).permute(0, 3, 1, 2)
+        return torch.sigmoid(rgb)
+
+    return inner
+
+
 def _unit_spectra(seeds, shape, device) -> torch.Tensor:
     """The fft_image initial spectrum, N(0, 0.01²), drawn per unit from its own generator."""
     parts = [torch.randn(*shape, generator=torch.Generator().manual_seed(s)) * 0.01 for s in seeds]
     return torch.stack(parts).to(device)
+
+
+def _unit_images(seeds, device) -> tuple[torch.Tensor, object]:
+    """Lucent's ``param.image(224, decorrelate=True)`` for a batch of units, each unit's spectrum
+    drawn from its own seed: ``(spectrum parameter, image function)``.  Call inside :func:`lucent_on`."""
+    (spectrum,), spatial_f = lucent_spatial.fft_image((len(seeds), 3, IMAGE_SIZE, IMAGE_SIZE))
+    with torch.no_grad():
+        spectrum.copy_(_unit_spectra(seeds, tuple(spectrum.shape[1:]), device))
+    return spectrum, decorrelated_rgb(spatial_f)
+
+
+class _UnitForward:
+    """One step's forwards of a chunk: each unit's objective value and the summed loss.
+
+    Units whose inputs differ in size run as separate sub-batches; cropped units run one per forward
+    on CPU unless ``microbatch`` says otherwise (see :func:`render_units`)."""
+
+    def __init__(self, model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last):
+        self.device = next(model.parameters()).device
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.blocks, self.ref, self.hook, self.objective = blocks, ref, hook, objective
+        self.bf16, self.microbatch, self.channels_last = bf16, microbatch, channels_last
+        self.planner = CropPlanner(model, blocks, ref, hook) if (rf_crop and objective == "center") else None
+        self.channel_index = torch.tensor(channels, device=self.device)
+
+    def _groups(self, inputs) -> list[tuple[int, list[int]]]:
+        k = len(inputs)
+        by_size: dict[int, list[int]] = {}
+        for i, x in enumerate(inputs):
+            by_size.setdefault(x.shape[-1], []).append(i)
+        groups = []
+        for size, members in by_size.items():
+            cropped = self.planner is not None and self.planner.plan(size) is not None
+            per = self.microbatch or (1 if cropped and self.device.type == "cpu" else k)
+            groups += [(size, members[j : j + per]) for j in range(0, len(members), per)]
+        return groups
+
+    def _objective(self, x, size, members) -> torch.Tensor:
+        plan = self.planner.plan(size) if self.planner else None
+        if plan is not None:
+            x = x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            act = block_taps(self.model, x, [self.ref], self.hook, self.blocks)[self.ref].float()
+        chans = self.channel_index[torch.tensor(members, device=self.device)]
+        rows = torch.arange(len(members), device=self.device)
+        if self.objective == "channel":
+            return act[rows, chans].mean(dim=(-2, -1))
+        cy, cx = (plan.center, plan.center) if plan is not None else center_index(*act.shape[-2:])
+        return act[rows, chans, cy, cx]
+
+    def __call__(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        values = torch.empty(len(inputs), device=self.device)
+        total = None
+        for size, members in self._groups(inputs):
+            value = self._objective(torch.cat([inputs[i] for i in members]), size, members)
+            values[torch.tensor(members, device=self.device)] = value.detach()
+            finite = torch.isfinite(value)
+            # A NaN unit must not poison the others' gradients (they only share the sum).
+            term = -torch.where(finite, value, torch.zeros_like(value)).sum()
+            total = term if total is None else total + term
+        return values, total
 
 
 def render_units(
@@ -159,88 +255,41 @@ def render_units(
     k = len(channels)
     seeds = [unit_seed(seed, layer, c, objective) for c in channels]
     t0 = time.time()
+    with lucent_on(device):
+        spectrum, image_f = _unit_images(seeds, device)
+        optimizer = torch.optim.Adam([spectrum], lr=lr)
+        transforms = lucent_transform.compose(lucent_transforms(jitter))
+        rng = _UnitRandom(seeds)
+        mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+        std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+        forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last)
 
-    # Lucent's param.image(224, decorrelate=True) for a batch of k, spectrum re-drawn per unit.
-    lucent_spatial.device = device
-    (spectrum,), spatial_f = lucent_spatial.fft_image((k, 3, IMAGE_SIZE, IMAGE_SIZE))
-    with torch.no_grad():
-        spectrum.copy_(_unit_spectra(seeds, tuple(spectrum.shape[1:]), device))
-    image_f = lucent_color.to_valid_rgb(spatial_f, decorrelate=True)
-    optimizer = torch.optim.Adam([spectrum], lr=lr)
+        curve = np.full((k, steps), np.nan, dtype=np.float32)
+        nan_seen = np.zeros(k, dtype=bool)
+        for step in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            images = image_f()
+            # split, not images[i:i+1]: each slice's backward would build a full-batch gradient (O(k²)).
+            inputs = [(rng.apply(i, transforms, image) - mean) / std for i, image in enumerate(torch.split(images, 1))]
+            values, total = forward(inputs)
+            total.backward()
+            with torch.no_grad():
+                bad = ~torch.isfinite(spectrum.grad.flatten(1)).all(dim=1)
+                spectrum.grad[bad] = 0
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # e.g. an lr so large that Adam's step overflows float32
+                raise FVError(f"FV of {layer} failed at step {step + 1} with lr {lr}: {exc}. Fix: lower fv.lr") from None
+            vals = values.cpu().numpy()
+            curve[:, step] = vals
+            nan_seen |= ~np.isfinite(vals) | bad.cpu().numpy()
+            if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
+                progress(step + 1, steps, time.time() - t0, vals)
 
-    transforms = lucent_transform.compose(lucent_transforms(jitter))
-    rng = _UnitRandom(seeds)
-    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
-    planner = CropPlanner(model, blocks, ref, hook) if (rf_crop and objective == "center") else None
-    channel_index = torch.tensor(channels, device=device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-
-    curve = np.full((k, steps), np.nan, dtype=np.float32)
-    nan_seen = np.zeros(k, dtype=bool)
-    for step in range(steps):
-        optimizer.zero_grad(set_to_none=True)
-        images = image_f()
-        # split, not images[i:i+1]: each slice's backward would build a full-batch gradient (O(k²)).
-        inputs = [(rng.apply(i, transforms, image) - mean) / std for i, image in enumerate(torch.split(images, 1))]
-        by_size: dict[int, list[int]] = {}
-        for i, x in enumerate(inputs):
-            by_size.setdefault(x.shape[-1], []).append(i)
-        groups = []
-        for size, members in by_size.items():
-            cropped = planner is not None and planner.plan(size) is not None
-            per = microbatch or (1 if cropped and device.type == "cpu" else k)
-            groups += [(size, members[j : j + per]) for j in range(0, len(members), per)]
-        values = torch.empty(k, device=device)
-        total = None
-        for size, members in groups:
-            x = torch.cat([inputs[i] for i in members])
-            idx = torch.tensor(members, device=device)
-            plan = planner.plan(size) if planner else None
-            if plan is not None:
-                x = x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                act = block_taps(model, x, [ref], hook, blocks)[ref].float()
-            chans = channel_index[idx]
-            rows = torch.arange(len(members), device=device)
-            if objective == "channel":
-                value = act[rows, chans].mean(dim=(-2, -1))
-            else:
-                cy, cx = (plan.center, plan.center) if plan is not None else center_index(*act.shape[-2:])
-                value = act[rows, chans, cy, cx]
-            values[idx] = value.detach()
-            finite = torch.isfinite(value)
-            # A NaN unit must not poison the others' gradients (they only share the sum).
-            term = -torch.where(finite, value, torch.zeros_like(value)).sum()
-            total = term if total is None else total + term
-        total.backward()
         with torch.no_grad():
-            bad = ~torch.isfinite(spectrum.grad.flatten(1)).all(dim=1)
-            spectrum.grad[bad] = 0
-        try:
-            optimizer.step()
-        except RuntimeError as exc:  # e.g. an lr so large that Adam's step overflows float32
-            raise FVError(f"FV of {layer} failed at step {step + 1} with lr {lr}: {exc}. Fix: lower fv.lr") from None
-        vals = values.cpu().numpy()
-        curve[:, step] = vals
-        nan_seen |= ~np.isfinite(vals) | bad.cpu().numpy()
-        if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
-            progress(step + 1, steps, time.time() - t0, vals)
-
-    with torch.no_grad():
-        final_images = image_f().float().cpu().numpy()
+            final_images = image_f().float().cpu().numpy()
     nan_seen |= ~np.isfinite(final_images).reshape(k, -1).all(axis=1)
-    status = []
-    for i in range(k):
-        if nan_seen[i]:
-            status.append("nan")
-        elif not np.nanmax(curve[i]) > 0:
-            status.append("dead")
-        else:
-            status.append("ok")
+    status = ["nan" if nan_seen[i] else "ok" if np.nanmax(curve[i]) > 0 else "dead" for i in range(k)]
     return FVResult(
         layer=layer,
         channels=list(channels),

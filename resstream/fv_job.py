@@ -52,13 +52,15 @@ def read_fv_status(out_dir: str) -> dict[int, str]:
         return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
 
 
-def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, objective: str = "center") -> dict:
+def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, objective: str = "center", gpus: int | None = None) -> dict:
+    """Render one chunk of a layer's units into ``out_dir``.  ``gpus``: what the Snakemake job declared
+    (:func:`resstream.device.resolve_device`)."""
     study = Study(config)
     if layer not in study.layers:
         raise FVError(f"layer '{layer}' is not an FV layer of this study; layers: {', '.join(study.layers)}")
     # Channel-objective chunks (the atlas) cover only the units of the roles atlas.channel_fvs names.
     chunk = study.chunk(layer, chunk_name) if objective == "center" else study.chunk(layer, chunk_name, study.channel_fv_roles)
-    device = resolve_device(config["model"]["device"])
+    device = resolve_device(config["model"]["device"], gpus)
     model, identity = load_configured_model(config["model"])
     result = render_fv_folder(
         model.to(device), identity, study.blocks, layer, list(chunk.channels), study.fv_settings(layer), out_dir,
@@ -106,12 +108,12 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
     return result
 
 
-def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str) -> dict:
+def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str, gpus: int | None = None) -> dict:
     """Channel-objective FVs (mean of the whole channel map) for display in Figs 1 and 6; the
     author never produced them.  ``units``: {layer: [channels]}.  Writes ``out_dir/{layer}/``
     folders like the centre-FV chunks (``unit{c:04d}.png`` + ``fv.h5``), all at once."""
     study = Study(config)
-    device = resolve_device(config["model"]["device"])
+    device = resolve_device(config["model"]["device"], gpus)
     model, identity = load_configured_model(config["model"])
     model = model.to(device)
     remove_stale_partials(out_dir)

@@ -16,6 +16,7 @@ import sys
 import time
 
 _held = []  # open lock files: the lock lives as long as the process
+SLOTS_FOLDER = ".gpu_slots"  # under the results folder
 
 
 def visible_gpus() -> list[str]:
@@ -58,3 +59,23 @@ def pin_gpu(lock_dir: str, poll_seconds: float = 2.0) -> str | None:
             )
             waited = True
         time.sleep(poll_seconds)
+
+
+def declared_gpus(snakemake) -> int:
+    """The GPUs a Snakemake job declared (``resources: gpu=``; 0 when the rule names none)."""
+    return int(getattr(snakemake.resources, "gpu", 0) or 0)
+
+
+def prepare_job_device(snakemake) -> int:
+    """Make a job run on the device it declares; call it before torch is imported.
+
+    A job that declares a GPU (and ``model.device`` is not cpu) takes a free device of its own
+    (:func:`pin_gpu`).  A job that declares none sees none (``CUDA_VISIBLE_DEVICES=""``), so
+    nothing in it, torch-lucent's module-level ``cuda:0`` included, can touch a GPU.  Returns the
+    number of GPUs declared, for :func:`resstream.device.resolve_device`."""
+    gpus = 0 if snakemake.config["model"]["device"] == "cpu" else declared_gpus(snakemake)
+    if gpus:
+        pin_gpu(os.path.join(snakemake.config["results"], SLOTS_FOLDER))
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    return gpus

@@ -72,6 +72,12 @@ def block_role_taps(blocks: list[blk.BlockInfo], block: str, o_relu: str) -> dic
     return {role: blk.role_tap(blocks, block, role, o_relu) for role in ROLES}
 
 
+def o_relu_taps(blocks: list[blk.BlockInfo], block: str) -> dict[str, blk.TapRef]:
+    """O and I read both ways, ``{"O_pre", "O_post", "I_pre", "I_post"}``: A.3 averages O over nine
+    images, where pre-ReLU sums can be negative, so its M depends on ``o_relu`` (spec §13)."""
+    return {f"{role}_{variant}": blk.role_tap(blocks, block, role, variant) for role in ("O", "I") for variant in blk.O_RELU_CHOICES}
+
+
 def role_layers(blocks: list[blk.BlockInfo], block: str, o_relu: str) -> dict[str, str]:
     """``{"I": layer, "B": layer, "O": layer}`` names of one block's three tensors."""
     return {role: blk.layer_name(blocks, ref) for role, ref in block_role_taps(blocks, block, o_relu).items()}
@@ -331,6 +337,7 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
     indices = sorted(need_up | need_down)
     log.info("block %s: %d channels, %d distinct top-9 images (I=%s, B=%s)", block, len(channels), len(indices), layers["I"], layers["B"])
     plain, up, down, readable = {}, {}, {}, {}
+    plain_taps = dict(taps, **o_relu_taps(blocks, block))
     # Each image is loaded once and sent through at most three forwards: plain, S (if it is some
     # channel's I exemplar) and S^-1 (if it is some channel's B exemplar).
     for start in range(0, len(indices), batch_size):
@@ -339,7 +346,7 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
         x = torch.stack([it[0] for it in items])
         for i, it in zip(batch, items):
             readable[i] = bool(it[2]) and bool(img_ok[i])
-        _store(plain, batch, center_responses(model, x, taps, blocks, device))
+        _store(plain, batch, center_responses(model, x, plain_taps, blocks, device))
         sel = [k for k, i in enumerate(batch) if i in need_up]
         if sel:
             _store(up, [batch[k] for k in sel], center_responses(model, scale_up(x[sel]), {"B": taps["B"]}, blocks, device))
@@ -347,10 +354,11 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
         if sel:
             _store(down, [batch[k] for k in sel], center_responses(model, scale_down(x[sel]), {"I": taps["I"]}, blocks, device))
 
-    cols = np.arange(len(channels))
-
-    def gather(table, role, role_top):  # [C, k]: response of channel c to its own k images
-        return np.stack([[table[role][i][c] if readable.get(i) else np.nan for i in row] for row, c in zip(role_top, cols)])
+    def gather(table, role, role_top):
+        """``[C, k]``: channel c's own response to each of its k images.  The stored response rows
+        are full-width (every channel of the layer), so they are indexed by the channel's id, not
+        by its position in the selection."""
+        return np.stack([[table[role][i][c] if readable.get(i) else np.nan for i in row] for row, c in zip(role_top, channels)])
 
     v_in, v_mid = top["I"], top["B"]
     df = pd.DataFrame({"block": block, "channel": channels, "stimulus": "imagenet"})
@@ -359,6 +367,10 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
         mid_mid=gather(plain, "B", v_mid), in_mid=gather(plain, "B", v_in), i_of_xb=gather(plain, "I", v_mid),
         b_of_sxi=gather(up, "B", v_in), i_of_sinvxb=gather(down, "I", v_mid),
     ))
+    for variant in blk.O_RELU_CHOICES:  # both readings of O and I over the same images (the scorecard's A.3 rows)
+        df[f"out_in_{variant}"] = _nanmean(gather(plain, f"O_{variant}", v_in))
+        df[f"out_mid_{variant}"] = _nanmean(gather(plain, f"O_{variant}", v_mid))
+        df[f"in_in_{variant}"] = _nanmean(gather(plain, f"I_{variant}", v_in))
     bad = [sum(not readable.get(i) for i in set(v_in[k]) | set(v_mid[k])) for k in range(len(channels))]
     df["stimulus_status"] = ["ok" if b == 0 else f"imagenet:{b}_images_missing_or_unreadable" for b in bad]
     df["top9_I"] = [" ".join(map(str, r)) for r in v_in]
@@ -387,8 +399,10 @@ def _store(table: dict, indices, responses: dict[str, np.ndarray]):
 # --- entry points for the workflow ---------------------------------------------------------------------------
 
 
-def run_block_measurement(config: dict, block: str, stimulus: str, activations_path: str, out_csv: str) -> pd.DataFrame:
-    """Measure one block (``stimulus`` fv | imagenet) and write its raw table with provenance."""
+def run_block_measurement(config: dict, block: str, stimulus: str, activations_path: str, out_csv: str,
+                          gpus: int | None = None) -> pd.DataFrame:
+    """Measure one block (``stimulus`` fv | imagenet) and write its raw table with provenance.
+    ``gpus``: what the Snakemake job declared (:func:`resstream.device.resolve_device`)."""
     from .analysis import write_table
     from .device import resolve_device
     from .weights import load_configured_model
@@ -396,9 +410,10 @@ def run_block_measurement(config: dict, block: str, stimulus: str, activations_p
     study = Study(config)
     cfg_model = config["model"]
     model, identity = load_configured_model(cfg_model)
-    device = resolve_device(cfg_model["device"])
+    device = resolve_device(cfg_model["device"], gpus)
     model = model.to(device)
     batch = int(config["analysis"]["batch_size"])
+    log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, device, identity.label)
     if stimulus == "fv":
         df, meta = measure_fv_block(model, identity, study, config["results"], block, batch, device)
     else:

@@ -118,6 +118,7 @@ SCALE_BAD_IN_IN = "scale:in_in<=0"  # n's normaliser I_c(X_I) is not positive
 SCALE_NAN = "scale:nan"  # an input is NaN
 
 SCALE_RULES = ("paper", "mid_only")
+SCALE_SIGNS = ("paper", "code")  # Eqs 3-4 on the raw deltas | on the normalised ones (author's code)
 
 
 def relu_mean(x) -> np.ndarray:
@@ -138,26 +139,27 @@ def relu_mean(x) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ScaleDeltas:
-    m: np.ndarray  # [relu B(S X_I) - relu B(X_I)] / mid_mid     (Eq 3, normalised)
-    n: np.ndarray  # [relu I(S^-1 X_B) - relu I(X_B)] / in_in    (Eq 4, normalised)
+    m_delta: np.ndarray  # relu B(S X_I) - relu B(X_I)        (Eq 3's raw delta)
+    n_delta: np.ndarray  # relu I(S^-1 X_B) - relu I(X_B)     (Eq 4's raw delta)
+    m: np.ndarray  # m_delta / mid_mid                         (normalised, Eq 5's first term)
+    n: np.ndarray  # n_delta / in_in                           (normalised, Eq 5's second term)
     status: np.ndarray  # ";"-joined SCALE_* flags, "ok" when both normalisers are positive
 
 
 def scale_deltas(relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i_mid, in_in) -> ScaleDeltas:
-    """Spec §7: m and n with ReLU on both terms and raw (not ReLU'd) denominators.
+    """Spec §7: the raw deltas of Eqs 3-4 (ReLU on both terms) and m, n = those deltas over the raw
+    (not ReLU'd) denominators.
 
     The four ``relu_*`` arguments are already ReLU'd per stimulus and averaged (see
     :func:`relu_mean`).  A non-positive normaliser keeps the raw division as the author's code does
-    (its sign flips the delta; 0 gives NaN, not inf) and is recorded in ``status``; the pass flags
-    below never let such a channel pass, since the sign of its normalised delta means nothing.
+    (its sign flips the normalised delta; 0 gives NaN, not inf) and is recorded in ``status``.
     """
     a, b, mm, c, d, ii = np.broadcast_arrays(*(_f64(v) for v in (relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i_mid, in_in)))
+    m_delta, n_delta = a - b, c - d  # NaN in, NaN out
     with np.errstate(divide="ignore", invalid="ignore"):
-        m = np.where(mm != 0, (a - b) / np.where(mm != 0, mm, 1.0), np.nan)
-        n = np.where(ii != 0, (c - d) / np.where(ii != 0, ii, 1.0), np.nan)
+        m = np.where(mm != 0, m_delta / np.where(mm != 0, mm, 1.0), np.nan)
+        n = np.where(ii != 0, n_delta / np.where(ii != 0, ii, 1.0), np.nan)
     nan = np.isnan(a) | np.isnan(b) | np.isnan(mm) | np.isnan(c) | np.isnan(d) | np.isnan(ii)
-    m[np.isnan(a) | np.isnan(b) | np.isnan(mm)] = np.nan
-    n[np.isnan(c) | np.isnan(d) | np.isnan(ii)] = np.nan
     status = []
     for i in range(len(m)):
         flags = []
@@ -168,12 +170,17 @@ def scale_deltas(relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i
         if not np.isnan(ii[i]) and ii[i] <= 0:
             flags.append(SCALE_BAD_IN_IN)
         status.append(";".join(flags) if flags else SCALE_OK)
-    return ScaleDeltas(m=m, n=n, status=np.array(status, dtype=object))
+    return ScaleDeltas(m_delta=m_delta, n_delta=n_delta, m=m, n=n, status=np.array(status, dtype=object))
 
 
 def _check_scale_rule(scale_rule: str):
     if scale_rule not in SCALE_RULES:
         raise ValueError(f"analysis.scale_rule '{scale_rule}' unknown; one of {', '.join(SCALE_RULES)}")
+
+
+def _check_scale_sign(scale_sign: str):
+    if scale_sign not in SCALE_SIGNS:
+        raise ValueError(f"analysis.scale_sign '{scale_sign}' unknown; one of {', '.join(SCALE_SIGNS)}")
 
 
 def scale_metric(m, n, scale_rule: str = "paper") -> np.ndarray:
@@ -183,23 +190,29 @@ def scale_metric(m, n, scale_rule: str = "paper") -> np.ndarray:
     return m + n if scale_rule == "paper" else m.copy()
 
 
-def pass_flags(m_raw, m, n, mix_factor: float = 1.5, scale_rule: str = "paper", mid_mid=None, in_in=None):
-    """``(pass_all, pass_nomix)``: the scale criteria with and without the mix criterion (Eq 2).
+def scale_ok(deltas: ScaleDeltas, scale_rule: str = "paper", scale_sign: str = "paper") -> np.ndarray:
+    """Eqs 3-4: is each scaled reading above the unscaled one?
 
-    paper: m > 0 and n > 0; mid_only: m > 0.  A NaN never passes.  When the normalisers are given,
-    a channel whose normaliser of a used delta is <= 0 does not pass either (see :func:`scale_deltas`).
+    ``scale_sign``: ``paper`` tests the raw deltas (``m_delta > 0``, ``n_delta > 0``) as Eqs 3-4
+    write them, whatever the sign of the denominators; ``code`` tests the normalised m and n as the
+    author's code does (a non-positive denominator flips the sign; a zero one gives NaN, which
+    fails).  ``scale_rule``: ``paper`` needs both, ``mid_only`` Eq 3 alone.  A NaN never passes.
     """
     _check_scale_rule(scale_rule)
-    m_raw, m, n = np.broadcast_arrays(_f64(m_raw), _f64(m), _f64(n))
+    _check_scale_sign(scale_sign)
+    m_test, n_test = (deltas.m_delta, deltas.n_delta) if scale_sign == "paper" else (deltas.m, deltas.n)
     with np.errstate(invalid="ignore"):
-        scale_ok = m > 0
-        if mid_mid is not None:
-            scale_ok &= _f64(mid_mid) > 0
+        ok = _f64(m_test) > 0
         if scale_rule == "paper":
-            scale_ok &= n > 0
-            if in_in is not None:
-                scale_ok &= _f64(in_in) > 0
-    return scale_ok & mix_ok(m_raw, mix_factor), scale_ok.copy()
+            ok &= _f64(n_test) > 0
+    return ok
+
+
+def pass_flags(m_raw, deltas: ScaleDeltas, mix_factor: float = 1.5, scale_rule: str = "paper", scale_sign: str = "paper"):
+    """``(pass_all, pass_nomix)``: the scale criteria (:func:`scale_ok`) with and without the mix
+    criterion (Eq 2, on the unclamped M)."""
+    ok = scale_ok(deltas, scale_rule, scale_sign)
+    return ok & mix_ok(m_raw, mix_factor), ok.copy()
 
 
 def top_by_scale_metric(channels, sm, passing, k: int = 3) -> list[int]:
@@ -336,12 +349,13 @@ RAW_COLUMNS = (
 )
 
 
-def metric_table(raw, mix_factor: float = 1.5, scale_rule: str = "paper", mix_rules: str = "code"):
+def metric_table(raw, mix_factor: float = 1.5, scale_rule: str = "paper", mix_rules: str = "code", scale_sign: str = "paper"):
     """Add every derived per-channel quantity to a measurement table (a pandas DataFrame).
 
-    Adds M_raw, M (clamped), mix_status, mix_group (Fig 1), fig4_group, m, n, scale_status, SM,
-    pass_all, pass_nomix, and ``status``: "ok" or the ";"-joined list of everything not ok about the
-    channel (FV status, mix rule applied, dead unit, non-positive normaliser, undefined rho).
+    Adds M_raw, M (clamped), mix_status, mix_group (Fig 1), fig4_group, m_delta, n_delta, m, n,
+    scale_status, SM, pass_all, pass_nomix, and ``status``: "ok" or the ";"-joined list of
+    everything not ok about the channel (FV status, mix rule applied, dead unit, non-positive
+    normaliser, undefined rho).
     """
     if mix_rules not in MIX_RULES:
         raise ValueError(f"analysis.mix_rules '{mix_rules}' unknown; one of {', '.join(MIX_RULES)}")
@@ -354,9 +368,9 @@ def metric_table(raw, mix_factor: float = 1.5, scale_rule: str = "paper", mix_ru
     t["mix_group"] = mix_group(mix.clamped, mix_factor)
     t["fig4_group"] = skip_overwrite_group(mix.clamped)
     sd = scale_deltas(t["relu_B_of_SxI"], t["relu_B_of_xI"], t["mid_mid"], t["relu_I_of_SinvxB"], t["relu_I_of_xB"], t["in_in"])
-    t["m"], t["n"], t["scale_status"] = sd.m, sd.n, sd.status
+    t["m_delta"], t["n_delta"], t["m"], t["n"], t["scale_status"] = sd.m_delta, sd.n_delta, sd.m, sd.n, sd.status
     t["SM"] = scale_metric(sd.m, sd.n, scale_rule)
-    pass_all, pass_nomix = pass_flags(mix.raw, sd.m, sd.n, mix_factor, scale_rule, t["mid_mid"], t["in_in"])
+    pass_all, pass_nomix = pass_flags(mix.raw, sd, mix_factor, scale_rule, scale_sign)
     t["pass_all"], t["pass_nomix"] = pass_all, pass_nomix
     t["status"] = [_channel_status(row) for row in t.to_dict("records")]
     return t

@@ -1,5 +1,5 @@
-"""Folders that appear complete or not at all: a job builds its output under a temporary name and
-renames it into place when done, so a killed job never leaves a folder that looks finished."""
+"""Outputs that appear complete or not at all: a job builds a folder or file under a temporary name
+and renames it into place when done, so a killed job never leaves an output that looks finished."""
 
 from __future__ import annotations
 
@@ -38,3 +38,11 @@ def remove_stale_partials(out_dir: str) -> None:
     for stale in glob.glob(glob.escape(out_dir) + ".partial-*"):
         log.info("removing %s, left by an interrupted job", stale)
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a text file under ``{path}.partial-PID`` and rename it into place."""
+    tmp = f"{path}.partial-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

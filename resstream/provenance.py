@@ -83,6 +83,7 @@ def run_facts(results: str) -> dict:
         "mix_rules": analysis.get("mix_rules", UNKNOWN),
         "mix_factor": analysis.get("mix_factor", UNKNOWN),
         "scale_rule": analysis.get("scale_rule", UNKNOWN),
+        "scale_sign": analysis.get("scale_sign", UNKNOWN),
         "fv_steps": _values(fv.get("steps")),
         "fv_lr": _values(fv.get("lr")),
         "fv_hook": _values(fv.get("hook")),
@@ -103,7 +104,7 @@ def settings_line(facts: dict) -> str:
         marks = " (**CUSTOM CHECKPOINT — not torchvision's weights**)"
     return (
         f"Weights: ``{facts['weights_label']}``{marks}; O read {facts['o_relu']}-ReLU; mix factor "
-        f"{facts['mix_factor']}; scale rule ``{facts['scale_rule']}``; FV {facts['fv_steps']} steps, lr "
+        f"{facts['mix_factor']}; scale rule ``{facts['scale_rule']}``, sign test ``{facts['scale_sign']}``; FV {facts['fv_steps']} steps, lr "
         f"{facts['fv_lr']}, hook ``{facts['fv_hook']}``. (Read from the outputs: summary.json, fv.h5.)"
     )
 
@@ -120,6 +121,7 @@ def config_differences(facts: dict, study) -> list[str]:
         ("analysis.mix_rules", cfg["analysis"]["mix_rules"], facts["mix_rules"]),
         ("analysis.mix_factor", cfg["analysis"]["mix_factor"], facts["mix_factor"]),
         ("analysis.scale_rule", cfg["analysis"]["scale_rule"], facts["scale_rule"]),
+        ("analysis.scale_sign", cfg["analysis"]["scale_sign"], facts["scale_sign"]),
         ("fv.steps", _values(given_steps), facts["fv_steps"]),
         ("fv.lr", _values(given_lr), facts["fv_lr"]),
         ("fv.hook", cfg["fv"]["hook"], facts["fv_hook"]),

@@ -6,6 +6,7 @@ import re
 
 from resstream.analysis import (
     FIGURES,
+    TABLE_SETTINGS,
     fig3_fig4_blocks,
     figure_file,
     metric_table_csv,
@@ -13,11 +14,13 @@ from resstream.analysis import (
     summary_json,
 )
 from resstream.paths import activations_h5
+from resstream.scorecard import CLAIMS_PATH, scorecard_outputs
 
 ANALYSIS = STUDY.config["analysis"]
-ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in ("mix_rules", "mix_factor", "scale_rule")}
+ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in TABLE_SETTINGS}
 FIG34_BLOCKS = fig3_fig4_blocks(STUDY, ANALYSIS["fig3_fig4_blocks"])
 BLOCK_PATTERN = "|".join(re.escape(b) for b in STUDY.study_blocks)
+SCORECARD = scorecard_outputs(RESULTS)
 
 
 FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in STUDY.study_blocks]
@@ -47,6 +50,8 @@ rule measure_fv:
     conda:
         f"{ENVS}/torch.yaml"
     threads: ANALYSIS["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
     params:
         stimulus="fv",
         weights=WEIGHTS,
@@ -69,6 +74,8 @@ rule measure_imagenet:
     conda:
         f"{ENVS}/torch.yaml"
     threads: ANALYSIS["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
     params:
         stimulus="imagenet",
         weights=WEIGHTS,
@@ -325,7 +332,32 @@ rule fig8_closest_mixes:
         "../scripts/figure.py"
 
 
+# The reproduction scorecard: every claim of resstream/paper_claims.yaml against the tables.
+rule paper_check:
+    input:
+        fv=FV_TABLES,
+        imagenet=IMAGENET_TABLES,
+        claims=CLAIMS_PATH,
+    output:
+        csv=SCORECARD["csv"],
+        md=SCORECARD["md"],
+        html=report(
+            SCORECARD["html"],
+            caption="../report/paper_check.rst",
+            category="Reproduction scorecard",
+        ),
+    log:
+        f"{RESULTS}/logs/analysis/paper_check.log",
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        blocks=STUDY.study_blocks,
+    script:
+        "../scripts/paper_check.py"
+
+
 FINAL_OUTPUTS += rules.analysis_summary.output
+FINAL_OUTPUTS += list(rules.paper_check.output)
 FINAL_OUTPUTS += [
     figure_file(RESULTS, fig, fmt) for fig in FIGURES for fmt in ("png", "pdf")
 ]

@@ -64,6 +64,7 @@ rule atlas_index:
         blocks=[atlas_block_dir(RESULTS, b) for b in STUDY.study_blocks],
         fv=FV_TABLES,
         imagenet=IMAGENET_TABLES,
+        scorecard=rules.paper_check.output.csv,
     output:
         html=f"{atlas_dir(RESULTS)}/index.html",
         css=f"{atlas_dir(RESULTS)}/atlas.css",

@@ -85,12 +85,15 @@ def block_channel_fv_dirs(block):
 
 
 def _uses_gpu():
-    if STUDY.config["model"]["device"] == "cpu":
-        return 0
-    import torch
+    device = STUDY.config["model"]["device"]
+    if device in ("cpu", "cuda"):
+        return int(device == "cuda")
+    from resstream.device import cuda_unusable_reason
 
-    return int(torch.cuda.is_available())
+    return int(cuda_unusable_reason() is None)
 
 
-# GPU jobs declare gpu=1 so `--resources gpu=N` caps them at the number of devices.
+# Jobs that load the model declare gpu=1 when they will use a GPU, so `--resources gpu=N` caps them
+# at the number of devices; each such job runs on the device it declares (resstream/gpu_slots.py:
+# a GPU of its own, or none at all when it declares 0).
 GPU_PER_JOB = _uses_gpu()

@@ -10,7 +10,8 @@ from resstream.smk import script_main  # noqa: E402
 def work(cfg):
     if snakemake.rule == "atlas_index":
         out = snakemake.output
-        return write_index(snakemake.params.blocks, snakemake.input.fv, snakemake.input.imagenet, out.html, out.css, out.js)
+        return write_index(snakemake.params.blocks, snakemake.input.fv, snakemake.input.imagenet, out.html, out.css, out.js,
+                           scorecard_csv=snakemake.input.scorecard)
     return write_block(
         snakemake.wildcards.block,
         snakemake.input.fv,

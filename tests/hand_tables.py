@@ -56,7 +56,7 @@ def write_hand_tables(results, weights=RANDOM, blocks=("2.0", "2.1")):
     fv, imnet = {}, {}
     for block in blocks:
         meta = {"weights": weights, "block": block, "layers": LAYERS[block], "block_type": "simple" if block == "2.1" else "downsample",
-                "analysis": {"mix_rules": "code", "mix_factor": 1.5, "scale_rule": "paper"}, "o_relu": "pre", "fv_hook": "intended"}
+                "analysis": {"mix_rules": "code", "mix_factor": 1.5, "scale_rule": "paper", "scale_sign": "paper"}, "o_relu": "pre", "fv_hook": "intended"}
         for stim, dest in (("fv", fv), ("imagenet", imnet)):
             path = metric_table_csv(str(results), block, stim)
             write_table(metrics.metric_table(hand_raw(block, stim == "imagenet")), path, meta)

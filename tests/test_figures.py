@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from conftest import REPO
 from resstream import analysis, figures, metrics
 from resstream.analysis import AnalysisError, build_summary, metric_table_csv
+from resstream.scorecard import MEANINGLESS, scorecard_outputs
 from hand_tables import PRETRAINED, hand_raw, write_hand_tables
 from synthetic import small_config, write_activations, write_study_fvs
 
@@ -149,7 +151,8 @@ def test_demo_dag_includes_every_figure_and_the_summary(tmp_path, sample_dir):
         for fmt in analysis.FIGURE_FORMATS:
             assert analysis.figure_file(str(tmp_path), fig, fmt) in proc.stdout, (fig, fmt)
     assert analysis.summary_json(str(tmp_path)) in proc.stdout
-    for rule in ("measure_fv", "measure_imagenet", "metric_table", "analysis_summary", "fv_chunk", "activations"):
+    assert scorecard_outputs(str(tmp_path))["md"] in proc.stdout
+    for rule in ("measure_fv", "measure_imagenet", "metric_table", "analysis_summary", "fv_chunk", "activations", "paper_check"):
         assert f"rule {rule}:" in proc.stdout or f"localrule {rule}:" in proc.stdout, rule
 
 
@@ -157,13 +160,20 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     """Real jobs on fabricated FV and dataset outputs (one block): summary.json and Fig 7."""
     model, identity = random_model
     config = small_config(tmp_path / "results", sample_dir, blocks=("2.1",), channels=(0, 1, 2))
+    config["model"]["device"] = "auto"  # the jobs decide: the GPU they declare, else the CPU, saying why
     write_study_fvs(config, identity.as_dict())
     write_activations(config, model, identity, n_images=12, grids=True)
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
     results = config["results"]
     fig7 = analysis.figure_file(results, "fig7", "png")
-    smk(analysis.summary_json(results), fig7, "--cores", "2", "--configfile", str(cfg_path))
+    card = scorecard_outputs(results)
+    smk(analysis.summary_json(results), fig7, card["md"], "--cores", "2", "--configfile", str(cfg_path))
+    # the scorecard: random weights, so its title says the comparison is meaningless; one block studied
+    assert open(card["md"]).readline().strip().endswith(MEANINGLESS)
+    checked, _ = analysis.read_table(card["csv"])
+    assert set(checked.loc[checked["block"] != "2.1", "verdict"]) <= {"not applicable", "not reproduced", "reproduced", "partly"}
+    assert (checked.loc[checked["block"].isin(["1.1", "3.1"]), "verdict"] == "not applicable").all()
     summary = json.loads(open(analysis.summary_json(results)).read())
     assert list(summary["blocks"]) == ["2.1"] and summary["weights"]["state_dict_sha256"] == identity.state_dict_sha256
     assert summary["blocks"]["2.1"]["channels"] == 3
@@ -177,6 +187,12 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     for col in ("M", "m", "n", "SM", "pass_all", "pass_nomix", "status", "bn_gamma_abs", "conv_w_abs_mean", "rho_BI"):
         assert col in table.columns
     _check_files(Path(fig7), Path(analysis.figure_file(results, "fig7", "pdf")))
+    job_log = Path(results, "logs", "analysis", "measure_imagenet_2.1.log").read_text()
+    if torch.cuda.is_available():
+        assert "with imagenet stimuli on cuda" in job_log
+    else:
+        assert job_log.count("running on the CPU because this job declares no GPU") == 1
+        assert "with imagenet stimuli on cpu" in job_log
 
 
 def test_units_whose_channel_fvs_figs_1_and_6_show(tmp_path):

@@ -1,5 +1,6 @@
-"""Measurement against independent computations: a manual forward through each block's own
-submodules (no hooks, no in-place ops), F.interpolate for the scale transforms, numpy for the PNG."""
+"""Measurement against independent computations (tests/manual_forward.py): a manual forward through
+each block's own submodules (no hooks, no in-place ops), F.interpolate for the scale transforms,
+numpy for the PNG."""
 
 import json
 
@@ -8,66 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from scipy import stats
 
 from resstream import measure
 from resstream.analysis import AnalysisError
 from resstream.config import Study
-from resstream.data import IMAGENET_MEAN, IMAGENET_STD, ImageFolderDataset, ImageRecord
+from resstream.data import ImageFolderDataset, ImageRecord
 from resstream.paths import activations_h5, fv_png
+from manual_forward import manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up
 from synthetic import small_config, write_activations, write_study_fvs
 
 BLOCKS = ("1.1", "2.0", "2.1")
 CHANNELS = (0, 1, 2)
-
-
-def manual_maps(model, x, upto="2.1"):
-    """Every block's tensors up to ``upto``, module by module: {block: {X, D, B, O_pre, O_post}}."""
-    with torch.no_grad():
-        h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-        out = {}
-        for stage in range(1, 5):
-            for i, block in enumerate(getattr(model, f"layer{stage}")):
-                b = block.bn2(block.conv2(F.relu(block.bn1(block.conv1(h)))))
-                d = block.downsample(h) if block.downsample is not None else None
-                o_pre = b + (d if d is not None else h)
-                out[f"{stage}.{i}"] = {"X": h, "D": d, "B": b, "O_pre": o_pre, "O_post": F.relu(o_pre)}
-                h = F.relu(o_pre)
-                if f"{stage}.{i}" == upto:
-                    return out
-    return out
-
-
-def center(t):
-    return t[:, :, t.shape[2] // 2, t.shape[3] // 2]
-
-
-def manual_role(maps, block, role, o_relu="pre"):
-    """[N, C] centre values of I, B or O of a block, per the paper's definitions (spec §1)."""
-    o = "O_pre" if o_relu == "pre" else "O_post"
-    if role == "B":
-        return center(maps[block]["B"])
-    if role == "O":
-        return center(maps[block][o])
-    if maps[block]["D"] is not None:
-        return center(maps[block]["D"])
-    stage, i = map(int, block.split("."))
-    return center(maps[f"{stage}.{i - 1}"][o])
-
-
-def manual_png(path):
-    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-    t = torch.from_numpy(arr).permute(2, 0, 1)
-    return (t - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
-
-
-def manual_scale_up(x):
-    return F.interpolate(x[..., 56:168, 56:168], size=(224, 224), mode="bilinear", align_corners=False)
-
-
-def manual_scale_down(x):
-    return F.pad(F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False), (56, 56, 56, 56), mode="reflect")
 
 
 @pytest.fixture(scope="module")

@@ -87,35 +87,64 @@ def test_scale_deltas_nan_inputs_are_recorded():
     assert np.isnan(sd.m[0]) and sd.n[0] == 1.0 and sd.status[0] == mt.SCALE_NAN
 
 
-def test_scale_metric_and_pass_flags_paper_and_mid_only():
-    m_raw = [1.0, 1.0, 3.0, 1.2, 0.9, np.nan]
-    m = [0.5, 0.5, 0.5, -0.1, 0.2, 0.3]
-    n = [0.25, -0.1, 0.25, 0.4, np.nan, 0.1]
-    # SM (paper) = m + n: 0.75, 0.4, 0.75, 0.3, NaN, 0.4
-    np.testing.assert_allclose(mt.scale_metric(m, n, "paper"), [0.75, 0.4, 0.75, 0.3, np.nan, 0.4])
+def test_scale_metric_paper_and_mid_only():
+    m = [0.5, 0.5, -0.1, np.nan]
+    n = [0.25, -0.1, 0.4, 0.1]
+    # SM (paper) = m + n: 0.75, 0.4, 0.3, NaN; mid_only: m
+    np.testing.assert_allclose(mt.scale_metric(m, n, "paper"), [0.75, 0.4, 0.3, np.nan])
     np.testing.assert_allclose(mt.scale_metric(m, n, "mid_only"), m)
-    # paper: scale ok = m>0 & n>0 -> [T, F, T, F, F(NaN n), T]; mix ok (2/3<M<1.5) -> [T, T, F, T, T, F(NaN)]
-    pa, pn = mt.pass_flags(m_raw, m, n, 1.5, "paper")
-    np.testing.assert_array_equal(pn, [True, False, True, False, False, True])
-    np.testing.assert_array_equal(pa, [True, False, False, False, False, False])
-    # mid_only: scale ok = m>0 -> [T, T, T, F, T, T]
-    pa, pn = mt.pass_flags(m_raw, m, n, 1.5, "mid_only")
-    np.testing.assert_array_equal(pn, [True, True, True, False, True, True])
-    np.testing.assert_array_equal(pa, [True, True, False, False, True, False])
     with pytest.raises(ValueError, match="scale_rule 'both' unknown"):
         mt.scale_metric(m, n, "both")
 
 
-def test_non_positive_normaliser_never_passes():
-    # m = (1 - 0) / -1 = -1 and n = (0 - 1) / -1 = +1 ... both signs flipped; choose inputs where
-    # the flipped values would pass: m = (0 - 1)/-1 = 1 > 0, n = (0 - 2)/-2 = 1 > 0, M = 1
-    sd = mt.scale_deltas([0.0], [1.0], [-1.0], [0.0], [2.0], [-2.0])
-    np.testing.assert_allclose([sd.m[0], sd.n[0]], [1.0, 1.0])
-    pa, pn = mt.pass_flags([1.0], sd.m, sd.n, 1.5, "paper", mid_mid=[-1.0], in_in=[-2.0])
-    assert not pa[0] and not pn[0]
-    # without the normalisers the code's rule would have passed it
-    pa, pn = mt.pass_flags([1.0], sd.m, sd.n, 1.5, "paper")
-    assert pa[0] and pn[0]
+# Six channels for the sign rules, worked by hand (a = relu B(S x_I), b = relu B(x_I), c = relu
+# I(S^-1 x_B), d = relu I(x_B)):
+#   ch  a-b = m_delta  mid_mid  m      c-d = n_delta  in_in  n      M
+#   0   1-.5 = .5      2        .25    .3-0 = .3      1      .3     3    (outside the mix window)
+#   1   1-0  = 1       -2       -.5    .2-0 = .2      1      .2     1
+#   2   0-1  = -1      -1       1      0-2  = -2      -2     1      1
+#   3   .4-0 = .4      0        NaN    .1-0 = .1      1      .1     1
+#   4   .3-.3 = 0      1        0      .5-0 = .5      1      .5     1
+#   5   NaN            1        NaN    .5-0 = .5      1      .5     1
+SIGN_CASE = dict(relu_b_scaled_in=[1.0, 1.0, 0.0, 0.4, 0.3, np.nan], relu_b_in=[0.5, 0.0, 1.0, 0.0, 0.3, 0.0],
+                 mid_mid=[2.0, -2.0, -1.0, 0.0, 1.0, 1.0], relu_i_scaled_mid=[0.3, 0.2, 0.0, 0.1, 0.5, 0.5],
+                 relu_i_mid=[0.0, 0.0, 2.0, 0.0, 0.0, 0.0], in_in=[1.0, 1.0, -2.0, 1.0, 1.0, 1.0])
+SIGN_M = [3.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_scale_deltas_raw_and_normalised_by_hand():
+    sd = mt.scale_deltas(**SIGN_CASE)
+    np.testing.assert_allclose(sd.m_delta, [0.5, 1.0, -1.0, 0.4, 0.0, np.nan])
+    np.testing.assert_allclose(sd.n_delta, [0.3, 0.2, -2.0, 0.1, 0.5, 0.5])
+    np.testing.assert_allclose(sd.m, [0.25, -0.5, 1.0, np.nan, 0.0, np.nan])
+    np.testing.assert_allclose(sd.n, [0.3, 0.2, 1.0, 0.1, 0.5, 0.5])
+    assert list(sd.status) == ["ok", mt.SCALE_BAD_MID_MID, f"{mt.SCALE_BAD_MID_MID};{mt.SCALE_BAD_IN_IN}",
+                               mt.SCALE_BAD_MID_MID, "ok", mt.SCALE_NAN]
+
+
+def test_scale_sign_paper_tests_the_raw_deltas_of_eqs_3_and_4():
+    sd = mt.scale_deltas(**SIGN_CASE)
+    # m_delta > 0 and n_delta > 0, whatever the denominators: ch0, ch1 (mid_mid -2), ch3 (mid_mid 0);
+    # ch2's deltas are negative, ch4's m_delta is 0 (strict), ch5's is NaN
+    pa, pn = mt.pass_flags(SIGN_M, sd, 1.5, "paper", "paper")
+    np.testing.assert_array_equal(pn, [True, True, False, True, False, False])
+    np.testing.assert_array_equal(pa, [False, True, False, True, False, False])  # ch0: M = 3
+    # mid_only: m_delta > 0 alone -> the same here (every n_delta of a passing m is positive)
+    _, pn = mt.pass_flags(SIGN_M, sd, 1.5, "mid_only", "paper")
+    np.testing.assert_array_equal(pn, [True, True, False, True, False, False])
+
+
+def test_scale_sign_code_tests_the_normalised_deltas():
+    sd = mt.scale_deltas(**SIGN_CASE)
+    # m > 0 and n > 0: ch0; ch2 passes because both negative deltas are flipped by negative
+    # denominators; ch1's m is -0.5 (flipped), ch3's m is NaN (zero denominator), ch4's m is 0
+    pa, pn = mt.pass_flags(SIGN_M, sd, 1.5, "paper", "code")
+    np.testing.assert_array_equal(pn, [True, False, True, False, False, False])
+    np.testing.assert_array_equal(pa, [False, False, True, False, False, False])
+    _, pn = mt.pass_flags(SIGN_M, sd, 1.5, "mid_only", "code")  # m > 0 alone
+    np.testing.assert_array_equal(pn, [True, False, True, False, False, False])
+    with pytest.raises(ValueError, match="scale_sign 'raw' unknown"):
+        mt.pass_flags(SIGN_M, sd, 1.5, "paper", "raw")
 
 
 def test_ranking_by_scale_metric():
@@ -206,10 +235,15 @@ def test_metric_table_from_raw_measurements():
     )
     t = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper")
     np.testing.assert_allclose(t["M"], [0.8, np.nan, 1.0])
+    np.testing.assert_allclose(t["m_delta"], [2.0, 0.0, 1.0])
+    np.testing.assert_allclose(t["n_delta"], [2.0, 0.0, 1.0])
     np.testing.assert_allclose(t["m"], [1.0, 0.0, np.nan])
     np.testing.assert_allclose(t["n"], [0.5, 0.0, 1.0])
     np.testing.assert_allclose(t["SM"], [1.5, 0.0, np.nan])
-    assert list(t["pass_all"]) == [True, False, False] and list(t["pass_nomix"]) == [True, False, False]
+    # scale_sign paper (default): ch2's raw deltas are positive, so it passes although mid_mid = 0
+    assert list(t["pass_all"]) == [True, False, True] and list(t["pass_nomix"]) == [True, False, True]
+    code = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper", scale_sign="code")  # ch2: m NaN fails
+    assert list(code["pass_all"]) == [True, False, False] and list(code["pass_nomix"]) == [True, False, False]
     assert list(t["mix_group"]) == ["mix", "none", "mix"] and list(t["fig4_group"]) == ["overwrite", "none", "skip"]
     assert t["status"][0] == "ok"
     assert t["status"][1] == "fv_B:dead;mix:dead"
