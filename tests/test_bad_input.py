@@ -238,8 +238,9 @@ def test_report_captions_come_from_the_outputs(finished, tmp_path):
     smk("--configfile", "demo.yaml", other, "--report", report, env=env)
     assert snapshot(tmp / "results") == before
     text = report.read_text()
-    assert text.count("FV 2 steps, lr 0.05, hook") == 8  # every figure's caption, from the chunks' fv.h5
-    assert text.count("mix factor 1.5;") == 8 and "999 steps" not in text and "mix factor 3.0" not in text
+    # every figure's caption and the scorecard's, from the chunks' fv.h5 and the tables' sidecars
+    assert text.count("FV 2 steps, lr 0.05, hook") == 9
+    assert text.count("mix factor 1.5;") == 9 and "999 steps" not in text and "mix factor 3.0" not in text
     assert text.count("RANDOM WEIGHTS (random:0, not pretrained)") >= 9
     assert ("The config given to --report differs from what made these outputs; every caption describes the\\n"
             "outputs:</strong> model.weights IMAGENET1K_V1 given, outputs made with random:0; analysis.mix_factor 3.0 "

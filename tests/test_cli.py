@@ -146,7 +146,7 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
     (["fv", "--layer", "layer2.1.bn9", "--channels", "0", "--out", "x", "--weights", "random:0"], "block 2.1's branch ends in bn2, not bn9"),
     (["fv", "--layer", "layer2.1.bn2", "--channels", "120-130", "--out", "x", "--weights", "random:0"],
      "channels 128, 129, 130 are not channels of layer2.1.bn2, which has 0..127"),
-    (["activations", "--data", "no-such-folder", "--out", "a.h5", "--weights", "random:0"], "dataset folder no-such-folder does not exist"),
+    (["activations", "--data", "no-such-folder", "--out", "a.h5", "--weights", "random:0"], "dataset.path no-such-folder does not exist or is not a folder"),
     (["fetch-sample", "--dest", "d", "--source", "no-such.zip"], "no-such.zip is neither a folder nor a zip file"),
 ])
 def test_bad_command_arguments_give_one_line_and_status_2(tmp_path, args, says):

@@ -209,7 +209,7 @@ def test_study_plan_and_figure_blocks_of_deeper_resnets(sample_dir):
 
 def test_demo_resnet50_dry_run(sample_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile", "demo-resnet50.yaml",
-                           "--config", f"results={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "--config", f"results={tmp_path}", f"dataset={{path: {sample_dir}}}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert f"{tmp_path}/fv/layer4.2.bn3/c0000-0063" in out and f"{tmp_path}/fv/layer1.1.bn3/c0000-0063" in out

@@ -103,7 +103,7 @@ def test_files_and_titles_random_and_pretrained(tmp_path):
     assert md.splitlines()[0] == "# Reproduction scorecard — RANDOM WEIGHTS: the comparison with the paper is meaningless"
     assert "| Fig 7 | 3.1 |" in md and "6 of 9 channels found, precision 0.5" in md and "Verdicts: 60 reproduced, 3 partly" in md
     table, meta = read_table(out["csv"])
-    assert list(table.columns) == list(sc.COLUMNS) and len(table) == len(df)
+    assert list(table.columns) == [*sc.COLUMNS, "weights"] and len(table) == len(df)
     assert meta["title"].endswith(sc.MEANINGLESS) and meta["verdicts"][sc.PARTLY] == 3
     page = open(out["html"]).read()
     assert sc.MEANINGLESS in page and page.count('data-verdict="partly"') == 3 + 1  # 3 rows + the count chip

@@ -19,7 +19,7 @@ def smk(*args, check=True, timeout=600, env=None):
 
 
 def test_demo_dry_run_shows_the_dag(tmp_path, sample_dir):
-    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}")
+    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}", f"dataset={{path: {sample_dir}}}")
     assert "model_card" in proc.stdout
 
 
@@ -114,7 +114,8 @@ def test_bad_config_names_the_key(tmp_path, sample_dir):
 
 
 def test_model_card_rule_runs_and_records_random_weights(tmp_path, sample_dir):
-    smk(f"{tmp_path}/model_card.json", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}")
+    smk(f"{tmp_path}/model_card.json", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}",
+        f"dataset={{path: {sample_dir}}}")
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["weights"]["kind"] == "random" and "RANDOM" in card["weights"]["label"]
     assert [r["center"] for r in card["layers"] if r["role"] == "B"] == [28, 14, 14, 7, 7, 3, 3]
@@ -138,7 +139,7 @@ def test_a_custom_checkpoint_is_recorded_by_its_sha256(tmp_path, sample_dir):
     ckpt = tmp_path / "finetuned.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 7}, ckpt)
     custom = tmp_path / "custom.yaml"
-    custom.write_text(f"results: {tmp_path}\nmodel:\n  weights: {ckpt}\n  checkpoint: any\n")
+    custom.write_text(f"results: {tmp_path}\nmodel:\n  weights: {ckpt}\n  checkpoint: any\ndataset:\n  path: {sample_dir}\n")
     smk(f"{tmp_path}/model_card.json", "--cores", "2", "--configfile", "demo.yaml", str(custom))
     weights = json.loads((tmp_path / "model_card.json").read_text())["weights"]
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
@@ -151,7 +152,8 @@ def test_missing_weights_stop_before_any_job_with_one_line(tmp_path, sample_dir)
     # checked in snakemake's main process before any job starts (tests/test_bad_input.py: and
     # before snakemake removes outdated outputs)
     proc = smk(f"{tmp_path}/model_card.json", "--cores", "1", "--configfile", "demo.yaml", "--config",
-               f"results={tmp_path}", f"model={{weights: {tmp_path}/resnet18-f37072fd.pth}}", check=False)
+               f"results={tmp_path}", f"model={{weights: {tmp_path}/resnet18-f37072fd.pth}}", f"dataset={{path: {sample_dir}}}",
+               check=False)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
     assert len(lines) == 1 and "resnet18-f37072fd.pth does not exist" in lines[0]
