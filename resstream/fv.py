@@ -18,6 +18,18 @@ Spec §2 and §13.  Per unit (layer, channel):
 Units whose input sizes differ in a step (random scale without crop, jitter < 4) run as separate
 sub-batches of equal size; Adam is element-wise, so batching changes nothing.
 
+A step has two stages: each microbatch of units runs its forward and its backward to its own
+input, and its graph is freed (so memory holds one microbatch of activations); then one backward
+through the transforms, colour decorrelation and fft gives the spectrum's gradient.  On CPU this
+gives the same bits as one backward of the summed objective.  Nothing inside the step loop reads a
+value back from the device: the curve and the NaN flags stay on the device and are fetched every
+``log_every`` steps (progress) and at the end.
+
+GPU path (see :mod:`resstream.fv_memory` and :mod:`resstream.fv_transforms`): the whole chunk per
+forward, or the largest equal microbatches that the device's free memory holds, halved if CUDA
+still runs out of memory; the transforms applied to the whole chunk at once; convolutions in
+full fp32 unless ``tf32``; cuDNN's deterministic algorithms.
+
 Devices: torch-lucent 0.1.8 puts tensors on module-level devices fixed at import (``cuda:0``
 whenever CUDA is visible) and its colour decorrelation always moves its matrix to ``cuda:0`` when
 CUDA is visible.  Here every lucent tensor goes to the model's device: lucent's module devices are
@@ -37,9 +49,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import UserError
+from . import fv_memory
 from .blocks import BlockInfo, TapRef
 from .data import IMAGENET_MEAN, IMAGENET_STD
+from .errors import UserError
+from .fv_transforms import IMAGE_SIZE, BatchedTransforms, InputGroup, UnitRandom, index_on, lucent_transforms, per_unit_inputs
 from .receptive_field import CropPlanner
 from .taps import block_taps, center_index
 
@@ -51,9 +65,6 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 224
-SCALES = (1, 0.975, 1.025, 0.95, 1.05)
-ANGLES = tuple(range(-5, 6))
 OBJECTIVES = ("center", "channel")
 
 
@@ -65,30 +76,6 @@ def unit_seed(base_seed: int, layer: str, channel: int, objective: str = "center
     """A unit's own seed: depends on nothing but the unit, never on its job or batch."""
     key = f"{base_seed}:{layer}:{channel}" + ("" if objective == "center" else f":{objective}")
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
-
-
-def lucent_transforms(jitter: int) -> list:
-    """Spec §2: j < 4 → scale + rotate, no crop (sizes 224-236); j ≥ 4 → pad(j, reflect), jitter(j),
-    scale, rotate, jitter(j//2), centre crop 224."""
-    scale = lucent_transform.random_scale(list(SCALES))
-    rotate = lucent_transform.random_rotate(list(ANGLES))
-    if jitter < 4:
-        return [scale, rotate]
-    steps = [lucent_transform.pad(jitter, mode="reflect"), lucent_transform.jitter(jitter), scale, rotate]
-    if jitter // 2 > 1:
-        steps.append(lucent_transform.jitter(jitter // 2))
-    steps.append(_center_crop(IMAGE_SIZE))
-    return steps
-
-
-def _center_crop(size: int):
-    # Same arithmetic as torchvision's CenterCrop (the author's HEAD), for square tensors.
-    def inner(t):
-        h, w = t.shape[-2:]
-        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-        return t[..., top : top + size, left : left + size]
-
-    return inner
 
 
 @dataclass
@@ -107,23 +94,6 @@ class FVResult:
     def png_arrays(self) -> np.ndarray:
         """[k, 224, 224, 3] uint8 as the author saved them: (img*255).astype(uint8), truncating."""
         return (np.transpose(self.images, (0, 2, 3, 1)) * 255).astype(np.uint8)
-
-
-class _UnitRandom:
-    """Each unit's own numpy RandomState, swapped in around lucent's transform calls (they draw
-    from numpy's global generator)."""
-
-    def __init__(self, seeds):
-        self.states = [np.random.RandomState(s ^ 0x5EED).get_state() for s in seeds]
-
-    def apply(self, i, fn, *args):
-        outer = np.random.get_state()
-        np.random.set_state(self.states[i])
-        try:
-            return fn(*args)
-        finally:
-            self.states[i] = np.random.get_state()
-            np.random.set_state(outer)
 
 
 @contextlib.contextmanager
@@ -166,58 +136,119 @@ def _unit_images(seeds, device) -> tuple[torch.Tensor, object]:
     return spectrum, decorrelated_rgb(spatial_f)
 
 
+@contextlib.contextmanager
+def gpu_math(device: torch.device, tf32: bool):
+    """On CUDA: TF32 for convolutions and matmuls as ``tf32`` says (torch's own default turns it on
+    for convolutions), and cuDNN's deterministic algorithms; restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark
+    cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
+
+
 class _UnitForward:
-    """One step's forwards of a chunk: each unit's objective value and the summed loss.
+    """One step's network passes for a chunk: per microbatch, the forward to each unit's objective
+    and the backward to the microbatch's input (its graph then freed); then one backward through
+    the transforms to the spectrum.  Returns each unit's objective value (on the device).
 
-    Units whose inputs differ in size run as separate sub-batches; cropped units run one per forward
-    on CPU unless ``microbatch`` says otherwise (see :func:`render_units`)."""
+    Units per forward: :func:`resstream.fv_memory.units_per_forward` (CPU: cropped units one by
+    one unless ``microbatch``; GPU: what free memory holds).  When CUDA runs out of memory anyway,
+    the step is redone with half as many units per forward, for the rest of the run."""
 
-    def __init__(self, model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last):
+    def __init__(self, model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter):
         self.device = next(model.parameters()).device
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.blocks, self.ref, self.hook, self.objective = blocks, ref, hook, objective
         self.bf16, self.microbatch, self.channels_last = bf16, microbatch, channels_last
         self.planner = CropPlanner(model, blocks, ref, hook) if (rf_crop and objective == "center") else None
         self.channel_index = torch.tensor(channels, device=self.device)
+        self.k = len(channels)
+        self.free = fv_memory.free_bytes(self.device)
+        self.reserved = self.k * fv_memory.transform_bytes_per_unit(jitter) if self.free is not None else 0
+        self.fit: dict[int, int] = {}  # units that fit in memory per forward input size (GPU)
+        self.cap: int | None = None  # units per forward after running out of memory
+        self.oom_splits: list[list[int]] = []  # [step, units per forward] each time that happened
 
-    def _groups(self, inputs) -> list[tuple[int, list[int]]]:
-        k = len(inputs)
-        by_size: dict[int, list[int]] = {}
-        for i, x in enumerate(inputs):
-            by_size.setdefault(x.shape[-1], []).append(i)
-        groups = []
-        for size, members in by_size.items():
-            cropped = self.planner is not None and self.planner.plan(size) is not None
-            per = self.microbatch or (1 if cropped and self.device.type == "cpu" else k)
-            groups += [(size, members[j : j + per]) for j in range(0, len(members), per)]
-        return groups
+    def _plan(self, size: int):
+        return self.planner.plan(size) if self.planner else None
+
+    def _per_forward(self, group: InputGroup) -> int:
+        plan = self._plan(group.size)
+        side = plan.size if plan is not None else group.size
+        if self.free is not None and side not in self.fit:
+            need = fv_memory.saved_bytes_per_unit(self.model, self.blocks, self.ref, self.hook, side)
+            self.fit[side] = fv_memory.units_that_fit(need, self.free, self.reserved)
+        per = fv_memory.units_per_forward(self.device.type, len(group.members), plan is not None, self.microbatch, self.fit.get(side))
+        return min(per, self.cap) if self.cap else per
 
     def _objective(self, x, size, members) -> torch.Tensor:
-        plan = self.planner.plan(size) if self.planner else None
+        plan = self._plan(size)
         if plan is not None:
             x = x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             act = block_taps(self.model, x, [self.ref], self.hook, self.blocks)[self.ref].float()
-        chans = self.channel_index[torch.tensor(members, device=self.device)]
+        chans = self.channel_index[index_on(self.device, members)]
         rows = torch.arange(len(members), device=self.device)
         if self.objective == "channel":
             return act[rows, chans].mean(dim=(-2, -1))
         cy, cx = (plan.center, plan.center) if plan is not None else center_index(*act.shape[-2:])
         return act[rows, chans, cy, cx]
 
-    def __call__(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        values = torch.empty(len(inputs), device=self.device)
-        total = None
-        for size, members in self._groups(inputs):
-            value = self._objective(torch.cat([inputs[i] for i in members]), size, members)
-            values[torch.tensor(members, device=self.device)] = value.detach()
-            finite = torch.isfinite(value)
-            # A NaN unit must not poison the others' gradients (they only share the sum).
-            term = -torch.where(finite, value, torch.zeros_like(value)).sum()
-            total = term if total is None else total + term
-        return values, total
+    def _input_gradients(self, groups: list[InputGroup]):
+        values = torch.empty(self.k, device=self.device)
+        parts, grads = [], []
+        for group in groups:
+            start = 0
+            for n in fv_memory.split_sizes(len(group.members), self._per_forward(group)):
+                members, part = group.members[start : start + n], group.x[start : start + n]
+                start += n
+                leaf = part.detach().requires_grad_(True)
+                value = self._objective(leaf, group.size, members)
+                # A NaN unit must not poison the others' gradients (they share the sum).
+                (-torch.where(torch.isfinite(value), value, torch.zeros_like(value)).sum()).backward()
+                values[index_on(self.device, members)] = value.detach()
+                parts.append(part)
+                grads.append(leaf.grad)
+        return values, parts, grads
+
+    def __call__(self, groups: list[InputGroup], step: int) -> torch.Tensor:
+        while True:
+            per_before = max(self._per_forward(g) for g in groups)
+            try:
+                values, parts, grads = self._input_gradients(groups)
+                break
+            except torch.OutOfMemoryError:
+                pass  # retried below, once the failed pass's tensors are gone
+            self._halve(per_before, step)
+        torch.autograd.backward(parts, grads)
+        return values
+
+    def _halve(self, per: int, step: int) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if per <= 1:
+            raise FVError(
+                f"{self.device} ran out of memory for a single unit's forward and backward. "
+                "Fix: free the device's memory (other processes), or set model.device: cpu"
+            )
+        self.cap = per // 2
+        self.oom_splits.append([step, self.cap])
+        log.warning("out of memory on %s with %d units per forward: %d from step %d on", self.device, per, self.cap, step + 1)
+
+    def memory_settings(self) -> dict:
+        """What decided the microbatches (recorded in the results: a GPU run's bits depend on it)."""
+        if self.free is None and not self.oom_splits:
+            return {}
+        return {"free_bytes": self.free, "units_that_fit": {str(s): n for s, n in self.fit.items()}, "oom_splits": self.oom_splits}
 
 
 def render_units(
@@ -237,6 +268,8 @@ def render_units(
     objective: str = "center",
     microbatch: int | None = None,
     channels_last: bool = True,
+    tf32: bool = False,
+    batched_transforms: bool | None = None,
     log_every: int = 50,
     progress=None,
 ) -> FVResult:
@@ -247,47 +280,52 @@ def render_units(
     bits, and Adam turns last-bit differences into visible ones.  So the default (None) runs
     cropped units one per forward on CPU, and full-size (224 px) units, whose kernels give the
     same bits at any batch size (tested), as one batch per input size: a unit's FV is then
-    bit-identical in any chunk.  On a GPU the default is the whole chunk: batching is the big
-    lever there.  ``channels_last`` runs convolutions in NHWC (×1.1-1.4 on CPU)."""
+    bit-identical in any chunk.  A number batches cropped units too: faster on CPU, and a unit's
+    FV then depends on the chunk it runs in (in its last bits, which Adam amplifies).  On a GPU
+    the default is the whole chunk, or the largest equal microbatches its free memory holds.
+    ``channels_last`` runs convolutions in NHWC (×1.1-1.4 on CPU).  ``tf32``: TF32 tensor-core
+    math on CUDA (changes results).  ``batched_transforms``: the whole chunk's transforms at once
+    (None: on CUDA only; same bits on CPU, slower there)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"FV objective '{objective}' unknown; one of {', '.join(OBJECTIVES)}")
     device = next(model.parameters()).device
+    batched = device.type == "cuda" if batched_transforms is None else batched_transforms
     k = len(channels)
     seeds = [unit_seed(seed, layer, c, objective) for c in channels]
     t0 = time.time()
-    with lucent_on(device):
+    with lucent_on(device), gpu_math(device, tf32):
         spectrum, image_f = _unit_images(seeds, device)
         optimizer = torch.optim.Adam([spectrum], lr=lr)
-        transforms = lucent_transform.compose(lucent_transforms(jitter))
-        rng = _UnitRandom(seeds)
+        rng = UnitRandom(seeds)
+        if batched:
+            make_inputs = BatchedTransforms(jitter, rng)
+        else:
+            transforms = lucent_transform.compose(lucent_transforms(jitter))
+            make_inputs = lambda images, mean, std: per_unit_inputs(images, transforms, rng, mean, std)  # noqa: E731
         mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
         std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
-        forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last)
+        forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter)
 
-        curve = np.full((k, steps), np.nan, dtype=np.float32)
-        nan_seen = np.zeros(k, dtype=bool)
+        curve = torch.full((k, steps), float("nan"), device=device)
+        nan_seen = torch.zeros(k, dtype=torch.bool, device=device)
         for step in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            images = image_f()
-            # split, not images[i:i+1]: each slice's backward would build a full-batch gradient (O(k²)).
-            inputs = [(rng.apply(i, transforms, image) - mean) / std for i, image in enumerate(torch.split(images, 1))]
-            values, total = forward(inputs)
-            total.backward()
+            values = forward(make_inputs(image_f(), mean, std), step)
             with torch.no_grad():
                 bad = ~torch.isfinite(spectrum.grad.flatten(1)).all(dim=1)
-                spectrum.grad[bad] = 0
+                spectrum.grad.masked_fill_(bad.view(-1, *[1] * (spectrum.dim() - 1)), 0)
             try:
                 optimizer.step()
             except RuntimeError as exc:  # e.g. an lr so large that Adam's step overflows float32
                 raise FVError(f"FV of {layer} failed at step {step + 1} with lr {lr}: {exc}. Fix: lower fv.lr") from None
-            vals = values.cpu().numpy()
-            curve[:, step] = vals
-            nan_seen |= ~np.isfinite(vals) | bad.cpu().numpy()
+            curve[:, step] = values
+            nan_seen |= ~torch.isfinite(values) | bad
             if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
-                progress(step + 1, steps, time.time() - t0, vals)
+                progress(step + 1, steps, time.time() - t0, values.cpu().numpy())  # the loop's only read-back
 
         with torch.no_grad():
             final_images = image_f().float().cpu().numpy()
+        curve, nan_seen = curve.cpu().numpy(), nan_seen.cpu().numpy()
     nan_seen |= ~np.isfinite(final_images).reshape(k, -1).all(axis=1)
     status = ["nan" if nan_seen[i] else "ok" if np.nanmax(curve[i]) > 0 else "dead" for i in range(k)]
     return FVResult(
@@ -301,7 +339,8 @@ def render_units(
         status=status,
         settings=dict(
             steps=steps, lr=lr, jitter=jitter, hook=hook, seed=seed, rf_crop=rf_crop, bf16=bf16,
-            objective=objective, microbatch=microbatch, channels_last=channels_last, device=str(device),
+            objective=objective, microbatch=microbatch, channels_last=channels_last, tf32=tf32,
+            batched_transforms=batched, device=str(device), **forward.memory_settings(),
         ),
         seconds=time.time() - t0,
     )

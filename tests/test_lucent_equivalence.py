@@ -74,7 +74,7 @@ def compare(model, layer, ref, jitter, hook, channel, steps: int = STEPS) -> tup
     ours = fv.render_units(model, blocks, layer, ref, [channel], steps=steps, jitter=jitter, hook=hook,
                            rf_crop=False, channels_last=False, microbatch=1)
     seed = ours.seeds[0]
-    theirs_curve, theirs_image = lucent_run(model, layer, channel, jitter, seed, fv._UnitRandom([seed]).states[0], steps)
+    theirs_curve, theirs_image = lucent_run(model, layer, channel, jitter, seed, fv.UnitRandom([seed]).states[0], steps)
     return float(np.abs(ours.curve[0] - theirs_curve).max()), float(np.abs(ours.images[0] - theirs_image).max())
 
 
