@@ -61,7 +61,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = "resnet1
     :class:`~resstream.fv.FVResult` (float images, curves, status).
 
     ``fv``: the config's ``fv`` settings (``steps``, ``lr``, ``seed``, ``hook``, ``rf_crop``, ``bf16``,
-    ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
+    ``tf32``, ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
     ``jitter`` the layer's default (spec §2) unless given."""
     from .config import Study
     from .fv_job import render_fv_folder

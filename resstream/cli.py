@@ -187,6 +187,7 @@ def _fv_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-rf-crop", dest="rf_crop", action="store_false", default=None,
                    help="compute the whole image, not only the centre neuron's receptive field (slower; the crop is exact)")
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (changes results)")
+    p.add_argument("--tf32", action="store_true", default=None, help="TF32 math on NVIDIA GPUs (changes results)")
     p.add_argument("--microbatch", type=_positive_int, help="most units per forward (default: one per forward on CPU "
                    "when cropped, else the whole batch; see fv.microbatch)")
     _model_arguments(p)
@@ -197,7 +198,7 @@ def fv(args: argparse.Namespace) -> None:
     from .api import render_fv
 
     _start_work(args)
-    settings = {k: getattr(args, k) for k in ("steps", "lr", "seed", "hook", "rf_crop", "bf16", "microbatch")}
+    settings = {k: getattr(args, k) for k in ("steps", "lr", "seed", "hook", "rf_crop", "bf16", "tf32", "microbatch")}
     result = render_fv(args.layer, args.channels, args.out, objective=args.objective, jitter=args.jitter,
                        **settings, **_model_kwargs(args))
     print(f"{args.out}: {len(result.channels)} FVs of {args.layer} ({', '.join(f'{c}:{s}' for c, s in zip(result.channels, result.status))})")

@@ -121,6 +121,7 @@ class FVSettings:
     bf16: bool
     microbatch: int | None
     channels_last: bool
+    tf32: bool
 
     def as_params(self) -> dict:
         return dict(self.__dict__)
@@ -263,6 +264,7 @@ class Study:
             bf16=fv["bf16"],
             microbatch=fv["microbatch"],
             channels_last=fv["channels_last"],
+            tf32=fv["tf32"],
         )
 
     def activation_layers(self) -> list[str]:

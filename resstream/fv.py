@@ -185,7 +185,7 @@ class _UnitForward:
         if self.free is not None and side not in self.fit:
             need = fv_memory.saved_bytes_per_unit(self.model, self.blocks, self.ref, self.hook, side)
             self.fit[side] = fv_memory.units_that_fit(need, self.free, self.reserved)
-        per = fv_memory.units_per_forward(self.device.type, len(group.members), plan is not None, self.microbatch, self.fit.get(side))
+        per = fv_memory.units_per_forward(len(group.members), plan is not None, self.microbatch, self.fit.get(side))
         return min(per, self.cap) if self.cap else per
 
     def _objective(self, x, size, members) -> torch.Tensor:

@@ -92,7 +92,7 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
         model, blocks, layer, ref, channels,
         steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
         rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch,
-        channels_last=settings.channels_last, objective=objective,
+        channels_last=settings.channels_last, tf32=settings.tf32, objective=objective,
         log_every=log_every, progress=progress,
     )
     for c, status in zip(result.channels, result.status):
@@ -129,7 +129,7 @@ def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str, gpu
             model, study.blocks, layer, ref, sorted(set(channels)),
             steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
             rf_crop=False, bf16=settings.bf16, microbatch=settings.microbatch,
-            channels_last=settings.channels_last, objective="channel",
+            channels_last=settings.channels_last, tf32=settings.tf32, objective="channel",
             log_every=config["fv"]["log_every"],
         )
         write_fv_folder(result, os.path.join(tmp, layer), identity.as_dict(), f"{ref.block}:{ref.kind}")

@@ -11,8 +11,8 @@ margin for gradient buffers and the allocator.  A chunk that does not fit is spl
 microbatches of equal size; if the estimate is still too high, the engine halves the microbatch
 when CUDA runs out of memory (:mod:`resstream.fv`).
 
-Everything here but :func:`free_bytes` and :func:`saved_bytes_per_unit` is pure arithmetic,
-tested with made-up numbers.
+:func:`units_per_forward`, :func:`units_that_fit` and :func:`split_sizes` are pure arithmetic,
+tested with made-up free-memory numbers (tests/test_fv_gpu_path.py).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ BACKWARD_MARGIN = 2.0  # saved tensors + gradient buffers of the same order duri
 USABLE_FRACTION = 0.8  # of the free memory: the allocator's fragmentation, cuDNN workspaces
 
 
-def units_per_forward(device_type: str, units: int, cropped: bool, microbatch: int | None, fit: int | None) -> int:
-    """Most units of one input-size group in one forward (``fit``: what memory allows, GPU only)."""
-    if device_type == "cpu":
-        return microbatch or (1 if cropped else units)
-    limit = min(microbatch or units, units)
-    return max(1, min(limit, fit)) if fit is not None else limit
+def units_per_forward(units: int, cropped: bool, microbatch: int | None, fit: int | None) -> int:
+    """Most units of one input-size group in one forward.  ``fit``: how many the device's free memory
+    holds, None where the device reports no free memory (the CPU: its rules then apply)."""
+    if fit is None:
+        return min(microbatch or (1 if cropped else units), units)
+    return max(1, min(microbatch or units, units, fit))
 
 
 def units_that_fit(per_unit_bytes: int, free: int, reserved: int = 0, usable: float = USABLE_FRACTION) -> int:
