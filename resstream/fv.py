@@ -27,8 +27,10 @@ value back from the device: the curve and the NaN flags stay on the device and a
 
 GPU path (see :mod:`resstream.fv_memory` and :mod:`resstream.fv_transforms`): the whole chunk per
 forward, or the largest equal microbatches that the device's free memory holds, halved if CUDA
-still runs out of memory; the transforms applied to the whole chunk at once; convolutions in
-full fp32 unless ``tf32``; cuDNN's deterministic algorithms.
+still runs out of memory; the transforms applied to the whole chunk at once, with fixed-order
+backward passes; convolutions in full fp32 unless ``tf32``; cuDNN's deterministic algorithms
+(:func:`gpu_math`).  Meant to make a GPU run repeatable bit for bit for a given chunking (same
+GPU model, driver and torch); a GPU's results are not the CPU's bits.
 
 Devices: torch-lucent 0.1.8 puts tensors on module-level devices fixed at import (``cuda:0``
 whenever CUDA is visible) and its colour decorrelation always moves its matrix to ``cuda:0`` when
@@ -42,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -139,18 +142,25 @@ def _unit_images(seeds, device) -> tuple[torch.Tensor, object]:
 @contextlib.contextmanager
 def gpu_math(device: torch.device, tf32: bool):
     """On CUDA: TF32 for convolutions and matmuls as ``tf32`` says (torch's own default turns it on
-    for convolutions), and cuDNN's deterministic algorithms; restored afterwards."""
+    for convolutions), cuDNN's deterministic algorithms, and torch's deterministic mode in its
+    warn-only form (an operation with no deterministic CUDA kernel warns in the job's log instead of
+    failing); restored afterwards.  cuBLAS is deterministic with a fixed workspace
+    (``CUBLAS_WORKSPACE_CONFIG``, read when the process first uses cuBLAS)."""
     if device.type != "cuda":
         yield
         return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     saved = cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark
+    saved_mode = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn.allow_tf32 = matmul.allow_tf32 = tf32
     cudnn.deterministic, cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark = saved
+        torch.use_deterministic_algorithms(saved_mode[0], warn_only=saved_mode[1])
 
 
 class _UnitForward:
@@ -270,6 +280,7 @@ def render_units(
     channels_last: bool = True,
     tf32: bool = False,
     batched_transforms: bool | None = None,
+    deterministic_backward: bool | None = None,
     log_every: int = 50,
     progress=None,
 ) -> FVResult:
@@ -285,11 +296,15 @@ def render_units(
     the default is the whole chunk, or the largest equal microbatches its free memory holds.
     ``channels_last`` runs convolutions in NHWC (×1.1-1.4 on CPU).  ``tf32``: TF32 tensor-core
     math on CUDA (changes results).  ``batched_transforms``: the whole chunk's transforms at once
-    (None: on CUDA only; same bits on CPU, slower there)."""
+    (None: on CUDA only; same bits on CPU, slower there).  ``deterministic_backward``: their
+    backward in a fixed order (None: on CUDA only; on CPU it changes the last bits)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"FV objective '{objective}' unknown; one of {', '.join(OBJECTIVES)}")
     device = next(model.parameters()).device
     batched = device.type == "cuda" if batched_transforms is None else batched_transforms
+    deterministic = device.type == "cuda" if deterministic_backward is None else deterministic_backward
+    if deterministic and not batched:
+        raise ValueError("deterministic_backward needs batched_transforms")
     k = len(channels)
     seeds = [unit_seed(seed, layer, c, objective) for c in channels]
     t0 = time.time()
@@ -298,7 +313,7 @@ def render_units(
         optimizer = torch.optim.Adam([spectrum], lr=lr)
         rng = UnitRandom(seeds)
         if batched:
-            make_inputs = BatchedTransforms(jitter, rng)
+            make_inputs = BatchedTransforms(jitter, rng, deterministic)
         else:
             transforms = lucent_transform.compose(lucent_transforms(jitter))
             make_inputs = lambda images, mean, std: per_unit_inputs(images, transforms, rng, mean, std)  # noqa: E731
@@ -340,7 +355,7 @@ def render_units(
         settings=dict(
             steps=steps, lr=lr, jitter=jitter, hook=hook, seed=seed, rf_crop=rf_crop, bf16=bf16,
             objective=objective, microbatch=microbatch, channels_last=channels_last, tf32=tf32,
-            batched_transforms=batched, device=str(device), **forward.memory_settings(),
+            batched_transforms=batched, deterministic_backward=deterministic, device=str(device), **forward.memory_settings(),
         ),
         seconds=time.time() - t0,
     )

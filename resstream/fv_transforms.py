@@ -13,8 +13,13 @@ to apply them, same draws:
   unit and step, and three blocking host-to-device copies (its warp matrices are made on the host);
   on a GPU that launch overhead, not the FLOPs, would set the pace.  Here the small warp matrices
   are computed on the host with kornia's own functions and sent without waiting
-  (``non_blocking``); the GPU default.  On CPU it equals the per-unit way to float tolerance
+  (``non_blocking``); the GPU default.  On CPU it gives the per-unit way's bits
   (tests/test_fv_gpu_path.py).
+
+``deterministic`` (the GPU default) swaps the backward passes of reflection padding, bilinear
+resizing and ``grid_sample`` for fixed-order ones (the forward is torch's): on CUDA, torch's own
+add with atomics in an order that changes from run to run.  Their gradients equal torch's to float
+rounding (the sample coordinates' last bits), tested on CPU.
 """
 
 from __future__ import annotations
@@ -125,20 +130,21 @@ def warp_theta(matrix: torch.Tensor, size: int) -> torch.Tensor:
     return torch.inverse(dst_norm_trans_src_norm)[:, :2, :]
 
 
-def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+def warp(x: torch.Tensor, theta: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
     """kornia's ``warp_affine`` (bilinear, zeros, align_corners False) with a host-made ``theta``."""
-    theta = theta.to(x.device, non_blocking=True)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
+    if deterministic:
+        return _GridSample.apply(x, grid, _pixel_inverse(theta, x.shape[-1]).to(x.device, non_blocking=True))
     return F.grid_sample(x, grid, align_corners=False, mode="bilinear", padding_mode="zeros")
 
 
-def translate(x: torch.Tensor, shifts) -> torch.Tensor:
+def translate(x: torch.Tensor, shifts, deterministic: bool = False) -> torch.Tensor:
     """lucent's ``jitter``: kornia ``translate`` by each unit's integer (dx, dy)."""
     matrix = _compute_translation_matrix(torch.tensor(np.asarray(shifts, dtype=np.float64)).float())
-    return warp(x, warp_theta(matrix[:, :2, :3], x.shape[-1]))
+    return warp(x, warp_theta(matrix[:, :2, :3], x.shape[-1]), deterministic)
 
 
-def rotate(x: torch.Tensor, angles) -> torch.Tensor:
+def rotate(x: torch.Tensor, angles, deterministic: bool = False) -> torch.Tensor:
     """lucent's ``random_rotate``: kornia's rotation about the image centre, each unit its angle."""
     b, size = x.shape[0], x.shape[-1]
     center = torch.ones(b, 2)
@@ -146,17 +152,25 @@ def rotate(x: torch.Tensor, angles) -> torch.Tensor:
     center[..., 1] = (size - 1) / 2
     angle = torch.ones(b) * torch.tensor(np.asarray(angles, dtype=np.float64)).float()
     matrix = kornia.get_rotation_matrix2d(center, angle, torch.ones(b, 2))
-    return warp(x.float(), warp_theta(matrix, size))
+    return warp(x.float(), warp_theta(matrix, size), deterministic)
 
 
-def rescale(x: torch.Tensor, scale) -> torch.Tensor:
+def rescale(x: torch.Tensor, scale, deterministic: bool = False) -> torch.Tensor:
     """lucent's ``random_scale`` with one drawn scale for every unit of ``x``."""
     shp = x.shape[2:]
-    scale_shape = [lucent_transform._roundup(scale * d) for d in shp]
+    scale_shape = [int(lucent_transform._roundup(scale * d)) for d in shp]
     pad_x = max(0, lucent_transform._roundup((shp[1] - scale_shape[1]) / 2))
     pad_y = max(0, lucent_transform._roundup((shp[0] - scale_shape[0]) / 2))
-    up = F.interpolate(x, size=[int(s) for s in scale_shape], mode="bilinear", align_corners=True)
+    if deterministic:
+        up = _Upsample.apply(x, tuple(scale_shape))
+    else:
+        up = F.interpolate(x, size=scale_shape, mode="bilinear", align_corners=True)
     return F.pad(up, [int(pad_y), int(pad_x)] * 2)
+
+
+def reflect_pad(x: torch.Tensor, pad: int, deterministic: bool = False) -> torch.Tensor:
+    """lucent's ``pad(pad, mode="reflect")``."""
+    return _ReflectPad.apply(x, pad) if deterministic else F.pad(x, [pad] * 4, mode="reflect")
 
 
 def index_on(device, members: list[int]) -> torch.Tensor:
@@ -168,8 +182,8 @@ class BatchedTransforms:
     """Lucent's transform list for a whole chunk: the same per-unit draws as :func:`per_unit_inputs`,
     applied as a few batched operations per step (one group per drawn scale)."""
 
-    def __init__(self, jitter: int, rng: UnitRandom):
-        self.jitter, self.rng = jitter, rng
+    def __init__(self, jitter: int, rng: UnitRandom, deterministic: bool = False):
+        self.jitter, self.rng, self.det = jitter, rng, deterministic
         self.crop = center_crop(IMAGE_SIZE)
 
     def __call__(self, images, mean, std) -> list[InputGroup]:
@@ -177,17 +191,17 @@ class BatchedTransforms:
         draws = [self.rng.apply(i, _draw, self.jitter) for i in range(k)]
         x = images
         if self.jitter >= 4:
-            x = F.pad(x, [self.jitter] * 4, mode="reflect")
-            x = translate(x, [d["shift"] for d in draws])
+            x = reflect_pad(x, self.jitter, self.det)
+            x = translate(x, [d["shift"] for d in draws], self.det)
         groups: dict[int, InputGroup] = {}
         for scale in SCALES:
             members = [i for i in range(k) if draws[i]["scale"] == scale]
             if not members:
                 continue
             xs = x if len(members) == k else x.index_select(0, index_on(x.device, members))
-            xs = rotate(rescale(xs, draws[members[0]]["scale"]), [draws[i]["angle"] for i in members])
+            xs = rotate(rescale(xs, draws[members[0]]["scale"], self.det), [draws[i]["angle"] for i in members], self.det)
             if "shift2" in draws[0]:
-                xs = translate(xs, [draws[i]["shift2"] for i in members])
+                xs = translate(xs, [draws[i]["shift2"] for i in members], self.det)
             if self.jitter >= 4:
                 xs = self.crop(xs)
             _merge(groups, InputGroup(members, (xs - mean) / std))
@@ -201,3 +215,112 @@ def _merge(groups: dict[int, InputGroup], group: InputGroup) -> None:
         groups[group.size] = group
     else:
         groups[group.size] = InputGroup(same.members + group.members, torch.cat([same.x, group.x]))
+
+
+# -- deterministic backward passes (GPU) --------------------------------------------------------------
+# On CUDA, torch computes the backward of reflection padding, bilinear interpolation and grid_sample
+# with atomic additions: the order of the additions, and so the last bits, change from run to run
+# (torch.use_deterministic_algorithms lists all three as nondeterministic), and Adam amplifies
+# last-bit differences.  These functions keep torch's forward and compute the same gradient as
+# fixed-order sums (gathers, matrix products), so a GPU run is repeatable.
+
+
+class _ReflectPad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, pad: int):
+        ctx.pad = pad
+        return F.pad(x, [pad] * 4, mode="reflect")
+
+    @staticmethod
+    def backward(ctx, g):
+        return _fold_reflection(_fold_reflection(g, ctx.pad, -1), ctx.pad, -2), None
+
+
+def _fold_reflection(g: torch.Tensor, p: int, dim: int) -> torch.Tensor:
+    """The adjoint of reflect-padding by ``p`` along ``dim``: the padded strips added back onto the
+    rows (columns) they mirror (padded[p - 1 - j] = x[j + 1] ... )."""
+    n = g.shape[dim] - 2 * p
+    out = g.narrow(dim, p, n).clone()
+    out.narrow(dim, 1, p).add_(g.narrow(dim, 0, p).flip(dim))
+    out.narrow(dim, n - 1 - p, p).add_(g.narrow(dim, p + n, p).flip(dim))
+    return out
+
+
+def _interpolation_matrix(n_in: int, n_out: int, device) -> torch.Tensor:
+    """[n_out, n_in] weights of torch's bilinear resize with align_corners=True along one axis."""
+    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    src = torch.arange(n_out, dtype=torch.float32) * torch.tensor(scale, dtype=torch.float32)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = src - lo.float()
+    m = torch.zeros(n_out, n_in)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, lo), 1 - frac, accumulate=True)
+    m.index_put_((rows, hi), frac, accumulate=True)
+    return m.to(device, non_blocking=True)
+
+
+class _Upsample(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, size: tuple[int, int]):
+        ctx.in_size = x.shape[-2:]
+        return F.interpolate(x, size=list(size), mode="bilinear", align_corners=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        (h, w), (oh, ow) = ctx.in_size, g.shape[-2:]
+        rows, cols = _interpolation_matrix(h, oh, g.device), _interpolation_matrix(w, ow, g.device)
+        return rows.t() @ g @ cols, None
+
+
+class _GridSample(torch.autograd.Function):
+    """``grid_sample`` (bilinear, zeros, align_corners False) of an affine, distance-preserving warp
+    (a shift or a rotation, output size = input size), differentiable in the image only."""
+
+    @staticmethod
+    def forward(ctx, x, grid, inverse):
+        ctx.save_for_backward(grid, inverse)
+        return F.grid_sample(x, grid, align_corners=False, mode="bilinear", padding_mode="zeros")
+
+    @staticmethod
+    def backward(ctx, g):
+        grid, inverse = ctx.saved_tensors
+        return _grid_sample_image_grad(g, grid, inverse), None, None
+
+
+def _grid_sample_image_grad(g, grid, inverse) -> torch.Tensor:
+    """d(loss)/d(image) of a grid_sample: for every image pixel, the sum over the output pixels that
+    sample within one pixel of it of their gradient times the bilinear weight.  ``inverse``
+    [B, 2, 3] maps an image pixel to the output pixel that samples it; a distance-preserving map
+    puts every such output pixel within one row and column of that one (rounded), so nine
+    gathers cover them, always added in the same order."""
+    b, c, h, w = g.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=g.device, dtype=g.dtype), torch.arange(w, device=g.device, dtype=g.dtype), indexing="ij")
+    pixel = torch.stack([xs, ys, torch.ones_like(xs)])  # [3, h, w]
+    near = torch.einsum("bij,jhw->bihw", inverse.to(g.dtype), pixel).round().long()  # [B, 2, h, w]
+    sample = torch.stack([((grid[..., 0] + 1) * w - 1) / 2, ((grid[..., 1] + 1) * h - 1) / 2], 1).flatten(2)  # [B, 2, h*w]
+    flat_g = g.flatten(2)
+    out = torch.zeros_like(g)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            qx, qy = near[:, 0] + dx, near[:, 1] + dy
+            inside = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
+            index = (qy.clamp(0, h - 1) * w + qx.clamp(0, w - 1)).flatten(1)  # [B, h*w]
+            sx = sample[:, 0].gather(1, index).view(b, h, w)
+            sy = sample[:, 1].gather(1, index).view(b, h, w)
+            weight = (1 - (sx - xs).abs()).clamp(min=0) * (1 - (sy - ys).abs()).clamp(min=0) * inside
+            out += weight[:, None] * flat_g.gather(2, index[:, None].expand(b, c, -1)).view(b, c, h, w)
+    return out
+
+
+def _pixel_inverse(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 2, 3]: image pixel (x, y, 1) -> the output pixel that samples it, for ``affine_grid`` +
+    ``grid_sample`` (align_corners False) with ``theta`` on a square image of ``size``.  There an
+    output pixel o samples the image at A·o + t with A = theta[:, :, :2] and
+    t = size/2 · (A·(1/size - 1, 1/size - 1) + theta[:, :, 2]) + (size - 1)/2."""
+    th = theta.double()
+    a = th[:, :, :2]
+    c = torch.full((th.shape[0], 2, 1), 1 / size - 1, dtype=torch.float64)
+    t = size / 2 * (a @ c + th[:, :, 2:]) + (size - 1) / 2
+    a_inv = torch.linalg.inv(a)
+    return torch.cat([a_inv, -a_inv @ t], dim=2).float()

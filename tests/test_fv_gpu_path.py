@@ -2,6 +2,7 @@
 fallback, no read-back from the device inside the step loop, batched transforms, the device choice."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -84,7 +85,7 @@ def test_a_chunk_that_does_not_fit_runs_in_microbatches_with_the_same_bits(net, 
 def test_out_of_memory_halves_the_microbatch_and_keeps_the_bits(net, monkeypatch):
     model, blocks = net
     layer, ref, jitter = DEEP
-    whole = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4, 5], steps=3, jitter=jitter)
+    whole = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4], steps=2, jitter=jitter)
     real = fv.block_taps
 
     def small_device(m, x, *a):
@@ -93,8 +94,8 @@ def test_out_of_memory_halves_the_microbatch_and_keeps_the_bits(net, monkeypatch
         return real(m, x, *a)
 
     monkeypatch.setattr(fv, "block_taps", small_device)
-    halved = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4, 5], steps=3, jitter=jitter)
-    assert halved.settings["oom_splits"] == [[0, 2]]  # 5 -> 2 at the first step, then kept
+    halved = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4], steps=2, jitter=jitter)
+    assert halved.settings["oom_splits"] == [[0, 2]]  # 4 -> 2 + 2 at the first step, then kept
     assert np.array_equal(halved.images, whole.images) and np.array_equal(halved.curve, whole.curve)
 
     def no_memory(m, x, *a):
@@ -164,16 +165,22 @@ def test_batched_transforms_give_the_per_unit_bits_on_cpu(net, layer, ref, jitte
     assert not np.array_equal(batched.images[0], batched.images[1])
 
 
-def test_gpu_math_sets_tf32_and_deterministic_cudnn_only_on_cuda():
+def test_gpu_math_sets_tf32_and_determinism_only_on_cuda(monkeypatch):
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    before = cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark
+
+    def flags():
+        return (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark,
+                torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = flags()
     with fv.gpu_math(torch.device("cpu"), tf32=True):
-        assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark) == before
+        assert flags() == before
     for tf32 in (False, True):
         with fv.gpu_math(torch.device("cuda"), tf32=tf32):  # flags only: no GPU is touched
-            assert cudnn.allow_tf32 is tf32 and matmul.allow_tf32 is tf32
-            assert cudnn.deterministic is True and cudnn.benchmark is False
-        assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark) == before
+            assert flags() == (tf32, tf32, True, False, True, True)
+        assert flags() == before
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
 def test_cpu_defaults_choose_the_cpu_path(net):
@@ -182,3 +189,49 @@ def test_cpu_defaults_choose_the_cpu_path(net):
     res = fv.render_units(model, blocks, layer, ref, [0], steps=1, jitter=jitter)
     assert res.settings["device"] == "cpu" and res.settings["batched_transforms"] is False
     assert "free_bytes" not in res.settings and res.settings["tf32"] is False
+
+
+def grads(fn, x, g):
+    x = x.clone().requires_grad_(True)
+    return torch.autograd.grad((fn(x) * g).sum(), x)[0]
+
+
+@pytest.mark.parametrize("size", [224, 236, 256, 264])
+def test_fixed_order_backward_passes_equal_torchs(size):
+    """The GPU default's backward passes of reflect padding, bilinear resizing and the affine warps
+    (every shift and angle lucent draws) against torch's own autograd, on CPU: same forward bits,
+    gradients equal to float rounding of the sample coordinates (|g| up to ~5 here)."""
+    from resstream import fv_transforms as T
+
+    gen = torch.Generator().manual_seed(size)
+    x = torch.rand(11, 3, size, size, generator=gen)
+    for pad in (4, 16):
+        g = torch.randn(11, 3, size + 2 * pad, size + 2 * pad, generator=gen)
+        assert torch.equal(T.reflect_pad(x, pad, True), T.reflect_pad(x, pad))
+        torch.testing.assert_close(grads(lambda t: T.reflect_pad(t, pad, True), x, g),
+                                   grads(lambda t: T.reflect_pad(t, pad), x, g), rtol=0, atol=1e-5)
+    for scale in T.SCALES[1:]:
+        g = torch.randn_like(T.rescale(x, np.float64(scale)))
+        assert torch.equal(T.rescale(x, np.float64(scale), True), T.rescale(x, np.float64(scale)))
+        torch.testing.assert_close(grads(lambda t: T.rescale(t, np.float64(scale), True), x, g),
+                                   grads(lambda t: T.rescale(t, np.float64(scale)), x, g), rtol=0, atol=1e-5)
+    g = torch.randn(11, 3, size, size, generator=gen)
+    angles = list(T.ANGLES)  # -5..5 degrees, one per image
+    shifts = [(dx, dy) for dx, dy in zip([0, 1, 15, 7, 3, 0, 8, 2, 11, 5, 14], [0, 3, 2, 7, 0, 15, 9, 1, 13, 6, 4])]
+    for warp, draws in ((T.rotate, angles), (T.translate, shifts)):
+        assert torch.equal(warp(x, draws, True), warp(x, draws))
+        torch.testing.assert_close(grads(lambda t: warp(t, draws, True), x, g),
+                                   grads(lambda t: warp(t, draws), x, g), rtol=0, atol=1e-4)
+
+
+def test_deterministic_backward_keeps_each_unit_its_own(net):
+    """With the fixed-order backward (the GPU default), a unit's FV is still the same alone and in a
+    chunk (deep layer: full 224 px inputs, on CPU), and different units differ."""
+    model, blocks = net
+    layer, ref, jitter = DEEP
+    kw = dict(steps=2, jitter=jitter, batched_transforms=True, deterministic_backward=True)
+    alone = fv.render_units(model, blocks, layer, ref, [300], **kw)
+    chunk = fv.render_units(model, blocks, layer, ref, [1, 300, 7], **kw)
+    assert np.array_equal(alone.images[0], chunk.images[1]) and np.array_equal(alone.curve[0], chunk.curve[1])
+    assert not np.array_equal(chunk.images[0], chunk.images[1])
+    assert chunk.settings["deterministic_backward"] is True
