@@ -24,6 +24,7 @@ rounding (the sample coordinates' last bits), tested on CPU.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -130,29 +131,66 @@ def warp_theta(matrix: torch.Tensor, size: int) -> torch.Tensor:
     return torch.inverse(dst_norm_trans_src_norm)[:, :2, :]
 
 
-def warp(x: torch.Tensor, theta: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-    """kornia's ``warp_affine`` (bilinear, zeros, align_corners False) with a host-made ``theta``."""
-    grid = F.affine_grid(theta.to(x.device, non_blocking=True), list(x.shape), align_corners=False)
-    if deterministic:
-        return _GridSample.apply(x, grid, _pixel_inverse(theta, x.shape[-1]).to(x.device, non_blocking=True))
+def _shift_theta(shift, size: int) -> torch.Tensor:
+    """lucent's ``jitter`` for one unit: kornia ``translate``'s matrix, lucent's arithmetic."""
+    matrix = _compute_translation_matrix(torch.tensor([list(shift)]).float())
+    return warp_theta(matrix[:, :2, :3], size)
+
+
+def _rotation_theta(angle, size: int) -> torch.Tensor:
+    """lucent's ``random_rotate`` for one unit: rotation about the image centre, lucent's arithmetic."""
+    center = torch.ones(1, 2)
+    center[..., 0] = (size - 1) / 2
+    center[..., 1] = (size - 1) / 2
+    matrix = kornia.get_rotation_matrix2d(center, torch.ones(1) * angle, torch.ones(1, 2))
+    return warp_theta(matrix, size)
+
+
+class WarpMatrices:
+    """Each distinct warp's sampling matrix (and, for the fixed-order backward, its pixel inverse),
+    made once with kornia's arithmetic on the host and kept on the device: a step only stacks them.
+    There are few: shifts below the jitter, eleven angles, a handful of image sizes."""
+
+    MAKERS = {"shift": _shift_theta, "rotate": _rotation_theta}
+
+    def __init__(self, device, deterministic: bool):
+        self.device, self.deterministic = device, deterministic
+        self._kept: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def _one(self, kind: str, value, size: int):
+        key = (kind, value, size)
+        if key not in self._kept:
+            theta = self.MAKERS[kind](value, size)
+            inverse = _pixel_inverse(theta, size).to(self.device) if self.deterministic else None
+            self._kept[key] = (theta.to(self.device), inverse)
+        return self._kept[key]
+
+    def stack(self, kind: str, values, size: int):
+        """([B, 2, 3] sampling matrices, [B, 2, 3] pixel inverses or None) for one value per unit."""
+        kept = [self._one(kind, v, size) for v in values]
+        theta = torch.cat([t for t, _ in kept])
+        return theta, (torch.cat([i for _, i in kept]) if self.deterministic else None)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, inverse: torch.Tensor | None = None) -> torch.Tensor:
+    """kornia's ``warp_affine`` (bilinear, zeros, align_corners False) with ready sampling matrices;
+    with ``inverse``, the fixed-order backward."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if inverse is not None:
+        return _GridSample.apply(x, grid, inverse)
     return F.grid_sample(x, grid, align_corners=False, mode="bilinear", padding_mode="zeros")
 
 
-def translate(x: torch.Tensor, shifts, deterministic: bool = False) -> torch.Tensor:
+def translate(x: torch.Tensor, shifts, deterministic: bool = False, matrices: WarpMatrices | None = None) -> torch.Tensor:
     """lucent's ``jitter``: kornia ``translate`` by each unit's integer (dx, dy)."""
-    matrix = _compute_translation_matrix(torch.tensor(np.asarray(shifts, dtype=np.float64)).float())
-    return warp(x, warp_theta(matrix[:, :2, :3], x.shape[-1]), deterministic)
+    matrices = matrices or WarpMatrices(x.device, deterministic)
+    return warp(x, *matrices.stack("shift", [(int(dx), int(dy)) for dx, dy in shifts], x.shape[-1]))
 
 
-def rotate(x: torch.Tensor, angles, deterministic: bool = False) -> torch.Tensor:
+def rotate(x: torch.Tensor, angles, deterministic: bool = False, matrices: WarpMatrices | None = None) -> torch.Tensor:
     """lucent's ``random_rotate``: kornia's rotation about the image centre, each unit its angle."""
-    b, size = x.shape[0], x.shape[-1]
-    center = torch.ones(b, 2)
-    center[..., 0] = (size - 1) / 2
-    center[..., 1] = (size - 1) / 2
-    angle = torch.ones(b) * torch.tensor(np.asarray(angles, dtype=np.float64)).float()
-    matrix = kornia.get_rotation_matrix2d(center, angle, torch.ones(b, 2))
-    return warp(x.float(), warp_theta(matrix, size), deterministic)
+    matrices = matrices or WarpMatrices(x.device, deterministic)
+    return warp(x.float(), *matrices.stack("rotate", [int(a) for a in angles], x.shape[-1]))
 
 
 def rescale(x: torch.Tensor, scale, deterministic: bool = False) -> torch.Tensor:
@@ -185,23 +223,26 @@ class BatchedTransforms:
     def __init__(self, jitter: int, rng: UnitRandom, deterministic: bool = False):
         self.jitter, self.rng, self.det = jitter, rng, deterministic
         self.crop = center_crop(IMAGE_SIZE)
+        self.matrices: WarpMatrices | None = None  # made on the images' device at the first step
 
     def __call__(self, images, mean, std) -> list[InputGroup]:
         k = images.shape[0]
         draws = [self.rng.apply(i, _draw, self.jitter) for i in range(k)]
+        self.matrices = self.matrices or WarpMatrices(images.device, self.det)
         x = images
         if self.jitter >= 4:
             x = reflect_pad(x, self.jitter, self.det)
-            x = translate(x, [d["shift"] for d in draws], self.det)
+            x = translate(x, [d["shift"] for d in draws], matrices=self.matrices)
         groups: dict[int, InputGroup] = {}
         for scale in SCALES:
             members = [i for i in range(k) if draws[i]["scale"] == scale]
             if not members:
                 continue
             xs = x if len(members) == k else x.index_select(0, index_on(x.device, members))
-            xs = rotate(rescale(xs, draws[members[0]]["scale"], self.det), [draws[i]["angle"] for i in members], self.det)
+            xs = rescale(xs, draws[members[0]]["scale"], self.det)
+            xs = rotate(xs, [draws[i]["angle"] for i in members], matrices=self.matrices)
             if "shift2" in draws[0]:
-                xs = translate(xs, [draws[i]["shift2"] for i in members], self.det)
+                xs = translate(xs, [draws[i]["shift2"] for i in members], matrices=self.matrices)
             if self.jitter >= 4:
                 xs = self.crop(xs)
             _merge(groups, InputGroup(members, (xs - mean) / std))
@@ -246,6 +287,7 @@ def _fold_reflection(g: torch.Tensor, p: int, dim: int) -> torch.Tensor:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def _interpolation_matrix(n_in: int, n_out: int, device) -> torch.Tensor:
     """[n_out, n_in] weights of torch's bilinear resize with align_corners=True along one axis."""
     scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
@@ -288,29 +330,33 @@ class _GridSample(torch.autograd.Function):
         return _grid_sample_image_grad(g, grid, inverse), None, None
 
 
+@functools.lru_cache(maxsize=32)
+def _pixel_grid(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """([3, h, w] pixel coordinates (x, y, 1), the neighbour offsets -1, 0, 1) on ``device``."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack([xs, ys, torch.ones_like(xs)]), torch.tensor([-1, 0, 1], device=device)
+
+
 def _grid_sample_image_grad(g, grid, inverse) -> torch.Tensor:
     """d(loss)/d(image) of a grid_sample: for every image pixel, the sum over the output pixels that
     sample within one pixel of it of their gradient times the bilinear weight.  ``inverse``
     [B, 2, 3] maps an image pixel to the output pixel that samples it; a distance-preserving map
-    puts every such output pixel within one row and column of that one (rounded), so nine
-    gathers cover them, always added in the same order."""
+    puts every such output pixel within one row and column of that one (rounded), so the nine
+    neighbours are gathered at once and summed in a fixed order."""
     b, c, h, w = g.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=g.device, dtype=g.dtype), torch.arange(w, device=g.device, dtype=g.dtype), indexing="ij")
-    pixel = torch.stack([xs, ys, torch.ones_like(xs)])  # [3, h, w]
-    near = torch.einsum("bij,jhw->bihw", inverse.to(g.dtype), pixel).round().long()  # [B, 2, h, w]
+    pixel, offsets = _pixel_grid(h, w, g.device)
+    xs, ys = pixel[0], pixel[1]
+    near = torch.einsum("bij,jhw->bihw", inverse, pixel).round().long()  # [B, 2, h, w]
+    qx = near[:, 0, None, None] + offsets[None, None, :, None, None]  # [B, 1, 3, h, w]
+    qy = near[:, 1, None, None] + offsets[None, :, None, None, None]  # [B, 3, 1, h, w]
+    inside = ((qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)).reshape(b, 9, h, w)
+    index = (qy.clamp(0, h - 1) * w + qx.clamp(0, w - 1)).reshape(b, 9 * h * w)
     sample = torch.stack([((grid[..., 0] + 1) * w - 1) / 2, ((grid[..., 1] + 1) * h - 1) / 2], 1).flatten(2)  # [B, 2, h*w]
-    flat_g = g.flatten(2)
-    out = torch.zeros_like(g)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            qx, qy = near[:, 0] + dx, near[:, 1] + dy
-            inside = (qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)
-            index = (qy.clamp(0, h - 1) * w + qx.clamp(0, w - 1)).flatten(1)  # [B, h*w]
-            sx = sample[:, 0].gather(1, index).view(b, h, w)
-            sy = sample[:, 1].gather(1, index).view(b, h, w)
-            weight = (1 - (sx - xs).abs()).clamp(min=0) * (1 - (sy - ys).abs()).clamp(min=0) * inside
-            out += weight[:, None] * flat_g.gather(2, index[:, None].expand(b, c, -1)).view(b, c, h, w)
-    return out
+    sx, sy = sample.gather(2, index[:, None].expand(b, 2, -1)).view(b, 2, 9, h, w).unbind(1)
+    weight = (1 - (sx - xs).abs()).clamp(min=0) * (1 - (sy - ys).abs()).clamp(min=0) * inside
+    neighbours = g.flatten(2).gather(2, index[:, None].expand(b, c, -1)).view(b, c, 9, h, w)
+    return (weight[:, None] * neighbours).sum(dim=2)
 
 
 def _pixel_inverse(theta: torch.Tensor, size: int) -> torch.Tensor:
