@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup browser sample demo test lint bench clean-demo
+.PHONY: setup browser sample demo test lint bench gpu-check clean-demo
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ test: $(STAMP) browser
 lint: sample
 	$(BIN)/snakemake --lint --configfile demo.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
+
+# GPU readiness (bench/gpu_check.py): agreement with the CPU, FV throughput against lucent at batch 1,
+# speed options, repeatability, the dataset pass, GPU pinning; a table and results/gpu_check.json.
+# On a machine without a GPU:  make gpu-check GPU_CHECK_ARGS="--device cpu --tiny"  (a dry run).
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --out results/gpu_check.json $(GPU_CHECK_ARGS)
 
 clean-demo:
 	rm -rf results/demo
