@@ -7,9 +7,15 @@ receptive-field crop, per-unit seeds).  Same random:SEED weights, same channels,
 and objective (the author's B objective is relu(O) through Lucent's aliasing, so resstream runs
 with hook=author_alias here to optimise the same function).
 
-Prints per-layer seconds, the speed ratio per layer group and overall, and the median ratio of
+Prints per-layer seconds, the speed ratio per layer group, overall (equal weights) and
+study-weighted (each group's time weighted by its share of the study's 4,672 units: layer1 192,
+layer2 640, layer3 1,280, layer4 2,560, from the default study plan), and the median ratio of
 final centre activations (resstream / author), each measured on the final image without
-transforms.  Usage:  .venv/bin/python bench/bench_fv.py [--steps 32] [--channels 4] [--threads 1]
+transforms.  ``--microbatch N`` also runs resstream with ``fv.microbatch: N`` (cropped units N per
+forward on CPU: faster, not bit-identical across chunkings) and reports its speed-up and how far
+its final activations move from the default's.  Both ways include their process starts (one per
+unit for the author, one per layer for resstream), which weigh more at few steps than at 2,560.
+Usage:  .venv/bin/python bench/bench_fv.py [--steps 32] [--channels 4] [--threads 1] [--microbatch N]
 """
 
 from __future__ import annotations
@@ -56,13 +62,14 @@ run_fv_chunk(cfg, {layer!r}, {chunk!r}, {out!r})
 """
 
 
-def run_resstream(layer, channels, steps, threads, tmp, device):
+def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None):
     block = layer.split(".")[0][5:] + "." + layer.split(".")[1]
+    tmp = os.path.join(tmp, f"mb{microbatch}")
     cfg = {
         "results": tmp,
         "model": {"weights": "random:0", "device": device},
         "study": {"blocks": [block], "channels": list(channels)},
-        "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024},
+        "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024, "microbatch": microbatch},
     }
     from resstream.config import Study, validate_config
 
@@ -96,6 +103,60 @@ def centre_activations(layer, channels, images_hwc, hook):
     return act[torch.arange(len(channels)), torch.tensor(channels)].numpy()
 
 
+def study_units() -> dict[str, int]:
+    """Units per layer group in the default study plan (4,672 in all)."""
+    from resstream.config import Study, validate_config
+
+    study = Study(validate_config({}))
+    units: dict[str, int] = {}
+    for layer in study.layers:
+        group = layer.split(".")[0]
+        units[group] = units.get(group, 0) + sum(len(c.channels) for c in study.chunks(layer))
+    return units
+
+
+def run_layer(layer, group, jitter, args, tmp) -> dict:
+    channels = list(range(args.channels))
+    t_author, im_author = run_author(layer, channels, args.steps, jitter, args.threads, tmp)
+    t_ours, im_ours = run_resstream(layer, channels, args.steps, args.threads, tmp, args.device)
+    row = {"group": group, "layer": layer, "author": t_author, "ours": t_ours,
+           "act_author": centre_activations(layer, channels, im_author, "author_alias"),
+           "act_ours": centre_activations(layer, channels, im_ours, "author_alias")}
+    line = (f"{group:7s} {layer:24s} author {t_author:7.1f} s   resstream {t_ours:7.1f} s   speed-up x{t_author / t_ours:5.2f}")
+    if args.microbatch:
+        row["mb"], im_mb = run_resstream(layer, channels, args.steps, args.threads, tmp, args.device, args.microbatch)
+        row["act_mb"] = centre_activations(layer, channels, im_mb, "author_alias")
+        line += f"   microbatch {args.microbatch}: {row['mb']:7.1f} s (x{t_author / row['mb']:5.2f})"
+    print(line + f"   median act author {np.median(row['act_author']):7.3f} resstream {np.median(row['act_ours']):7.3f}", flush=True)
+    return row
+
+
+def summarise(rows, args) -> None:
+    units = study_units()
+    weight = {r["group"]: units[r["group"]] / sum(units.values()) for r in rows}
+    total_a, total_o = sum(r["author"] for r in rows), sum(r["ours"] for r in rows)
+    weighted_a = sum(weight[r["group"]] * r["author"] for r in rows)
+    weighted_o = sum(weight[r["group"]] * r["ours"] for r in rows)
+    print(f"\n{args.channels} channels x {args.steps} steps per layer, {args.threads} thread(s), device {args.device}")
+    print(f"overall (equal weights): author {total_a:.1f} s, resstream {total_o:.1f} s, speed-up x{total_a / total_o:.2f}")
+    print(f"study-weighted ({', '.join(f'{g} {units[g]}' for g in weight)} of {sum(units.values())} units): "
+          f"speed-up x{weighted_a / weighted_o:.2f}")
+    ratios = np.concatenate([r["act_ours"] / np.where(r["act_author"] == 0, np.nan, r["act_author"]) for r in rows])
+    print(f"final centre activation, median of per-unit ratios resstream/author: {np.nanmedian(ratios):.3f} "
+          f"(units where the author's stayed at 0 are left out: {int(np.isnan(ratios).sum())})")
+    if args.microbatch:
+        weighted_m = sum(weight[r["group"]] * r["mb"] for r in rows)
+        moved = np.concatenate([np.abs(r["act_mb"] - r["act_ours"]) / np.maximum(np.abs(r["act_ours"]), 1e-6) for r in rows])
+        print(f"fv.microbatch {args.microbatch}: study-weighted speed-up x{weighted_a / weighted_m:.2f} over the author's "
+              f"(x{weighted_o / weighted_m:.2f} over the default); final activations moved from the default's by "
+              f"median {np.median(moved):.3f}, max {moved.max():.3f} (relative)")
+    per_unit_s = {r["group"]: r["ours"] / (args.channels * args.steps) for r in rows}
+    if set(per_unit_s) == set(units):
+        hours = sum(units[g] * 2560 * per_unit_s[g] for g in units) * args.threads / 3600
+        print(f"resstream projection for the study (4,672 units x 2,560 steps) from these per-unit-step costs: "
+              f"{hours:.0f} core-hours (process starts included at this step count)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=32)
@@ -103,34 +164,16 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--layers", default="layer1,layer2,layer3,layer4", help="layer groups to run")
+    ap.add_argument("--microbatch", type=int, help="also run resstream with fv.microbatch N")
     args = ap.parse_args()
     sys.path.insert(0, REPO)
     from resstream.config import Study, validate_config
 
     study = Study(validate_config({}))
-    rows, ratios = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for layer, group in [lg for lg in LAYERS if lg[1] in args.layers.split(",")]:
-            jitter = study.fv_settings(layer).jitter
-            channels = list(range(args.channels))
-            t_author, im_author = run_author(layer, channels, args.steps, jitter, args.threads, tmp)
-            t_ours, im_ours = run_resstream(layer, channels, args.steps, args.threads, tmp, args.device)
-            a_author = centre_activations(layer, channels, im_author, "author_alias")
-            a_ours = centre_activations(layer, channels, im_ours, "author_alias")
-            ratios.extend((a_ours / np.where(a_author == 0, np.nan, a_author)).tolist())
-            rows.append((group, layer, t_author, t_ours, np.median(a_author), np.median(a_ours)))
-            print(f"{group:7s} {layer:24s} author {t_author:7.1f} s   resstream {t_ours:7.1f} s   "
-                  f"speed-up x{t_author / t_ours:5.2f}   median act author {np.median(a_author):7.3f} resstream {np.median(a_ours):7.3f}",
-                  flush=True)
-    total_a = sum(r[2] for r in rows)
-    total_o = sum(r[3] for r in rows)
-    print(f"\n{args.channels} channels x {args.steps} steps per layer, {args.threads} thread(s), device {args.device}")
-    print(f"overall: author {total_a:.1f} s, resstream {total_o:.1f} s, speed-up x{total_a / total_o:.2f}")
-    print(f"final centre activation, median of per-unit ratios resstream/author: {np.nanmedian(ratios):.3f} "
-          f"(units where the author's stayed at 0 are left out: {int(np.isnan(ratios).sum())})")
-    per_unit_s = total_o / (len(rows) * args.channels * args.steps)
-    print(f"resstream: {per_unit_s:.4f} s per unit-step on this mix "
-          f"(projection for 4,672 units x 2,560 steps: {per_unit_s * 4672 * 2560 / 3600:.1f} h at this mix's cost)")
+        rows = [run_layer(layer, group, study.fv_settings(layer).jitter, args, tmp)
+                for layer, group in LAYERS if group in args.layers.split(",")]
+    summarise(rows, args)
 
 
 if __name__ == "__main__":
