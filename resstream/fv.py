@@ -198,7 +198,7 @@ class _UnitForward:
         per = fv_memory.units_per_forward(len(group.members), plan is not None, self.microbatch, self.fit.get(side))
         return min(per, self.cap) if self.cap else per
 
-    def _objective(self, x, size, members) -> torch.Tensor:
+    def _objective(self, x, size, index) -> torch.Tensor:
         plan = self._plan(size)
         if plan is not None:
             x = x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size]
@@ -206,8 +206,8 @@ class _UnitForward:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             act = block_taps(self.model, x, [self.ref], self.hook, self.blocks)[self.ref].float()
-        chans = self.channel_index[index_on(self.device, members)]
-        rows = torch.arange(len(members), device=self.device)
+        chans = self.channel_index[index]
+        rows = torch.arange(len(index), device=self.device)
         if self.objective == "channel":
             return act[rows, chans].mean(dim=(-2, -1))
         cy, cx = (plan.center, plan.center) if plan is not None else center_index(*act.shape[-2:])
@@ -221,11 +221,11 @@ class _UnitForward:
             for n in fv_memory.split_sizes(len(group.members), self._per_forward(group)):
                 members, part = group.members[start : start + n], group.x[start : start + n]
                 start += n
-                leaf = part.detach().requires_grad_(True)
-                value = self._objective(leaf, group.size, members)
+                leaf, index = part.detach().requires_grad_(True), index_on(self.device, members)
+                value = self._objective(leaf, group.size, index)
                 # A NaN unit must not poison the others' gradients (they share the sum).
                 (-torch.where(torch.isfinite(value), value, torch.zeros_like(value)).sum()).backward()
-                values[index_on(self.device, members)] = value.detach()
+                values[index] = value.detach()
                 parts.append(part)
                 grads.append(leaf.grad)
         return values, parts, grads

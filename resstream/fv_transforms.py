@@ -11,10 +11,10 @@ to apply them, same draws:
   through ``affine_grid`` + ``grid_sample``, bilinear upsampling) applied to the whole chunk at
   once, units grouped by their drawn scale.  Lucent's calls cost ~120-280 small tensor ops per
   unit and step, and three blocking host-to-device copies (its warp matrices are made on the host);
-  on a GPU that launch overhead, not the FLOPs, would set the pace.  Here the small warp matrices
-  are computed on the host with kornia's own functions and sent without waiting
-  (``non_blocking``); the GPU default.  On CPU it gives the per-unit way's bits
-  (tests/test_fv_gpu_path.py).
+  on a GPU that launch overhead, not the FLOPs, would set the pace.  Here each distinct warp
+  matrix is computed once on the host with kornia's own functions and kept on the device
+  (:class:`WarpMatrices`), and the draws come from each unit's generator directly.  The GPU
+  default.  On CPU it gives the per-unit way's bits (tests/test_fv_gpu_path.py).
 
 ``deterministic`` (the GPU default) swaps the backward passes of reflection padding, bilinear
 resizing and ``grid_sample`` for fixed-order ones (the forward is torch's): on CUDA, torch's own
@@ -167,8 +167,8 @@ class WarpMatrices:
         key = (kind, value, size)
         if key not in self._kept:
             theta = self.MAKERS[kind](value, size)
-            inverse = _pixel_inverse(theta, size).to(self.device) if self.deterministic else None
-            self._kept[key] = (theta.to(self.device), inverse)
+            inverse = _pixel_inverse(theta, size).to(self.device, non_blocking=True) if self.deterministic else None
+            self._kept[key] = (theta.to(self.device, non_blocking=True), inverse)
         return self._kept[key]
 
     def stack(self, kind: str, values, size: int):
@@ -245,7 +245,7 @@ class BatchedTransforms:
             if not members:
                 continue
             xs = x if len(members) == k else x.index_select(0, index_on(x.device, members))
-            xs = rescale(xs, draws[members[0]]["scale"], self.det)
+            xs = rescale(xs, scale, self.det)
             xs = rotate(xs, [draws[i]["angle"] for i in members], matrices=self.matrices)
             if "shift2" in draws[0]:
                 xs = translate(xs, [draws[i]["shift2"] for i in members], matrices=self.matrices)
