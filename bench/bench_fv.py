@@ -151,11 +151,12 @@ def summarise(rows, args) -> None:
         print(f"fv.microbatch {args.microbatch}: study-weighted speed-up x{weighted_a / weighted_m:.2f} over the author's "
               f"(x{weighted_o / weighted_m:.2f} over the default); final activations moved from the default's by "
               f"median {np.median(moved):.2e}, max {moved.max():.2e} (relative; 0 = the same bits)")
-    per_unit_s = {r["group"]: r["ours"] / (args.channels * args.steps) for r in rows}
-    if set(per_unit_s) == set(units):
-        hours = sum(units[g] * 2560 * per_unit_s[g] for g in units) * args.threads / 3600
-        print(f"resstream projection for the study (4,672 units x 2,560 steps) from these per-unit-step costs: "
-              f"{hours:.0f} core-hours (process starts included at this step count)")
+    if {r["group"] for r in rows} == set(units):
+        def core_hours(key):
+            return sum(units[r["group"]] * 2560 * r[key] / (args.channels * args.steps) for r in rows) * args.threads / 3600
+
+        print(f"projection for the study (4,672 units x 2,560 steps) from these per-unit-step costs: resstream "
+              f"{core_hours('ours'):.0f} core-hours, author {core_hours('author'):.0f} (process starts included at this step count)")
 
 
 def main():
