@@ -1,5 +1,6 @@
 """Dataset activations (spec §6, §8, §13): one streaming pass over an image folder that reads the
-centre neuron of every studied layer at once, the top-k images of every unit, and exemplar grids.
+centre neuron of every studied layer at once, and the top-k images of every unit (their exemplar
+grids: :mod:`resstream.exemplars`; reading the file: :mod:`resstream.activations_file`).
 
 The author ran one full ImageNet pass per layer (18 of them) and held all 50,000 float images in RAM
 (spec §12).  Here every batch goes through ONE forward that stops after the deepest tapped block
@@ -36,6 +37,11 @@ point the counter never covers rows whose data did not reach the file.  A restar
 after the last counted batch if the partial file was made for the same dataset listing, layers,
 weights and settings (``fingerprint``); otherwise it logs why and starts over.  Nothing is random,
 so a resumed file holds the same values as an uninterrupted one.
+
+A full disk: before any work the pass checks that the device has room for the whole file
+(uncompressed, :func:`expected_bytes`), and before each block that it has room for that block; a
+write that fails anyway ends the job with one line naming the file and the device
+(:mod:`resstream.disk_space`).  The counter never covers a block whose write failed.
 """
 
 from __future__ import annotations
@@ -46,39 +52,34 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+from .activations_file import (  # noqa: F401  (re-exported: reading the file)
+    FORMAT,
+    PARTIAL_SUFFIX,
+    IncompleteActivationsError,
+    open_activations,
+    read_layer,
+)
 from .blocks import TapRef, model_blocks, parse_layer
-from .data import DatasetError, ImageFolderDataset, load_rgb, scan_image_folder, view_transform
+from .data import DatasetError, ImageFolderDataset, scan_image_folder
 from .device import resolve_device
 from .disk_space import DiskSpaceError, check_free_space, disk_full_error, is_disk_full
-from .errors import UserError
-from .outputs import partial_dir, publish_dir, remove_stale_partials
-from .paths import EXEMPLAR_LIST, unit_png_name
 from .taps import block_taps, center_activation
 from .weights import load_model_param
 
 log = logging.getLogger("resstream.activations")
 
-FORMAT = "resstream.activations/1"
-PARTIAL_SUFFIX = ".partial"
 TIE_RULE = "value descending; among equal values the higher image index first (author's torch.sort, spec §8); NaN never chosen"
 SPATIAL_DTYPE = np.float16
-GRID_COLUMNS = 3
-GRID_PADDING = 2  # pixels between tiles (and around them)
 STR_DTYPE = h5py.string_dtype("utf-8")
-
-
-class IncompleteActivationsError(UserError, RuntimeError):
-    """An activations file that is not (yet) complete, e.g. a ``.partial`` left by a killed run."""
 
 
 @dataclass(frozen=True)
@@ -261,10 +262,20 @@ def _resume_or_explain(path: str, fingerprint: dict) -> tuple[h5py.File | None, 
 class _RowBlockWriter:
     """Writes rows in whole blocks of ``chunk_rows`` (the file's chunk height): a block is written
     once, into fresh chunks, flushed, and then counted.  With batch_size == chunk_rows (a run that
-    made the file) one block is one batch; a resumed run with another batch size buffers rows."""
+    made the file) one block is one batch; a resumed run with another batch size buffers rows.
+
+    A full disk: HDF5 reports a failed write only where h5py can raise it (a flush; errors while
+    it releases a dataset are printed and dropped, and later writes can crash the process), so a
+    block is written only when the device has room for it (its uncompressed size plus
+    ``WRITE_MARGIN`` for HDF5's own records), and the datasets stay open so that a flush is where
+    any failure surfaces."""
+
+    WRITE_MARGIN = 256 << 10
 
     def __init__(self, f: h5py.File, layers, spatial, chunk_rows: int, start: int):
         self.f = f
+        self.datasets = {"ok": f["images/ok"], **{f"layers/{t.name}": f[f"layers/{t.name}"] for t in layers},
+                         **{f"spatial/{t.name}": f[f"spatial/{t.name}"] for t in layers if t.name in spatial}}
         self.layers = layers
         self.spatial = [t for t in layers if t.name in spatial]
         self.chunk_rows = chunk_rows
@@ -296,14 +307,19 @@ class _RowBlockWriter:
         if self.fill:
             self._write_block()
 
+    def _block_bytes(self, n: int) -> int:
+        return n * (1 + sum(b.itemsize * b[0].size for b in (*self.centre.values(), *self.maps.values())))
+
     def _write_block(self):
         r0, r1, n = self.start, self.start + self.fill, self.fill
+        if shutil.disk_usage(os.path.dirname(os.path.abspath(self.f.filename))).free < self._block_bytes(n) + self.WRITE_MARGIN:
+            raise disk_full_error(self.f.filename)  # nothing of this block was handed to HDF5
         try:
-            self.f["images/ok"][r0:r1] = self.ok[:n]
+            self.datasets["ok"][r0:r1] = self.ok[:n]
             for name, buf in self.centre.items():
-                self.f[f"layers/{name}"][r0:r1] = buf[:n]
+                self.datasets[f"layers/{name}"][r0:r1] = buf[:n]
             for name, buf in self.maps.items():
-                self.f[f"spatial/{name}"][r0:r1] = buf[:n]
+                self.datasets[f"spatial/{name}"][r0:r1] = buf[:n]
             self.f.flush()  # data first ...
             self.f.attrs["finished_rows"] = r1
             self.f.attrs["finished_batches"] = math.ceil(r1 / self.chunk_rows)
@@ -385,6 +401,8 @@ def _stream(f, model, device, dataset, layers, spatial, chunk_rows, start, batch
             del taps
             writer.add(int(index[0]), ok, centre, maps)
             done += len(ok)
+            if b == n_batches:
+                writer.finish()  # the last, possibly short, block
             if b % log_every == 0 or b == n_batches:
                 elapsed = time.perf_counter() - t0
                 rate = done / elapsed if elapsed > 0 else float("nan")
@@ -510,86 +528,3 @@ def _closed_even_when_full(f: h5py.File):
         if is_disk_full(exc):
             raise disk_full_error(f.filename) from None
         raise
-
-
-# -- reading -------------------------------------------------------------------------------------
-def open_activations(path: str) -> h5py.File:
-    """Open a complete activations file read-only; refuses partial files."""
-    f = h5py.File(path, "r")
-    if f.attrs.get("format") != FORMAT or not bool(f.attrs.get("complete", False)):
-        f.close()
-        raise IncompleteActivationsError(
-            f"{path} is not a complete activations file (a killed run's partial?). Fix: rerun the "
-            f"activations rule; it resumes from the last finished batch."
-        )
-    return f
-
-
-def read_layer(path: str, layer: str) -> np.ndarray:
-    """``[N, C]`` centre activations of one layer (NaN rows: skipped images); ``path`` is the
-    file's path (the file is opened and closed here), not an open ``h5py.File``."""
-    with open_activations(path) as f:
-        if layer not in f["layers"]:
-            raise KeyError(f"layer {layer} not in {path}; it holds {', '.join(f['layers'])}")
-        return f["layers"][layer][:]
-
-
-# -- exemplar grids ------------------------------------------------------------------------------
-def exemplar_grid_image(tiles: list[np.ndarray | None], columns: int = GRID_COLUMNS, tile: int = 224,
-                        padding: int = GRID_PADDING) -> np.ndarray:
-    """Tiles (``[224, 224, 3]`` uint8, ``None`` = blank) in rows of ``columns``, best first."""
-    rows = math.ceil(len(tiles) / columns)
-    step = tile + padding
-    grid = np.full((padding + rows * step, padding + columns * step, 3), 255, dtype=np.uint8)
-    for i, t in enumerate(tiles):
-        y, x = padding + (i // columns) * step, padding + (i % columns) * step
-        grid[y : y + tile, x : x + tile] = 0 if t is None else t
-    return grid
-
-
-def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir: str, threads: int = 1) -> int:
-    """The ``exemplar_grids`` job of one layer: a grid PNG of the top-k views of each of ``channels``
-    (``unit{c:04d}.png``) and ``exemplars.csv`` listing their images, in the folder ``out_dir``
-    (built under a temporary name and renamed into place when complete)."""
-    import pandas as pd
-    from PIL import Image
-
-    from .tables import write_table
-
-    with open_activations(h5_path) as f:
-        root = Path(f.attrs["dataset_root_resolved"])
-        paths = f["images/path"].asstr()[:]
-        top_index, top_value = f[f"topk/{layer}/index"][channels], f[f"topk/{layer}/value"][channels]
-        weights = json.loads(f.attrs["weights"])
-    to_view = view_transform()
-    remove_stale_partials(out_dir)
-    tmp = partial_dir(out_dir)
-
-    @lru_cache(maxsize=512)  # top images repeat across units; 512 views = 77 MB of uint8
-    def view(row: int) -> np.ndarray:
-        x = to_view(load_rgb(root / paths[row]))
-        return x.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # round: exact pixel values
-
-    def draw(job):
-        c, idx = job
-        grid = exemplar_grid_image([view(int(i)) if i >= 0 else None for i in idx])
-        # zlib level 1: 3x faster than PIL's default 6 for 20 % more bytes (thousands of grids)
-        Image.fromarray(grid).save(os.path.join(tmp, unit_png_name(c)), compress_level=1)
-
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for _ in pool.map(draw, zip(channels, top_index)):
-            pass
-    rows = [
-        {"layer": layer, "channel": c, "rank": rank, "image_index": int(i), "path": paths[i] if i >= 0 else "",
-         "activation": float(v)}
-        for c, idx_row, val_row in zip(channels, top_index, top_value)
-        for rank, (i, v) in enumerate(zip(idx_row, val_row))
-    ]
-    columns = ["layer", "channel", "rank", "image_index", "path", "activation"]
-    meta = {"weights": weights, "activations": h5_path, "dataset_root": str(root),
-            "rank": "0 = the unit's highest activation; image_index = row of activations.h5 /images (-1: none)"}
-    write_table(pd.DataFrame(rows, columns=columns), os.path.join(tmp, EXEMPLAR_LIST), meta)
-    publish_dir(tmp, out_dir, UserError(f"{out_dir} already holds exemplar grids; delete it (or let snakemake rerun "
-                                         f"the job) to redraw them"))
-    log.info("wrote %d exemplar grids of %s in %s", len(channels), layer, out_dir)
-    return len(channels)

@@ -5,7 +5,8 @@ Snakemake reads ``--config 'analysis={mix_factor: 2}'`` with the nested value as
 validation, every string leaf of a ``--config`` value whose schema does not accept a string there
 becomes the number, integer, boolean or null the schema asks for; a string the schema accepts
 (a path, an enum value) stays a string, and a string that is none of the allowed types is left for
-the validation to name.
+the validation to name.  (A top-level ``key=value`` is parsed as YAML: a number where the schema
+wants a string, ``results=2``, becomes the string.)
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def coerce(value, schema: dict, root: dict):
         return [coerce(v, items, root) for v in value] if isinstance(items, dict) else value
     if isinstance(value, str):
         return coerce_string(value, schema)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _types(schema) == ["string"]:
+        return str(value)  # a top-level `results=2` is read as a number; the schema wants a folder name
     return value
 
 

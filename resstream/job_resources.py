@@ -94,7 +94,7 @@ def dataset_images(path: str | None) -> int:
     pre-flight check reports that)."""
     if not path:
         return 0
-    from .data import scan_image_folder
+    from .image_folder import scan_image_folder
     from .errors import UserError
 
     try:

@@ -88,7 +88,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
     refused), the weights (file present, sha256, a custom checkpoint's keys; missing hub weights
     fetched here once, or in a dry run only reported) and, for local execution, a requested CUDA
     device.  On a user error print one line and exit 1."""
-    from .data import scan_image_folder
+    from .image_folder import scan_image_folder
     from .weights import check_weights_available, missing_hub_file
 
     cfg = study.config

@@ -2,7 +2,7 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.activations import write_exemplar_grids  # noqa: E402
+from resstream.exemplars import write_exemplar_grids  # noqa: E402
 from resstream.job_runner import script_main  # noqa: E402
 
 script_main(

@@ -45,8 +45,8 @@ def tiny_config(tmp: Path, data: Path, **extra) -> Path:
     return path
 
 
-def smk(*args, env=None, check=True, timeout=600):
-    proc = subprocess.run(SNAKEMAKE + [str(a) for a in args], cwd=REPO, capture_output=True, text=True,
+def smk(*args, env=None, check=True, timeout=600, cwd=REPO):
+    proc = subprocess.run(SNAKEMAKE + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
