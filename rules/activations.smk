@@ -28,7 +28,7 @@ rule activations:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu=gpu_per_job,
         runtime=lambda w, attempt: pass_runtime(
             dataset_images(DATASET["path"]), attempt
         ),

@@ -55,7 +55,7 @@ rule measure_fv:
     threads: ANALYSIS["threads"]
     resources:
         **measurement_resources("fv"),
-        gpu=GPU_PER_JOB,
+        gpu=gpu_per_job,
         batch_size=ANALYSIS["batch_size"],
     params:
         stimulus="fv",
@@ -86,7 +86,7 @@ rule measure_imagenet:
     threads: ANALYSIS["threads"]
     resources:
         **measurement_resources("imagenet"),
-        gpu=GPU_PER_JOB,
+        gpu=gpu_per_job,
         batch_size=ANALYSIS["batch_size"],
     params:
         stimulus="imagenet",

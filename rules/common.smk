@@ -1,4 +1,5 @@
 # Shared set-up: config validation, the study plan and the paths every stage uses.
+import functools
 import sys
 
 from snakemake.utils import validate
@@ -175,20 +176,25 @@ def figure_options(fig):
     return options
 
 
-def _uses_gpu():
+@functools.lru_cache(maxsize=2)
+def _gpus_where(local_exec):
     device = STUDY.config["model"]["device"]
     if device in ("cpu", "cuda"):
         return int(device == "cuda")
-    if (
-        not workflow.local_exec
-    ):  # auto on a cluster: the jobs run on its GPU nodes, not on this one
+    if not local_exec:  # auto under a cluster executor: the jobs run on its GPU nodes
         return 1
     from resstream.device import cuda_unusable_reason
 
     return int(cuda_unusable_reason() is None)
 
 
+def gpu_per_job(wildcards=None):
+    """The GPUs a job that loads the network declares: 1 with model.device cuda, or auto where the
+    jobs will have one (a cluster executor's nodes; here, when CUDA works), else 0.  Evaluated per
+    job, once Snakemake knows its executor (it does not while it parses the workflow).
+    """
+    return _gpus_where(workflow.local_exec)
+
 # Jobs that load the model declare gpu=1 when they will use a GPU, so `--resources gpu=N` caps them
 # at the number of devices and a cluster profile asks for one; each such job runs on the device it
 # declares (resstream/gpu_slots.py: a GPU of its own, or none at all when it declares 0).
-GPU_PER_JOB = _uses_gpu()

@@ -22,11 +22,11 @@ rule fv_chunk:
         f"{ENVS}/torch.yaml"
     threads: FV["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu=gpu_per_job,
         runtime=lambda w, attempt: fv_runtime(
             len(fv_units(w.layer, w.chunk)),
             STUDY.fv_settings(w.layer).steps,
-            GPU_PER_JOB,
+            gpu_per_job(),
             attempt,
         ),
         mem_mb=lambda w, attempt: fv_mem_mb(len(fv_units(w.layer, w.chunk)), attempt),

@@ -55,8 +55,8 @@ def _wildcards(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def parse_jobs(dry_run_output: str) -> tuple[list[Job], Dag]:
-    """Every job a dry run lists (``rule``/``localrule`` blocks) with its inputs and outputs; the
-    target rule ``all`` is left out."""
+    """Every job a dry run lists (``rule``/``localrule`` blocks) with its inputs and outputs (its
+    benchmark file included); the target rule ``all`` is left out."""
     jobs, dag = [], Dag()
     for block in re.split(r"\n\s*\n", dry_run_output):
         head = re.search(r"^\s*(?:local)?rule (\w+):\s*$", block, re.M)
@@ -65,12 +65,13 @@ def parse_jobs(dry_run_output: str) -> tuple[list[Job], Dag]:
         fields = {}
         for line in block.splitlines():
             key, _, value = line.strip().partition(": ")
-            if key in ("input", "output", "wildcards"):
+            if key in ("input", "output", "benchmark", "wildcards"):
                 fields[key] = value
         job = Job(head.group(1), _wildcards(fields["wildcards"]) if "wildcards" in fields else ())
         jobs.append(job)
         dag.inputs[job] = set(filter(None, fields.get("input", "").split(", ")))
-        dag.outputs[job] = set(filter(None, fields.get("output", "").split(", ")))
+        # a benchmark file is an output too: Snakemake waits for it when the job ends
+        dag.outputs[job] = set(filter(None, fields.get("output", "").split(", ") + [fields.get("benchmark", "")]))
     return jobs, dag
 
 

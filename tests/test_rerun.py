@@ -9,40 +9,28 @@ made in a copy of the workflow (Snakefile, rules, scripts, resstream), so that t
 of the matrix never touch this checkout."""
 
 import os
-import shutil
 import signal
 import subprocess
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
 
 from conftest import REPO
 from rerun_matrix import Job, parse_jobs, table
-from workflow_helpers import SNAKEMAKE, assert_same_h5, link_images, smk, tiny_config
+from workflow_helpers import SNAKEMAKE, assert_same_h5, copy_workflow, link_images, smk, tiny_config
 
 LAYERS = ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out",
           "layer2.0.prerelu_out", "layer2.1.bn2", "layer2.1.prerelu_out"]
 STUDY = {"blocks": ["1.1", "2.1"], "channels": [0]}
 ACTIVATIONS = {"batch_size": 2}
 KILL_LAYERS = LAYERS[:3]  # block 1.1's FVs: enough to kill a run between chunks
-WORKFLOW = ("Snakefile", "rules", "scripts", "resstream", "envs", "report", "profiles", "config.yaml", "demo.yaml")
 
 
 def fv_targets(results, layers=LAYERS):
     return [f"{results}/fv/{layer}/c0000-0063" for layer in layers]
-
-
-def copy_workflow(dest):
-    """The workflow's files (not tests, results or caches) in ``dest``, to run and edit there."""
-    dest.mkdir(parents=True)
-    for name in WORKFLOW:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +57,7 @@ def with_config(config, tmp_path, change: dict):
     cfg = yaml.safe_load(config.read_text())
     for section, values in change.items():
         cfg.setdefault(section, {}).update(values) if isinstance(values, dict) else cfg.__setitem__(section, values)
-    path = tmp_path / f"changed{len(list(tmp_path.glob('changed*')))}.yaml"
+    path = tmp_path / f"changed-{uuid.uuid4().hex}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -113,21 +101,28 @@ def test_rerun_matrix(reference, sample_dir, tmp_path):
         ("`fv.threads: 2`", {"fv": {"threads": 2}}, set()),
         ("`activations.batch_size: 4`", {"activations": {"batch_size": 4}}, set()),
     ]
+
+    def replanned(how) -> set[Job]:
+        if not isinstance(how, str):
+            return planned(workflow, with_config(config, tmp_path, how))
+        module = workflow / "resstream" / how  # a one-line comment at the end, in the copy only
+        source = module.read_bytes()
+        try:
+            module.write_bytes(source + b"# an edit\n")
+            return planned(workflow, config)
+        finally:
+            module.write_bytes(source)
+
+    # setting changes two at a time (2 cores); library edits one by one (they share the copy)
+    with ThreadPoolExecutor(2) as pool:
+        settings = {change: pool.submit(replanned, how) for change, how, _ in matrix if not isinstance(how, str)}
+        got = {change: future.result() for change, future in settings.items()}
+    got.update({change: replanned(how) for change, how, _ in matrix if isinstance(how, str)})
     rows = []
-    for change, how, touched in matrix:
-        if isinstance(how, str):  # a one-line comment at the end of the module, in the copy only
-            module = workflow / "resstream" / how
-            source = module.read_bytes()
-            try:
-                module.write_bytes(source + b"# an edit\n")
-                got = planned(workflow, config)
-            finally:
-                module.write_bytes(source)
-        else:
-            got = planned(workflow, with_config(config, tmp_path, how))
+    for change, _how, touched in matrix:
         expected = dag.downstream(touched)
-        assert got == expected, (change, sorted(got - expected), sorted(expected - got))
-        rows.append((change, got))
+        assert got[change] == expected, (change, sorted(got[change] - expected), sorted(expected - got[change]))
+        rows.append((change, got[change]))
     assert planned(workflow, config) == set()  # the copy is back as it was
     readme = (REPO / "README.md").read_text()
     assert table(rows) in readme, "README's rerun table differs from the measured matrix:\n" + table(rows)
