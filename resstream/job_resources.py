@@ -19,20 +19,25 @@ import math
 # at 3-8 s on a 2-core machine: bench/ and the benchmark files).
 START_MINUTES = 5
 # FV: seconds per unit and optimisation step.  CPU: the deepest layers, uncropped, one thread,
-# measured at <= 0.084 s (spec PERFORMANCE.md; layer1 cropped 0.017 s).  GPU: not measured here;
-# 0.03 s is the rate of an unbatched torch-lucent render on a GPU (~37 steps/s for a ResNet50, spec
+# measured at <= 0.084 s (spec PERFORMANCE.md; layer1 cropped 0.017 s) and 0.10 s with the job's
+# start on a busy 2-core machine (bench/bench_budgets.py).  GPU: not measured here; 0.03 s is the
+# rate of an unbatched torch-lucent render on a GPU (~37 steps/s for a ResNet50, spec
 # PERFORMANCE.md) and a chunk's units run batched, so a unit-step costs no more than that.
-FV_SECONDS_PER_UNIT_STEP = {"cpu": 0.1, "gpu": 0.03}
-# the dataset pass: measured 23-29 images/s on 2 CPU cores (decoding bound; a GPU does not speed the
+FV_SECONDS_PER_UNIT_STEP = {"cpu": 0.15, "gpu": 0.03}
+# the dataset pass: measured 20-29 images/s on 2 CPU cores (decoding bound; a GPU does not speed the
 # decoding up), budgeted at 10 images/s
 PASS_IMAGES_PER_SECOND = 10
+# per unit of a block or layer, one CPU thread; measured (bench/bench_budgets.py, 64 units of
+# layer4.1 / block 4.1, 200 images): 0.05 s, 0.17 s, 0.27 s; atlas 94 ms (bench/bench_atlas.py).
+# A dataset of 50,000 images gives each unit up to 18 distinct top images, hence the margin.
 PER_UNIT_SECONDS = {
-    "exemplar_grids": 1.0,  # 9 JPEG decodes (4 ms each) and one 680 px PNG per unit
-    "measure_fv": 2.0,  # 4 truncated forwards of the unit's FVs, CPU
-    "measure_imagenet": 4.0,  # up to 18 JPEG decodes and 3 forwards of each, CPU
-    "atlas_block": 1.0,  # measured 94 ms per unit (bench/bench_atlas.py)
+    "exemplar_grids": 1.0,  # 9 JPEG decodes and one 680 px PNG per unit
+    "measure_fv": 2.0,  # 4 truncated forwards of the unit's FVs
+    "measure_imagenet": 4.0,  # up to 18 JPEG decodes and 3 forwards of each
+    "atlas_block": 1.0,
 }
-# memory: torch with the network and a CUDA context's host side
+# memory: torch with the network (measured peak RSS of every job kind on CPU: 0.76-1.3 GB) and a
+# CUDA context's host side
 BASE_MB = 3000
 PASS_MB_PER_BATCH_IMAGE = 12  # measured (README "Dataset activations": 0.75 GB + 12 MB per image)
 WORKER_MB = 500  # a DataLoader worker process (torch imported, decoding)

@@ -201,7 +201,9 @@ def fv_settings_used(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
             h5_path = os.path.join(d, "fv.h5")
             if _chunk_layer(d) == layer and os.path.exists(h5_path):
                 with h5py.File(h5_path, "r") as f:
-                    used[role] = json.loads(f.attrs["settings"])
+                    settings = f.attrs.get("settings")
+                if settings is not None:
+                    used[role] = json.loads(settings)
                 break
     return used
 

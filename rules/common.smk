@@ -10,16 +10,17 @@ from resstream.analysis import FIG34, FIGURE_READS, metric_table_csv  # noqa: E4
 from resstream.code_fingerprint import code_fingerprint  # noqa: E402
 from resstream.config import map_sizes  # noqa: E402
 from resstream.config_types import coerce_command_line  # noqa: E402
+from resstream.gpu_slots import SLOTS_FOLDER  # noqa: E402
 from resstream.job_resources import (  # noqa: E402
     dataset_images,
     measure_mem_mb,
     per_unit_runtime,
 )
-from resstream.paths import (
+from resstream.paths import (  # noqa: E402
     channel_fv_chunk_dir,
     exemplar_dir,
     fv_chunk_dir,
-)  # noqa: E402
+)
 from resstream.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
@@ -65,15 +66,14 @@ onsuccess:
 
 
 RESULTS = STUDY.config["results"]
-# What a job is handed (rules/README "What reruns"): params hold everything that changes its outputs,
+# What a job is handed (README "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.
 # the network a job loads: arch, weights spec, checkpoint kind (+ the file's sha256 for one's own)
 MODEL = model_param(STUDY.config["model"])
 DEVICE = STUDY.config["model"]["device"]
-GPU_SLOTS = (
-    f"{RESULTS}/.gpu_slots"  # lock files pinning each GPU job to a device of its own
-)
+# the lock files pinning each GPU job to a device of its own
+GPU_SLOTS = f"{RESULTS}/{SLOTS_FOLDER}"
 ENVS = f"{workflow.basedir}/envs"
 FINAL_OUTPUTS = []
 
