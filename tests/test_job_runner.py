@@ -13,9 +13,20 @@ from resstream.errors import UserError
 from resstream.job_runner import script_main
 
 
+@pytest.fixture(autouse=True)
+def root_logging():
+    """script_main sets up the process's logging as a job's; give the test process its own back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def job(tmp_path, rule="measure_fv"):
-    """What script_main reads of a Snakemake job: its log, threads, rule and outputs."""
-    return types.SimpleNamespace(log=[str(tmp_path / "logs" / f"{rule}.log")], threads=1, rule=rule,
+    """What script_main reads of a Snakemake job: its log, threads, rule and outputs (threads None:
+    this test process keeps its torch threads)."""
+    return types.SimpleNamespace(log=[str(tmp_path / "logs" / f"{rule}.log")], threads=None, rule=rule,
                                  output=[str(tmp_path / "results" / "table.csv")])
 
 
