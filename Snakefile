@@ -1,6 +1,10 @@
 # resstream: the residual-stream study of ResNet18 (Longon, arXiv 2407.05340) as a workflow.
 # All logic lives in the resstream/ library; each rules/*.smk file is one stage and adds its final
 # outputs to FINAL_OUTPUTS.
+from snakemake.utils import min_version
+
+# localrule:, rule name: in loops, --set-resource-scopes and the default-target rule below
+min_version("9.0")
 
 
 configfile: "config.yaml"

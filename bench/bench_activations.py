@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from resstream.activations import extract_activations, open_activations  # noqa: E402
 from resstream.config import Study, validate_config  # noqa: E402
 from resstream.data import ImageFolderDataset  # noqa: E402
-from resstream.weights import load_model  # noqa: E402
+from resstream.weights import load_model, model_param  # noqa: E402
 
 
 def link_images(sample: Path, dest: Path, n: int) -> Path:
@@ -85,7 +85,11 @@ def run_one(which: str, args) -> dict:
             values, seconds = author_way(config, layers, args.batch_size, args.workers)
             return {"seconds": seconds, "values": values, "layers": layers}
         t0 = time.perf_counter()
-        path = extract_activations(config, str(Path(tmp) / "activations.h5"))
+        run = config["activations"]  # the job's arguments, as the activations rule declares them
+        path = extract_activations(
+            str(Path(tmp) / "activations.h5"), model=model_param(config["model"]), dataset=str(root),
+            on_bad_image=config["dataset"]["on_bad_image"], layers=layers, spatial_layers=[], topk=run["topk"],
+            o_relu="post", batch_size=run["batch_size"], workers=run["workers"], log_every=run["log_every"], device="cpu")
         seconds = time.perf_counter() - t0
         with open_activations(path) as f:
             values = {name: f["layers"][name][:] for name in layers}

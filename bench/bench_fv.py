@@ -56,10 +56,14 @@ RESSTREAM_JOB = """
 import json, sys, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
-from resstream.config import validate_config
+from resstream.config import Study, validate_config
 from resstream.fv_job import run_fv_chunk
+from resstream.weights import model_param
 cfg = validate_config(json.loads({cfg!r}))
-run_fv_chunk(cfg, {layer!r}, {chunk!r}, {out!r})
+study = Study(cfg)  # the chunk's arguments, as the fv_chunk rule declares them
+channels = list(study.chunk({layer!r}, {chunk!r}).channels)
+run_fv_chunk(model_param(cfg["model"]), {layer!r}, channels, study.fv_settings({layer!r}).as_params(), {out!r},
+             device=cfg["model"]["device"], log_every=cfg["fv"]["log_every"])
 """
 
 

@@ -1,5 +1,6 @@
 """Dataset activations (spec §6, §8, §13): one streaming pass over an image folder that reads the
-centre neuron of every studied layer at once, the top-k images of every unit, and exemplar grids.
+centre neuron of every studied layer at once, and the top-k images of every unit (their exemplar
+grids: :mod:`resstream.exemplars`; reading the file: :mod:`resstream.activations_file`).
 
 The author ran one full ImageNet pass per layer (18 of them) and held all 50,000 float images in RAM
 (spec §12).  Here every batch goes through ONE forward that stops after the deepest tapped block
@@ -36,46 +37,49 @@ point the counter never covers rows whose data did not reach the file.  A restar
 after the last counted batch if the partial file was made for the same dataset listing, layers,
 weights and settings (``fingerprint``); otherwise it logs why and starts over.  Nothing is random,
 so a resumed file holds the same values as an uninterrupted one.
+
+A full disk: before any work the pass checks that the device has room for the whole file
+(uncompressed, :func:`expected_bytes`), and before each block that it has room for that block; a
+write that fails anyway ends the job with one line naming the file and the device
+(:mod:`resstream.disk_space`).  The counter never covers a block whose write failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from .errors import UserError
-from .blocks import TapRef
-from .config import ConfigError, Study
-from .data import DatasetError, ImageFolderDataset, load_rgb, scan_image_folder, view_transform
+from .activations_file import (  # noqa: F401  (re-exported: reading the file)
+    FORMAT,
+    PARTIAL_SUFFIX,
+    IncompleteActivationsError,
+    open_activations,
+    read_layer,
+)
+from .blocks import TapRef, model_blocks, parse_layer
+from .data import DatasetError, ImageFolderDataset, scan_image_folder
 from .device import resolve_device
+from .disk_space import DiskSpaceError, check_free_space, disk_full_error, is_disk_full
 from .taps import block_taps, center_activation
-from .weights import load_configured_model
+from .weights import load_model_param
 
 log = logging.getLogger("resstream.activations")
 
-FORMAT = "resstream.activations/1"
-PARTIAL_SUFFIX = ".partial"
 TIE_RULE = "value descending; among equal values the higher image index first (author's torch.sort, spec §8); NaN never chosen"
 SPATIAL_DTYPE = np.float16
-GRID_COLUMNS = 3
-GRID_PADDING = 2  # pixels between tiles (and around them)
 STR_DTYPE = h5py.string_dtype("utf-8")
-
-
-class IncompleteActivationsError(UserError, RuntimeError):
-    """An activations file that is not (yet) complete, e.g. a ``.partial`` left by a killed run."""
 
 
 @dataclass(frozen=True)
@@ -88,45 +92,24 @@ class TappedLayer:
 
 
 # -- the plan ------------------------------------------------------------------------------------
-def spatial_layer_names(config: dict, study: Study) -> list[str]:
-    """``activations.spatial_layers``, checked against the tapped layers."""
-    names = list(config["activations"]["spatial_layers"])
-    tapped = study.activation_layers()
-    bad = [n for n in names if n not in tapped]
-    if bad:
-        raise ConfigError(
-            f"activations.spatial_layers: {', '.join(bad)} not among the tapped layers of this study "
-            f"({', '.join(tapped)})"
-        )
-    return [n for n in tapped if n in names]
-
-
-def probe_layers(model: torch.nn.Module, study: Study, device: torch.device) -> list[TappedLayer]:
+def probe_layers(model: torch.nn.Module, layer_names: list[str], device: torch.device) -> list[TappedLayer]:
     """Channels and map size of every tapped layer, from one forward of a blank image (the model's
     own structure decides, e.g. a Bottleneck stage's input has fewer channels than its output)."""
-    names = study.activation_layers()
-    refs = [study.layer_ref(n) for n in names]
+    blocks = model_blocks(model)
+    refs = [parse_layer(blocks, n) for n in layer_names]
     with torch.inference_mode():
         taps = block_taps(model, torch.zeros(1, 3, 224, 224, device=device), refs)
-    return [TappedLayer(n, r, *taps[r].shape[1:4]) for n, r in zip(names, refs)]
+    return [TappedLayer(n, r, *taps[r].shape[1:4]) for n, r in zip(layer_names, refs)]
 
 
-def exemplar_units(study: Study) -> dict[str, list[int]]:
-    """The units that get exemplar grids: per FV layer the study's channels of it; per extra
-    post-ReLU layer (Fig 4 input curves, A.3) the channels of the studied blocks that read it (its
-    own block, and the next block whose input it is), within the layer's channel count."""
-    units: dict[str, list[int]] = {}
-    for layer in study.activation_layers():
-        if layer in study.layers:
-            chans = study.layer_channels(layer)
-        else:
-            ref = study.layer_ref(layer)
-            n_channels = study.block_info(ref.block).channels
-            readers = [b for b in study.study_blocks if b == ref.block or study.block_info(b).prev == ref.block]
-            chans = sorted({c for b in readers for c in study.block_channels(b) if c < n_channels})
-        if chans:
-            units[layer] = chans
-    return units
+def expected_bytes(n_images: int, layers: list[TappedLayer], spatial: list[str], topk: int) -> int:
+    """Upper bound of the activations file's size before compression: ``[N, C]`` float32 per layer,
+    ``[N, C, H, W]`` float16 per spatial layer, the top-k tables and the image listing."""
+    centre = sum(n_images * t.channels * 4 for t in layers)
+    maps = sum(n_images * t.channels * t.height * t.width * np.dtype(SPATIAL_DTYPE).itemsize for t in layers if t.name in spatial)
+    top = sum(t.channels * topk * 12 for t in layers)
+    listing = n_images * 300  # relative path, class name and id, ok flag
+    return centre + maps + top + listing + (1 << 20)
 
 
 def listing_digest(records) -> str:
@@ -137,17 +120,18 @@ def listing_digest(records) -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(config: dict, records, layers: list[TappedLayer], spatial: list[str], identity) -> dict:
+def run_fingerprint(dataset: str, on_bad_image: str, o_relu: str, records, layers: list[TappedLayer], spatial: list[str],
+                    identity) -> dict:
     """What a partial file must match to be resumed: everything that changes its content."""
     return {
         "format": FORMAT,
-        "dataset_root": str(Path(config["dataset"]["path"]).resolve()),
+        "dataset_root": str(Path(dataset).resolve()),
         "n_images": len(records),
         "listing_sha256": listing_digest(records),
-        "on_bad_image": config["dataset"]["on_bad_image"],
+        "on_bad_image": on_bad_image,
         "weights_state_dict_sha256": identity.state_dict_sha256,
         "arch": identity.arch,
-        "o_relu": config["study"]["o_relu"],
+        "o_relu": o_relu,
         "layers": [[t.name, t.channels, t.height, t.width] for t in layers],
         "spatial_layers": spatial,
     }
@@ -278,10 +262,20 @@ def _resume_or_explain(path: str, fingerprint: dict) -> tuple[h5py.File | None, 
 class _RowBlockWriter:
     """Writes rows in whole blocks of ``chunk_rows`` (the file's chunk height): a block is written
     once, into fresh chunks, flushed, and then counted.  With batch_size == chunk_rows (a run that
-    made the file) one block is one batch; a resumed run with another batch size buffers rows."""
+    made the file) one block is one batch; a resumed run with another batch size buffers rows.
+
+    A full disk: HDF5 reports a failed write only where h5py can raise it (a flush; errors while
+    it releases a dataset are printed and dropped, and later writes can crash the process), so a
+    block is written only when the device has room for it (its uncompressed size plus
+    ``WRITE_MARGIN`` for HDF5's own records), and the datasets stay open so that a flush is where
+    any failure surfaces."""
+
+    WRITE_MARGIN = 256 << 10
 
     def __init__(self, f: h5py.File, layers, spatial, chunk_rows: int, start: int):
         self.f = f
+        self.datasets = {"ok": f["images/ok"], **{f"layers/{t.name}": f[f"layers/{t.name}"] for t in layers},
+                         **{f"spatial/{t.name}": f[f"spatial/{t.name}"] for t in layers if t.name in spatial}}
         self.layers = layers
         self.spatial = [t for t in layers if t.name in spatial]
         self.chunk_rows = chunk_rows
@@ -313,18 +307,33 @@ class _RowBlockWriter:
         if self.fill:
             self._write_block()
 
+    def _block_bytes(self, n: int) -> int:
+        return n * (1 + sum(b.itemsize * b[0].size for b in (*self.centre.values(), *self.maps.values())))
+
     def _write_block(self):
         r0, r1, n = self.start, self.start + self.fill, self.fill
-        self.f["images/ok"][r0:r1] = self.ok[:n]
-        for name, buf in self.centre.items():
-            self.f[f"layers/{name}"][r0:r1] = buf[:n]
-        for name, buf in self.maps.items():
-            self.f[f"spatial/{name}"][r0:r1] = buf[:n]
-        self.f.flush()  # data first ...
-        self.f.attrs["finished_rows"] = r1
-        self.f.attrs["finished_batches"] = math.ceil(r1 / self.chunk_rows)
-        self.f.flush()  # ... then the counter: a kill between the two only repeats this block
-        self.start, self.fill = r1, 0
+        if shutil.disk_usage(os.path.dirname(os.path.abspath(self.f.filename))).free < self._block_bytes(n) + self.WRITE_MARGIN:
+            raise disk_full_error(self.f.filename)  # nothing of this block was handed to HDF5
+        try:
+            self.datasets["ok"][r0:r1] = self.ok[:n]
+            for name, buf in self.centre.items():
+                self.datasets[f"layers/{name}"][r0:r1] = buf[:n]
+            for name, buf in self.maps.items():
+                self.datasets[f"spatial/{name}"][r0:r1] = buf[:n]
+            self.f.flush()  # data first ...
+            self.f.attrs["finished_rows"] = r1
+            self.f.attrs["finished_batches"] = math.ceil(r1 / self.chunk_rows)
+            self.f.flush()  # ... then the counter: a kill between the two only repeats this block
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self.f.filename) from None
+            raise
+        self.start, self.fill = r1, 0  # counted only once the write has succeeded
+
+    @property
+    def written_rows(self) -> int:
+        """Rows whose block reached the file (buffered rows do not count)."""
+        return self.start
 
 
 # -- the pass ------------------------------------------------------------------------------------
@@ -392,39 +401,51 @@ def _stream(f, model, device, dataset, layers, spatial, chunk_rows, start, batch
             del taps
             writer.add(int(index[0]), ok, centre, maps)
             done += len(ok)
+            if b == n_batches:
+                writer.finish()  # the last, possibly short, block
             if b % log_every == 0 or b == n_batches:
                 elapsed = time.perf_counter() - t0
                 rate = done / elapsed if elapsed > 0 else float("nan")
                 left = n - start - done
-                log.info("batch %d/%d: %d/%d images, %.1f img/s, ETA %s", b, n_batches, start + done, n, rate,
-                         _format_eta(left / rate) if rate > 0 else "?")
+                # the images counted are those whose block reached the file, never buffered ones
+                log.info("batch %d/%d: %d/%d images written, %.1f img/s, ETA %s", b, n_batches, writer.written_rows, n,
+                         rate, _format_eta(left / rate) if rate > 0 else "?")
         writer.finish()
     except DatasetError as exc:
         raise _worker_error(exc) from None
 
 
-def extract_activations(config: dict, out_path: str, gpus: int | None = None) -> str:
-    """Write the activations file of a validated config to ``out_path``; resumes a partial run.
-    ``gpus``: what the Snakemake job declared (:func:`resstream.device.resolve_device`)."""
-    study = Study(config)
-    act = config["activations"]
+def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_image: str, layers: list[str],
+                        spatial_layers: list[str], topk: int, o_relu: str, batch_size: int = 64, workers: int = 2,
+                        log_every: int = 10, device: str = "auto", gpus: int | None = None) -> str:
+    """The dataset pass (the ``activations`` job): the centre neuron of every layer in ``layers``
+    (and the full maps of ``spatial_layers``) for every image of the folder ``dataset``, written to
+    ``out_path``; resumes a partial run.  ``model``: the rule's model param
+    (:func:`resstream.weights.model_param`); ``batch_size``, ``workers``, ``log_every``, ``device``
+    and ``gpus`` (what the job declared, :func:`resstream.device.resolve_device`) change how it
+    runs, not what it writes."""
     limit_heap_growth()
-    root = config["dataset"]["path"]
-    if root is None:
-        raise ConfigError("dataset.path is not set. Fix: point it at an image folder (ImageNet val: class sub-folders).")
-    records = scan_image_folder(root)
-    model_cfg = config["model"]
-    model, identity = load_configured_model(model_cfg)
-    device = resolve_device(model_cfg["device"], gpus)
-    model.to(device)
-    layers = probe_layers(model, study, device)
-    spatial = spatial_layer_names(config, study)
-    fingerprint = run_fingerprint(config, records, layers, spatial, identity)
-    batch_size = act["batch_size"]
+    if dataset is None:
+        raise DatasetError("dataset.path is not set. Fix: point it at an image folder (ImageNet val: class sub-folders).")
+    records = scan_image_folder(dataset)
+    net, identity = load_model_param(model)
+    run_on = resolve_device(device, gpus)
+    net.to(run_on)
+    tapped = probe_layers(net, layers, run_on)
+    fingerprint = run_fingerprint(dataset, on_bad_image, o_relu, records, tapped, spatial_layers, identity)
 
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     partial = out_path + PARTIAL_SUFFIX
     f, why_not = _resume_or_explain(partial, fingerprint)
+    start = int(f.attrs["finished_rows"]) if f is not None else 0
+    left = 1 - start / max(1, len(records))
+    try:
+        check_free_space(out_path, int(expected_bytes(len(records), tapped, spatial_layers, topk) * left),
+                         f"the activations file {out_path} ({len(records) - start} images, {len(tapped)} layers)")
+    except DiskSpaceError:
+        if f is not None:
+            f.close()
+        raise
     if f is None:
         if why_not:
             log.warning("not resuming %s: %s; starting over", partial, why_not)
@@ -432,130 +453,78 @@ def extract_activations(config: dict, out_path: str, gpus: int | None = None) ->
         attrs = {
             "weights": json.dumps(identity.as_dict(), sort_keys=True),
             "weights_label": identity.label,
-            "dataset_root": str(root),
+            "dataset_root": str(dataset),
             "dataset_root_resolved": fingerprint["dataset_root"],
-            "o_relu": study.o_relu,
-            "layers": json.dumps([t.name for t in layers]),
-            "spatial_layers": json.dumps(spatial),
+            "o_relu": o_relu,
+            "layers": json.dumps([t.name for t in tapped]),
+            "spatial_layers": json.dumps(spatial_layers),
             "center_rule": "(H//2, W//2) of every channel",
             "transform": "Resize(256) antialiased, CenterCrop(224), ToTensor, ImageNet Normalize",
         }
-        f = _create_partial(partial, fingerprint, records, layers, spatial, chunk_rows, attrs)
-        start = 0
+        f = _create_partial_or_explain(partial, fingerprint, records, tapped, spatial_layers, chunk_rows, attrs)
     else:
         chunk_rows = int(f.attrs["chunk_rows"])
-        start = int(f.attrs["finished_rows"])
         log.info("resuming %s after %d finished batches (%d/%d images)", partial, int(f.attrs["finished_batches"]),
                  start, len(records))
         if start < len(records) and batch_size != chunk_rows:
             log.info("batch_size %d differs from the partial file's %d: rows are buffered into its blocks; "
                      "values may differ from an uninterrupted run in the last float bits", batch_size, chunk_rows)
-    log.info("%d images from %s, %d layers (%s), weights %s, device %s", len(records), root, len(layers),
-             ", ".join(t.name for t in layers), identity.label, device)
-    try:
+    log.info("%d images from %s, %d layers (%s), weights %s, device %s", len(records), dataset, len(tapped),
+             ", ".join(t.name for t in tapped), identity.label, run_on)
+    with _closed_even_when_full(f):
         if start < len(records):
-            dataset = ImageFolderDataset(root, on_bad_image=config["dataset"]["on_bad_image"], records=records)
-            _stream(f, model, device, dataset, layers, spatial, chunk_rows, start, batch_size, act["workers"],
-                    act["log_every"])
-        ok = f["images/ok"][:]
-        if not ok.all():
-            bad = [p.decode() if isinstance(p, bytes) else p for p in f["images/path"][np.flatnonzero(~ok)[:10]]]
-            log.warning("%d unreadable image(s) skipped (NaN rows, ok=False), e.g. %s", int((~ok).sum()), ", ".join(bad))
-        # read ~16 MB of the widest layer at a time, in whole chunks
-        widest = max(t.channels for t in layers)
-        read_rows = chunk_rows * max(1, (4 << 20) // (chunk_rows * widest))
-        _write_topk(f, layers, act["topk"], read_rows)
-        f.attrs["complete"] = True
-        f.flush()
-    finally:
-        f.close()
+            pictures = ImageFolderDataset(dataset, on_bad_image=on_bad_image, records=records)
+            _stream(f, net, run_on, pictures, tapped, spatial_layers, chunk_rows, start, batch_size, workers, log_every)
+        _finish(f, tapped, chunk_rows, topk)
     os.replace(partial, out_path)
     log.info("wrote %s", out_path)
     return out_path
 
 
-# -- reading -------------------------------------------------------------------------------------
-def open_activations(path: str) -> h5py.File:
-    """Open a complete activations file read-only; refuses partial files."""
-    f = h5py.File(path, "r")
-    if f.attrs.get("format") != FORMAT or not bool(f.attrs.get("complete", False)):
+def _create_partial_or_explain(path: str, *args) -> h5py.File:
+    try:
+        return _create_partial(path, *args)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(path) from None
+        raise
+
+
+def _finish(f: h5py.File, layers: list[TappedLayer], chunk_rows: int, topk: int) -> None:
+    """The top-k tables, then the file marked complete."""
+    ok = f["images/ok"][:]
+    if not ok.all():
+        bad = [p.decode() if isinstance(p, bytes) else p for p in f["images/path"][np.flatnonzero(~ok)[:10]]]
+        log.warning("%d unreadable image(s) skipped (NaN rows, ok=False), e.g. %s", int((~ok).sum()), ", ".join(bad))
+    # read ~16 MB of the widest layer at a time, in whole chunks
+    widest = max(t.channels for t in layers)
+    read_rows = chunk_rows * max(1, (4 << 20) // (chunk_rows * widest))
+    try:
+        _write_topk(f, layers, topk, read_rows)
+        f.attrs["complete"] = True
+        f.flush()
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(f.filename) from None
+        raise
+
+
+@contextlib.contextmanager
+def _closed_even_when_full(f: h5py.File):
+    """Close the partial file however the pass ends.  After a full disk HDF5 cannot flush what it
+    still holds; closing then raises again (the same full disk), which must not hide the first error
+    (the file is a partial one: its counter covers only blocks that reached the disk)."""
+    try:
+        yield f
+    except BaseException:
+        try:
+            f.close()
+        except Exception as exc:  # the first error is the one to report
+            log.debug("closing %s after an error: %s", f.filename, exc)
+        raise
+    try:
         f.close()
-        raise IncompleteActivationsError(
-            f"{path} is not a complete activations file (a killed run's partial?). Fix: rerun the "
-            f"activations rule; it resumes from the last finished batch."
-        )
-    return f
-
-
-def read_layer(path: str, layer: str) -> np.ndarray:
-    """``[N, C]`` centre activations of one layer (NaN rows: skipped images); ``path`` is the
-    file's path (the file is opened and closed here), not an open ``h5py.File``."""
-    with open_activations(path) as f:
-        if layer not in f["layers"]:
-            raise KeyError(f"layer {layer} not in {path}; it holds {', '.join(f['layers'])}")
-        return f["layers"][layer][:]
-
-
-# -- exemplar grids ------------------------------------------------------------------------------
-def exemplar_grid_image(tiles: list[np.ndarray | None], columns: int = GRID_COLUMNS, tile: int = 224,
-                        padding: int = GRID_PADDING) -> np.ndarray:
-    """Tiles (``[224, 224, 3]`` uint8, ``None`` = blank) in rows of ``columns``, best first."""
-    rows = math.ceil(len(tiles) / columns)
-    step = tile + padding
-    grid = np.full((padding + rows * step, padding + columns * step, 3), 255, dtype=np.uint8)
-    for i, t in enumerate(tiles):
-        y, x = padding + (i // columns) * step, padding + (i % columns) * step
-        grid[y : y + tile, x : x + tile] = 0 if t is None else t
-    return grid
-
-
-def write_exemplar_grids(config: dict, h5_path: str, results: str, threads: int = 1) -> int:
-    """A grid PNG of the top-k views per studied unit, plus ``exemplars.csv`` listing them."""
-    import pandas as pd
-    from PIL import Image
-
-    from .analysis import write_table
-    from .paths import exemplar_grid
-
-    study = Study(config)
-    units = exemplar_units(study)
-    with open_activations(h5_path) as f:
-        root = Path(f.attrs["dataset_root_resolved"])
-        paths = f["images/path"].asstr()[:]
-        tops = {layer: (f[f"topk/{layer}/index"][chans], f[f"topk/{layer}/value"][chans]) for layer, chans in units.items()}
-        weights = json.loads(f.attrs["weights"])
-    to_view = view_transform()
-
-    @lru_cache(maxsize=512)  # top images repeat across units; 512 views = 77 MB of uint8
-    def view(row: int) -> np.ndarray:
-        x = to_view(load_rgb(root / paths[row]))
-        return x.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # round: exact pixel values
-
-    jobs = [(layer, c, idx) for layer, chans in units.items() for c, idx in zip(chans, tops[layer][0])]
-
-    def draw(job):
-        layer, c, idx = job
-        out = exemplar_grid(results, layer, c)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        grid = exemplar_grid_image([view(int(i)) if i >= 0 else None for i in idx])
-        # zlib level 1: 3x faster than PIL's default 6 for 20 % more bytes (thousands of grids)
-        Image.fromarray(grid).save(out, compress_level=1)
-
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for _ in pool.map(draw, jobs):
-            pass
-    # the folder paths.exemplar_grid puts every layer's grids in (the rule's directory output)
-    exemplars_dir = os.path.dirname(os.path.dirname(exemplar_grid(results, "any-layer", 0)))
-    rows = [
-        {"layer": layer, "channel": c, "rank": rank, "image_index": int(i), "path": paths[i] if i >= 0 else "",
-         "activation": float(v)}
-        for layer, chans in units.items()
-        for c, idx_row, val_row in zip(chans, *tops[layer])
-        for rank, (i, v) in enumerate(zip(idx_row, val_row))
-    ]
-    columns = ["layer", "channel", "rank", "image_index", "path", "activation"]
-    meta = {"weights": weights, "activations": h5_path, "dataset_root": str(root),
-            "rank": "0 = the unit's highest activation; image_index = row of activations.h5 /images (-1: none)"}
-    write_table(pd.DataFrame(rows, columns=columns), os.path.join(exemplars_dir, "exemplars.csv"), meta)
-    log.info("wrote %d exemplar grids of %d layers under %s", len(jobs), len(units), exemplars_dir)
-    return len(jobs)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(f.filename) from None
+        raise

@@ -1,4 +1,5 @@
-"""Analysis outputs: where they live, how tables are written and read back, and the summary.
+"""Analysis outputs: where they live, the metric tables derived from the raw ones, what each figure
+reads, and the summary.  (How tables are written and read back: :mod:`resstream.tables`.)
 
 Layout under ``results``:
 
@@ -22,8 +23,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
 from . import metrics
+from .errors import ConfigError
+from .tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")
 # The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).
@@ -40,10 +42,21 @@ FIGURES = {
     "fig8": "fig8_closest_mixes",
 }
 FIGURE_FORMATS = ("png", "pdf")
-
-
-class AnalysisError(UserError, RuntimeError):
-    """An analysis input that cannot be used; the message names the file and the fix."""
+# What each figure reads besides the FV metric tables (rules/analysis.smk makes one rule per figure
+# from this): imagenet = the ImageNet metric tables, fv_images = the centre-FV chunk folders,
+# exemplars = the exemplar-grid folders, channel_fvs = the channel-FV chunk folders.  Figs 3 and 4
+# read the tables of analysis.fig3_fig4_blocks only.
+FIGURE_READS = {
+    "fig1": ("fv_images", "exemplars", "channel_fvs"),
+    "fig2": (),
+    "fig3": (),
+    "fig4": (),
+    "fig5": (),
+    "fig6": ("fv_images", "exemplars", "channel_fvs"),
+    "fig7": ("imagenet", "fv_images", "exemplars"),
+    "fig8": ("fv_images", "exemplars"),
+}
+FIG34 = ("fig3", "fig4")
 
 
 def _check_stimulus(stimulus: str):
@@ -61,73 +74,12 @@ def metric_table_csv(results: str, block: str, stimulus: str) -> str:
     return os.path.join(results, "analysis", block, f"{stimulus}_table.csv")
 
 
-def sidecar_json(csv_path: str) -> str:
-    return os.path.splitext(csv_path)[0] + ".json"
-
-
 def figure_file(results: str, fig: str, fmt: str) -> str:
     return os.path.join(results, "figures", f"{FIGURES[fig]}.{fmt}")
 
 
 def summary_json(results: str) -> str:
     return os.path.join(results, "summary.json")
-
-
-# --- tables -----------------------------------------------------------------------------------------
-
-
-WEIGHTS_COLUMN = "weights"
-
-
-def write_table(df: pd.DataFrame, path: str, meta: dict) -> None:
-    """A plain CSV (header row, one row per record: ``pandas.read_csv``, R's ``read.csv`` and
-    spreadsheets read it as is), and ``meta`` (weights identity, settings) as JSON beside it.
-
-    The last column, ``weights``, names the weights that made each row (``meta['weights']['label']``
-    unless the table brings its own, as the cross-model tables do), so a table copied away from
-    its sidecar still says what made it."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    df = df.copy()
-    if WEIGHTS_COLUMN not in df.columns:
-        df[WEIGHTS_COLUMN] = (meta.get("weights") or {}).get("label", "unknown weights")
-    df = df[[c for c in df.columns if c != WEIGHTS_COLUMN] + [WEIGHTS_COLUMN]]
-    tmp = path + ".tmp"
-    df.to_csv(tmp, index=False, float_format="%.9g")
-    with open(sidecar_json(path), "w") as f:
-        json.dump(meta, f, indent=2, default=_json_default)
-    os.replace(tmp, path)  # the CSV last: a CSV on disk always has its sidecar
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def read_table(path: str) -> tuple[pd.DataFrame, dict]:
-    """``(table, meta)``; the status columns stay strings, pass flags booleans.  Tables written
-    before the CSVs were plain (a ``# weights: ...`` first line) are read too."""
-    if not os.path.exists(path):
-        raise AnalysisError(f"analysis table {path} does not exist. Fix: run the workflow up to it (snakemake {path}).")
-    with open(path) as f:
-        first = f.readline()
-    df = pd.read_csv(path, skiprows=1 if first.startswith("#") else 0, keep_default_na=False, na_values=["", "nan", "NaN"])
-    for col in ("pass_all", "pass_nomix"):
-        if col in df.columns:
-            df[col] = df[col].astype(str).str.lower().eq("true")
-    for col in df.columns:
-        if col.endswith("status") or col.endswith("group") or col in ("block", "stimulus", WEIGHTS_COLUMN):
-            df[col] = df[col].astype(str)
-    meta_path = sidecar_json(path)
-    meta = {}
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-    return df, meta
 
 
 def derive_table(raw_csv: str, out_csv: str, analysis_cfg: dict) -> pd.DataFrame:
@@ -228,7 +180,7 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
     if out_path:
         os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
         with open(out_path, "w") as f:
-            json.dump(summary, f, indent=2, default=_json_default)
+            json.dump(summary, f, indent=2, default=json_default)
     return summary
 
 
@@ -241,8 +193,6 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
     if setting != "default":
         missing = [b for b in setting if b not in study.study_blocks]
         if missing:
-            from .config import ConfigError
-
             raise ConfigError(f"analysis.fig3_fig4_blocks: block(s) {', '.join(missing)} not among study.blocks ({', '.join(study.study_blocks)})")
         return [b for b in study.study_blocks if b in setting]
     last_stage = study.blocks[-1].name.split(".")[0]

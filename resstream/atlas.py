@@ -28,10 +28,10 @@ import pandas as pd
 from PIL import Image
 
 from . import metrics, scorecard
-from .analysis import read_table
 from .errors import UserError
 from .outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
-from .paths import unit_png_name
+from .paths import EXEMPLAR_LIST, chunk_unit_pngs, layer_unit_pngs
+from .tables import read_table
 
 log = logging.getLogger("resstream.atlas")
 
@@ -163,27 +163,16 @@ def thumbnail(src: str, dst: str, px: int, quality: int) -> None:
         img.save(dst, "JPEG", quality=quality, optimize=True)
 
 
-def index_unit_pngs(chunk_dirs) -> dict[tuple[str, int], str]:
-    """``{(layer, channel): png}`` of FV chunk folders ``.../{layer}/{chunk}/unit{c:04d}.png``."""
-    out = {}
-    for d in chunk_dirs:
-        layer = os.path.basename(os.path.dirname(os.path.normpath(d)))
-        for name in sorted(os.listdir(d)):
-            if name.startswith("unit") and name.endswith(".png"):
-                out[(layer, int(name[4:-4]))] = os.path.join(d, name)
-    return out
-
-
-def read_exemplar_list(exemplars_dir: str, layers) -> dict[tuple[str, int], list[tuple[str, float]]]:
-    """``{(layer, channel): [(image path, activation), ...]}`` from ``exemplars.csv``."""
-    path = os.path.join(exemplars_dir, "exemplars.csv")
-    if not os.path.exists(path):
-        return {}
-    df = read_table(path)[0]
-    df = df[df["layer"].isin(set(layers))].sort_values(["layer", "channel", "rank"])
+def read_exemplar_lists(exemplar_dirs) -> dict[tuple[str, int], list[tuple[str, float]]]:
+    """``{(layer, channel): [(image path, activation), ...]}`` from each layer folder's ``exemplars.csv``."""
     out: dict[tuple[str, int], list[tuple[str, float]]] = {}
-    for row in df.itertuples(index=False):
-        out.setdefault((row.layer, int(row.channel)), []).append((str(row.path), float(row.activation)))
+    for folder in exemplar_dirs:
+        path = os.path.join(folder, EXEMPLAR_LIST)
+        if not os.path.exists(path):
+            continue
+        df = read_table(path)[0].sort_values(["layer", "channel", "rank"])
+        for row in df.itertuples(index=False):
+            out.setdefault((row.layer, int(row.channel)), []).append((str(row.path), float(row.activation)))
     return out
 
 
@@ -242,21 +231,23 @@ def write_block(
     layers: dict[str, str],
     fv_dirs,
     channel_fv_dirs,
-    exemplars_dir: str,
+    exemplar_dirs,
     out_dir: str,
     settings: dict,
 ) -> dict:
     """The block's table page, one page per unit and their thumbnails, into ``out_dir`` (built
-    under a temporary name, renamed into place when complete)."""
+    under a temporary name, renamed into place when complete), from the block's tables, its FV and
+    channel-FV chunk folders and the exemplar folders of its layers."""
     fv, meta = read_table(fv_csv)
     imagenet = read_table(imagenet_csv)[0] if imagenet_csv else None
     weights = meta.get("weights")
     units = block_units(fv, imagenet)
     if not units:
         raise AtlasError(f"{fv_csv} has no channels: nothing to put in the atlas for block {block}")
-    fv_pngs = index_unit_pngs(fv_dirs)
-    channel_pngs = index_unit_pngs(channel_fv_dirs)
-    tops = read_exemplar_list(exemplars_dir, layers.values())
+    fv_pngs = chunk_unit_pngs(fv_dirs)
+    channel_pngs = chunk_unit_pngs(channel_fv_dirs)
+    grids = layer_unit_pngs(exemplar_dirs)
+    tops = read_exemplar_lists(exemplar_dirs)
     px, quality = settings["fv_px"], settings["jpeg_quality"]
 
     remove_stale_partials(out_dir)
@@ -280,10 +271,8 @@ def write_block(
         for kind in KINDS:
             layer = layers[kind]
             pics[("fv", kind)] = thumb(fv_pngs.get((layer, c)), f"{kind}_fv_{c:04d}.jpg", px, f"centre FV {kind} {layer} {c}")
-            pics[("top9", kind)] = thumb(
-                os.path.join(exemplars_dir, layer, unit_png_name(c)), f"{kind}_top9_{c:04d}.jpg", settings["top9_px"],
-                f"top-9 {kind} {layer} {c}",
-            )
+            pics[("top9", kind)] = thumb(grids.get((layer, c)), f"{kind}_top9_{c:04d}.jpg", settings["top9_px"],
+                                         f"top-9 {kind} {layer} {c}")
             if kind in settings["channel_fvs"]:
                 pics[("chfv", kind)] = thumb(channel_pngs.get((layer, c)), f"{kind}_chfv_{c:04d}.jpg", px, f"channel FV {kind} {layer} {c}")
         row_thumbs[c] = thumb(fv_pngs.get((layers["O"], c)), f"row_{c:04d}.jpg", settings["row_px"], f"row thumbnail {c}")

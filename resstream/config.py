@@ -15,13 +15,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import UserError
+from .errors import ConfigError  # noqa: F401  (re-exported: config.ConfigError)
 from . import blocks as blk
+from .fv_settings import FVSettings  # noqa: F401  (re-exported: config.FVSettings)
 from .schema import SCHEMA_PATH, load_schema  # noqa: F401  (re-exported: config.load_schema)
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration problem; the message starts with the offending key."""
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -109,22 +106,6 @@ def default_jitter(block: blk.BlockInfo) -> int:
     per_stage = {1: 0, 2: 4}
     effective = stage - 1 if position == 0 else stage
     return per_stage.get(effective, 16) if effective >= 1 else 0
-
-@dataclass(frozen=True)
-class FVSettings:
-    steps: int
-    lr: float
-    jitter: int
-    hook: str
-    seed: int
-    rf_crop: bool
-    bf16: bool
-    microbatch: int | None
-    channels_last: bool
-    tf32: bool
-
-    def as_params(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -226,6 +207,10 @@ class Study:
     def channel_fv_chunks(self, layer: str) -> list[Chunk]:
         return self.chunks(layer, self.channel_fv_roles)
 
+    def block_fv_layers(self, block: str) -> list[str]:
+        """The FV layers serving a studied block (its I, B and O, in the order of ``layers``)."""
+        return [name for name, uses in self.layers.items() if any(b == block for b, _ in uses)]
+
     def block_layers(self, block: str) -> dict[str, str]:
         """``{role: layer}`` of a studied block."""
         return {role: blk.layer_name(self.blocks, blk.role_tap(self.blocks, block, role, self.o_relu)) for role in blk.ROLES}
@@ -246,7 +231,10 @@ class Study:
                 f"({', '.join(self.layers)})"
             )
 
-    def fv_settings(self, layer: str) -> FVSettings:
+    def fv_settings(self, layer: str, objective: str = "center") -> FVSettings:
+        """The FV settings of a layer (``fv`` with its block's and its own ``fv.overrides``).  A
+        channel objective (whole map) is never cropped to a receptive field: its ``rf_crop`` is
+        False whatever ``fv.rf_crop`` says, so that setting never reruns channel FVs."""
         fv = self.config["fv"]
         info = self.layer_block(layer)
         values = {"steps": fv["steps"], "lr": fv["lr"], "jitter": default_jitter(info)}
@@ -260,7 +248,7 @@ class Study:
             jitter=int(values["jitter"]),
             hook=fv["hook"],
             seed=fv["seed"],
-            rf_crop=fv["rf_crop"],
+            rf_crop=fv["rf_crop"] and objective == "center",
             bf16=fv["bf16"],
             microbatch=fv["microbatch"],
             channels_last=fv["channels_last"],
@@ -283,6 +271,35 @@ class Study:
             return (order[ref.block], blk.TAP_KINDS.index(ref.kind))
 
         return sorted(names, key=key)
+
+    def spatial_layers(self) -> list[str]:
+        """``activations.spatial_layers``, checked against the tapped layers, in forward order."""
+        names = list(self.config["activations"]["spatial_layers"])
+        tapped = self.activation_layers()
+        bad = [n for n in names if n not in tapped]
+        if bad:
+            raise ConfigError(
+                f"activations.spatial_layers: {', '.join(bad)} not among the tapped layers of this study "
+                f"({', '.join(tapped)})"
+            )
+        return [n for n in tapped if n in names]
+
+    def exemplar_units(self) -> dict[str, list[int]]:
+        """The units that get exemplar grids: per FV layer the study's channels of it; per extra
+        post-ReLU layer (Fig 4 input curves, A.3) the channels of the studied blocks that read it
+        (its own block, and the next block whose input it is), within the layer's channel count."""
+        units: dict[str, list[int]] = {}
+        for layer in self.activation_layers():
+            if layer in self.layers:
+                chans = self.layer_channels(layer)
+            else:
+                ref = self.layer_ref(layer)
+                n_channels = self.block_info(ref.block).channels
+                readers = [b for b in self.study_blocks if b == ref.block or self.block_info(b).prev == ref.block]
+                chans = sorted({c for b in readers for c in self.block_channels(b) if c < n_channels})
+            if chans:
+                units[layer] = chans
+        return units
 
     def layer_table(self) -> list[dict]:
         """Spec §1's table for this model and study: one row per (block, role)."""

@@ -3,14 +3,13 @@
 Every figure is titled by block, saved as PNG and PDF, names the weights in its title, and carries
 a large "RANDOM WEIGHTS — not pretrained" mark whenever the weights are not pretrained, so a demo
 figure cannot pass for a result, and a "CUSTOM CHECKPOINT — not torchvision's weights" mark when
-they come from a checkpoint of one's own (``model.checkpoint: any``).  Image grids (Figs 1, 6, 7, 8) read the FV PNGs under
-``results/fv`` and the exemplar grids under ``results/activations/exemplars``; a picture that does
-not exist is drawn as a labelled blank cell rather than failing the figure.
+they come from a checkpoint of one's own (``model.checkpoint: any``).  Image grids (Figs 1, 6, 7, 8) read the FV PNGs, the
+channel-FV PNGs and the exemplar grids from the folders the figure's job was given (its inputs);
+a picture that does not exist is drawn as a labelled blank cell rather than failing the figure.
 """
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 
@@ -22,7 +21,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from . import metrics  # noqa: E402
-from .paths import exemplar_grid, unit_png_name  # noqa: E402
+from .paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
 
 RANDOM_MARK = "RANDOM WEIGHTS — not pretrained"
 CUSTOM_MARK = "CUSTOM CHECKPOINT — not torchvision's weights"
@@ -225,26 +224,26 @@ def fig5_scale_invariance(tables: dict, weights, png: str, pdf: str) -> list[str
 
 
 class ImageSource:
-    """FV PNGs, channel-objective FV PNGs and exemplar grids of a results folder, by layer and
-    channel.  ``channel_fvs``: the folder a ``channel_fvs`` job wrote for this figure, if any."""
+    """FV PNGs, channel-objective FV PNGs and exemplar grids by (layer, channel), from the folders a
+    figure job was given: FV and channel-FV chunk folders, per-layer exemplar folders."""
 
-    def __init__(self, results: str, channel_fvs: str | None = None):
-        self.results = results
-        self.channel_fvs = channel_fvs
-
-    def channel_fv(self, layer: str, channel: int):
-        if not self.channel_fvs:
-            return None
-        path = os.path.join(self.channel_fvs, layer, unit_png_name(channel))
-        return _read(path) if os.path.exists(path) else None
+    def __init__(self, fv_dirs=(), exemplar_dirs=(), channel_fv_dirs=()):
+        self._fv = chunk_unit_pngs(fv_dirs)
+        self._exemplars = layer_unit_pngs(exemplar_dirs)
+        self._channel_fv = chunk_unit_pngs(channel_fv_dirs)
 
     def fv(self, layer: str, channel: int):
-        hits = sorted(glob.glob(os.path.join(glob.escape(self.results), "fv", glob.escape(layer), "*", unit_png_name(channel))))
-        return _read(hits[0]) if hits else None
+        return _read_if(self._fv.get((layer, channel)))
+
+    def channel_fv(self, layer: str, channel: int):
+        return _read_if(self._channel_fv.get((layer, channel)))
 
     def exemplars(self, layer: str, channel: int):
-        path = exemplar_grid(self.results, layer, channel)
-        return _read(path) if os.path.exists(path) else None
+        return _read_if(self._exemplars.get((layer, channel)))
+
+
+def _read_if(path: str | None):
+    return _read(path) if path and os.path.exists(path) else None
 
 
 def _read(path: str):
@@ -253,8 +252,12 @@ def _read(path: str):
 
 
 GRID_COLUMNS = (("fv", "I"), ("fv", "B"), ("fv", "O"), ("top9", "I"), ("top9", "B"), ("top9", "O"))
-# Figs 1 and 6 add the channel-objective FVs (whole-map mean), as in the paper's figures.
-CHANNEL_GRID_COLUMNS = GRID_COLUMNS[:3] + (("chfv", "I"), ("chfv", "B"), ("chfv", "O")) + GRID_COLUMNS[3:]
+
+
+def channel_grid_columns(roles=("I", "B", "O")) -> tuple:
+    """Figs 1 and 6 add the channel-objective FVs (whole-map mean) of the roles that have them
+    (``atlas.channel_fvs``), between the centre FVs and the top-9 grids."""
+    return GRID_COLUMNS[:3] + tuple(("chfv", r) for r in ("I", "B", "O") if r in roles) + GRID_COLUMNS[3:]
 COLUMN_TITLES = {"fv": "centre FV", "chfv": "channel FV", "top9": "top-9"}
 
 
@@ -304,10 +307,12 @@ def fig6_rows(tables: dict, k: int = 3) -> list[dict]:
     return rows
 
 
-def fig6_top_scale_metric(tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf, k: int = 3):
+def fig6_top_scale_metric(tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf, k: int = 3,
+                          channel_fv_roles=("I", "B", "O")):
     return channel_grid(fig6_rows(tables, k), layers_by_block, source,
                         f"Fig 6: top {k} channels by scale metric SM per block (passing all criteria)",
-                        weights, png, pdf, empty_text="no channel passes all criteria in any block", columns=CHANNEL_GRID_COLUMNS)
+                        weights, png, pdf, empty_text="no channel passes all criteria in any block",
+                        columns=channel_grid_columns(channel_fv_roles))
 
 
 def fig7_both_criteria(fv_tables: dict, imnet_tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf):
@@ -349,39 +354,28 @@ def fig1_rows(tables: dict, figure_channels: dict) -> list[dict]:
     return rows
 
 
-def fig1_channel_grids(tables: dict, figure_channels: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf):
+def fig1_channel_grids(tables: dict, figure_channels: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf,
+                       channel_fv_roles=("I", "B", "O")):
     how = "listed in analysis.figure_channels" if figure_channels else "per block: lowest M, M closest to 1, highest M"
     return channel_grid(fig1_rows(tables, figure_channels), layers_by_block, source, f"Fig 1: channel grids ({how})",
-                        weights, png, pdf, empty_text="none of the listed channels is in the study", columns=CHANNEL_GRID_COLUMNS)
-
-
-def figure_units(fig: str, fv_csvs: dict, figure_channels: dict) -> dict[str, list[int]]:
-    """The (layer, channel) units whose channel-objective FVs Fig 1 or Fig 6 shows: {layer: [c]}."""
-    from .analysis import read_table
-
-    tables, layers = {}, {}
-    for block, path in fv_csvs.items():
-        df, meta = read_table(path)
-        tables[block], layers[block] = df, meta.get("layers")
-    rows = fig1_rows(tables, {b: list(c) for b, c in figure_channels.items()}) if fig == "fig1" else fig6_rows(tables)
-    units: dict[str, set[int]] = {}
-    for row in rows:
-        for role in ("I", "B", "O"):
-            units.setdefault(layers[row["block"]][role], set()).add(row["channel"])
-    return {layer: sorted(chans) for layer, chans in units.items()}
+                        weights, png, pdf, empty_text="none of the listed channels is in the study",
+                        columns=channel_grid_columns(channel_fv_roles))
 
 
 # --- driver: one figure from the table files --------------------------------------------------------------
 
 
-def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, results: str, figure_channels: dict, png: str, pdf: str,
-                channel_fvs: str | None = None) -> list[str]:
-    """Draw figure ``fig`` ("fig1".."fig8") from per-block table CSVs (``{block: path}``).
+def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, png: str, pdf: str, *, fv_dirs=(), exemplar_dirs=(),
+                channel_fv_dirs=(), figure_channels: dict | None = None, channel_fv_roles=("I", "B", "O")) -> list[str]:
+    """Draw figure ``fig`` ("fig1".."fig8") from per-block table CSVs (``{block: path}``) and, for
+    the image grids, the FV chunk folders, per-layer exemplar folders and channel-FV chunk folders
+    the figure's job was given.  ``figure_channels`` (Fig 1) and ``channel_fv_roles`` (Figs 1, 6)
+    are the figure's options.
 
     Figs 3 and 4 get the tables of their blocks only (the caller chooses which); the others every
     studied block.  Returns the figure's texts (titles, marks).
     """
-    from .analysis import read_table
+    from .tables import read_table
 
     fv, weights, layers = {}, None, {}
     for block, path in fv_csvs.items():
@@ -389,9 +383,10 @@ def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, results: str, figure_
         fv[block] = df
         weights = weights or meta.get("weights")
         layers[block] = meta.get("layers")
-    source = ImageSource(results, channel_fvs)
+    source = ImageSource(fv_dirs, exemplar_dirs, channel_fv_dirs)
     if fig == "fig1":
-        return fig1_channel_grids(fv, {b: list(c) for b, c in figure_channels.items()}, layers, source, weights, png, pdf)
+        chosen = {b: list(c) for b, c in (figure_channels or {}).items()}
+        return fig1_channel_grids(fv, chosen, layers, source, weights, png, pdf, channel_fv_roles)
     if fig == "fig2":
         return fig2_mix_histograms(fv, weights, png, pdf)
     if fig == "fig3":
@@ -401,7 +396,7 @@ def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, results: str, figure_
     if fig == "fig5":
         return fig5_scale_invariance(fv, weights, png, pdf)
     if fig == "fig6":
-        return fig6_top_scale_metric(fv, layers, source, weights, png, pdf)
+        return fig6_top_scale_metric(fv, layers, source, weights, png, pdf, channel_fv_roles=channel_fv_roles)
     if fig == "fig7":
         imnet = {b: read_table(p)[0] for b, p in imnet_csvs.items()}
         return fig7_both_criteria(fv, imnet, layers, source, weights, png, pdf)

@@ -11,24 +11,46 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 
 import h5py
 import numpy as np
 from PIL import Image
 
-from .blocks import parse_layer
-from .config import FVSettings, Study
+from .blocks import model_blocks, parse_layer
 from .device import resolve_device
+from .disk_space import check_free_space, disk_full_error, is_disk_full
 from .fv import FVError, FVResult, render_units
+from .fv_settings import FVSettings
 from .outputs import partial_dir, publish_dir, remove_stale_partials
 from .paths import unit_png_name
-from .weights import load_configured_model
+from .weights import load_model_param
 
 log = logging.getLogger("resstream.fv")
 
 
+PNG_BYTES = 224 * 224 * 3 + (16 << 10)  # an 8-bit RGB FV: raw size plus PNG overhead (noise barely compresses)
+IMAGE_BYTES = 3 * 224 * 224 * 4  # the float image in fv.h5, before gzip
+
+
+def folder_bytes(units: int, steps: int) -> int:
+    """Upper bound of one chunk folder's size: per unit its PNG, float image and per-step curve."""
+    return units * (PNG_BYTES + IMAGE_BYTES + steps * 4 + 64) + (64 << 10)
+
+
 def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None:
     tmp = partial_dir(out_dir)
+    try:
+        _write_files(result, tmp, weights, layer_tap)
+    except Exception as exc:
+        if is_disk_full(exc):
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+            raise disk_full_error(out_dir) from None
+        raise
+    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute"))
+
+
+def _write_files(result, tmp: str, weights: dict, layer_tap: str) -> None:
     for c, arr in zip(result.channels, result.png_arrays()):
         Image.fromarray(arr).save(os.path.join(tmp, unit_png_name(c)))
     with h5py.File(os.path.join(tmp, "fv.h5"), "w") as f:
@@ -44,7 +66,6 @@ def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None
         f.attrs["settings"] = json.dumps(result.settings)
         f.attrs["weights"] = json.dumps(weights)
         f.attrs["seconds"] = result.seconds
-    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute"))
 
 
 def read_fv_status(out_dir: str) -> dict[int, str]:
@@ -52,19 +73,21 @@ def read_fv_status(out_dir: str) -> dict[int, str]:
         return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
 
 
-def run_fv_chunk(config: dict, layer: str, chunk_name: str, out_dir: str, objective: str = "center", gpus: int | None = None) -> dict:
-    """Render one chunk of a layer's units into ``out_dir``.  ``gpus``: what the Snakemake job declared
-    (:func:`resstream.device.resolve_device`)."""
-    study = Study(config)
-    if layer not in study.layers:
-        raise FVError(f"layer '{layer}' is not an FV layer of this study; layers: {', '.join(study.layers)}")
-    # Channel-objective chunks (the atlas) cover only the units of the roles atlas.channel_fvs names.
-    chunk = study.chunk(layer, chunk_name) if objective == "center" else study.chunk(layer, chunk_name, study.channel_fv_roles)
-    device = resolve_device(config["model"]["device"], gpus)
-    model, identity = load_configured_model(config["model"])
+def run_fv_chunk(model: dict, layer: str, channels: list[int], settings: dict, out_dir: str, *,
+                 objective: str = "center", device: str = "auto", gpus: int | None = None, log_every: int = 50) -> dict:
+    """The FV chunk job: render ``channels`` of ``layer`` with ``settings`` (an
+    :class:`~resstream.fv_settings.FVSettings` as a dict) into ``out_dir``.  ``model``: the rule's
+    model param (:func:`resstream.weights.model_param`); ``device``, ``gpus`` (what the job
+    declared, :func:`resstream.device.resolve_device`) and ``log_every`` change how it runs, not
+    what it writes."""
+    settings = FVSettings(**settings)
+    check_free_space(out_dir, folder_bytes(len(channels), settings.steps),
+                     f"the FV chunk {out_dir} ({len(channels)} units x {settings.steps} steps)")
+    net, identity = load_model_param(model)
+    net = net.to(resolve_device(device, gpus))
     result = render_fv_folder(
-        model.to(device), identity, study.blocks, layer, list(chunk.channels), study.fv_settings(layer), out_dir,
-        objective=objective, log_every=config["fv"]["log_every"], what=f"{layer} {chunk.name}",
+        net, identity, model_blocks(net), layer, list(channels), settings, out_dir,
+        objective=objective, log_every=log_every, what=f"{layer} {os.path.basename(os.path.normpath(out_dir))}",
     )
     return {"channels": result.channels, "status": result.status}
 
@@ -106,34 +129,3 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
     write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.kind}")
     log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
     return result
-
-
-def run_channel_fvs(config: dict, units: dict[str, list[int]], out_dir: str, gpus: int | None = None) -> dict:
-    """Channel-objective FVs (mean of the whole channel map) for display in Figs 1 and 6; the
-    author never produced them.  ``units``: {layer: [channels]}.  Writes ``out_dir/{layer}/``
-    folders like the centre-FV chunks (``unit{c:04d}.png`` + ``fv.h5``), all at once."""
-    study = Study(config)
-    device = resolve_device(config["model"]["device"], gpus)
-    model, identity = load_configured_model(config["model"])
-    model = model.to(device)
-    remove_stale_partials(out_dir)
-    tmp = partial_dir(out_dir)
-    done = {}
-    for layer, channels in sorted(units.items()):
-        if layer not in study.layers:
-            raise FVError(f"channel FV asked for layer '{layer}', which is not an FV layer of this study")
-        settings = study.fv_settings(layer)
-        ref = study.layer_ref(layer)
-        log.info("channel FV %s: channels %s, %s", layer, channels, settings.as_params())
-        result = render_units(
-            model, study.blocks, layer, ref, sorted(set(channels)),
-            steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
-            rf_crop=False, bf16=settings.bf16, microbatch=settings.microbatch,
-            channels_last=settings.channels_last, tf32=settings.tf32, objective="channel",
-            log_every=config["fv"]["log_every"],
-        )
-        write_fv_folder(result, os.path.join(tmp, layer), identity.as_dict(), f"{ref.block}:{ref.kind}")
-        done[layer] = dict(zip(result.channels, result.status))
-    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds channel FVs; delete it (or let snakemake rerun the job) to recompute"))
-    log.info("channel FVs done: %s", done)
-    return done

@@ -66,16 +66,18 @@ def declared_gpus(snakemake) -> int:
     return int(getattr(snakemake.resources, "gpu", 0) or 0)
 
 
-def prepare_job_device(snakemake) -> int:
+def prepare_job_device(device: str, gpus: int, slots_dir: str) -> int:
     """Make a job run on the device it declares; call it before torch is imported.
 
-    A job that declares a GPU (and ``model.device`` is not cpu) takes a free device of its own
+    ``device``: the rule's ``model.device`` param; ``gpus``: the GPUs the job declared
+    (:func:`declared_gpus`); ``slots_dir``: the folder of the lock files (one per run's results).
+    A job that declares a GPU (and ``device`` is not cpu) takes a free device of its own
     (:func:`pin_gpu`).  A job that declares none sees none (``CUDA_VISIBLE_DEVICES=""``), so
     nothing in it, torch-lucent's module-level ``cuda:0`` included, can touch a GPU.  Returns the
-    number of GPUs declared, for :func:`resstream.device.resolve_device`."""
-    gpus = 0 if snakemake.config["model"]["device"] == "cpu" else declared_gpus(snakemake)
+    number of GPUs it may use, for :func:`resstream.device.resolve_device`."""
+    gpus = 0 if device == "cpu" else int(gpus)
     if gpus:
-        pin_gpu(os.path.join(snakemake.config["results"], SLOTS_FOLDER))
+        pin_gpu(slots_dir)
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     return gpus

@@ -10,7 +10,8 @@ on the *normalised* tensor, batched over channels:
 * ``S^-1 = Pad(56, reflect) o Resize(112)``      (same)
 
 The outputs are raw measurement tables (one row per channel); :func:`resstream.metrics.metric_table`
-derives M, m, n, SM and the pass flags from them.
+derives M, m, n, SM and the pass flags from them.  This module imports none of the metric code, so
+a change in how the metrics are derived never reruns a measurement.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from PIL import Image
 from torchvision import transforms
 
 from . import blocks as blk
-from . import metrics
-from .analysis import AnalysisError
-from .config import Study
 from .data import ImageFolderDataset, ImageRecord, normalize_transform
-from .paths import fv_chunk_h5, fv_png
+from .measure_stats import relu_mean, spearman_where_input_positive
+from .paths import chunk_unit_pngs
+from .tables import AnalysisError
 from .taps import block_taps, center_activation
 from .validate import check_fv_png
 
@@ -156,38 +156,56 @@ def check_same_weights(found: dict | None, identity, where: str) -> None:
 # --- FV stimuli -------------------------------------------------------------------------------------------
 
 
-def fv_units(study: Study, results: str, layer: str, channels, identity=None) -> dict[int, tuple[str, str]]:
-    """``{channel: (png path, FV status)}`` for the requested channels of one FV layer.
+def fv_units(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[str, str]]:
+    """``{channel: (png path, FV status)}`` for the requested channels of one FV layer, from the
+    chunk folders ``fv_dirs`` (the measurement job's inputs; folders of other layers are ignored).
 
     The status comes from the chunk's ``fv.h5`` ('ok' | 'dead' | 'nan'); a channel missing from it,
     or whose PNG is missing, gets status 'missing' (measured as NaN, never a crash).
     """
     wanted = set(int(c) for c in channels)
-    out: dict[int, tuple[str, str]] = {}
-    for chunk in study.chunks(layer):
-        todo = wanted.intersection(chunk.channels)
-        if not todo:
-            continue
-        h5_path = fv_chunk_h5(results, layer, chunk.name)
-        status: dict[int, str] = {}
-        if os.path.exists(h5_path):
-            with h5py.File(h5_path, "r") as f:
-                if identity is not None:
-                    check_same_weights(weights_attr(f.attrs, h5_path), identity, h5_path)
-                chans = f["channels"][:]
-                stat = f["status"].asstr()[:] if f["status"].dtype.kind in "OS" else f["status"][:]
-                status = {int(c): str(s) for c, s in zip(chans, stat)}
-        else:
-            log.warning("FV file %s is missing: its channels are measured as missing", h5_path)
-        for c in todo:
-            png = fv_png(results, layer, chunk.name, c)
-            s = status.get(c, "missing")
-            if not os.path.exists(png):
-                s = "missing"
-            out[c] = (png, s)
-    for c in wanted - set(out):
-        out[c] = ("", "missing")
+    pngs = chunk_unit_pngs(d for d in fv_dirs if _chunk_layer(d) == layer)
+    status: dict[int, str] = {}
+    for d in fv_dirs:
+        if _chunk_layer(d) == layer:
+            status.update(_chunk_status(os.path.join(d, "fv.h5"), identity))
+    out = {}
+    for c in wanted:
+        png = pngs.get((layer, c), "")
+        out[c] = (png, status.get(c, "missing") if png else "missing")
     return out
+
+
+def _chunk_layer(chunk_dir: str) -> str:
+    return os.path.basename(os.path.dirname(os.path.normpath(chunk_dir)))
+
+
+def _chunk_status(h5_path: str, identity) -> dict[int, str]:
+    if not os.path.exists(h5_path):
+        log.warning("FV file %s is missing: its channels are measured as missing", h5_path)
+        return {}
+    with h5py.File(h5_path, "r") as f:
+        if identity is not None:
+            check_same_weights(weights_attr(f.attrs, h5_path), identity, h5_path)
+        chans = f["channels"][:]
+        stat = f["status"].asstr()[:] if f["status"].dtype.kind in "OS" else f["status"][:]
+        return {int(c): str(s) for c, s in zip(chans, stat)}
+
+
+def fv_settings_used(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
+    """``{role: settings}`` the FVs of each role's layer were made with (the ``fv.h5`` attribute
+    ``settings`` of its first chunk folder among ``fv_dirs``)."""
+    used = {}
+    for role, layer in layers.items():
+        for d in fv_dirs:
+            h5_path = os.path.join(d, "fv.h5")
+            if _chunk_layer(d) == layer and os.path.exists(h5_path):
+                with h5py.File(h5_path, "r") as f:
+                    settings = f.attrs.get("settings")
+                if settings is not None:
+                    used[role] = json.loads(settings)
+                break
+    return used
 
 
 def _load_or_nan(path: str, status: str) -> torch.Tensor:
@@ -196,13 +214,13 @@ def _load_or_nan(path: str, status: str) -> torch.Tensor:
     return load_fv_png(path)
 
 
-def measure_fv_block(model, identity, study: Study, results: str, block: str, batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
-    """The raw FV table of one block: every spec §3/§7 quantity per channel, plus weights and rho."""
-    blocks = study.blocks
-    channels = study.block_channels(block)
-    taps = block_role_taps(blocks, block, study.o_relu)
-    layers = role_layers(blocks, block, study.o_relu)
-    units = {role: fv_units(study, results, layers[role], channels, identity) for role in ROLES}
+def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
+                     fv_dirs, batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
+    """The raw FV table of one block: every spec §3/§7 quantity per channel, from the FV chunk
+    folders ``fv_dirs`` of its I, B and O layers."""
+    taps = block_role_taps(blocks, block, o_relu)
+    layers = role_layers(blocks, block, o_relu)
+    units = {role: fv_units(fv_dirs, layers[role], channels, identity) for role in ROLES}
 
     x_in = [_load_or_nan(*units["I"][c]) for c in channels]  # X_I of every channel
     x_mid = [_load_or_nan(*units["B"][c]) for c in channels]  # X_B of every channel
@@ -211,7 +229,11 @@ def measure_fv_block(model, identity, study: Study, results: str, block: str, ba
     for role in ROLES:
         df[f"fv_status_{role}"] = [units[role][c][1] for c in channels]
     df["stimulus_status"] = "ok"
-    return df, _meta(identity, study, block, layers, "fv")
+    meta = _meta(identity, blocks, block, layers, o_relu, "fv")
+    used = fv_settings_used(fv_dirs, layers)
+    meta["fv_hook"] = next((u.get("hook") for u in used.values()), None)
+    meta["fv_settings"] = used
+    return df, meta
 
 
 def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels, x_in, x_mid, batch_size: int = 32,
@@ -241,8 +263,8 @@ def _quantities(out_in, out_mid, in_in, mid_mid, in_mid, i_of_xb, b_of_sxi, i_of
     return {
         "out_in": mean(out_in), "out_mid": mean(out_mid), "in_in": mean(in_in), "mid_mid": mean(mid_mid),
         "in_mid": mean(in_mid), "I_of_xB": mean(i_of_xb), "B_of_SxI": mean(b_of_sxi), "I_of_SinvxB": mean(i_of_sinvxb),
-        "relu_B_of_xI": metrics.relu_mean(in_mid), "relu_B_of_SxI": metrics.relu_mean(b_of_sxi),
-        "relu_I_of_xB": metrics.relu_mean(i_of_xb), "relu_I_of_SinvxB": metrics.relu_mean(i_of_sinvxb),
+        "relu_B_of_xI": relu_mean(in_mid), "relu_B_of_SxI": relu_mean(b_of_sxi),
+        "relu_I_of_xB": relu_mean(i_of_xb), "relu_I_of_SinvxB": relu_mean(i_of_sinvxb),
     }
 
 
@@ -253,17 +275,14 @@ def _nanmean(x: np.ndarray) -> np.ndarray:
     return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
-def _meta(identity, study: Study, block: str, layers: dict, stimulus: str) -> dict:
-    info = study.block_info(block)
+def _meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus: str) -> dict:
     return {
         "weights": identity.as_dict(),
         "block": block,
-        "block_type": info.kind,
+        "block_type": blk.block_lookup(blocks, block).kind,
         "stimulus": stimulus,
         "layers": layers,
-        "o_relu": study.o_relu,
-        "fv_hook": study.config["fv"]["hook"],
-        "fv_settings": {role: study.fv_settings(layer).as_params() for role, layer in layers.items()},
+        "o_relu": o_relu,
         "scale_transforms": "S = Resize(224, bilinear, antialias=False) o CenterCrop(112); "
         "S^-1 = Pad(56, reflect) o Resize(112, bilinear, antialias=False); on normalised tensors",
     }
@@ -272,14 +291,15 @@ def _meta(identity, study: Study, block: str, layers: dict, stimulus: str) -> di
 # --- dataset-based quantities (Fig 3 weights, Fig 4 rho) -------------------------------------------------
 
 
-def add_weights_and_rho(df: pd.DataFrame, model, study: Study, block: str, activations_path: str, identity) -> pd.DataFrame:
+def add_weights_and_rho(df: pd.DataFrame, model, blocks: list[blk.BlockInfo], block: str, o_relu: str,
+                        activations_path: str, identity) -> pd.DataFrame:
     """Columns ``bn_gamma_abs``, ``conv_w_abs_mean`` and the Spearman rho of B against I over the
     dataset images with I > 0 (``rho_BI``, ``rho_BI_p``, ``rho_n``, ``rho_status``)."""
-    info = study.block_info(block)
+    info = blk.block_lookup(blocks, block)
     channels = df["channel"].to_numpy()
     df = df.copy()
     df["bn_gamma_abs"], df["conv_w_abs_mean"] = weight_magnitudes(model, info, channels)
-    layers = role_layers(study.blocks, block, study.o_relu)
+    layers = role_layers(blocks, block, o_relu)
     with h5py.File(_require(activations_path), "r") as f:
         check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
         i_curve = _layer_columns(f, layers["I"], channels, activations_path)
@@ -287,7 +307,7 @@ def add_weights_and_rho(df: pd.DataFrame, model, study: Study, block: str, activ
         if "images/ok" in f:
             ok = f["images/ok"][:].astype(bool)
             i_curve, b_curve = i_curve[ok], b_curve[ok]
-    rho, p, n, status = metrics.spearman_where_input_positive(i_curve, b_curve)
+    rho, p, n, status = spearman_where_input_positive(i_curve, b_curve)
     df["rho_BI"], df["rho_BI_p"], df["rho_n"], df["rho_status"] = rho, p, n, status
     return df
 
@@ -308,17 +328,18 @@ def _layer_columns(f, layer: str, channels, where: str) -> np.ndarray:
 # --- ImageNet variant (A.3) --------------------------------------------------------------------------------
 
 
-def measure_imagenet_block(model, identity, study: Study, block: str, activations_path: str, dataset_root: str,
-                           batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
+def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
+                           activations_path: str, batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
     """The raw ImageNet table of one block: as :func:`measure_fv_block` with each channel's top-9
     dataset images of its I and of its B layer in place of X_I and X_B; every value is the mean
-    over the 9 images, the ReLU'd deltas means of ReLU (spec §8)."""
-    blocks = study.blocks
-    channels = np.asarray(study.block_channels(block))
-    taps = block_role_taps(blocks, block, study.o_relu)
-    layers = role_layers(blocks, block, study.o_relu)
+    over the 9 images, the ReLU'd deltas means of ReLU (spec §8).  The images are read from the
+    folder the activations file was made from (its ``dataset_root_resolved``)."""
+    channels = np.asarray(channels)
+    taps = block_role_taps(blocks, block, o_relu)
+    layers = role_layers(blocks, block, o_relu)
     with h5py.File(_require(activations_path), "r") as f:
         check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
+        dataset_root = str(f.attrs["dataset_root_resolved"])
         top = {}
         for role in ("I", "B"):
             key = f"topk/{layers[role]}/index"
@@ -375,7 +396,7 @@ def measure_imagenet_block(model, identity, study: Study, block: str, activation
     df["stimulus_status"] = ["ok" if b == 0 else f"imagenet:{b}_images_missing_or_unreadable" for b in bad]
     df["top9_I"] = [" ".join(map(str, r)) for r in v_in]
     df["top9_B"] = [" ".join(map(str, r)) for r in v_mid]
-    meta = _meta(identity, study, block, layers, "imagenet")
+    meta = _meta(identity, blocks, block, layers, o_relu, "imagenet")
     meta["dataset"] = dataset_root
     # The plain forwards repeat what the activations stage stored: their agreement checks that the
     # two stages saw the same images through the same network.
@@ -396,28 +417,29 @@ def _store(table: dict, indices, responses: dict[str, np.ndarray]):
             dest[i] = row
 
 
-# --- entry points for the workflow ---------------------------------------------------------------------------
+# --- entry point for the workflow ---------------------------------------------------------------------------
 
 
-def run_block_measurement(config: dict, block: str, stimulus: str, activations_path: str, out_csv: str,
+def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu: str, model: dict, activations_path: str,
+                          out_csv: str, *, fv_dirs=(), batch_size: int = 32, device: str = "auto",
                           gpus: int | None = None) -> pd.DataFrame:
-    """Measure one block (``stimulus`` fv | imagenet) and write its raw table with provenance.
-    ``gpus``: what the Snakemake job declared (:func:`resstream.device.resolve_device`)."""
-    from .analysis import write_table
+    """The measurement job of one block (``stimulus`` fv | imagenet): its raw table with provenance.
+    ``fv_dirs``: the FV chunk folders of the block's I, B and O layers (fv only); ``model``: the
+    rule's model param (:func:`resstream.weights.model_param`); ``batch_size``, ``device`` and
+    ``gpus`` (what the job declared, :func:`resstream.device.resolve_device`) change how it runs."""
     from .device import resolve_device
-    from .weights import load_configured_model
+    from .tables import write_table
+    from .weights import load_model_param
 
-    study = Study(config)
-    cfg_model = config["model"]
-    model, identity = load_configured_model(cfg_model)
-    device = resolve_device(cfg_model["device"], gpus)
-    model = model.to(device)
-    batch = int(config["analysis"]["batch_size"])
-    log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, device, identity.label)
+    net, identity = load_model_param(model)
+    run_on = resolve_device(device, gpus)
+    net = net.to(run_on)
+    blocks = blk.model_blocks(net)
+    log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, run_on, identity.label)
     if stimulus == "fv":
-        df, meta = measure_fv_block(model, identity, study, config["results"], block, batch, device)
+        df, meta = measure_fv_block(net, identity, blocks, block, channels, o_relu, fv_dirs, batch_size, run_on)
     else:
-        df, meta = measure_imagenet_block(model, identity, study, block, activations_path, config["dataset"]["path"], batch, device)
-    df = add_weights_and_rho(df, model.cpu(), study, block, activations_path, identity)
+        df, meta = measure_imagenet_block(net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on)
+    df = add_weights_and_rho(df, net.cpu(), blocks, block, o_relu, activations_path, identity)
     write_table(df, out_csv, meta)
     return df

@@ -8,7 +8,8 @@ Layout under ``results`` (config key):
 * ``fv_channel_chunks/{layer}/{chunk}/``          channel-objective FVs for the atlas, same layout
 * ``atlas/index.html``, ``atlas/{block}/``         the unit atlas (static HTML)
 * ``activations/activations.h5``                   dataset stage: one file, all layers
-* ``activations/exemplars/{layer}/unit{c:04d}.png`` 3x3 grid of a unit's top-9 images
+* ``activations/exemplars/{layer}/unit{c:04d}.png`` 3x3 grid of a unit's top-9 images (one folder,
+                                                   and one job, per layer, with its ``exemplars.csv``)
 * ``analysis/...``, ``figures/...``                analyses and figures
 * ``logs/...``                                     one log per job
 """
@@ -38,8 +39,15 @@ def activations_h5(results: str) -> str:
     return os.path.join(results, "activations", "activations.h5")
 
 
+EXEMPLAR_LIST = "exemplars.csv"  # in each layer's exemplar folder: every grid's images and activations
+
+
+def exemplar_dir(results: str, layer: str) -> str:
+    return os.path.join(results, "activations", "exemplars", layer)
+
+
 def exemplar_grid(results: str, layer: str, channel: int) -> str:
-    return os.path.join(results, "activations", "exemplars", layer, unit_png_name(channel))
+    return os.path.join(exemplar_dir(results, layer), unit_png_name(channel))
 
 
 def channel_fv_chunk_dir(results: str, layer: str, chunk: str) -> str:
@@ -52,3 +60,20 @@ def atlas_dir(results: str) -> str:
 
 def atlas_block_dir(results: str, block: str) -> str:
     return os.path.join(atlas_dir(results), block)
+
+
+def chunk_unit_pngs(chunk_dirs) -> dict[tuple[str, int], str]:
+    """``{(layer, channel): png}`` in FV chunk folders ``.../{layer}/{chunk}/unit{c:04d}.png`` (the
+    folders a job was given as input, never a search of the results folder)."""
+    return {key: path for d in chunk_dirs for key, path in _unit_pngs(d, os.path.basename(os.path.dirname(os.path.normpath(d))))}
+
+
+def layer_unit_pngs(layer_dirs) -> dict[tuple[str, int], str]:
+    """``{(layer, channel): png}`` in per-layer folders ``.../{layer}/unit{c:04d}.png`` (exemplar grids)."""
+    return {key: path for d in layer_dirs for key, path in _unit_pngs(d, os.path.basename(os.path.normpath(d)))}
+
+
+def _unit_pngs(folder: str, layer: str):
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("unit") and name.endswith(".png") and name[4:-4].isdigit():
+            yield (layer, int(name[4:-4])), os.path.join(folder, name)

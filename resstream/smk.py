@@ -1,7 +1,8 @@
-"""Glue between Snakemake and the library: the pre-flight checks, and logging in scripts.
+"""Glue between Snakemake and the library in Snakemake's own process: the pre-flight checks.
+(What runs inside a job is :mod:`resstream.job_runner`.)
 
 Known problems (bad config, missing weights, unreadable data) end with ONE line that names the
-problem and the fix, not a traceback; anything unexpected keeps its traceback in the rule's log.
+problem and the fix, not a traceback.
 
 The pre-flight has two parts, each run where it is needed:
 
@@ -16,7 +17,6 @@ The pre-flight has two parts, each run where it is needed:
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -45,7 +45,6 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
     ``activations.spatial_layers``, ``analysis.fig3_fig4_blocks``, ``analysis.figure_channels``
     and (``other_runs``) the runs ``compare.runs`` lists.  ``study.blocks``,
     ``study.channels_by_block`` and ``fv.overrides`` are checked by :class:`Study` itself."""
-    from .activations import spatial_layer_names
     from .analysis import fig3_fig4_blocks
     from .compare import check_runs
     from .weights import check_weights_spec
@@ -54,7 +53,7 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
     for block in study.study_blocks:
         study.block_channels(block)
     check_weights_spec(cfg["model"]["arch"], cfg["model"]["weights"], cfg["model"]["checkpoint"])
-    spatial_layer_names(cfg, study)
+    study.spatial_layers()
     fig3_fig4_blocks(study, cfg["analysis"]["fig3_fig4_blocks"])
     _check_figure_channels(study)
     if other_runs:
@@ -89,7 +88,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
     refused), the weights (file present, sha256, a custom checkpoint's keys; missing hub weights
     fetched here once, or in a dry run only reported) and, for local execution, a requested CUDA
     device.  On a user error print one line and exit 1."""
-    from .data import scan_image_folder
+    from .image_folder import scan_image_folder
     from .weights import check_weights_available, missing_hub_file
 
     cfg = study.config
@@ -147,24 +146,3 @@ def report_requested(argv: list[str] | None = None) -> str | None:
 def _die(message: str):
     print(f"resstream: {message}", file=sys.stderr)
     sys.exit(1)
-
-
-def script_main(snakemake, work, level=logging.INFO):
-    """Run ``work(config)`` with logging sent to the rule's log file (and stderr)."""
-    log_path = snakemake.log[0] if len(snakemake.log) else None
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if log_path:
-        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True)
-    threads = getattr(snakemake, "threads", None)
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    try:
-        return work(snakemake.config)
-    except UserError as exc:
-        logging.getLogger("resstream").error("%s", exc)
-        print(f"resstream: {exc}", file=sys.stderr)
-        sys.exit(1)

@@ -124,14 +124,15 @@ def hub_checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _cached_checkpoint(arch: str, name: str, allow_download: bool) -> tuple[Path, str]:
+def _cached_checkpoint(arch: str, name: str, allow_download: bool,
+                       no_download_why: str = "downloads are disabled") -> tuple[Path, str]:
     """``(path, sha256)`` of torchvision's checkpoint in the hub cache, downloaded first if it is
     missing and downloads are allowed; the digest is checked."""
     member = _enum_member(arch, name)
     cached = hub_checkpoint_path(member.url)
     if not cached.exists():
         if not allow_download:
-            raise WeightsError(_missing_weights_message(arch, name, cached, "downloads are disabled"))
+            raise WeightsError(_missing_weights_message(arch, name, cached, no_download_why))
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(member.url, str(cached), progress=False)
@@ -142,8 +143,8 @@ def _cached_checkpoint(arch: str, name: str, allow_download: bool) -> tuple[Path
     return cached, digest
 
 
-def _load_pretrained(arch: str, name: str, allow_download: bool):
-    cached, digest = _cached_checkpoint(arch, name, allow_download)
+def _load_pretrained(arch: str, name: str, allow_download: bool, no_download_why: str = "downloads are disabled"):
+    cached, digest = _cached_checkpoint(arch, name, allow_download, no_download_why)
     return torch.load(cached, map_location="cpu", weights_only=True), digest
 
 
@@ -316,17 +317,6 @@ def _cached_file_sha256(path: str, mtime_ns: int, size: int) -> str:
     return file_sha256(path)
 
 
-def weights_param(model_cfg: dict) -> str:
-    """What the rules pass as their ``weights`` param, so that new weights rerun the jobs: the spec
-    itself, and for a checkpoint of one's own (``model.checkpoint: any``) also the file's sha256,
-    since a retrained file may keep its path.  (torchvision's files are fixed by their digest.)"""
-    weights = str(model_cfg["weights"])
-    if model_cfg.get("checkpoint") != "any" or not os.path.isfile(weights):
-        return weights
-    st = os.stat(weights)
-    return f"{weights} sha256:{_cached_file_sha256(os.path.abspath(weights), st.st_mtime_ns, st.st_size)}"
-
-
 # -- before any job, and in every job --------------------------------------------------------------------
 
 
@@ -378,7 +368,7 @@ def _load_checkpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpo
 
 
 def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True,
-               checkpoint: str = "torchvision"):
+               checkpoint: str = "torchvision", no_download_why: str = "downloads are disabled"):
     """Return ``(model, identity)``: the network in eval mode with frozen weights."""
     weights = str(weights)
     check_weights_spec(arch, weights, checkpoint)
@@ -395,7 +385,7 @@ def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_dow
         if path is not None:
             kind, file_digest = _load_checkpoint_file(model, arch, path, checkpoint)
         else:
-            state, file_digest = _load_pretrained(arch, weights, allow_download)
+            state, file_digest = _load_pretrained(arch, weights, allow_download, no_download_why)
             model.load_state_dict(state)
             kind = "pretrained"
     model.eval()
@@ -409,6 +399,27 @@ def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_dow
         file_sha256=file_digest,
     )
     return model, identity
+
+
+def model_param(model_cfg: dict) -> dict:
+    """What the rules that load the network pass as their ``model`` param: the architecture, the
+    weights spec and how a checkpoint is read, and for a checkpoint of one's own
+    (``model.checkpoint: any``) also the file's sha256, since a retrained file may keep its path
+    (torchvision's files are fixed by their digest).  New weights therefore rerun those jobs."""
+    param = {"arch": model_cfg["arch"], "weights": str(model_cfg["weights"]), "checkpoint": model_cfg.get("checkpoint", "torchvision")}
+    weights = param["weights"]
+    if param["checkpoint"] == "any" and os.path.isfile(weights):
+        st = os.stat(weights)
+        param["file_sha256"] = _cached_file_sha256(os.path.abspath(weights), st.st_mtime_ns, st.st_size)
+    return param
+
+
+def load_model_param(param: dict):
+    """:func:`load_model` in a job, from its ``model`` param (:func:`model_param`).  A job never
+    downloads: Snakemake's main process fetched missing hub weights before the first job."""
+    return load_model(param["arch"], param["weights"], allow_download=False, checkpoint=param["checkpoint"],
+                      no_download_why="jobs never download them (Snakemake's main process fetches missing weights "
+                                      "before the first job, into its own cache; this job sees another one)")
 
 
 def load_configured_model(model_cfg: dict):

@@ -1,10 +1,20 @@
 # Dataset activations (spec §6, §8, §13): one streaming pass over dataset.path tapping every layer of
-# the study, the top-k images of every unit, and the exemplar grids of the studied units.
-# params hold only what changes the results: batch size, workers and threads do not.
-from resstream.activations import exemplar_units
-from resstream.paths import activations_h5
+# the study, the top-k images of every unit, and one job per layer drawing the exemplar grids of its
+# studied units. params hold only what changes the results: batch size, workers and threads are
+# resources (how the job runs), so they rerun nothing.
+import re
+
+from resstream.job_resources import (
+    pass_mem_mb,
+    pass_runtime,
+    per_unit_runtime,
+    small_job_mem_mb,
+)
+from resstream.paths import activations_h5, exemplar_dir
 
 ACTIVATIONS = STUDY.config["activations"]
+DATASET = STUDY.config["dataset"]
+EXEMPLAR_UNITS = STUDY.exemplar_units()
 
 
 rule activations:
@@ -12,40 +22,65 @@ rule activations:
         h5=activations_h5(RESULTS),
     log:
         f"{RESULTS}/logs/activations.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/activations.tsv"
     conda:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu=gpu_per_job,
+        runtime=lambda w, attempt: pass_runtime(
+            dataset_images(DATASET["path"]), attempt
+        ),
+        mem_mb=lambda w, attempt: pass_mem_mb(
+            ACTIVATIONS["batch_size"],
+            ACTIVATIONS["workers"],
+            spatial_bytes_per_image(),
+            attempt,
+        ),
+        batch_size=ACTIVATIONS["batch_size"],
+        workers=ACTIVATIONS["workers"],
+        log_every=ACTIVATIONS["log_every"],
     params:
-        arch=STUDY.arch,
-        weights=WEIGHTS,
-        blocks=STUDY.study_blocks,
-        o_relu=STUDY.o_relu,
-        dataset=STUDY.config["dataset"],
+        model=MODEL,
+        device=DEVICE,
+        gpu_slots=GPU_SLOTS,
+        dataset=DATASET["path"],
+        on_bad_image=DATASET["on_bad_image"],
+        layers=STUDY.activation_layers(),
+        spatial_layers=STUDY.spatial_layers(),
         topk=ACTIVATIONS["topk"],
-        spatial_layers=ACTIVATIONS["spatial_layers"],
+        o_relu=STUDY.o_relu,
+        code=code("activations.py"),
     script:
         "../scripts/activations.py"
 
 
-# One job draws every studied unit's grid (a few thousand PNGs); the unit list is a param, so a new
-# channel selection redraws them.
+# One job per layer draws its studied units' grids; the layer's channels are a param, so a new
+# channel selection redraws only the layers it touches.
 rule exemplar_grids:
     input:
         h5=rules.activations.output.h5,
     output:
-        directory(f"{RESULTS}/activations/exemplars"),
+        directory(exemplar_dir(RESULTS, "{layer}")),
     log:
-        f"{RESULTS}/logs/exemplar_grids.log",
+        f"{RESULTS}/logs/exemplar_grids/{{layer}}.log",
+    wildcard_constraints:
+        layer="|".join(re.escape(name) for name in EXEMPLAR_UNITS) or "(?!)",
     conda:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
+    resources:
+        runtime=lambda w, attempt: per_unit_runtime(
+            "exemplar_grids", len(EXEMPLAR_UNITS[w.layer]), attempt
+        ),
+        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
     params:
-        units=exemplar_units(STUDY),
+        channels=lambda w: EXEMPLAR_UNITS[w.layer],
+        code=code("exemplar_grids.py"),
     script:
         "../scripts/exemplar_grids.py"
 
 
 FINAL_OUTPUTS += rules.activations.output
-FINAL_OUTPUTS += rules.exemplar_grids.output
+FINAL_OUTPUTS += [exemplar_dir(RESULTS, layer) for layer in EXEMPLAR_UNITS]

@@ -1,15 +1,17 @@
 # Stage 3: measurements, metric tables, summary and Figs 1-8 (spec §3-§8).
 # Per block: measure (heavy: forwards of FVs / top-9 images) -> metric table (cheap; holds the
 # analysis settings as params, so changing mix_factor or scale_rule never re-measures).
-# Figures and summary.json read only the tables; `snakemake --report report.html` embeds the PNGs.
+# Figures and summary.json read only the tables (and the pictures they show); the eight figure
+# rules are made from one registry (resstream.analysis.FIGURE_READS).
+# `snakemake --report report.html` embeds the PNGs.
 import re
 
 from resstream.analysis import (
+    FIG34,
     FIGURES,
     TABLE_SETTINGS,
     fig3_fig4_blocks,
     figure_file,
-    metric_table_csv,
     raw_table_csv,
     summary_json,
 )
@@ -24,13 +26,12 @@ SCORECARD = scorecard_outputs(RESULTS)
 
 
 FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in STUDY.study_blocks]
-FIG34_FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in FIG34_BLOCKS]
 IMAGENET_TABLES = [metric_table_csv(RESULTS, b, "imagenet") for b in STUDY.study_blocks]
 ALL_FV_DIRS = [d for layer in STUDY.layers for d in fv_chunk_dirs(layer)]
-FIGURE = {
-    fig: {fmt: figure_file(RESULTS, fig, fmt) for fmt in ("png", "pdf")}
-    for fig in FIGURES
-}
+ALL_CHANNEL_FV_DIRS = [d for b in STUDY.study_blocks for d in block_channel_fv_dirs(b)]
+ALL_EXEMPLAR_DIRS = sorted(
+    {d for b in STUDY.study_blocks for d in block_exemplar_dirs(b)}
+)
 
 
 report: "../report/workflow.rst"
@@ -45,18 +46,25 @@ rule measure_fv:
         json=raw_table_csv(RESULTS, "{block}", "fv").replace(".csv", ".json"),
     log:
         f"{RESULTS}/logs/analysis/measure_fv_{{block}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/measure_fv_{{block}}.tsv"
     wildcard_constraints:
         block=BLOCK_PATTERN,
     conda:
         f"{ENVS}/torch.yaml"
     threads: ANALYSIS["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        **measurement_resources("fv"),
+        gpu=gpu_per_job,
+        batch_size=ANALYSIS["batch_size"],
     params:
         stimulus="fv",
-        weights=WEIGHTS,
+        model=MODEL,
+        device=DEVICE,
+        gpu_slots=GPU_SLOTS,
         o_relu=STUDY.o_relu,
         channels=lambda w: STUDY.block_channels(w.block),
+        code=code("measure_block.py"),
     script:
         "../scripts/measure_block.py"
 
@@ -69,19 +77,25 @@ rule measure_imagenet:
         json=raw_table_csv(RESULTS, "{block}", "imagenet").replace(".csv", ".json"),
     log:
         f"{RESULTS}/logs/analysis/measure_imagenet_{{block}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/measure_imagenet_{{block}}.tsv"
     wildcard_constraints:
         block=BLOCK_PATTERN,
     conda:
         f"{ENVS}/torch.yaml"
     threads: ANALYSIS["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        **measurement_resources("imagenet"),
+        gpu=gpu_per_job,
+        batch_size=ANALYSIS["batch_size"],
     params:
         stimulus="imagenet",
-        weights=WEIGHTS,
+        model=MODEL,
+        device=DEVICE,
+        gpu_slots=GPU_SLOTS,
         o_relu=STUDY.o_relu,
-        dataset=STUDY.config["dataset"]["path"],
         channels=lambda w: STUDY.block_channels(w.block),
+        code=code("measure_block.py"),
     script:
         "../scripts/measure_block.py"
 
@@ -97,10 +111,12 @@ rule metric_table:
     wildcard_constraints:
         block=BLOCK_PATTERN,
         stimulus="fv|imagenet",
+    localrule: True
     conda:
         f"{ENVS}/torch.yaml"
     params:
         analysis=ANALYSIS_SETTINGS,
+        code=code("metric_table.py"),
     script:
         "../scripts/metric_table.py"
 
@@ -113,223 +129,43 @@ rule analysis_summary:
         json=summary_json(RESULTS),
     log:
         f"{RESULTS}/logs/analysis/summary.log",
+    localrule: True
     conda:
         f"{ENVS}/torch.yaml"
     params:
         blocks=STUDY.study_blocks,
         fig34_blocks=FIG34_BLOCKS,
+        code=code("analysis_summary.py"),
     script:
         "../scripts/analysis_summary.py"
 
 
-rule channel_fvs:
-    # Channel-objective FVs (whole-map mean) of the units Fig 1 / Fig 6 show; the author never made them.
-    input:
-        fv=FV_TABLES,
-    output:
-        directory(f"{RESULTS}/fv_channel/{{fig}}"),
-    log:
-        f"{RESULTS}/logs/fv_channel/{{fig}}.log",
-    wildcard_constraints:
-        fig="fig1|fig6",
-    conda:
-        f"{ENVS}/torch.yaml"
-    threads: STUDY.config["fv"]["threads"]
-    resources:
-        gpu=GPU_PER_JOB,
-    params:
-        blocks=STUDY.study_blocks,
-        figure_channels=lambda w: ANALYSIS["figure_channels"] if w.fig == "fig1" else {},
-        settings={layer: STUDY.fv_settings(layer).as_params() for layer in STUDY.layers},
-    script:
-        "../scripts/channel_fvs.py"
+for fig, fig_rule in FIGURES.items():
 
-
-rule fig1_channel_grids:
-    input:
-        fv=FV_TABLES,
-        fv_images=ALL_FV_DIRS,
-        exemplars=rules.exemplar_grids.output[0],
-        channel_fvs=f"{RESULTS}/fv_channel/fig1",
-    output:
-        png=report(
-            FIGURE["fig1"]["png"],
-            caption="../report/fig1.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig1"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig1.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig1",
-        blocks=STUDY.study_blocks,
-        figure_channels=ANALYSIS["figure_channels"],
-    script:
-        "../scripts/figure.py"
-
-
-rule fig2_mix_histograms:
-    input:
-        fv=FV_TABLES,
-    output:
-        png=report(
-            FIGURE["fig2"]["png"],
-            caption="../report/fig2.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig2"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig2.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig2",
-        blocks=STUDY.study_blocks,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
-
-
-rule fig3_weights_vs_mix:
-    input:
-        fv=FIG34_FV_TABLES,
-    output:
-        png=report(
-            FIGURE["fig3"]["png"],
-            caption="../report/fig3.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig3"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig3.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig3",
-        blocks=FIG34_BLOCKS,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
-
-
-rule fig4_inhibition:
-    input:
-        fv=FIG34_FV_TABLES,
-    output:
-        png=report(
-            FIGURE["fig4"]["png"],
-            caption="../report/fig4.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig4"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig4.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig4",
-        blocks=FIG34_BLOCKS,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
-
-
-rule fig5_scale_invariance:
-    input:
-        fv=FV_TABLES,
-    output:
-        png=report(
-            FIGURE["fig5"]["png"],
-            caption="../report/fig5.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig5"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig5.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig5",
-        blocks=STUDY.study_blocks,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
-
-
-rule fig6_top_scale_metric:
-    input:
-        fv=FV_TABLES,
-        fv_images=ALL_FV_DIRS,
-        exemplars=rules.exemplar_grids.output[0],
-        channel_fvs=f"{RESULTS}/fv_channel/fig6",
-    output:
-        png=report(
-            FIGURE["fig6"]["png"],
-            caption="../report/fig6.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig6"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig6.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig6",
-        blocks=STUDY.study_blocks,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
-
-
-rule fig7_both_criteria:
-    input:
-        fv=FV_TABLES,
-        imagenet=IMAGENET_TABLES,
-        fv_images=ALL_FV_DIRS,
-        exemplars=rules.exemplar_grids.output[0],
-    output:
-        png=report(
-            FIGURE["fig7"]["png"],
-            caption="../report/fig7.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig7"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig7.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig7",
-        blocks=STUDY.study_blocks,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
-
-
-rule fig8_closest_mixes:
-    input:
-        fv=FV_TABLES,
-        fv_images=ALL_FV_DIRS,
-        exemplars=rules.exemplar_grids.output[0],
-    output:
-        png=report(
-            FIGURE["fig8"]["png"],
-            caption="../report/fig8.rst",
-            category="Figures",
-        ),
-        pdf=FIGURE["fig8"]["pdf"],
-    log:
-        f"{RESULTS}/logs/figures/fig8.log",
-    conda:
-        f"{ENVS}/torch.yaml"
-    params:
-        figure="fig8",
-        blocks=STUDY.study_blocks,
-        figure_channels={},
-    script:
-        "../scripts/figure.py"
+    rule:
+        name:
+            fig_rule
+        input:
+            **figure_inputs(fig),
+        output:
+            png=report(
+                figure_file(RESULTS, fig, "png"),
+                caption=f"../report/{fig}.rst",
+                category="Figures",
+            ),
+            pdf=figure_file(RESULTS, fig, "pdf"),
+        log:
+            f"{RESULTS}/logs/figures/{fig}.log",
+        localrule: True
+        conda:
+            f"{ENVS}/torch.yaml"
+        params:
+            figure=fig,
+            blocks=FIG34_BLOCKS if fig in FIG34 else STUDY.study_blocks,
+            options=figure_options(fig),
+            code=code("figure.py"),
+        script:
+            "../scripts/figure.py"
 
 
 # The reproduction scorecard: every claim of resstream/paper_claims.yaml against the tables.
@@ -348,10 +184,12 @@ rule paper_check:
         ),
     log:
         f"{RESULTS}/logs/analysis/paper_check.log",
+    localrule: True
     conda:
         f"{ENVS}/torch.yaml"
     params:
         blocks=STUDY.study_blocks,
+        code=code("paper_check.py"),
     script:
         "../scripts/paper_check.py"
 

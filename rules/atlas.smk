@@ -1,9 +1,16 @@
 # Stage 4: the unit atlas, a static HTML site under results/atlas (resstream/atlas.py).
 # One job per block (its table page, unit pages and thumbnails), so changing one block's settings
 # rebuilds only that block's folder; the index reads only the metric tables.
-# The channel-objective FVs the unit pages show come from their own chunk jobs (atlas.channel_fvs).
+# The channel-objective FVs the unit pages (and Figs 1 and 6) show come from their own chunk jobs, per
+# (layer, chunk), for the roles atlas.channel_fvs names; each gets its own layer's settings only.
 import re
 
+from resstream.job_resources import (
+    fv_mem_mb,
+    fv_runtime,
+    per_unit_runtime,
+    small_job_mem_mb,
+)
 from resstream.paths import atlas_block_dir, atlas_dir, channel_fv_chunk_dir
 
 ATLAS = STUDY.config["atlas"]
@@ -18,23 +25,36 @@ rule fv_channel_chunk:
         directory(channel_fv_chunk_dir(RESULTS, "{layer}", "{chunk}")),
     log:
         f"{RESULTS}/logs/fv_channel_chunks/{{layer}}/{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fv_channel_chunks/{{layer}}/{{chunk}}.tsv"
     wildcard_constraints:
         layer="|".join(re.escape(name) for name in CHANNEL_FV_LAYERS) or "(?!)",
         chunk=r"c\d{4}-\d{4}",
     conda:
         f"{ENVS}/torch.yaml"
-    threads: STUDY.config["fv"]["threads"]
+    threads: FV["threads"]
     resources:
-        gpu=GPU_PER_JOB,
-    params:
-        settings=lambda w: STUDY.fv_settings(w.layer).as_params(),
-        channels=lambda w: list(
-            STUDY.chunk(w.layer, w.chunk, STUDY.channel_fv_roles).channels
+        gpu=gpu_per_job,
+        runtime=lambda w, attempt: fv_runtime(
+            len(fv_units(w.layer, w.chunk, STUDY.channel_fv_roles)),
+            STUDY.fv_settings(w.layer, "channel").steps,
+            gpu_per_job(),
+            attempt,
         ),
-        model=STUDY.config["model"]["arch"],
-        weights=WEIGHTS,
+        mem_mb=lambda w, attempt: fv_mem_mb(
+            len(fv_units(w.layer, w.chunk, STUDY.channel_fv_roles)), attempt
+        ),
+        log_every=FV["log_every"],
+    params:
+        model=MODEL,
+        device=DEVICE,
+        gpu_slots=GPU_SLOTS,
+        channels=lambda w: fv_units(w.layer, w.chunk, STUDY.channel_fv_roles),
+        settings=lambda w: STUDY.fv_settings(w.layer, "channel").as_params(),
+        objective="channel",
+        code=code("fv_chunk.py"),
     script:
-        "../scripts/fv_channel_chunk.py"
+        "../scripts/fv_chunk.py"
 
 
 rule atlas_block:
@@ -43,7 +63,7 @@ rule atlas_block:
         imagenet=lambda w: metric_table_csv(RESULTS, w.block, "imagenet"),
         fv_images=lambda w: block_fv_chunk_dirs(w.block),
         channel_fvs=lambda w: block_channel_fv_dirs(w.block),
-        exemplars=rules.exemplar_grids.output[0],
+        exemplars=lambda w: block_exemplar_dirs(w.block),
     output:
         directory(atlas_block_dir(RESULTS, "{block}")),
     log:
@@ -52,9 +72,15 @@ rule atlas_block:
         block=BLOCK_PATTERN,
     conda:
         f"{ENVS}/torch.yaml"
+    resources:
+        runtime=lambda w, attempt: per_unit_runtime(
+            "atlas_block", len(STUDY.block_channels(w.block)), attempt
+        ),
+        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
     params:
         layers=lambda w: STUDY.block_layers(w.block),
         settings=ATLAS_SETTINGS,
+        code=code("atlas.py"),
     script:
         "../scripts/atlas.py"
 
@@ -71,10 +97,12 @@ rule atlas_index:
         js=f"{atlas_dir(RESULTS)}/atlas.js",
     log:
         f"{RESULTS}/logs/atlas/index.log",
+    localrule: True
     conda:
         f"{ENVS}/torch.yaml"
     params:
         blocks=STUDY.study_blocks,
+        code=code("atlas.py"),
     script:
         "../scripts/atlas.py"
 

@@ -1,17 +1,35 @@
 # Shared set-up: config validation, the study plan and the paths every stage uses.
+import functools
 import sys
 
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from resstream.paths import channel_fv_chunk_dir, fv_chunk_dir  # noqa: E402
+from resstream.analysis import FIG34, FIGURE_READS, metric_table_csv  # noqa: E402
+from resstream.code_fingerprint import code_fingerprint  # noqa: E402
+from resstream.config import map_sizes  # noqa: E402
+from resstream.config_types import coerce_command_line  # noqa: E402
+from resstream.gpu_slots import SLOTS_FOLDER  # noqa: E402
+from resstream.job_resources import (  # noqa: E402
+    dataset_images,
+    measure_mem_mb,
+    per_unit_runtime,
+)
+from resstream.paths import (  # noqa: E402
+    channel_fv_chunk_dir,
+    exemplar_dir,
+    fv_chunk_dir,
+)
 from resstream.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
     report_requested,
 )
-from resstream.weights import weights_param  # noqa: E402
+from resstream.weights import model_param  # noqa: E402
+
+# `--config 'analysis={mix_factor: 2}'` reaches the workflow as the string '2': typed by the schema first.
+coerce_command_line(config, workflow.config_settings.config)
 
 # Our check first: it names the offending key in one line (snakemake's own prints the schema), and
 # it checks every config value a job would refuse, before Snakemake plans (and removes) anything.
@@ -48,10 +66,22 @@ onsuccess:
 
 
 RESULTS = STUDY.config["results"]
-# the rules' weights param: the spec, plus the file's sha256 for a checkpoint of one's own
-WEIGHTS = weights_param(STUDY.config["model"])
+# What a job is handed (README "What reruns"): params hold everything that changes its outputs,
+# so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
+# GPU, runtime, memory), which never reruns anything.
+# the network a job loads: arch, weights spec, checkpoint kind (+ the file's sha256 for one's own)
+MODEL = model_param(STUDY.config["model"])
+DEVICE = STUDY.config["model"]["device"]
+# the lock files pinning each GPU job to a device of its own
+GPU_SLOTS = f"{RESULTS}/{SLOTS_FOLDER}"
 ENVS = f"{workflow.basedir}/envs"
 FINAL_OUTPUTS = []
+
+
+def code(script):
+    """The code-fingerprint param of a rule: the resstream modules its script imports, hashed
+    (resstream/code_fingerprint.py), so that an edit of them reruns its jobs."""
+    return code_fingerprint(f"{workflow.basedir}/scripts/{script}")
 
 
 def fv_chunk_dirs(layer):
@@ -61,10 +91,7 @@ def fv_chunk_dirs(layer):
 
 def block_fv_chunk_dirs(block):
     """FV chunk folders of the I, B and O layers of one studied block."""
-    layers = [
-        name for name, uses in STUDY.layers.items() if any(b == block for b, _ in uses)
-    ]
-    return [d for layer in layers for d in fv_chunk_dirs(layer)]
+    return [d for layer in STUDY.block_fv_layers(block) for d in fv_chunk_dirs(layer)]
 
 
 def channel_fv_chunk_dirs(layer):
@@ -84,16 +111,90 @@ def block_channel_fv_dirs(block):
     ]
 
 
-def _uses_gpu():
+def block_exemplar_dirs(block):
+    """Exemplar-grid folders of the I, B and O layers of one studied block."""
+    return [
+        exemplar_dir(RESULTS, layer) for layer in STUDY.block_layers(block).values()
+    ]
+
+
+def fv_units(layer, chunk, roles=None):
+    """The channels of one chunk (of the roles that get channel FVs when ``roles`` is given)."""
+    found = STUDY.chunk(layer, chunk, roles) if roles else STUDY.chunk(layer, chunk)
+    return list(found.channels)
+
+
+def spatial_bytes_per_image():
+    """Bytes of the full float16 maps one image adds (activations.spatial_layers), taking each
+    layer at its block's output size and channels (an upper bound)."""
+    sizes = map_sizes(STUDY.arch)
+    total = 0
+    for layer in STUDY.spatial_layers():
+        height, width = sizes[STUDY.layer_ref(layer).block]
+        total += 2 * STUDY.layer_block(layer).channels * height * width
+    return total
+
+
+def measurement_resources(stimulus):
+    """runtime and mem_mb of a block's measurement, from its channels and the dataset's images."""
+    channels = lambda w: len(STUDY.block_channels(w.block))
+    return {
+        "runtime": lambda w, attempt: per_unit_runtime(
+            f"measure_{stimulus}", channels(w), attempt
+        ),
+        "mem_mb": lambda w, attempt: measure_mem_mb(
+            channels(w), dataset_images(STUDY.config["dataset"]["path"]), attempt
+        ),
+    }
+
+
+def figure_inputs(fig):
+    """What figure ``fig`` reads (FIGURE_READS), as named inputs of its rule (rules/analysis.smk
+    defines the lists it draws from)."""
+    blocks = FIG34_BLOCKS if fig in FIG34 else STUDY.study_blocks
+    inputs = {"fv": [metric_table_csv(RESULTS, b, "fv") for b in blocks]}
+    reads = FIGURE_READS[fig]
+    if "imagenet" in reads:
+        inputs["imagenet"] = [metric_table_csv(RESULTS, b, "imagenet") for b in blocks]
+    if "fv_images" in reads:
+        inputs["fv_images"] = ALL_FV_DIRS
+    if "exemplars" in reads:
+        inputs["exemplars"] = ALL_EXEMPLAR_DIRS
+    if "channel_fvs" in reads:
+        inputs["channel_fvs"] = ALL_CHANNEL_FV_DIRS
+    return inputs
+
+
+def figure_options(fig):
+    """The options figure ``fig`` takes, and only those: the channels Fig 1 lists, the roles whose
+    channel FVs Figs 1 and 6 show."""
+    options = {}
+    if fig == "fig1":
+        options["figure_channels"] = ANALYSIS["figure_channels"]
+    if "channel_fvs" in FIGURE_READS[fig]:
+        options["channel_fv_roles"] = list(STUDY.channel_fv_roles)
+    return options
+
+
+@functools.lru_cache(maxsize=2)
+def _gpus_where(local_exec):
     device = STUDY.config["model"]["device"]
     if device in ("cpu", "cuda"):
         return int(device == "cuda")
+    if not local_exec:  # auto under a cluster executor: the jobs run on its GPU nodes
+        return 1
     from resstream.device import cuda_unusable_reason
 
     return int(cuda_unusable_reason() is None)
 
 
+def gpu_per_job(wildcards=None):
+    """The GPUs a job that loads the network declares: 1 with model.device cuda, or auto where the
+    jobs will have one (a cluster executor's nodes; here, when CUDA works), else 0.  Evaluated per
+    job, once Snakemake knows its executor (it does not while it parses the workflow).
+    """
+    return _gpus_where(workflow.local_exec)
+
 # Jobs that load the model declare gpu=1 when they will use a GPU, so `--resources gpu=N` caps them
-# at the number of devices; each such job runs on the device it declares (resstream/gpu_slots.py:
-# a GPU of its own, or none at all when it declares 0).
-GPU_PER_JOB = _uses_gpu()
+# at the number of devices and a cluster profile asks for one; each such job runs on the device it
+# declares (resstream/gpu_slots.py: a GPU of its own, or none at all when it declares 0).

@@ -26,12 +26,14 @@ if COMPARE["runs"]:
             runs=COMPARE_OUT["runs"],
         log:
             f"{COMPARE['results']}/logs/compare.log",
+        localrule: True
         conda:
             f"{ENVS}/torch.yaml"
         params:
             runs=COMPARE["runs"],
             out=lambda w, output: os.path.dirname(output.blocks),
             depth_bins=COMPARE["depth_bins"],
+            code=code("compare.py"),
         script:
             "../scripts/compare.py"
 

@@ -3,25 +3,42 @@
 # replans only that block's jobs (and what reads them), a new channel list only the chunks it touches.
 import re
 
+from resstream.job_resources import fv_mem_mb, fv_runtime
+
+FV = STUDY.config["fv"]
+
 
 rule fv_chunk:
     output:
         directory(f"{RESULTS}/fv/{{layer}}/{{chunk}}"),
     log:
         f"{RESULTS}/logs/fv/{{layer}}/{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fv/{{layer}}/{{chunk}}.tsv"
     wildcard_constraints:
         layer="|".join(re.escape(name) for name in STUDY.layers),
         chunk=r"c\d{4}-\d{4}",
     conda:
         f"{ENVS}/torch.yaml"
-    threads: STUDY.config["fv"]["threads"]
+    threads: FV["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu=gpu_per_job,
+        runtime=lambda w, attempt: fv_runtime(
+            len(fv_units(w.layer, w.chunk)),
+            STUDY.fv_settings(w.layer).steps,
+            gpu_per_job(),
+            attempt,
+        ),
+        mem_mb=lambda w, attempt: fv_mem_mb(len(fv_units(w.layer, w.chunk)), attempt),
+        log_every=FV["log_every"],
     params:
+        model=MODEL,
+        device=DEVICE,
+        gpu_slots=GPU_SLOTS,
+        channels=lambda w: fv_units(w.layer, w.chunk),
         settings=lambda w: STUDY.fv_settings(w.layer).as_params(),
-        channels=lambda w: list(STUDY.chunk(w.layer, w.chunk).channels),
-        model=STUDY.config["model"]["arch"],
-        weights=WEIGHTS,
+        objective="center",
+        code=code("fv_chunk.py"),
     script:
         "../scripts/fv_chunk.py"
 

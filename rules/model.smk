@@ -1,4 +1,6 @@
 # Stage 0: the model card (spec §1 layer table + weights identity). Fails first when weights are missing.
+from resstream.card import card_facts
+from resstream.job_resources import small_job_mem_mb, small_job_runtime
 
 
 rule model_card:
@@ -9,9 +11,13 @@ rule model_card:
         f"{RESULTS}/logs/model_card.log",
     conda:
         f"{ENVS}/torch.yaml"
+    resources:
+        runtime=lambda w, attempt: small_job_runtime(attempt),
+        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
     params:
-        model=STUDY.config["model"],
-        study=STUDY.config["study"],
+        model=MODEL,
+        card=lambda w: card_facts(STUDY),
+        code=code("model_card.py"),
     script:
         "../scripts/model_card.py"
 

@@ -4,25 +4,18 @@ import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
 from resstream.atlas import write_block, write_index  # noqa: E402
-from resstream.smk import script_main  # noqa: E402
+from resstream.job_runner import script_main  # noqa: E402
+
+given, out, params = snakemake.input, snakemake.output, snakemake.params
 
 
-def work(cfg):
-    if snakemake.rule == "atlas_index":
-        out = snakemake.output
-        return write_index(snakemake.params.blocks, snakemake.input.fv, snakemake.input.imagenet, out.html, out.css, out.js,
-                           scorecard_csv=snakemake.input.scorecard)
-    return write_block(
-        snakemake.wildcards.block,
-        snakemake.input.fv,
-        snakemake.input.imagenet,
-        snakemake.params.layers,
-        snakemake.input.fv_images,
-        snakemake.input.channel_fvs,
-        snakemake.input.exemplars,
-        snakemake.output[0],
-        snakemake.params.settings,
-    )
+def index():
+    return write_index(params.blocks, given.fv, given.imagenet, out.html, out.css, out.js, scorecard_csv=given.scorecard)
 
 
-script_main(snakemake, work)
+def block():
+    return write_block(snakemake.wildcards.block, given.fv, given.imagenet, params.layers, given.fv_images,
+                       given.channel_fvs, given.exemplars, out[0], params.settings)
+
+
+script_main(snakemake, index if snakemake.rule == "atlas_index" else block)

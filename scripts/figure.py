@@ -1,23 +1,24 @@
-# Thin: per-block tables (and the FV / exemplar pictures) in, one figure as PNG + PDF out
-# (resstream/figures.py).  Which figure is params.figure.
+# Thin: per-block tables (and the FV / exemplar / channel-FV folders) in, one figure as PNG + PDF out
+# (resstream/figures.py).  Which figure is params.figure, its options params.options.
 import sys
+
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.figures import make_figure
-from resstream.smk import script_main
+from resstream.figures import make_figure  # noqa: E402
+from resstream.job_runner import script_main  # noqa: E402
 
-
-def work(cfg):
-    imagenet = snakemake.input.imagenet if "imagenet" in snakemake.input.keys() else []
-    return make_figure(
-        snakemake.params.figure,
-        dict(zip(snakemake.params.blocks, snakemake.input.fv)),
-        dict(zip(snakemake.params.blocks, imagenet)),
-        cfg["results"],
-        snakemake.params.figure_channels,
+params, given = snakemake.params, snakemake.input
+blocks = params.blocks
+script_main(
+    snakemake,
+    lambda: make_figure(
+        params.figure,
+        dict(zip(blocks, given.fv)),
+        dict(zip(blocks, given.get("imagenet", []))),
         snakemake.output.png,
         snakemake.output.pdf,
-        snakemake.input.channel_fvs if "channel_fvs" in snakemake.input.keys() else None,
-    )
-
-
-script_main(snakemake, work)
+        fv_dirs=given.get("fv_images", []),
+        exemplar_dirs=given.get("exemplars", []),
+        channel_fv_dirs=given.get("channel_fvs", []),
+        **params.options,
+    ),
+)

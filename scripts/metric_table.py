@@ -1,12 +1,8 @@
 # Thin: measurement table in, metric table out (resstream/metrics.py, resstream/analysis.py).
 import sys
+
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.analysis import derive_table
-from resstream.smk import script_main
+from resstream.analysis import derive_table  # noqa: E402
+from resstream.job_runner import script_main  # noqa: E402
 
-
-def work(cfg):
-    return derive_table(snakemake.input.csv, snakemake.output.csv, snakemake.params.analysis)
-
-
-script_main(snakemake, work)
+script_main(snakemake, lambda: derive_table(snakemake.input.csv, snakemake.output.csv, snakemake.params.analysis))

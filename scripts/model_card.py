@@ -1,7 +1,11 @@
-# Thin: the snakemake object in, the library does the work.
+# Thin: the model card from what the rule declares (params: model, card facts).
 import sys
-sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.card import write_model_card
-from resstream.smk import script_main
 
-script_main(snakemake, lambda cfg: write_model_card(cfg, snakemake.output.json, snakemake.output.csv))
+sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
+from resstream.card import write_model_card  # noqa: E402
+from resstream.job_runner import script_main  # noqa: E402
+
+script_main(
+    snakemake,
+    lambda: write_model_card(snakemake.params.model, snakemake.params.card, snakemake.output.json, snakemake.output.csv),
+)

@@ -2,18 +2,16 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
+from resstream.job_runner import script_main  # noqa: E402
 from resstream.scorecard import write_scorecard  # noqa: E402
-from resstream.smk import script_main  # noqa: E402
 
-
-def work(cfg):
-    blocks = snakemake.params.blocks
-    return write_scorecard(
+blocks, out = snakemake.params.blocks, snakemake.output
+script_main(
+    snakemake,
+    lambda: write_scorecard(
         dict(zip(blocks, snakemake.input.fv)),
         dict(zip(blocks, snakemake.input.imagenet)),
-        {"csv": snakemake.output.csv, "md": snakemake.output.md, "html": snakemake.output.html},
+        {"csv": out.csv, "md": out.md, "html": out.html},
         snakemake.input.claims,
-    )
-
-
-script_main(snakemake, work)
+    ),
+)

@@ -8,6 +8,11 @@ runs the submitted ``--wrap`` script locally and to completion before it prints 
 the plugin's ``--parsable2 --format=JobIdRaw,State`` / ``--format=%i|%T`` queries expect.
 ``srun`` drops its options and runs the command.  ``sinfo -o %P`` lists one default partition
 ``gpu*``; ``scontrol show config`` gives MinJobAge and MaxArraySize.
+
+Stand-in jobs (``STUB_OUTPUTS`` names a JSON file ``{target job: [[path, is directory], ...]}``):
+``sbatch`` runs nothing and makes each submitted job's outputs itself (empty files, folders with
+one file), so that a DAG too large to compute (the full paper study) goes through the executor
+job by job.  ``STUB_FAIL_ONCE`` names rules whose first submission fails (to see the retry).
 """
 
 from __future__ import annotations
@@ -29,6 +34,46 @@ args = sys.argv[1:]
 '''
 
 SBATCH = r'''
+import shlex
+
+
+def target_jobs(script):
+    """The jobs a submission runs: the ``--target-jobs`` of its snakemake command, each as
+    ``rule:key=value,...`` with the wildcards sorted."""
+    words = shlex.split(script)
+    found = []
+    for i, w in enumerate(words):
+        if w == "--target-jobs":
+            for spec in words[i + 1:]:
+                if spec.startswith("--"):
+                    break
+                rule, _, wildcards = spec.partition(":")
+                found.append(rule + ":" + ",".join(sorted(filter(None, wildcards.split(",")))))
+    return found
+
+
+def fake_run(targets):
+    fail = set(filter(None, os.environ.get("STUB_FAIL_ONCE", "").split(",")))
+    failed = STATE / "failed_once"
+    failed.mkdir(exist_ok=True)
+    for spec in targets:
+        rule = spec.split(":")[0]
+        if rule in fail and not (failed / rule).exists():
+            (failed / rule).touch()
+            return 1
+    outputs = json.loads(Path(os.environ["STUB_OUTPUTS"]).read_text())
+    for spec in targets:
+        for path, is_dir in outputs[spec]:
+            p = Path(path)
+            if is_dir:
+                p.mkdir(parents=True, exist_ok=True)
+                (p / "stand-in").touch()
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.touch()
+    return 0
+
+
 def value(flag):
     for i, a in enumerate(args):
         if a == flag:
@@ -39,16 +84,27 @@ def value(flag):
 
 jobs = STATE / "jobs"
 jobs.mkdir(exist_ok=True)
-jobid = str(1000 + len(list(jobs.glob("*.json"))))
+number = 1000 + len(list(jobs.glob("*.id")))
+while True:  # Snakemake submits from several threads at once: each id is claimed by creating its file
+    try:
+        os.close(os.open(jobs / f"{{number}}.id", os.O_CREAT | os.O_EXCL))
+        break
+    except FileExistsError:
+        number += 1
+jobid = str(number)
 wrap = value("--wrap")
 script = wrap if wrap is not None else sys.stdin.read()
 out = (value("--output") or "slurm-%j.out").replace("%j", jobid)
 Path(out).parent.mkdir(parents=True, exist_ok=True)
 env = dict(os.environ, SLURM_JOB_ID=jobid, SLURM_JOBID=jobid)
 workdir = value("-D") or os.getcwd()
-with open(out, "w") as log:
-    rc = subprocess.run(["/bin/sh", "-c", script], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-(jobs / f"{{jobid}}.json").write_text(json.dumps({{"name": value("--job-name"), "rc": rc, "argv": args}}))
+targets = target_jobs(script)
+if os.environ.get("STUB_OUTPUTS"):
+    rc = fake_run(targets)
+else:
+    with open(out, "w") as log:
+        rc = subprocess.run(["/bin/sh", "-c", script], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+(jobs / f"{{jobid}}.json").write_text(json.dumps({{"name": value("--job-name"), "rc": rc, "argv": args, "targets": targets}}))
 print(jobid)
 '''
 

@@ -116,6 +116,8 @@ def write_activations(config: dict, model, identity, n_images: int = 16, k: int 
             f[f"topk/{name}/value"] = value.astype(np.float32)
         f.attrs["weights"] = json.dumps(identity.as_dict())
         f.attrs["topk"] = k
+        f.attrs["dataset_root"] = str(root)
+        f.attrs["dataset_root_resolved"] = os.path.realpath(root)  # where the measurements read the images
     if grids:
         view = view_transform()
         tiles_by_index = {}

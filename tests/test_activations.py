@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision import transforms
 
 from conftest import REPO
+from job_calls import draw_grids, run_pass
 from workflow_helpers import assert_same_h5_content, h5_content
 from resstream import activations as act
 from resstream.config import ConfigError, Study, validate_config
@@ -80,7 +81,7 @@ def extracted(images40, tmp_path_factory):
                          spatial_layers=["layer4.0.downsample.1", "layer1.1.bn2"])
     config["results"] = str(results)
     path = activations_h5(str(results))
-    act.extract_activations(config, path)
+    run_pass(config, path)
     return config, path
 
 
@@ -164,13 +165,13 @@ def test_topk_tie_rule_nan_rows_and_short_columns():
 def test_exemplar_grids_are_drawn_for_the_studied_units_only(extracted):
     config, path = extracted
     results = config["results"]
-    units = act.exemplar_units(Study(config))
-    n = act.write_exemplar_grids(config, path, results, threads=2)
+    units = Study(config).exemplar_units()
+    n = draw_grids(config, path, threads=2)  # one job per layer
     assert n == sum(len(c) for c in units.values()) == 26 * 2
     exemplars = os.path.join(results, "activations", "exemplars")
-    drawn = {(d, f) for d in os.listdir(exemplars) if os.path.isdir(os.path.join(exemplars, d))
-             for f in os.listdir(os.path.join(exemplars, d))}
-    assert drawn == {(layer, f"unit{c:04d}.png") for layer, chans in units.items() for c in chans}
+    drawn = {(d, f) for d in os.listdir(exemplars) for f in os.listdir(os.path.join(exemplars, d))}
+    lists = {(layer, name) for layer in units for name in ("exemplars.csv", "exemplars.json")}
+    assert drawn == {(layer, f"unit{c:04d}.png") for layer, chans in units.items() for c in chans} | lists
     with act.open_activations(path) as f:
         top = f["topk/layer3.1.bn2/index"][2]
         paths = f["images/path"].asstr()[:]
@@ -181,15 +182,16 @@ def test_exemplar_grids_are_drawn_for_the_studied_units_only(extracted):
         image = Image.open(os.path.join(config["dataset"]["path"], paths[top[rank]])).convert("RGB")
         y, x = 2 + (rank // 3) * 226, 2 + (rank % 3) * 226
         np.testing.assert_array_equal(grid[y : y + 224, x : x + 224], np.asarray(crop(image)))
-    rows = open(os.path.join(exemplars, "exemplars.csv")).read().splitlines()
-    assert rows[0] == "layer,channel,rank,image_index,path,activation,weights" and len(rows) == 1 + 52 * 9
-    assert json.load(open(os.path.join(exemplars, "exemplars.json")))["weights"]["label"].startswith("resnet18 RANDOM")
+    rows = open(os.path.join(exemplars, "layer3.1.bn2", "exemplars.csv")).read().splitlines()
+    assert rows[0] == "layer,channel,rank,image_index,path,activation,weights" and len(rows) == 1 + 2 * 9
+    sidecar = json.load(open(os.path.join(exemplars, "layer3.1.bn2", "exemplars.json")))
+    assert sidecar["weights"]["label"].startswith("resnet18 RANDOM")
     assert f"layer3.1.bn2,2,0,{top[0]},{paths[top[0]]}," in "\n".join(rows)
 
 
 def test_exemplar_units_follow_the_blocks_that_read_a_layer():
     config = validate_config({"study": {"channels": [0, 1], "channels_by_block": {"2.0": [5, 100], "2.1": [7]}}})
-    units = act.exemplar_units(Study(config))
+    units = Study(config).exemplar_units()
     assert list(units) == Study(config).activation_layers()
     assert units["layer2.0.bn2"] == [5, 100]  # FV layers: the study's channels of the layer
     assert units["layer2.0.prerelu_out"] == [5, 7, 100]  # O of 2.0 and I of 2.1
@@ -201,7 +203,7 @@ def test_exemplar_units_follow_the_blocks_that_read_a_layer():
 def test_spatial_layers_must_be_tapped(images40, tmp_path):
     config = make_config(images40, SMALL_STUDY, spatial_layers=["layer4.1.bn2"])
     with pytest.raises(ConfigError, match=r"activations.spatial_layers: layer4.1.bn2 not among the tapped layers"):
-        act.extract_activations(config, str(tmp_path / "a.h5"))
+        run_pass(config, str(tmp_path / "a.h5"))
 
 
 @pytest.fixture
@@ -217,7 +219,7 @@ def odd_images(sample_dir, tmp_path):
 
 def test_unreadable_image_is_skipped_as_a_nan_row(odd_images, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("skip") / "a.h5")
-    act.extract_activations(make_config(odd_images, SMALL_STUDY, batch_size=3, workers=0), out)
+    run_pass(make_config(odd_images, SMALL_STUDY, batch_size=3, workers=0), out)
     with act.open_activations(out) as f:
         paths = list(f["images/path"].asstr()[:])
         bad = paths.index("img2b_corrupt.jpg")
@@ -237,7 +239,7 @@ def test_unreadable_image_fails_naming_the_file(odd_images, tmp_path_factory, wo
     config = make_config(odd_images, SMALL_STUDY, batch_size=2, workers=workers)
     config["dataset"]["on_bad_image"] = "fail"
     with pytest.raises(DatasetError) as info:
-        act.extract_activations(config, out)
+        run_pass(config, out)
     message = str(info.value)
     assert "img2b_corrupt.jpg" in message and "on_bad_image: skip" in message
     assert "\n" not in message  # the worker's traceback is not part of the message
@@ -256,8 +258,9 @@ def flush_or_die(self):
         os.kill(os.getpid(), signal.SIGKILL)
     flush(self)
 h5py.File.flush = flush_or_die
-from resstream.activations import extract_activations
-extract_activations(json.loads(sys.argv[2]), sys.argv[3])
+sys.path.insert(0, "tests")
+from job_calls import run_pass
+run_pass(json.loads(sys.argv[2]), sys.argv[3])
 """
 
 
@@ -266,7 +269,7 @@ def small_run(images40, tmp_path_factory):
     """An uninterrupted run of the layer1 study, batch 8 (5 batches): what resumed runs must equal."""
     config = make_config(images40, SMALL_STUDY, batch_size=8)
     path = str(tmp_path_factory.mktemp("whole") / "activations.h5")
-    act.extract_activations(config, path)
+    run_pass(config, path)
     return config, path, h5_content(path)
 
 
@@ -288,7 +291,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, c
         act.open_activations(partial)
 
     caplog.set_level(logging.INFO, logger="resstream.activations")
-    act.extract_activations(config, out)
+    run_pass(config, out)
     assert f"after {rows_on_disk // 8} finished batches ({rows_on_disk}/40 images)" in caplog.text
     assert not os.path.exists(partial)
     assert_same_h5_content(h5_content(out), whole)
@@ -301,7 +304,7 @@ def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_ru
     shutil.copy(reference, out + act.PARTIAL_SUFFIX)  # a "partial" made with other weights
     other = copy.deepcopy(config)
     other["model"]["weights"] = "random:1"
-    act.extract_activations(other, out)
+    run_pass(other, out)
     fresh = h5_content(out)
     assert "not resuming" in caplog.text and "different weights_state_dict_sha256; starting over" in caplog.text
     with act.open_activations(out) as f:
@@ -311,7 +314,7 @@ def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_ru
     caplog.clear()
     with open(out + act.PARTIAL_SUFFIX, "wb") as f:
         f.write(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # the start of an HDF5 file, then nothing
-    act.extract_activations(other, out)
+    run_pass(other, out)
     assert "cannot be opened" in caplog.text and "starting over" in caplog.text
     assert_same_h5_content(h5_content(out), fresh)
 
@@ -320,7 +323,8 @@ MEMORY_RUN = """
 import json, logging, resource, sys
 import psutil, torch
 torch.set_num_threads(2)
-from resstream.activations import extract_activations
+sys.path.insert(0, "tests")
+from job_calls import run_pass
 from resstream.weights import load_model
 load_model("resnet18", "random:0")  # torch, the model: the baseline
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -332,7 +336,7 @@ class Sample(logging.Handler):  # RSS at each progress line, i.e. after every ba
 log = logging.getLogger("resstream.activations")
 log.setLevel(logging.INFO)
 log.addHandler(Sample())
-extract_activations(json.loads(sys.argv[1]), sys.argv[2])
+run_pass(json.loads(sys.argv[1]), sys.argv[2])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"base": base, "peak": peak, "samples": samples}))
 """
@@ -361,15 +365,18 @@ def test_workflow_makes_the_file_and_grids_and_ignores_batch_settings(images40, 
     extra.write_text(f"results: {results}\ndataset:\n  path: {images40}\nstudy:\n  blocks: ['1.1']\n  channels: [0, 1]\n"
                      f"activations:\n  batch_size: 16\n  workers: 1\n  log_every: 1\n")
     target = str(results / "activations" / "exemplars")
-    cmd = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--configfile", "demo.yaml", str(extra)]
+    layers = ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out", "layer1.0", "layer1.1"]
+    cmd = [sys.executable, "-m", "snakemake", *[f"{target}/{layer}" for layer in layers], "--cores", "2",
+           "--configfile", "demo.yaml", str(extra)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with act.open_activations(activations_h5(str(results))) as f:
         assert f["layers/layer1.1.bn2"].shape == (40, 64)
-    for layer in ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out", "layer1.0", "layer1.1"]:
-        assert sorted(os.listdir(os.path.join(target, layer))) == ["unit0000.png", "unit0001.png"]
+    for layer in layers:
+        assert sorted(os.listdir(os.path.join(target, layer))) == [  # (and Snakemake's own timestamp)
+            ".snakemake_timestamp", "exemplars.csv", "exemplars.json", "unit0000.png", "unit0001.png"]
     log = (results / "logs" / "activations.log").read_text()
-    assert "batch 3/3: 40/40 images" in log and "img/s, ETA" in log
+    assert "batch 3/3: 40/40 images written" in log and "img/s, ETA" in log
 
     # batch size and workers do not change results, so they do not rerun the stage
     extra.write_text(extra.read_text().replace("batch_size: 16", "batch_size: 4").replace("workers: 1", "workers: 0"))

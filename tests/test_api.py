@@ -8,7 +8,7 @@ import pytest
 from resstream.analysis import AnalysisError
 from resstream.api import block_layers, unit_metrics
 from resstream.config import Study, validate_config
-from resstream.fv_job import run_fv_chunk
+from job_calls import fv_dirs_of_block, render_chunk
 from resstream.measure import measure_fv_block
 from resstream.metrics import metric_table
 from resstream.paths import fv_chunk_dir, fv_png
@@ -28,7 +28,7 @@ def study_fvs(tmp_path_factory):
     study = Study(config)
     for layer in study.layers:
         for chunk in study.chunks(layer):
-            run_fv_chunk(config, layer, chunk.name, fv_chunk_dir(str(results), layer, chunk.name))
+            render_chunk(config, layer, chunk.name, fv_chunk_dir(str(results), layer, chunk.name))
     return study, str(results)
 
 
@@ -40,7 +40,7 @@ def test_block_layers_name_i_b_and_o():
 def test_unit_metrics_equal_the_workflows_metric_table(study_fvs, random_model):
     study, results = study_fvs
     model, identity = random_model
-    raw, _meta = measure_fv_block(model, identity, study, results, "2.1")
+    raw, _meta = measure_fv_block(model, identity, study.blocks, "2.1", CHANNELS, study.o_relu, fv_dirs_of_block(study, "2.1"))
     table = metric_table(raw).set_index("channel")
     layers = block_layers("resnet18", "2.1")
     for c in CHANNELS:

@@ -26,12 +26,17 @@ BLOCKS = ("2.0", "2.1")
 NO_CHANNEL_FV = ("2.1", 3)  # this unit's channel FV is left out: its page must say so
 
 
+def exemplar_dirs(results) -> list[str]:
+    """The per-layer exemplar folders (what an atlas_block job is given)."""
+    return sorted(str(p) for p in (results / "activations" / "exemplars").glob("*"))
+
+
 def build_atlas(results, fv_tables, imagenet_tables, out, settings=SETTINGS, blocks=BLOCKS):
     fv_dirs = sorted(str(p) for p in (results / "fv").glob("*/*"))
     chfv_dirs = sorted(str(p) for p in (results / "chfv" / "fv").glob("*/*"))
     for block in blocks:
         atlas.write_block(block, fv_tables[block], imagenet_tables[block], LAYERS[block], fv_dirs, chfv_dirs,
-                          str(results / "activations" / "exemplars"), str(out / block), settings)
+                          exemplar_dirs(results), str(out / block), settings)
     return atlas.write_index(list(blocks), [fv_tables[b] for b in blocks], [imagenet_tables[b] for b in blocks],
                              str(out / "index.html"), str(out / "atlas.css"), str(out / "atlas.js"))
 
@@ -152,7 +157,7 @@ def test_pretrained_atlas_has_no_banner_but_names_the_weights(tmp_path, hand_atl
     fv, imnet = write_hand_tables(tmp_path, weights=PRETRAINED, blocks=("2.1",))
     # pictures from the hand atlas, tables with pretrained weights
     atlas.write_block("2.1", fv["2.1"], imnet["2.1"], LAYERS["2.1"], sorted(str(p) for p in (results / "fv").glob("*/*")), [],
-                      str(results / "activations" / "exemplars"), str(tmp_path / "atlas" / "2.1"), SETTINGS)
+                      exemplar_dirs(results), str(tmp_path / "atlas" / "2.1"), SETTINGS)
     text = (tmp_path / "atlas" / "2.1" / "unit0001.html").read_text()
     assert "random-weights-banner" not in text and "RANDOM WEIGHTS" not in text
     assert PRETRAINED["label"] in text and "bb" * 32 in text
@@ -176,7 +181,7 @@ def test_an_existing_block_folder_is_never_overwritten(hand_atlas):
     results, out, fv, imnet, _summary = hand_atlas
     before = {p: p.read_bytes() for p in (out / "2.0").rglob("*") if p.is_file()}
     with pytest.raises(atlas.AtlasError, match="already holds atlas pages"):
-        atlas.write_block("2.0", fv["2.0"], imnet["2.0"], LAYERS["2.0"], [], [], str(results / "activations" / "exemplars"),
+        atlas.write_block("2.0", fv["2.0"], imnet["2.0"], LAYERS["2.0"], [], [], exemplar_dirs(results),
                           str(out / "2.0"), SETTINGS)
     assert {p: p.read_bytes() for p in (out / "2.0").rglob("*") if p.is_file()} == before
     assert not list(out.glob("2.0.partial-*"))
@@ -190,7 +195,7 @@ def test_channel_fv_chunks_cover_only_the_roles_asked_for():
     assert study.channel_fv_layers() == ["layer1.1.prerelu_out", "layer2.0.prerelu_out", "layer2.1.prerelu_out"]
     assert [c.name for c in study.channel_fv_chunks("layer2.1.prerelu_out")] == ["c0000-0063", "c0064-0127"]
     assert [c.channels for c in study.channel_fv_chunks("layer1.1.prerelu_out")] == [(0,)]  # 1.1 has 64 channels
-    off = Study(validate_config({"study": {"blocks": ["1.1"]}, "atlas": {"enabled": False}}))
+    off = Study(validate_config({"study": {"blocks": ["1.1"]}, "atlas": {"enabled": False}}))  # no atlas, no channel FVs
     assert off.channel_fv_layers() == [] and off.channel_fv_roles == ()
     both = Study(validate_config({"study": {"blocks": ["1.1", "2.1"]}, "atlas": {"channel_fvs": ["I", "B"]}}))
     assert both.channel_fv_layers() == ["layer1.0.prerelu_out", "layer1.1.bn2", "layer2.0.prerelu_out", "layer2.1.bn2"]

@@ -99,8 +99,8 @@ def test_unit_page_images_load_and_numbers_equal_the_csv(demo_atlas, chromium):
         row = read_table(metric_table_csv(str(results), "1.1", stimulus))[0].set_index("channel").loc[1]
         for key, _meaning in atlas.UNIT_NUMBERS:
             assert_shown_equals(numbers[(stimulus, key)], row[key], f"1.1 ch1 {stimulus} {key}")
-    # the first of O's top-9 images is the first one exemplars.csv lists
-    exemplars = pd.read_csv(results / "activations" / "exemplars" / "exemplars.csv")
+    # the first of O's top-9 images is the first one its layer's exemplars.csv lists
+    exemplars = pd.read_csv(results / "activations" / "exemplars" / "layer1.1.prerelu_out" / "exemplars.csv")
     first = exemplars[(exemplars["layer"] == "layer1.1.prerelu_out") & (exemplars["channel"] == 1) & (exemplars["rank"] == 0)]
     listed = chromium.find_elements("css selector", "#kind-O details li")
     assert len(listed) == 9 and listed[0].get_attribute("textContent").startswith(first["path"].iloc[0])

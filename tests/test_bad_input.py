@@ -26,11 +26,13 @@ def targets(results):
 
 
 def snapshot(results, skip=()):
-    """{file: (mtime_ns, bytes)} of every finished output (logs and snakemake's own files aside)."""
+    """{file: (mtime_ns, bytes)} of every finished output (logs, benchmark files and snakemake's own
+    files aside: they record runs, not results)."""
     out = {}
     for p in sorted(results.rglob("*")):
         rel = str(p.relative_to(results))
-        if p.is_file() and not rel.startswith("logs") and ".snakemake" not in p.name and not rel.startswith(skip):
+        if (p.is_file() and not rel.startswith(("logs", "benchmarks")) and ".snakemake" not in p.name
+                and not rel.startswith(skip)):
             out[rel] = (p.stat().st_mtime_ns, p.read_bytes())
     return out
 

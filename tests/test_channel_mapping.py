@@ -14,7 +14,7 @@ from manual_forward import (
     manual_image, manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up, manual_topk,
 )
 from resstream import atlas, measure, metrics
-from resstream.activations import extract_activations, write_exemplar_grids
+from job_calls import draw_grids, fv_dirs_of_block, run_pass
 from resstream.config import Study, validate_config
 from resstream.paths import activations_h5, fv_png
 from synthetic import write_study_fvs
@@ -49,7 +49,7 @@ def run(tmp_path_factory, random_model, sample_dir):
     })
     study = Study(config)
     assert [study.block_channels(b) for b in BLOCKS] == [CHANNELS, BY_BLOCK["2.0"], BY_BLOCK["2.1"]]
-    extract_activations(config, activations_h5(config["results"]))
+    run_pass(config, activations_h5(config["results"]))
     write_study_fvs(config, identity.as_dict())
     import h5py
 
@@ -67,8 +67,8 @@ def own_images(maps, block, role, channel):
 @pytest.mark.parametrize("block", BLOCKS)
 def test_imagenet_numbers_equal_a_manual_forward_of_each_channels_own_top9(run, block):
     config, study, model, identity, images, maps = run
-    df, meta = measure.measure_imagenet_block(model, identity, study, block, activations_h5(config["results"]),
-                                              config["dataset"]["path"], batch_size=5)
+    df, meta = measure.measure_imagenet_block(model, identity, study.blocks, block, study.block_channels(block),
+                                              study.o_relu, activations_h5(config["results"]), batch_size=5)
     assert list(df["channel"]) == selected(block)
     assert meta["max_abs_diff_vs_activations_h5"] < 1e-4
     for c in selected(block):
@@ -100,7 +100,8 @@ def test_imagenet_numbers_equal_a_manual_forward_of_each_channels_own_top9(run, 
 @pytest.mark.parametrize("block", BLOCKS)
 def test_fv_numbers_equal_a_manual_forward_of_each_channels_own_fvs(run, block):
     config, study, model, identity, _, _ = run
-    df, meta = measure.measure_fv_block(model, identity, study, config["results"], block, batch_size=2)
+    df, meta = measure.measure_fv_block(model, identity, study.blocks, block, study.block_channels(block), study.o_relu,
+                                        fv_dirs_of_block(study, block), batch_size=2)
     assert list(df["channel"]) == selected(block)
     for c in selected(block):
         def fv(role):
@@ -119,8 +120,9 @@ def test_fv_numbers_equal_a_manual_forward_of_each_channels_own_fvs(run, block):
 
 def test_exemplar_grids_list_each_channels_own_top9(run):
     config, study, _, _, _, maps = run
-    write_exemplar_grids(config, activations_h5(config["results"]), config["results"])
-    listed = pd.read_csv(os.path.join(config["results"], "activations", "exemplars", "exemplars.csv"), comment="#")
+    draw_grids(config, activations_h5(config["results"]))
+    exemplars = os.path.join(config["results"], "activations", "exemplars")
+    listed = pd.concat(pd.read_csv(os.path.join(exemplars, layer, "exemplars.csv")) for layer in os.listdir(exemplars))
     for block in BLOCKS:
         layers = study.block_layers(block)
         for role in ("I", "B"):

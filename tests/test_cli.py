@@ -59,8 +59,8 @@ def cli(*args, cwd=REPO):
 def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
     import hashlib
 
+    from job_calls import render_chunk
     from resstream.config import validate_config
-    from resstream.fv_job import run_fv_chunk
     from workflow_helpers import assert_same_h5
 
     out = tmp_path / "cli"
@@ -71,7 +71,7 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
     config = validate_config({"model": {"weights": "random:0", "device": "cpu"}, "dataset": {"path": None},
                               "study": {"blocks": ["2.1"], "channels": [3, 5]}, "fv": {"steps": 2}})
     job = tmp_path / "job"
-    run_fv_chunk(config, "layer2.1.bn2", "c0000-0063", str(job))
+    render_chunk(config, "layer2.1.bn2", "c0000-0063", str(job))
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in job.iterdir()) == ["fv.h5", "unit0003.png", "unit0005.png"]
     for name in ("unit0003.png", "unit0005.png"):
         assert (out / name).read_bytes() == (job / name).read_bytes(), name
@@ -88,8 +88,8 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
 
 
 def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
+    from job_calls import render_chunk
     from resstream.config import validate_config
-    from resstream.fv_job import run_fv_chunk
     from workflow_helpers import assert_same_h5
 
     out = tmp_path / "cli"
@@ -100,7 +100,7 @@ def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
         "study": {"blocks": ["1.1"], "channels": [7]},
         "fv": {"steps": 3, "lr": 0.1, "seed": 4, "rf_crop": False, "overrides": {"layer1.1.prerelu_out": {"jitter": 8}}},
     })
-    run_fv_chunk(config, "layer1.1.prerelu_out", "c0000-0063", str(tmp_path / "job"))
+    render_chunk(config, "layer1.1.prerelu_out", "c0000-0063", str(tmp_path / "job"))
     assert_same_h5(out / "fv.h5", tmp_path / "job" / "fv.h5")
 
 
@@ -110,7 +110,8 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
     import torchvision
     from torchvision import transforms
 
-    from resstream.activations import extract_activations, open_activations
+    from job_calls import run_pass
+    from resstream.activations import open_activations
     from resstream.config import validate_config
     from workflow_helpers import assert_same_h5, link_images
 
@@ -120,7 +121,7 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
         "--workers", "0", "--batch-size", "2")
     config = validate_config({"model": {"weights": "random:0", "device": "cpu"}, "study": {"blocks": ["1.1"]},
                               "dataset": {"path": str(data)}, "activations": {"batch_size": 2, "workers": 0}})
-    extract_activations(config, str(tmp_path / "rule.h5"))
+    run_pass(config, str(tmp_path / "rule.h5"))
     assert_same_h5(out, tmp_path / "rule.h5")
 
     # and one value by hand: layer1.1.bn2's centre neuron of the first image, from torchvision alone

@@ -76,3 +76,35 @@ def test_demo_config_is_valid():
         cfg = validate_config(yaml.safe_load(f))
     assert cfg["model"]["weights"].startswith("random:")
     Study(cfg)
+
+
+def test_command_line_strings_are_typed_by_the_schema():
+    """What snakemake.cli.parse_config makes of --config values (nested values stay strings)."""
+    from snakemake.cli import parse_config
+
+    from resstream.config_types import coerce_command_line
+
+    given = parse_config(['analysis={mix_factor: 2}', 'fv={overrides: {"2.1": {steps: 3}}, microbatch: null, lr: 0.1}',
+                          "activations={spatial_layers: [layer1.1.bn2]}", "demo=true", "results=2",
+                          "dataset={path: 1234}", "study={channels: [0, 3], blocks: default}", "atlas={enabled: no}"])
+    assert given["analysis"]["mix_factor"] == "2" and given["fv"]["overrides"]["2.1"]["steps"] == "3"
+    config = {"fv": {"steps": 7}}
+    coerce_command_line(config, given)
+    assert config["analysis"] == {"mix_factor": 2}
+    assert config["fv"] == {"steps": 7, "overrides": {"2.1": {"steps": 3}}, "microbatch": None, "lr": 0.1}
+    assert config["demo"] is True and config["atlas"] == {"enabled": False}
+    assert config["study"] == {"channels": [0, 3], "blocks": "default"}  # oneOf: the list of integers, the enum
+    # strings the schema takes stay strings: paths, layer names, a results folder named "2"
+    assert config["results"] == "2" and config["dataset"] == {"path": "1234"}
+    assert config["activations"] == {"spatial_layers": ["layer1.1.bn2"]}
+    validate_config(config)
+
+
+def test_a_command_line_value_of_the_wrong_type_is_still_named():
+    from resstream.config_types import coerce_command_line
+
+    config = {}
+    coerce_command_line(config, {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}})
+    assert config == {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}}
+    with pytest.raises(ConfigError, match=r"analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'"):
+        validate_config(config)

@@ -112,3 +112,18 @@ def test_a_link_cycle_is_refused_in_one_line(tmp_path, sample_dir):
         scan_image_folder(tmp_path / "data")
     assert str(err.value) == (f"dataset.path {tmp_path / 'data'} has a link cycle: {cls / 'loop'} leads back to "
                               f"{os.path.realpath(tmp_path / 'data')}, a folder above it. Fix: remove or repoint that link.")
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (256, 256), (224, 300), (100, 80), (1001, 257), (333, 333)])
+def test_the_exemplar_view_without_torch_is_torchvisions_pixel_for_pixel(size):
+    """The exemplar grids draw the 224-px view with PIL alone; it must be torchvision's Resize(256) +
+    CenterCrop(224) of the same image, to the last pixel, whatever the image's shape."""
+    from resstream.data import view_transform
+    from resstream.image_folder import view_pixels
+
+    rng = np.random.default_rng(sum(size))
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    want = (view_transform()(img) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    got = view_pixels(img)
+    assert got.shape == (224, 224, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)

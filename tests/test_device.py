@@ -19,7 +19,7 @@ from resstream import device as dev
 from resstream import fv
 from resstream.blocks import TapRef, model_blocks
 from resstream.errors import UserError
-from resstream.gpu_slots import prepare_job_device
+from resstream.gpu_slots import declared_gpus, prepare_job_device
 
 
 @pytest.fixture
@@ -131,29 +131,31 @@ def test_fv_of_a_cpu_model_stays_on_the_cpu_while_cuda_is_visible(monkeypatch, n
     assert fv.lucent_spatial.device == gpu0 and fv.lucent_transform.device == gpu0
 
 
-def job(device="auto", gpu=None, results="/nonexistent"):
+def job_gpus(gpu=None) -> int:
+    """What a script hands prepare_job_device: the gpu its job declared (a rule may name none)."""
     resources = types.SimpleNamespace(**({} if gpu is None else {"gpu": gpu}))
-    return types.SimpleNamespace(config={"model": {"device": device}, "results": results}, resources=resources)
+    return declared_gpus(types.SimpleNamespace(resources=resources))
 
 
 def test_a_job_declaring_no_gpu_sees_none(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert prepare_job_device(job(gpu=0)) == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert prepare_job_device("auto", job_gpus(0), "/nonexistent") == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert prepare_job_device(job()) == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == ""  # a rule without gpu
+    assert prepare_job_device("auto", job_gpus(), "/nonexistent") == 0  # a rule without gpu
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert prepare_job_device(job(device="cpu", gpu=1)) == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert prepare_job_device("cpu", job_gpus(1), "/nonexistent") == 0 and os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_a_job_declaring_a_gpu_takes_one_of_its_own(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
-    assert prepare_job_device(job(gpu=1, results=str(tmp_path))) == 1
+    assert prepare_job_device("auto", job_gpus(1), str(tmp_path / ".gpu_slots")) == 1
     assert os.environ["CUDA_VISIBLE_DEVICES"] in ("2", "5")
     assert os.listdir(tmp_path / ".gpu_slots")  # the lock of the device it holds
 
 
 # Rules whose jobs load the model onto a device; every other job stays on the CPU.
-MODEL_RULES = {"fv_chunk", "fv_channel_chunk", "channel_fvs", "activations", "measure_fv", "measure_imagenet"}
+MODEL_RULES = {"fv_chunk", "fv_channel_chunk", "activations", "measure_fv", "measure_imagenet"}
 
 
 def test_every_job_that_runs_the_model_declares_the_gpu(tmp_path, sample_dir):

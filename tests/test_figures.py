@@ -79,6 +79,13 @@ def pictures(tmp_path_factory, random_model, sample_dir):
     return results
 
 
+def picture_folders(results):
+    """What a figure job is given besides its tables: the FV chunk folders and the exemplar folders."""
+    results = Path(results)
+    return {"fv_dirs": sorted(map(str, results.glob("fv/*/c*"))),
+            "exemplar_dirs": sorted(map(str, results.glob("activations/exemplars/*")))}
+
+
 def _check_files(png, pdf):
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size[0] > 200 and img.size[1] > 200
@@ -91,7 +98,7 @@ def _check_files(png, pdf):
 def test_every_figure_from_csv_tables(tmp_path, pictures, fig):
     fv, imnet = write_hand_tables(pictures / f"tables-{fig}")
     png, pdf = tmp_path / f"{fig}.png", tmp_path / f"{fig}.pdf"
-    texts = figures.make_figure(fig, fv, imnet, str(pictures), {}, str(png), str(pdf))
+    texts = figures.make_figure(fig, fv, imnet, str(png), str(pdf), **picture_folders(pictures))
     _check_files(png, pdf)
     assert figures.RANDOM_MARK in texts  # random weights: marked
     assert any("RANDOM WEIGHTS (random:0" in t for t in texts)  # and named in the title
@@ -102,7 +109,7 @@ def test_every_figure_from_csv_tables(tmp_path, pictures, fig):
 
 def test_pretrained_figures_carry_no_random_mark(tmp_path):
     fv, _ = write_hand_tables(tmp_path, weights=PRETRAINED)
-    texts = figures.make_figure("fig5", fv, {}, str(tmp_path), {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    texts = figures.make_figure("fig5", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
     assert figures.RANDOM_MARK not in texts and any("IMAGENET1K_V1" in t for t in texts)
 
 
@@ -111,7 +118,7 @@ def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
               "state_dict_sha256": "cc" * 32, "file_sha256": "0123456789ab" + "d" * 52,
               "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
     fv, _ = write_hand_tables(tmp_path, weights=custom)
-    texts = figures.make_figure("fig2", fv, {}, str(tmp_path), {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    texts = figures.make_figure("fig2", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
     assert figures.RANDOM_MARK not in texts
     assert "CUSTOM CHECKPOINT — not torchvision's weights (file sha256 0123456789ab)" in texts
     assert any("custom checkpoint robust.pth" in t for t in texts)
@@ -120,7 +127,7 @@ def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
 def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):
     fv, _ = write_hand_tables(tmp_path)  # no FV PNGs or exemplar grids under tmp_path
     png, pdf = tmp_path / "f8.png", tmp_path / "f8.pdf"
-    figures.make_figure("fig8", fv, {}, str(tmp_path), {}, str(png), str(pdf))
+    figures.make_figure("fig8", fv, {}, str(png), str(pdf))
     _check_files(png, pdf)
 
 
@@ -129,8 +136,32 @@ def test_fig1_channels_default_and_listed(tmp_path, pictures):
     # lowest M = ch4? no: ch4 is dead (NaN) and left out -> lowest ch1 (.5), closest to 1 ch0, highest ch3 (5)
     assert figures.spectrum_examples(t) == [1, 0, 3]
     fv, _ = write_hand_tables(tmp_path)
-    texts = figures.make_figure("fig1", fv, {}, str(pictures), {"2.1": [5, 99]}, str(tmp_path / "a.png"), str(tmp_path / "a.pdf"))
+    texts = figures.make_figure("fig1", fv, {}, str(tmp_path / "a.png"), str(tmp_path / "a.pdf"),
+                                figure_channels={"2.1": [5, 99]}, **picture_folders(pictures))
     assert any("analysis.figure_channels" in t for t in texts)
+
+
+def test_image_grids_show_the_pictures_they_are_given(tmp_path, pictures):
+    """Fig 8's cells hold the FV PNG and exemplar grid of each row's unit, from the folders given
+    (and only those): without them every cell says "missing"."""
+    fv, _ = write_hand_tables(tmp_path)
+    source = figures.ImageSource(**picture_folders(pictures))
+    layer = "layer2.1.bn2"
+    png = next(Path(pictures).glob(f"fv/{layer}/c*/unit0003.png"))
+    assert np.array_equal(source.fv(layer, 3), np.asarray(Image.open(png).convert("RGB")))
+    grid = Path(pictures) / "activations" / "exemplars" / layer / "unit0003.png"
+    assert np.array_equal(source.exemplars(layer, 3), np.asarray(Image.open(grid).convert("RGB")))
+    assert figures.ImageSource().fv(layer, 3) is None and source.channel_fv(layer, 3) is None
+
+
+def test_channel_fv_columns_are_those_of_the_roles_that_have_them(tmp_path, pictures):
+    """Figs 1 and 6 show the channel FVs of the roles atlas.channel_fvs renders (default O only)."""
+    assert figures.channel_grid_columns(("O",)) == figures.GRID_COLUMNS[:3] + (("chfv", "O"),) + figures.GRID_COLUMNS[3:]
+    assert figures.channel_grid_columns(()) == figures.GRID_COLUMNS
+    fv, _ = write_hand_tables(tmp_path)
+    texts = figures.make_figure("fig6", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"),
+                                channel_fv_roles=["O"], **picture_folders(pictures))
+    assert "channel FV O" in texts and "channel FV I" not in texts and "centre FV I" in texts
 
 
 # --- the workflow ------------------------------------------------------------------------------------------
@@ -193,17 +224,3 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     else:
         assert job_log.count("running on the CPU because this job declares no GPU") == 1
         assert "with imagenet stimuli on cpu" in job_log
-
-
-def test_units_whose_channel_fvs_figs_1_and_6_show(tmp_path):
-    fv, _ = write_hand_tables(tmp_path)
-    # Fig 6: per block the channels passing all criteria by SM: ch0 (SM 1.0), ch5 (SM .7);
-    # 2.1's I is 2.0's O (layer2.0.prerelu_out), so that layer appears once.
-    assert figures.figure_units("fig6", fv, {}) == {
-        "layer2.0.downsample.1": [0, 5], "layer2.0.bn2": [0, 5], "layer2.0.prerelu_out": [0, 5],
-        "layer2.1.bn2": [0, 5], "layer2.1.prerelu_out": [0, 5],
-    }
-    # Fig 1 with listed channels: 99 is not in the study and is left out
-    assert figures.figure_units("fig1", fv, {"2.1": [5, 99]}) == {
-        "layer2.0.prerelu_out": [5], "layer2.1.bn2": [5], "layer2.1.prerelu_out": [5],
-    }

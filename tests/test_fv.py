@@ -1,6 +1,7 @@
 """The FV engine: per-unit determinism, exact batching, objectives rising, dead/NaN recording."""
 
 import copy
+import json
 import os
 
 import h5py
@@ -12,7 +13,7 @@ from PIL import Image
 from resstream.blocks import TapRef, model_blocks
 from resstream.config import validate_config
 from resstream.fv import FVError, render_units, unit_seed
-from resstream.fv_job import run_fv_chunk
+from job_calls import render_chunk
 from resstream.taps import block_taps
 
 
@@ -136,7 +137,7 @@ def demo_cfg(tmp_path, sample_dir):
 
 def test_fv_job_writes_pngs_and_h5_atomically(demo_cfg, tmp_path):
     out = str(tmp_path / "results" / "fv" / "layer1.1.bn2" / "c0000-0063")
-    run_fv_chunk(demo_cfg, "layer1.1.bn2", "c0000-0063", out)
+    render_chunk(demo_cfg, "layer1.1.bn2", "c0000-0063", out)
     assert sorted(os.listdir(out)) == ["fv.h5", "unit0000.png", "unit0002.png"]
     assert not any(".partial" in d for d in os.listdir(os.path.dirname(out)))
     with h5py.File(os.path.join(out, "fv.h5")) as f:
@@ -153,23 +154,24 @@ def test_fv_job_writes_pngs_and_h5_atomically(demo_cfg, tmp_path):
         assert np.array_equal(png, (np.transpose(f["image"][1], (1, 2, 0)) * 255).astype(np.uint8))
     # finished work is never silently replaced
     with pytest.raises(FVError, match="already holds FV results"):
-        run_fv_chunk(demo_cfg, "layer1.1.bn2", "c0000-0063", out)
+        render_chunk(demo_cfg, "layer1.1.bn2", "c0000-0063", out)
     assert sorted(os.listdir(out)) == ["fv.h5", "unit0000.png", "unit0002.png"]
 
 
 def test_channel_objective_fvs_for_display(demo_cfg, tmp_path):
-    from resstream.fv_job import read_fv_status, run_channel_fvs
+    """The fv_channel_chunk job: whole-map FVs of the studied channels of an O layer, never cropped
+    to a receptive field whatever fv.rf_crop says (so that setting does not rerun them)."""
+    from resstream.fv_job import read_fv_status
 
-    out = str(tmp_path / "results" / "fv_channel")
+    out = str(tmp_path / "results" / "fv_channel_chunks" / "layer1.1.prerelu_out" / "c0000-0063")
     cfg = copy.deepcopy(demo_cfg)
     cfg["fv"]["steps"] = 15
-    done = run_channel_fvs(cfg, {"layer1.1.bn2": [2, 0]}, out)
-    assert sorted(done["layer1.1.bn2"]) == [0, 2]
-    assert sorted(os.listdir(os.path.join(out, "layer1.1.bn2"))) == ["fv.h5", "unit0000.png", "unit0002.png"]
-    with h5py.File(os.path.join(out, "layer1.1.bn2", "fv.h5")) as f:
+    done = render_chunk(cfg, "layer1.1.prerelu_out", "c0000-0063", out, objective="channel")
+    assert done["channels"] == [0, 2]
+    assert sorted(os.listdir(out)) == ["fv.h5", "unit0000.png", "unit0002.png"]
+    with h5py.File(os.path.join(out, "fv.h5")) as f:
         assert f.attrs["objective"] == "channel"
+        assert json.loads(f.attrs["settings"])["rf_crop"] is False and cfg["fv"]["rf_crop"] is True
         curve = f["curve"][:]
     assert (curve[:, -1] > curve[:, 0]).all()  # the channel's mean activation rose
-    assert read_fv_status(os.path.join(out, "layer1.1.bn2")) == done["layer1.1.bn2"]
-    with pytest.raises(FVError, match="not an FV layer"):
-        run_channel_fvs(demo_cfg, {"layer4.1.bn2": [0]}, str(tmp_path / "other"))
+    assert read_fv_status(out) == dict(zip(done["channels"], done["status"]))

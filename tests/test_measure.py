@@ -3,6 +3,7 @@ each block's own submodules (no hooks, no in-place ops), F.interpolate for the s
 numpy for the PNG."""
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -16,11 +17,21 @@ from resstream.analysis import AnalysisError
 from resstream.config import Study
 from resstream.data import ImageFolderDataset, ImageRecord
 from resstream.paths import activations_h5, fv_png
+from job_calls import fv_dirs_of_block
 from manual_forward import manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up
 from synthetic import small_config, write_activations, write_study_fvs
 
 BLOCKS = ("1.1", "2.0", "2.1")
 CHANNELS = (0, 1, 2)
+
+
+def measure_fv(model, identity, study, block, results=None, **kwargs):
+    """The FV measurement of a block as its job runs it: the block's FV chunk folders as input
+    (those under ``results`` when given, a copy of the study's)."""
+    dirs = fv_dirs_of_block(study, block)
+    if results is not None:
+        dirs = [d.replace(study.config["results"], str(results), 1) for d in dirs]
+    return measure.measure_fv_block(model, identity, study.blocks, block, list(CHANNELS), study.o_relu, dirs, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +65,7 @@ def test_scale_transforms_match_interpolate():
 @pytest.mark.parametrize("block", BLOCKS)
 def test_fv_measurement_matches_manual_forward(study_setup, block):
     config, study, model, identity = study_setup
-    df, meta = measure.measure_fv_block(model, identity, study, config["results"], block, batch_size=2)
+    df, meta = measure_fv(model, identity, study, block, batch_size=2)
     layers = meta["layers"]
     for k, c in enumerate(CHANNELS):
         def png(role):
@@ -85,7 +96,7 @@ def test_fv_measurement_matches_manual_forward(study_setup, block):
 
 def test_fv_status_from_h5_and_missing_png_are_recorded(study_setup, tmp_path):
     config, study, model, identity = study_setup
-    df, _ = measure.measure_fv_block(model, identity, study, config["results"], "2.0")
+    df, _ = measure_fv(model, identity, study, "2.0")
     assert list(df["fv_status_B"]) == ["ok", "dead", "ok"]
     # a lost PNG: NaN readings and status 'missing', no crash
     import shutil
@@ -94,7 +105,7 @@ def test_fv_status_from_h5_and_missing_png_are_recorded(study_setup, tmp_path):
     shutil.copytree(config["results"], results)
     chunk = study.chunks("layer2.0.bn2")[0].name
     (results / "fv" / "layer2.0.bn2" / chunk / "unit0000.png").unlink()
-    df, _ = measure.measure_fv_block(model, identity, study, str(results), "2.0")
+    df, _ = measure_fv(model, identity, study, "2.0", results=results)
     assert df["fv_status_B"][0] == "missing"
     assert np.isnan(df["mid_mid"][0]) and np.isnan(df["out_mid"][0])
     assert np.isfinite(df["mid_mid"][2]) and np.isfinite(df["in_in"][0])
@@ -110,8 +121,8 @@ def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir,
     post_cfg["study"]["o_relu"] = "post"
     post = Study(post_cfg)
     # same stimuli: the FVs of the pre study, looked up under the post layer names
-    df_pre, meta_pre = measure.measure_fv_block(model, identity, study, config["results"], "2.0")
-    x_units = {r: measure.fv_units(study, config["results"], meta_pre["layers"][r], CHANNELS) for r in "IB"}
+    df_pre, meta_pre = measure_fv(model, identity, study, "2.0")
+    x_units = {r: measure.fv_units(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"}
     assert measure.role_layers(post.blocks, "2.0", "post")["O"] == "layer2.0"
     assert measure.role_layers(post.blocks, "2.1", "post")["I"] == "layer2.0"
     taps = measure.block_role_taps(post.blocks, "2.0", "post")
@@ -129,9 +140,9 @@ def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir,
 
 def test_weights_and_rho_columns(study_setup):
     config, study, model, identity = study_setup
-    df, meta = measure.measure_fv_block(model, identity, study, config["results"], "2.1")
+    df, meta = measure_fv(model, identity, study, "2.1")
     path = activations_h5(config["results"])
-    df = measure.add_weights_and_rho(df, model, study, "2.1", path, identity)
+    df = measure.add_weights_and_rho(df, model, study.blocks, "2.1", study.o_relu, path, identity)
     block = model.layer2[1]
     for k, c in enumerate(CHANNELS):
         assert df["bn_gamma_abs"][k] == pytest.approx(float(block.bn2.weight[c].abs()))
@@ -155,16 +166,18 @@ def test_other_weights_are_refused(study_setup):
 
     other_model, other = load_model("resnet18", "random:1")
     with pytest.raises(AnalysisError, match="was made with weights .*random:0.* but the analysis uses .*random:1"):
-        measure.measure_fv_block(other_model, other, study, config["results"], "1.1")
+        measure_fv(other_model, other, study, "1.1")
     with pytest.raises(AnalysisError, match="activations.h5 was made with weights"):
-        measure.add_weights_and_rho(measure.measure_fv_block(model, identity, study, config["results"], "1.1")[0],
-                                    other_model, study, "1.1", activations_h5(config["results"]), other)
+        measure.add_weights_and_rho(measure_fv(model, identity, study, "1.1")[0], other_model, study.blocks, "1.1",
+                                    study.o_relu, activations_h5(config["results"]), other)
 
 
 def test_imagenet_variant_means_over_top9(study_setup, sample_dir):
     config, study, model, identity = study_setup
     path = activations_h5(config["results"])
-    df, meta = measure.measure_imagenet_block(model, identity, study, "2.1", path, str(sample_dir), batch_size=5)
+    df, meta = measure.measure_imagenet_block(model, identity, study.blocks, "2.1", list(CHANNELS), study.o_relu, path,
+                                              batch_size=5)
+    assert meta["dataset"] == os.path.realpath(sample_dir)  # the folder the activations file was made from
     layers = meta["layers"]
     with h5py.File(path, "r") as f:
         paths = f["images/path"].asstr()[:]

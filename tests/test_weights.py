@@ -207,14 +207,26 @@ def test_torchvision_file_in_any_mode_is_labelled_torchvision(tmp_path, monkeypa
     assert ident.kind == "checkpoint" and "custom" not in ident.label
 
 
-def test_weights_param_changes_with_the_custom_file(tmp_path, finetuned):
-    """A retrained file at the same path reruns the jobs: the rules' weights param holds its sha256."""
+def test_model_param_changes_with_the_custom_file(tmp_path, finetuned):
+    """A retrained file at the same path reruns the jobs: the rules' model param holds its sha256,
+    and a job loads the network from that param alone."""
     import hashlib
 
     path = tmp_path / "ft.pth"
     torch.save(finetuned, path)
-    cfg = {"weights": str(path), "checkpoint": "any"}
-    assert W.weights_param(cfg) == f"{path} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    cfg = {"arch": "resnet18", "weights": str(path), "checkpoint": "any", "allow_download": True}
+    first = W.model_param(cfg)
+    assert first == {"arch": "resnet18", "weights": str(path), "checkpoint": "any",
+                     "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     torch.save({k: v * 2 for k, v in finetuned.items()}, path)
-    assert W.weights_param(cfg) == f"{path} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
-    assert W.weights_param({"weights": "random:0", "checkpoint": "torchvision"}) == "random:0"
+    assert W.model_param(cfg)["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() != first["file_sha256"]
+    assert W.model_param({"arch": "resnet18", "weights": "random:0"}) == {
+        "arch": "resnet18", "weights": "random:0", "checkpoint": "torchvision"}
+    _, identity = W.load_model_param(W.model_param(cfg))
+    assert identity.file_sha256 == W.model_param(cfg)["file_sha256"] and identity.kind == "custom"
+
+
+def test_a_job_never_downloads_weights(offline_hub):
+    """The hub file is missing where the job looks: one line that says jobs never download."""
+    with pytest.raises(W.WeightsError, match="jobs never download them"):
+        W.load_model_param({"arch": "resnet18", "weights": "IMAGENET1K_V1", "checkpoint": "torchvision"})

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -68,13 +70,35 @@ def test_readme_job_counts_are_those_of_a_dry_run(tmp_path, sample_dir):
         counts[configfile] = job_counts(proc)
     paper, r50 = counts["config.yaml"], counts["demo-resnet50.yaml"]
     readme = " ".join((REPO / "README.md").read_text().split())  # one space between words
-    groups = -(-paper["fv_chunk"] // 8)  # profiles/slurm: group-components fv: 8
-    assert (f"The full study is {paper['total']} jobs, {paper['fv_chunk']} of them FV chunks, i.e. {groups} FV "
-            f"submissions, and {paper['fv_channel_chunk']} of them the atlas's channel-FV chunks") in readme
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    per_group = profile["group-components"]["fv"]
+    assert profile["groups"] == {"fv_chunk": "fv", "fv_channel_chunk": "fv"}
+    chunks = paper["fv_chunk"] + paper["fv_channel_chunk"]
+    submitted = chunks + sum(paper[r] for r in ("exemplar_grids", "measure_fv", "measure_imagenet", "atlas_block",
+                                                "activations", "model_card"))
+    local = paper["total"] - submitted - paper["all"]
+    assert (f"The full study is {paper['total']} jobs: {paper['fv_chunk']} FV chunks and {paper['fv_channel_chunk']} "
+            f"channel-FV chunks (the atlas's and Figs 1 and 6's), i.e. {-(-chunks // per_group)} FV submissions of up "
+            f"to four chunks, {paper['exemplar_grids']} exemplar-grid jobs, "
+            f"{paper['measure_fv'] + paper['measure_imagenet']} measurements, {paper['atlas_block']} atlas blocks, the "
+            f"dataset pass and the model card, and {local} local jobs (and the target `all`)") in readme
+    assert per_group == 4  # "up to four"
     assert f"--config 'dataset={{path: /data/imagenet/val}}' # {paper['total']} jobs" in readme
     measurements = r50["measure_fv"] + r50["measure_imagenet"]
     assert (f"demo-resnet50.yaml` ({r50['total']} jobs: {r50['fv_chunk']} FV chunks, {r50['fv_channel_chunk']} atlas "
-            f"channel-FV chunks, one 1,000-image activation pass, {measurements} measurements,") in readme
+            f"channel-FV chunks, one 1,000-image activation pass, {measurements} measurements, "
+            f"{r50['exemplar_grids']} exemplar-grid jobs (one per layer),") in readme
+
+
+def test_command_line_values_are_typed_by_the_schema(tmp_path, sample_dir):
+    """Snakemake hands nested --config values over as text ('2', '3'): both examples of the issue
+    plan the demo's jobs (tests/test_config.py checks the typed values themselves)."""
+    base = ["-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"dataset={{path: {sample_dir}}}",
+            f"results={tmp_path}"]
+    for value in ("analysis={mix_factor: 2}", 'fv={overrides: {"2.1": {steps: 3}}}'):
+        proc = smk(*base, value)
+        assert "is not of type" not in proc.stderr
+        assert job_counts(proc)["fv_chunk"] == 18 and job_counts(proc)["metric_table"] == 14, value
 
 
 def test_lint_is_clean():
@@ -158,3 +182,57 @@ def test_missing_weights_stop_before_any_job_with_one_line(tmp_path, sample_dir)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
     assert len(lines) == 1 and "resnet18-f37072fd.pth does not exist" in lines[0]
     assert not (tmp_path / "model_card.json").exists()
+
+
+def test_jobs_take_what_their_rules_declare():
+    """No job reads the config or rebuilds the study plan (scripts and every library module a job
+    runs), and each rule's code param fingerprints the script the rule runs."""
+    import re
+
+    from resstream.code_fingerprint import fingerprinted_files
+
+    scripts = sorted((REPO / "scripts").glob("*.py"))
+    job_modules = {m for s in scripts for m in fingerprinted_files(str(s)) if m.endswith(".py")}
+    assert {"fv_job.py", "activations.py", "exemplars.py", "measure.py", "figures.py", "atlas.py"} <= job_modules
+    for path in scripts + [REPO / "resstream" / m for m in sorted(job_modules)]:
+        text = path.read_text()
+        assert "snakemake.config" not in text and "Study(" not in text, path
+    rules_with_scripts = 0
+    for smk_file in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^\s*rule\b", smk_file.read_text(), flags=re.M)[1:]:
+            script = re.search(r'script:\s*"\.\./scripts/([\w.]+)"', block)
+            if script:
+                rules_with_scripts += 1
+                code = re.search(r'code=code\("([\w.]+)"\)', block)
+                assert code and code.group(1) == script.group(1), (smk_file.name, block[:80])
+    assert rules_with_scripts == 14  # (the eight figure rules are one rule in a loop)
+
+
+def test_a_code_fingerprint_follows_the_imports_and_the_data_files_named(tmp_path):
+    """A small package: the entry's fingerprint covers what it imports at any depth (a function's
+    import too) and the data file a module names; an edit elsewhere leaves it alone."""
+    from resstream.code_fingerprint import code_fingerprint, fingerprinted_files
+
+    pkg = tmp_path / "resstream"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "entry.py").write_text("from .helper import x\n\ndef run():\n    from .sub import deep\n")
+    (pkg / "helper.py").write_text("from . import errors\nx = 1\n")
+    (pkg / "errors.py").write_text("CLAIMS = 'claims.yaml'\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "deep.py").write_text("")
+    (pkg / "unrelated.py").write_text("")
+    (pkg / "claims.yaml").write_text("a: 1\n")
+    (pkg / "other.yaml").write_text("b: 2\n")
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nfrom resstream.entry import run\n")
+    assert fingerprinted_files(str(script), str(pkg)) == [
+        "__init__.py", "entry.py", "errors.py", "helper.py", "sub/__init__.py", "sub/deep.py", "claims.yaml"]
+    before = code_fingerprint(str(script), str(pkg))
+    code_fingerprint.cache_clear()
+    (pkg / "unrelated.py").write_text("# edited\n")
+    (pkg / "other.yaml").write_text("b: 3\n")
+    assert code_fingerprint(str(script), str(pkg)) == before
+    code_fingerprint.cache_clear()
+    (pkg / "sub" / "deep.py").write_text("# a comment only\n")
+    assert code_fingerprint(str(script), str(pkg)) != before

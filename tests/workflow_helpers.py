@@ -4,6 +4,7 @@ in a subprocess (its own process group, so a test can kill the whole run)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 FV_LAYERS_11 = ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out"]  # I, B, O of 1.1
+WORKFLOW = ("Snakefile", "rules", "scripts", "resstream", "envs", "report", "profiles", "config.yaml", "demo.yaml")
 
 
 def link_images(sample_dir: Path, dest: Path, n: int = 20, offset: int = 0) -> Path:
@@ -24,6 +26,19 @@ def link_images(sample_dir: Path, dest: Path, n: int = 20, offset: int = 0) -> P
         (dest / cls).mkdir(parents=True)
         first = sorted(os.listdir(sample_dir / cls))[0]
         (dest / cls / first).symlink_to(sample_dir / cls / first)
+    return dest
+
+
+def copy_workflow(dest):
+    """The workflow's files (not tests, results or caches) in ``dest``, to run (with Snakemake's
+    metadata and locks there, not in this checkout) and edit there."""
+    dest.mkdir(parents=True)
+    for name in WORKFLOW:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, dest / name)
     return dest
 
 
@@ -45,8 +60,8 @@ def tiny_config(tmp: Path, data: Path, **extra) -> Path:
     return path
 
 
-def smk(*args, env=None, check=True, timeout=600):
-    proc = subprocess.run(SNAKEMAKE + [str(a) for a in args], cwd=REPO, capture_output=True, text=True,
+def smk(*args, env=None, check=True, timeout=600, cwd=REPO):
+    proc = subprocess.run(SNAKEMAKE + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
