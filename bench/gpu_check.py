@@ -253,7 +253,8 @@ def generated_images(root: str, n: int) -> str:
 
 def dataset_pass(check: Check) -> dict:
     from resstream.activations import extract_activations
-    from resstream.config import validate_config
+    from resstream.config import Study, validate_config
+    from resstream.weights import model_param
 
     workers = check.sizes.get("workers", min(8, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,11 +262,17 @@ def dataset_pass(check: Check) -> dict:
         config = validate_config({"model": {"weights": check.args.weights, "device": check.args.device, "allow_download": False},
                                   "dataset": {"path": root},
                                   "activations": {"workers": workers, "log_every": 10**6}})
+        study, run = Study(config), config["activations"]
         t0 = time.perf_counter()
-        extract_activations(config, os.path.join(tmp, "activations.h5"))
+        # the arguments the activations rule declares, as its job receives them
+        extract_activations(os.path.join(tmp, "activations.h5"), model=model_param(config["model"]), dataset=root,
+                            on_bad_image=config["dataset"]["on_bad_image"], layers=study.activation_layers(),
+                            spatial_layers=study.spatial_layers(), topk=run["topk"], o_relu=study.o_relu,
+                            batch_size=run["batch_size"], workers=workers, log_every=run["log_every"],
+                            device=config["model"]["device"])
         seconds = time.perf_counter() - t0
     rate = check.sizes["images"] / seconds
-    return {"images": check.sizes["images"], "workers": workers, "batch_size": config["activations"]["batch_size"],
+    return {"images": check.sizes["images"], "workers": workers, "batch_size": run["batch_size"],
             "seconds": seconds, "img_per_s": rate, "projected_minutes_50000": DATASET_IMAGES / rate / 60,
             "note": "end to end: model load, worker start, decoding, one forward per batch, HDF5 writing"}
 
