@@ -33,7 +33,7 @@ browser: $(STAMP)
 	$(BIN)/python tests/browser.py --check || true
 
 # The sample: from $$RESSTREAM_SAMPLE, ../shared/data/imagenet-sample or the upstream download,
-# verified against its sha256 manifest (resstream/sample.py); an existing copy is only verified.
+# verified against its sha256 manifest (resstream/data/sample.py); an existing copy is only verified.
 SAMPLE := data/imagenet-sample
 
 sample: $(STAMP)

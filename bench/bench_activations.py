@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from resstream.activations import extract_activations, open_activations  # noqa: E402
-from resstream.config import Study, validate_config  # noqa: E402
-from resstream.data import ImageFolderDataset  # noqa: E402
-from resstream.weights import load_model, model_param  # noqa: E402
+from resstream.activations.extract import extract_activations, open_activations  # noqa: E402
+from resstream.workflow.config import Study, validate_config  # noqa: E402
+from resstream.data.dataset import ImageFolderDataset  # noqa: E402
+from resstream.model.weights import load_model, model_param  # noqa: E402
 
 
 def link_images(sample: Path, dest: Path, n: int) -> Path:

@@ -31,8 +31,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from resstream import atlas, metrics  # noqa: E402
-from resstream.analysis import metric_table_csv, write_table  # noqa: E402
+from resstream.analysis import metrics  # noqa: E402
+
+from resstream.atlas import build as atlas  # noqa: E402
+from resstream.analysis.summary import metric_table_csv, write_table  # noqa: E402
 
 LAYERS = {"I": "layer4.0.prerelu_out", "B": "layer4.1.bn2", "O": "layer4.1.prerelu_out"}
 PAPER_UNITS = 4672

@@ -1,6 +1,6 @@
 """Cluster budgets against measurements: each kind of job, run here on a CPU through its entry point
 (random weights, one thread), timed and its peak memory read, next to the runtime and memory the
-rules ask a cluster for (resstream/job_resources.py).
+rules ask a cluster for (resstream/workflow/job_resources.py).
 
 Prints per job kind: units, measured seconds (whole process: Python, torch, the work), seconds per
 unit of work, the budget's seconds for the same size, budget / measured, peak RSS and the memory
@@ -34,10 +34,10 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    from resstream.activations import extract_activations
-    from resstream.config import Study, validate_config
-    from resstream.paths import activations_h5, exemplar_dir, fv_chunk_dir
-    from resstream.weights import model_param
+    from resstream.activations.extract import extract_activations
+    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.paths import activations_h5, exemplar_dir, fv_chunk_dir
+    from resstream.model.weights import model_param
 
     config = validate_config({"results": work, "model": {"weights": "random:0", "device": "cpu"},
                               "study": {"blocks": [BLOCK], "channels": units}, "dataset": {"path": f"{work}/images"},
@@ -50,18 +50,18 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
                             workers=0, device="cpu")
         return {"units": images}
     if kind == "fv_chunk":
-        from resstream.fv_job import run_fv_chunk
+        from resstream.fv.job import run_fv_chunk
 
         steps, n = 8, 4
         run_fv_chunk(model, LAYER, list(range(n)), {**study.fv_settings(LAYER).as_params(), "steps": steps},
                      f"{work}/fv-bench", device="cpu")
         return {"units": n * steps}
     if kind == "exemplar_grids":
-        from resstream.exemplars import write_exemplar_grids
+        from resstream.activations.exemplars import write_exemplar_grids
 
         write_exemplar_grids(h5, LAYER, list(range(units)), exemplar_dir(work, LAYER))
         return {"units": units}
-    from resstream.measure import run_block_measurement
+    from resstream.analysis.measure import run_block_measurement
 
     fv_dirs = []
     if kind == "measure_fv":  # stand-in FV pictures: what is timed is the measurement, not the FVs
@@ -82,7 +82,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
 
 def budget(kind: str, units: int, images: int) -> tuple[float, int]:
     """(seconds, MB) the rules ask for at attempt 1, before rounding up to minutes."""
-    from resstream import job_resources as jr
+    from resstream.workflow import job_resources as jr
 
     if kind == "fv_chunk":
         return 60 * jr.START_MINUTES + units * jr.FV_SECONDS_PER_UNIT_STEP["cpu"], jr.fv_mem_mb(4)

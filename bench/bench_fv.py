@@ -2,7 +2,7 @@
 
 Author's way: one process per channel (python + torch + lucent import, model build), lucent
 render_vis at batch 1 through the full network with weight gradients on.  resstream: one process
-per layer chunk running ``resstream.fv_job.run_fv_chunk`` (frozen weights, truncated forward,
+per layer chunk running ``resstream.fv.job.run_fv_chunk`` (frozen weights, truncated forward,
 receptive-field crop, per-unit seeds).  Same random:SEED weights, same channels, steps, jitter
 and objective (the author's B objective is relu(O) through Lucent's aliasing, so resstream runs
 with hook=author_alias here to optimise the same function).
@@ -56,9 +56,9 @@ RESSTREAM_JOB = """
 import json, sys, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
-from resstream.config import Study, validate_config
-from resstream.fv_job import run_fv_chunk
-from resstream.weights import model_param
+from resstream.workflow.config import Study, validate_config
+from resstream.fv.job import run_fv_chunk
+from resstream.model.weights import model_param
 cfg = validate_config(json.loads({cfg!r}))
 study = Study(cfg)  # the chunk's arguments, as the fv_chunk rule declares them
 channels = list(study.chunk({layer!r}, {chunk!r}).channels)
@@ -76,7 +76,7 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
         "study": {"blocks": [block], "channels": list(channels)},
         "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024, "microbatch": microbatch},
     }
-    from resstream.config import Study, validate_config
+    from resstream.workflow.config import Study, validate_config
 
     chunk = Study(validate_config(cfg)).chunks(layer)[0].name
     out = os.path.join(tmp, "fv", layer, chunk)
@@ -93,10 +93,10 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
 def centre_activations(layer, channels, images_hwc, hook):
     import torch
 
-    from resstream.blocks import model_blocks, parse_layer
-    from resstream.data import IMAGENET_MEAN, IMAGENET_STD
-    from resstream.taps import block_taps, center_activation
-    from resstream.weights import load_model
+    from resstream.model.blocks import model_blocks, parse_layer
+    from resstream.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+    from resstream.model.taps import block_taps, center_activation
+    from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:0")
     blocks = model_blocks(model)
@@ -110,7 +110,7 @@ def centre_activations(layer, channels, images_hwc, hook):
 
 def study_units() -> dict[str, int]:
     """Units per layer group in the default study plan (4,672 in all)."""
-    from resstream.config import Study, validate_config
+    from resstream.workflow.config import Study, validate_config
 
     study = Study(validate_config({}))
     units: dict[str, int] = {}
@@ -174,7 +174,7 @@ def main():
     ap.add_argument("--microbatch", type=int, help="also run resstream with fv.microbatch N")
     args = ap.parse_args()
     sys.path.insert(0, REPO)
-    from resstream.config import Study, validate_config
+    from resstream.workflow.config import Study, validate_config
 
     study = Study(validate_config({}))
     with tempfile.TemporaryDirectory() as tmp:

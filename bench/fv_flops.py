@@ -27,10 +27,10 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from resstream.blocks import model_blocks, parse_layer  # noqa: E402
-from resstream.config import Study, validate_config  # noqa: E402
-from resstream.receptive_field import CropPlanner  # noqa: E402
-from resstream.taps import block_taps  # noqa: E402
+from resstream.model.blocks import model_blocks, parse_layer  # noqa: E402
+from resstream.workflow.config import Study, validate_config  # noqa: E402
+from resstream.model.receptive_field import CropPlanner  # noqa: E402
+from resstream.model.taps import block_taps  # noqa: E402
 
 # Dense peaks, TFLOP/s, NVIDIA H100 SXM5 datasheet and Hopper architecture whitepaper (the H200 SXM
 # shares the H100's GH100 compute; NVIDIA quotes the Tensor Core figures "with sparsity", i.e. twice
@@ -79,7 +79,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--utilisation", type=float, default=0.3, help="assumed fraction of the peak reached (default 0.3)")
     args = ap.parse_args()
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:0")
     rows = study_rows(model)

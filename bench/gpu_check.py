@@ -27,7 +27,7 @@ units per group from the default study plan) is an upper bound.
 * dataset: the dataset pass (``extract_activations``) over generated JPEGs with N decoding workers:
   img/s and the projection for 50,000 images.
 * gpus: with two or more GPUs visible, two FV jobs started together must land on distinct devices
-  (``resstream/gpu_slots.py``); with one, skipped and says why; with ``--device cpu``, the lock-slot
+  (``resstream/workflow/gpu_slots.py``); with one, skipped and says why; with ``--device cpu``, the lock-slot
   logic runs with two pretended devices (CUDA_VISIBLE_DEVICES=0,1) and FVs on the CPU.
 """
 
@@ -76,9 +76,9 @@ class Check:
     def __init__(self, args, sizes: dict):
         import torch
 
-        from resstream.blocks import model_blocks
-        from resstream.config import Study, validate_config
-        from resstream.weights import load_model
+        from resstream.model.blocks import model_blocks
+        from resstream.workflow.config import Study, validate_config
+        from resstream.model.weights import load_model
 
         self.torch, self.args, self.sizes = torch, args, sizes
         self.device = torch.device(args.device)
@@ -97,8 +97,8 @@ class Check:
 
     def render(self, group: str, channels, steps: int, device=None, **options):
         """(FVResult, seconds, peak device MiB) of one chunk, on a fresh copy of the model."""
-        from resstream.blocks import parse_layer
-        from resstream.fv import render_units
+        from resstream.model.blocks import parse_layer
+        from resstream.fv.render import render_units
 
         torch, device = self.torch, device or self.device
         layer = GROUPS[group]
@@ -127,7 +127,7 @@ def relative_difference(a, b) -> np.ndarray:
 
 
 def agreement(check: Check) -> dict:
-    from resstream.blocks import block_lookup, parse_layer
+    from resstream.model.blocks import block_lookup, parse_layer
 
     cpu = check.torch.device("cpu")
     out, passed = {}, True
@@ -156,8 +156,8 @@ def lucent_rate(check: Check, group: str, channels, steps: int) -> dict:
     """lucent render_vis at batch 1 on the device, the author's transforms, weight gradients on."""
     from lucent.optvis import objectives, param, render
 
-    from resstream.fv import lucent_on
-    from resstream.fv_transforms import lucent_transforms
+    from resstream.fv.render import lucent_on
+    from resstream.fv.transforms import lucent_transforms
 
     torch = check.torch
     models = [copy.deepcopy(check.model).to(check.device).requires_grad_(True) for _ in channels]  # hooks stay on a model
@@ -252,9 +252,9 @@ def generated_images(root: str, n: int) -> str:
 
 
 def dataset_pass(check: Check) -> dict:
-    from resstream.activations import extract_activations
-    from resstream.config import Study, validate_config
-    from resstream.weights import model_param
+    from resstream.activations.extract import extract_activations
+    from resstream.workflow.config import Study, validate_config
+    from resstream.model.weights import model_param
 
     workers = check.sizes.get("workers", min(8, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,13 +280,13 @@ def dataset_pass(check: Check) -> dict:
 PIN_JOB = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
-from resstream.gpu_slots import pin_gpu
+from resstream.workflow.gpu_slots import pin_gpu
 claimed = time.time()
 slot = pin_gpu({lock!r}, poll_seconds=0.2)
 import torch
-from resstream.blocks import model_blocks, parse_layer
-from resstream.fv import render_units
-from resstream.weights import load_model
+from resstream.model.blocks import model_blocks, parse_layer
+from resstream.fv.render import render_units
+from resstream.model.weights import load_model
 device = torch.device({device!r})
 model, _ = load_model("resnet18", {weights!r}, allow_download=False)
 blocks = model_blocks(model.to(device))

@@ -16,14 +16,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import UserError
+from resstream.errors import UserError
 
 log = logging.getLogger("resstream.api")
 
 
 def _config(arch: str, weights: str, allow_download: bool, device: str, **sections) -> dict:
     """A validated workflow config (defaults filled in); ``sections`` drop their ``None`` values."""
-    from .config import validate_config
+    from resstream.workflow.config import validate_config
 
     config = {"model": {"arch": arch, "weights": weights, "allow_download": allow_download, "device": device}}
     for name, values in sections.items():
@@ -33,8 +33,8 @@ def _config(arch: str, weights: str, allow_download: bool, device: str, **sectio
 
 
 def _model(config: dict):
-    from .device import resolve_device
-    from .weights import load_configured_model
+    from resstream.model.device import resolve_device
+    from resstream.model.weights import load_configured_model
 
     model, identity = load_configured_model(config["model"])
     return model.to(resolve_device(config["model"]["device"])), identity
@@ -47,8 +47,8 @@ def _refuse_existing(path: Path, what: str) -> None:
 
 def block_layers(arch: str, block: str, o_relu: str = "pre") -> dict[str, str]:
     """``{"I": layer, "B": layer, "O": layer}`` of one block, e.g. resnet18 "2.1"."""
-    from .config import structure
-    from .measure import role_layers
+    from resstream.workflow.config import structure
+    from resstream.analysis.measure import role_layers
 
     return role_layers(list(structure(arch)), block, o_relu)
 
@@ -58,13 +58,13 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = "resnet1
               **fv):
     """Centre-neuron FVs (``objective="channel"``: whole-map mean) of ``channels`` of ``layer``,
     written to the folder ``out`` as the FV stage writes a chunk; returns the
-    :class:`~resstream.fv.FVResult` (float images, curves, status).
+    :class:`~resstream.fv.render.FVResult` (float images, curves, status).
 
     ``fv``: the config's ``fv`` settings (``steps``, ``lr``, ``seed``, ``hook``, ``rf_crop``, ``bf16``,
     ``tf32``, ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
     ``jitter`` the layer's default (spec §2) unless given."""
-    from .config import Study
-    from .fv_job import render_fv_folder
+    from resstream.workflow.config import Study
+    from resstream.fv.job import render_fv_folder
 
     overrides = {layer: {"jitter": jitter}} if jitter is not None else None
     config = _config(arch, weights, allow_download, device, fv={**fv, "overrides": overrides})
@@ -86,12 +86,12 @@ def extract_activations(data: str, out: str, *, arch: str = "resnet18", weights:
                         allow_download: bool = True, device: str = "auto", blocks="default", o_relu: str = "pre",
                         on_bad_image: str | None = None, **activations) -> str:
     """The dataset pass over the image folder ``data`` (class folders or flat) into the HDF5 file
-    ``out`` (layout: :mod:`resstream.activations`): the centre neuron of every layer the study of
+    ``out`` (layout: :mod:`resstream.activations.extract`): the centre neuron of every layer the study of
     ``blocks`` taps, and the top-k images of every unit.  ``activations``: the config's
     ``activations`` settings (``batch_size``, ``workers``, ``topk``, ``spatial_layers``, ``log_every``)."""
-    from .activations import extract_activations as extract
-    from .config import Study
-    from .weights import check_weights_available, model_param
+    from resstream.activations.extract import extract_activations as extract
+    from resstream.workflow.config import Study
+    from resstream.model.weights import check_weights_available, model_param
 
     _refuse_existing(Path(out), "an activations file")
     config = _config(arch, weights, allow_download, device, study={"blocks": blocks, "o_relu": o_relu},
@@ -111,7 +111,7 @@ def _fv_provenance(png: str, channel: int, identity) -> str | None:
     that file names the same weights."""
     import h5py
 
-    from .measure import check_same_weights, weights_attr
+    from resstream.analysis.measure import check_same_weights, weights_attr
 
     h5_path = Path(png).parent / "fv.h5"
     if not h5_path.is_file():
@@ -131,9 +131,9 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     ``fv.h5`` lies beside an image (an FV job's or :func:`render_fv`'s folder), it must name the
     same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
     ``scale_rule``, ``mix_rules`` (defaults: the workflow's)."""
-    from . import metrics
-    from .config import structure
-    from .measure import block_role_taps, fv_raw_rows, load_fv_png
+    from resstream.analysis import metrics
+    from resstream.workflow.config import structure
+    from resstream.analysis.measure import block_role_taps, fv_raw_rows, load_fv_png
 
     missing = [role for role in ("I", "B") if role not in fv_images]
     if missing:

@@ -12,8 +12,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from .errors import UserError
-from .schema import section_defaults, section_properties
+from resstream.errors import UserError
+from resstream.workflow.schema import section_defaults, section_properties
 
 USAGE_ERROR = 2
 
@@ -40,7 +40,7 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from resstream import __version__
 
     parser = OneLineParser(prog="resstream", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"resstream {__version__}")
@@ -73,7 +73,7 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("info", "the blocks of an architecture: layers, channels and map sizes", _info_arguments)
 def info(args: argparse.Namespace) -> None:
-    from .config import ConfigError, Study, validate_config
+    from resstream.workflow.config import ConfigError, Study, validate_config
 
     archs = section_properties("model")["arch"]["enum"]
     if args.arch not in archs:
@@ -82,8 +82,8 @@ def info(args: argparse.Namespace) -> None:
         study = Study(validate_config({"model": {"arch": args.arch}, "dataset": {"path": None}, "study": {"blocks": "default"}}))
     except ConfigError as exc:
         raise UserError(str(exc)) from None
-    from . import blocks as blk
-    from .config import map_sizes
+    from resstream.model import blocks as blk
+    from resstream.workflow.config import map_sizes
 
     sizes = map_sizes(args.arch, args.size)
     print(f"{args.arch}: {len(study.blocks)} blocks; studied by default: {', '.join(study.study_blocks)}")
@@ -153,7 +153,7 @@ def _start_work(args: argparse.Namespace) -> None:
 
 
 def _fetch_sample_arguments(p: argparse.ArgumentParser) -> None:
-    from .sample import DEFAULT_DEST, ENV_VAR, SHARED_SAMPLE
+    from resstream.data.sample import DEFAULT_DEST, ENV_VAR, SHARED_SAMPLE
 
     p.add_argument("--dest", default=str(DEFAULT_DEST), help=f"where the sample goes (default {DEFAULT_DEST})")
     p.add_argument("--source", help=f"a folder (class folders or flat) or a zip of the upstream repository; default: "
@@ -163,7 +163,7 @@ def _fetch_sample_arguments(p: argparse.ArgumentParser) -> None:
 @command("fetch-sample", "put the demo's 1,000-image sample, verified against its sha256 manifest, in data/imagenet-sample",
          _fetch_sample_arguments)
 def fetch_sample(args: argparse.Namespace) -> None:
-    from .sample import fetch_sample as fetch, load_manifest
+    from resstream.data.sample import fetch_sample as fetch, load_manifest
 
     dest = fetch(args.dest, args.source)
     print(f"{dest}: the {len(load_manifest())}-image sample, every file verified (sha256)")
@@ -195,7 +195,7 @@ def _fv_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("fv", "feature visualizations of channels of one layer, as the workflow's FV jobs make them", _fv_arguments)
 def fv(args: argparse.Namespace) -> None:
-    from .api import render_fv
+    from resstream.api import render_fv
 
     _start_work(args)
     settings = {k: getattr(args, k) for k in ("steps", "lr", "seed", "hook", "rf_crop", "bf16", "tf32", "microbatch")}
@@ -228,7 +228,7 @@ def _activations_arguments(p: argparse.ArgumentParser) -> None:
 @command("activations", "the dataset pass: centre activations of every studied layer and each unit's top images",
          _activations_arguments)
 def activations(args: argparse.Namespace) -> None:
-    from .api import extract_activations
+    from resstream.api import extract_activations
 
     _start_work(args)
     out = extract_activations(args.data, args.out, blocks=args.blocks, o_relu=args.o_relu, on_bad_image=args.on_bad_image,
@@ -252,7 +252,7 @@ def _prepare_imagenet_val_arguments(p: argparse.ArgumentParser) -> None:
 @command("prepare-imagenet-val", "put ImageNet's flat validation images into class folders (links, or copies)",
          _prepare_imagenet_val_arguments)
 def prepare_imagenet_val(args: argparse.Namespace) -> None:
-    from .imagenet_val import prepare_val_folder
+    from resstream.data.imagenet_val import prepare_val_folder
 
     done = prepare_val_folder(args.images, args.labels, args.out, copy=args.copy, synsets=args.synsets)
     how = "copies" if done.copied else "links"

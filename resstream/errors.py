@@ -1,7 +1,7 @@
 """The one base of every error a user can fix.
 
 Each stage raises a subclass whose message names the problem and the fix; jobs end on them with
-one line (``resstream.job_runner.script_main``) instead of a traceback.  Kept free of heavy imports so
+one line (``resstream.workflow.job_runner.script_main``) instead of a traceback.  Kept free of heavy imports so
 every job can catch them without loading torch extensions it does not need.
 """
 

@@ -4,13 +4,13 @@
 # resources (how the job runs), so they rerun nothing.
 import re
 
-from resstream.job_resources import (
+from resstream.workflow.job_resources import (
     pass_mem_mb,
     pass_runtime,
     per_unit_runtime,
     small_job_mem_mb,
 )
-from resstream.paths import activations_h5, exemplar_dir
+from resstream.workflow.paths import activations_h5, exemplar_dir
 
 ACTIVATIONS = STUDY.config["activations"]
 DATASET = STUDY.config["dataset"]

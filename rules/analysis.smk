@@ -2,11 +2,11 @@
 # Per block: measure (heavy: forwards of FVs / top-9 images) -> metric table (cheap; holds the
 # analysis settings as params, so changing mix_factor or scale_rule never re-measures).
 # Figures and summary.json read only the tables (and the pictures they show); the eight figure
-# rules are made from one registry (resstream.analysis.FIGURE_READS).
+# rules are made from one registry (resstream.analysis.summary.FIGURE_READS).
 # `snakemake --report report.html` embeds the PNGs.
 import re
 
-from resstream.analysis import (
+from resstream.analysis.summary import (
     FIG34,
     FIGURES,
     TABLE_SETTINGS,
@@ -15,8 +15,8 @@ from resstream.analysis import (
     raw_table_csv,
     summary_json,
 )
-from resstream.paths import activations_h5
-from resstream.scorecard import CLAIMS_PATH, scorecard_outputs
+from resstream.workflow.paths import activations_h5
+from resstream.analysis.scorecard import CLAIMS_PATH, scorecard_outputs
 
 ANALYSIS = STUDY.config["analysis"]
 ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in TABLE_SETTINGS}

@@ -1,17 +1,17 @@
-# Stage 4: the unit atlas, a static HTML site under results/atlas (resstream/atlas.py).
+# Stage 4: the unit atlas, a static HTML site under results/atlas (resstream/atlas/build.py).
 # One job per block (its table page, unit pages and thumbnails), so changing one block's settings
 # rebuilds only that block's folder; the index reads only the metric tables.
 # The channel-objective FVs the unit pages (and Figs 1 and 6) show come from their own chunk jobs, per
 # (layer, chunk), for the roles atlas.channel_fvs names; each gets its own layer's settings only.
 import re
 
-from resstream.job_resources import (
+from resstream.workflow.job_resources import (
     fv_mem_mb,
     fv_runtime,
     per_unit_runtime,
     small_job_mem_mb,
 )
-from resstream.paths import atlas_block_dir, atlas_dir, channel_fv_chunk_dir
+from resstream.workflow.paths import atlas_block_dir, atlas_dir, channel_fv_chunk_dir
 
 ATLAS = STUDY.config["atlas"]
 ATLAS_SETTINGS = {

@@ -6,27 +6,27 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
-from resstream.analysis import FIG34, FIGURE_READS, metric_table_csv  # noqa: E402
-from resstream.code_fingerprint import code_fingerprint  # noqa: E402
-from resstream.config import map_sizes  # noqa: E402
-from resstream.config_types import coerce_command_line  # noqa: E402
-from resstream.gpu_slots import SLOTS_FOLDER  # noqa: E402
-from resstream.job_resources import (  # noqa: E402
+from resstream.analysis.summary import FIG34, FIGURE_READS, metric_table_csv  # noqa: E402
+from resstream.workflow.code_fingerprint import code_fingerprint  # noqa: E402
+from resstream.workflow.config import map_sizes  # noqa: E402
+from resstream.workflow.config_types import coerce_command_line  # noqa: E402
+from resstream.workflow.gpu_slots import SLOTS_FOLDER  # noqa: E402
+from resstream.workflow.job_resources import (  # noqa: E402
     dataset_images,
     measure_mem_mb,
     per_unit_runtime,
 )
-from resstream.paths import (  # noqa: E402
+from resstream.workflow.paths import (  # noqa: E402
     channel_fv_chunk_dir,
     exemplar_dir,
     fv_chunk_dir,
 )
-from resstream.smk import (  # noqa: E402
+from resstream.workflow.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
     report_requested,
 )
-from resstream.weights import model_param  # noqa: E402
+from resstream.model.weights import model_param  # noqa: E402
 
 # `--config 'analysis={mix_factor: 2}'` reaches the workflow as the string '2': typed by the schema first.
 coerce_command_line(config, workflow.config_settings.config)
@@ -51,11 +51,11 @@ onstart:
 
 
 # --report: captions and report text read what made the outputs from the outputs themselves
-# (resstream/provenance.py), never from the config given to --report; with --report-after-run
+# (resstream/analysis/provenance.py), never from the config given to --report; with --report-after-run
 # they are read again once the run has made the outputs.
 REPORT = report_requested() if workflow.is_main_process else None
 if REPORT:
-    from resstream.provenance import report_facts
+    from resstream.analysis.provenance import report_facts
 
     config["report_facts"] = report_facts(STUDY)
 
@@ -80,7 +80,7 @@ FINAL_OUTPUTS = []
 
 def code(script):
     """The code-fingerprint param of a rule: the resstream modules its script imports, hashed
-    (resstream/code_fingerprint.py), so that an edit of them reruns its jobs."""
+    (resstream/workflow/code_fingerprint.py), so that an edit of them reruns its jobs."""
     return code_fingerprint(f"{workflow.basedir}/scripts/{script}")
 
 
@@ -183,7 +183,7 @@ def _gpus_where(local_exec):
         return int(device == "cuda")
     if not local_exec:  # auto under a cluster executor: the jobs run on its GPU nodes
         return 1
-    from resstream.device import cuda_unusable_reason
+    from resstream.model.device import cuda_unusable_reason
 
     return int(cuda_unusable_reason() is None)
 
@@ -197,4 +197,4 @@ def gpu_per_job(wildcards=None):
 
 # Jobs that load the model declare gpu=1 when they will use a GPU, so `--resources gpu=N` caps them
 # at the number of devices and a cluster profile asks for one; each such job runs on the device it
-# declares (resstream/gpu_slots.py: a GPU of its own, or none at all when it declares 0).
+# declares (resstream/workflow/gpu_slots.py: a GPU of its own, or none at all when it declares 0).

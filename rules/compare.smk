@@ -1,10 +1,10 @@
-# Cross-model comparison (resstream/compare.py): the summary.json and FV metric tables of several
+# Cross-model comparison (resstream/compare/runs.py): the summary.json and FV metric tables of several
 # finished runs (compare.runs: {name: results folder}) side by side by relative depth. Inactive
 # unless compare.runs lists a run; a listed folder that is this run's RESULTS is built first.
 import os
 
-from resstream.analysis import summary_json
-from resstream.compare import compare_outputs
+from resstream.analysis.summary import summary_json
+from resstream.compare.runs import compare_outputs
 
 COMPARE = STUDY.config["compare"]
 

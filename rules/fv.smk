@@ -3,7 +3,7 @@
 # replans only that block's jobs (and what reads them), a new channel list only the chunks it touches.
 import re
 
-from resstream.job_resources import fv_mem_mb, fv_runtime
+from resstream.workflow.job_resources import fv_mem_mb, fv_runtime
 
 FV = STUDY.config["fv"]
 

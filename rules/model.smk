@@ -1,6 +1,6 @@
 # Stage 0: the model card (spec §1 layer table + weights identity). Fails first when weights are missing.
-from resstream.card import card_facts
-from resstream.job_resources import small_job_mem_mb, small_job_runtime
+from resstream.model.card import card_facts
+from resstream.workflow.job_resources import small_job_mem_mb, small_job_runtime
 
 
 rule model_card:

@@ -1,9 +1,9 @@
-# Thin: the per-block tables in, summary.json out (resstream/analysis.py).
+# Thin: the per-block tables in, summary.json out (resstream/analysis/summary.py).
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.analysis import build_summary  # noqa: E402
-from resstream.job_runner import script_main  # noqa: E402
+from resstream.analysis.summary import build_summary  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
 
 blocks = snakemake.params.blocks
 script_main(

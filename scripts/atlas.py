@@ -3,8 +3,8 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.atlas import write_block, write_index  # noqa: E402
-from resstream.job_runner import script_main  # noqa: E402
+from resstream.atlas.build import write_block, write_index  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
 
 given, out, params = snakemake.input, snakemake.output, snakemake.params
 

@@ -1,10 +1,10 @@
 # Thin: per-block tables (and the FV / exemplar / channel-FV folders) in, one figure as PNG + PDF out
-# (resstream/figures.py).  Which figure is params.figure, its options params.options.
+# (resstream/analysis/figures.py).  Which figure is params.figure, its options params.options.
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.figures import make_figure  # noqa: E402
-from resstream.job_runner import script_main  # noqa: E402
+from resstream.analysis.figures import make_figure  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
 
 params, given = snakemake.params, snakemake.input
 blocks = params.blocks

@@ -4,13 +4,13 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.gpu_slots import declared_gpus, prepare_job_device  # noqa: E402  (imports no torch)
+from resstream.workflow.gpu_slots import declared_gpus, prepare_job_device  # noqa: E402  (imports no torch)
 
 params = snakemake.params
 GPUS = prepare_job_device(params.device, declared_gpus(snakemake), params.gpu_slots)
 
-from resstream.fv_job import run_fv_chunk  # noqa: E402
-from resstream.job_runner import script_main  # noqa: E402
+from resstream.fv.job import run_fv_chunk  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
 
 script_main(
     snakemake,

@@ -2,8 +2,8 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.card import write_model_card  # noqa: E402
-from resstream.job_runner import script_main  # noqa: E402
+from resstream.model.card import write_model_card  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
 
 script_main(
     snakemake,

@@ -1,9 +1,9 @@
-# Thin: the per-block metric tables in, the reproduction scorecard out (resstream/scorecard.py).
+# Thin: the per-block metric tables in, the reproduction scorecard out (resstream/analysis/scorecard.py).
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.job_runner import script_main  # noqa: E402
-from resstream.scorecard import write_scorecard  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
+from resstream.analysis.scorecard import write_scorecard  # noqa: E402
 
 blocks, out = snakemake.params.blocks, snakemake.output
 script_main(

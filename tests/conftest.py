@@ -26,7 +26,7 @@ def sample_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def random_model():
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     return load_model("resnet18", "random:0")
 

@@ -4,8 +4,8 @@ atlas tests."""
 import numpy as np
 import pandas as pd
 
-from resstream import metrics
-from resstream.analysis import metric_table_csv, write_table
+from resstream.analysis import metrics
+from resstream.analysis.summary import metric_table_csv, write_table
 
 RANDOM = {"arch": "resnet18", "source": "random:0", "kind": "random", "state_dict_sha256": "aa" * 32,
           "pretrained": False, "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}

@@ -3,13 +3,13 @@ argument is what the rule declares for that job (rules/*.smk), built here from t
 
 from __future__ import annotations
 
-from resstream.config import Study
-from resstream.weights import model_param
+from resstream.workflow.config import Study
+from resstream.model.weights import model_param
 
 
 def render_chunk(config: dict, layer: str, chunk: str, out_dir: str, objective: str = "center") -> dict:
     """The fv_chunk job (``objective="channel"``: the fv_channel_chunk job) of one chunk."""
-    from resstream.fv_job import run_fv_chunk
+    from resstream.fv.job import run_fv_chunk
 
     study = Study(config)
     roles = study.channel_fv_roles if objective == "channel" else None
@@ -21,7 +21,7 @@ def render_chunk(config: dict, layer: str, chunk: str, out_dir: str, objective: 
 
 def run_pass(config: dict, out_path: str) -> str:
     """The activations job."""
-    from resstream.activations import extract_activations
+    from resstream.activations.extract import extract_activations
 
     study, run = Study(config), config["activations"]
     return extract_activations(
@@ -34,8 +34,8 @@ def run_pass(config: dict, out_path: str) -> str:
 
 def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
     """The exemplar_grids job of every layer that has one; returns the number of grids."""
-    from resstream.exemplars import write_exemplar_grids
-    from resstream.paths import exemplar_dir
+    from resstream.activations.exemplars import write_exemplar_grids
+    from resstream.workflow.paths import exemplar_dir
 
     units = Study(config).exemplar_units()
     return sum(write_exemplar_grids(h5_path, layer, chans, exemplar_dir(config["results"], layer), threads)
@@ -44,7 +44,7 @@ def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
 
 def fv_dirs_of_block(study: Study, block: str) -> list[str]:
     """The FV chunk folders a block's measurement reads (its I, B and O layers)."""
-    from resstream.paths import fv_chunk_dir
+    from resstream.workflow.paths import fv_chunk_dir
 
     return [fv_chunk_dir(study.config["results"], layer, c.name) for layer in study.block_fv_layers(block)
             for c in study.chunks(layer)]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from resstream.data import IMAGENET_MEAN, IMAGENET_STD
+from resstream.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 
 
 def manual_maps(model, x, upto="2.1"):

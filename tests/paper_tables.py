@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from hand_tables import PRETRAINED, RANDOM
-from resstream import metrics
-from resstream.analysis import metric_table_csv, write_table
+from resstream.analysis import metrics
+from resstream.analysis.summary import metric_table_csv, write_table
 
 WIDTH = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
 SIMPLE, DOWNSAMPLE = ("1.1", "2.1", "3.1"), ("2.0", "3.0", "4.0")

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resstream.config import Study, validate_config
-from resstream.data import ImageFolderDataset, scan_image_folder, view_transform
-from resstream.measure import center_responses
-from resstream.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png
+from resstream.workflow.config import Study, validate_config
+from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
+from resstream.analysis.measure import center_responses
+from resstream.workflow.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png
 
 
 def small_config(results, dataset, blocks=("1.1", "2.0", "2.1"), channels=(0, 1, 2), **analysis) -> dict:

@@ -20,11 +20,11 @@ from torchvision import transforms
 from conftest import REPO
 from job_calls import draw_grids, run_pass
 from workflow_helpers import assert_same_h5_content, h5_content
-from resstream import activations as act
-from resstream.config import ConfigError, Study, validate_config
-from resstream.data import DatasetError, ImageFolderDataset, scan_image_folder
-from resstream.paths import activations_h5, exemplar_grid
-from resstream.weights import load_model
+from resstream.activations import extract as act
+from resstream.workflow.config import ConfigError, Study, validate_config
+from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
+from resstream.workflow.paths import activations_h5, exemplar_grid
+from resstream.model.weights import load_model
 
 SMALL_STUDY = {"blocks": ["1.1"]}  # the forward stops after layer1: fast
 
@@ -290,7 +290,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, c
     with pytest.raises(act.IncompleteActivationsError, match="not a complete activations file"):
         act.open_activations(partial)
 
-    caplog.set_level(logging.INFO, logger="resstream.activations")
+    caplog.set_level(logging.INFO, logger="resstream.activations.extract")
     run_pass(config, out)
     assert f"after {rows_on_disk // 8} finished batches ({rows_on_disk}/40 images)" in caplog.text
     assert not os.path.exists(partial)
@@ -298,7 +298,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, c
 
 
 def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_run, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="resstream.activations")
+    caplog.set_level(logging.INFO, logger="resstream.activations.extract")
     config, reference, _ = small_run
     out = str(tmp_path / "activations.h5")
     shutil.copy(reference, out + act.PARTIAL_SUFFIX)  # a "partial" made with other weights
@@ -325,7 +325,7 @@ import psutil, torch
 torch.set_num_threads(2)
 sys.path.insert(0, "tests")
 from job_calls import run_pass
-from resstream.weights import load_model
+from resstream.model.weights import load_model
 load_model("resnet18", "random:0")  # torch, the model: the baseline
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 samples = []
@@ -333,7 +333,7 @@ class Sample(logging.Handler):  # RSS at each progress line, i.e. after every ba
     def emit(self, record):
         if "img/s" in record.getMessage():
             samples.append(psutil.Process().memory_info().rss / 2**20)
-log = logging.getLogger("resstream.activations")
+log = logging.getLogger("resstream.activations.extract")
 log.setLevel(logging.INFO)
 log.addHandler(Sample())
 run_pass(json.loads(sys.argv[1]), sys.argv[2])

@@ -5,13 +5,13 @@ import math
 
 import pytest
 
-from resstream.analysis import AnalysisError
+from resstream.analysis.summary import AnalysisError
 from resstream.api import block_layers, unit_metrics
-from resstream.config import Study, validate_config
+from resstream.workflow.config import Study, validate_config
 from job_calls import fv_dirs_of_block, render_chunk
-from resstream.measure import measure_fv_block
-from resstream.metrics import metric_table
-from resstream.paths import fv_chunk_dir, fv_png
+from resstream.analysis.measure import measure_fv_block
+from resstream.analysis.metrics import metric_table
+from resstream.workflow.paths import fv_chunk_dir, fv_png
 
 CHANNELS = [0, 1, 2]
 KEYS = ("out_in", "out_mid", "in_in", "mid_mid", "in_mid", "I_of_xB", "B_of_SxI", "I_of_SinvxB", "M_raw", "M",

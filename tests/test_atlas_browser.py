@@ -18,8 +18,8 @@ from browser import (
     wait_for_images,
 )
 from conftest import REPO
-from resstream import atlas
-from resstream.analysis import metric_table_csv, read_table
+from resstream.atlas import build as atlas
+from resstream.analysis.summary import metric_table_csv, read_table
 from workflow_helpers import link_images, planned_jobs, smk, tiny_config
 
 BLOCKS = ["1.1", "2.0"]

@@ -15,8 +15,8 @@ import torch
 import yaml
 from PIL import Image
 
-from resstream.validate import FVFileError, check_fv_png
-from resstream.weights import load_model
+from resstream.fv.png_files import FVFileError, check_fv_png
+from resstream.model.weights import load_model
 from workflow_helpers import FV_LAYERS_11, link_images, planned_jobs, smk, tiny_config
 
 
@@ -312,7 +312,7 @@ def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(finished, tmp_path)
         f"FV image {chunk}/unit0000.png is a 112x112 RGB PNG, not the 224x224 RGB PNG the FV stage writes: it was "
         f"replaced or damaged. Fix: delete the chunk folder {chunk} and rerun snakemake (it redoes that chunk), "
         f"or restore the file from the chunk's fv.h5 (dataset 'image').")
-    from resstream.measure import load_fv_png
+    from resstream.analysis.measure import load_fv_png
 
     with pytest.raises(FVFileError, match=f"FV image {chunk}/unit0000.png is a 112x112"):
         load_fv_png(str(chunk / "unit0000.png"))  # what measure_fv_block calls for every unit

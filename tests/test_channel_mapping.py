@@ -13,10 +13,12 @@ import torch
 from manual_forward import (
     manual_image, manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up, manual_topk,
 )
-from resstream import atlas, measure, metrics
+from resstream.atlas import build as atlas
+from resstream.analysis import measure
+from resstream.analysis import metrics
 from job_calls import draw_grids, fv_dirs_of_block, run_pass
-from resstream.config import Study, validate_config
-from resstream.paths import activations_h5, fv_png
+from resstream.workflow.config import Study, validate_config
+from resstream.workflow.paths import activations_h5, fv_png
 from synthetic import write_study_fvs
 from workflow_helpers import link_images
 

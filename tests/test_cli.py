@@ -60,7 +60,7 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
     import hashlib
 
     from job_calls import render_chunk
-    from resstream.config import validate_config
+    from resstream.workflow.config import validate_config
     from workflow_helpers import assert_same_h5
 
     out = tmp_path / "cli"
@@ -89,7 +89,7 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
 
 def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
     from job_calls import render_chunk
-    from resstream.config import validate_config
+    from resstream.workflow.config import validate_config
     from workflow_helpers import assert_same_h5
 
     out = tmp_path / "cli"
@@ -111,8 +111,8 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
     from torchvision import transforms
 
     from job_calls import run_pass
-    from resstream.activations import open_activations
-    from resstream.config import validate_config
+    from resstream.activations.extract import open_activations
+    from resstream.workflow.config import validate_config
     from workflow_helpers import assert_same_h5, link_images
 
     data = link_images(sample_dir, tmp_path / "data", 5)

@@ -106,8 +106,8 @@ def write_raw_tables(results):
     """The measurements' raw tables of every block and channel (tests/paper_tables.py), with the
     block's layers in the sidecar, as a measurement job writes them."""
     from paper_tables import agreeing
-    from resstream.analysis import raw_table_csv, write_table
-    from resstream.config import Study, load_config
+    from resstream.analysis.summary import raw_table_csv, write_table
+    from resstream.workflow.config import Study, load_config
 
     from conftest import REPO
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resstream import analysis
-from resstream.analysis import AnalysisError, build_summary, read_table
-from resstream.compare import compare_outputs, compare_runs
-from resstream.config import ConfigError, validate_config
+from resstream.analysis import summary as analysis
+from resstream.analysis.summary import AnalysisError, build_summary, read_table
+from resstream.compare.runs import compare_outputs, compare_runs
+from resstream.workflow.config import ConfigError, validate_config
 from hand_tables import RANDOM, write_hand_tables
 from test_figures import _check_files
 from workflow_helpers import link_images, smk, tiny_config

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from resstream.config import ConfigError, Study, load_config, validate_config
+from resstream.workflow.config import ConfigError, Study, load_config, validate_config
 from conftest import REPO
 
 
@@ -82,7 +82,7 @@ def test_command_line_strings_are_typed_by_the_schema():
     """What snakemake.cli.parse_config makes of --config values (nested values stay strings)."""
     from snakemake.cli import parse_config
 
-    from resstream.config_types import coerce_command_line
+    from resstream.workflow.config_types import coerce_command_line
 
     given = parse_config(['analysis={mix_factor: 2}', 'fv={overrides: {"2.1": {steps: 3}}, microbatch: null, lr: 0.1}',
                           "activations={spatial_layers: [layer1.1.bn2]}", "demo=true", "results=2",
@@ -101,7 +101,7 @@ def test_command_line_strings_are_typed_by_the_schema():
 
 
 def test_a_command_line_value_of_the_wrong_type_is_still_named():
-    from resstream.config_types import coerce_command_line
+    from resstream.workflow.config_types import coerce_command_line
 
     config = {}
     coerce_command_line(config, {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}})

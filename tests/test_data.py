@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import SAMPLE_CLASSES
-from resstream.data import DatasetError, ImageFolderDataset, IMAGENET_MEAN, IMAGENET_STD, load_rgb, scan_image_folder
+from resstream.data.dataset import DatasetError, ImageFolderDataset, IMAGENET_MEAN, IMAGENET_STD, load_rgb, scan_image_folder
 
 
 def test_sample_is_read_in_imagenet_class_layout(sample_dir):
@@ -118,8 +118,8 @@ def test_a_link_cycle_is_refused_in_one_line(tmp_path, sample_dir):
 def test_the_exemplar_view_without_torch_is_torchvisions_pixel_for_pixel(size):
     """The exemplar grids draw the 224-px view with PIL alone; it must be torchvision's Resize(256) +
     CenterCrop(224) of the same image, to the last pixel, whatever the image's shape."""
-    from resstream.data import view_transform
-    from resstream.image_folder import view_pixels
+    from resstream.data.dataset import view_transform
+    from resstream.data.image_folder import view_pixels
 
     rng = np.random.default_rng(sum(size))
     img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))

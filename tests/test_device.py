@@ -15,17 +15,17 @@ import pytest
 import torch
 
 from conftest import REPO
-from resstream import device as dev
-from resstream import fv
-from resstream.blocks import TapRef, model_blocks
+from resstream.model import device as dev
+from resstream.fv import render as fv
+from resstream.model.blocks import TapRef, model_blocks
 from resstream.errors import UserError
-from resstream.gpu_slots import declared_gpus, prepare_job_device
+from resstream.workflow.gpu_slots import declared_gpus, prepare_job_device
 
 
 @pytest.fixture
 def fresh_log(caplog):
     dev._said.clear()  # "once" is per process: start each test with nothing said
-    caplog.set_level(logging.INFO, logger="resstream.device")
+    caplog.set_level(logging.INFO, logger="resstream.model.device")
     yield caplog
     dev._said.clear()
 
@@ -44,7 +44,7 @@ def cuda(monkeypatch, available=True, warn=None, error=None, built=True):
 
 
 def said(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "resstream.device"]
+    return [r.getMessage() for r in caplog.records if r.name == "resstream.model.device"]
 
 
 def test_cpu_is_cpu_even_when_cuda_is_visible(monkeypatch, fresh_log):
@@ -91,7 +91,7 @@ def test_auto_falls_back_to_cpu_and_says_why_once(monkeypatch, fresh_log, case, 
 
 @pytest.fixture(scope="module")
 def net():
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:0")
     return model, model_blocks(model)

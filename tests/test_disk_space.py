@@ -17,8 +17,8 @@ import pytest
 
 from conftest import REPO
 from job_calls import render_chunk, run_pass
-from resstream import disk_space
-from resstream.config import validate_config
+from resstream.workflow import disk_space
+from resstream.workflow.config import validate_config
 from workflow_helpers import link_images
 
 SMALL_STUDY = {"blocks": ["1.1"], "channels": [0]}
@@ -95,7 +95,7 @@ def test_an_fv_chunk_stops_before_loading_the_model_when_short(small_disk, tmp_p
     config = config_on(small_disk, tmp_path)
     small_disk.leave_free(450_000)
     loaded = []
-    monkeypatch.setattr("resstream.fv_job.load_model_param", lambda param: loaded.append(param))
+    monkeypatch.setattr("resstream.fv.job.load_model_param", lambda param: loaded.append(param))
     out = small_disk.root / "results" / "fv" / "layer1.1.bn2" / "c0000-0063"
     with pytest.raises(disk_space.DiskSpaceError) as info:
         render_chunk(config, "layer1.1.bn2", "c0000-0063", str(out))
@@ -112,7 +112,7 @@ import errno, json, logging, sys
 sys.path.insert(0, "tests")
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 import h5py
-from resstream import activations
+from resstream.activations import extract as activations
 activations.check_free_space = lambda *a, **k: None  # the disk fills up after the check
 if sys.argv[3] == "patched":  # no tmpfs here: the 4th block's write finds the device full
     flush, calls = h5py.File.flush, [0]

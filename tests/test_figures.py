@@ -13,9 +13,11 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
-from resstream import analysis, figures, metrics
-from resstream.analysis import AnalysisError, build_summary, metric_table_csv
-from resstream.scorecard import MEANINGLESS, scorecard_outputs
+from resstream.analysis import summary as analysis
+from resstream.analysis import figures
+from resstream.analysis import metrics
+from resstream.analysis.summary import AnalysisError, build_summary, metric_table_csv
+from resstream.analysis.scorecard import MEANINGLESS, scorecard_outputs
 from hand_tables import PRETRAINED, hand_raw, write_hand_tables
 from synthetic import small_config, write_activations, write_study_fvs
 

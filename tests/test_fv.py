@@ -10,16 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from resstream.blocks import TapRef, model_blocks
-from resstream.config import validate_config
-from resstream.fv import FVError, render_units, unit_seed
+from resstream.model.blocks import TapRef, model_blocks
+from resstream.workflow.config import validate_config
+from resstream.fv.render import FVError, render_units, unit_seed
 from job_calls import render_chunk
-from resstream.taps import block_taps
+from resstream.model.taps import block_taps
 
 
 @pytest.fixture(scope="module")
 def net():
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     model, ident = load_model("resnet18", "random:0")
     return model, model_blocks(model)
@@ -161,7 +161,7 @@ def test_fv_job_writes_pngs_and_h5_atomically(demo_cfg, tmp_path):
 def test_channel_objective_fvs_for_display(demo_cfg, tmp_path):
     """The fv_channel_chunk job: whole-map FVs of the studied channels of an O layer, never cropped
     to a receptive field whatever fv.rf_crop says (so that setting does not rerun them)."""
-    from resstream.fv_job import read_fv_status
+    from resstream.fv.job import read_fv_status
 
     out = str(tmp_path / "results" / "fv_channel_chunks" / "layer1.1.prerelu_out" / "c0000-0063")
     cfg = copy.deepcopy(demo_cfg)

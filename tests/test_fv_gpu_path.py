@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from resstream import fv, fv_memory
-from resstream.blocks import TapRef, model_blocks
+from resstream.fv import render as fv
+from resstream.fv import memory as fv_memory
+from resstream.model.blocks import TapRef, model_blocks
 
 DEEP = ("layer4.0.downsample.1", TapRef("4.0", "D"), 16)  # full 224 px inputs: same bits at any batch size on CPU
 MIB = 2**20
@@ -17,7 +18,7 @@ MIB = 2**20
 
 @pytest.fixture(scope="module")
 def net():
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:0")
     return model, model_blocks(model)
@@ -201,7 +202,7 @@ def test_fixed_order_backward_passes_equal_torchs(size):
     """The GPU default's backward passes of reflect padding, bilinear resizing and the affine warps
     (every shift and angle lucent draws) against torch's own autograd, on CPU: same forward bits,
     gradients equal to float rounding of the sample coordinates (|g| up to ~5 here)."""
-    from resstream import fv_transforms as T
+    from resstream.fv import transforms as T
 
     gen = torch.Generator().manual_seed(size)
     x = torch.rand(11, 3, size, size, generator=gen)

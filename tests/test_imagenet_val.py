@@ -10,7 +10,7 @@ import scipy.io
 from PIL import Image
 
 from resstream.cli import main
-from resstream.data import scan_image_folder
+from resstream.data.dataset import scan_image_folder
 
 # The devkit numbers its classes in an order of its own (ILSVRC2012_ID 1 is n02119789, kit fox),
 # not the sorted synset order: a fake table with that property (IDs 1..1000, shuffled synsets).
@@ -125,8 +125,8 @@ def test_the_prepared_folder_is_a_dataset_for_the_workflow(val_set, tmp_path):
     images, _, loc = val_set
     out = tmp_path / "prepared"
     assert main(["prepare-imagenet-val", "--images", str(images), "--labels", str(loc), "--out", str(out)]) == 0
-    from resstream.config import Study, validate_config
-    from resstream.smk import check_inputs_or_exit
+    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.smk import check_inputs_or_exit
 
     study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(out)}, "study": {"channels": 1}}))
     check_inputs_or_exit(study)  # returns (exits on a problem)

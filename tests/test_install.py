@@ -51,7 +51,7 @@ def test_wheel_installs_into_a_fresh_environment_and_finds_its_data(tmp_path):
     info = run(env / "bin" / "resstream", "info", "resnet18", cwd=elsewhere, env=clean).stdout.splitlines()
     assert info[0] == "resnet18: 8 blocks; studied by default: 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1"
     assert [line.split()[0] for line in info[2:]] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
-    count = run(env_python, "-c", "from resstream.sample import load_manifest; print(len(load_manifest()))",
+    count = run(env_python, "-c", "from resstream.data.sample import load_manifest; print(len(load_manifest()))",
                 cwd=elsewhere, env=clean)
     assert count.stdout == "1000\n"
     assert list(elsewhere.iterdir()) == []

@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from resstream.disk_space import device_of
+from resstream.workflow.disk_space import device_of
 from resstream.errors import UserError
-from resstream.job_runner import script_main
+from resstream.workflow.job_runner import script_main
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def job(tmp_path, rule="measure_fv"):
 
 def fail(exc):
     def work():
-        logging.getLogger("resstream.measure").info("measuring block 2.1")
+        logging.getLogger("resstream.analysis.measure").info("measuring block 2.1")
         raise exc
     return work
 

@@ -3,7 +3,7 @@
 For one unit of each jitter regime (0, 4, 16), batch 1, the full uncropped forward, a few steps:
 lucent's own ``render_vis`` with the author's settings (spec §2: ``param.image(224,
 decorrelate=True)``, the author's transform list written out here, ``preprocess=True``,
-``objectives.neuron``, Adam lr 0.05) and :func:`resstream.fv.render_units` are fed identical random
+``objectives.neuron``, Adam lr 0.05) and :func:`resstream.fv.render.render_units` are fed identical random
 draws: lucent's global torch generator is seeded with the unit's seed (resstream draws the unit's
 spectrum from a generator seeded the same way) and numpy's global state is set to the unit's own
 RandomState that resstream swaps in around the transforms.  The objective at every step and the
@@ -25,8 +25,8 @@ from lucent.optvis import objectives, param, render
 from lucent.optvis import transform as lt
 from torchvision.transforms import CenterCrop
 
-from resstream import fv
-from resstream.blocks import TapRef, model_blocks
+from resstream.fv import render as fv
+from resstream.model.blocks import TapRef, model_blocks
 
 STEPS = 4
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]  # spec §2, the author's center_lucent_optimize.py
@@ -80,7 +80,7 @@ def compare(model, layer, ref, jitter, hook, channel, steps: int = STEPS) -> tup
 
 @pytest.fixture(scope="module")
 def model():
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     return load_model("resnet18", "random:0")[0]
 

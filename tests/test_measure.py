@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from resstream import measure
-from resstream.analysis import AnalysisError
-from resstream.config import Study
-from resstream.data import ImageFolderDataset, ImageRecord
-from resstream.paths import activations_h5, fv_png
+from resstream.analysis import measure
+from resstream.analysis.summary import AnalysisError
+from resstream.workflow.config import Study
+from resstream.data.dataset import ImageFolderDataset, ImageRecord
+from resstream.workflow.paths import activations_h5, fv_png
 from job_calls import fv_dirs_of_block
 from manual_forward import manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up
 from synthetic import small_config, write_activations, write_study_fvs
@@ -114,7 +114,7 @@ def test_fv_status_from_h5_and_missing_png_are_recorded(study_setup, tmp_path):
 def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir, random_model):
     """Spec §1: M uses only signs and ratios of positive values, so pre/post O give the same M,
     except a 'dead' unit (both negative pre-ReLU) which post-ReLU reads as the out_mid<=0 rule."""
-    from resstream import metrics
+    from resstream.analysis import metrics
 
     config, study, model, identity = study_setup
     post_cfg = json.loads(json.dumps(config))
@@ -162,7 +162,7 @@ def test_weights_and_rho_columns(study_setup):
 
 def test_other_weights_are_refused(study_setup):
     config, study, model, identity = study_setup
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     other_model, other = load_model("resnet18", "random:1")
     with pytest.raises(AnalysisError, match="was made with weights .*random:0.* but the analysis uses .*random:1"):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from resstream import metrics as mt
+from resstream.analysis import metrics as mt
 
 
 def test_mix_ratio_rules_in_the_authors_order():

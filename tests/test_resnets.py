@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO
-from resstream import figures
-from resstream import weights as W
-from resstream.analysis import fig3_fig4_blocks
-from resstream.blocks import B, D, O_POST, O_PRE, X, BlockError, TapRef, model_blocks, parse_layer, study_layers
-from resstream.config import Study, default_jitter, structure, validate_config
-from resstream.measure import weight_magnitudes
-from resstream.receptive_field import _conv_path, verify_plan
-from resstream.taps import block_taps
+from resstream.analysis import figures
+from resstream.model import weights as W
+from resstream.analysis.summary import fig3_fig4_blocks
+from resstream.model.blocks import B, D, O_POST, O_PRE, X, BlockError, TapRef, model_blocks, parse_layer, study_layers
+from resstream.workflow.config import Study, default_jitter, structure, validate_config
+from resstream.analysis.measure import weight_magnitudes
+from resstream.model.receptive_field import _conv_path, verify_plan
+from resstream.model.taps import block_taps
 
 BOTTLENECK_BLOCKS = ["1.0", "1.1", "2.0", "2.1", "3.0", "4.2"]
 

@@ -1,4 +1,4 @@
-"""The demo sample's fetcher (resstream.sample): every source layout, sha256 checks that name the
+"""The demo sample's fetcher (resstream.data.sample): every source layout, sha256 checks that name the
 bad file, archives damaged or cut short, a download over a local HTTP server, offline, and the
 temporary folder an interrupted fetch leaves.  The archives are built here in the upstream layout
 (one top folder, flat files, README.md and gallery.md) from tiny images with their own manifest."""
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from resstream import sample
+from resstream.data import sample
 from resstream.cli import main
-from resstream.sample import SampleError, fetch_sample
+from resstream.data.sample import SampleError, fetch_sample
 
 TOP = f"imagenet-sample-images-{sample.SAMPLE_COMMIT}"
 NAMES = ["n01440764/n01440764_tench.JPEG", "n01443537/n01443537_goldfish.JPEG",

@@ -8,8 +8,9 @@ import re
 import pytest
 
 import paper_tables as pt
-from resstream import atlas, scorecard as sc
-from resstream.analysis import read_table
+from resstream.atlas import build as atlas
+from resstream.analysis import scorecard as sc
+from resstream.analysis.summary import read_table
 
 N_ROWS = len(sc.load_claims()["claims"]) + sum(1 for c in sc.load_claims()["claims"] if c["check"] == "fig7")
 

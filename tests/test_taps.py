@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resstream.blocks import B, D, O_POST, O_PRE, X, TapRef, model_blocks, parse_layer, layer_name, study_layers
-from resstream.taps import block_taps, center_activation, center_index
-from resstream.weights import load_model
+from resstream.model.blocks import B, D, O_POST, O_PRE, X, TapRef, model_blocks, parse_layer, layer_name, study_layers
+from resstream.model.taps import block_taps, center_activation, center_index
+from resstream.model.weights import load_model
 
 
 def manual_block(block, x):

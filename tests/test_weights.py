@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from resstream import weights as W
+from resstream.model import weights as W
 
 
 def test_random_weights_are_reproducible_and_marked():

@@ -157,7 +157,7 @@ def test_a_custom_checkpoint_is_recorded_by_its_sha256(tmp_path, sample_dir):
     import pandas as pd
     import torch
 
-    from resstream.weights import load_model
+    from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:4")
     ckpt = tmp_path / "finetuned.pth"
@@ -189,7 +189,7 @@ def test_jobs_take_what_their_rules_declare():
     runs), and each rule's code param fingerprints the script the rule runs."""
     import re
 
-    from resstream.code_fingerprint import fingerprinted_files
+    from resstream.workflow.code_fingerprint import fingerprinted_files
 
     scripts = sorted((REPO / "scripts").glob("*.py"))
     job_modules = {m for s in scripts for m in fingerprinted_files(str(s)) if m.endswith(".py")}
@@ -211,7 +211,7 @@ def test_jobs_take_what_their_rules_declare():
 def test_a_code_fingerprint_follows_the_imports_and_the_data_files_named(tmp_path):
     """A small package: the entry's fingerprint covers what it imports at any depth (a function's
     import too) and the data file a module names; an edit elsewhere leaves it alone."""
-    from resstream.code_fingerprint import code_fingerprint, fingerprinted_files
+    from resstream.workflow.code_fingerprint import code_fingerprint, fingerprinted_files
 
     pkg = tmp_path / "resstream"
     (pkg / "sub").mkdir(parents=True)

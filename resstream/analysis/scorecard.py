@@ -1,0 +1,490 @@
+"""Reproduction scorecard: this run's metric tables against the paper's claims.
+
+The claims are data (``resstream/paper_claims.yaml``: figure, sentence, what to compare); each
+gives one row (Fig 7 gives two, one per ``o_relu`` reading of A.3): the paper's value, this run's,
+and a verdict:
+
+* ``reproduced``: the run says what the paper says;
+* ``partly``: some of it (named channels: some found, with the overlap, e.g. "6 of 9 channels
+  found, precision 0.5"; statistics: the right sign without significance; shares: past the lower
+  bar only);
+* ``not reproduced``;
+* ``not applicable``: the block or the named channels were not studied, or the number is undefined.
+
+Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its JSON sidecar),
+``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
+atlas index embeds it).  With weights that are not pretrained the title says that the comparison
+is meaningless.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+from markupsafe import Markup
+
+from resstream.analysis import metrics
+from resstream.analysis.summary import read_table, write_table
+from resstream.model.blocks import O_RELU_CHOICES
+from resstream.workflow.outputs import write_text_atomic
+
+CLAIMS_PATH = Path(__file__).with_name("paper_claims.yaml")
+REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE = "reproduced", "partly", "not reproduced", "not applicable"
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE)
+COLUMNS = ("claim_id", "figure", "block", "claim", "o_relu", "paper", "this_run", "verdict", "overlap", "rule", "sentence")
+OUTPUTS = {"csv": "paper_check.csv", "md": "paper_check.md", "html": "paper_check.html"}
+MEANINGLESS = "RANDOM WEIGHTS: the comparison with the paper is meaningless"
+
+
+def scorecard_outputs(results: str) -> dict[str, str]:
+    """``{csv, md, html}`` paths of the scorecard of a results folder."""
+    return {key: os.path.join(results, name) for key, name in OUTPUTS.items()}
+
+
+def load_claims(path=CLAIMS_PATH) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+@dataclass
+class RunTables:
+    """What the scorecard reads of a run: its per-block FV and ImageNet metric tables and settings."""
+
+    fv: dict[str, pd.DataFrame]
+    imagenet: dict[str, pd.DataFrame]
+    o_relu: str = "pre"
+    analysis: dict = field(default_factory=dict)
+    weights: dict | None = None
+    alpha: float = 0.05
+
+    @property
+    def mix_factor(self) -> float:
+        return float(self.analysis.get("mix_factor", 1.5))
+
+    def imagenet_variant(self, block: str, o_relu: str) -> pd.DataFrame | None:
+        """The ImageNet table of a block with O and I read as ``o_relu`` says: this run's table, or
+        the same top-9 images re-derived from the other reading's columns (None if it lacks them)."""
+        table = self.imagenet.get(block)
+        if table is None or o_relu == self.o_relu:
+            return table
+        cols = {f"{name}_{o_relu}": name for name in ("out_in", "out_mid", "in_in")}
+        if not set(cols) <= set(table.columns):
+            return None
+        settings = {k: self.analysis[k] for k in ("mix_factor", "scale_rule", "mix_rules", "scale_sign") if k in self.analysis}
+        return metrics.metric_table(table.assign(**{name: table[col] for col, name in cols.items()}), **settings)
+
+    def fig7(self, block: str, o_relu: str) -> list[int] | None:
+        """Fig 7 of a block (FV and ImageNet criteria both, by FV SM); None without both tables."""
+        fv, imagenet = self.fv.get(block), self.imagenet_variant(block, o_relu)
+        if fv is None or imagenet is None:
+            return None
+        return metrics.both_criteria(fv["channel"], fv["pass_all"], fv["SM"], imagenet["channel"], imagenet["pass_all"])
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def paper_value(claim: dict, alpha: float) -> str:
+    """What the paper says, as the scorecard's "paper" column shows it."""
+    if "paper" in claim:
+        return claim["paper"]
+    if "expected" in claim:
+        return claim["expected"]
+    if "channels" in claim:
+        return _listing(claim["channels"])
+    if claim["check"] == "spearman_negative":
+        return f"negative, p < {alpha:g}"
+    if claim["check"] == "overwrite_lower":
+        return "significantly lower" if claim["significant"] else "not significantly lower"
+    return claim["claim"]
+
+
+def _row(claim: dict, run: RunTables, this_run: str, verdict: str, rule: str, overlap: str = "") -> dict:
+    return {"claim": claim["claim"], "paper": paper_value(claim, run.alpha), "this_run": this_run, "verdict": verdict,
+            "overlap": overlap, "rule": rule}
+
+
+def _na(claim: dict, run: RunTables, why: str, rule: str = "") -> dict:
+    return _row(claim, run, why, NOT_APPLICABLE, rule)
+
+
+def _listing(channels) -> str:
+    return ", ".join(str(int(c)) for c in channels) if len(channels) else "none"
+
+
+def _g(x, digits: int = 3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _by_count(hits: int, total: int) -> str:
+    """All -> reproduced, some -> partly, none -> not reproduced."""
+    return REPRODUCED if hits == total else PARTLY if hits else NOT_REPRODUCED
+
+
+def _named(claim: dict, df: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """The claim's channels this run studied, and those it did not."""
+    studied = set(int(c) for c in df["channel"])
+    named = [int(c) for c in claim["channels"]]
+    return [c for c in named if c in studied], [c for c in named if c not in studied]
+
+
+def _capped(verdict: str, missing: list[int]) -> str:
+    """A claim about channels this run did not all study is at most partly reproduced."""
+    return PARTLY if verdict == REPRODUCED and missing else verdict
+
+
+def _not_studied(missing: list[int]) -> str:
+    return f"; not studied: {_listing(missing)}" if missing else ""
+
+
+def _found_among(claim: dict, run: RunTables, found: list[int], what: str, rule: str) -> dict:
+    """Verdict by how many of the named channels are in ``found`` (the run's list)."""
+    named, missing = _named(claim, run.fv[claim["block"]])
+    if not named:
+        return _na(claim, run, f"channel(s) {_listing(claim['channels'])} not studied", rule)
+    hits = [c for c in named if c in found]
+    return _row(claim, run, f"{what}: {_listing(found)}", _capped(_by_count(len(hits), len(named)), missing), rule,
+                f"{len(hits)} of {len(named)} channels found{_not_studied(missing)}")
+
+
+# --- checks: one function per ``check`` of paper_claims.yaml ---------------------------------------
+
+
+def check_group(claim, run: RunTables) -> list[dict]:
+    rule = f"the channel's spectrum group (overwrite M <= 1/f, mix 1/f < M < f, skip M >= f; f = {run.mix_factor:g})"
+    df = run.fv[claim["block"]]
+    row = df[df["channel"] == claim["channel"]]
+    if row.empty:
+        return [_na(claim, run, f"channel {claim['channel']} not studied", rule)]
+    group, m = row["mix_group"].iloc[0], float(row["M"].iloc[0])
+    return [_row(claim, run, f"{group} (M = {_g(m)})", REPRODUCED if group == claim["expected"] else NOT_REPRODUCED, rule)]
+
+
+def check_pass_all(claim, run: RunTables) -> list[dict]:
+    df = run.fv[claim["block"]]
+    passing = [int(c) for c in df.loc[df["pass_all"], "channel"] if int(c) in claim["channels"]]
+    return [_found_among(claim, run, passing, "of these, passing all criteria (FVs)",
+                         "reproduced: every named channel passes all criteria; partly: some")]
+
+
+def check_share(claim, run: RunTables) -> list[dict]:
+    m = run.fv[claim["block"]]["M"].to_numpy(dtype=float)
+    without = int((~np.isfinite(m)).sum())
+    among = "channels with M" + (f" < {claim['within']:g}" if "within" in claim else "")
+    m = m[np.isfinite(m) & (m < claim.get("within", np.inf))]  # the channels the claim is about
+    rule = f"reproduced: a share of at least {claim['reproduced_at']:.0%}; partly: at least {claim['partly_at']:.0%}"
+    if not len(m):
+        return [_na(claim, run, f"no {among}", rule)]
+    share = float(np.mean(m < claim["below"])) if "below" in claim else float(np.mean(m > claim["above"]))
+    verdict = REPRODUCED if share >= claim["reproduced_at"] else PARTLY if share >= claim["partly_at"] else NOT_REPRODUCED
+    found = f"{share:.1%} of {len(m)} {among}" + (f" ({without} without M: dead or missing)" if without else "")
+    return [_row(claim, run, found, verdict, rule)]
+
+
+def _share_below_one(df) -> float:
+    m = df["M"].to_numpy(dtype=float)
+    m = m[np.isfinite(m)]
+    return float(np.mean(m < 1.0)) if len(m) else np.nan
+
+
+def check_less_skewed(claim, run: RunTables) -> list[dict]:
+    rule = "reproduced: every simple block below every downsample block; partly: some"
+    simple = [b for b in claim["blocks"] if b in run.fv]
+    downsample = [b for b in claim["than"] if b in run.fv]
+    if not simple or not downsample:
+        return [_na(claim, run, "needs a studied simple block and a studied downsample block", rule)]
+    share = {b: _share_below_one(run.fv[b]) for b in simple + downsample}
+    lowest = min(share[b] for b in downsample)
+    below = [b for b in simple if share[b] < lowest]
+    shares = ", ".join(f"{b} {share[b]:.0%}" for b in simple + downsample)
+    return [_row(claim, run, f"share of M < 1: {shares}", _by_count(len(below), len(simple)), rule,
+                 f"{len(below)} of {len(simple)} simple blocks below")]
+
+
+def check_spearman_negative(claim, run: RunTables) -> list[dict]:
+    rule = f"reproduced: rho < 0 and p < {run.alpha:g}; partly: rho < 0"
+    df = run.fv[claim["block"]]
+    r = metrics.spearman(df["M"], df[claim["column"]])
+    if not np.isfinite(r.statistic):
+        return [_na(claim, run, r.status, rule)]
+    verdict = (REPRODUCED if r.pvalue < run.alpha else PARTLY) if r.statistic < 0 else NOT_REPRODUCED
+    return [_row(claim, run, f"rho = {r.statistic:.3f}, p = {_g(r.pvalue, 2)} (n = {r.n})", verdict, rule)]
+
+
+def check_overwrite_lower(claim, run: RunTables) -> list[dict]:
+    rule = (f"reproduced: overwrite mean < skip mean with ANOVA p < {run.alpha:g}; partly: lower, not significant"
+            if claim["significant"] else f"reproduced: not (lower with ANOVA p < {run.alpha:g})")
+    df = run.fv[claim["block"]]
+    groups, y = df["fig4_group"].to_numpy(), df[claim["column"]].to_numpy(dtype=float)
+    a = metrics.anova(y[groups == metrics.OVERWRITE], y[groups == metrics.SKIP])
+    if not np.isfinite(a.statistic):
+        return [_na(claim, run, a.status, rule)]
+    means = metrics.group_means(y, groups)
+    lower = means[metrics.OVERWRITE] < means[metrics.SKIP]
+    significant = lower and a.pvalue < run.alpha
+    if claim["significant"]:
+        verdict = REPRODUCED if significant else PARTLY if lower else NOT_REPRODUCED
+    else:
+        verdict = NOT_REPRODUCED if significant else REPRODUCED
+    found = (f"overwrite mean {_g(means[metrics.OVERWRITE])}, skip mean {_g(means[metrics.SKIP])}, "
+             f"F = {_g(a.statistic)}, p = {_g(a.pvalue, 2)}")
+    return [_row(claim, run, found, verdict, rule)]
+
+
+def _pass_percent(df, flag: str) -> tuple[int, float]:
+    count = int(df[flag].sum())
+    return count, 100.0 * count / max(1, len(df))
+
+
+def check_pass_share(claim, run: RunTables) -> list[dict]:
+    count, pct = _pass_percent(run.fv[claim["block"]], claim["flag"])
+    found = f"{count} of {len(run.fv[claim['block']])} channels ({pct:.1f} %)"
+    if "at_most" in claim:
+        bound = claim["at_most"]
+        if bound == 0:
+            return [_row(claim, run, found, REPRODUCED if count == 0 else NOT_REPRODUCED, "reproduced: no channel")]
+        verdict = REPRODUCED if pct <= bound else PARTLY if pct <= 2 * bound else NOT_REPRODUCED
+        return [_row(claim, run, found, verdict, f"reproduced: at most {bound:g} %; partly: at most {2 * bound:g} %")]
+    conditions = [pct >= claim["at_least"]]
+    neighbours = [b for b in claim.get("below", []) if b in run.fv]
+    for b in neighbours:
+        other = _pass_percent(run.fv[b], claim["flag"])[1]
+        conditions.append(pct < other)
+        found += f"; {b}: {other:.1f} %"
+    if len(conditions) == 1:
+        verdict = REPRODUCED if conditions[0] else PARTLY if count else NOT_REPRODUCED
+        return [_row(claim, run, found, verdict, f"reproduced: at least {claim['at_least']:g} %; partly: some")]
+    rule = f"reproduced: at least {claim['at_least']:g} % and below {', '.join(neighbours)}; partly: some of these"
+    return [_row(claim, run, found, _by_count(sum(conditions), len(conditions)), rule)]
+
+
+def check_top_sm(claim, run: RunTables) -> list[dict]:
+    df = run.fv[claim["block"]]
+    top = metrics.top_by_scale_metric(df["channel"], df["SM"], df["pass_all"], k=3)
+    return [_found_among(claim, run, top, "top 3 by SM", "reproduced: every named channel in this run's top 3 by SM; partly: some")]
+
+
+FIG7_RULE = "reproduced: the same channels; partly: some found (precision: found / this run's list); not reproduced: none"
+
+
+def _o_relu_readings(run: RunTables) -> list[str]:
+    """This run's o_relu first, then the other."""
+    return [run.o_relu] + [v for v in O_RELU_CHOICES if v != run.o_relu]
+
+
+def check_fig7(claim, run: RunTables) -> list[dict]:
+    rows = []
+    for o_relu in _o_relu_readings(run):
+        found = run.fig7(claim["block"], o_relu)
+        if claim["block"] not in run.fv:
+            row = _na(claim, run, f"block {claim['block']} not studied", FIG7_RULE)
+        elif found is None:
+            row = _na(claim, run, f"no ImageNet table with o_relu {o_relu} readings", FIG7_RULE)
+        else:
+            row = _fig7_row(claim, run, found)
+        row["claim"] += " (this run's o_relu)" if o_relu == run.o_relu else " (A.3 with O and I read the other way, same top-9 images)"
+        rows.append(dict(row, o_relu=o_relu))
+    return rows
+
+
+def _fig7_row(claim, run: RunTables, found: list[int]) -> dict:
+    if not claim["channels"]:
+        return _row(claim, run, _listing(found), REPRODUCED if not found else NOT_REPRODUCED, "reproduced: no channel, as the paper")
+    named, missing = _named(claim, run.fv[claim["block"]])
+    if not named:
+        return _na(claim, run, f"channel(s) {_listing(claim['channels'])} not studied", FIG7_RULE)
+    hits = [c for c in named if c in found]
+    precision = f"{len(hits) / len(found):.2g}" if found else "n/a"
+    verdict = _capped(REPRODUCED if set(found) == set(named) else PARTLY if hits else NOT_REPRODUCED, missing)
+    return _row(claim, run, _listing(found), verdict, FIG7_RULE,
+                f"{len(hits)} of {len(named)} channels found, precision {precision}{_not_studied(missing)}")
+
+
+def check_fig8(claim, run: RunTables) -> list[dict]:
+    df = run.fv[claim["block"]]
+    closest = metrics.closest_to_one(df["channel"], df["M"], k=3)
+    row = _found_among(claim, run, closest, "3 closest to M = 1", "reproduced: the same 3 channels (any order); partly: some")
+    if closest == [int(c) for c in claim["channels"]]:
+        row["overlap"] += ", same order"
+    return [row]
+
+
+def check_fig8_below(claim, run: RunTables) -> list[dict]:
+    df = run.fv[claim["block"]]
+    closest = metrics.closest_to_one(df["channel"], df["M"], k=3)
+    rule = f"reproduced: all 3 below {claim['below']:g}; partly: some"
+    if not closest:
+        return [_na(claim, run, "no channel has a mix ratio", rule)]
+    m = {c: float(df.loc[df["channel"] == c, "M"].iloc[0]) for c in closest}
+    below = [c for c in closest if m[c] < claim["below"]]
+    return [_row(claim, run, ", ".join(f"{c} (M = {_g(m[c])})" for c in closest), _by_count(len(below), len(closest)), rule)]
+
+
+def _criteria_violations(df: pd.DataFrame, channels, stimulus: str, mix_factor: float) -> list[str]:
+    out = []
+    for c in channels:
+        r = df[df["channel"] == c].iloc[0]
+        bad = [f"M = {_g(r['M_raw'])}"] if not metrics.mix_ok([r["M_raw"]], mix_factor)[0] else []
+        bad += [f"{k} = {_g(r[k])}" for k in ("m", "n") if not r[k] > 0]
+        if bad:
+            out.append(f"{c} ({stimulus}: {', '.join(bad)})")
+    return out
+
+
+def check_fig7_criteria(claim, run: RunTables) -> list[dict]:
+    rule = "reproduced: every channel of this run's Fig 7 meets the criteria as the paper states them"
+    listed, violations = 0, []
+    for block in run.fv:
+        found = run.fig7(block, run.o_relu) or []
+        listed += len(found)
+        for stimulus, df in (("FV", run.fv[block]), ("ImageNet", run.imagenet.get(block))):
+            violations += [f"{block} ch {v}" for v in _criteria_violations(df, found, stimulus, run.mix_factor)] if found else []
+    if not listed:
+        return [_na(claim, run, "this run's Fig 7 lists no channel", rule)]
+    found = f"{listed} channels; " + (f"{len(violations)} violation(s): {'; '.join(violations)}" if violations else "all meet them")
+    return [_row(claim, run, found, NOT_REPRODUCED if violations else REPRODUCED, rule)]
+
+
+def check_in_fig7(claim, run: RunTables) -> list[dict]:
+    found = run.fig7(claim["block"], run.o_relu)
+    rule = "reproduced: all in this run's Fig 7; partly: some"
+    if found is None:
+        return [_na(claim, run, "no ImageNet table", rule)]
+    return [_found_among(claim, run, found, "Fig 7", rule)]
+
+
+CHECKS = {
+    "group": check_group, "pass_all": check_pass_all, "share": check_share, "less_skewed": check_less_skewed,
+    "spearman_negative": check_spearman_negative, "overwrite_lower": check_overwrite_lower, "pass_share": check_pass_share,
+    "top_sm": check_top_sm, "fig7": check_fig7, "fig8": check_fig8, "fig8_below": check_fig8_below,
+    "fig7_criteria": check_fig7_criteria, "in_fig7": check_in_fig7,
+}
+
+
+# --- the scorecard -----------------------------------------------------------------------------------
+
+
+def score(claims: dict, run: RunTables) -> pd.DataFrame:
+    """One row per claim (Fig 7: one per o_relu reading), in the order of the claims file."""
+    rows = []
+    for claim in claims["claims"]:
+        block = claim.get("block")
+        if block is not None and block not in run.fv and claim["check"] != "fig7":  # fig7: a row per o_relu reading
+            found = [_na(claim, run, f"block {block} not studied")]
+        else:
+            found = CHECKS[claim["check"]](claim, run)
+        for row in found:
+            rows.append({"claim_id": claim["id"], "figure": claim["figure"], "block": block or "all",
+                         "o_relu": row.pop("o_relu", run.o_relu), "sentence": claim["sentence"], **row})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def title(weights: dict | None) -> str:
+    if weights and weights.get("pretrained"):
+        return "Reproduction scorecard"
+    return f"Reproduction scorecard — {MEANINGLESS}"
+
+
+def verdict_counts(df: pd.DataFrame) -> dict[str, int]:
+    return {v: int((df["verdict"] == v).sum()) for v in VERDICTS}
+
+
+def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05) -> RunTables:
+    """The tables of a run (``{block: csv}`` each; ImageNet tables may be missing)."""
+    fv, imagenet, meta = {}, {}, {}
+    for block, path in fv_csvs.items():
+        fv[block], block_meta = read_table(path)
+        meta = meta or block_meta
+    for block, path in imagenet_csvs.items():
+        imagenet[block] = read_table(path)[0]
+    return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", "pre"), analysis=meta.get("analysis") or {},
+                     weights=meta.get("weights"), alpha=alpha)
+
+
+def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_path=CLAIMS_PATH) -> pd.DataFrame:
+    """Score a run's tables against the claims; write ``outputs`` (keys csv, md, html)."""
+    claims = load_claims(claims_path)
+    run = read_run(fv_csvs, imagenet_csvs, float(claims.get("alpha", 0.05)))
+    df = score(claims, run)
+    meta = {"weights": run.weights, "title": title(run.weights), "paper": claims["paper"], "o_relu": run.o_relu,
+            "analysis": run.analysis, "alpha": run.alpha, "verdicts": verdict_counts(df), "claims": str(claims_path)}
+    write_table(df, outputs["csv"], meta)
+    write_text_atomic(outputs["md"], markdown(df, meta))
+    write_text_atomic(outputs["html"], html_page(df, meta))
+    return df
+
+
+def _settings_line(meta: dict) -> str:
+    a = meta.get("analysis") or {}
+    parts = [f"o_relu {meta.get('o_relu')} (Fig 7 rows show both readings of A.3)"]
+    parts += [f"{k} {a[k]}" for k in ("mix_factor", "scale_rule", "scale_sign", "mix_rules") if k in a]
+    return "; ".join(parts) + f"; significance p < {meta.get('alpha', 0.05):g}"
+
+
+def _md_cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(df: pd.DataFrame, meta: dict) -> str:
+    counts = meta["verdicts"]
+    weights = (meta.get("weights") or {}).get("label", "unknown weights")
+    lines = [f"# {meta['title']}", "", f"{meta['paper']} against this run. Weights: {weights}.", "",
+             f"Settings: {_settings_line(meta)}.", "",
+             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+             "| figure | block | claim | o_relu | paper | this run | verdict | overlap |", "|---|---|---|---|---|---|---|---|"]
+    for r in df.fillna("").itertuples(index=False):
+        cells = (r.figure, r.block, r.claim, r.o_relu, r.paper, r.this_run, f"**{r.verdict}**", r.overlap)
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    lines += ["", "## Rules and sources", ""]
+    for r in df.drop_duplicates("claim_id").itertuples(index=False):
+        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}. Paper: \"{_md_cell(r.sentence)}\"")
+    return "\n".join(lines) + "\n"
+
+
+HTML_FRAGMENT = jinja2.Environment(autoescape=True).from_string("""\
+<section class="scorecard" id="paper-check">
+<h2 id="paper-check-title">{{ meta.title }}</h2>
+<p>{{ meta.paper }} against this run. Settings: {{ settings }}.</p>
+<p class="verdicts">{% for v, n in meta.verdicts.items() %}<span class="verdict v-{{ v.replace(' ', '-') }}" data-verdict="{{ v }}">{{ v }}: <b>{{ n }}</b></span> {% endfor %}</p>
+<table class="paper-check"><thead><tr><th>figure</th><th>block</th><th>claim</th><th>o_relu</th><th>paper</th><th>this run</th><th>verdict</th><th>overlap</th></tr></thead>
+<tbody>{% for r in rows %}
+<tr data-claim="{{ r.claim_id }}" data-verdict="{{ r.verdict }}" title="{{ r.rule }} | paper: {{ r.sentence }}"><td>{{ r.figure }}</td><td>{{ r.block }}</td><td>{{ r.claim }}</td><td>{{ r.o_relu }}</td><td>{{ r.paper }}</td><td>{{ r.this_run }}</td><td class="v-{{ r.verdict.replace(' ', '-') }}">{{ r.verdict }}</td><td>{{ r.overlap }}</td></tr>{% endfor %}
+</tbody></table>
+</section>
+""")
+
+HTML_PAGE = jinja2.Environment(autoescape=True).from_string("""\
+<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ meta.title }}</title>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em}
+.banner{background:#b00020;color:#fff;font-weight:bold;padding:.5em 1em;text-align:center}{{ css }}</style></head>
+<body>{% if not pretrained %}<div class="banner">{{ meaningless }}</div>{% endif %}
+<p>Weights: {{ weights }}</p>
+{{ fragment }}
+</body></html>
+""")
+
+SCORECARD_CSS = """
+.scorecard table { border-collapse: collapse; font-size: 12px; }
+.scorecard td, .scorecard th { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+.v-reproduced { color: #1a7f37; font-weight: bold; } .v-partly { color: #9a6700; font-weight: bold; }
+.v-not-reproduced { color: #b00020; font-weight: bold; } .v-not-applicable { color: #777; }
+.verdicts .verdict { margin-right: 1.2em; }
+"""
+
+
+def html_fragment(df: pd.DataFrame, meta: dict) -> str:
+    """The scorecard as an HTML section (autoescaped), for its own page and the atlas index."""
+    return HTML_FRAGMENT.render(meta=meta, rows=df.fillna("").to_dict("records"), settings=_settings_line(meta))
+
+
+def html_page(df: pd.DataFrame, meta: dict) -> str:
+    weights = meta.get("weights") or {}
+    return HTML_PAGE.render(meta=meta, css=Markup(SCORECARD_CSS), fragment=Markup(html_fragment(df, meta)),
+                            pretrained=bool(weights.get("pretrained")), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))

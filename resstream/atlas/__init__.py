@@ -1,0 +1,12 @@
+"""The unit atlas (rule file: rules/atlas.smk): a static HTML site of every studied unit, one page
+per block and an index.
+"""
+
+from resstream.lazy_exports import lazy_exports
+
+ENTRY_POINTS = {
+    "write_block": "build",
+    "write_index": "build",
+}
+__all__ = sorted(ENTRY_POINTS)
+__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)

@@ -1,0 +1,225 @@
+"""Cross-model comparison: several finished runs (any torchvision ResNets) side by side.
+
+Input: ``{name: results folder}`` of runs that reached ``summary.json`` (config ``compare.runs``).
+Each run's ``summary.json`` gives its weights (hence the architecture) and studied blocks; its
+per-block FV metric tables (``analysis/{block}/fv_table.csv``) give every channel's mix ratio M.
+Blocks are placed by **relative depth** = block index / number of blocks of the model (0-based
+index over ALL the model's blocks, so resnet18's 1.1 is 1/8 and resnet50's 1.1 is 1/16), which lines
+up networks with different numbers of blocks.
+
+Outputs under ``compare.results``:
+
+* ``compare_blocks.csv``: one row per (model, block): arch, weights, block index, blocks in the
+  model, relative depth and its bin, channels, overwrite / mix / skip counts, channels without M,
+  median M, % scale invariant (all criteria and without the mix criterion, from ``summary.json``).
+* ``compare_mix_histograms.csv``: per (model, depth bin) the pooled Fig 2 histogram of M (20 bins
+  of 0.25 on [0, 5], clamped M) as counts and fractions, with the blocks it pools.
+* ``compare_runs.csv``: per model the results folder, arch, weights label and digest.
+* ``compare_models.png|pdf``: top row one panel per depth bin with every model's normalised M
+  histogram overlaid; bottom row % scale invariant per block and the spectrum fractions against
+  relative depth, one colour per model.  Marked "RANDOM WEIGHTS" if any run is not pretrained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from resstream.analysis import metrics
+from resstream.analysis.summary import AnalysisError, metric_table_csv, read_table, summary_json, write_table
+
+OUTPUTS = {
+    "png": "compare_models.png",
+    "pdf": "compare_models.pdf",
+    "blocks": "compare_blocks.csv",
+    "histograms": "compare_mix_histograms.csv",
+    "runs": "compare_runs.csv",
+}
+
+
+def compare_outputs(out_dir: str) -> dict[str, str]:
+    """Every file the comparison writes: ``{key: path}`` (keys of :data:`OUTPUTS`)."""
+    return {key: os.path.join(out_dir, name) for key, name in OUTPUTS.items()}
+
+
+def relative_depth(index: int, n_blocks: int) -> float:
+    """Block index (0-based, over all the model's blocks) / number of blocks: in [0, 1)."""
+    return index / n_blocks
+
+
+def depth_bin(rel: float, bins: int) -> int:
+    return min(bins - 1, int(np.floor(rel * bins + 1e-9)))
+
+
+def read_run_summary(name: str, results: str) -> tuple[dict, str, dict]:
+    """``(summary, arch, {block name: BlockInfo})`` of a finished run; raises :class:`AnalysisError`
+    naming ``compare.runs.<name>`` unless its summary and FV metric tables are there."""
+    from resstream.workflow.config import structure
+
+    path = summary_json(results)
+    if not os.path.exists(path):
+        raise AnalysisError(f"compare.runs.{name}: {path} does not exist. Fix: run that workflow to its summary first.")
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except ValueError as exc:
+        raise AnalysisError(f"compare.runs.{name}: {path} is not JSON ({exc}). Fix: rerun that run's analysis_summary.") from None
+    arch = (summary.get("weights") or {}).get("arch")
+    if not arch:
+        raise AnalysisError(f"compare.runs.{name}: {path} records no architecture (weights.arch). Fix: rerun its analysis stage.")
+    blocks = {b.name: b for b in structure(arch)}
+    if not summary.get("blocks"):
+        raise AnalysisError(f"compare.runs.{name}: {path} has no blocks.")
+    for block in summary["blocks"]:
+        if block not in blocks:
+            raise AnalysisError(f"compare.runs.{name}: block {block} of {path} is not a block of {arch}.")
+        table = metric_table_csv(results, block, "fv")
+        if not os.path.exists(table):
+            raise AnalysisError(f"compare.runs.{name}: {table} does not exist. Fix: rerun that workflow to its tables.")
+    return summary, arch, blocks
+
+
+def check_runs(runs: dict[str, str], own_results: str) -> None:
+    """The pre-flight of ``compare.runs``: every listed run but this one (built first) is finished."""
+    for name, results in runs.items():
+        if os.path.realpath(results) != os.path.realpath(own_results):
+            read_run_summary(name, results)
+
+
+def load_run(name: str, results: str) -> dict:
+    """A run's summary and FV metric tables, with each block's place in its model."""
+    summary, arch, blocks = read_run_summary(name, results)
+    tables = {block: read_table(metric_table_csv(results, block, "fv"))[0] for block in summary["blocks"]}
+    return {"name": name, "results": results, "arch": arch, "weights": summary["weights"], "summary": summary,
+            "tables": tables, "n_blocks": len(blocks), "index": {b: blocks[b].index for b in tables}}
+
+
+def block_rows(runs: list[dict], bins: int) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for block, df in run["tables"].items():
+            s = run["summary"]["blocks"][block]
+            rel = relative_depth(run["index"][block], run["n_blocks"])
+            groups = df["mix_group"].to_numpy()
+            m = df["M"].to_numpy(dtype=float)
+            pct = s.get("percent_scale_invariant", {})
+            rows.append({
+                "model": run["name"], "arch": run["arch"], "weights": run["weights"].get("label"),
+                "pretrained": bool(run["weights"].get("pretrained")), "block": block,
+                "block_index": run["index"][block], "n_blocks": run["n_blocks"], "relative_depth": rel,
+                "depth_bin": depth_bin(rel, bins), "channels": len(df),
+                "overwrite": int((groups == metrics.OVERWRITE).sum()), "mix": int((groups == metrics.MIX).sum()),
+                "skip": int((groups == metrics.SKIP).sum()), "no_mix_ratio": int((~np.isfinite(m)).sum()),
+                "median_M": float(np.median(m[np.isfinite(m)])) if np.isfinite(m).any() else np.nan,
+                "pct_scale_invariant_all": pct.get("fv_all_criteria"),
+                "pct_scale_invariant_nomix": pct.get("fv_without_mix_criterion"),
+            })
+    return pd.DataFrame(rows)
+
+
+def histogram_rows(runs: list[dict], bins: int) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for k in range(bins):
+            members = [b for b in run["tables"] if depth_bin(relative_depth(run["index"][b], run["n_blocks"]), bins) == k]
+            m = np.concatenate([run["tables"][b]["M"].to_numpy(dtype=float) for b in members]) if members else np.array([])
+            counts, edges, dropped = metrics.mix_histogram(m)
+            total = counts.sum()
+            for c, lo, hi in zip(counts, edges[:-1], edges[1:]):
+                rows.append({
+                    "model": run["name"], "arch": run["arch"], "depth_bin": k, "depth_lo": k / bins, "depth_hi": (k + 1) / bins,
+                    "blocks": " ".join(members), "bin_lo": float(lo), "bin_hi": float(hi), "count": int(c),
+                    "fraction": float(c) / total if total else np.nan, "channels_without_M": dropped,
+                })
+    return pd.DataFrame(rows)
+
+
+def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dict:
+    """Read every run, write the tables and the figure; return ``{key: path}`` of the outputs."""
+    if not runs:
+        raise AnalysisError("compare.runs is empty: list at least one run (name: results folder).")
+    loaded = [load_run(name, results) for name, results in runs.items()]
+    out = compare_outputs(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    blocks = block_rows(loaded, depth_bins)
+    hists = histogram_rows(loaded, depth_bins)
+    meta = {
+        "weights": {"label": "; ".join(f"{r['name']}: {r['weights'].get('label')}" for r in loaded),
+                    "pretrained": all(r["weights"].get("pretrained") for r in loaded)},
+        "runs": {r["name"]: {"results": r["results"], "weights": r["weights"]} for r in loaded},
+        "depth_bins": depth_bins,
+        "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
+    }
+    if any(r["weights"].get("kind") == "custom" for r in loaded):
+        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figures.is_custom)
+    write_table(blocks, out["blocks"], meta)
+    write_table(hists, out["histograms"], meta)
+    runs_df = pd.DataFrame([{"model": r["name"], "results": r["results"], "arch": r["arch"], "n_blocks": r["n_blocks"],
+                             "studied_blocks": " ".join(r["tables"]), "weights": r["weights"].get("label"),
+                             "state_dict_sha256": r["weights"].get("state_dict_sha256"),
+                             "pretrained": bool(r["weights"].get("pretrained"))} for r in loaded])
+    write_table(runs_df, out["runs"], meta)
+    compare_figure(blocks, hists, meta["weights"], depth_bins, out["png"], out["pdf"])
+    return out
+
+
+def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bins: int, png: str, pdf: str) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from resstream.analysis.figures import finish
+
+    models = list(dict.fromkeys(blocks["model"]))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    fig = plt.figure(figsize=(max(10, 3.2 * bins), 8.2))
+    grid = fig.add_gridspec(2, max(bins, 2))
+    for k in range(bins):
+        ax = fig.add_subplot(grid[0, k])
+        for model in models:
+            h = hists[(hists["model"] == model) & (hists["depth_bin"] == k)]
+            if h["count"].sum() == 0:
+                continue
+            edges = np.append(h["bin_lo"].to_numpy(), h["bin_hi"].to_numpy()[-1])
+            ax.stairs(h["fraction"].to_numpy(), edges, color=colors[model], lw=1.6,
+                      label=f"{model} ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})")
+        ax.axvline(1.0, color="k", ls=":", lw=0.8)
+        ax.set_xlim(0, 5)
+        ax.set_title(f"relative depth [{k / bins:.2f}, {(k + 1) / bins:.2f})", fontsize=9)
+        ax.set_xlabel("mix ratio M (clamped at 5)", fontsize=8)
+        if k == 0:
+            ax.set_ylabel("fraction of channels", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="upper right")
+        else:
+            ax.text(0.5, 0.5, "no studied block", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    half = max(bins, 2) // 2
+    ax_s = fig.add_subplot(grid[1, :half])
+    ax_g = fig.add_subplot(grid[1, half:])
+    for model in models:
+        b = blocks[blocks["model"] == model].sort_values("relative_depth")
+        x = b["relative_depth"].to_numpy(dtype=float)
+        ax_s.plot(x, b["pct_scale_invariant_all"].to_numpy(dtype=float), "o-", color=colors[model], label=f"{model}: all criteria")
+        ax_s.plot(x, b["pct_scale_invariant_nomix"].to_numpy(dtype=float), "s--", color=colors[model], alpha=0.6,
+                  label=f"{model}: without mix criterion")
+        for xi, name, y in zip(x, b["block"], b["pct_scale_invariant_all"].to_numpy(dtype=float)):
+            ax_s.annotate(name, (xi, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        n = b["channels"].to_numpy(dtype=float)
+        for group, marker in ((metrics.OVERWRITE, "v"), (metrics.MIX, "o"), (metrics.SKIP, "^")):
+            ax_g.plot(x, b[group].to_numpy(dtype=float) / np.maximum(n, 1), marker + "-", color=colors[model], alpha=0.8,
+                      label=f"{model}: {group}")
+    ax_s.set_xlim(-0.02, 1.0)
+    ax_s.set_ylim(-2, 102)
+    ax_s.set_xlabel("relative depth (block index / blocks)", fontsize=8)
+    ax_s.set_ylabel("% channels scale invariant", fontsize=8)
+    ax_s.set_title("scale invariance per block", fontsize=9)
+    ax_s.legend(fontsize=6)
+    ax_g.set_xlim(-0.02, 1.0)
+    ax_g.set_ylim(-0.02, 1.02)
+    ax_g.set_xlabel("relative depth (block index / blocks)", fontsize=8)
+    ax_g.set_ylabel("fraction of channels", fontsize=8)
+    ax_g.set_title("spectrum per block: overwrite ▼, mix ●, skip ▲", fontsize=9)
+    ax_g.legend(fontsize=6, ncol=max(1, len(models)))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.9))
+    return finish(fig, "Models compared: mix ratio by relative depth, scale invariance, spectrum", weights, png, pdf)

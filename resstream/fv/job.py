@@ -1,0 +1,131 @@
+"""One FV job: a chunk of channels of one layer, written atomically to its own folder.
+
+The folder holds ``unit{c:04d}.png`` per channel (the 8-bit image measurement reads) and
+``fv.h5`` (float images, final activation, per-step curve, seed, status, settings, weights).  It
+is assembled under a temporary name and renamed into place only when complete, so a killed job
+never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from resstream.model.blocks import model_blocks, parse_layer
+from resstream.model.device import resolve_device
+from resstream.workflow.disk_space import check_free_space, disk_full_error, is_disk_full
+from resstream.fv.render import FVError, FVResult, render_units
+from resstream.fv.settings import FVSettings
+from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
+from resstream.workflow.paths import unit_png_name
+from resstream.model.weights import load_model_param
+
+log = logging.getLogger("resstream.fv.render")
+
+
+PNG_BYTES = 224 * 224 * 3 + (16 << 10)  # an 8-bit RGB FV: raw size plus PNG overhead (noise barely compresses)
+IMAGE_BYTES = 3 * 224 * 224 * 4  # the float image in fv.h5, before gzip
+
+
+def folder_bytes(units: int, steps: int) -> int:
+    """Upper bound of one chunk folder's size: per unit its PNG, float image and per-step curve."""
+    return units * (PNG_BYTES + IMAGE_BYTES + steps * 4 + 64) + (64 << 10)
+
+
+def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None:
+    tmp = partial_dir(out_dir)
+    try:
+        _write_files(result, tmp, weights, layer_tap)
+    except Exception as exc:
+        if is_disk_full(exc):
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
+            raise disk_full_error(out_dir) from None
+        raise
+    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute"))
+
+
+def _write_files(result, tmp: str, weights: dict, layer_tap: str) -> None:
+    for c, arr in zip(result.channels, result.png_arrays()):
+        Image.fromarray(arr).save(os.path.join(tmp, unit_png_name(c)))
+    with h5py.File(os.path.join(tmp, "fv.h5"), "w") as f:
+        f["channels"] = np.asarray(result.channels, dtype=np.int64)
+        f["status"] = np.asarray(result.status, dtype=object).astype("S")
+        f["final_activation"] = result.final_activation
+        f["seed"] = np.asarray(result.seeds, dtype=np.int64)
+        f.create_dataset("curve", data=result.curve, compression="gzip")
+        f.create_dataset("image", data=result.images, compression="gzip", chunks=(1, 3, 224, 224))
+        f.attrs["layer"] = result.layer
+        f.attrs["tap"] = layer_tap
+        f.attrs["objective"] = result.objective
+        f.attrs["settings"] = json.dumps(result.settings)
+        f.attrs["weights"] = json.dumps(weights)
+        f.attrs["seconds"] = result.seconds
+
+
+def read_fv_status(out_dir: str) -> dict[int, str]:
+    with h5py.File(os.path.join(out_dir, "fv.h5"), "r") as f:
+        return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
+
+
+def run_fv_chunk(model: dict, layer: str, channels: list[int], settings: dict, out_dir: str, *,
+                 objective: str = "center", device: str = "auto", gpus: int | None = None, log_every: int = 50) -> dict:
+    """The FV chunk job: render ``channels`` of ``layer`` with ``settings`` (an
+    :class:`~resstream.fv.settings.FVSettings` as a dict) into ``out_dir``.  ``model``: the rule's
+    model param (:func:`resstream.model.weights.model_param`); ``device``, ``gpus`` (what the job
+    declared, :func:`resstream.model.device.resolve_device`) and ``log_every`` change how it runs, not
+    what it writes."""
+    settings = FVSettings(**settings)
+    check_free_space(out_dir, folder_bytes(len(channels), settings.steps),
+                     f"the FV chunk {out_dir} ({len(channels)} units x {settings.steps} steps)")
+    net, identity = load_model_param(model)
+    net = net.to(resolve_device(device, gpus))
+    result = render_fv_folder(
+        net, identity, model_blocks(net), layer, list(channels), settings, out_dir,
+        objective=objective, log_every=log_every, what=f"{layer} {os.path.basename(os.path.normpath(out_dir))}",
+    )
+    return {"channels": result.channels, "status": result.status}
+
+
+def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], settings: FVSettings, out_dir: str,
+                     objective: str = "center", log_every: int = 50, what: str | None = None) -> FVResult:
+    """Render ``channels`` of ``layer`` with ``settings`` into the folder ``out_dir`` (the FV stage's
+    chunk jobs and ``resstream fv`` both come here: same seeds, same files)."""
+    remove_stale_partials(out_dir)
+    ref = parse_layer(blocks, layer)
+    device = next(model.parameters()).device
+    log.info(
+        "FV (%s) %s: %d channels %s on %s, %s; weights %s",
+        objective, what or layer, len(channels), channels, device, settings.as_params(), identity.label,
+    )
+
+    def progress(step, steps, elapsed, values):
+        rate = step / max(elapsed, 1e-9)
+        log.info(
+            "step %d/%d  %.2f steps/s  ETA %.0f s  mean objective %.3f",
+            step, steps, rate, (steps - step) / max(rate, 1e-9), float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+        )
+
+    result = render_units(
+        model, blocks, layer, ref, channels,
+        steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
+        rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch,
+        channels_last=settings.channels_last, tf32=settings.tf32, objective=objective,
+        log_every=log_every, progress=progress,
+    )
+    for c, status in zip(result.channels, result.status):
+        if status == "nan":
+            log.warning(
+                "unit %s channel %d produced NaN during optimisation (lr %s): recorded as 'nan'; "
+                "fix: lower fv.lr (or fv.overrides) and rerun this chunk", layer, c, settings.lr,
+            )
+        elif status == "dead":
+            log.warning("unit %s channel %d never activated above 0: recorded as 'dead'", layer, c)
+    write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.kind}")
+    log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
+    return result

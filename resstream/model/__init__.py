@@ -1,0 +1,17 @@
+"""The network under study (rule file: rules/model.smk): torchvision models and their weights, the
+residual blocks with their I, B and O tensors, one-pass taps, receptive fields, the model card.
+"""
+
+from resstream.lazy_exports import lazy_exports
+
+ENTRY_POINTS = {
+    "load_model": "weights",
+    "model_param": "weights",
+    "model_blocks": "blocks",
+    "parse_layer": "blocks",
+    "block_taps": "taps",
+    "write_model_card": "card",
+    "resolve_device": "device",
+}
+__all__ = sorted(ENTRY_POINTS)
+__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
