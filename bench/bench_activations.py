@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from resstream.activations.extract import extract_activations, open_activations  # noqa: E402
-from resstream.workflow.config import Study, validate_config  # noqa: E402
+from resstream.workflow.plan import Study  # noqa: E402
+from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.data.dataset import ImageFolderDataset  # noqa: E402
 from resstream.model.weights import load_model, model_param  # noqa: E402
 

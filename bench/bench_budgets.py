@@ -35,7 +35,8 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     from PIL import Image
 
     from resstream.activations.extract import extract_activations
-    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
     from resstream.workflow.paths import activations_h5, exemplar_dir, fv_chunk_dir
     from resstream.model.weights import model_param
 

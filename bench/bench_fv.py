@@ -56,7 +56,8 @@ RESSTREAM_JOB = """
 import json, sys, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
-from resstream.workflow.config import Study, validate_config
+from resstream.workflow.plan import Study
+from resstream.workflow.config import validate_config
 from resstream.fv.job import run_fv_chunk
 from resstream.model.weights import model_param
 cfg = validate_config(json.loads({cfg!r}))
@@ -76,7 +77,8 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
         "study": {"blocks": [block], "channels": list(channels)},
         "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024, "microbatch": microbatch},
     }
-    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
 
     chunk = Study(validate_config(cfg)).chunks(layer)[0].name
     out = os.path.join(tmp, "fv", layer, chunk)
@@ -110,7 +112,8 @@ def centre_activations(layer, channels, images_hwc, hook):
 
 def study_units() -> dict[str, int]:
     """Units per layer group in the default study plan (4,672 in all)."""
-    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
 
     study = Study(validate_config({}))
     units: dict[str, int] = {}
@@ -174,7 +177,8 @@ def main():
     ap.add_argument("--microbatch", type=int, help="also run resstream with fv.microbatch N")
     args = ap.parse_args()
     sys.path.insert(0, REPO)
-    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
 
     study = Study(validate_config({}))
     with tempfile.TemporaryDirectory() as tmp:

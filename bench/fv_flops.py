@@ -28,7 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from resstream.model.blocks import model_blocks, parse_layer  # noqa: E402
-from resstream.workflow.config import Study, validate_config  # noqa: E402
+from resstream.workflow.plan import Study  # noqa: E402
+from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.model.receptive_field import CropPlanner  # noqa: E402
 from resstream.model.taps import block_taps  # noqa: E402
 

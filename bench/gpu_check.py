@@ -77,7 +77,8 @@ class Check:
         import torch
 
         from resstream.model.blocks import model_blocks
-        from resstream.workflow.config import Study, validate_config
+        from resstream.workflow.plan import Study
+        from resstream.workflow.config import validate_config
         from resstream.model.weights import load_model
 
         self.torch, self.args, self.sizes = torch, args, sizes
@@ -253,7 +254,8 @@ def generated_images(root: str, n: int) -> str:
 
 def dataset_pass(check: Check) -> dict:
     from resstream.activations.extract import extract_activations
-    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
     from resstream.model.weights import model_param
 
     workers = check.sizes.get("workers", min(8, os.cpu_count() or 1))

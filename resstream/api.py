@@ -47,7 +47,7 @@ def _refuse_existing(path: Path, what: str) -> None:
 
 def block_layers(arch: str, block: str, o_relu: str = "pre") -> dict[str, str]:
     """``{"I": layer, "B": layer, "O": layer}`` of one block, e.g. resnet18 "2.1"."""
-    from resstream.workflow.config import structure
+    from resstream.model.structure import structure
     from resstream.analysis.measure import role_layers
 
     return role_layers(list(structure(arch)), block, o_relu)
@@ -63,7 +63,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = "resnet1
     ``fv``: the config's ``fv`` settings (``steps``, ``lr``, ``seed``, ``hook``, ``rf_crop``, ``bf16``,
     ``tf32``, ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
     ``jitter`` the layer's default (spec §2) unless given."""
-    from resstream.workflow.config import Study
+    from resstream.workflow.plan import Study
     from resstream.fv.job import render_fv_folder
 
     overrides = {layer: {"jitter": jitter}} if jitter is not None else None
@@ -90,7 +90,7 @@ def extract_activations(data: str, out: str, *, arch: str = "resnet18", weights:
     ``blocks`` taps, and the top-k images of every unit.  ``activations``: the config's
     ``activations`` settings (``batch_size``, ``workers``, ``topk``, ``spatial_layers``, ``log_every``)."""
     from resstream.activations.extract import extract_activations as extract
-    from resstream.workflow.config import Study
+    from resstream.workflow.plan import Study
     from resstream.model.weights import check_weights_available, model_param
 
     _refuse_existing(Path(out), "an activations file")
@@ -132,7 +132,7 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
     ``scale_rule``, ``mix_rules`` (defaults: the workflow's)."""
     from resstream.analysis import metrics
-    from resstream.workflow.config import structure
+    from resstream.model.structure import structure
     from resstream.analysis.measure import block_role_taps, fv_raw_rows, load_fv_png
 
     missing = [role for role in ("I", "B") if role not in fv_images]

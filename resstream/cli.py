@@ -73,7 +73,9 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("info", "the blocks of an architecture: layers, channels and map sizes", _info_arguments)
 def info(args: argparse.Namespace) -> None:
-    from resstream.workflow.config import ConfigError, Study, validate_config
+    from resstream.errors import ConfigError
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
 
     archs = section_properties("model")["arch"]["enum"]
     if args.arch not in archs:
@@ -83,7 +85,7 @@ def info(args: argparse.Namespace) -> None:
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     from resstream.model import blocks as blk
-    from resstream.workflow.config import map_sizes
+    from resstream.model.structure import map_sizes
 
     sizes = map_sizes(args.arch, args.size)
     print(f"{args.arch}: {len(study.blocks)} blocks; studied by default: {', '.join(study.study_blocks)}")

@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from resstream.analysis.summary import FIG34, FIGURE_READS, metric_table_csv  # noqa: E402
 from resstream.workflow.code_fingerprint import code_fingerprint  # noqa: E402
-from resstream.workflow.config import map_sizes  # noqa: E402
+from resstream.model.structure import map_sizes  # noqa: E402
 from resstream.workflow.config_types import coerce_command_line  # noqa: E402
 from resstream.workflow.gpu_slots import SLOTS_FOLDER  # noqa: E402
 from resstream.workflow.job_resources import (  # noqa: E402

@@ -3,7 +3,7 @@ argument is what the rule declares for that job (rules/*.smk), built here from t
 
 from __future__ import annotations
 
-from resstream.workflow.config import Study
+from resstream.workflow.plan import Study
 from resstream.model.weights import model_param
 
 

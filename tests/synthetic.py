@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resstream.workflow.config import Study, validate_config
+from resstream.workflow.plan import Study
+
+from resstream.workflow.config import validate_config
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
 from resstream.analysis.measure import center_responses
 from resstream.workflow.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png

@@ -21,7 +21,9 @@ from conftest import REPO
 from job_calls import draw_grids, run_pass
 from workflow_helpers import assert_same_h5_content, h5_content
 from resstream.activations import extract as act
-from resstream.workflow.config import ConfigError, Study, validate_config
+from resstream.errors import ConfigError
+from resstream.workflow.plan import Study
+from resstream.workflow.config import validate_config
 from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
 from resstream.workflow.paths import activations_h5, exemplar_grid
 from resstream.model.weights import load_model

@@ -7,7 +7,8 @@ import pytest
 
 from resstream.analysis.summary import AnalysisError
 from resstream.api import block_layers, unit_metrics
-from resstream.workflow.config import Study, validate_config
+from resstream.workflow.plan import Study
+from resstream.workflow.config import validate_config
 from job_calls import fv_dirs_of_block, render_chunk
 from resstream.analysis.measure import measure_fv_block
 from resstream.analysis.metrics import metric_table

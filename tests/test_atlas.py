@@ -19,7 +19,8 @@ from hand_tables import LAYERS, PRETRAINED, write_hand_tables
 from resstream.atlas import build as atlas
 from resstream.analysis import metrics
 from resstream.analysis.summary import read_table
-from resstream.workflow.config import Study, validate_config
+from resstream.workflow.plan import Study
+from resstream.workflow.config import validate_config
 from synthetic import small_config, write_activations, write_fv_chunk, write_study_fvs
 
 SETTINGS = {"channel_fvs": ["O"], "fv_px": 160, "top9_px": 240, "row_px": 48, "jpeg_quality": 85}

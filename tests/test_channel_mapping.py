@@ -17,7 +17,8 @@ from resstream.atlas import build as atlas
 from resstream.analysis import measure
 from resstream.analysis import metrics
 from job_calls import draw_grids, fv_dirs_of_block, run_pass
-from resstream.workflow.config import Study, validate_config
+from resstream.workflow.plan import Study
+from resstream.workflow.config import validate_config
 from resstream.workflow.paths import activations_h5, fv_png
 from synthetic import write_study_fvs
 from workflow_helpers import link_images

@@ -107,7 +107,8 @@ def write_raw_tables(results):
     block's layers in the sidecar, as a measurement job writes them."""
     from paper_tables import agreeing
     from resstream.analysis.summary import raw_table_csv, write_table
-    from resstream.workflow.config import Study, load_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import load_config
 
     from conftest import REPO
 

@@ -11,7 +11,8 @@ import pytest
 from resstream.analysis import summary as analysis
 from resstream.analysis.summary import AnalysisError, build_summary, read_table
 from resstream.compare.runs import compare_outputs, compare_runs
-from resstream.workflow.config import ConfigError, validate_config
+from resstream.errors import ConfigError
+from resstream.workflow.config import validate_config
 from hand_tables import RANDOM, write_hand_tables
 from test_figures import _check_files
 from workflow_helpers import link_images, smk, tiny_config

@@ -1,7 +1,11 @@
 import pytest
 import yaml
 
-from resstream.workflow.config import ConfigError, Study, load_config, validate_config
+from resstream.errors import ConfigError
+
+from resstream.workflow.plan import Study
+
+from resstream.workflow.config import load_config, validate_config
 from conftest import REPO
 
 

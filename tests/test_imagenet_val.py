@@ -125,7 +125,8 @@ def test_the_prepared_folder_is_a_dataset_for_the_workflow(val_set, tmp_path):
     images, _, loc = val_set
     out = tmp_path / "prepared"
     assert main(["prepare-imagenet-val", "--images", str(images), "--labels", str(loc), "--out", str(out)]) == 0
-    from resstream.workflow.config import Study, validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.config import validate_config
     from resstream.workflow.smk import check_inputs_or_exit
 
     study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(out)}, "study": {"channels": 1}}))

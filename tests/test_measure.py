@@ -14,7 +14,7 @@ from scipy import stats
 
 from resstream.analysis import measure
 from resstream.analysis.summary import AnalysisError
-from resstream.workflow.config import Study
+from resstream.workflow.plan import Study
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
 from resstream.workflow.paths import activations_h5, fv_png
 from job_calls import fv_dirs_of_block

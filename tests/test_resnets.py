@@ -15,7 +15,9 @@ from resstream.analysis import figures
 from resstream.model import weights as W
 from resstream.analysis.summary import fig3_fig4_blocks
 from resstream.model.blocks import B, D, O_POST, O_PRE, X, BlockError, TapRef, model_blocks, parse_layer, study_layers
-from resstream.workflow.config import Study, default_jitter, structure, validate_config
+from resstream.workflow.plan import Study, default_jitter
+from resstream.model.structure import structure
+from resstream.workflow.config import validate_config
 from resstream.analysis.measure import weight_magnitudes
 from resstream.model.receptive_field import _conv_path, verify_plan
 from resstream.model.taps import block_taps

@@ -57,7 +57,7 @@ def depth_bin(rel: float, bins: int) -> int:
 def read_run_summary(name: str, results: str) -> tuple[dict, str, dict]:
     """``(summary, arch, {block name: BlockInfo})`` of a finished run; raises :class:`AnalysisError`
     naming ``compare.runs.<name>`` unless its summary and FV metric tables are there."""
-    from resstream.workflow.config import structure
+    from resstream.model.structure import structure
 
     path = summary_json(results)
     if not os.path.exists(path):

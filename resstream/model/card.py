@@ -13,7 +13,7 @@ from resstream.model.weights import load_model_param
 def card_facts(study) -> dict:
     """What the model card states about the study (the ``model_card`` rule's ``card`` param): the
     architecture, ``o_relu``, the studied blocks, the FV layers and the layer table (one row per
-    block and role, :meth:`resstream.workflow.config.Study.layer_table`)."""
+    block and role, :meth:`resstream.workflow.plan.Study.layer_table`)."""
     return {
         "arch": study.arch,
         "o_relu": study.o_relu,

@@ -20,7 +20,11 @@ from __future__ import annotations
 import os
 import sys
 
-from resstream.workflow.config import ConfigError, Study, validate_config
+from resstream.errors import ConfigError
+
+from resstream.workflow.plan import Study
+
+from resstream.workflow.config import validate_config
 from resstream.errors import UserError
 
 
