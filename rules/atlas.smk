@@ -1,6 +1,6 @@
-# Stage 4: the unit atlas, a static HTML site under results/atlas (resstream/atlas/build.py).
+# Stage 4: the unit atlas, a static HTML site under results/atlas (resstream/atlas/).
 # One job per block (its table page, unit pages and thumbnails), so changing one block's settings
-# rebuilds only that block's folder; the index reads only the metric tables.
+# rebuilds only that block's folder; the index reads the summary's counts and the FV tables' M values.
 # The channel-objective FVs the unit pages (and Figs 1 and 6) show come from their own chunk jobs, per
 # (layer, chunk), for the roles atlas.channel_fvs names; each gets its own layer's settings only.
 import re
@@ -89,7 +89,7 @@ rule atlas_index:
     input:
         blocks=[atlas_block_dir(RESULTS, b) for b in STUDY.study_blocks],
         fv=FV_TABLES,
-        imagenet=IMAGENET_TABLES,
+        summary=rules.analysis_summary.output.json,
         scorecard=rules.paper_check.output.csv,
     output:
         html=f"{atlas_dir(RESULTS)}/index.html",

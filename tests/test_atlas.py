@@ -15,10 +15,14 @@ from browser import (
     assert_shown_equals, column_values, file_url, unit_numbers, visible_channels,
     wait_for_images,
 )
+from conftest import REPO
 from hand_tables import LAYERS, PRETRAINED, write_hand_tables
-from resstream.atlas import build as atlas
 from resstream.analysis import metrics
-from resstream.analysis.summary import read_table
+from resstream.analysis.summary import build_summary, read_table, write_table
+from resstream.atlas import content, load, render
+from resstream.atlas import write as atlas
+from resstream.atlas.histogram import mix_histogram
+from resstream.workflow.code_fingerprint import fingerprinted_files
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
 from synthetic import small_config, write_activations, write_fv_chunk, write_study_fvs
@@ -34,12 +38,19 @@ def exemplar_dirs(results) -> list[str]:
 
 
 def build_atlas(results, fv_tables, imagenet_tables, out, settings=SETTINGS, blocks=BLOCKS):
+    """The atlas as its jobs build it: each block's folder, then the index from the summary that
+    resstream.analysis.summary.build_summary writes from the same tables."""
     fv_dirs = sorted(str(p) for p in (results / "fv").glob("*/*"))
     chfv_dirs = sorted(str(p) for p in (results / "chfv" / "fv").glob("*/*"))
     for block in blocks:
         atlas.write_block(block, fv_tables[block], imagenet_tables[block], LAYERS[block], fv_dirs, chfv_dirs,
                           exemplar_dirs(results), str(out / block), settings)
-    return atlas.write_index(list(blocks), [fv_tables[b] for b in blocks], [imagenet_tables[b] for b in blocks],
+    build_summary({b: fv_tables[b] for b in blocks}, {b: imagenet_tables[b] for b in blocks}, str(results / "summary.json"))
+    return write_index(results, fv_tables, out, blocks)
+
+
+def write_index(results, fv_tables, out, blocks=BLOCKS):
+    return atlas.write_index(list(blocks), [fv_tables[b] for b in blocks], str(results / "summary.json"),
                              str(out / "index.html"), str(out / "atlas.css"), str(out / "atlas.js"))
 
 
@@ -62,31 +73,44 @@ def hand_atlas(tmp_path_factory, random_model, sample_dir):
 
 
 def test_formatting_of_values():
-    assert atlas.fmt_value(float("nan")) == "—" and atlas.raw_value(float("nan")) == "nan"
-    assert atlas.fmt_value(np.float64(0.123456789)) == "0.123457"
-    assert atlas.raw_value(np.float64(0.123456789)) == "0.123456789"
-    assert atlas.fmt_value(np.bool_(True)) == "yes" and atlas.raw_value(False) == "false"
-    assert atlas.fmt_value(np.int64(7)) == "7" and atlas.fmt_value("mix") == "mix"
+    assert content.fmt_value(float("nan")) == "—" and content.raw_value(float("nan")) == "nan"
+    assert content.fmt_value(np.float64(0.123456789)) == "0.123457"
+    assert content.raw_value(np.float64(0.123456789)) == "0.123456789"
+    assert content.fmt_value(np.bool_(True)) == "yes" and content.raw_value(False) == "false"
+    assert content.fmt_value(np.int64(7)) == "7" and content.fmt_value("mix") == "mix"
+
+
+def histogram_svg(values, mix_factor=1.5) -> str:
+    """The histogram as the index draws it: the numbers of mix_histogram through the template macro."""
+    macros = render.environment().get_template("macros.html.j2").module
+    return str(macros.histogram(mix_histogram(values, mix_factor)))
 
 
 def test_mix_histogram_counts_equal_numpy():
     values = [0.1, 0.2, 0.3, 0.9, 1.0, 1.1, 4.9, 5.0, float("nan")]
-    svg = atlas.mix_histogram_svg(values)
+    expected, edges = np.histogram([v for v in values if not math.isnan(v)], bins=metrics.HIST_BINS)
+    hist = mix_histogram(values, 1.5)
+    assert [b.count for b in hist.bars] == expected.tolist() and hist.values == 8
+    assert [(b.low, b.high) for b in hist.bars] == list(zip(edges[:-1], edges[1:]))
+    svg = histogram_svg(values)
+    assert svg.startswith('<svg class="hist" width="240" height="90"') and 'aria-label="histogram of M, 8 channels"' in svg
     counts = [int(n) for n in re.findall(r"<title>M [^:]+: (\d+)</title>", svg)]
-    expected, _ = np.histogram([v for v in values if not math.isnan(v)], bins=metrics.HIST_BINS)
     assert counts == expected.tolist() and sum(counts) == 8
+    # the tallest bars (2 values: [0, .25), [1, 1.25), [4.75, 5]) span 90 - 14 px, one value half of that
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([0-9.]+)"', svg)]
+    assert heights[0] == heights[4] == heights[19] == 76.0 and heights[1] == 38.0 and heights[2] == 0.0
     # bars take the spectrum colour of their bin: [0, .25) overwrite, [1, 1.25) mix, [4.75, 5] skip
     fills = re.findall(r'fill="(#[0-9a-f]{6})"', svg)
-    assert fills[0] == atlas.GROUP_COLORS["overwrite"] and fills[4] == atlas.GROUP_COLORS["mix"]
-    assert fills[-1] == atlas.GROUP_COLORS["skip"]
+    assert fills[0] == content.GROUP_COLORS["overwrite"] and fills[4] == content.GROUP_COLORS["mix"]
+    assert fills[-1] == content.GROUP_COLORS["skip"]
 
 
 def test_histogram_colours_follow_the_tables_mix_factor():
     # bin [1.5, 1.75): skip with f = 1.5, mix with f = 2 (1/2 < 1.625 < 2)
     def bar_colour(f):
-        return re.findall(r'fill="(#[0-9a-f]{6})"', atlas.mix_histogram_svg([1.6], mix_factor=f))[6]
+        return re.findall(r'fill="(#[0-9a-f]{6})"', histogram_svg([1.6], mix_factor=f))[6]
 
-    assert bar_colour(1.5) == atlas.GROUP_COLORS["skip"] and bar_colour(2.0) == atlas.GROUP_COLORS["mix"]
+    assert bar_colour(1.5) == content.GROUP_COLORS["skip"] and bar_colour(2.0) == content.GROUP_COLORS["mix"]
 
 
 def test_block_folder_holds_every_page_and_small_thumbnails(hand_atlas):
@@ -118,7 +142,7 @@ def test_unit_page_numbers_equal_the_tables(hand_atlas):
         for c in range(6):
             page = (out / block / f"unit{c:04d}.html").read_text()
             cells = re.findall(r'<td data-key="([^"]+)" data-stimulus="([^"]+)" data-value="([^"]*)"[^>]*>([^<]*)</td>', page)
-            assert len(cells) == 2 * len(atlas.UNIT_NUMBERS)
+            assert len(cells) == 2 * len(content.UNIT_NUMBERS)
             for key, stim, raw, shown in cells:
                 raw, shown = html.unescape(raw), html.unescape(shown)
                 value = tables[stim].set_index("channel").loc[c, key]
@@ -150,7 +174,7 @@ def test_every_page_names_the_weights_and_carries_the_random_banner(hand_atlas):
     assert len(pages) == 1 + 2 * 7
     for path in pages:
         text = path.read_text()
-        assert 'id="random-weights-banner"' in text and atlas.RANDOM_BANNER in text, path
+        assert 'id="random-weights-banner"' in text and content.RANDOM_BANNER in text, path
         assert "resnet18 RANDOM WEIGHTS (random:0, not pretrained)" in text and "aa" * 32 in text, path
 
 
@@ -170,7 +194,7 @@ def test_index_counts_equal_the_tables(hand_atlas):
     for block in BLOCKS:
         table = read_table(fv[block])[0]
         groups = table["mix_group"].value_counts().to_dict()
-        assert summary[block]["groups"] == {g: groups.get(g, 0) for g in atlas.GROUPS}
+        assert summary[block]["groups"] == {g: groups.get(g, 0) for g in content.GROUPS}
         # hand table: mix 0, 5; overwrite 1; skip 2, 3; none 4 (dead); all criteria 0, 5; no mix 0, 1, 3, 4, 5
         assert summary[block]["groups"] == {"overwrite": 1, "mix": 2, "skip": 2, "none": 1}
         assert summary[block]["scale_invariant"]["all"] == 2 and summary[block]["scale_invariant"]["nomix"] == 5
@@ -179,10 +203,92 @@ def test_index_counts_equal_the_tables(hand_atlas):
     assert index.count('class="card"') == 2 and 'href="2.0/index.html"' in index
 
 
+def index_cards(index_html: str) -> dict[str, dict]:
+    """Per card of the index page: its channel count, group chips and scale-invariance counts."""
+    cards = {}
+    for block, body in re.findall(r'<section class="card" data-block="([^"]+)">(.*?)</section>', index_html, flags=re.S):
+        cards[block] = {
+            "channels": int(re.search(r"<p>(\d+) channels", body).group(1)),
+            "groups": {g: int(n) for g, n in re.findall(r'<span class="chip g-\w+" data-group="(\w+)">\w+ (\d+)</span>', body)},
+            "scale_invariant": {k: int(n) for k, n in re.findall(r'<b data-key="(\w+)">(\d+)</b>', body)},
+        }
+    return cards
+
+
+def test_index_numbers_equal_the_summary(hand_atlas):
+    results, out, _fv, _imnet, _summary = hand_atlas
+    summary = json.loads((results / "summary.json").read_text())
+    cards = index_cards((out / "index.html").read_text())
+    assert list(cards) == list(BLOCKS)
+    for block, card in cards.items():
+        entry = summary["blocks"][block]
+        n = entry["channels"]
+        assert card["channels"] == n == 6
+        counts = entry["spectrum_counts"]
+        assert card["groups"] == {"overwrite": counts["overwrite"], "mix": counts["mix"], "skip": counts["skip"],
+                                  "none": counts["no_mix_ratio"]}
+        pct = entry["percent_scale_invariant"]
+        assert card["scale_invariant"] == {"all": round(pct["fv_all_criteria"] * n / 100),
+                                           "nomix": round(pct["fv_without_mix_criterion"] * n / 100),
+                                           "imagenet_all": round(pct["imagenet_all_criteria"] * n / 100)}
+        assert card["scale_invariant"]["all"] == 2 and card["scale_invariant"]["nomix"] == 5  # the hand table's
+
+
+def test_index_takes_its_counts_from_the_summary_and_refuses_a_stale_one(tmp_path, hand_atlas):
+    results, _out, fv, _imnet, _summary = hand_atlas
+    summary = json.loads((results / "summary.json").read_text())
+    entry = summary["blocks"]["2.1"]
+    entry["spectrum_counts"]["mix"] = 4  # not what the table says: the index must show the summary's
+    entry["percent_scale_invariant"]["fv_all_criteria"] = 50.0
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    shown = write_index(tmp_path, fv, tmp_path)
+    card = index_cards((tmp_path / "index.html").read_text())["2.1"]
+    assert card["groups"]["mix"] == shown["2.1"]["groups"]["mix"] == 4
+    assert card["scale_invariant"]["all"] == shown["2.1"]["scale_invariant"]["all"] == 3
+
+    entry["channels"] = 7  # a summary made before the table changed
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(load.AtlasError, match=r"summary.json counts 7 channels in block 2.1, .*2.1/fv_table.csv holds 6: "
+                                              r"the summary is older than the table. Fix: rerun the summary"):
+        write_index(tmp_path, fv, tmp_path)
+
+
+def test_labels_and_names_are_escaped_in_every_page(tmp_path, hand_atlas):
+    results, _out, _fv, _imnet, _summary = hand_atlas
+    hostile = '<script>alert("x")</script> R&D'
+    weights = dict(PRETRAINED, label=f"resnet18 {hostile}", source=hostile)
+    fv, imnet = write_hand_tables(tmp_path, weights=weights, blocks=("2.1",))
+    table, meta = read_table(fv["2.1"])
+    table.loc[table["channel"] == 2, "status"] = hostile  # a channel's label in the block table and on its page
+    write_table(table, fv["2.1"], meta)
+    block = "2.1&<blink>"
+    layers = dict(LAYERS["2.1"], B="layer2.1.bn2<i>&")
+    out = tmp_path / "atlas"
+    atlas.write_block(block, fv["2.1"], imnet["2.1"], layers, [], [], exemplar_dirs(results), str(out / block), SETTINGS)
+    build_summary({block: fv["2.1"]}, {block: imnet["2.1"]}, str(tmp_path / "summary.json"))
+    atlas.write_index([block], [fv["2.1"]], str(tmp_path / "summary.json"), str(out / "index.html"), str(out / "atlas.css"),
+                      str(out / "atlas.js"))
+    for path in [out / "index.html"] + sorted((out / block).glob("*.html")):
+        text = path.read_text()
+        assert "<script>alert" not in text and "<blink>" not in text and "<i>&" not in text, path
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; R&amp;D" in text, path  # the weights line
+        assert "2.1&amp;&lt;blink&gt;" in text, path
+    assert 'data-value="&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; R&amp;D"' in (out / block / "index.html").read_text()
+    assert "layer2.1.bn2&lt;i&gt;&amp;" in (out / block / "unit0002.html").read_text()
+
+
+def test_templates_and_static_files_are_in_the_atlas_jobs_code_fingerprint():
+    # an edit of a template or of atlas.css / atlas.js must rerun the atlas jobs like an edit of their Python
+    files = fingerprinted_files(str(REPO / "scripts" / "atlas.py"))
+    shipped = sorted(str(p.relative_to(REPO / "resstream")) for p in (REPO / "resstream" / "atlas").glob("*/*.*"))
+    assert shipped == sorted([f"atlas/templates/{t}" for t in render.TEMPLATES] + [f"atlas/static/{s}" for s in render.STATIC])
+    assert set(shipped) <= set(files), sorted(set(shipped) - set(files))
+
+
 def test_an_existing_block_folder_is_never_overwritten(hand_atlas):
     results, out, fv, imnet, _summary = hand_atlas
     before = {p: p.read_bytes() for p in (out / "2.0").rglob("*") if p.is_file()}
-    with pytest.raises(atlas.AtlasError, match="already holds atlas pages"):
+    with pytest.raises(load.AtlasError, match="already holds atlas pages"):
         atlas.write_block("2.0", fv["2.0"], imnet["2.0"], LAYERS["2.0"], [], [], exemplar_dirs(results),
                           str(out / "2.0"), SETTINGS)
     assert {p: p.read_bytes() for p in (out / "2.0").rglob("*") if p.is_file()} == before

@@ -18,7 +18,7 @@ from browser import (
     wait_for_images,
 )
 from conftest import REPO
-from resstream.atlas import build as atlas
+from resstream.atlas import content as atlas
 from resstream.analysis.summary import metric_table_csv, read_table
 from workflow_helpers import link_images, planned_jobs, smk, tiny_config
 
@@ -102,7 +102,7 @@ def test_unit_page_images_load_and_numbers_equal_the_csv(demo_atlas, chromium):
     # the first of O's top-9 images is the first one its layer's exemplars.csv lists
     exemplars = pd.read_csv(results / "activations" / "exemplars" / "layer1.1.prerelu_out" / "exemplars.csv")
     first = exemplars[(exemplars["layer"] == "layer1.1.prerelu_out") & (exemplars["channel"] == 1) & (exemplars["rank"] == 0)]
-    listed = chromium.find_elements("css selector", "#kind-O details li")
+    listed = chromium.find_elements("css selector", "#role-O details li")
     assert len(listed) == 9 and listed[0].get_attribute("textContent").startswith(first["path"].iloc[0])
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,18 @@ from pathlib import Path
 
 from conftest import REPO
 
-PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256")
+PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256",
+                "resstream/atlas/templates/unit.html.j2", "resstream/atlas/static/atlas.css", "resstream/atlas/static/atlas.js")
+# the installed package renders a unit page from its own templates (every template and static file it names)
+RENDER_ATLAS = """\
+from resstream.atlas import content, render
+pages = [render.environment().get_template(name) for name in render.TEMPLATES]
+page = render.render("unit.html.j2", root="../", weights=None, block="1.1", c=0, unit={"channel": 0}, prev=None, next=1,
+                     layers=dict(I="i", B="b", O="o"), pictures={r: {"fv": None, "top9": None} for r in content.ROLES},
+                     top9_lists={})
+static = [render.static_text(name) for name in render.STATIC]
+print(len(pages), len(static), "random-weights-banner" in page, 'href="unit0001.html"' in page)
+"""
 
 
 def run(*args, cwd, env=None):
@@ -54,4 +65,6 @@ def test_wheel_installs_into_a_fresh_environment_and_finds_its_data(tmp_path):
     count = run(env_python, "-c", "from resstream.data.sample import load_manifest; print(len(load_manifest()))",
                 cwd=elsewhere, env=clean)
     assert count.stdout == "1000\n"
+    atlas = run(env_python, "-c", RENDER_ATLAS, cwd=elsewhere, env=clean)
+    assert atlas.stdout == "5 2 True True\n"
     assert list(elsewhere.iterdir()) == []

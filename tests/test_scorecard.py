@@ -8,9 +8,9 @@ import re
 import pytest
 
 import paper_tables as pt
-from resstream.atlas import build as atlas
 from resstream.analysis import scorecard as sc
-from resstream.analysis.summary import read_table
+from resstream.analysis.summary import build_summary, read_table
+from resstream.atlas import write as atlas
 
 N_ROWS = len(sc.load_claims()["claims"]) + sum(1 for c in sc.load_claims()["claims"] if c["check"] == "fig7")
 
@@ -126,7 +126,8 @@ def test_atlas_index_shows_the_scorecard(tmp_path):
     out = sc.scorecard_outputs(str(tmp_path))
     sc.write_scorecard(fv, imagenet, out)
     blocks = list(fv)
-    atlas.write_index(blocks, [fv[b] for b in blocks], [imagenet[b] for b in blocks], str(tmp_path / "index.html"),
+    build_summary(fv, imagenet, str(tmp_path / "summary.json"))
+    atlas.write_index(blocks, [fv[b] for b in blocks], str(tmp_path / "summary.json"), str(tmp_path / "index.html"),
                       str(tmp_path / "atlas.css"), str(tmp_path / "atlas.js"), scorecard_csv=out["csv"])
     page = (tmp_path / "index.html").read_text()
     assert 'id="paper-check"' in page and sc.MEANINGLESS in page

@@ -1,12 +1,13 @@
 """The unit atlas (rule file: rules/atlas.smk): a static HTML site of every studied unit, one page
-per block and an index.
+per block and an index; data loaded (load), drawn by templates (render, templates/, static/), written (write).
 """
 
 from resstream.lazy_exports import lazy_exports
 
 ENTRY_POINTS = {
-    "write_block": "build",
-    "write_index": "build",
+    "write_block": "write",
+    "write_index": "write",
+    "AtlasError": "load",
 }
 __all__ = sorted(ENTRY_POINTS)
 __getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)

@@ -1,0 +1,169 @@
+"""Reading what the atlas shows into plain data: a block's metric tables as one record per channel,
+where its pictures are (centre FV, channel FV, top-9 grid per (layer, channel)) with the exemplar
+lists, and per block the index card's numbers: the counts from ``summary.json``
+(:func:`resstream.analysis.summary.build_summary` made them; they are not counted again), the M
+values and the analysis' factor from the block's table."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from resstream.analysis import metrics
+from resstream.analysis.tables import read_table
+from resstream.errors import UserError
+from resstream.workflow.paths import EXEMPLAR_LIST, chunk_unit_pngs, layer_unit_pngs
+
+
+class AtlasError(UserError, RuntimeError):
+    """A missing table or picture the atlas needs; the message names it and the fix."""
+
+
+# --- a block's pages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockTables:
+    """A block's metric tables as the pages show them: one record per channel (sorted by channel)."""
+
+    units: list[dict]
+    weights: dict | None
+    meta: dict  # the FV table's provenance (weights, layers, analysis and FV settings)
+
+
+def read_block_tables(block: str, fv_csv: str, imagenet_csv: str | None) -> BlockTables:
+    fv, meta = read_table(fv_csv)
+    imagenet = read_table(imagenet_csv)[0] if imagenet_csv else None
+    units = block_units(fv, imagenet)
+    if not units:
+        raise AtlasError(f"{fv_csv} has no channels: nothing to put in the atlas for block {block}")
+    return BlockTables(units=units, weights=meta.get("weights"), meta=meta)
+
+
+def block_units(fv: pd.DataFrame, imagenet: pd.DataFrame | None) -> list[dict]:
+    """One record per channel: the FV table's row, plus the ImageNet row under ``imagenet_*``."""
+    by_channel = {}
+    if imagenet is not None:
+        by_channel = {int(r["channel"]): r for r in imagenet.to_dict("records")}
+    units = []
+    for row in fv.sort_values("channel").to_dict("records"):
+        rec = dict(row)
+        rec["channel"] = int(row["channel"])
+        other = by_channel.get(rec["channel"])
+        for key, value in (other or {}).items():
+            rec[f"imagenet_{key}"] = value
+        units.append(rec)
+    return units
+
+
+def table_settings(meta: dict) -> dict:
+    """The settings the block's numbers were made with (shown under its table)."""
+    keep = {k: meta.get(k) for k in ("fv_hook", "o_relu", "analysis") if k in meta}
+    if meta.get("fv_settings"):
+        keep["fv_settings"] = meta["fv_settings"]
+    return keep
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """The full-size PNGs of a block's units, each ``{(layer, channel): path}``, and the exemplar
+    lists ``{(layer, channel): [(image path, activation), ...]}`` of its top-9 grids."""
+
+    centre_fvs: dict
+    channel_fvs: dict
+    top9_grids: dict
+    top9_lists: dict = field(default_factory=dict)
+
+
+def read_pictures(fv_dirs, channel_fv_dirs, exemplar_dirs) -> Pictures:
+    return Pictures(
+        centre_fvs=chunk_unit_pngs(fv_dirs),
+        channel_fvs=chunk_unit_pngs(channel_fv_dirs),
+        top9_grids=layer_unit_pngs(exemplar_dirs),
+        top9_lists=read_exemplar_lists(exemplar_dirs),
+    )
+
+
+def read_exemplar_lists(exemplar_dirs) -> dict[tuple[str, int], list[tuple[str, float]]]:
+    """``{(layer, channel): [(image path, activation), ...]}`` from each layer folder's ``exemplars.csv``."""
+    out: dict[tuple[str, int], list[tuple[str, float]]] = {}
+    for folder in exemplar_dirs:
+        path = os.path.join(folder, EXEMPLAR_LIST)
+        if not os.path.exists(path):
+            continue
+        df = read_table(path)[0].sort_values(["layer", "channel", "rank"])
+        for row in df.itertuples(index=False):
+            out.setdefault((row.layer, int(row.channel)), []).append((str(row.path), float(row.activation)))
+    return out
+
+
+# --- the index -------------------------------------------------------------------------------------
+
+# summary.json's name of each spectrum group's count
+SUMMARY_GROUP_KEYS = {metrics.OVERWRITE: "overwrite", metrics.MIX: "mix", metrics.SKIP: "skip", metrics.NO_GROUP: "no_mix_ratio"}
+# index card's scale-invariance counts <- summary.json's percentages (of the block's channels)
+SUMMARY_PERCENT_KEYS = {"all": "fv_all_criteria", "nomix": "fv_without_mix_criterion", "imagenet_all": "imagenet_all_criteria"}
+
+
+@dataclass(frozen=True)
+class IndexCard:
+    """One block's card on the index."""
+
+    block: str
+    layers: dict
+    channels: int
+    groups: dict  # {group: channels}
+    scale_invariant: dict  # {"all" | "nomix" | "imagenet_all": channels}
+    not_ok: int  # channels whose status is not "ok"
+    m_values: np.ndarray  # clamped M of every channel (the histogram)
+    mix_factor: float  # the factor f the table's groups were made with
+
+    def counts(self) -> dict:
+        return {"channels": self.channels, "groups": self.groups, "scale_invariant": self.scale_invariant, "not_ok": self.not_ok}
+
+
+def read_summary(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -> IndexCard:
+    """The card of ``block``: counts from the summary, M values, layers and factor from its FV table."""
+    fv, meta = read_table(fv_csv)
+    entry = (summary.get("blocks") or {}).get(block)
+    if entry is None or entry.get("channels") != len(fv):
+        said = "has no block " + block if entry is None else f"counts {entry.get('channels')} channels in block {block}"
+        raise AtlasError(f"{summary_path} {said}, {fv_csv} holds {len(fv)}: the summary is older than the table. "
+                         "Fix: rerun the summary (snakemake -R analysis_summary)")
+    n = len(fv)
+    percents = entry.get("percent_scale_invariant") or {}
+    return IndexCard(
+        block=block,
+        layers=meta.get("layers") or {},
+        channels=n,
+        groups={g: int(entry["spectrum_counts"][key]) for g, key in SUMMARY_GROUP_KEYS.items()},
+        scale_invariant={k: channel_count(percents[key], n) for k, key in SUMMARY_PERCENT_KEYS.items() if percents.get(key) is not None},
+        not_ok=int((fv["status"].astype(str) != "ok").sum()),  # the summary counts only FV failures
+        m_values=fv["M"].to_numpy(dtype=float),
+        mix_factor=table_mix_factor(meta, fv_csv),
+    )
+
+
+def table_mix_factor(meta: dict, fv_csv: str) -> float:
+    """The factor f the table's groups were made with (its sidecar's ``analysis``): the histogram
+    colours its bars with it too."""
+    factor = (meta.get("analysis") or {}).get("mix_factor")
+    if factor is None:
+        raise AtlasError(f"{fv_csv} does not record the analysis.mix_factor its groups were made with. "
+                         "Fix: rebuild the table (snakemake -R metric_table)")
+    return float(factor)
+
+
+def channel_count(percent: float, channels: int) -> int:
+    """A count back from the summary's percentage of ``channels`` (rounded there to 3 decimals, so
+    exact for fewer than 100,000 channels)."""
+    return int(round(percent * channels / 100.0))

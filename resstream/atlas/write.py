@@ -1,0 +1,117 @@
+"""The atlas's two jobs: ``write_block`` (one block's folder: its table page, one page per unit and
+their thumbnails, built under a temporary name and renamed into place when complete) and
+``write_index`` (the index page, the stylesheet and the script, each written atomically)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from markupsafe import Markup
+
+from resstream.analysis import scorecard
+from resstream.analysis.tables import read_table
+from resstream.atlas.content import unit_page_name
+from resstream.atlas.histogram import mix_histogram
+from resstream.atlas.load import (
+    AtlasError,
+    BlockTables,
+    Pictures,
+    read_block_tables,
+    read_index_card,
+    read_pictures,
+    read_summary,
+    table_settings,
+)
+from resstream.atlas.render import render, static_text
+from resstream.atlas.thumbnails import Thumbnails, row_thumbnail, unit_thumbnails
+from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
+
+log = logging.getLogger("resstream.atlas.write")
+
+
+# --- a block's folder ------------------------------------------------------------------------------
+
+
+def write_block(
+    block: str,
+    fv_csv: str,
+    imagenet_csv: str | None,
+    layers: dict[str, str],
+    fv_dirs,
+    channel_fv_dirs,
+    exemplar_dirs,
+    out_dir: str,
+    settings: dict,
+) -> dict:
+    """The block's table page, one page per unit and their thumbnails, into ``out_dir`` (built
+    under a temporary name, renamed into place when complete), from the block's tables, its FV and
+    channel-FV chunk folders and the exemplar folders of its layers.  ``settings``: the config's
+    ``atlas`` picture sizes, JPEG quality and ``channel_fvs`` roles."""
+    tables = read_block_tables(block, fv_csv, imagenet_csv)
+    pictures = read_pictures(fv_dirs, channel_fv_dirs, exemplar_dirs)
+    remove_stale_partials(out_dir)
+    building = partial_dir(out_dir)
+    thumbs = Thumbnails(building, out_dir, settings["jpeg_quality"])
+    row_thumbs = write_unit_pages(building, block, tables, layers, pictures, thumbs, settings)
+    write_block_page(building, block, tables, layers, row_thumbs)
+    channels = [u["channel"] for u in tables.units]
+    with open(os.path.join(building, "atlas_block.json"), "w") as f:
+        json.dump({"block": block, "channels": channels, "layers": layers, "weights": tables.weights,
+                   "missing_pictures": thumbs.missing}, f, indent=1)
+    publish_dir(building, out_dir, AtlasError(f"{out_dir} already holds atlas pages; delete it (or let snakemake rerun the job) to rebuild"))
+    for what in thumbs.missing:
+        log.warning("atlas block %s: no picture for %s (the page shows 'not available')", block, what)
+    log.info("atlas block %s: %d unit pages in %s", block, len(channels), out_dir)
+    return {"block": block, "units": len(channels), "missing_pictures": thumbs.missing}
+
+
+def write_unit_pages(building: str, block: str, tables: BlockTables, layers: dict, pictures: Pictures,
+                     thumbs: Thumbnails, settings: dict) -> dict:
+    """Every unit's page and thumbnails; returns the block table's thumbnail of each channel."""
+    channels = [u["channel"] for u in tables.units]
+    row_thumbs = {}
+    for i, unit in enumerate(tables.units):
+        c = unit["channel"]
+        unit_pictures = unit_thumbnails(thumbs, pictures, layers, c, settings)
+        row_thumbs[c] = row_thumbnail(thumbs, pictures, layers, c, settings)
+        page = render("unit.html.j2", root="../", weights=tables.weights, block=block, unit=unit, c=c, layers=layers,
+                      pictures=unit_pictures, top9_lists=pictures.top9_lists,
+                      prev=channels[i - 1] if i > 0 else None, next=channels[i + 1] if i + 1 < len(channels) else None)
+        with open(os.path.join(building, unit_page_name(c)), "w") as f:
+            f.write(page)
+    return row_thumbs
+
+
+def write_block_page(building: str, block: str, tables: BlockTables, layers: dict, row_thumbs: dict) -> None:
+    page = render("block.html.j2", root="../", weights=tables.weights, block=block, units=tables.units, layers=layers,
+                  row_thumbs=row_thumbs, settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str))
+    with open(os.path.join(building, "index.html"), "w") as f:
+        f.write(page)
+
+
+# --- the index -------------------------------------------------------------------------------------
+
+
+def write_index(blocks: list[str], fv_csvs: list[str], summary_json: str, out_html: str, out_css: str, out_js: str,
+                scorecard_csv: str | None = None) -> dict:
+    """The atlas index: one card per block with its M histogram (from the FV tables) and the
+    spectrum and scale-invariance counts of ``summary_json`` (the analysis_summary rule's
+    ``summary.json``), then the reproduction scorecard (``paper_check.csv``) if given; plus the
+    stylesheet and script every page links.  Returns each block's counts as shown."""
+    summary = read_summary(summary_json)
+    cards = [read_index_card(block, fv_csv, summary, summary_json) for block, fv_csv in zip(blocks, fv_csvs)]
+    page = render("index.html.j2", root="", weights=summary.get("weights"),
+                  cards=[(card, mix_histogram(card.m_values, card.mix_factor)) for card in cards],
+                  scorecard=scorecard_section(scorecard_csv) if scorecard_csv else None)
+    write_text_atomic(out_css, static_text("atlas.css") + scorecard.SCORECARD_CSS)
+    write_text_atomic(out_js, static_text("atlas.js"))
+    write_text_atomic(out_html, page)
+    return {card.block: card.counts() for card in cards}
+
+
+def scorecard_section(scorecard_csv: str) -> Markup:
+    """The scorecard's HTML section, escaped by its own template (resstream.analysis.scorecard), so
+    marked safe here."""
+    return Markup(scorecard.html_fragment(*read_table(scorecard_csv)))
