@@ -33,12 +33,14 @@ from PIL import Image  # noqa: E402
 
 from resstream.analysis import metrics  # noqa: E402
 
-from resstream.atlas import build as atlas  # noqa: E402
-from resstream.analysis.summary import metric_table_csv, write_table  # noqa: E402
+from resstream.atlas import write as atlas  # noqa: E402
+from resstream.analysis.summary import TABLE_SETTINGS, build_summary, metric_table_csv, write_table  # noqa: E402
+from resstream.workflow.config import validate_config  # noqa: E402
 
 LAYERS = {"I": "layer4.0.prerelu_out", "B": "layer4.1.bn2", "O": "layer4.1.prerelu_out"}
 PAPER_UNITS = 4672
 SETTINGS = {"channel_fvs": ["O"], "fv_px": 160, "top9_px": 240, "row_px": 48, "jpeg_quality": 85}
+ANALYSIS = {k: v for k, v in validate_config({})["analysis"].items() if k in TABLE_SETTINGS}  # the schema's defaults
 WEIGHTS = {"arch": "resnet18", "source": "random:0", "kind": "random", "pretrained": False,
            "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained) [benchmark tables]"}
 
@@ -49,7 +51,7 @@ def random_table(n: int, rng: np.random.Generator) -> pd.DataFrame:
     for col in raw.columns:
         if col.endswith("status"):
             raw[col] = "ok"
-    return metrics.metric_table(raw)
+    return metrics.metric_table(raw, **ANALYSIS)
 
 
 def picture_pool(sample: Path, dest: Path, rng) -> tuple[list[Path], list[Path]]:
@@ -98,17 +100,18 @@ def main():
     chfv_dirs.append(str(ch))
     for c in range(n):
         (ch / f"unit{c:04d}.png").symlink_to(fvs[(c + 5) % 16])
-    meta = {"weights": WEIGHTS, "block": "4.1", "layers": LAYERS}
+    meta = {"weights": WEIGHTS, "block": "4.1", "layers": LAYERS, "analysis": ANALYSIS}  # as derive_table records it
     tables = {}
     for stim in ("fv", "imagenet"):
         tables[stim] = metric_table_csv(str(root), "4.1", stim)
         write_table(random_table(n, rng), tables[stim], meta)
 
     out = root / "atlas"
+    build_summary({"4.1": tables["fv"]}, {"4.1": tables["imagenet"]}, str(root / "summary.json"), fig34_blocks=[])
     t0 = time.perf_counter()
-    atlas.write_block("4.1", tables["fv"], tables["imagenet"], LAYERS, fv_dirs, chfv_dirs, str(root / "exemplars"),
-                      str(out / "4.1"), SETTINGS)
-    atlas.write_index(["4.1"], [tables["fv"]], [tables["imagenet"]], str(out / "index.html"), str(out / "atlas.css"),
+    atlas.write_block("4.1", tables["fv"], tables["imagenet"], LAYERS, fv_dirs, chfv_dirs,
+                      [str(root / "exemplars" / layer) for layer in LAYERS.values()], str(out / "4.1"), SETTINGS)
+    atlas.write_index(["4.1"], [tables["fv"]], str(root / "summary.json"), str(out / "index.html"), str(out / "atlas.css"),
                       str(out / "atlas.js"))
     seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
