@@ -253,6 +253,18 @@ def test_index_takes_its_counts_from_the_summary_and_refuses_a_stale_one(tmp_pat
         write_index(tmp_path, fv, tmp_path)
 
 
+def test_index_refuses_a_table_without_its_mix_factor(tmp_path, hand_atlas):
+    results, _out, _fv, _imnet, _summary = hand_atlas
+    fv, imnet = write_hand_tables(tmp_path, blocks=BLOCKS)
+    build_summary(fv, imnet, str(tmp_path / "summary.json"))
+    table, meta = read_table(fv["2.0"])
+    write_table(table, fv["2.0"], {k: v for k, v in meta.items() if k != "analysis"})
+    with pytest.raises(load.AtlasError, match=r"2.0/fv_table.csv does not record the analysis.mix_factor .* "
+                                              r"Fix: rebuild the table"):
+        write_index(tmp_path, fv, tmp_path)
+    assert not (tmp_path / "index.html").exists()
+
+
 def test_labels_and_names_are_escaped_in_every_page(tmp_path, hand_atlas):
     results, _out, _fv, _imnet, _summary = hand_atlas
     hostile = '<script>alert("x")</script> R&D'

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ class Pictures:
     centre_fvs: dict
     channel_fvs: dict
     top9_grids: dict
-    top9_lists: dict = field(default_factory=dict)
+    top9_lists: dict
 
 
 def read_pictures(fv_dirs, channel_fv_dirs, exemplar_dirs) -> Pictures:
@@ -135,11 +135,11 @@ def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -
     """The card of ``block``: counts from the summary, M values, layers and factor from its FV table."""
     fv, meta = read_table(fv_csv)
     entry = (summary.get("blocks") or {}).get(block)
-    if entry is None or entry.get("channels") != len(fv):
-        said = "has no block " + block if entry is None else f"counts {entry.get('channels')} channels in block {block}"
-        raise AtlasError(f"{summary_path} {said}, {fv_csv} holds {len(fv)}: the summary is older than the table. "
-                         "Fix: rerun the summary (snakemake -R analysis_summary)")
     n = len(fv)
+    if entry is None or entry.get("channels") != n:
+        said = f"has no block {block}" if entry is None else f"counts {entry.get('channels')} channels in block {block}, {fv_csv} holds {n}"
+        raise AtlasError(f"{summary_path} {said}: the summary is older than the table. "
+                         "Fix: rerun the summary (snakemake -R analysis_summary)")
     percents = entry.get("percent_scale_invariant") or {}
     return IndexCard(
         block=block,
@@ -165,5 +165,6 @@ def table_mix_factor(meta: dict, fv_csv: str) -> float:
 
 def channel_count(percent: float, channels: int) -> int:
     """A count back from the summary's percentage of ``channels`` (rounded there to 3 decimals, so
-    exact for fewer than 100,000 channels)."""
+    exact for fewer than 100,000 channels).  The ImageNet table has the FV table's channels (both
+    measure the block's studied channels), so one ``channels`` serves both."""
     return int(round(percent * channels / 100.0))

@@ -1,6 +1,21 @@
 """The atlas's two jobs: ``write_block`` (one block's folder: its table page, one page per unit and
 their thumbnails, built under a temporary name and renamed into place when complete) and
-``write_index`` (the index page, the stylesheet and the script, each written atomically)."""
+``write_index`` (the index page, the stylesheet and the script, each written atomically).
+
+Layout under ``results/atlas`` (opens from the file system, no server):
+
+* ``index.html``, ``atlas.css``, ``atlas.js``   the index of blocks (``write_index``)
+* ``{block}/index.html``                        a block's channel table, sortable and filterable
+* ``{block}/unit{c:04d}.html``                  one unit: centre FVs of I, B, O, channel FVs,
+                                                 top-9 grids, its numbers, previous / next links
+* ``{block}/img/*.jpg``                         thumbnails sized for the pages (``write_block``)
+
+One folder per block so that changing one block's settings rebuilds only that block's pages.
+Every page names the weights and carries a banner when they are not pretrained or not
+torchvision's (a checkpoint of one's own).  The numbers on a unit page are the metric tables'
+values (``analysis/{block}/{fv,imagenet}_table.csv``) printed with 6 significant digits; each cell
+also holds the table's value in ``data-value``.
+"""
 
 from __future__ import annotations
 
