@@ -71,7 +71,7 @@ class _Pass:
 
 def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_image: str, layers: list[str],
                         spatial_layers: list[str], topk: int, o_relu: str, batch_size: int, workers: int,
-                        log_every: int, device: str = "auto", gpus: int | None = None) -> str:
+                        log_every: int, device: str, gpus: int | None = None) -> str:
     """The dataset pass (the ``activations`` job): the centre neuron of every layer in ``layers``
     (and the full maps of ``spatial_layers``) for every image of the folder ``dataset``, written to
     ``out_path``; resumes a partial run.  ``model``: the rule's model param
