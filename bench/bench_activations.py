@@ -29,7 +29,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from resstream.activations.extract import extract_activations, open_activations  # noqa: E402
+from resstream.activations.store import open_activations  # noqa: E402
+from resstream.activations.stream import extract_activations  # noqa: E402
 from resstream.workflow.plan import Study  # noqa: E402
 from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.data.dataset import ImageFolderDataset  # noqa: E402

@@ -95,7 +95,7 @@ def main():
         for c in range(n):
             (d / f"unit{c:04d}.png").symlink_to(fvs[(c + len(kind)) % 16])
             (ex / f"unit{c:04d}.png").symlink_to(grids[(c * 7 + len(kind)) % 16])
-    ch = root / "fv_channel_chunks" / LAYERS["O"] / "c0000-0511"
+    ch = root / "channel_fv" / LAYERS["O"] / "c0000-0511"
     ch.mkdir(parents=True)
     chfv_dirs.append(str(ch))
     for c in range(n):

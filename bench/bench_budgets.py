@@ -34,7 +34,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    from resstream.activations.extract import extract_activations
+    from resstream.activations.stream import extract_activations
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
     from resstream.workflow.paths import activations_h5, exemplar_dir, fv_chunk_dir
@@ -46,16 +46,17 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     study, model = Study(config), model_param(config["model"])
     h5 = activations_h5(work)
     if kind == "activations":
+        run = config["activations"]
         extract_activations(h5, model=model, dataset=f"{work}/images", on_bad_image="skip",
-                            layers=study.activation_layers(), spatial_layers=[], topk=9, o_relu="pre", batch_size=64,
-                            workers=0, device="cpu")
+                            layers=study.activation_layers(), spatial_layers=[], topk=run["topk"], o_relu=study.o_relu,
+                            batch_size=run["batch_size"], workers=0, log_every=run["log_every"], device="cpu")
         return {"units": images}
     if kind == "fv_chunk":
         from resstream.fv.job import run_fv_chunk
 
         steps, n = 8, 4
         run_fv_chunk(model, LAYER, list(range(n)), {**study.fv_settings(LAYER).as_params(), "steps": steps},
-                     f"{work}/fv-bench", device="cpu")
+                     f"{work}/fv-bench", device="cpu", log_every=config["fv"]["log_every"])
         return {"units": n * steps}
     if kind == "exemplar_grids":
         from resstream.activations.exemplars import write_exemplar_grids
@@ -76,8 +77,8 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
                 f["channels"] = np.arange(units)
                 f["status"] = np.array([b"ok"] * units)
             fv_dirs.append(str(folder))
-    run_block_measurement(kind.split("_")[1], BLOCK, list(range(units)), "pre", model, h5, f"{work}/{kind}.csv",
-                          fv_dirs=fv_dirs, batch_size=32, device="cpu")
+    run_block_measurement(kind.split("_")[1], BLOCK, list(range(units)), study.o_relu, model, h5, f"{work}/{kind}.csv",
+                          fv_dirs=fv_dirs, batch_size=config["analysis"]["batch_size"], device="cpu")
     return {"units": units}
 
 

@@ -100,6 +100,7 @@ class Check:
         """(FVResult, seconds, peak device MiB) of one chunk, on a fresh copy of the model."""
         from resstream.model.blocks import parse_layer
         from resstream.fv.render import render_units
+        from resstream.workflow.plan import schema_fv_settings
 
         torch, device = self.torch, device or self.device
         layer = GROUPS[group]
@@ -107,7 +108,7 @@ class Check:
 
         def run(n_steps):
             return render_units(model, self.blocks, layer, parse_layer(self.blocks, layer), list(channels),
-                                steps=n_steps, jitter=self.jitter[group], **options)
+                                **schema_fv_settings(steps=n_steps, jitter=self.jitter[group], **options))
 
         if not self.args.tiny:
             run(2)  # cuDNN set-up, crop plans, warp matrices: not timed
@@ -253,7 +254,7 @@ def generated_images(root: str, n: int) -> str:
 
 
 def dataset_pass(check: Check) -> dict:
-    from resstream.activations.extract import extract_activations
+    from resstream.activations.stream import extract_activations
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
     from resstream.model.weights import model_param
@@ -289,10 +290,12 @@ import torch
 from resstream.model.blocks import model_blocks, parse_layer
 from resstream.fv.render import render_units
 from resstream.model.weights import load_model
+from resstream.workflow.plan import schema_fv_settings
 device = torch.device({device!r})
 model, _ = load_model("resnet18", {weights!r}, allow_download=False)
 blocks = model_blocks(model.to(device))
-result = render_units(model, blocks, "layer2.1.bn2", parse_layer(blocks, "layer2.1.bn2"), [0, 1], steps={steps}, jitter=4)
+result = render_units(model, blocks, "layer2.1.bn2", parse_layer(blocks, "layer2.1.bn2"), [0, 1],
+                      **schema_fv_settings(steps={steps}, jitter=4))
 uuid = str(torch.cuda.get_device_properties(0).uuid) if device.type == "cuda" else None
 print(json.dumps(dict(slot=slot, visible=os.environ.get("CUDA_VISIBLE_DEVICES"), uuid=uuid, status=result.status,
                       claimed=claimed, finished=time.time())))

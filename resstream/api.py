@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from resstream.errors import UserError
+from resstream.workflow.schema import default
 
 log = logging.getLogger("resstream.api")
 
@@ -45,7 +46,7 @@ def _refuse_existing(path: Path, what: str) -> None:
         raise UserError(f"{path} already holds {what}; nothing was computed. Fix: delete it or choose another output")
 
 
-def block_layers(arch: str, block: str, o_relu: str = "pre") -> dict[str, str]:
+def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -> dict[str, str]:
     """``{"I": layer, "B": layer, "O": layer}`` of one block, e.g. resnet18 "2.1"."""
     from resstream.model.structure import structure
     from resstream.analysis.measure import role_layers
@@ -53,9 +54,9 @@ def block_layers(arch: str, block: str, o_relu: str = "pre") -> dict[str, str]:
     return role_layers(list(structure(arch)), block, o_relu)
 
 
-def render_fv(layer: str, channels: list[int], out: str, *, arch: str = "resnet18", weights: str = "IMAGENET1K_V1",
-              allow_download: bool = True, device: str = "auto", objective: str = "center", jitter: int | None = None,
-              **fv):
+def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default("model.arch"),
+              weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
+              device: str = default("model.device"), objective: str = "center", jitter: int | None = None, **fv):
     """Centre-neuron FVs (``objective="channel"``: whole-map mean) of ``channels`` of ``layer``,
     written to the folder ``out`` as the FV stage writes a chunk; returns the
     :class:`~resstream.fv.render.FVResult` (float images, curves, status).
@@ -82,14 +83,15 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = "resnet1
                             objective=objective, log_every=config["fv"]["log_every"])
 
 
-def extract_activations(data: str, out: str, *, arch: str = "resnet18", weights: str = "IMAGENET1K_V1",
-                        allow_download: bool = True, device: str = "auto", blocks="default", o_relu: str = "pre",
+def extract_activations(data: str, out: str, *, arch: str = default("model.arch"), weights: str = default("model.weights"),
+                        allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
+                        blocks=default("study.blocks"), o_relu: str = default("study.o_relu"),
                         on_bad_image: str | None = None, **activations) -> str:
     """The dataset pass over the image folder ``data`` (class folders or flat) into the HDF5 file
-    ``out`` (layout: :mod:`resstream.activations.extract`): the centre neuron of every layer the study of
+    ``out`` (layout: :mod:`resstream.activations.store`): the centre neuron of every layer the study of
     ``blocks`` taps, and the top-k images of every unit.  ``activations``: the config's
     ``activations`` settings (``batch_size``, ``workers``, ``topk``, ``spatial_layers``, ``log_every``)."""
-    from resstream.activations.extract import extract_activations as extract
+    from resstream.activations.stream import extract_activations as extract
     from resstream.workflow.plan import Study
     from resstream.model.weights import check_weights_available, model_param
 
@@ -122,15 +124,15 @@ def _fv_provenance(png: str, channel: int, identity) -> str | None:
     return status.get(channel)
 
 
-def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = "resnet18",
-                 weights: str = "IMAGENET1K_V1", allow_download: bool = True, device: str = "auto",
-                 o_relu: str = "pre", **analysis) -> dict:
+def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = default("model.arch"),
+                 weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
+                 device: str = default("model.device"), o_relu: str = default("study.o_relu"), **analysis) -> dict:
     """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
     status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
     as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3).  Where an
     ``fv.h5`` lies beside an image (an FV job's or :func:`render_fv`'s folder), it must name the
     same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
-    ``scale_rule``, ``mix_rules`` (defaults: the workflow's)."""
+    ``scale_rule``, ``mix_rules``, ``scale_sign`` (defaults: the workflow's)."""
     from resstream.analysis import metrics
     from resstream.model.structure import structure
     from resstream.analysis.measure import block_role_taps, fv_raw_rows, load_fv_png
@@ -143,11 +145,13 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     blocks = list(structure(arch))
     taps = block_role_taps(blocks, block, o_relu)
     x_in, x_mid = load_fv_png(fv_images["I"]), load_fv_png(fv_images["B"])
-    raw = fv_raw_rows(model, blocks, taps, block, [channel], [x_in], [x_mid], device=next(model.parameters()).device)
+    raw = fv_raw_rows(model, blocks, taps, block, [channel], [x_in], [x_mid], config["analysis"]["batch_size"],
+                      device=next(model.parameters()).device)
     for role, png in fv_images.items():
         status = _fv_provenance(png, channel, identity)
         if status is not None:
             raw[f"fv_status_{role}"] = status
     a = config["analysis"]
-    table = metrics.metric_table(raw, mix_factor=float(a["mix_factor"]), scale_rule=a["scale_rule"], mix_rules=a["mix_rules"])
+    table = metrics.metric_table(raw, mix_factor=float(a["mix_factor"]), scale_rule=a["scale_rule"], mix_rules=a["mix_rules"],
+                                 scale_sign=a["scale_sign"])
     return table.iloc[0].to_dict()

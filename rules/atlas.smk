@@ -24,9 +24,9 @@ rule fv_channel_chunk:
     output:
         directory(channel_fv_chunk_dir(RESULTS, "{layer}", "{chunk}")),
     log:
-        f"{RESULTS}/logs/fv_channel_chunks/{{layer}}/{{chunk}}.log",
+        f"{RESULTS}/logs/channel_fv/{{layer}}/{{chunk}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/fv_channel_chunks/{{layer}}/{{chunk}}.tsv"
+        f"{RESULTS}/benchmarks/channel_fv/{{layer}}/{{chunk}}.tsv"
     wildcard_constraints:
         layer="|".join(re.escape(name) for name in CHANNEL_FV_LAYERS) or "(?!)",
         chunk=r"c\d{4}-\d{4}",

@@ -2,15 +2,18 @@
 import functools
 import sys
 
-from snakemake.utils import validate
-
 sys.path.insert(0, workflow.basedir)
 
-from resstream.analysis.summary import FIG34, FIGURE_READS, metric_table_csv  # noqa: E402
+from resstream.analysis.summary import (
+    FIG34,
+    FIGURE_READS,
+    metric_table_csv,
+)  # noqa: E402
 from resstream.workflow.code_fingerprint import code_fingerprint  # noqa: E402
 from resstream.model.structure import map_sizes  # noqa: E402
 from resstream.workflow.config_types import coerce_command_line  # noqa: E402
 from resstream.workflow.gpu_slots import SLOTS_FOLDER  # noqa: E402
+from resstream.workflow.renamed_outputs import move_renamed_outputs  # noqa: E402
 from resstream.workflow.job_resources import (  # noqa: E402
     dataset_images,
     measure_mem_mb,
@@ -31,12 +34,12 @@ from resstream.model.weights import model_param  # noqa: E402
 # `--config 'analysis={mix_factor: 2}'` reaches the workflow as the string '2': typed by the schema first.
 coerce_command_line(config, workflow.config_settings.config)
 
-# Our check first: it names the offending key in one line (snakemake's own prints the schema), and
-# it checks every config value a job would refuse, before Snakemake plans (and removes) anything.
+# The one validation pass (resstream/workflow/config.py): the schema, with its defaults filled into
+# `config`, and every config value a job would refuse, each error one line naming the key, before
+# Snakemake plans (and removes) anything.
 STUDY = check_config_or_exit(
     config, workflow.basedir, preflight=workflow.is_main_process
 )
-validate(config, "../resstream/schemas/config.schema.yaml")
 
 # What a run reads (weights, dataset, device) is checked only where it is read: a dry run reports
 # here, without fetching; a real run checks in onstart (below), before any job starts and before
@@ -66,6 +69,11 @@ onsuccess:
 
 
 RESULTS = STUDY.config["results"]
+# Folders a results folder made before a rename holds under their old names move to the new ones
+# (resstream/workflow/renamed_outputs.py) before Snakemake plans: nothing finished is recomputed.
+if workflow.is_main_process:
+    for line in move_renamed_outputs(RESULTS):
+        print(f"resstream: {line}", file=sys.stderr)
 # What a job is handed (README "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.
@@ -80,7 +88,8 @@ FINAL_OUTPUTS = []
 
 def code(script):
     """The code-fingerprint param of a rule: the resstream modules its script imports, hashed
-    (resstream/workflow/code_fingerprint.py), so that an edit of them reruns its jobs."""
+    (resstream/workflow/code_fingerprint.py), so that an edit of them reruns its jobs.
+    """
     return code_fingerprint(f"{workflow.basedir}/scripts/{script}")
 
 

@@ -8,7 +8,7 @@ from resstream.workflow.gpu_slots import declared_gpus, prepare_job_device  # no
 params = snakemake.params
 GPUS = prepare_job_device(params.device, declared_gpus(snakemake), params.gpu_slots)
 
-from resstream.activations.extract import extract_activations  # noqa: E402
+from resstream.activations.stream import extract_activations  # noqa: E402
 from resstream.workflow.job_runner import script_main  # noqa: E402
 
 run = snakemake.resources

@@ -21,7 +21,7 @@ def render_chunk(config: dict, layer: str, chunk: str, out_dir: str, objective: 
 
 def run_pass(config: dict, out_path: str) -> str:
     """The activations job."""
-    from resstream.activations.extract import extract_activations
+    from resstream.activations.stream import extract_activations
 
     study, run = Study(config), config["activations"]
     return extract_activations(

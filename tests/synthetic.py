@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from resstream.activations.store import FORMAT
 from resstream.workflow.plan import Study
 
 from resstream.workflow.config import validate_config
@@ -120,6 +121,7 @@ def write_activations(config: dict, model, identity, n_images: int = 16, k: int 
         f.attrs["topk"] = k
         f.attrs["dataset_root"] = str(root)
         f.attrs["dataset_root_resolved"] = os.path.realpath(root)  # where the measurements read the images
+        f.attrs["format"], f.attrs["complete"] = FORMAT, True  # readers refuse files not marked complete
     if grids:
         view = view_transform()
         tiles_by_index = {}

@@ -20,7 +20,8 @@ from torchvision import transforms
 from conftest import REPO
 from job_calls import draw_grids, run_pass
 from workflow_helpers import assert_same_h5_content, h5_content
-from resstream.activations import extract as act
+from resstream.activations import store as act
+from resstream.activations import topk
 from resstream.errors import ConfigError
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
@@ -146,7 +147,7 @@ def test_stored_topk_is_the_argsort_of_the_stored_array(extracted):
 
 def test_topk_tie_rule_nan_rows_and_short_columns():
     v = np.array([[1.0, np.nan], [3.0, 2.0], [3.0, np.nan], [0.0, 5.0], [3.0, np.nan]], dtype=np.float32)
-    index, value = act.topk_rows(v, 4)
+    index, value = topk.topk_rows(v, 4)
     # ties: the higher image index first, like the author's torch.sort(descending=True) (spec §8)
     np.testing.assert_array_equal(index[0], [4, 2, 1, 0])
     np.testing.assert_array_equal(value[0], [3, 3, 3, 1])
@@ -157,10 +158,10 @@ def test_topk_tie_rule_nan_rows_and_short_columns():
     rng = np.random.default_rng(0)
     big = rng.integers(0, 4, size=(300, 7)).astype(np.float32)
     big[rng.random(300) < 0.1] = np.nan
-    top = act.TopK(7, 9)
+    top = topk.TopK(7, 9)
     for r0 in range(0, 300, 64):
         top.update(big[r0 : r0 + 64], r0)
-    for got, want in zip(top.result(), act.topk_rows(big, 9)):
+    for got, want in zip(top.result(), topk.topk_rows(big, 9)):
         np.testing.assert_array_equal(got, want)
 
 
@@ -292,7 +293,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, c
     with pytest.raises(act.IncompleteActivationsError, match="not a complete activations file"):
         act.open_activations(partial)
 
-    caplog.set_level(logging.INFO, logger="resstream.activations.extract")
+    caplog.set_level(logging.INFO, logger="resstream.activations.stream")
     run_pass(config, out)
     assert f"after {rows_on_disk // 8} finished batches ({rows_on_disk}/40 images)" in caplog.text
     assert not os.path.exists(partial)
@@ -300,7 +301,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, c
 
 
 def test_a_partial_file_of_another_run_or_a_damaged_one_is_started_over(small_run, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="resstream.activations.extract")
+    caplog.set_level(logging.INFO, logger="resstream.activations.stream")
     config, reference, _ = small_run
     out = str(tmp_path / "activations.h5")
     shutil.copy(reference, out + act.PARTIAL_SUFFIX)  # a "partial" made with other weights
@@ -335,7 +336,7 @@ class Sample(logging.Handler):  # RSS at each progress line, i.e. after every ba
     def emit(self, record):
         if "img/s" in record.getMessage():
             samples.append(psutil.Process().memory_info().rss / 2**20)
-log = logging.getLogger("resstream.activations.extract")
+log = logging.getLogger("resstream.activations.stream")
 log.setLevel(logging.INFO)
 log.addHandler(Sample())
 run_pass(json.loads(sys.argv[1]), sys.argv[2])

@@ -41,7 +41,8 @@ def test_block_layers_name_i_b_and_o():
 def test_unit_metrics_equal_the_workflows_metric_table(study_fvs, random_model):
     study, results = study_fvs
     model, identity = random_model
-    raw, _meta = measure_fv_block(model, identity, study.blocks, "2.1", CHANNELS, study.o_relu, fv_dirs_of_block(study, "2.1"))
+    raw, _meta = measure_fv_block(model, identity, study.blocks, "2.1", CHANNELS, study.o_relu, fv_dirs_of_block(study, "2.1"),
+                                  study.config["analysis"]["batch_size"])
     table = metric_table(raw).set_index("channel")
     layers = block_layers("resnet18", "2.1")
     for c in CHANNELS:

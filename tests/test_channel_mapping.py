@@ -14,7 +14,7 @@ from manual_forward import (
     manual_image, manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up, manual_topk,
 )
 from resstream.atlas import build as atlas
-from resstream.analysis import measure
+from resstream.analysis import measure, measure_dataset
 from resstream.analysis import metrics
 from job_calls import draw_grids, fv_dirs_of_block, run_pass
 from resstream.workflow.plan import Study
@@ -70,8 +70,8 @@ def own_images(maps, block, role, channel):
 @pytest.mark.parametrize("block", BLOCKS)
 def test_imagenet_numbers_equal_a_manual_forward_of_each_channels_own_top9(run, block):
     config, study, model, identity, images, maps = run
-    df, meta = measure.measure_imagenet_block(model, identity, study.blocks, block, study.block_channels(block),
-                                              study.o_relu, activations_h5(config["results"]), batch_size=5)
+    df, meta = measure_dataset.measure_imagenet_block(model, identity, study.blocks, block, study.block_channels(block),
+                                                      study.o_relu, activations_h5(config["results"]), batch_size=5)
     assert list(df["channel"]) == selected(block)
     assert meta["max_abs_diff_vs_activations_h5"] < 1e-4
     for c in selected(block):

@@ -111,7 +111,7 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
     from torchvision import transforms
 
     from job_calls import run_pass
-    from resstream.activations.extract import open_activations
+    from resstream.activations.store import open_activations
     from resstream.workflow.config import validate_config
     from workflow_helpers import assert_same_h5, link_images
 

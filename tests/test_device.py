@@ -18,6 +18,7 @@ from conftest import REPO
 from resstream.model import device as dev
 from resstream.fv import render as fv
 from resstream.model.blocks import TapRef, model_blocks
+from resstream.workflow.plan import schema_fv_settings
 from resstream.errors import UserError
 from resstream.workflow.gpu_slots import declared_gpus, prepare_job_device
 
@@ -118,14 +119,14 @@ def test_fv_of_a_cpu_model_stays_on_the_cpu_while_cuda_is_visible(monkeypatch, n
     the same result as without CUDA, and leaves lucent's settings as they were.  (Only lucent's view
     of torch is patched: Adam itself would try to reach the missing GPU.)"""
     model, blocks = net
-    plain = fv.render_units(model, blocks, layer, ref, [3], steps=2, jitter=jitter, rf_crop=False)
+    plain = fv.render_units(model, blocks, layer, ref, [3], **schema_fv_settings(steps=2, jitter=jitter, rf_crop=False))
     monkeypatch.setattr(fv.lucent_color, "torch", TorchSeeingCuda())
     gpu0 = torch.device("cuda:0")
     monkeypatch.setattr(fv.lucent_spatial, "device", gpu0)
     monkeypatch.setattr(fv.lucent_transform, "device", gpu0)
     with pytest.raises((RuntimeError, AssertionError)):  # the failure this guards against
         fv.lucent_color.to_valid_rgb(lambda: torch.zeros(1, 3, 8, 8), decorrelate=True)()
-    seen = fv.render_units(model, blocks, layer, ref, [3], steps=2, jitter=jitter, rf_crop=False)
+    seen = fv.render_units(model, blocks, layer, ref, [3], **schema_fv_settings(steps=2, jitter=jitter, rf_crop=False))
     assert seen.settings["device"] == "cpu"
     assert np.array_equal(seen.images, plain.images) and np.array_equal(seen.curve, plain.curve)
     assert fv.lucent_spatial.device == gpu0 and fv.lucent_transform.device == gpu0

@@ -112,7 +112,7 @@ import errno, json, logging, sys
 sys.path.insert(0, "tests")
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 import h5py
-from resstream.activations import extract as activations
+from resstream.activations import stream as activations
 activations.check_free_space = lambda *a, **k: None  # the disk fills up after the check
 if sys.argv[3] == "patched":  # no tmpfs here: the 4th block's write finds the device full
     flush, calls = h5py.File.flush, [0]

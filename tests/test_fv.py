@@ -13,6 +13,7 @@ from PIL import Image
 from resstream.model.blocks import TapRef, model_blocks
 from resstream.workflow.config import validate_config
 from resstream.fv.render import FVError, render_units, unit_seed
+from resstream.workflow.plan import schema_fv_settings
 from job_calls import render_chunk
 from resstream.model.taps import block_taps
 
@@ -34,7 +35,7 @@ def test_unit_seed_depends_only_on_the_unit():
 def test_a_unit_is_bit_identical_alone_and_in_chunks_of_8_and_64(net):
     model, blocks = net
     ref = TapRef("1.1", "B")
-    kw = dict(steps=2, jitter=0)  # jitter 0: random sizes 224-236, several size groups per step
+    kw = schema_fv_settings(steps=2, jitter=0)  # jitter 0: random sizes 224-236, several size groups per step
     alone = render_units(model, blocks, "layer1.1.bn2", ref, [5], **kw)
     in8 = render_units(model, blocks, "layer1.1.bn2", ref, list(range(8)), **kw)
     in64 = render_units(model, blocks, "layer1.1.bn2", ref, list(range(64)), **kw)
@@ -47,8 +48,9 @@ def test_a_unit_is_bit_identical_alone_and_in_chunks_of_8_and_64(net):
 def test_deep_layer_unit_is_bit_identical_alone_and_in_chunk(net):
     model, blocks = net
     ref = TapRef("4.0", "D")
-    alone = render_units(model, blocks, "layer4.0.downsample.1", ref, [300], steps=1, jitter=16)
-    in8 = render_units(model, blocks, "layer4.0.downsample.1", ref, [1, 7, 300, 3, 9, 11, 13, 500], steps=1, jitter=16)
+    alone = render_units(model, blocks, "layer4.0.downsample.1", ref, [300], **schema_fv_settings(steps=1, jitter=16))
+    in8 = render_units(model, blocks, "layer4.0.downsample.1", ref, [1, 7, 300, 3, 9, 11, 13, 500],
+                       **schema_fv_settings(steps=1, jitter=16))
     assert np.array_equal(alone.images[0], in8.images[2])
 
 
@@ -74,11 +76,11 @@ def test_batched_forward_equals_single_exactly(net):
 ])
 def test_twenty_steps_raise_the_centre_activation(net, layer, ref):
     model, blocks = net
-    res = render_units(model, blocks, layer, ref, [0, 1], steps=20, jitter=0)
+    res = render_units(model, blocks, layer, ref, [0, 1], **schema_fv_settings(steps=20, jitter=0))
     assert (res.curve[:, -1] > res.curve[:, 0]).all(), res.curve[:, [0, -1]]
     assert res.status == ["ok", "ok"]
     # the saved image really drives the unit harder than the starting image (no transforms here)
-    start = render_units(model, blocks, layer, ref, [0, 1], steps=1, jitter=0, lr=1e-12)
+    start = render_units(model, blocks, layer, ref, [0, 1], **schema_fv_settings(steps=1, jitter=0, lr=1e-12))
     with torch.no_grad():
         norm = lambda im: (torch.from_numpy(im) - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
         a_end = block_taps(model, norm(res.images), [ref])[ref][:, :, 14, 14]
@@ -90,16 +92,18 @@ def test_twenty_steps_raise_the_centre_activation(net, layer, ref):
 def test_rf_crop_gives_the_same_objective_as_the_full_image(net):
     model, blocks = net
     ref = TapRef("2.1", "B")
-    crop = render_units(model, blocks, "layer2.1.bn2", ref, [3, 4], steps=2, jitter=4, rf_crop=True)
-    full = render_units(model, blocks, "layer2.1.bn2", ref, [3, 4], steps=2, jitter=4, rf_crop=False)
+    crop = render_units(model, blocks, "layer2.1.bn2", ref, [3, 4], **schema_fv_settings(steps=2, jitter=4, rf_crop=True))
+    full = render_units(model, blocks, "layer2.1.bn2", ref, [3, 4], **schema_fv_settings(steps=2, jitter=4, rf_crop=False))
     np.testing.assert_allclose(crop.curve, full.curve, atol=1e-4)
 
 
 def test_author_alias_optimises_relu_of_the_output(net):
     model, blocks = net
     ref = TapRef("1.1", "B")
-    intended = render_units(model, blocks, "layer1.1.bn2", ref, list(range(12)), steps=1, jitter=0, hook="intended")
-    alias = render_units(model, blocks, "layer1.1.bn2", ref, list(range(12)), steps=1, jitter=0, hook="author_alias")
+    intended = render_units(model, blocks, "layer1.1.bn2", ref, list(range(12)),
+                            **schema_fv_settings(steps=1, jitter=0, hook="intended"))
+    alias = render_units(model, blocks, "layer1.1.bn2", ref, list(range(12)),
+                         **schema_fv_settings(steps=1, jitter=0, hook="author_alias"))
     assert (intended.curve[:, 0] < 0).any()  # B itself can be negative...
     assert (alias.curve[:, 0] >= 0).all()  # ...but the aliased reading is relu(O)
 
@@ -111,17 +115,20 @@ def test_dead_units_are_recorded_beside_live_ones(net):
     with torch.no_grad():
         bn.weight[3] = 0.0
         bn.bias[3] = -1.0  # B_3 == -1 everywhere: can never rise above 0
-    res = render_units(broken, model_blocks(broken), "layer1.1.bn2", TapRef("1.1", "B"), [2, 3], steps=3, jitter=0)
+    res = render_units(broken, model_blocks(broken), "layer1.1.bn2", TapRef("1.1", "B"), [2, 3],
+                       **schema_fv_settings(steps=3, jitter=0))
     assert res.status == ["ok", "dead"]
     assert np.isfinite(res.images).all()
 
 
 def test_nan_during_optimisation_is_recorded(net):
     model, blocks = net
-    res = render_units(model, blocks, "layer1.1.bn2", TapRef("1.1", "B"), [0, 1], steps=3, jitter=0, lr=1e36)
+    res = render_units(model, blocks, "layer1.1.bn2", TapRef("1.1", "B"), [0, 1],
+                       **schema_fv_settings(steps=3, jitter=0, lr=1e36))
     assert res.status == ["nan", "nan"]
     with pytest.raises(FVError, match="lower fv.lr"):  # Adam's step itself overflows
-        render_units(model, blocks, "layer1.1.bn2", TapRef("1.1", "B"), [0], steps=2, jitter=0, lr=1e38)
+        render_units(model, blocks, "layer1.1.bn2", TapRef("1.1", "B"), [0],
+                     **schema_fv_settings(steps=2, jitter=0, lr=1e38))
 
 
 @pytest.fixture
@@ -163,7 +170,7 @@ def test_channel_objective_fvs_for_display(demo_cfg, tmp_path):
     to a receptive field whatever fv.rf_crop says (so that setting does not rerun them)."""
     from resstream.fv.job import read_fv_status
 
-    out = str(tmp_path / "results" / "fv_channel_chunks" / "layer1.1.prerelu_out" / "c0000-0063")
+    out = str(tmp_path / "results" / "channel_fv" / "layer1.1.prerelu_out" / "c0000-0063")
     cfg = copy.deepcopy(demo_cfg)
     cfg["fv"]["steps"] = 15
     done = render_chunk(cfg, "layer1.1.prerelu_out", "c0000-0063", out, objective="channel")

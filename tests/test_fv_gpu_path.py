@@ -11,6 +11,7 @@ import torch
 from resstream.fv import render as fv
 from resstream.fv import memory as fv_memory
 from resstream.model.blocks import TapRef, model_blocks
+from resstream.workflow.plan import schema_fv_settings
 
 DEEP = ("layer4.0.downsample.1", TapRef("4.0", "D"), 16)  # full 224 px inputs: same bits at any batch size on CPU
 MIB = 2**20
@@ -69,7 +70,7 @@ def test_a_chunk_that_does_not_fit_runs_in_microbatches_with_the_same_bits(net, 
     each unit's FV equals the whole-chunk run's bit for bit (full-size inputs on CPU)."""
     model, blocks = net
     layer, ref, jitter = DEEP
-    whole = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4, 5], steps=2, jitter=jitter)
+    whole = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4, 5], **schema_fv_settings(steps=2, jitter=jitter))
     need = fv_memory.saved_bytes_per_unit(model, blocks, ref, "intended", 224)
     reserved = 5 * fv_memory.transform_bytes_per_unit(jitter)
     free = math.ceil((reserved + 2.5 * need) / fv_memory.USABLE_FRACTION)
@@ -77,7 +78,7 @@ def test_a_chunk_that_does_not_fit_runs_in_microbatches_with_the_same_bits(net, 
     sizes = []
     real = fv.block_taps
     monkeypatch.setattr(fv, "block_taps", lambda m, x, *a: sizes.append(x.shape[0]) or real(m, x, *a))
-    split = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4, 5], steps=2, jitter=jitter)
+    split = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4, 5], **schema_fv_settings(steps=2, jitter=jitter))
     assert sizes == [2, 2, 1] * 2
     assert split.settings["units_that_fit"] == {"224": 2} and split.settings["free_bytes"] == free
     assert np.array_equal(split.images, whole.images) and np.array_equal(split.curve, whole.curve)
@@ -86,7 +87,7 @@ def test_a_chunk_that_does_not_fit_runs_in_microbatches_with_the_same_bits(net, 
 def test_out_of_memory_halves_the_microbatch_and_keeps_the_bits(net, monkeypatch):
     model, blocks = net
     layer, ref, jitter = DEEP
-    whole = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4], steps=2, jitter=jitter)
+    whole = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4], **schema_fv_settings(steps=2, jitter=jitter))
     real = fv.block_taps
 
     def small_device(m, x, *a):
@@ -95,7 +96,7 @@ def test_out_of_memory_halves_the_microbatch_and_keeps_the_bits(net, monkeypatch
         return real(m, x, *a)
 
     monkeypatch.setattr(fv, "block_taps", small_device)
-    halved = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4], steps=2, jitter=jitter)
+    halved = fv.render_units(model, blocks, layer, ref, [1, 2, 3, 4], **schema_fv_settings(steps=2, jitter=jitter))
     assert halved.settings["oom_splits"] == [[0, 2]]  # 4 -> 2 + 2 at the first step, then kept
     assert np.array_equal(halved.images, whole.images) and np.array_equal(halved.curve, whole.curve)
 
@@ -104,7 +105,7 @@ def test_out_of_memory_halves_the_microbatch_and_keeps_the_bits(net, monkeypatch
 
     monkeypatch.setattr(fv, "block_taps", no_memory)
     with pytest.raises(fv.FVError, match="out of memory for a single unit.*Fix: free the device's memory"):
-        fv.render_units(model, blocks, layer, ref, [1, 2, 3], steps=1, jitter=jitter)
+        fv.render_units(model, blocks, layer, ref, [1, 2, 3], **schema_fv_settings(steps=1, jitter=jitter))
 
 
 READ_BACKS = ("item", "cpu", "numpy", "tolist", "__bool__", "__float__", "__int__", "__index__")
@@ -139,8 +140,9 @@ def test_no_read_back_from_the_device_inside_the_step_loop(net, monkeypatch, bat
     reports = []
 
     def run(steps):
-        return lambda: fv.render_units(model, blocks, layer, ref, [0, 1, 2], steps=steps, jitter=4, log_every=5,
-                                       batched_transforms=batched, progress=lambda *a: reports.append(a))
+        return lambda: fv.render_units(model, blocks, layer, ref, [0, 1, 2],
+                                       **schema_fv_settings(steps=steps, jitter=4, log_every=5, batched_transforms=batched,
+                                                            progress=lambda *a: reports.append(a)))
 
     short = count_read_backs(monkeypatch, run(6))
     long = count_read_backs(monkeypatch, run(18))
@@ -159,8 +161,10 @@ def test_batched_transforms_give_the_per_unit_bits_on_cpu(net, layer, ref, jitte
     computes what lucent's per-unit calls do: on CPU the FVs are bit-identical."""
     model, blocks = net
     channels = [0, 3, 7, 9, 11, 12]
-    per_unit = fv.render_units(model, blocks, layer, ref, channels, steps=3, jitter=jitter, batched_transforms=False)
-    batched = fv.render_units(model, blocks, layer, ref, channels, steps=3, jitter=jitter, batched_transforms=True)
+    per_unit = fv.render_units(model, blocks, layer, ref, channels,
+                               **schema_fv_settings(steps=3, jitter=jitter, batched_transforms=False))
+    batched = fv.render_units(model, blocks, layer, ref, channels,
+                              **schema_fv_settings(steps=3, jitter=jitter, batched_transforms=True))
     assert batched.settings["batched_transforms"] and not per_unit.settings["batched_transforms"]
     assert np.array_equal(batched.images, per_unit.images) and np.array_equal(batched.curve, per_unit.curve)
     assert not np.array_equal(batched.images[0], batched.images[1])
@@ -187,7 +191,7 @@ def test_gpu_math_sets_tf32_and_determinism_only_on_cuda(monkeypatch):
 def test_cpu_defaults_choose_the_cpu_path(net):
     model, blocks = net
     layer, ref, jitter = DEEP
-    res = fv.render_units(model, blocks, layer, ref, [0], steps=1, jitter=jitter)
+    res = fv.render_units(model, blocks, layer, ref, [0], **schema_fv_settings(steps=1, jitter=jitter))
     assert res.settings["device"] == "cpu" and res.settings["batched_transforms"] is False
     assert "free_bytes" not in res.settings and res.settings["tf32"] is False
 
@@ -230,7 +234,7 @@ def test_deterministic_backward_keeps_each_unit_its_own(net):
     chunk (deep layer: full 224 px inputs, on CPU), and different units differ."""
     model, blocks = net
     layer, ref, jitter = DEEP
-    kw = dict(steps=2, jitter=jitter, batched_transforms=True, deterministic_backward=True)
+    kw = schema_fv_settings(steps=2, jitter=jitter, batched_transforms=True, deterministic_backward=True)
     alone = fv.render_units(model, blocks, layer, ref, [300], **kw)
     chunk = fv.render_units(model, blocks, layer, ref, [1, 300, 7], **kw)
     assert np.array_equal(alone.images[0], chunk.images[1]) and np.array_equal(alone.curve[0], chunk.curve[1])

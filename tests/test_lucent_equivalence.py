@@ -27,6 +27,7 @@ from torchvision.transforms import CenterCrop
 
 from resstream.fv import render as fv
 from resstream.model.blocks import TapRef, model_blocks
+from resstream.workflow.plan import schema_fv_settings
 
 STEPS = 4
 SCALES = [1, 0.975, 1.025, 0.95, 1.05]  # spec §2, the author's center_lucent_optimize.py
@@ -71,8 +72,8 @@ def lucent_run(model, layer: str, channel: int, jitter: int, seed: int, numpy_st
 def compare(model, layer, ref, jitter, hook, channel, steps: int = STEPS) -> tuple[float, float]:
     """``(largest objective difference, largest pixel difference)`` of the two loops."""
     blocks = model_blocks(model)
-    ours = fv.render_units(model, blocks, layer, ref, [channel], steps=steps, jitter=jitter, hook=hook,
-                           rf_crop=False, channels_last=False, microbatch=1)
+    ours = fv.render_units(model, blocks, layer, ref, [channel], **schema_fv_settings(
+        steps=steps, jitter=jitter, hook=hook, rf_crop=False, channels_last=False, microbatch=1))
     seed = ours.seeds[0]
     theirs_curve, theirs_image = lucent_run(model, layer, channel, jitter, seed, fv.UnitRandom([seed]).states[0], steps)
     return float(np.abs(ours.curve[0] - theirs_curve).max()), float(np.abs(ours.images[0] - theirs_image).max())
@@ -97,8 +98,10 @@ def test_crop_and_batching_leave_each_unit_unchanged(model, layer, ref, jitter, 
     """The unit alone, full image, batch 1 against the job's way: receptive-field crop and the unit
     in a batch of five with all units in one forward (the GPU default)."""
     blocks = model_blocks(model)
-    alone = fv.render_units(model, blocks, layer, ref, [channel], steps=STEPS, jitter=jitter, rf_crop=False, microbatch=1)
+    alone = fv.render_units(model, blocks, layer, ref, [channel],
+                            **schema_fv_settings(steps=STEPS, jitter=jitter, rf_crop=False, microbatch=1))
     others = [channel + 1, channel + 2, channel + 3, channel + 4]
-    batch = fv.render_units(model, blocks, layer, ref, [channel] + others, steps=STEPS, jitter=jitter, rf_crop=True, microbatch=5)
+    batch = fv.render_units(model, blocks, layer, ref, [channel] + others,
+                            **schema_fv_settings(steps=STEPS, jitter=jitter, rf_crop=True, microbatch=5))
     np.testing.assert_allclose(batch.curve[0], alone.curve[0], rtol=0, atol=1e-4)
     np.testing.assert_allclose(batch.images[0], alone.images[0], rtol=0, atol=1e-4)

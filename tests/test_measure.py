@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from resstream.analysis import measure
+from resstream.analysis import measure, measure_dataset
 from resstream.analysis.summary import AnalysisError
 from resstream.workflow.plan import Study
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
@@ -31,6 +31,7 @@ def measure_fv(model, identity, study, block, results=None, **kwargs):
     dirs = fv_dirs_of_block(study, block)
     if results is not None:
         dirs = [d.replace(study.config["results"], str(results), 1) for d in dirs]
+    kwargs.setdefault("batch_size", study.config["analysis"]["batch_size"])
     return measure.measure_fv_block(model, identity, study.blocks, block, list(CHANNELS), study.o_relu, dirs, **kwargs)
 
 
@@ -142,7 +143,7 @@ def test_weights_and_rho_columns(study_setup):
     config, study, model, identity = study_setup
     df, meta = measure_fv(model, identity, study, "2.1")
     path = activations_h5(config["results"])
-    df = measure.add_weights_and_rho(df, model, study.blocks, "2.1", study.o_relu, path, identity)
+    df = measure_dataset.add_weights_and_rho(df, model, study.blocks, "2.1", study.o_relu, path, identity)
     block = model.layer2[1]
     for k, c in enumerate(CHANNELS):
         assert df["bn_gamma_abs"][k] == pytest.approx(float(block.bn2.weight[c].abs()))
@@ -168,15 +169,15 @@ def test_other_weights_are_refused(study_setup):
     with pytest.raises(AnalysisError, match="was made with weights .*random:0.* but the analysis uses .*random:1"):
         measure_fv(other_model, other, study, "1.1")
     with pytest.raises(AnalysisError, match="activations.h5 was made with weights"):
-        measure.add_weights_and_rho(measure_fv(model, identity, study, "1.1")[0], other_model, study.blocks, "1.1",
-                                    study.o_relu, activations_h5(config["results"]), other)
+        measure_dataset.add_weights_and_rho(measure_fv(model, identity, study, "1.1")[0], other_model, study.blocks, "1.1",
+                                            study.o_relu, activations_h5(config["results"]), other)
 
 
 def test_imagenet_variant_means_over_top9(study_setup, sample_dir):
     config, study, model, identity = study_setup
     path = activations_h5(config["results"])
-    df, meta = measure.measure_imagenet_block(model, identity, study.blocks, "2.1", list(CHANNELS), study.o_relu, path,
-                                              batch_size=5)
+    df, meta = measure_dataset.measure_imagenet_block(model, identity, study.blocks, "2.1", list(CHANNELS), study.o_relu, path,
+                                                      batch_size=5)
     assert meta["dataset"] == os.path.realpath(sample_dir)  # the folder the activations file was made from
     layers = meta["layers"]
     with h5py.File(path, "r") as f:

@@ -5,8 +5,9 @@ for every image, in one HDF5 file with each unit's top-k images, and the exempla
 from resstream.lazy_exports import lazy_exports
 
 ENTRY_POINTS = {
-    "extract_activations": "extract",
-    "open_activations": "reader",
+    "extract_activations": "stream",
+    "open_activations": "store",
+    "read_layer": "store",
     "write_exemplar_grids": "exemplars",
 }
 __all__ = sorted(ENTRY_POINTS)

@@ -4,7 +4,6 @@ made with PIL exactly as torchvision makes them (:func:`resstream.data.image_fol
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from resstream.activations.reader import open_activations
+from resstream.activations import store
 from resstream.errors import UserError
 from resstream.data.image_folder import load_rgb, view_pixels
 from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
@@ -48,11 +47,11 @@ def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir:
 
     from resstream.analysis.tables import write_table
 
-    with open_activations(h5_path) as f:
-        root = Path(f.attrs["dataset_root_resolved"])
-        paths = f["images/path"].asstr()[:]
-        top_index, top_value = f[f"topk/{layer}/index"][channels], f[f"topk/{layer}/value"][channels]
-        weights = json.loads(f.attrs["weights"])
+    with store.open_activations(h5_path) as f:
+        root = Path(store.dataset_root(f))
+        paths = store.image_paths(f)
+        top_index, top_value = store.topk_index(f, layer)[channels], store.topk_value(f, layer)[channels]
+        weights = store.weights_identity(f)
     remove_stale_partials(out_dir)
     tmp = partial_dir(out_dir)
 

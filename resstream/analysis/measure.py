@@ -9,7 +9,9 @@ on the *normalised* tensor, batched over channels:
 * ``S    = Resize(224) o CenterCrop(112)``       (bilinear, ``antialias=False`` like torchvision 0.15)
 * ``S^-1 = Pad(56, reflect) o Resize(112)``      (same)
 
-The outputs are raw measurement tables (one row per channel); :func:`resstream.analysis.metrics.metric_table`
+The FV variant and the forwards both variants share are here; what reads the dataset activations
+(the top-9 variant, the branch weights and rho): :mod:`resstream.analysis.measure_dataset`.  The
+outputs are raw measurement tables (one row per channel); :func:`resstream.analysis.metrics.metric_table`
 derives M, m, n, SM and the pass flags from them.  This module imports none of the metric code, so
 a change in how the metrics are derived never reruns a measurement.
 """
@@ -28,8 +30,8 @@ from PIL import Image
 from torchvision import transforms
 
 from resstream.model import blocks as blk
-from resstream.data.dataset import ImageFolderDataset, ImageRecord, normalize_transform
-from resstream.analysis.stats import relu_mean, spearman_where_input_positive
+from resstream.data.dataset import normalize_transform
+from resstream.analysis.stats import relu_mean
 from resstream.workflow.paths import chunk_unit_pngs
 from resstream.analysis.tables import AnalysisError
 from resstream.model.taps import block_taps, center_activation
@@ -215,7 +217,7 @@ def _load_or_nan(path: str, status: str) -> torch.Tensor:
 
 
 def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
-                     fv_dirs, batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
+                     fv_dirs, batch_size: int, device=None) -> tuple[pd.DataFrame, dict]:
     """The raw FV table of one block: every spec §3/§7 quantity per channel, from the FV chunk
     folders ``fv_dirs`` of its I, B and O layers."""
     taps = block_role_taps(blocks, block, o_relu)
@@ -229,14 +231,14 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
     for role in ROLES:
         df[f"fv_status_{role}"] = [units[role][c][1] for c in channels]
     df["stimulus_status"] = "ok"
-    meta = _meta(identity, blocks, block, layers, o_relu, "fv")
+    meta = table_meta(identity, blocks, block, layers, o_relu, "fv")
     used = fv_settings_used(fv_dirs, layers)
     meta["fv_hook"] = next((u.get("hook") for u in used.values()), None)
     meta["fv_settings"] = used
     return df, meta
 
 
-def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels, x_in, x_mid, batch_size: int = 32,
+def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels, x_in, x_mid, batch_size: int,
                 device=None) -> pd.DataFrame:
     """Raw table rows of ``channels`` from their stimuli: ``x_in[k]`` = X_I and ``x_mid[k]`` = X_B of
     channel k (normalised ``[3, H, W]`` tensors, :func:`load_fv_png`)."""
@@ -247,18 +249,18 @@ def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels
     r_smid = batched_responses(model, x_mid, {"I": taps["I"]}, blocks, batch_size, device, transform=scale_down)
     ch = np.asarray(channels)
     df = pd.DataFrame({"block": block, "channel": ch, "stimulus": "fv"})
-    return df.assign(**_quantities(
+    return df.assign(**raw_quantities(
         out_in=pick(r_in["O"], ch), out_mid=pick(r_mid["O"], ch), in_in=pick(r_in["I"], ch),
         mid_mid=pick(r_mid["B"], ch), in_mid=pick(r_in["B"], ch), i_of_xb=pick(r_mid["I"], ch),
         b_of_sxi=pick(r_sin["B"], ch), i_of_sinvxb=pick(r_smid["I"], ch),
     ))
 
 
-def _quantities(out_in, out_mid, in_in, mid_mid, in_mid, i_of_xb, b_of_sxi, i_of_sinvxb) -> dict:
+def raw_quantities(out_in, out_mid, in_in, mid_mid, in_mid, i_of_xb, b_of_sxi, i_of_sinvxb) -> dict:
     """Raw table columns from per-channel ``[C]`` or per-stimulus ``[C, K]`` readings (K averaged)."""
     def mean(x):
         x = np.asarray(x, dtype=np.float64)
-        return _nanmean(x) if x.ndim == 2 else x
+        return nanmean_valid(x) if x.ndim == 2 else x
 
     return {
         "out_in": mean(out_in), "out_mid": mean(out_mid), "in_in": mean(in_in), "mid_mid": mean(mid_mid),
@@ -268,14 +270,14 @@ def _quantities(out_in, out_mid, in_in, mid_mid, in_mid, i_of_xb, b_of_sxi, i_of
     }
 
 
-def _nanmean(x: np.ndarray) -> np.ndarray:
+def nanmean_valid(x: np.ndarray) -> np.ndarray:
     """Mean over the stimuli that could be read (an all-NaN row stays NaN, without a warning)."""
     n = np.isfinite(x).sum(axis=-1)
     total = np.where(np.isfinite(x), x, 0.0).sum(axis=-1)
     return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
-def _meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus: str) -> dict:
+def table_meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus: str) -> dict:
     return {
         "weights": identity.as_dict(),
         "block": block,
@@ -288,141 +290,11 @@ def _meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus: str
     }
 
 
-# --- dataset-based quantities (Fig 3 weights, Fig 4 rho) -------------------------------------------------
-
-
-def add_weights_and_rho(df: pd.DataFrame, model, blocks: list[blk.BlockInfo], block: str, o_relu: str,
-                        activations_path: str, identity) -> pd.DataFrame:
-    """Columns ``bn_gamma_abs``, ``conv_w_abs_mean`` and the Spearman rho of B against I over the
-    dataset images with I > 0 (``rho_BI``, ``rho_BI_p``, ``rho_n``, ``rho_status``)."""
-    info = blk.block_lookup(blocks, block)
-    channels = df["channel"].to_numpy()
-    df = df.copy()
-    df["bn_gamma_abs"], df["conv_w_abs_mean"] = weight_magnitudes(model, info, channels)
-    layers = role_layers(blocks, block, o_relu)
-    with h5py.File(_require(activations_path), "r") as f:
-        check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
-        i_curve = _layer_columns(f, layers["I"], channels, activations_path)
-        b_curve = _layer_columns(f, layers["B"], channels, activations_path)
-        if "images/ok" in f:
-            ok = f["images/ok"][:].astype(bool)
-            i_curve, b_curve = i_curve[ok], b_curve[ok]
-    rho, p, n, status = spearman_where_input_positive(i_curve, b_curve)
-    df["rho_BI"], df["rho_BI_p"], df["rho_n"], df["rho_status"] = rho, p, n, status
-    return df
-
-
-def _require(path: str) -> str:
-    if not os.path.exists(path):
-        raise AnalysisError(f"dataset activations {path} do not exist. Fix: run the activations stage first (snakemake {path}).")
-    return path
-
-
-def _layer_columns(f, layer: str, channels, where: str) -> np.ndarray:
-    key = f"layers/{layer}"
-    if key not in f:
-        raise AnalysisError(f"{where} has no /{key}. Fix: rerun the activations stage with this study's config (o_relu and blocks decide its layers).")
-    return f[key][:, :][:, np.asarray(channels)].astype(np.float64)
-
-
-# --- ImageNet variant (A.3) --------------------------------------------------------------------------------
-
-
-def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
-                           activations_path: str, batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict]:
-    """The raw ImageNet table of one block: as :func:`measure_fv_block` with each channel's top-9
-    dataset images of its I and of its B layer in place of X_I and X_B; every value is the mean
-    over the 9 images, the ReLU'd deltas means of ReLU (spec §8).  The images are read from the
-    folder the activations file was made from (its ``dataset_root_resolved``)."""
-    channels = np.asarray(channels)
-    taps = block_role_taps(blocks, block, o_relu)
-    layers = role_layers(blocks, block, o_relu)
-    with h5py.File(_require(activations_path), "r") as f:
-        check_same_weights(weights_attr(f.attrs, activations_path), identity, activations_path)
-        dataset_root = str(f.attrs["dataset_root_resolved"])
-        top = {}
-        for role in ("I", "B"):
-            key = f"topk/{layers[role]}/index"
-            if key not in f:
-                raise AnalysisError(f"{activations_path} has no /{key}. Fix: rerun the activations stage with this study's config.")
-            top[role] = f[key][:][channels].astype(np.int64)  # [C, k]
-        paths = f["images/path"].asstr()[:]
-        img_ok = f["images/ok"][:].astype(bool) if "images/ok" in f else np.ones(len(paths), bool)
-        stored = {role: f[f"layers/{layers[role]}"][:, :][:, channels] for role in ROLES if f"layers/{layers[role]}" in f}
-    records = [ImageRecord(i, str(p), -1, "") for i, p in enumerate(paths)]
-    dataset = ImageFolderDataset(dataset_root, on_bad_image="skip", records=records)
-
-    # index -1 pads a unit with fewer than k valid images; such slots are left out of the means
-    need_up = set(top["I"].ravel().tolist()) - {-1}
-    need_down = set(top["B"].ravel().tolist()) - {-1}
-    indices = sorted(need_up | need_down)
-    log.info("block %s: %d channels, %d distinct top-9 images (I=%s, B=%s)", block, len(channels), len(indices), layers["I"], layers["B"])
-    plain, up, down, readable = {}, {}, {}, {}
-    plain_taps = dict(taps, **o_relu_taps(blocks, block))
-    # Each image is loaded once and sent through at most three forwards: plain, S (if it is some
-    # channel's I exemplar) and S^-1 (if it is some channel's B exemplar).
-    for start in range(0, len(indices), batch_size):
-        batch = indices[start : start + batch_size]
-        items = [dataset[i] for i in batch]
-        x = torch.stack([it[0] for it in items])
-        for i, it in zip(batch, items):
-            readable[i] = bool(it[2]) and bool(img_ok[i])
-        _store(plain, batch, center_responses(model, x, plain_taps, blocks, device))
-        sel = [k for k, i in enumerate(batch) if i in need_up]
-        if sel:
-            _store(up, [batch[k] for k in sel], center_responses(model, scale_up(x[sel]), {"B": taps["B"]}, blocks, device))
-        sel = [k for k, i in enumerate(batch) if i in need_down]
-        if sel:
-            _store(down, [batch[k] for k in sel], center_responses(model, scale_down(x[sel]), {"I": taps["I"]}, blocks, device))
-
-    def gather(table, role, role_top):
-        """``[C, k]``: channel c's own response to each of its k images.  The stored response rows
-        are full-width (every channel of the layer), so they are indexed by the channel's id, not
-        by its position in the selection."""
-        return np.stack([[table[role][i][c] if readable.get(i) else np.nan for i in row] for row, c in zip(role_top, channels)])
-
-    v_in, v_mid = top["I"], top["B"]
-    df = pd.DataFrame({"block": block, "channel": channels, "stimulus": "imagenet"})
-    df = df.assign(**_quantities(
-        out_in=gather(plain, "O", v_in), out_mid=gather(plain, "O", v_mid), in_in=gather(plain, "I", v_in),
-        mid_mid=gather(plain, "B", v_mid), in_mid=gather(plain, "B", v_in), i_of_xb=gather(plain, "I", v_mid),
-        b_of_sxi=gather(up, "B", v_in), i_of_sinvxb=gather(down, "I", v_mid),
-    ))
-    for variant in blk.O_RELU_CHOICES:  # both readings of O and I over the same images (the scorecard's A.3 rows)
-        df[f"out_in_{variant}"] = _nanmean(gather(plain, f"O_{variant}", v_in))
-        df[f"out_mid_{variant}"] = _nanmean(gather(plain, f"O_{variant}", v_mid))
-        df[f"in_in_{variant}"] = _nanmean(gather(plain, f"I_{variant}", v_in))
-    bad = [sum(not readable.get(i) for i in set(v_in[k]) | set(v_mid[k])) for k in range(len(channels))]
-    df["stimulus_status"] = ["ok" if b == 0 else f"imagenet:{b}_images_missing_or_unreadable" for b in bad]
-    df["top9_I"] = [" ".join(map(str, r)) for r in v_in]
-    df["top9_B"] = [" ".join(map(str, r)) for r in v_mid]
-    meta = _meta(identity, blocks, block, layers, o_relu, "imagenet")
-    meta["dataset"] = dataset_root
-    # The plain forwards repeat what the activations stage stored: their agreement checks that the
-    # two stages saw the same images through the same network.
-    diffs = []
-    for role, arr in stored.items():
-        for i in indices:
-            if readable[i]:
-                diffs.append(np.nanmax(np.abs(plain[role][i][channels] - arr[i].astype(np.float64))))
-    meta["max_abs_diff_vs_activations_h5"] = float(max(diffs)) if diffs else None
-    log.info("block %s: largest difference to the stored dataset activations %.3g", block, meta["max_abs_diff_vs_activations_h5"] or 0.0)
-    return df, meta
-
-
-def _store(table: dict, indices, responses: dict[str, np.ndarray]):
-    for role, values in responses.items():
-        dest = table.setdefault(role, {})
-        for i, row in zip(indices, values):
-            dest[i] = row
-
-
 # --- entry point for the workflow ---------------------------------------------------------------------------
 
 
 def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu: str, model: dict, activations_path: str,
-                          out_csv: str, *, fv_dirs=(), batch_size: int = 32, device: str = "auto",
-                          gpus: int | None = None) -> pd.DataFrame:
+                          out_csv: str, *, batch_size: int, device: str, fv_dirs=(), gpus: int | None = None) -> pd.DataFrame:
     """The measurement job of one block (``stimulus`` fv | imagenet): its raw table with provenance.
     ``fv_dirs``: the FV chunk folders of the block's I, B and O layers (fv only); ``model``: the
     rule's model param (:func:`resstream.model.weights.model_param`); ``batch_size``, ``device`` and
@@ -436,6 +308,8 @@ def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu
     net = net.to(run_on)
     blocks = blk.model_blocks(net)
     log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, run_on, identity.label)
+    from resstream.analysis.measure_dataset import add_weights_and_rho, measure_imagenet_block
+
     if stimulus == "fv":
         df, meta = measure_fv_block(net, identity, blocks, block, channels, o_relu, fv_dirs, batch_size, run_on)
     else:

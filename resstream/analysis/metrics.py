@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from resstream.workflow.schema import default
 from resstream.analysis.stats import STAT_OK, StatResult, as_f64, json_float, relu_mean, spearman, spearman_where_input_positive  # noqa: F401  (re-exported)
 
 # --- mix ratio (spec §4) --------------------------------------------------------------------------
@@ -75,14 +76,14 @@ def mix_ratio(out_in, out_mid) -> MixRatio:
     return MixRatio(raw=raw, clamped=np.minimum(raw, M_CLAMP), status=status)
 
 
-def mix_ok(m_raw, mix_factor: float = 1.5) -> np.ndarray:
+def mix_ok(m_raw, mix_factor: float) -> np.ndarray:
     """Eq 2 with the code's factor: 1/f < M < f (strict both sides); NaN is never ok."""
     m_raw = _f64(m_raw)
     with np.errstate(invalid="ignore"):
         return (m_raw > 1.0 / mix_factor) & (m_raw < mix_factor)
 
 
-def mix_group(m, mix_factor: float = 1.5) -> np.ndarray:
+def mix_group(m, mix_factor: float) -> np.ndarray:
     """Fig 1's spectrum: skip (M >= f), mix (1/f < M < f), overwrite (M <= 1/f); NaN -> none."""
     m = _f64(m)
     out = np.full(m.shape, NO_GROUP, dtype=object)
@@ -168,14 +169,14 @@ def _check_scale_sign(scale_sign: str):
         raise ValueError(f"analysis.scale_sign '{scale_sign}' unknown; one of {', '.join(SCALE_SIGNS)}")
 
 
-def scale_metric(m, n, scale_rule: str = "paper") -> np.ndarray:
+def scale_metric(m, n, scale_rule: str) -> np.ndarray:
     """SM (Eq 5): m + n; ``mid_only`` (the author's later code, spec §10) ranks by m alone."""
     _check_scale_rule(scale_rule)
     m, n = np.broadcast_arrays(_f64(m), _f64(n))
     return m + n if scale_rule == "paper" else m.copy()
 
 
-def scale_ok(deltas: ScaleDeltas, scale_rule: str = "paper", scale_sign: str = "paper") -> np.ndarray:
+def scale_ok(deltas: ScaleDeltas, scale_rule: str, scale_sign: str) -> np.ndarray:
     """Eqs 3-4: is each scaled reading above the unscaled one?
 
     ``scale_sign``: ``paper`` tests the raw deltas (``m_delta > 0``, ``n_delta > 0``) as Eqs 3-4
@@ -193,7 +194,7 @@ def scale_ok(deltas: ScaleDeltas, scale_rule: str = "paper", scale_sign: str = "
     return ok
 
 
-def pass_flags(m_raw, deltas: ScaleDeltas, mix_factor: float = 1.5, scale_rule: str = "paper", scale_sign: str = "paper"):
+def pass_flags(m_raw, deltas: ScaleDeltas, mix_factor: float, scale_rule: str, scale_sign: str):
     """``(pass_all, pass_nomix)``: the scale criteria (:func:`scale_ok`) with and without the mix
     criterion (Eq 2, on the unclamped M)."""
     ok = scale_ok(deltas, scale_rule, scale_sign)
@@ -281,8 +282,10 @@ RAW_COLUMNS = (
 )
 
 
-def metric_table(raw, mix_factor: float = 1.5, scale_rule: str = "paper", mix_rules: str = "code", scale_sign: str = "paper"):
-    """Add every derived per-channel quantity to a measurement table (a pandas DataFrame).
+def metric_table(raw, mix_factor: float = default("analysis.mix_factor"), scale_rule: str = default("analysis.scale_rule"),
+                 mix_rules: str = default("analysis.mix_rules"), scale_sign: str = default("analysis.scale_sign")):
+    """Add every derived per-channel quantity to a measurement table (a pandas DataFrame); the
+    settings default to the config schema's (``analysis.*``).
 
     Adds M_raw, M (clamped), mix_status, mix_group (Fig 1), fig4_group, m_delta, n_delta, m, n,
     scale_status, SM, pass_all, pass_nomix, and ``status``: "ok" or the ";"-joined list of

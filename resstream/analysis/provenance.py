@@ -56,9 +56,11 @@ def dataset_used(results: str) -> tuple[str, int | None]:
     """``(dataset root, number of images)`` recorded in ``activations.h5``."""
     import h5py
 
+    from resstream.activations import store
+
     try:
         with h5py.File(activations_h5(results), "r") as f:
-            return str(f.attrs.get("dataset_root", UNKNOWN)), int(f["images/path"].shape[0])
+            return store.dataset_root_given(f, UNKNOWN), store.image_count(f)
     except (OSError, KeyError):
         return UNKNOWN, None
 

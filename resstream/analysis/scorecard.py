@@ -33,6 +33,7 @@ from resstream.analysis import metrics
 from resstream.analysis.summary import read_table, write_table
 from resstream.model.blocks import O_RELU_CHOICES
 from resstream.workflow.outputs import write_text_atomic
+from resstream.workflow.schema import default
 
 CLAIMS_PATH = Path(__file__).with_name("paper_claims.yaml")
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE = "reproduced", "partly", "not reproduced", "not applicable"
@@ -58,14 +59,14 @@ class RunTables:
 
     fv: dict[str, pd.DataFrame]
     imagenet: dict[str, pd.DataFrame]
-    o_relu: str = "pre"
+    o_relu: str
     analysis: dict = field(default_factory=dict)
     weights: dict | None = None
     alpha: float = 0.05
 
     @property
     def mix_factor(self) -> float:
-        return float(self.analysis.get("mix_factor", 1.5))
+        return float(self.analysis.get("mix_factor", default("analysis.mix_factor")))  # tables older than the key
 
     def imagenet_variant(self, block: str, o_relu: str) -> pd.DataFrame | None:
         """The ImageNet table of a block with O and I read as ``o_relu`` says: this run's table, or
@@ -403,7 +404,7 @@ def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05) -> RunTabl
         meta = meta or block_meta
     for block, path in imagenet_csvs.items():
         imagenet[block] = read_table(path)[0]
-    return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", "pre"), analysis=meta.get("analysis") or {},
+    return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", default("study.o_relu")), analysis=meta.get("analysis") or {},
                      weights=meta.get("weights"), alpha=alpha)
 
 

@@ -74,7 +74,7 @@ def read_fv_status(out_dir: str) -> dict[int, str]:
 
 
 def run_fv_chunk(model: dict, layer: str, channels: list[int], settings: dict, out_dir: str, *,
-                 objective: str = "center", device: str = "auto", gpus: int | None = None, log_every: int = 50) -> dict:
+                 device: str, log_every: int, objective: str = "center", gpus: int | None = None) -> dict:
     """The FV chunk job: render ``channels`` of ``layer`` with ``settings`` (an
     :class:`~resstream.fv.settings.FVSettings` as a dict) into ``out_dir``.  ``model``: the rule's
     model param (:func:`resstream.model.weights.model_param`); ``device``, ``gpus`` (what the job
@@ -93,7 +93,7 @@ def run_fv_chunk(model: dict, layer: str, channels: list[int], settings: dict, o
 
 
 def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], settings: FVSettings, out_dir: str,
-                     objective: str = "center", log_every: int = 50, what: str | None = None) -> FVResult:
+                     log_every: int, objective: str = "center", what: str | None = None) -> FVResult:
     """Render ``channels`` of ``layer`` with ``settings`` into the folder ``out_dir`` (the FV stage's
     chunk jobs and ``resstream fv`` both come here: same seeds, same files)."""
     remove_stale_partials(out_dir)
@@ -111,13 +111,8 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
             step, steps, rate, (steps - step) / max(rate, 1e-9), float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
         )
 
-    result = render_units(
-        model, blocks, layer, ref, channels,
-        steps=settings.steps, lr=settings.lr, jitter=settings.jitter, hook=settings.hook, seed=settings.seed,
-        rf_crop=settings.rf_crop, bf16=settings.bf16, microbatch=settings.microbatch,
-        channels_last=settings.channels_last, tf32=settings.tf32, objective=objective,
-        log_every=log_every, progress=progress,
-    )
+    result = render_units(model, blocks, layer, ref, channels, **settings.as_params(), objective=objective,
+                          log_every=log_every, progress=progress)
     for c, status in zip(result.channels, result.status):
         if status == "nan":
             log.warning(

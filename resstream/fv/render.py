@@ -163,6 +163,12 @@ def gpu_math(device: torch.device, tf32: bool):
         torch.use_deterministic_algorithms(saved_mode[0], warn_only=saved_mode[1])
 
 
+def crop_planner(model, blocks, ref: TapRef, hook: str, rf_crop: bool, objective: str) -> CropPlanner | None:
+    """The receptive-field crop of a render, or None for the full 224 px input: only the centre
+    objective can be cropped (a channel objective reads the whole map)."""
+    return CropPlanner(model, blocks, ref, hook) if (rf_crop and objective == "center") else None
+
+
 class _UnitForward:
     """One step's network passes for a chunk: per microbatch, the forward to each unit's objective
     and the backward to the microbatch's input (its graph then freed); then one backward through
@@ -177,7 +183,7 @@ class _UnitForward:
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.blocks, self.ref, self.hook, self.objective = blocks, ref, hook, objective
         self.bf16, self.microbatch, self.channels_last = bf16, microbatch, channels_last
-        self.planner = CropPlanner(model, blocks, ref, hook) if (rf_crop and objective == "center") else None
+        self.planner = crop_planner(model, blocks, ref, hook, rf_crop, objective)
         self.channel_index = torch.tensor(channels, device=self.device)
         self.k = len(channels)
         self.free = fv_memory.free_bytes(self.device)
@@ -262,29 +268,17 @@ class _UnitForward:
 
 
 def render_units(
-    model: torch.nn.Module,
-    blocks: list[BlockInfo],
-    layer: str,
-    ref: TapRef,
-    channels: list[int],
-    *,
-    steps: int = 2560,
-    lr: float = 0.05,
-    jitter: int = 0,
-    hook: str = "intended",
-    seed: int = 0,
-    rf_crop: bool = True,
-    bf16: bool = False,
-    objective: str = "center",
-    microbatch: int | None = None,
-    channels_last: bool = True,
-    tf32: bool = False,
-    batched_transforms: bool | None = None,
-    deterministic_backward: bool | None = None,
-    log_every: int = 50,
-    progress=None,
+    model: torch.nn.Module, blocks: list[BlockInfo], layer: str, ref: TapRef, channels: list[int], *, steps: int,
+    jitter: int, lr: float, hook: str, seed: int, rf_crop: bool, bf16: bool, microbatch: int | None,
+    channels_last: bool, tf32: bool, objective: str = "center", batched_transforms: bool | None = None,
+    deterministic_backward: bool | None = None, progress=None, log_every: int = 1,
 ) -> FVResult:
     """Optimise one image per channel of ``layer`` and return the images, curves and status.
+
+    The settings are an :class:`~resstream.fv.settings.FVSettings`' (the config's ``fv``, with the
+    layer's ``jitter``), all given: their defaults live in the config schema, and this module does
+    not read it (an edit of the schema must not rerun the FV jobs).  ``progress(step, steps,
+    seconds, values)`` is called every ``log_every`` steps and after the last.
 
     ``microbatch``: most units per forward.  CPU convolution kernels pick different algorithms
     for different batch sizes on small (receptive-field cropped) inputs, which changes the last
@@ -301,57 +295,20 @@ def render_units(
     if objective not in OBJECTIVES:
         raise ValueError(f"FV objective '{objective}' unknown; one of {', '.join(OBJECTIVES)}")
     device = next(model.parameters()).device
-    batched = device.type == "cuda" if batched_transforms is None else batched_transforms
-    deterministic = device.type == "cuda" if deterministic_backward is None else deterministic_backward
-    if deterministic and not batched:
-        raise ValueError("deterministic_backward needs batched_transforms")
-    k = len(channels)
+    batched, deterministic = _transform_path(device, batched_transforms, deterministic_backward)
     seeds = [unit_seed(seed, layer, c, objective) for c in channels]
     t0 = time.time()
     with lucent_on(device), gpu_math(device, tf32):
         spectrum, image_f = _unit_images(seeds, device)
-        optimizer = torch.optim.Adam([spectrum], lr=lr)
-        rng = UnitRandom(seeds)
-        if batched:
-            make_inputs = BatchedTransforms(jitter, rng, deterministic)
-        else:
-            transforms = lucent_transform.compose(lucent_transforms(jitter))
-            make_inputs = lambda images, mean, std: per_unit_inputs(images, transforms, rng, mean, std)  # noqa: E731
-        mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
-        std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+        make_inputs = _input_maker(jitter, UnitRandom(seeds), batched, deterministic)
         forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter)
-
-        curve = torch.full((k, steps), float("nan"), device=device)
-        nan_seen = torch.zeros(k, dtype=torch.bool, device=device)
-        for step in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            values = forward(make_inputs(image_f(), mean, std), step)
-            with torch.no_grad():
-                bad = ~torch.isfinite(spectrum.grad.flatten(1)).all(dim=1)
-                spectrum.grad.masked_fill_(bad.view(-1, *[1] * (spectrum.dim() - 1)), 0)
-            try:
-                optimizer.step()
-            except RuntimeError as exc:  # e.g. an lr so large that Adam's step overflows float32
-                raise FVError(f"FV of {layer} failed at step {step + 1} with lr {lr}: {exc}. Fix: lower fv.lr") from None
-            curve[:, step] = values
-            nan_seen |= ~torch.isfinite(values) | bad
-            if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
-                progress(step + 1, steps, time.time() - t0, values.cpu().numpy())  # the loop's only read-back
-
+        loop = _Optimisation(spectrum, image_f, make_inputs, forward, lr, layer)
+        curve, nan_seen = loop.run(steps, log_every, progress, t0)
         with torch.no_grad():
             final_images = image_f().float().cpu().numpy()
-        curve, nan_seen = curve.cpu().numpy(), nan_seen.cpu().numpy()
-    nan_seen |= ~np.isfinite(final_images).reshape(k, -1).all(axis=1)
-    status = ["nan" if nan_seen[i] else "ok" if np.nanmax(curve[i]) > 0 else "dead" for i in range(k)]
     return FVResult(
-        layer=layer,
-        channels=list(channels),
-        objective=objective,
-        seeds=seeds,
-        images=final_images.astype(np.float32),
-        final_activation=curve[:, -1].copy(),
-        curve=curve,
-        status=status,
+        layer=layer, channels=list(channels), objective=objective, seeds=seeds, images=final_images.astype(np.float32),
+        final_activation=curve[:, -1].copy(), curve=curve, status=unit_status(curve, nan_seen, final_images),
         settings=dict(
             steps=steps, lr=lr, jitter=jitter, hook=hook, seed=seed, rf_crop=rf_crop, bf16=bf16,
             objective=objective, microbatch=microbatch, channels_last=channels_last, tf32=tf32,
@@ -359,3 +316,69 @@ def render_units(
         ),
         seconds=time.time() - t0,
     )
+
+
+def _transform_path(device: torch.device, batched_transforms: bool | None, deterministic_backward: bool | None):
+    """``(batched, deterministic)``: the transforms of the whole chunk at once, their backward in a
+    fixed order (None: on CUDA only)."""
+    batched = device.type == "cuda" if batched_transforms is None else batched_transforms
+    deterministic = device.type == "cuda" if deterministic_backward is None else deterministic_backward
+    if deterministic and not batched:
+        raise ValueError("deterministic_backward needs batched_transforms")
+    return batched, deterministic
+
+
+def _input_maker(jitter: int, rng: UnitRandom, batched: bool, deterministic: bool):
+    """``make_inputs(images, mean, std)``: each unit's transformed, normalised network input."""
+    if batched:
+        return BatchedTransforms(jitter, rng, deterministic)
+    transforms = lucent_transform.compose(lucent_transforms(jitter))
+    return lambda images, mean, std: per_unit_inputs(images, transforms, rng, mean, std)
+
+
+class _Optimisation:
+    """The step loop: Adam on the units' spectra, each unit's objective value at every step and
+    whether it ever saw a NaN, kept on the device (read back only for ``progress``)."""
+
+    def __init__(self, spectrum, image_f, make_inputs, forward: _UnitForward, lr: float, layer: str):
+        self.spectrum, self.image_f, self.make_inputs, self.forward = spectrum, image_f, make_inputs, forward
+        self.optimizer = torch.optim.Adam([spectrum], lr=lr)
+        self.lr, self.layer = lr, layer
+        device = spectrum.device
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+        self.std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+
+    def run(self, steps: int, log_every: int, progress, t0: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(curve [k, steps], nan_seen [k])`` as numpy, after ``steps`` steps."""
+        k, device = self.forward.k, self.spectrum.device
+        curve = torch.full((k, steps), float("nan"), device=device)
+        nan_seen = torch.zeros(k, dtype=torch.bool, device=device)
+        for step in range(steps):
+            values, bad = self._step(step)
+            curve[:, step] = values
+            nan_seen |= ~torch.isfinite(values) | bad
+            if progress is not None and ((step + 1) % log_every == 0 or step + 1 == steps):
+                progress(step + 1, steps, time.time() - t0, values.cpu().numpy())  # the loop's only read-back
+        return curve.cpu().numpy(), nan_seen.cpu().numpy()
+
+    def _step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One Adam step; ``(objective values [k], units whose gradient was not finite [k])``.  A
+        unit's non-finite gradient is zeroed so that it cannot move (or poison) its spectrum."""
+        spectrum = self.spectrum
+        self.optimizer.zero_grad(set_to_none=True)
+        values = self.forward(self.make_inputs(self.image_f(), self.mean, self.std), step)
+        with torch.no_grad():
+            bad = ~torch.isfinite(spectrum.grad.flatten(1)).all(dim=1)
+            spectrum.grad.masked_fill_(bad.view(-1, *[1] * (spectrum.dim() - 1)), 0)
+        try:
+            self.optimizer.step()
+        except RuntimeError as exc:  # e.g. an lr so large that Adam's step overflows float32
+            raise FVError(f"FV of {self.layer} failed at step {step + 1} with lr {self.lr}: {exc}. Fix: lower fv.lr") from None
+        return values, bad
+
+
+def unit_status(curve: np.ndarray, nan_seen: np.ndarray, final_images: np.ndarray) -> list[str]:
+    """Per unit: 'nan' (a NaN anywhere, in a step or the final image), 'dead' (the objective never
+    rose above 0) or 'ok'."""
+    nan_seen = nan_seen | ~np.isfinite(final_images).reshape(len(nan_seen), -1).all(axis=1)
+    return ["nan" if nan_seen[i] else "ok" if np.nanmax(curve[i]) > 0 else "dead" for i in range(len(nan_seen))]

@@ -5,7 +5,9 @@ Layout under ``results`` (config key):
 * ``model_card.json|csv``                         stage 0, model card
 * ``fv/{layer}/{chunk}/fv.h5``                     FV stage: one folder per (layer, channel chunk)
 * ``fv/{layer}/{chunk}/unit{c:04d}.png``           the 8-bit FV of channel c (what measurement reads)
-* ``fv_channel_chunks/{layer}/{chunk}/``          channel-objective FVs for the atlas, same layout
+* ``channel_fv/{layer}/{chunk}/``                 channel-objective FVs (whole-map mean; atlas, Figs 1
+                                                   and 6), same layout (``fv_channel_chunks/`` before:
+                                                   :mod:`resstream.workflow.renamed_outputs`)
 * ``atlas/index.html``, ``atlas/{block}/``         the unit atlas (static HTML)
 * ``activations/activations.h5``                   dataset stage: one file, all layers
 * ``activations/exemplars/{layer}/unit{c:04d}.png`` 3x3 grid of a unit's top-9 images (one folder,
@@ -51,7 +53,7 @@ def exemplar_grid(results: str, layer: str, channel: int) -> str:
 
 
 def channel_fv_chunk_dir(results: str, layer: str, chunk: str) -> str:
-    return os.path.join(results, "fv_channel_chunks", layer, chunk)
+    return os.path.join(results, "channel_fv", layer, chunk)
 
 
 def atlas_dir(results: str) -> str:

@@ -11,6 +11,7 @@ from resstream.errors import ConfigError
 from resstream.fv.settings import FVSettings
 from resstream.model import blocks as blk
 from resstream.model.structure import map_sizes, structure
+from resstream.workflow.schema import section_defaults
 
 
 def default_jitter(block: blk.BlockInfo) -> int:
@@ -245,3 +246,11 @@ class Study:
                     }
                 )
         return rows
+
+
+def schema_fv_settings(**given) -> dict:
+    """The settings :func:`resstream.fv.render.render_units` takes, for a call outside a study
+    (tests, benchmarks): the schema's ``fv`` defaults, with ``given`` ones (``steps``, ``jitter``,
+    ...) in their place; ``jitter`` has no schema default (it is per layer: :func:`default_jitter`)."""
+    fv = section_defaults("fv")
+    return {**{name: fv[name] for name in FVSettings.__dataclass_fields__ if name in fv}, **given}

@@ -29,3 +29,18 @@ def section_properties(section: str) -> dict:
 def section_defaults(section: str) -> dict:
     """``{key: default}`` of one config section, e.g. ``section_defaults("fv")["steps"]``."""
     return {key: spec.get("default") for key, spec in section_properties(section).items()}
+
+
+def default(key: str):
+    """The schema's default of one dotted config key, e.g. ``default("analysis.mix_factor")``: for
+    library functions called outside the workflow and for outputs whose recorded settings predate a
+    key (the schema is the one place a default is written)."""
+    spec = load_schema()
+    for part in key.split("."):
+        try:
+            spec = spec["properties"][part]
+        except KeyError:
+            raise KeyError(f"{key} is not a config key of {SCHEMA_PATH.name}") from None
+    if "default" not in spec:
+        raise KeyError(f"{key} has no default in {SCHEMA_PATH.name}")
+    return spec["default"]
