@@ -258,3 +258,58 @@ def test_o_relu_post_stops_the_workflow_before_any_job(tmp_path, sample_dir):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("resstream:")]
     assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("resstream: study.o_relu: post asks")
     assert "rule " not in proc.stdout + proc.stderr
+
+
+# --- receptive-field crop: taken where exact, refused (and logged) where a layer mixes the whole map ---
+
+
+def centre_of(model, blocks, ref, x):
+    with torch.no_grad():
+        out = block_taps(model, x, [ref], blocks=blocks)[ref]
+    return out[0, :, out.shape[-2] // 2, out.shape[-1] // 2]
+
+
+@pytest.mark.parametrize("arch, layer", [("mobilenet_v3_large", "features.3.block"), ("convnext_tiny", "features.1.1.stochastic_depth"),
+                                         ("efficientnet_v2_s", "features.2.1.block")])
+def test_the_crop_is_taken_where_exact_and_agrees_with_the_full_forward(arch, layer):
+    from resstream.model.receptive_field import CropPlanner, crop_refusal
+
+    model = random_model(arch)
+    blocks = model_blocks(model)
+    ref = parse_layer(blocks, layer)
+    assert crop_refusal(model, blocks, ref) is None
+    plan = CropPlanner(model, blocks, ref, "intended").plan(224)
+    assert plan is not None and plan.size < 224
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    full = centre_of(model, blocks, ref, x)
+    with torch.no_grad():
+        part = block_taps(model, x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size], [ref], blocks=blocks)[ref]
+    torch.testing.assert_close(part[0, :, plan.center, plan.center], full, atol=1e-5 * float(full.abs().max()), rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch, layer, se_path", [
+    ("regnet_y_400mf", "trunk_output.block2.block2-1.f.c", "trunk_output.block1.block1-0.f.se"),
+    ("mobilenet_v3_large", "features.5.block", "features.4.block.2"),
+])
+def test_the_crop_falls_back_to_the_full_forward_after_a_squeeze_excitation(arch, layer, se_path, caplog):
+    import logging
+
+    from resstream.model.receptive_field import CropPlanner, _numeric_mismatch, _plan, crop_refusal
+
+    model = random_model(arch)
+    blocks = model_blocks(model)
+    ref = parse_layer(blocks, layer)
+    # the structure says why: the first squeeze-excitation on the path
+    assert crop_refusal(model, blocks, ref) == f"{se_path} (SqueezeExcitation) mixes the whole map"
+    with caplog.at_level(logging.INFO, logger="resstream.model.receptive_field"):
+        assert CropPlanner(model, blocks, ref, "intended").plan(224) is None
+    assert f"crop of {ref.block}:{ref.tensor} at 224 px not used ({se_path} (SqueezeExcitation)" in caplog.text
+    # the numeric check alone catches it too: the cropped forward's centre differs from the full one
+    plan = _plan(model, blocks, ref, 224)
+    assert plan is not None, "the conv-path window is small enough to be tried"
+    assert _numeric_mismatch(model, blocks, ref, 224, "intended", plan) is not None
+    # and it is right to: computed here independently, the crop changes the centre activations
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    full = centre_of(model, blocks, ref, x)
+    part = centre_of(model, blocks, ref, x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size])
+    assert float((part - full).abs().max()) > 1e-4 * float(full.abs().max())
