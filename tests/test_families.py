@@ -313,3 +313,47 @@ def test_the_crop_falls_back_to_the_full_forward_after_a_squeeze_excitation(arch
     full = centre_of(model, blocks, ref, x)
     part = centre_of(model, blocks, ref, x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size])
     assert float((part - full).abs().max()) > 1e-4 * float(full.abs().max())
+
+
+# --- weights: each family's torchvision enum, its hub file checked by hash, custom checkpoints -------
+
+
+@pytest.mark.parametrize("arch, name, file", [
+    ("resnext50_32x4d", "IMAGENET1K_V2", "resnext50_32x4d-1a0047aa.pth"),
+    ("regnet_y_400mf", "IMAGENET1K_V1", "regnet_y_400mf-c65dace8.pth"),
+    ("convnext_tiny", "IMAGENET1K_V1", "convnext_tiny-983f1562.pth"),
+    ("mobilenet_v3_large", "IMAGENET1K_V2", "mobilenet_v3_large-5c1a4163.pth"),
+    ("efficientnet_v2_s", "IMAGENET1K_V1", "efficientnet_v2_s-dd5fe13b.pth"),
+])
+def test_hub_weights_of_each_family_are_checked_by_their_published_hash(tmp_path, monkeypatch, arch, name, file):
+    from resstream.model import weights as W
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
+    assert W.missing_hub_file(arch, name) == tmp_path / "hub" / "checkpoints" / file
+    model, _ = W.load_model(arch, "random:1")
+    cached = tmp_path / "hub" / "checkpoints" / file
+    cached.parent.mkdir(parents=True)
+    torch.save(model.state_dict(), cached)
+    with pytest.raises(W.WeightsError, match=f"corrupt or not torchvision's"):
+        W.load_model(arch, name, allow_download=False)
+    monkeypatch.setitem(W.KNOWN_SHA256, file, W.file_sha256(cached))  # as if it were the published file
+    loaded, ident = W.load_model(arch, name, allow_download=False)
+    assert ident.pretrained and ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
+    with pytest.raises(W.WeightsError, match="is not a weights set of"):
+        W.check_weights_spec(arch, "IMAGENET1K_V9")
+
+
+def test_custom_checkpoints_of_other_families_fit_their_classifier(tmp_path):
+    from resstream.model import weights as W
+
+    for arch, head in (("convnext_tiny", "classifier.2"), ("regnet_y_400mf", "fc"), ("mobilenet_v3_small", "classifier.3")):
+        model, _ = W.load_model(arch, "random:2")
+        sd = model.state_dict()
+        width = sd[f"{head}.weight"].shape[1]
+        sd[f"{head}.weight"], sd[f"{head}.bias"] = torch.ones(10, width), torch.zeros(10)
+        path = tmp_path / f"{arch}_ten.pth"
+        torch.save(sd, path)
+        W.check_weights_available(arch, str(path), allow_download=False, checkpoint="any")  # built on the meta device
+        loaded, ident = W.load_model(arch, str(path), checkpoint="any")
+        assert loaded.get_submodule(head).weight.shape == (10, width) and ident.kind == "custom"
