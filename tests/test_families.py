@@ -357,3 +357,32 @@ def test_custom_checkpoints_of_other_families_fit_their_classifier(tmp_path):
         W.check_weights_available(arch, str(path), allow_download=False, checkpoint="any")  # built on the meta device
         loaded, ident = W.load_model(arch, str(path), checkpoint="any")
         assert loaded.get_submodule(head).weight.shape == (10, width) and ident.kind == "custom"
+
+
+def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
+    from resstream.model.card import card_facts
+    from resstream.model.structure import structure
+    from resstream.workflow.config import validate_config
+    from resstream.workflow.plan import Study, default_jitter
+
+    expected = {  # 0 while the block's input is at stride <= 4, 4 at stride 8, 16 from stride 16
+        "convnext_tiny": {"features.1.1": 0, "features.3.0": 4, "features.3.2": 4, "features.5.0": 16, "features.7.2": 16},
+        "mobilenet_v2": {"features.3": 0, "features.5": 4, "features.6": 4, "features.8": 16, "features.16": 16},
+        "efficientnet_v2_s": {"features.1.1": 0, "features.2.1": 0, "features.3.1": 4, "features.4.1": 16},
+        "regnet_x_400mf": {"trunk_output.block2.block2-0": 0, "trunk_output.block2.block2-1": 4,
+                           "trunk_output.block3.block3-0": 4, "trunk_output.block3.block3-1": 16},
+        "resnet50": {"1.1": 0, "2.0": 0, "2.1": 4, "3.0": 4, "3.1": 16, "4.0": 16},
+    }
+    for arch, jitters in expected.items():
+        blocks = {b.name: b for b in structure(arch)}
+        assert {name: default_jitter(blocks[name]) for name in jitters} == jitters, arch
+    study = Study(validate_config({"model": {"arch": "mobilenet_v2"}}))
+    card = card_facts(study)
+    assert card["family"] == "MobileNetV2" and card["blocks_without_residual_sum"] == [
+        f"features.{i}" for i in (1, 2, 4, 7, 11, 14, 17)]
+    rows = {row["block"]: row for row in card["model_blocks"]}
+    assert rows["features.4"] == {"block": "features.4", "module": "features.4", "class": "InvertedResidual", "stage": 3,
+                                  "residual_sum": False, "after_sum": "none", "studied": False}
+    assert rows["features.5"]["studied"] and rows["features.5"]["residual_sum"]
+    assert {row["layer"] for row in card["layers"] if row["block"] == "features.5"} == {
+        "features.4", "features.5.conv", "features.5"}
