@@ -66,6 +66,9 @@ SEMANTICS = {
                     "its conv-BN-SiLU); I = the block input; nothing after the sum (o_relu: pre only); blocks without a "
                     "sum are not studied",
 }
+# The nonlinearity after each family's residual sum (None: O is the sum itself).
+AFTER_SUM = {"ResNet": "ReLU", "ResNeXt": "ReLU", "RegNet": "ReLU", "ConvNeXt": None, "MobileNetV2": None,
+             "MobileNetV3": None, "EfficientNet": None}
 # The 1000-way classifier layer (for checkpoints fine-tuned to another number of classes).
 CLASSIFIER = {"ResNet": "fc", "ResNeXt": "fc", "RegNet": "fc", "ConvNeXt": "classifier.2", "MobileNetV2": "classifier.1",
               "MobileNetV3": "classifier.3", "EfficientNet": "classifier.1"}
