@@ -103,13 +103,13 @@ def info(args: argparse.Namespace) -> None:
     sizes = map_sizes(args.arch, args.size)
     print(f"{args.arch}: {len(study.blocks)} blocks; studied by default: {', '.join(study.study_blocks)}")
     width = max(6, *(len(info.name) for info in study.blocks))
-    print(f"{'block':<{width}} {'class':<18} {'skip':<10} {'I':<24} {'B':<16} {'O (pre-ReLU)':<22} {'channels':>8} {'map':>7}")
+    print(f"{'block':<{width}} {'class':<18} {'skip':<10} {'I':<24} {'B':<16} {'O (o_relu: pre)':<22} {'channels':>8} {'map':>7}")
     for info in study.blocks:
         h, w = sizes[info.name]
         if info.has_sum:
             layers = {role: blk.layer_name(study.blocks, blk.role_tap(study.blocks, info.name, role, "pre")) for role in blk.ROLES}
         else:
-            layers = {"I": "-", "B": "-", "O": "(no residual sum: not studied)"}
+            layers = {"I": "-", "B": "-", "O": "no residual sum"}
         print(f"{info.name:<{width}} {info.block_class:<18} {info.skip_path:<10} {layers['I']:<24} {layers['B']:<16} "
               f"{layers['O']:<22} {info.channels:>8} {h:>3}x{w:<3}")
 
@@ -145,7 +145,7 @@ def _positive_int(text: str) -> int:
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     model = section_properties("model")
     p.add_argument("--arch", default=model["arch"]["default"], metavar="ARCH",
-                   help="torchvision ResNet (default %(default)s; see: resstream info)")
+                   help="a torchvision residual CNN (default %(default)s; see: resstream families, resstream info ARCH)")
     p.add_argument("--weights", default=model["weights"]["default"],
                    help="torchvision weights name, a checkpoint path, or random:SEED (default %(default)s)")
     p.add_argument("--offline", action="store_true", help="never download weights (model.allow_download: false)")

@@ -386,3 +386,21 @@ def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
     assert rows["features.5"]["studied"] and rows["features.5"]["residual_sum"]
     assert {row["layer"] for row in card["layers"] if row["block"] == "features.5"} == {
         "features.4", "features.5.conv", "features.5"}
+
+
+def test_the_command_line_lists_families_and_blocks_without_a_sum():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "resstream.cli", *a], cwd=REPO, capture_output=True, text=True)  # noqa: E731
+    families = run("families")
+    assert families.returncode == 0
+    lines = families.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[::2]] == ["ResNet", "ResNeXt", "RegNet", "ConvNeXt", "MobileNetV2",
+                                                           "MobileNetV3", "EfficientNet"]
+    assert "B = stochastic_depth = layer_scale * block(x)" in families.stdout
+    info = run("info", "mobilenet_v2").stdout.splitlines()
+    row = {line.split()[0]: line.split() for line in info[2:]}
+    assert row["features.4"][3:6] == ["-", "-", "no"] and row["features.5"][3:6] == ["features.4", "features.5.conv", "features.5"]
