@@ -71,7 +71,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
     config = _config(arch, weights, allow_download, device, fv={**fv, "overrides": overrides})
     study = Study(config)
     ref = study.layer_ref(layer)
-    n_channels = 64 if ref.kind == "X" else study.block_info(ref.block).channels  # X: the stem's maxpool
+    n_channels = study.tap_channels(ref)
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad or not channels:
         shown = ", ".join(map(str, bad[:4])) + (", …" if len(bad) > 4 else "") if bad else "(none)"

@@ -63,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
 
 
+# -- families ----------------------------------------------------------------------------------------
+
+
+@command("families", "the supported residual CNN families: their archs and where each block's I, B and O are read",
+         lambda p: None)
+def families(args: argparse.Namespace) -> None:
+    from resstream.model.families import FAMILY_ARCHS, SEMANTICS
+
+    for family, archs in FAMILY_ARCHS.items():
+        print(f"{family}: {', '.join(archs)}")
+        print(f"  {SEMANTICS[family]}")
+
+
 # -- info --------------------------------------------------------------------------------------------
 
 
@@ -77,9 +90,9 @@ def info(args: argparse.Namespace) -> None:
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
 
-    archs = section_properties("model")["arch"]["enum"]
-    if args.arch not in archs:
-        raise UserError(f"unknown architecture '{args.arch}'; supported: {', '.join(archs)}")
+    from resstream.model.families import check_arch
+
+    check_arch(args.arch)
     try:
         study = Study(validate_config({"model": {"arch": args.arch}, "dataset": {"path": None}, "study": {"blocks": "default"}}))
     except ConfigError as exc:
@@ -89,12 +102,16 @@ def info(args: argparse.Namespace) -> None:
 
     sizes = map_sizes(args.arch, args.size)
     print(f"{args.arch}: {len(study.blocks)} blocks; studied by default: {', '.join(study.study_blocks)}")
-    print(f"{'block':<6} {'type':<10} {'kind':<10} {'I':<24} {'B':<16} {'O (pre-ReLU)':<22} {'channels':>8} {'map':>7}")
+    width = max(6, *(len(info.name) for info in study.blocks))
+    print(f"{'block':<{width}} {'class':<18} {'skip':<10} {'I':<24} {'B':<16} {'O (o_relu: pre)':<22} {'channels':>8} {'map':>7}")
     for info in study.blocks:
         h, w = sizes[info.name]
-        layers = {role: blk.layer_name(study.blocks, blk.role_tap(study.blocks, info.name, role, "pre")) for role in blk.ROLES}
-        print(f"{info.name:<6} {info.block_type:<10} {info.kind:<10} {layers['I']:<24} {layers['B']:<16} {layers['O']:<22} "
-              f"{info.channels:>8} {h:>3}x{w:<3}")
+        if info.has_sum:
+            layers = {role: blk.layer_name(study.blocks, blk.role_tap(study.blocks, info.name, role, "pre")) for role in blk.ROLES}
+        else:
+            layers = {"I": "-", "B": "-", "O": "no residual sum"}
+        print(f"{info.name:<{width}} {info.block_class:<18} {info.skip_path:<10} {layers['I']:<24} {layers['B']:<16} "
+              f"{layers['O']:<22} {info.channels:>8} {h:>3}x{w:<3}")
 
 
 # -- shared options ----------------------------------------------------------------------------------
@@ -127,8 +144,8 @@ def _positive_int(text: str) -> int:
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     model = section_properties("model")
-    p.add_argument("--arch", choices=model["arch"]["enum"], default=model["arch"]["default"], metavar="ARCH",
-                   help="torchvision ResNet (default %(default)s; see: resstream info)")
+    p.add_argument("--arch", default=model["arch"]["default"], metavar="ARCH",
+                   help="a torchvision residual CNN (default %(default)s; see: resstream families, resstream info ARCH)")
     p.add_argument("--weights", default=model["weights"]["default"],
                    help="torchvision weights name, a checkpoint path, or random:SEED (default %(default)s)")
     p.add_argument("--offline", action="store_true", help="never download weights (model.allow_download: false)")

@@ -24,6 +24,7 @@ if COMPARE["runs"]:
             blocks=COMPARE_OUT["blocks"],
             histograms=COMPARE_OUT["histograms"],
             runs=COMPARE_OUT["runs"],
+            by_depth=COMPARE_OUT["by_depth"],
         log:
             f"{COMPARE['results']}/logs/compare.log",
         localrule: True

@@ -33,7 +33,9 @@ def test_info_of_a_bottleneck_net_names_bn3():
 
 
 @pytest.mark.parametrize("args, says", [
-    (["info", "vgg16"], "unknown architecture 'vgg16'; supported: resnet18"),
+    (["info", "vgg16"], "model.arch 'vgg16' is a torchvision model without residual blocks of a supported family"),
+    (["info", "resnet9000"], "model.arch 'resnet9000' is not a torchvision model resstream knows. Fix: choose an arch of a "
+                             "supported family: ResNet (resnet18 ... wide_resnet101_2, 7 archs); ResNeXt"),
     (["info"], "the following arguments are required: arch"),
     (["bogus"], "invalid choice: 'bogus'"),
     ([], "name a command"),

@@ -113,3 +113,19 @@ def test_comparison_rule_from_two_runs(resnet34_run):
     _check_files(Path(out["png"]), Path(out["pdf"]))
     runs = pd.read_csv(out["runs"])
     assert list(runs["model"]) == ["resnet18", "resnet34"] and runs["weights"].str.contains("RANDOM WEIGHTS").all()
+
+
+def test_depth_bin_table_puts_the_families_side_by_side(tmp_path):
+    runs = {"r18": hand_run(tmp_path / "r18", RANDOM), "r34": hand_run(tmp_path / "r34", R34)}
+    out = compare_runs(runs, str(tmp_path / "cmp"), depth_bins=4)
+    by_depth, _ = read_table(out["by_depth"])
+    assert len(by_depth) == 2 * 4 and set(by_depth["family"]) == {"ResNet"}
+    # r18 bin 1 pools 2.0 and 2.1 (hand tables: 6 channels each, 1 overwrite, 2 mix, 2 skip, 1 without M)
+    row = by_depth[(by_depth["model"] == "r18") & (by_depth["depth_bin"] == 1)].iloc[0]
+    assert (row["blocks"], row["channels"]) == ("2.0 2.1", 12)
+    assert (row["overwrite_fraction"], row["mix_fraction"], row["skip_fraction"]) == pytest.approx((2 / 12, 4 / 12, 4 / 12))
+    assert row["pct_scale_invariant_all"] == pytest.approx(33.333) and row["pct_scale_invariant_nomix"] == pytest.approx(83.333)
+    empty = by_depth[(by_depth["model"] == "r18") & (by_depth["depth_bin"] == 0)].iloc[0]
+    assert empty["channels"] == 0 and np.isnan(empty["mix_fraction"])
+    r34 = by_depth[(by_depth["model"] == "r34") & (by_depth["depth_bin"] == 0)].iloc[0]
+    assert (r34["blocks"], r34["channels"], r34["overwrite_fraction"]) == ("2.0", 6, pytest.approx(1 / 6))

@@ -87,7 +87,7 @@ def test_bottleneck_layer_names(resnet50):
     model, _ = resnet50
     blocks = model_blocks(model)
     assert [b.name for b in blocks] == [f"{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 6, 3)) for i in range(n)]
-    assert all(b.branch_bn == "bn3" and b.block_type == "Bottleneck" for b in blocks)
+    assert all(b.branch_out == "bn3" and b.block_class == "Bottleneck" for b in blocks)
     # every stage's first block has a projection (1.0 too: 64 -> 256 channels)
     assert [b.name for b in blocks if b.downsample] == ["1.0", "2.0", "3.0", "4.0"]
     layers = study_layers(blocks, ["1.1", "2.0"], o_relu="pre")

@@ -90,7 +90,9 @@ FIG2_MAX_COLUMNS = 6
 def fig2_layout(blocks: list[str]) -> tuple[int, int, dict[str, int]]:
     """``(rows, cols, {block: slot})``: the paper's 2x4 grid for its seven blocks; up to 8 other
     blocks (any subset of resnet18's) row-major in up to 4 columns; more blocks (resnet34's 3-4-6-3,
-    resnet152's 3-8-36-3) one row per stage, a stage longer than ``FIG2_MAX_COLUMNS`` wrapping onto
+    resnet152's 3-8-36-3, ConvNeXt's features.1/3/5/7, EfficientNet's features.1-7, RegNet's
+    trunk_output.block1-4) one row per stage (the name's parent: MobileNets' flat ``features`` are
+    one stage), a stage longer than ``FIG2_MAX_COLUMNS`` wrapping onto
     more rows, so the stages line up."""
     if sorted(blocks) == sorted(PAPER_BLOCKS):
         return 2, 4, {b: PAPER_FIG2_SLOTS[b] for b in blocks}
@@ -99,7 +101,7 @@ def fig2_layout(blocks: list[str]) -> tuple[int, int, dict[str, int]]:
         return math.ceil(len(blocks) / cols), cols, {b: i for i, b in enumerate(blocks)}
     stages: dict[str, list[str]] = {}
     for b in blocks:
-        stages.setdefault(b.split(".")[0], []).append(b)
+        stages.setdefault(b.rpartition(".")[0], []).append(b)  # "2.1" -> "2", "features.3.1" -> "features.3"
     cols = max(1, min(FIG2_MAX_COLUMNS, max((len(v) for v in stages.values()), default=1)))
     slots, row = {}, 0
     for members in stages.values():

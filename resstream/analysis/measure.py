@@ -34,6 +34,7 @@ from resstream.data.dataset import normalize_transform
 from resstream.analysis.stats import relu_mean
 from resstream.workflow.paths import chunk_unit_pngs
 from resstream.analysis.tables import AnalysisError
+from resstream.model.families import branch_weights
 from resstream.model.taps import block_taps, center_activation
 from resstream.fv.png_files import check_fv_png
 
@@ -117,13 +118,12 @@ def pick(values: np.ndarray, channels) -> np.ndarray:
 
 
 def weight_magnitudes(model, info: blk.BlockInfo, channels) -> tuple[np.ndarray, np.ndarray]:
-    """``(|gamma_c| of the branch BN, mean |W_c| of the conv before it over C_in x k x k)`` (spec §5)."""
-    module = model.get_submodule(info.module)
-    bn = getattr(module, info.branch_bn)
-    conv = getattr(module, "conv" + info.branch_bn[2:])
+    """``(|gamma_c| of the branch's last per-channel scale, mean |W_c| of the layer before it over
+    C_in x k x k)`` (spec §5): the last BN and its conv; ConvNeXt's layer_scale and last Linear."""
+    scale, weight = branch_weights(model.get_submodule(info.module))
     idx = torch.as_tensor(list(channels), dtype=torch.long)
-    gamma = bn.weight.detach()[idx].abs().double().numpy()
-    w = conv.weight.detach()[idx].abs().flatten(1).mean(1).double().numpy()
+    gamma = scale.detach()[idx].abs().double().numpy()
+    w = weight.detach()[idx].abs().flatten(1).mean(1).double().numpy()
     return gamma, w
 
 
@@ -281,7 +281,7 @@ def table_meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus
     return {
         "weights": identity.as_dict(),
         "block": block,
-        "block_type": blk.block_lookup(blocks, block).kind,
+        "block_type": blk.block_lookup(blocks, block).skip_path,
         "stimulus": stimulus,
         "layers": layers,
         "o_relu": o_relu,

@@ -82,6 +82,7 @@ def run_facts(results: str) -> dict:
         "random": bool(weights) and not weights.get("pretrained"),
         "custom": weights.get("kind") == "custom",
         "o_relu": settings.get("o_relu") or UNKNOWN,
+        "o_read": o_read(weights.get("arch"), settings.get("o_relu") or UNKNOWN),
         "mix_rules": analysis.get("mix_rules", UNKNOWN),
         "mix_factor": analysis.get("mix_factor", UNKNOWN),
         "scale_rule": analysis.get("scale_rule", UNKNOWN),
@@ -97,6 +98,17 @@ def run_facts(results: str) -> dict:
     }
 
 
+def o_read(arch: str | None, o_relu: str) -> str:
+    """What O was, in words: before or after the ReLU that follows the sum, or (ConvNeXt,
+    MobileNet, EfficientNet: nothing follows it) the sum itself."""
+    from resstream.model.families import AFTER_SUM, arch_family
+
+    family = arch_family(arch or "")
+    if family is not None and AFTER_SUM[family] is None:
+        return f"O read as the residual sum (nothing follows it in {family})"
+    return f"O read {o_relu}-ReLU"
+
+
 def settings_line(facts: dict) -> str:
     """The caption's last paragraph (reStructuredText): what made the figure."""
     marks = ""
@@ -105,7 +117,7 @@ def settings_line(facts: dict) -> str:
     elif facts["custom"]:
         marks = " (**CUSTOM CHECKPOINT — not torchvision's weights**)"
     return (
-        f"Weights: ``{facts['weights_label']}``{marks}; O read {facts['o_relu']}-ReLU; mix factor "
+        f"Weights: ``{facts['weights_label']}``{marks}; {facts['o_read']}; mix factor "
         f"{facts['mix_factor']}; scale rule ``{facts['scale_rule']}``, sign test ``{facts['scale_sign']}``; FV {facts['fv_steps']} steps, lr "
         f"{facts['fv_lr']}, hook ``{facts['fv_hook']}``. (Read from the outputs: summary.json, fv.h5.)"
     )

@@ -197,11 +197,11 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
         if missing:
             raise ConfigError(f"analysis.fig3_fig4_blocks: block(s) {', '.join(missing)} not among study.blocks ({', '.join(study.study_blocks)})")
         return [b for b in study.study_blocks if b in setting]
-    last_stage = study.blocks[-1].name.split(".")[0]
+    last_stage = study.blocks[-1].stage
     simple = [b for b in study.study_blocks if not study.block_info(b).downsample]
     firsts: dict[str, str] = {}
     for b in simple:
-        stage = b.split(".")[0]
+        stage = study.block_info(b).stage
         if stage != last_stage:
             firsts.setdefault(stage, b)
     return list(firsts.values()) or simple or list(study.study_blocks)

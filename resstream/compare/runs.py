@@ -1,11 +1,12 @@
-"""Cross-model comparison: several finished runs (any torchvision ResNets) side by side.
+"""Cross-model comparison: several finished runs (any supported family: ResNet, ResNeXt, RegNet,
+ConvNeXt, MobileNetV2/V3, EfficientNet) side by side.
 
 Input: ``{name: results folder}`` of runs that reached ``summary.json`` (config ``compare.runs``).
 Each run's ``summary.json`` gives its weights (hence the architecture) and studied blocks; its
 per-block FV metric tables (``analysis/{block}/fv_table.csv``) give every channel's mix ratio M.
 Blocks are placed by **relative depth** = block index / number of blocks of the model (0-based
-index over ALL the model's blocks, so resnet18's 1.1 is 1/8 and resnet50's 1.1 is 1/16), which lines
-up networks with different numbers of blocks.
+index over ALL the model's blocks, with or without a residual sum, so resnet18's 1.1 is 1/8 and
+resnet50's 1.1 is 1/16), which lines up networks with different numbers of blocks.
 
 Outputs under ``compare.results``:
 
@@ -14,7 +15,10 @@ Outputs under ``compare.results``:
   median M, % scale invariant (all criteria and without the mix criterion, from ``summary.json``).
 * ``compare_mix_histograms.csv``: per (model, depth bin) the pooled Fig 2 histogram of M (20 bins
   of 0.25 on [0, 5], clamped M) as counts and fractions, with the blocks it pools.
-* ``compare_runs.csv``: per model the results folder, arch, weights label and digest.
+* ``compare_runs.csv``: per model the results folder, arch, family, weights label and digest.
+* ``compare_depth_bins.csv``: the families side by side, one row per (model, depth bin): family,
+  the blocks pooled, channels, overwrite / mix / skip fractions of the pooled channels and the
+  channel-weighted % scale invariant (both criteria sets).
 * ``compare_models.png|pdf``: top row one panel per depth bin with every model's normalised M
   histogram overlaid; bottom row % scale invariant per block and the spectrum fractions against
   relative depth, one colour per model.  Marked "RANDOM WEIGHTS" if any run is not pretrained.
@@ -37,6 +41,7 @@ OUTPUTS = {
     "blocks": "compare_blocks.csv",
     "histograms": "compare_mix_histograms.csv",
     "runs": "compare_runs.csv",
+    "by_depth": "compare_depth_bins.csv",
 }
 
 
@@ -93,7 +98,9 @@ def load_run(name: str, results: str) -> dict:
     """A run's summary and FV metric tables, with each block's place in its model."""
     summary, arch, blocks = read_run_summary(name, results)
     tables = {block: read_table(metric_table_csv(results, block, "fv"))[0] for block in summary["blocks"]}
-    return {"name": name, "results": results, "arch": arch, "weights": summary["weights"], "summary": summary,
+    from resstream.model.families import arch_family
+
+    return {"name": name, "results": results, "arch": arch, "family": arch_family(arch), "weights": summary["weights"], "summary": summary,
             "tables": tables, "n_blocks": len(blocks), "index": {b: blocks[b].index for b in tables}}
 
 
@@ -107,7 +114,7 @@ def block_rows(runs: list[dict], bins: int) -> pd.DataFrame:
             m = df["M"].to_numpy(dtype=float)
             pct = s.get("percent_scale_invariant", {})
             rows.append({
-                "model": run["name"], "arch": run["arch"], "weights": run["weights"].get("label"),
+                "model": run["name"], "arch": run["arch"], "family": run["family"], "weights": run["weights"].get("label"),
                 "pretrained": bool(run["weights"].get("pretrained")), "block": block,
                 "block_index": run["index"][block], "n_blocks": run["n_blocks"], "relative_depth": rel,
                 "depth_bin": depth_bin(rel, bins), "channels": len(df),
@@ -130,10 +137,34 @@ def histogram_rows(runs: list[dict], bins: int) -> pd.DataFrame:
             total = counts.sum()
             for c, lo, hi in zip(counts, edges[:-1], edges[1:]):
                 rows.append({
-                    "model": run["name"], "arch": run["arch"], "depth_bin": k, "depth_lo": k / bins, "depth_hi": (k + 1) / bins,
+                    "model": run["name"], "arch": run["arch"], "family": run["family"], "depth_bin": k, "depth_lo": k / bins, "depth_hi": (k + 1) / bins,
                     "blocks": " ".join(members), "bin_lo": float(lo), "bin_hi": float(hi), "count": int(c),
                     "fraction": float(c) / total if total else np.nan, "channels_without_M": dropped,
                 })
+    return pd.DataFrame(rows)
+
+
+def depth_bin_rows(blocks: pd.DataFrame, bins: int) -> pd.DataFrame:
+    """Per (model, depth bin) the pooled spectrum fractions and the channel-weighted % scale
+    invariant of the blocks in the bin (empty bins included, as NaN)."""
+    rows = []
+    for model in dict.fromkeys(blocks["model"]):
+        mine = blocks[blocks["model"] == model]
+        for k in range(bins):
+            b = mine[mine["depth_bin"] == k]
+            n = int(b["channels"].sum())
+
+            def weighted(col, b=b, n=n):
+                values = b[col].to_numpy(dtype=float)
+                return float((values * b["channels"].to_numpy(dtype=float)).sum() / n) if n and np.isfinite(values).all() else np.nan
+
+            rows.append({
+                "model": model, "family": mine["family"].iloc[0], "arch": mine["arch"].iloc[0], "depth_bin": k,
+                "depth_lo": k / bins, "depth_hi": (k + 1) / bins, "blocks": " ".join(b["block"]), "channels": n,
+                **{f"{g}_fraction": float(b[g].sum()) / n if n else np.nan for g in (metrics.OVERWRITE, metrics.MIX, metrics.SKIP)},
+                "pct_scale_invariant_all": weighted("pct_scale_invariant_all"),
+                "pct_scale_invariant_nomix": weighted("pct_scale_invariant_nomix"),
+            })
     return pd.DataFrame(rows)
 
 
@@ -157,7 +188,9 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
         meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figures.is_custom)
     write_table(blocks, out["blocks"], meta)
     write_table(hists, out["histograms"], meta)
-    runs_df = pd.DataFrame([{"model": r["name"], "results": r["results"], "arch": r["arch"], "n_blocks": r["n_blocks"],
+    write_table(depth_bin_rows(blocks, depth_bins), out["by_depth"], meta)
+    runs_df = pd.DataFrame([{"model": r["name"], "results": r["results"], "arch": r["arch"], "family": r["family"],
+                             "n_blocks": r["n_blocks"],
                              "studied_blocks": " ".join(r["tables"]), "weights": r["weights"].get("label"),
                              "state_dict_sha256": r["weights"].get("state_dict_sha256"),
                              "pretrained": bool(r["weights"].get("pretrained"))} for r in loaded])
@@ -173,6 +206,7 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
 
     models = list(dict.fromkeys(blocks["model"]))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    family = dict(zip(blocks["model"], blocks["family"]))
     fig = plt.figure(figsize=(max(10, 3.2 * bins), 8.2))
     grid = fig.add_gridspec(2, max(bins, 2))
     for k in range(bins):
@@ -183,7 +217,7 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
                 continue
             edges = np.append(h["bin_lo"].to_numpy(), h["bin_hi"].to_numpy()[-1])
             ax.stairs(h["fraction"].to_numpy(), edges, color=colors[model], lw=1.6,
-                      label=f"{model} ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})")
+                      label=f"{model} [{family[model]}] ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})")
         ax.axvline(1.0, color="k", ls=":", lw=0.8)
         ax.set_xlim(0, 5)
         ax.set_title(f"relative depth [{k / bins:.2f}, {(k + 1) / bins:.2f})", fontsize=9)
@@ -200,7 +234,8 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     for model in models:
         b = blocks[blocks["model"] == model].sort_values("relative_depth")
         x = b["relative_depth"].to_numpy(dtype=float)
-        ax_s.plot(x, b["pct_scale_invariant_all"].to_numpy(dtype=float), "o-", color=colors[model], label=f"{model}: all criteria")
+        ax_s.plot(x, b["pct_scale_invariant_all"].to_numpy(dtype=float), "o-", color=colors[model],
+                  label=f"{model} [{family[model]}]: all criteria")
         ax_s.plot(x, b["pct_scale_invariant_nomix"].to_numpy(dtype=float), "s--", color=colors[model], alpha=0.6,
                   label=f"{model}: without mix criterion")
         for xi, name, y in zip(x, b["block"], b["pct_scale_invariant_all"].to_numpy(dtype=float)):

@@ -121,6 +121,6 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
             )
         elif status == "dead":
             log.warning("unit %s channel %d never activated above 0: recorded as 'dead'", layer, c)
-    write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.kind}")
+    write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.tensor}")
     log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
     return result

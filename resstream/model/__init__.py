@@ -1,5 +1,6 @@
 """The network under study (rule file: rules/model.smk): torchvision models and their weights, the
-residual blocks with their I, B and O tensors, one-pass taps, receptive fields, the model card.
+residual families and their block adapters, the residual blocks with their I, B and O tensors,
+one-pass taps, receptive fields, the model card.
 """
 
 from resstream.lazy_exports import lazy_exports
@@ -10,6 +11,8 @@ ENTRY_POINTS = {
     "model_blocks": "blocks",
     "parse_layer": "blocks",
     "block_taps": "taps",
+    "check_arch": "families",
+    "arch_family": "families",
     "write_model_card": "card",
     "resolve_device": "device",
 }

@@ -1,34 +1,41 @@
-"""Residual blocks of a torchvision ResNet, their studied layers and the names those layers go by.
+"""Residual blocks of a torchvision CNN, their studied layers and the names those layers go by.
 
-A block is named like the paper, ``"2.1"`` = ``model.layer2[1]``.  For every studied block the
-paper reads three tensors (spec §1):
+ResNet blocks are named like the paper, ``"2.1"`` = ``model.layer2[1]``; every other family's blocks
+by their module path (``features.3.1``, ``trunk_output.block2.block2-1``).  Per-family semantics live
+in :mod:`resstream.model.families`.  For every studied block the paper reads three tensors (spec §1):
 
-* ``I`` the block's input as the residual stream carries it: the ``downsample`` output for a
-  downsampling block, otherwise the previous block's output (pre- or post-ReLU, ``o_relu``);
-* ``B`` the branch, the output of the block's last BatchNorm (``bn2``; ``bn3`` in Bottleneck);
-* ``O`` the block's output, the sum before the ReLU (``o_relu: pre``) or after it (``post``).
+* ``I`` the block's input as the residual stream carries it: the skip projection's output
+  (``downsample``, ``proj``) where there is one, otherwise the block's input, which for a block fed
+  by the previous block is that block's O (pre- or post-ReLU, ``o_relu``);
+* ``B`` the branch as it enters the sum (``bn2``; ``bn3`` in Bottleneck; see families.py);
+* ``O`` the sum before the nonlinearity that follows it (``o_relu: pre``) or after it (``post``);
+  in families with nothing after the sum, the block's output.
 
 Each tensor is a *layer* with a module-style name, used for files and for FV jobs:
 ``layer2.0.downsample.1``, ``layer2.0.bn2``, ``layer2.0.prerelu_out`` (pre-ReLU sum) and
-``layer2.0`` (post-ReLU output).  A simple block's I is the previous block's O layer, so its FVs
-are shared, exactly as in the paper's 4,672-unit study.
+``layer2.0`` (post-ReLU output); a block input that no block produces is named after the module
+that does (``maxpool``, ``features.2``).  A simple block's I is the previous block's O layer, so its
+FVs are shared, exactly as in the paper's 4,672-unit study.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 import torch
 
 from resstream.errors import UserError
+from resstream.model.families import adapter_of, layer_stride, main_path
 
-# Tap kinds: the tensors a block exposes.
+# The tensors a block exposes (a tap's ``tensor``): its input X, the skip projection's output D,
+# the branch B, the sum O_pre and the output O_post (the sum after its nonlinearity, or the sum).
 X, D, B, O_PRE, O_POST = "X", "D", "B", "O_pre", "O_post"
-TAP_KINDS = (X, D, B, O_PRE, O_POST)
+BLOCK_TENSORS = (X, D, B, O_PRE, O_POST)
 ROLES = ("I", "B", "O")
 O_RELU_CHOICES = ("pre", "post")  # study.o_relu: O (and a simple block's I) before or after the ReLU
-BLOCK_RE = re.compile(r"^([1-9])\.(\d+)$")
+RESNET_NAME_RE = re.compile(r"^layer(\d+)\.(\d+)$")
 
 
 class BlockError(UserError, ValueError):
@@ -37,17 +44,30 @@ class BlockError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class BlockInfo:
-    name: str  # "2.1"
+    name: str  # "2.1" (ResNet) or the module path ("features.3.1")
     module: str  # "layer2.1"
     index: int  # position among all blocks of the model, 0-based
-    downsample: bool
-    channels: int  # output channels of the block (= channels of I, B and O)
+    channels: int  # output channels of the block (= channels of I, B and O where it has a sum)
+    in_channels: int  # channels of the block's input
     prev: str | None  # previous block's name; None for the first block
-    branch_bn: str  # "bn2" (BasicBlock) or "bn3" (Bottleneck)
-    block_type: str  # "BasicBlock" | "Bottleneck"
+    input_from: str  # module whose output is the block's input ("maxpool", "layer1.2", "features.2")
+    branch_out: str  # submodule whose output is B: "bn2" (BasicBlock), "bn3" (Bottleneck), "f.c", ...
+    skip_module: str | None  # the skip path's projection ("downsample", "proj"); None: identity
+    after_sum: str | None  # the nonlinearity after the sum ("ReLU"); None: O is the sum itself
+    block_class: str  # "BasicBlock" | "Bottleneck" | "CNBlock" | ...
+    has_sum: bool  # False: a block of the family without a residual sum (not studied)
+    stage: int  # 1-based stage (figure rows): the module-tree stage, or the output-stride group
+    position: int  # 0-based position inside the stage
+    in_stride: int  # total stride of the block's input (jitter schedule)
 
     @property
-    def kind(self) -> str:
+    def downsample(self) -> bool:
+        """True when the skip path goes through a projection (ResNet downsample, RegNet proj)."""
+        return self.skip_module is not None
+
+    @property
+    def skip_path(self) -> str:
+        """How the skip path reaches the sum: "downsample" (a projection) or "simple" (identity)."""
         return "downsample" if self.downsample else "simple"
 
 
@@ -56,37 +76,88 @@ class TapRef:
     """One tensor of one block: ``TapRef("2.0", "D")``."""
 
     block: str
-    kind: str
+    tensor: str
 
     def __post_init__(self):
-        if self.kind not in TAP_KINDS:
-            raise BlockError(f"tap kind '{self.kind}' unknown; one of {', '.join(TAP_KINDS)}")
+        if self.tensor not in BLOCK_TENSORS:
+            raise BlockError(f"block tensor '{self.tensor}' unknown; one of {', '.join(BLOCK_TENSORS)}")
+
+
+def _producer(model: torch.nn.Module, path: str) -> str:
+    """The module whose output is the input of the module at ``path``: the previous sibling (its
+    last block, if it holds blocks), else the producer of the parent."""
+    while path:
+        parent_path, _, name = path.rpartition(".")
+        parent = model.get_submodule(parent_path) if parent_path else model
+        names = [n for n, _ in parent.named_children()]
+        i = names.index(name)
+        if i > 0:
+            path = f"{parent_path}.{names[i - 1]}" if parent_path else names[i - 1]
+            module = model.get_submodule(path)
+            while adapter_of(module) is None and any(adapter_of(m) for m in module.modules()):
+                last = list(module.named_children())[-1][0]
+                path, module = f"{path}.{last}", getattr(module, last)
+            return path
+        path = parent_path
+    return "input"
+
+
+def _found_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, int]]:
+    """``(path, module, input stride)`` of every block, in forward order."""
+    found, stride = [], 1
+    for path, module in main_path(model):
+        if adapter_of(module) is not None:
+            found.append((path, module, stride))
+        stride *= layer_stride(module)
+    return found
+
+
+def _stage_keys(model: torch.nn.Module, found) -> list[str]:
+    """A stage per block: its parent module when that holds only blocks (layer2, features.3,
+    trunk_output.block2), else (MobileNets' flat ``features``) its output-stride group."""
+    keys = []
+    for path, module, in_stride in found:
+        parent_path = path.rpartition(".")[0]
+        parent = model.get_submodule(parent_path) if parent_path else model
+        if all(adapter_of(m) is not None for m in parent.children()):
+            keys.append(parent_path)
+        else:
+            out_stride = in_stride * max((layer_stride(m) for m in module.modules()), default=1)
+            keys.append(f"stride {out_stride}")
+    return keys
 
 
 def model_blocks(model: torch.nn.Module) -> list[BlockInfo]:
-    """Every residual block of the model in forward order, derived from the model itself."""
+    """Every block (with or without a residual sum) of the model in forward order."""
+    found = _found_blocks(model)
+    if not found:
+        raise BlockError(f"{type(model).__name__} has no residual blocks of a supported family")
+    keys = _stage_keys(model, found)
+    stages = list(dict.fromkeys(keys))
     blocks: list[BlockInfo] = []
-    prev = None
-    for stage in range(1, 10):
-        layer = getattr(model, f"layer{stage}", None)
-        if layer is None:
-            break
-        for i, block in enumerate(layer):
-            bns = sorted(n for n, _ in block.named_children() if re.fullmatch(r"bn\d+", n))
-            info = BlockInfo(
-                name=f"{stage}.{i}",
-                module=f"layer{stage}.{i}",
-                index=len(blocks),
-                downsample=block.downsample is not None,
-                channels=getattr(block, bns[-1]).num_features,
-                prev=prev,
-                branch_bn=bns[-1],
-                block_type=type(block).__name__,
-            )
-            blocks.append(info)
-            prev = info.name
-    if not blocks:
-        raise BlockError(f"{type(model).__name__} has no residual stages layer1..layerN")
+    for (path, module, in_stride), key in zip(found, keys):
+        adapter = adapter_of(module)
+        stage, position = stages.index(key) + 1, keys[: len(blocks)].count(key)
+        resnet_name = RESNET_NAME_RE.match(path)
+        first_conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+        info = BlockInfo(
+            name=f"{resnet_name.group(1)}.{resnet_name.group(2)}" if resnet_name else path,
+            module=path,
+            index=len(blocks),
+            channels=adapter.channels(module),
+            in_channels=first_conv.in_channels,
+            prev=blocks[-1].name if blocks else None,
+            input_from=_producer(model, path),
+            branch_out=adapter.branch_out(module),
+            skip_module=adapter.skip_module(module),
+            after_sum=adapter.after_sum if adapter.has_sum(module) else None,
+            block_class=type(module).__name__,
+            has_sum=adapter.has_sum(module),
+            stage=stage,
+            position=position,
+            in_stride=in_stride,
+        )
+        blocks.append(info)
     return blocks
 
 
@@ -99,63 +170,81 @@ def block_lookup(model_or_blocks, name: str) -> BlockInfo:
 
 
 def default_study_blocks(blocks: list[BlockInfo]) -> list[str]:
-    """The paper's choice: every block but the very first (1.0), whose input is the stem."""
-    return [b.name for b in blocks[1:]]
+    """The paper's choice, generalised: every block with a residual sum but the model's first block
+    when its input is the stem (resnet's 1.0)."""
+    studied = [b for b in blocks if b.has_sum]
+    if studied and studied[0].index == 0:
+        studied = studied[1:]
+    return [b.name for b in studied]
+
+
+def o_tensor(info: BlockInfo, o_relu: str) -> str:
+    """The tensor read as a block's O: the sum (``pre``) or the sum after its nonlinearity; a block
+    with nothing after the sum (or without a sum) has one O, its output."""
+    return O_PRE if o_relu == "pre" and info.after_sum else O_POST
 
 
 def role_tap(blocks: list[BlockInfo], block: str, role: str, o_relu: str = "pre") -> TapRef:
     """The tensor behind role I, B or O of a studied block."""
     info = block_lookup(blocks, block)
-    o_kind = O_PRE if o_relu == "pre" else O_POST
     if role == "B":
         return TapRef(block, B)
     if role == "O":
-        return TapRef(block, o_kind)
+        return TapRef(block, o_tensor(info, o_relu))
     if role == "I":
         if info.downsample:
             return TapRef(block, D)
-        if info.prev is None:
-            return TapRef(block, X)
-        return TapRef(info.prev, o_kind)
+        prev = block_lookup(blocks, info.prev) if info.prev is not None else None
+        if prev is not None and prev.module == info.input_from:
+            return TapRef(prev.name, o_tensor(prev, o_relu))
+        return TapRef(block, X)
     raise BlockError(f"role '{role}' unknown; one of I, B, O")
 
 
 def layer_name(blocks: list[BlockInfo], ref: TapRef) -> str:
     """Module-style name of a tap: what files and FV jobs are called."""
     info = block_lookup(blocks, ref.block)
-    if ref.kind == D:
-        return f"{info.module}.downsample.1"
-    if ref.kind == B:
-        return f"{info.module}.{info.branch_bn}"
-    if ref.kind == O_PRE:
+    if ref.tensor == D:
+        return f"{info.module}.{info.skip_module}.1"
+    if ref.tensor == B:
+        return f"{info.module}.{info.branch_out}"
+    if ref.tensor == O_PRE:
         return f"{info.module}.prerelu_out"
-    if ref.kind == O_POST:
+    if ref.tensor == O_POST:
         return info.module
-    # X: the block's input; the first block's is the stem's maxpool
-    return "maxpool" if info.prev is None else layer_name(blocks, TapRef(info.prev, O_POST))
+    return info.input_from  # X: the block's input, named after the module that produces it
+
+
+@functools.lru_cache(maxsize=32)
+def _layer_index(blocks: tuple[BlockInfo, ...]) -> dict[str, TapRef]:
+    """Every layer name a model's blocks expose -> its tap (the first block's, for a shared one)."""
+    index: dict[str, TapRef] = {}
+    for info in blocks:
+        if info.input_from not in index:
+            index[info.input_from] = TapRef(info.name, X)
+        taps = [D] * info.downsample + [B] * info.has_sum + [O_PRE] * bool(info.after_sum) + [O_POST]
+        for tensor in taps:
+            index.setdefault(layer_name(list(blocks), TapRef(info.name, tensor)), TapRef(info.name, tensor))
+    return index
 
 
 def parse_layer(blocks: list[BlockInfo], name: str) -> TapRef:
     """Inverse of :func:`layer_name`."""
-    m = re.fullmatch(r"layer(\d+)\.(\d+)(?:\.(downsample\.1|bn\d+|prerelu_out))?", name)
-    if name == "maxpool":
-        return TapRef(blocks[0].name, X)
-    if not m:
-        raise BlockError(f"unknown layer '{name}'; expected e.g. layer2.0.downsample.1, layer2.0.bn2, layer2.0.prerelu_out, layer2.0")
-    block = f"{m.group(1)}.{m.group(2)}"
-    info = block_lookup(blocks, block)
-    suffix = m.group(3)
-    if suffix is None:
-        return TapRef(block, O_POST)
-    if suffix == "prerelu_out":
-        return TapRef(block, O_PRE)
-    if suffix == "downsample.1":
-        if not info.downsample:
-            raise BlockError(f"layer '{name}': block {block} has no downsample")
-        return TapRef(block, D)
-    if suffix != info.branch_bn:
-        raise BlockError(f"layer '{name}': block {block}'s branch ends in {info.branch_bn}, not {suffix}")
-    return TapRef(block, B)
+    ref = _layer_index(tuple(blocks)).get(name)
+    if ref is not None:
+        return ref
+    for info in blocks:
+        if name.startswith(info.module + "."):
+            suffix = name[len(info.module) + 1 :]
+            if suffix.endswith(".1") and not info.downsample:
+                raise BlockError(f"layer '{name}': block {info.name} has no skip projection (downsample)")
+            if suffix == "prerelu_out":
+                raise BlockError(f"layer '{name}': block {info.name} has no nonlinearity after its sum; its O is {info.module}")
+            if not info.has_sum:
+                raise BlockError(f"layer '{name}': block {info.name} has no residual sum, so no branch B")
+            raise BlockError(f"layer '{name}': block {info.name}'s branch ends in {info.branch_out}, not {suffix}")
+    examples = list(_layer_index(tuple(blocks)))[1:5]
+    raise BlockError(f"unknown layer '{name}'; expected e.g. {', '.join(examples)} (see: resstream info)")
 
 
 def study_layers(blocks: list[BlockInfo], study_blocks: list[str], o_relu: str = "pre") -> dict[str, list[tuple[str, str]]]:
@@ -164,14 +253,13 @@ def study_layers(blocks: list[BlockInfo], study_blocks: list[str], o_relu: str =
     A simple block's I is the previous block's O, so one layer can serve two (block, role) pairs.
     """
     out: dict[str, list[tuple[str, str]]] = {}
-    order = {b.name: b.index for b in blocks}
     for block in study_blocks:
         for role in ROLES:
             name = layer_name(blocks, role_tap(blocks, block, role, o_relu))
             out.setdefault(name, []).append((block, role))
+    return dict(sorted(out.items(), key=lambda item: forward_order(blocks, parse_layer(blocks, item[0]))))
 
-    def key(item):
-        ref = parse_layer(blocks, item[0])
-        return (order[ref.block], TAP_KINDS.index(ref.kind))
 
-    return dict(sorted(out.items(), key=key))
+def forward_order(blocks: list[BlockInfo], ref: TapRef) -> tuple[int, int]:
+    """Sort key of a tap: its block's position, then the tensor's position inside the block."""
+    return (block_lookup(blocks, ref.block).index, BLOCK_TENSORS.index(ref.tensor))

@@ -12,10 +12,22 @@ from resstream.model.weights import load_model_param
 
 def card_facts(study) -> dict:
     """What the model card states about the study (the ``model_card`` rule's ``card`` param): the
-    architecture, ``o_relu``, the studied blocks, the FV layers and the layer table (one row per
-    block and role, :meth:`resstream.workflow.plan.Study.layer_table`)."""
+    architecture and its family's block semantics, every block of the model (module path, class,
+    whether it has a residual sum: blocks without one are listed and never studied), ``o_relu``,
+    the studied blocks, the FV layers and the layer table (one row per block and role,
+    :meth:`resstream.workflow.plan.Study.layer_table`)."""
+    from resstream.model.families import SEMANTICS
+
     return {
         "arch": study.arch,
+        "family": study.family,
+        "block_semantics": SEMANTICS[study.family],
+        "model_blocks": [
+            {"block": b.name, "module": b.module, "class": b.block_class, "stage": b.stage,
+             "residual_sum": b.has_sum, "after_sum": b.after_sum or "none", "studied": b.name in study.study_blocks}
+            for b in study.blocks
+        ],
+        "blocks_without_residual_sum": [b.name for b in study.blocks if not b.has_sum],
         "o_relu": study.o_relu,
         "blocks": study.study_blocks,
         "fv_layers": {name: [f"{b}:{r}" for b, r in uses] for name, uses in study.layers.items()},

@@ -3,18 +3,30 @@
 Cropping the input to the centre neuron's receptive field (aligned to the network's total stride,
 so every intermediate grid is a sub-grid of the original) gives exactly the same centre
 activation and input gradient while computing a fraction of the maps: ×3-4 in layer1-2 on a CPU
-(spec PERFORMANCE.md).  :func:`crop_plan` verifies the equality numerically once per
-(layer, input size) and refuses the crop when it does not hold.
+(spec PERFORMANCE.md).  That holds only while every layer up to the tap is local.  A layer that
+mixes the whole map (squeeze-excitation's global pooling in RegNetY, MobileNetV3 and EfficientNet,
+any adaptive pooling, a norm over space) makes the centre neuron depend on the whole image:
+:func:`crop_refusal` finds such a layer from the model's modules, and :func:`crop_plan` falls back to
+the full forward there (and logs why).  Where the structure allows the crop, the equality is still
+verified numerically once per (layer, input size), with tolerances relative to the activations'
+magnitude, and the crop refused when it does not hold.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
+from torchvision.ops.misc import SqueezeExcitation
 
-from resstream.model.blocks import BlockInfo, TapRef, block_lookup
+from resstream.model.blocks import X, BlockInfo, TapRef, block_lookup
+from resstream.model.families import main_path
+
+log = logging.getLogger(__name__)
+GLOBAL_LAYERS = (SqueezeExcitation, torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d, torch.nn.GroupNorm,
+                 torch.nn.InstanceNorm2d)
 
 
 @dataclass(frozen=True)
@@ -24,20 +36,44 @@ class CropPlan:
     center: int  # centre neuron's index in the cropped output map (both axes)
 
 
+def _path_modules(model: torch.nn.Module, blocks: list[BlockInfo], ref: TapRef):
+    """``(path, module)`` on the main path from the input up to the tap: through the tap's block,
+    or up to (not into) it for the block's input X."""
+    target = block_lookup(blocks, ref.block).module
+    entered = False
+    for path, module in main_path(model):
+        inside = path == target or path.startswith(target + ".")
+        if inside and ref.tensor == X or entered and not inside:
+            return
+        entered = entered or inside
+        yield path, module
+
+
+def _is_global(module: torch.nn.Module) -> bool:
+    if isinstance(module, GLOBAL_LAYERS):
+        return True
+    return isinstance(module, torch.nn.LayerNorm) and len(module.normalized_shape) > 1  # over space too
+
+
+def crop_refusal(model: torch.nn.Module, blocks: list[BlockInfo], ref: TapRef) -> str | None:
+    """Why the receptive-field crop cannot be exact for this tap (a layer on the path to it that
+    mixes the whole map), or None.  The numeric check of :func:`verify_plan` is the second line."""
+    for path, module in _path_modules(model, blocks, ref):
+        if _is_global(module):
+            return f"{path} ({type(module).__name__}) mixes the whole map"
+    return None
+
+
 def _conv_path(model: torch.nn.Module, blocks: list[BlockInfo], ref: TapRef) -> list[tuple[int, int, int]]:
-    """(kernel, stride, padding) of every layer on the longest path from the input to the tap."""
-    path = [(model.conv1.kernel_size[0], model.conv1.stride[0], model.conv1.padding[0])]
-    mp = model.maxpool
-    path.append((mp.kernel_size, mp.stride, mp.padding))
-    target = block_lookup(blocks, ref.block)
-    for info in blocks[: target.index + 1]:
-        if info.name == ref.block and ref.kind == "X":
-            break
-        block = model.get_submodule(info.module)
-        convs = sorted((n, m) for n, m in block.named_children() if n.startswith("conv"))
-        # The main branch is a superset of the downsample's window, so it bounds every tap.
-        for _, conv in convs:
-            path.append((conv.kernel_size[0], conv.stride[0], conv.padding[0]))
+    """(effective kernel, stride, padding) of every conv and max-pool on the main path from the
+    input to the tap: the branch's window contains the skip projection's, so it bounds every tap."""
+    path = []
+    for _, m in _path_modules(model, blocks, ref):
+        if isinstance(m, torch.nn.Conv2d):
+            path.append((m.dilation[0] * (m.kernel_size[0] - 1) + 1, m.stride[0], m.padding[0]))
+        elif isinstance(m, torch.nn.MaxPool2d):
+            pick = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731
+            path.append((pick(m.dilation) * (pick(m.kernel_size) - 1) + 1, pick(m.stride), pick(m.padding)))
     return path
 
 
@@ -69,12 +105,10 @@ def _plan(model, blocks, ref: TapRef, size: int) -> CropPlan | None:
     return CropPlan(y0=y0, size=crop, center=c - y0 // stride)
 
 
-def verify_plan(model, blocks, ref: TapRef, size: int, hook_mode: str) -> CropPlan | None:
-    """The crop plan for one input size, kept only if the cropped forward gives the same centre
-    activations and the same input gradient as the full one on a random input."""
-    plan = _plan(model, blocks, ref, size)
-    if plan is None:
-        return None
+def _numeric_mismatch(model, blocks, ref: TapRef, size: int, hook_mode: str, plan: CropPlan) -> str | None:
+    """Compare the cropped and the full forward on a random input: the centre activations, the
+    input gradient inside the window (tolerances relative to their largest magnitude: at random
+    init MobileNet/EfficientNet activations are ~1e-3) and a gradient of exactly 0 outside it."""
     from resstream.model.taps import block_taps  # local: taps imports nothing from here
 
     device = next(model.parameters()).device
@@ -87,17 +121,43 @@ def verify_plan(model, blocks, ref: TapRef, size: int, hook_mode: str) -> CropPl
     g_full = x.grad[window].clone()
     g_outside = x.grad.clone()
     g_outside[window] = 0
-    outside = g_outside.abs().max()
     xc = x.detach()[window].clone().requires_grad_(True)
     part = block_taps(model, xc, [ref], hook_mode, blocks)[ref]
     part[0, :, plan.center, plan.center].sum().backward()
-    same_act = torch.allclose(part[0, :, plan.center, plan.center], full[0, :, c, c], atol=1e-4, rtol=1e-4)
-    same_grad = torch.allclose(xc.grad, g_full, atol=1e-5, rtol=1e-3) and float(outside) == 0.0
-    return plan if same_act and same_grad else None
+    act_full, act_part = full[0, :, c, c].detach(), part[0, :, plan.center, plan.center].detach()
+    act_diff = float((act_part - act_full).abs().max())
+    grad_diff = float((xc.grad - g_full).abs().max())
+    if act_diff > 1e-4 * max(float(act_full.abs().max()), 1e-30):
+        return f"centre activations differ by {act_diff:.3g}"
+    if grad_diff > 1e-3 * max(float(g_full.abs().max()), 1e-30):
+        return f"input gradients differ by {grad_diff:.3g}"
+    if float(g_outside.abs().max()) != 0.0:
+        return f"the input gradient reaches outside the window ({float(g_outside.abs().max()):.3g})"
+    return None
+
+
+def crop_decision(model, blocks, ref: TapRef, size: int, hook_mode: str) -> tuple[CropPlan | None, str | None]:
+    """``(plan, None)`` when the crop is exact for this tap and input size, else ``(None, why)``:
+    a layer that mixes the whole map on the path, a window that covers most of the image, or the
+    numeric check failing."""
+    refusal = crop_refusal(model, blocks, ref)
+    if refusal is not None:
+        return None, refusal
+    plan = _plan(model, blocks, ref, size)
+    if plan is None:
+        return None, "the receptive field covers most of the image"
+    mismatch = _numeric_mismatch(model, blocks, ref, size, hook_mode, plan)
+    return (None, f"numeric check failed: {mismatch}") if mismatch else (plan, None)
+
+
+def verify_plan(model, blocks, ref: TapRef, size: int, hook_mode: str) -> CropPlan | None:
+    """The crop plan for one input size, or None where :func:`crop_decision` refuses it."""
+    return crop_decision(model, blocks, ref, size, hook_mode)[0]
 
 
 class CropPlanner:
-    """Verified crop plans per input size for one (model, tap), computed once each."""
+    """Verified crop plans per input size for one (model, tap), computed once each; a refusal is
+    logged once per size with its reason (the FV then runs the full forward)."""
 
     def __init__(self, model, blocks, ref: TapRef, hook_mode: str):
         self.model, self.blocks, self.ref, self.hook_mode = model, blocks, ref, hook_mode
@@ -105,5 +165,9 @@ class CropPlanner:
 
     def plan(self, size: int) -> CropPlan | None:
         if size not in self._plans:
-            self._plans[size] = verify_plan(self.model, self.blocks, self.ref, size, self.hook_mode)
+            plan, why = crop_decision(self.model, self.blocks, self.ref, size, self.hook_mode)
+            if why is not None:
+                log.info("receptive-field crop of %s:%s at %d px not used (%s): full forward", self.ref.block,
+                         self.ref.tensor, size, why)
+            self._plans[size] = plan
         return self._plans[size]

@@ -35,7 +35,7 @@ KNOWN_SHA256 = {
     "resnet18-f37072fd.pth": "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
 }
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2")
+from resstream.model.families import CLASSIFIER, arch_family, check_arch  # noqa: E402
 CHECKPOINT_MODES = ("torchvision", "any")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 # prefixes that DataParallel / DistributedDataParallel and common training wrappers put on every key
@@ -214,8 +214,7 @@ def check_weights_spec(arch: str, weights: str, checkpoint: str = "torchvision")
     """What can be said of a weights spec without reading any file: a known arch, an integer random
     seed, an enum name torchvision offers for the arch, and ``checkpoint: any`` only with a file."""
     weights = str(weights)
-    if arch not in ARCHS:
-        raise WeightsError(f"model.arch '{arch}' is not supported; choose one of {', '.join(ARCHS)}.")
+    check_arch(arch)
     if checkpoint not in CHECKPOINT_MODES:
         raise WeightsError(f"model.checkpoint '{checkpoint}' unknown; one of {', '.join(CHECKPOINT_MODES)}.")
     path = is_checkpoint_path(weights)
@@ -272,13 +271,17 @@ def unwrap_state_dict(obj, where) -> dict:
     return tensors
 
 
-def _fit_classifier(model: torch.nn.Module, state: dict) -> None:
-    """A checkpoint fine-tuned for another number of classes: give ``model.fc`` its shape (the
-    study reads the blocks, never the classifier)."""
-    w = state.get("fc.weight")
-    if w is not None and w.dim() == 2 and tuple(w.shape) != tuple(model.fc.weight.shape):
-        device = model.fc.weight.device
-        model.fc = torch.nn.Linear(w.shape[1], w.shape[0], bias="fc.bias" in state, device=device)
+def _fit_classifier(model: torch.nn.Module, state: dict, arch: str) -> None:
+    """A checkpoint fine-tuned for another number of classes: give the classifier layer (``fc``,
+    ``classifier.N``: :data:`resstream.model.families.CLASSIFIER`) its shape (the study reads the
+    blocks, never the classifier)."""
+    path = CLASSIFIER[arch_family(arch)]
+    w = state.get(f"{path}.weight")
+    old = model.get_submodule(path)
+    if w is not None and w.dim() == 2 and tuple(w.shape) != tuple(old.weight.shape):
+        parent, _, name = path.rpartition(".")
+        new = torch.nn.Linear(w.shape[1], w.shape[0], bias=f"{path}.bias" in state, device=old.weight.device)
+        setattr(model.get_submodule(parent) if parent else model, name, new)
 
 
 def _listed(keys: list[str], first: int = 4) -> str:
@@ -288,7 +291,7 @@ def _listed(keys: list[str], first: int = 4) -> str:
 
 def check_state_dict_fits(model: torch.nn.Module, state: dict, arch: str, where) -> None:
     """Raise :class:`WeightsError` naming the first few missing, unexpected and misshapen keys."""
-    _fit_classifier(model, state)
+    _fit_classifier(model, state, arch)
     expected = model.state_dict()
     # num_batches_tracked: not in older checkpoints; BatchNorm fills it in when loading them
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
@@ -306,9 +309,10 @@ def check_state_dict_fits(model: torch.nn.Module, state: dict, arch: str, where)
 
 def _check_custom_checkpoint(arch: str, path: Path) -> None:
     """Read the file and match its keys against ``arch`` (built on the meta device: no memory)."""
+    from resstream.model.structure import build_on_meta
+
     state = read_checkpoint(path)
-    with torch.device("meta"):
-        model = getattr(torchvision.models, arch)(weights=None)
+    model = build_on_meta(arch)
     check_state_dict_fits(model, state, arch, path)
 
 

@@ -10,24 +10,25 @@ from dataclasses import dataclass
 from resstream.errors import ConfigError
 from resstream.fv.settings import FVSettings
 from resstream.model import blocks as blk
+from resstream.model.families import arch_family
 from resstream.model.structure import map_sizes, structure
 from resstream.workflow.schema import section_defaults
+
+
+JITTER_BY_INPUT_STRIDE = {1: 0, 2: 0, 4: 0, 8: 4}  # deeper (stride 16, 32): 16
 
 
 def default_jitter(block: blk.BlockInfo) -> int:
     """Spec §2 (author's batch_process.sh): 0 up to layer2.0, 4 up to layer3.0, 16 deeper.
 
-    Generalised per stage, for any number of blocks per stage (resnet34/50/101/152, wide): every
-    block of stage 1 gets 0; the first block of stage 2 (the downsample) keeps stage 1's 0 and the
-    rest of stage 2 get 4; the first block of stage 3 keeps 4 and the rest of stage 3 and all deeper
-    blocks get 16.  In short: a stage's first block uses the jitter of the stage before it, and the
-    per-stage values are 0, 4, 16, 16 for stages 1-4.  For resnet18 this is exactly the table.
-    The block's position comes from its index inside the stage (block "3.10" is not a first block).
+    Generalised by the total stride of the block's input, for every family: 0 while the input is
+    at stride 4 or less, 4 at stride 8, 16 from stride 16 on.  In a ResNet a stage's first block
+    (the downsample) reads the previous stage's map, so it keeps the previous stage's jitter and the
+    per-stage values are 0, 4, 16, 16 for stages 1-4: for resnet18 exactly the author's table, and
+    the same per-stage rule for any number of blocks per stage.  In ConvNeXt, RegNet, MobileNet and
+    EfficientNet the stages at stride 2, 4, 8, 16, 32 get 0, 0, 4, 16, 16 the same way.
     """
-    stage, position = (int(p) for p in block.name.split("."))
-    per_stage = {1: 0, 2: 4}
-    effective = stage - 1 if position == 0 else stage
-    return per_stage.get(effective, 16) if effective >= 1 else 0
+    return JITTER_BY_INPUT_STRIDE.get(block.in_stride, 16)
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,34 @@ class Study:
         self.arch = config["model"]["arch"]
         self.blocks = list(structure(self.arch))
         self.o_relu = config["study"]["o_relu"]
+        self.family = arch_family(self.arch)
         sel = config["study"]["blocks"]
         names = [b.name for b in self.blocks]
         self.study_blocks = blk.default_study_blocks(self.blocks) if sel == "default" else list(sel)
         for name in self.study_blocks:
             if name not in names:
                 raise ConfigError(f"study.blocks: unknown block '{name}'; {self.arch} has blocks {', '.join(names)}")
+            if not self.block_info(name).has_sum:
+                summed = ", ".join(b.name for b in self.blocks if b.has_sum)
+                raise ConfigError(f"study.blocks: block '{name}' of {self.arch} has no residual sum, so no I, B and O to "
+                                  f"study; blocks with a sum: {summed}")
         for name in config["study"]["channels_by_block"]:
             if name not in self.study_blocks:
                 raise ConfigError(f"study.channels_by_block: block '{name}' is not among study.blocks ({', '.join(self.study_blocks)})")
         order = {n: i for i, n in enumerate(names)}
         self.study_blocks.sort(key=order.__getitem__)
+        self._check_o_relu()
         self.layers = blk.study_layers(self.blocks, self.study_blocks, self.o_relu)
         self._check_overrides()
+
+    def _check_o_relu(self):
+        """``o_relu: post`` reads O after the nonlinearity that follows the sum: refused where the
+        studied blocks have none (ConvNeXt, MobileNet, EfficientNet: O is the sum itself)."""
+        bare = [b for b in self.study_blocks if self.block_info(b).after_sum is None]
+        if self.o_relu == "post" and bare:
+            raise ConfigError(f"study.o_relu: post asks for O after the nonlinearity that follows the residual sum, but "
+                              f"{self.arch} ({self.family}) has none after the sum of its blocks ({bare[0]}, ...): O is "
+                              f"the sum itself. Fix: set study.o_relu: pre")
 
     # -- channels -------------------------------------------------------------------------------
     def block_info(self, name: str) -> blk.BlockInfo:
@@ -85,6 +101,11 @@ class Study:
             )
         return sorted(spec)
 
+    def tap_channels(self, ref: blk.TapRef) -> int:
+        """Channels of a tap's tensor: the block's input channels for X, else its output channels."""
+        info = self.block_info(ref.block)
+        return info.in_channels if ref.tensor == blk.X else info.channels
+
     def layer_channels(self, layer: str, roles=blk.ROLES) -> list[int]:
         """Channels of a layer the study needs, over the (block, role) pairs it serves whose role
         is in ``roles``."""
@@ -101,7 +122,7 @@ class Study:
         for c in chans:
             by_range.setdefault(c // per_job, []).append(c)
         n = self.layer_ref(layer)
-        total = self.block_info(n.block).channels
+        total = self.tap_channels(n)
         return [
             Chunk(layer, k * per_job, min((k + 1) * per_job, total), tuple(cs))
             for k, cs in sorted(by_range.items())
@@ -186,13 +207,7 @@ class Study:
             prev = self.block_info(block).prev
             if prev is not None:
                 names.add(blk.layer_name(self.blocks, blk.TapRef(prev, blk.O_POST)))
-        order = {b.name: b.index for b in self.blocks}
-
-        def key(name):
-            ref = self.layer_ref(name)
-            return (order[ref.block], blk.TAP_KINDS.index(ref.kind))
-
-        return sorted(names, key=key)
+        return sorted(names, key=lambda name: blk.forward_order(self.blocks, self.layer_ref(name)))
 
     def spatial_layers(self) -> list[str]:
         """``activations.spatial_layers``, checked against the tapped layers, in forward order."""
@@ -216,7 +231,7 @@ class Study:
                 chans = self.layer_channels(layer)
             else:
                 ref = self.layer_ref(layer)
-                n_channels = self.block_info(ref.block).channels
+                n_channels = self.tap_channels(ref)
                 readers = [b for b in self.study_blocks if b == ref.block or self.block_info(b).prev == ref.block]
                 chans = sorted({c for b in readers for c in self.block_channels(b) if c < n_channels})
             if chans:
@@ -235,10 +250,10 @@ class Study:
                 rows.append(
                     {
                         "block": block,
-                        "block_type": info.kind,
+                        "block_type": info.skip_path,
                         "role": role,
                         "layer": blk.layer_name(self.blocks, ref),
-                        "tap": f"{ref.block}:{ref.kind}",
+                        "tap": f"{ref.block}:{ref.tensor}",
                         "channels": info.channels,
                         "map_size": h,
                         "center": h // 2,
