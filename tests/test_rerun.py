@@ -93,11 +93,11 @@ def test_rerun_matrix(reference, sample_dir, tmp_path):
         ("`analysis.scale_rule: mid_only`", {"analysis": {"scale_rule": "mid_only"}}, rules("metric_table")),
         ("`dataset.path` (another image folder)", {"dataset": {"path": str(other_images)}}, rules("activations")),
         ("`atlas.fv_px: 96`", {"atlas": {"fv_px": 96}}, rules("atlas_block")),
-        ("an edit of `resstream/analysis/metrics.py`", "metrics.py",
+        ("an edit of `resstream/analysis/metrics.py`", "analysis/metrics.py",
          rules("metric_table", "analysis_summary", "paper_check", "atlas_block", "atlas_index")
          | {j for j in jobs if j.rule.startswith("fig")}),
-        ("an edit of `resstream/fv/render.py`", "fv.py", rules("fv_chunk", "fv_channel_chunk")),
-        ("an edit of `resstream/atlas/build.py`", "atlas.py", rules("atlas_block", "atlas_index")),
+        ("an edit of `resstream/fv/render.py`", "fv/render.py", rules("fv_chunk", "fv_channel_chunk")),
+        ("an edit of `resstream/atlas/build.py`", "atlas/build.py", rules("atlas_block", "atlas_index")),
         ("`fv.threads: 2`", {"fv": {"threads": 2}}, set()),
         ("`activations.batch_size: 4`", {"activations": {"batch_size": 4}}, set()),
     ]
