@@ -82,10 +82,17 @@ def test_the_devkit_folder_as_labels_and_copies(val_set, tmp_path):
     check_prepared(images, out, linked=False)
 
 
-def test_loc_val_solution_csv(val_set, tmp_path):
+@pytest.fixture
+def prepared_from_loc(val_set, tmp_path):
+    """The val images prepared (linked) from LOC_val_solution.csv: (images, prepared folder)."""
     images, _, loc = val_set
     out = tmp_path / "prepared"
     assert prepare(images, loc, out) == 0
+    return images, out
+
+
+def test_loc_val_solution_csv(prepared_from_loc):
+    images, out = prepared_from_loc
     check_prepared(images, out, linked=True)
 
 
@@ -124,11 +131,9 @@ def test_refusals_name_the_problem_and_change_nothing(val_set, tmp_path, capsys)
     assert "does not start with the header ImageId,PredictionString" in line
 
 
-def test_the_prepared_folder_is_a_dataset_for_the_workflow(val_set, tmp_path):
+def test_the_prepared_folder_is_a_dataset_for_the_workflow(prepared_from_loc):
     """The pre-flight's listing (the same function as the dataset pass) accepts the linked folder."""
-    images, _, loc = val_set
-    out = tmp_path / "prepared"
-    assert prepare(images, loc, out) == 0
+    images, out = prepared_from_loc
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
     from resstream.workflow.smk import check_inputs_or_exit

@@ -18,10 +18,16 @@ def test_random_weights_are_reproducible_and_marked():
     assert not m1.training and not any(p.requires_grad for p in m1.parameters())
 
 
-def test_checkpoint_with_wrong_sha256_is_refused(tmp_path):
-    model, _ = W.load_model("resnet18", "random:0")
-    path = tmp_path / "resnet18-f37072fd.pth"
+def saved_random_weights(path, seed=0):
+    """resnet18's random weights (``random:SEED``) saved as a plain state dict at ``path``; the model."""
+    model, _ = W.load_model("resnet18", f"random:{seed}")
     torch.save(model.state_dict(), path)
+    return model
+
+
+def test_checkpoint_with_wrong_sha256_is_refused(tmp_path):
+    path = tmp_path / "resnet18-f37072fd.pth"
+    saved_random_weights(path)
     with pytest.raises(W.WeightsError) as err:
         W.load_model("resnet18", str(path))
     msg = str(err.value)
@@ -29,9 +35,8 @@ def test_checkpoint_with_wrong_sha256_is_refused(tmp_path):
 
 
 def test_renamed_unknown_checkpoint_is_refused(tmp_path):
-    model, _ = W.load_model("resnet18", "random:0")
     path = tmp_path / "my_weights.pth"
-    torch.save(model.state_dict(), path)
+    saved_random_weights(path)
     with pytest.raises(W.WeightsError, match="matches none of torchvision's resnet18 checkpoints"):
         W.load_model("resnet18", str(path))
 
@@ -39,9 +44,8 @@ def test_renamed_unknown_checkpoint_is_refused(tmp_path):
 def published_checkpoint(tmp_path, monkeypatch):
     """Random weights (seed 3) saved under torchvision's resnet18 file name, with their sha256 made
     the published one."""
-    model, _ = W.load_model("resnet18", "random:3")
     path = tmp_path / "resnet18-f37072fd.pth"
-    torch.save(model.state_dict(), path)
+    model = saved_random_weights(path, seed=3)
     monkeypatch.setitem(W.KNOWN_SHA256, "resnet18-f37072fd.pth", W.file_sha256(path))
     return path, model
 
