@@ -66,10 +66,10 @@ def chromium():
 
 
 @pytest.fixture(scope="session")
-def small_run(sample_dir, tmp_path_factory):
+def shared_run(sample_dir, tmp_path_factory):
     """THE finished small run of the session (tests/helpers/runs.py: blocks 1.1 and 2.1, channels
     0-2, 24 images, every stage), made once.  Use it as is only to read it; copy it first
-    (``small_run.copy(tmp_path / "run")``) to change anything: its outputs are checked unchanged at
+    (``shared_run.copy(tmp_path / "run")``) to change anything: its outputs are checked unchanged at
     the end of the session."""
     from helpers.runs import finish_small_run, output_stamps
 

@@ -337,9 +337,9 @@ def test_peak_memory_is_bounded_by_the_batch_not_the_dataset(sample_dir, tmp_pat
     assert max(samples[-6:]) - max(samples[:6]) < 25, samples
 
 
-def test_workflow_makes_the_file_and_grids_and_ignores_batch_settings(small_run, tmp_path):
+def test_workflow_makes_the_file_and_grids_and_ignores_batch_settings(shared_run, tmp_path):
     """The session's small run (tests/helpers/runs.py: 24 images in batches of 2, channels 0-2)."""
-    results = small_run.results
+    results = shared_run.results
     target = results / "activations" / "exemplars"
     layers = ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out", "layer1.0", "layer1.1"]
     with act.open_activations(activations_h5(str(results))) as f:
@@ -351,7 +351,7 @@ def test_workflow_makes_the_file_and_grids_and_ignores_batch_settings(small_run,
     assert "batch 12/12: 24/24 images written" in log and "img/s, ETA" in log
 
     # batch size and workers do not change results, so they do not rerun the stage
-    changed = changed_config_file(small_run.config_file, tmp_path, {"activations": {"batch_size": 4, "workers": 1}})
-    proc = small_run.smk(*[f"results/activations/exemplars/{layer}" for layer in layers], "-n", "--cores", "2",
+    changed = changed_config_file(shared_run.config_file, tmp_path, {"activations": {"batch_size": 4, "workers": 1}})
+    proc = shared_run.smk(*[f"results/activations/exemplars/{layer}" for layer in layers], "-n", "--cores", "2",
                          "--configfile", "demo.yaml", changed)
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]

@@ -122,27 +122,24 @@ def test_scale_deltas_raw_and_normalised_by_hand():
                                mt.SCALE_BAD_MID_MID, "ok", mt.SCALE_NAN]
 
 
-def test_scale_sign_paper_tests_the_raw_deltas_of_eqs_3_and_4():
+@pytest.mark.parametrize("sign, pass_nomix, pass_all", [
+    # paper: the raw deltas of Eqs 3 and 4, m_delta > 0 and n_delta > 0 whatever the denominators:
+    # ch0, ch1 (mid_mid -2), ch3 (mid_mid 0); ch2's deltas are negative, ch4's m_delta is 0
+    # (strict), ch5's is NaN; pass_all also needs M: ch0's M is 3
+    ("paper", [True, True, False, True, False, False], [False, True, False, True, False, False]),
+    # code: the normalised deltas, m > 0 and n > 0: ch0; ch2 passes because both negative deltas are
+    # flipped by negative denominators; ch1's m is -0.5 (flipped), ch3's m is NaN (zero
+    # denominator), ch4's m is 0
+    ("code", [True, False, True, False, False, False], [False, False, True, False, False, False]),
+])
+def test_scale_sign_rules_test_raw_or_normalised_deltas(sign, pass_nomix, pass_all):
     sd = mt.scale_deltas(**SIGN_CASE)
-    # m_delta > 0 and n_delta > 0, whatever the denominators: ch0, ch1 (mid_mid -2), ch3 (mid_mid 0);
-    # ch2's deltas are negative, ch4's m_delta is 0 (strict), ch5's is NaN
-    pa, pn = mt.pass_flags(SIGN_M, sd, 1.5, "paper", "paper")
-    np.testing.assert_array_equal(pn, [True, True, False, True, False, False])
-    np.testing.assert_array_equal(pa, [False, True, False, True, False, False])  # ch0: M = 3
-    # mid_only: m_delta > 0 alone -> the same here (every n_delta of a passing m is positive)
-    _, pn = mt.pass_flags(SIGN_M, sd, 1.5, "mid_only", "paper")
-    np.testing.assert_array_equal(pn, [True, True, False, True, False, False])
-
-
-def test_scale_sign_code_tests_the_normalised_deltas():
-    sd = mt.scale_deltas(**SIGN_CASE)
-    # m > 0 and n > 0: ch0; ch2 passes because both negative deltas are flipped by negative
-    # denominators; ch1's m is -0.5 (flipped), ch3's m is NaN (zero denominator), ch4's m is 0
-    pa, pn = mt.pass_flags(SIGN_M, sd, 1.5, "paper", "code")
-    np.testing.assert_array_equal(pn, [True, False, True, False, False, False])
-    np.testing.assert_array_equal(pa, [False, False, True, False, False, False])
-    _, pn = mt.pass_flags(SIGN_M, sd, 1.5, "mid_only", "code")  # m > 0 alone
-    np.testing.assert_array_equal(pn, [True, False, True, False, False, False])
+    pa, pn = mt.pass_flags(SIGN_M, sd, 1.5, "paper", sign)
+    np.testing.assert_array_equal(pn, pass_nomix)
+    np.testing.assert_array_equal(pa, pass_all)
+    # mid_only: m alone -> the same flags here (every n of a passing m is positive)
+    _, pn = mt.pass_flags(SIGN_M, sd, 1.5, "mid_only", sign)
+    np.testing.assert_array_equal(pn, pass_nomix)
     with pytest.raises(ValueError, match="scale_sign 'raw' unknown"):
         mt.pass_flags(SIGN_M, sd, 1.5, "paper", "raw")
 

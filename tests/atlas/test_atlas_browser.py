@@ -33,8 +33,8 @@ def fv_table(results, block) -> pd.DataFrame:
     return read_table(metric_table_csv(str(results), block, "fv"))[0]
 
 
-def test_index_names_blocks_weights_and_counts(small_run, chromium):
-    results = small_run.results
+def test_index_names_blocks_weights_and_counts(shared_run, chromium):
+    results = shared_run.results
     chromium.get(file_url(results / "atlas" / "index.html"))
     assert chromium.title == "resstream unit atlas"
     assert atlas.RANDOM_BANNER in chromium.find_element("id", "random-weights-banner").text
@@ -51,8 +51,8 @@ def test_index_names_blocks_weights_and_counts(small_run, chromium):
         assert len(card.find_elements("css selector", "svg.hist rect")) == 20
 
 
-def test_block_table_sorts_by_m_and_filters_scale_invariant(small_run, chromium):
-    results = small_run.results
+def test_block_table_sorts_by_m_and_filters_scale_invariant(shared_run, chromium):
+    results = shared_run.results
     chromium.get(file_url(results / "atlas" / "index.html"))
     chromium.find_element("link text", "Block 1.1").click()
     assert chromium.current_url.endswith("/atlas/1.1/index.html")
@@ -76,8 +76,8 @@ def test_block_table_sorts_by_m_and_filters_scale_invariant(small_run, chromium)
         assert chromium.find_element("id", "shown-count").text == f"{n} of {len(CHANNELS)} channels shown"
 
 
-def test_unit_page_images_load_and_numbers_equal_the_csv(small_run, chromium):
-    results = small_run.results
+def test_unit_page_images_load_and_numbers_equal_the_csv(shared_run, chromium):
+    results = shared_run.results
     chromium.get(file_url(results / "atlas" / "1.1" / "index.html"))
     chromium.find_element("css selector", 'td[data-key="channel"] a[href="unit0001.html"]').click()
     assert chromium.current_url.endswith("/atlas/1.1/unit0001.html")
@@ -110,8 +110,8 @@ def test_unit_page_images_load_and_numbers_equal_the_csv(small_run, chromium):
     assert not chromium.find_elements("id", "prev")
 
 
-def test_atlas_thumbnails_are_small(small_run):
-    results = small_run.results
+def test_atlas_thumbnails_are_small(shared_run):
+    results = shared_run.results
     images = list((results / "atlas").rglob("*.jpg"))
     assert len(images) == len(BLOCKS) * len(CHANNELS) * 8  # per unit: 3 FVs, 3 top-9, 1 channel FV, 1 row
     full = sum(p.stat().st_size for p in (results / "activations" / "exemplars").rglob("unit*.png"))
@@ -119,11 +119,11 @@ def test_atlas_thumbnails_are_small(small_run):
     assert thumbs < full / 3, (thumbs, full)
 
 
-def test_changing_one_block_rebuilds_only_its_atlas_folder(small_run, tmp_path):
+def test_changing_one_block_rebuilds_only_its_atlas_folder(shared_run, tmp_path):
     target = "results/atlas/index.html"
-    assert planned_jobs(target, "--configfile", "demo.yaml", small_run.config_file, cwd=small_run.root) == {}
-    changed = changed_config_file(small_run.config_file, tmp_path, {"fv": {"overrides": {"2.1": {"steps": 3}}}})
-    plan = planned_jobs(target, "--configfile", "demo.yaml", changed, cwd=small_run.root)
+    assert planned_jobs(target, "--configfile", "demo.yaml", shared_run.config_file, cwd=shared_run.root) == {}
+    changed = changed_config_file(shared_run.config_file, tmp_path, {"fv": {"overrides": {"2.1": {"steps": 3}}}})
+    plan = planned_jobs(target, "--configfile", "demo.yaml", changed, cwd=shared_run.root)
     assert plan["atlas_block"] == [{"block": "2.1"}], plan
     assert sorted(j["layer"] for j in plan["fv_channel_chunk"]) == ["layer2.1.prerelu_out"]
     assert "atlas_index" in plan and "exemplar_grids" not in plan

@@ -4,9 +4,10 @@ A run lives in one folder: a copy of the workflow (Snakefile, rules, scripts, re
 image folder ``data/`` (links into the sample), its config ``tiny.yaml`` and ``results/``, with
 Snakemake's metadata and locks in ``.snakemake/`` there, never in this checkout.  The config names
 ``results`` and ``data`` relative to the folder, so a copy of the folder (``FinishedRun.copy``) is a
-finished run too: same outputs, same mtimes, metadata that still matches its outputs.
+finished run too: same outputs, same mtimes, metadata that still matches its outputs, the same
+image folder.
 
-``small_run`` (tests/conftest.py) is THE finished small run of the session: tests that only read it
+``shared_run`` (tests/conftest.py) is THE finished small run of the session: tests that only read it
 use it as is; tests that change anything in it (a rerun, an edit of the library copy) copy it first.
 """
 
@@ -58,8 +59,11 @@ class FinishedRun:
         return smk(*args, cwd=self.root, **kwargs)
 
     def copy(self, dest: Path) -> FinishedRun:
-        """The whole folder copied to ``dest`` (links kept, mtimes kept): a run to change."""
-        shutil.copytree(self.root, dest, symlinks=True)
+        """The folder copied to ``dest`` (links kept, mtimes kept): a run to change.  Its ``data`` is
+        a link to this run's image folder, so that the dataset resolves to the same folder (the
+        activations file records the resolved path)."""
+        shutil.copytree(self.root, dest, symlinks=True, ignore=lambda folder, names: ["data"] if Path(folder) == self.root else [])
+        (Path(dest) / "data").symlink_to(self.data.resolve(), target_is_directory=True)
         return FinishedRun(Path(dest))
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 from resstream.fv.png_files import FVFileError, check_fv_png
 from resstream.model.weights import load_model
 from helpers.configs import tiny_config_file, write_config
+from helpers.runs import SMALL_STUDY
 from helpers.workflow import FV_LAYERS_11, link_images, planned_jobs, smk
 
 # the run's outputs, relative to its folder (where snakemake runs)
@@ -58,12 +59,12 @@ def one_line(proc) -> str:
     return lines[0]
 
 
-def test_missing_pretrained_weights_offline(small_run, tmp_path):
+def test_missing_pretrained_weights_offline(shared_run, tmp_path):
     def change(cfg):
         cfg["model"].update(weights="IMAGENET1K_V1", allow_download=False)
 
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-torch-home"))
-    line = one_line(run_with(small_run, tmp_path, change, env=env))
+    line = one_line(run_with(shared_run, tmp_path, change, env=env))
     cached = tmp_path / "empty-torch-home" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert line == (
         f"resstream: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache ({cached}) and downloads are "
@@ -71,44 +72,44 @@ def test_missing_pretrained_weights_offline(small_run, tmp_path):
         f"model.weights to a local checkpoint path; for a test run use model.weights: random:0.")
 
 
-def test_offline_with_downloads_allowed_stops_before_any_job(small_run, tmp_path):
+def test_offline_with_downloads_allowed_stops_before_any_job(shared_run, tmp_path):
     """The main process fetches missing hub weights before any job runs; offline (a dead proxy
     here, so the test does not depend on this machine's network) it stops with one line."""
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-torch-home"), https_proxy="http://127.0.0.1:9",
                HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
-    proc = run_with(small_run, tmp_path, lambda cfg: cfg["model"].update(weights="IMAGENET1K_V1", allow_download=True), env=env)
+    proc = run_with(shared_run, tmp_path, lambda cfg: cfg["model"].update(weights="IMAGENET1K_V1", allow_download=True), env=env)
     line = one_line(proc)
     assert line.startswith("resstream: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache (") and "download failed" in line
     assert "rule " not in proc.stdout + proc.stderr  # no job was started
 
 
-def test_checkpoint_with_a_wrong_sha256(small_run, tmp_path):
+def test_checkpoint_with_a_wrong_sha256(shared_run, tmp_path):
     fake = tmp_path / "resnet18-f37072fd.pth"
     torch.save({"fc.weight": torch.zeros(2)}, fake)
 
-    line = one_line(run_with(small_run, tmp_path, lambda cfg: cfg["model"].update(weights=str(fake))))
+    line = one_line(run_with(shared_run, tmp_path, lambda cfg: cfg["model"].update(weights=str(fake))))
     assert line.startswith(f"resstream: checkpoint {fake} has sha256 ")
     assert line.endswith("expected f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec for "
                          "resnet18-f37072fd.pth: the file is corrupt or not torchvision's. Fix: download it again "
                          "or point model.weights at the right file.")
 
 
-def test_unknown_block(small_run, tmp_path):
-    line = one_line(run_with(small_run, tmp_path, lambda cfg: cfg["study"].update(blocks=["1.1", "2.7"])))
+def test_unknown_block(shared_run, tmp_path):
+    line = one_line(run_with(shared_run, tmp_path, lambda cfg: cfg["study"].update(blocks=["1.1", "2.7"])))
     assert line == ("resstream: study.blocks: unknown block '2.7'; resnet18 has blocks "
                     "1.0, 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1")
 
 
-def test_channel_out_of_range(small_run, tmp_path):
-    line = one_line(run_with(small_run, tmp_path, lambda cfg: cfg["study"].update(channels=[0, 64])))
+def test_channel_out_of_range(shared_run, tmp_path):
+    line = one_line(run_with(shared_run, tmp_path, lambda cfg: cfg["study"].update(channels=[0, 64])))
     assert line == ("resstream: study.channels: channel(s) [64] out of range for block 1.1, which has "
                     "channels 0..63")
 
 
-def test_empty_dataset_folder(small_run, tmp_path):
+def test_empty_dataset_folder(shared_run, tmp_path):
     empty = tmp_path / "empty"
     (empty / "n01440764").mkdir(parents=True)
-    line = one_line(run_with(small_run, tmp_path, lambda cfg: cfg["dataset"].update(path=str(empty))))
+    line = one_line(run_with(shared_run, tmp_path, lambda cfg: cfg["dataset"].update(path=str(empty))))
     assert line == (f"resstream: dataset.path {empty} holds no image files (.jpg, .jpeg, .png, .bmp, .webp, .tif, "
                     f".tiff, .ppm, .pgm), neither in class sub-folders nor flat. Fix: point dataset.path at a folder "
                     f"with images.")
@@ -160,25 +161,25 @@ CONFIG_TYPOS = {
 
 
 @pytest.mark.parametrize("case", list(CONFIG_TYPOS))
-def test_a_config_typo_stops_before_planning_and_keeps_every_output(small_run, tmp_path, case):
+def test_a_config_typo_stops_before_planning_and_keeps_every_output(shared_run, tmp_path, case):
     change, expected = CONFIG_TYPOS[case]
-    proc = run_with(small_run, tmp_path, change, args=[])
+    proc = run_with(shared_run, tmp_path, change, args=[])
     assert one_line(proc) == expected
     assert "Building DAG" not in proc.stdout + proc.stderr  # stopped while parsing, before planning
 
 
-def test_a_compare_run_that_is_not_finished(small_run, tmp_path):
+def test_a_compare_run_that_is_not_finished(shared_run, tmp_path):
     nowhere = tmp_path / "other-run"
-    proc = run_with(small_run, tmp_path, _set("compare", runs={"resnet34": str(nowhere)}), args=[])
+    proc = run_with(shared_run, tmp_path, _set("compare", runs={"resnet34": str(nowhere)}), args=[])
     assert one_line(proc) == (f"resstream: compare.runs.resnet34: {nowhere}/summary.json does not exist. Fix: run that "
                               f"workflow to its summary first.")
 
 
-def test_a_custom_checkpoint_that_does_not_fit(small_run, tmp_path):
+def test_a_custom_checkpoint_that_does_not_fit(shared_run, tmp_path):
     path = tmp_path / "resnet50_finetuned.pth"
     model, _ = load_model("resnet50", "random:0")
     torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()}, "optimizer": {}}, path)
-    proc = run_with(small_run, tmp_path, _set("model", weights=str(path), checkpoint="any"), args=[])
+    proc = run_with(shared_run, tmp_path, _set("model", weights=str(path), checkpoint="any"), args=[])
     line = one_line(proc)
     # resnet50 has every key resnet18 has (other shapes) and more
     assert line.startswith(f"resstream: model.weights checkpoint {path} does not fit resnet18: unexpected keys "
@@ -187,24 +188,24 @@ def test_a_custom_checkpoint_that_does_not_fit(small_run, tmp_path):
     assert "rule " not in proc.stdout + proc.stderr  # no job was started
 
 
-def test_a_dataset_with_a_link_cycle(small_run, tmp_path, sample_dir):
+def test_a_dataset_with_a_link_cycle(shared_run, tmp_path, sample_dir):
     data = link_images(sample_dir, tmp_path / "data", 2)
     loop = next(data.iterdir()) / "again"
     loop.symlink_to(data)
-    line = one_line(run_with(small_run, tmp_path, _set("dataset", path=str(data)), args=[]))
+    line = one_line(run_with(shared_run, tmp_path, _set("dataset", path=str(data)), args=[]))
     assert line == (f"resstream: dataset.path {data} has a link cycle: {loop} leads back to {os.path.realpath(data)}, "
                     f"a folder above it. Fix: remove or repoint that link.")
 
 
-def test_cuda_without_a_visible_device(small_run, tmp_path):
+def test_cuda_without_a_visible_device(shared_run, tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # no GPU visible here, even on a machine with one
-    line = one_line(run_with(small_run, tmp_path, _set("model", device="cuda"), env=env, args=["--forcerun", "atlas_index"]))
+    line = one_line(run_with(shared_run, tmp_path, _set("model", device="cuda"), env=env, args=["--forcerun", "atlas_index"]))
     assert line.startswith("resstream: model.device is 'cuda' but no CUDA device is visible to this local run.")
 
 
-def test_symlinked_class_folders_pass_the_preflight(small_run, tmp_path, sample_dir):
+def test_symlinked_class_folders_pass_the_preflight(shared_run, tmp_path, sample_dir):
     """Class folders that are links (a shared copy of ImageNet): the dry run plans the dataset pass."""
-    base = small_run.config
+    base = shared_run.config
     linked = tmp_path / "linked"
     linked.mkdir()
     for cls in sorted(os.listdir(sample_dir))[:3]:
@@ -215,10 +216,10 @@ def test_symlinked_class_folders_pass_the_preflight(small_run, tmp_path, sample_
     assert list(jobs) == ["activations"]
 
 
-def test_report_captions_come_from_the_outputs(small_run, tmp_path):
+def test_report_captions_come_from_the_outputs(shared_run, tmp_path):
     """--report with another config (other steps, mix factor, weights not on this machine, no
     dataset): captions describe the outputs, and the report says at its top how the config differs."""
-    cfg = small_run.config
+    cfg = shared_run.config
     cfg["fv"]["steps"] = 999
     cfg["analysis"]["mix_factor"] = 3.0
     cfg["dataset"]["path"] = str(tmp_path / "no-dataset")
@@ -227,9 +228,9 @@ def test_report_captions_come_from_the_outputs(small_run, tmp_path):
     write_config(other, cfg)
     report = tmp_path / "report.html"
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "empty-torch-home"))
-    before = snapshot(small_run.results)
-    small_run.smk("--configfile", "demo.yaml", other, "--report", report, env=env)
-    assert snapshot(small_run.results) == before
+    before = snapshot(shared_run.results)
+    shared_run.smk("--configfile", "demo.yaml", other, "--report", report, env=env)
+    assert snapshot(shared_run.results) == before
     text = report.read_text()
     # every figure's caption and the scorecard's, from the chunks' fv.h5 and the tables' sidecars
     assert text.count("FV 2 steps, lr 0.05, hook") == 9
@@ -242,13 +243,13 @@ def test_report_captions_come_from_the_outputs(small_run, tmp_path):
     assert not (tmp_path / "empty-torch-home").exists()  # nothing was fetched
 
 
-def test_unlock_needs_neither_weights_nor_data(small_run, tmp_path):
-    cfg = dict(small_run.config, dataset={"path": str(tmp_path / "no-dataset")}, model={"weights": "IMAGENET1K_V1", "allow_download": True})
+def test_unlock_needs_neither_weights_nor_data(shared_run, tmp_path):
+    cfg = dict(shared_run.config, dataset={"path": str(tmp_path / "no-dataset")}, model={"weights": "IMAGENET1K_V1", "allow_download": True})
     other = tmp_path / "other.yaml"
     write_config(other, cfg)
     dead = "http://127.0.0.1:9"
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), https_proxy=dead, HTTPS_PROXY=dead)
-    proc = small_run.smk("--configfile", "demo.yaml", other, "--unlock", env=env)
+    proc = shared_run.smk("--configfile", "demo.yaml", other, "--unlock", env=env)
     assert "Unlocked working directory." in proc.stdout + proc.stderr
     assert not (tmp_path / "torch").exists()
 
@@ -289,10 +290,10 @@ def test_corrupt_jpeg_fails_naming_the_file(corrupt_dataset, tmp_path):
     assert not h5.exists()  # the partial file never gets the final name
 
 
-def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(small_run, tmp_path):
+def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(shared_run, tmp_path):
     """The measurement stage reloads FV PNGs through this check, so it names the file."""
     chunk = tmp_path / "c0000-0063"
-    shutil.copytree(small_run.results / "fv" / "layer1.1.bn2" / "c0000-0063", chunk)
+    shutil.copytree(shared_run.results / "fv" / "layer1.1.bn2" / "c0000-0063", chunk)
     check_fv_png(str(chunk / "unit0000.png"))  # what the FV stage wrote passes
     Image.new("RGB", (112, 112)).save(chunk / "unit0000.png")
     with pytest.raises(FVFileError) as err:
@@ -310,10 +311,10 @@ def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(small_run, tmp_path
         check_fv_png(str(chunk / "unit0000.png"))
 
 
-def rerun_layer_with_lr(small_run, tmp_path, lr):
+def rerun_layer_with_lr(shared_run, tmp_path, lr):
     """Rerun only layer1.1.bn2's chunk (an fv.overrides change) with a huge learning rate, in a copy
     of the finished run."""
-    run = small_run.copy(tmp_path / "run")
+    run = shared_run.copy(tmp_path / "run")
     cfg = run.config
     cfg["fv"]["overrides"] = {"layer1.1.bn2": {"lr": lr}}
     config = write_config(tmp_path / "lr.yaml", cfg)
@@ -324,20 +325,21 @@ def rerun_layer_with_lr(small_run, tmp_path, lr):
     return proc, results / "fv" / "layer1.1.bn2" / "c0000-0063", results / "logs" / "fv" / "layer1.1.bn2" / "c0000-0063.log"
 
 
-def test_nan_during_optimisation_is_recorded_with_a_warning(small_run, tmp_path):
-    proc, chunk, log = rerun_layer_with_lr(small_run, tmp_path, 1e36)
+def test_nan_during_optimisation_is_recorded_with_a_warning(shared_run, tmp_path):
+    proc, chunk, log = rerun_layer_with_lr(shared_run, tmp_path, 1e36)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with h5py.File(chunk / "fv.h5") as f:
-        assert [s.decode() for s in f["status"][:]] == ["nan"]
+        assert [s.decode() for s in f["status"][:]] == ["nan"] * len(SMALL_STUDY["channels"])  # every unit
     assert ("unit layer1.1.bn2 channel 0 produced NaN during optimisation (lr 1e+36): recorded as 'nan'; "
             "fix: lower fv.lr (or fv.overrides) and rerun this chunk") in log.read_text()
 
 
-def test_adam_overflow_fails_the_chunk_saying_lower_the_lr(small_run, tmp_path):
-    proc, chunk, log = rerun_layer_with_lr(small_run, tmp_path, 1e38)
+def test_adam_overflow_fails_the_chunk_saying_lower_the_lr(shared_run, tmp_path):
+    proc, chunk, log = rerun_layer_with_lr(shared_run, tmp_path, 1e38)
     assert proc.returncode != 0
     line = one_line(proc)
     assert line.startswith("resstream: FV of layer1.1.bn2 failed at step 1 with lr 1e+38: ")
     assert line.endswith("Fix: lower fv.lr")
-    assert str(log) in proc.stderr and "Fix: lower fv.lr" in log.read_text()
+    # the job's log, named as the run's config places it (results relative to the run's folder)
+    assert "results/logs/fv/layer1.1.bn2/c0000-0063.log" in proc.stderr and "Fix: lower fv.lr" in log.read_text()
     assert not chunk.exists() and not list(chunk.parent.glob("*.partial-*"))

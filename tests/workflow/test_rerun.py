@@ -38,10 +38,10 @@ def planned(workflow, *args) -> set[Job]:
     return set(parse_jobs(dry_run(workflow, *args))[0])
 
 
-def test_rerun_matrix(small_run, sample_dir, tmp_path):
+def test_rerun_matrix(shared_run, sample_dir, tmp_path):
     """Each change replans exactly the jobs it touches directly (the seeds below) and the jobs that
     read their outputs, directly or not, and nothing else; the README's table is this matrix."""
-    workflow, config = small_run.root, small_run.config_file
+    workflow, config = shared_run.root, shared_run.config_file
     assert planned(workflow, config) == set()  # nothing to do after a complete run
     jobs, dag = parse_jobs(dry_run(workflow, config, "--forceall"))  # the whole DAG, inputs and outputs
 
@@ -104,9 +104,9 @@ def test_rerun_matrix(small_run, sample_dir, tmp_path):
     assert table(rows) in readme, "README's rerun table differs from the measured matrix:\n" + table(rows)
 
 
-def run_and_kill(args, ready, timeout=300):
+def run_and_kill(args, ready, cwd, timeout=300):
     """Start snakemake in its own process group, SIGKILL the group as soon as ready() holds."""
-    proc = subprocess.Popen(SNAKEMAKE + [str(a) for a in args], cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(SNAKEMAKE + [str(a) for a in args], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
@@ -123,16 +123,17 @@ def finished_chunks(results):
     return [layer for layer in KILL_LAYERS if (results / "fv" / layer / "c0000-0063").is_dir()]
 
 
-def test_killed_runs_resume_to_the_uninterrupted_outputs(small_run, tmp_path):
-    ref = small_run.results
-    results = tmp_path / "results"
-    cfg = small_run.config
-    cfg.update(results=str(results), dataset={**cfg["dataset"], "path": str(small_run.data)})
-    config = write_config(tmp_path / "tiny.yaml", cfg)
+def test_killed_runs_resume_to_the_uninterrupted_outputs(shared_run, tmp_path):
+    """The shared run's study made again under ``killed/`` in a copy of its folder (the same
+    workflow copy and image folder ``data``), killed and resumed, against the shared run's outputs."""
+    ref = shared_run.results
+    work = shared_run.copy(tmp_path / "run")
+    results = work.root / "killed"
+    config = write_config(work.root / "killed.yaml", {**work.config, "results": "killed"})
     run = ["--cores", "2", "--configfile", "demo.yaml", config]
 
     # FV stage: killed as soon as the first chunk folder is in place (others are in flight)
-    run_and_kill(fv_targets(results, KILL_LAYERS) + run, lambda: finished_chunks(results))
+    run_and_kill(fv_targets("killed", KILL_LAYERS) + run, lambda: finished_chunks(results), work.root)
     done = finished_chunks(results)
     assert 1 <= len(done) < len(KILL_LAYERS)
     for layer in done:  # whatever has its final name is complete
@@ -142,12 +143,12 @@ def test_killed_runs_resume_to_the_uninterrupted_outputs(small_run, tmp_path):
     # first batch is logged
     log = results / "logs" / "activations.log"
     h5 = results / "activations" / "activations.h5"
-    run_and_kill([h5] + run, lambda: log.exists() and "batch 1/12" in log.read_text())
+    run_and_kill([h5.relative_to(work.root)] + run, lambda: log.exists() and "batch 1/12" in log.read_text(), work.root)
     assert not h5.exists() and (h5.parent / "activations.h5.partial").exists()
 
     # the user's rerun: unlock, then the same command (rerun-incomplete is in the default profile)
-    smk("--unlock", *run)
-    proc = smk(*fv_targets(results, KILL_LAYERS), h5, *run)
+    work.smk("--unlock", *run)
+    proc = work.smk(*fv_targets("killed", KILL_LAYERS), h5.relative_to(work.root), *run)
     # the missing chunks, the dataset pass, and maybe a finished chunk whose job snakemake had not
     # yet recorded as done (rerun as incomplete)
     redone = {f"{n} of {n} steps (100%) done" for n in range(len(KILL_LAYERS) - len(done) + 1, len(KILL_LAYERS) + 2)}
