@@ -186,7 +186,8 @@ def test_jobs_take_what_their_rules_declare():
 
     scripts = sorted((REPO / "scripts").glob("*.py"))
     job_modules = {m for s in scripts for m in fingerprinted_files(str(s)) if m.endswith(".py")}
-    assert {"fv_job.py", "activations.py", "exemplars.py", "measure.py", "figures.py", "atlas.py"} <= job_modules
+    assert {"fv/job.py", "activations/extract.py", "activations/exemplars.py", "analysis/measure.py",
+            "analysis/figures.py", "atlas/build.py"} <= job_modules
     for path in scripts + [REPO / "resstream" / m for m in sorted(job_modules)]:
         text = path.read_text()
         assert "snakemake.config" not in text and "Study(" not in text, path
