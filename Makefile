@@ -23,14 +23,14 @@ $(STAMP): requirements.txt pyproject.toml
 # found, root on Debian/Ubuntu gets Debian's chromium + chromium-driver through apt; anyone else is
 # told what to install, and the run goes on (the browser tests skip; under CI=true they fail).
 browser: $(STAMP)
-	@$(BIN)/python tests/browser.py --check >/dev/null && exit 0; \
+	@$(BIN)/python tests/helpers/browser.py --check >/dev/null && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian chromium + chromium-driver for the atlas browser tests (log: /tmp/resstream-apt.log)"; \
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver \
 	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; \
 	  } > /tmp/resstream-apt.log 2>&1 || tail -5 /tmp/resstream-apt.log; \
 	fi; \
-	$(BIN)/python tests/browser.py --check || true
+	$(BIN)/python tests/helpers/browser.py --check || true
 
 # The sample: from $$RESSTREAM_SAMPLE, ../shared/data/imagenet-sample or the upstream download,
 # verified against its sha256 manifest (resstream/data/sample.py); an existing copy is only verified.

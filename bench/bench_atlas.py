@@ -130,7 +130,7 @@ def main():
     print(f"one unit page loads {unit_bytes / 1e3:.0f} kB (page + 7 thumbnails) instead of {full_bytes / 1e6:.2f} MB of full PNGs "
           f"(x{full_bytes / unit_bytes:.0f} less); the block page is {block_page / 1e3:.0f} kB + {n} lazy 48-px thumbnails")
 
-    from browser import start_chromium, stop_chromium, file_url, wait_for_images
+    from helpers.browser import start_chromium, stop_chromium, file_url, wait_for_images
 
     browser = start_chromium()
     try:

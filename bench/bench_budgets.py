@@ -111,7 +111,7 @@ def main():
         did["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(did))
         return
-    from sample_images import make_image_folder
+    from helpers.sample_images import make_image_folder
 
     with tempfile.TemporaryDirectory() as work:
         make_image_folder(Path(work) / "images", n_classes=args.images)

@@ -1,3 +1,5 @@
+"""The fixtures every stage's tests share (their helpers live in tests/helpers/)."""
+
 import os
 import sys
 import urllib.error
@@ -6,20 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
+
 sys.path.insert(0, str(REPO))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-SAMPLE_CLASSES = 200
-
-
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    """An ImageNet-like class-folder dataset made here (tests/sample_images.py): no test needs the
+    """An ImageNet-like class-folder dataset made here (tests/helpers/sample_images.py): no test needs the
     fetched 1,000-image sample or anything beside the checkout."""
-    from sample_images import make_image_folder
+    from helpers.sample_images import SAMPLE_CLASSES, make_image_folder
 
     return make_image_folder(tmp_path_factory.mktemp("sample"), n_classes=SAMPLE_CLASSES)
 
@@ -29,6 +29,17 @@ def random_model():
     from resstream.model.weights import load_model
 
     return load_model("resnet18", "random:0")
+
+
+@pytest.fixture(scope="module")
+def net():
+    """A fresh random resnet18 (seed 0) per test module, with its blocks: for tests that move it or
+    hook into it."""
+    from resstream.model.blocks import model_blocks
+    from resstream.model.weights import load_model
+
+    model, _ = load_model("resnet18", "random:0")
+    return model, model_blocks(model)
 
 
 @pytest.fixture
@@ -46,9 +57,23 @@ def offline_hub(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def chromium():
     """One headless Chrome/Chromium for every atlas test; without one the test is skipped with one
-    line saying how to get one (under CI=true it fails: tests/browser.py)."""
-    from browser import start_chromium, stop_chromium
+    line saying how to get one (under CI=true it fails: tests/helpers/browser.py)."""
+    from helpers.browser import start_chromium, stop_chromium
 
     browser = start_chromium()
     yield browser
     stop_chromium(browser)
+
+
+@pytest.fixture(scope="session")
+def shared_run(sample_dir, tmp_path_factory):
+    """THE finished small run of the session (tests/helpers/runs.py: blocks 1.1 and 2.1, channels
+    0-2, 24 images, every stage), made once.  Use it as is only to read it; copy it first
+    (``shared_run.copy(tmp_path / "run")``) to change anything: its outputs are checked unchanged at
+    the end of the session."""
+    from helpers.runs import finish_small_run, output_stamps
+
+    run = finish_small_run(tmp_path_factory.mktemp("small_run"), sample_dir)
+    before = output_stamps(run.results)
+    yield run
+    assert output_stamps(run.results) == before, "a test changed the shared small run: copy it first"

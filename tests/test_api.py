@@ -9,7 +9,8 @@ from resstream.analysis.summary import AnalysisError
 from resstream.api import block_layers, unit_metrics
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
-from job_calls import fv_dirs_of_block, render_chunk
+from helpers.configs import tiny_config
+from helpers.job_calls import fv_dirs_of_block, render_chunk
 from resstream.analysis.measure import measure_fv_block
 from resstream.analysis.metrics import metric_table
 from resstream.workflow.paths import fv_chunk_dir, fv_png
@@ -23,9 +24,7 @@ KEYS = ("out_in", "out_mid", "in_in", "mid_mid", "in_mid", "I_of_xB", "B_of_SxI"
 def study_fvs(tmp_path_factory):
     """The FV stage's folders of block 2.1 (I, B and O layers), 2 steps, random weights."""
     results = tmp_path_factory.mktemp("api") / "results"
-    config = validate_config({"results": str(results), "model": {"weights": "random:0", "device": "cpu"},
-                              "dataset": {"path": None}, "study": {"blocks": ["2.1"], "channels": CHANNELS},
-                              "fv": {"steps": 2}})
+    config = validate_config(tiny_config(results, dataset={"path": None}, study={"blocks": ["2.1"], "channels": CHANNELS}))
     study = Study(config)
     for layer in study.layers:
         for chunk in study.chunks(layer):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from resstream.cli import main
 
 
@@ -61,9 +61,9 @@ def cli(*args, cwd=REPO):
 def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
     import hashlib
 
-    from job_calls import render_chunk
+    from helpers.job_calls import render_chunk
     from resstream.workflow.config import validate_config
-    from workflow_helpers import assert_same_h5
+    from helpers.workflow import assert_same_h5
 
     out = tmp_path / "cli"
     proc = cli("fv", "--layer", "layer2.1.bn2", "--channels", "3,5", "--steps", "2", "--out", out,
@@ -90,9 +90,9 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
 
 
 def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
-    from job_calls import render_chunk
+    from helpers.job_calls import render_chunk
     from resstream.workflow.config import validate_config
-    from workflow_helpers import assert_same_h5
+    from helpers.workflow import assert_same_h5
 
     out = tmp_path / "cli"
     cli("fv", "--layer", "layer1.1.prerelu_out", "--channels", "7", "--steps", "3", "--lr", "0.1", "--seed", "4",
@@ -112,10 +112,10 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
     import torchvision
     from torchvision import transforms
 
-    from job_calls import run_pass
+    from helpers.job_calls import run_pass
     from resstream.activations.store import open_activations
     from resstream.workflow.config import validate_config
-    from workflow_helpers import assert_same_h5, link_images
+    from helpers.workflow import assert_same_h5, link_images
 
     data = link_images(sample_dir, tmp_path / "data", 5)
     out = tmp_path / "cli.h5"

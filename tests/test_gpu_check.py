@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from helpers import REPO
 
 STUDY_UNITS = {"layer1": 192, "layer2": 640, "layer3": 1280, "layer4": 2560}  # 3, 5, 5, 5 layers x channels
 

@@ -11,7 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256",
                 "resstream/atlas/templates/unit.html.j2", "resstream/atlas/static/atlas.css", "resstream/atlas/static/atlas.js")

@@ -8,8 +8,8 @@ import sys
 
 import h5py
 
-from conftest import REPO
-from workflow_helpers import link_images
+from helpers import REPO
+from helpers.workflow import link_images
 
 
 def readme_snippets(section: str) -> list[str]:

@@ -12,7 +12,7 @@ microbatches of equal size; if the estimate is still too high, the engine halves
 when CUDA runs out of memory (:mod:`resstream.fv.render`).
 
 :func:`units_per_forward`, :func:`units_that_fit` and :func:`split_sizes` are pure arithmetic,
-tested with made-up free-memory numbers (tests/test_fv_gpu_path.py).
+tested with made-up free-memory numbers (tests/fv/test_fv_gpu_path.py).
 """
 
 from __future__ import annotations

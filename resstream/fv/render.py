@@ -36,7 +36,7 @@ Devices: torch-lucent 0.1.8 puts tensors on module-level devices fixed at import
 whenever CUDA is visible) and its colour decorrelation always moves its matrix to ``cuda:0`` when
 CUDA is visible.  Here every lucent tensor goes to the model's device: lucent's module devices are
 set for the duration of a render, and the decorrelation is lucent's with the matrix on the image's
-device.  tests/test_lucent_equivalence.py checks the whole loop against lucent's ``render_vis``.
+device.  tests/fv/test_lucent_equivalence.py checks the whole loop against lucent's ``render_vis``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ order lucent's transform list draws them, so a unit's draws never depend on its 
 to apply them, same draws:
 
 * per unit (:func:`per_unit_inputs`): lucent's own transform functions on each unit's image, the
-  unit's RandomState swapped in around the call.  The CPU default: tests/test_lucent_equivalence.py
+  unit's RandomState swapped in around the call.  The CPU default: tests/fv/test_lucent_equivalence.py
   proves it equal to lucent's ``render_vis``.
 * batched (:class:`BatchedTransforms`): the same operations (reflect pad, kornia's affine warps
   through ``affine_grid`` + ``grid_sample``, bilinear upsampling) applied to the whole chunk at
@@ -14,7 +14,7 @@ to apply them, same draws:
   on a GPU that launch overhead, not the FLOPs, would set the pace.  Here each distinct warp
   matrix is computed once on the host with kornia's own functions and kept on the device
   (:class:`WarpMatrices`), and the draws come from each unit's generator directly.  The GPU
-  default.  On CPU it gives the per-unit way's bits (tests/test_fv_gpu_path.py).
+  default.  On CPU it gives the per-unit way's bits (tests/fv/test_fv_gpu_path.py).
 
 ``deterministic`` (the GPU default) swaps the backward passes of reflection padding, bilinear
 resizing and ``grid_sample`` for fixed-order ones (the forward is torch's): on CUDA, torch's own

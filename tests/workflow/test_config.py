@@ -1,0 +1,113 @@
+import pytest
+import yaml
+
+from resstream.errors import ConfigError
+
+from resstream.workflow.plan import Study
+
+from resstream.workflow.config import load_config, validate_config
+from helpers import REPO
+from helpers.configs import merged
+
+
+def full_config(**over):
+    """The paper study (config.yaml) with ``over`` merged in."""
+    return merged(load_config(REPO / "config.yaml"), over)
+
+
+def test_full_study_is_the_papers_4672_units():
+    study = Study(full_config())
+    assert study.study_blocks == ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
+    assert len(study.layers) == 18
+    assert sum(len(study.layer_channels(l)) for l in study.layers) == 4672
+    assert sum(len(c.channels) for l in study.layers for c in study.chunks(l)) == 4672
+
+
+def test_default_jitter_matches_spec_table():
+    study = Study(full_config(study={"o_relu": "post"}))
+    by_j = {}
+    for layer in study.layers:
+        by_j.setdefault(study.fv_settings(layer).jitter, []).append(layer)
+    assert by_j[0] == ["layer1.0", "layer1.1.bn2", "layer1.1", "layer2.0.downsample.1", "layer2.0.bn2", "layer2.0"]
+    assert by_j[4] == ["layer2.1.bn2", "layer2.1", "layer3.0.downsample.1", "layer3.0.bn2", "layer3.0"]
+    assert len(by_j[16]) == 7 and by_j[16][0] == "layer3.1.bn2"
+
+
+def test_overrides_touch_only_their_block_or_layer():
+    cfg = full_config(fv={"overrides": {"2.1": {"jitter": 8, "steps": 10}, "layer2.1.bn2": {"steps": 5}}})
+    study = Study(cfg)
+    assert study.fv_settings("layer2.1.bn2").steps == 5 and study.fv_settings("layer2.1.bn2").jitter == 8
+    assert study.fv_settings("layer2.1.prerelu_out").steps == 10
+    # 2.1's I is 2.0's O: it belongs to block 2.0 and keeps its settings
+    assert study.fv_settings("layer2.0.prerelu_out").steps == 2560
+
+
+@pytest.mark.parametrize(
+    "patch,key",
+    [
+        ({"study": {"blocks": ["5.0"]}}, "study.blocks.0"),
+        ({"fv": {"steps": -3}}, "fv.steps"),
+        ({"fv": {"hook": "reference"}}, "fv.hook"),
+        ({"model": {"arch": 18}}, "model.arch"),  # a name outside the families: ArchError, test_families.py
+        ({"unknown_key": 1}, "(top level)"),
+    ],
+)
+def test_schema_errors_name_the_key(patch, key):
+    with pytest.raises(ConfigError) as err:
+        validate_config(patch)
+    assert str(err.value).startswith(f"invalid config: {key}:")
+
+
+def test_unknown_block_and_channel_out_of_range():
+    with pytest.raises(ConfigError, match=r"study.blocks: unknown block '2.2'"):
+        Study(validate_config({"study": {"blocks": ["2.2"]}}))
+    with pytest.raises(ConfigError, match=r"study.channels: channel\(s\) \[64\] out of range for block 1.1"):
+        Study(validate_config({"study": {"blocks": ["1.1"], "channels": [3, 64]}})).block_channels("1.1")
+    with pytest.raises(ConfigError, match="fv.overrides: '4.1'"):
+        Study(validate_config({"study": {"blocks": ["1.1"]}, "fv": {"overrides": {"4.1": {"steps": 3}}}}))
+
+
+def test_chunks_are_channel_ranges():
+    study = Study(validate_config({"study": {"blocks": ["3.1"], "channels_by_block": {"3.1": [178, 215, 25]}},
+                                   "fv": {"channels_per_job": 64}}))
+    names = [(c.name, c.channels) for c in study.chunks("layer3.1.bn2")]
+    assert names == [("c0000-0063", (25,)), ("c0128-0191", (178,)), ("c0192-0255", (215,))]
+
+
+def test_demo_config_is_valid():
+    with open(REPO / "demo.yaml") as f:
+        cfg = validate_config(yaml.safe_load(f))
+    assert cfg["model"]["weights"].startswith("random:")
+    Study(cfg)
+
+
+def test_command_line_strings_are_typed_by_the_schema():
+    """What snakemake.cli.parse_config makes of --config values (nested values stay strings)."""
+    from snakemake.cli import parse_config
+
+    from resstream.workflow.config_types import coerce_command_line
+
+    given = parse_config(['analysis={mix_factor: 2}', 'fv={overrides: {"2.1": {steps: 3}}, microbatch: null, lr: 0.1}',
+                          "activations={spatial_layers: [layer1.1.bn2]}", "demo=true", "results=2",
+                          "dataset={path: 1234}", "study={channels: [0, 3], blocks: default}", "atlas={enabled: no}"])
+    assert given["analysis"]["mix_factor"] == "2" and given["fv"]["overrides"]["2.1"]["steps"] == "3"
+    config = {"fv": {"steps": 7}}
+    coerce_command_line(config, given)
+    assert config["analysis"] == {"mix_factor": 2}
+    assert config["fv"] == {"steps": 7, "overrides": {"2.1": {"steps": 3}}, "microbatch": None, "lr": 0.1}
+    assert config["demo"] is True and config["atlas"] == {"enabled": False}
+    assert config["study"] == {"channels": [0, 3], "blocks": "default"}  # oneOf: the list of integers, the enum
+    # strings the schema takes stay strings: paths, layer names, a results folder named "2"
+    assert config["results"] == "2" and config["dataset"] == {"path": "1234"}
+    assert config["activations"] == {"spatial_layers": ["layer1.1.bn2"]}
+    validate_config(config)
+
+
+def test_a_command_line_value_of_the_wrong_type_is_still_named():
+    from resstream.workflow.config_types import coerce_command_line
+
+    config = {}
+    coerce_command_line(config, {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}})
+    assert config == {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}}
+    with pytest.raises(ConfigError, match=r"analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'"):
+        validate_config(config)
