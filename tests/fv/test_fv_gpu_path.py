@@ -139,7 +139,8 @@ def test_no_read_back_from_the_device_inside_the_step_loop(net, monkeypatch, bat
     short = count_read_backs(monkeypatch, run(6))
     long = count_read_backs(monkeypatch, run(18))
     assert long - short == 2 * (math.ceil(18 / 5) - math.ceil(6 / 5))  # only the extra reports' .cpu().numpy()
-    assert long <= 2 * math.ceil(18 / 5) + 10
+    # the constant: the final fetch and the crop plan's one-time numeric check (model/receptive_field.py)
+    assert long <= 2 * math.ceil(18 / 5) + 12
     assert [r[0] for r in reports] == [5, 6, 5, 10, 15, 18]
 
 
