@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 
 
-def lazy_exports(package: str, entry_points: dict[str, str]):
-    """``(__getattr__, __dir__)`` for ``package`` whose ``entry_points`` map a public name to the
-    submodule (relative to ``package``) that defines it."""
+def lazy_exports(package: str, **names_by_module: str):
+    """``(__all__, __getattr__, __dir__)`` for ``package``; each keyword names a submodule (relative
+    to ``package``) and its value the public names it defines, separated by spaces."""
+    entry_points = {name: module for module, names in names_by_module.items() for name in names.split()}
 
     def __getattr__(name: str):
         if name not in entry_points:
@@ -23,4 +24,4 @@ def lazy_exports(package: str, entry_points: dict[str, str]):
     def __dir__():
         return sorted(entry_points)
 
-    return __getattr__, __dir__
+    return sorted(entry_points), __getattr__, __dir__

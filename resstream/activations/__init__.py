@@ -4,11 +4,7 @@ for every image, in one HDF5 file with each unit's top-k images, and the exempla
 
 from resstream.lazy_exports import lazy_exports
 
-ENTRY_POINTS = {
-    "extract_activations": "stream",
-    "open_activations": "store",
-    "read_layer": "store",
-    "write_exemplar_grids": "exemplars",
-}
-__all__ = sorted(ENTRY_POINTS)
-__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, stream="extract_activations", store="open_activations read_layer",
+    exemplars="write_exemplar_grids"
+)

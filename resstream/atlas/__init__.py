@@ -4,10 +4,4 @@ per block and an index; data loaded (load), drawn by templates (render, template
 
 from resstream.lazy_exports import lazy_exports
 
-ENTRY_POINTS = {
-    "write_block": "write",
-    "write_index": "write",
-    "AtlasError": "load",
-}
-__all__ = sorted(ENTRY_POINTS)
-__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, write="write_block write_index", load="AtlasError")

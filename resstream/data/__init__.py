@@ -4,11 +4,7 @@ verified 1,000-image sample, ImageNet's validation set in class folders, listing
 
 from resstream.lazy_exports import lazy_exports
 
-ENTRY_POINTS = {
-    "fetch_sample": "sample",
-    "prepare_val_folder": "imagenet_val",
-    "scan_image_folder": "image_folder",
-    "ImageFolderDataset": "dataset",
-}
-__all__ = sorted(ENTRY_POINTS)
-__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, sample="fetch_sample", imagenet_val="prepare_val_folder", image_folder="scan_image_folder",
+    dataset="ImageFolderDataset"
+)

@@ -4,11 +4,6 @@ optimised together, each as if alone, as Lucent's render_vis makes them; one job
 
 from resstream.lazy_exports import lazy_exports
 
-ENTRY_POINTS = {
-    "render_units": "render",
-    "run_fv_chunk": "job",
-    "FVSettings": "settings",
-    "check_fv_png": "png_files",
-}
-__all__ = sorted(ENTRY_POINTS)
-__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, render="render_units", job="run_fv_chunk", settings="FVSettings", png_files="check_fv_png"
+)

@@ -5,16 +5,7 @@ one-pass taps, receptive fields, the model card.
 
 from resstream.lazy_exports import lazy_exports
 
-ENTRY_POINTS = {
-    "load_model": "weights",
-    "model_param": "weights",
-    "model_blocks": "blocks",
-    "parse_layer": "blocks",
-    "block_taps": "taps",
-    "check_arch": "families",
-    "arch_family": "families",
-    "write_model_card": "card",
-    "resolve_device": "device",
-}
-__all__ = sorted(ENTRY_POINTS)
-__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, weights="load_model model_param", blocks="model_blocks parse_layer", taps="block_taps",
+    families="check_arch arch_family", card="write_model_card", device="resolve_device"
+)

@@ -4,11 +4,6 @@ plan, output paths, atomic publishing, job resources, the job runner, GPU slots,
 
 from resstream.lazy_exports import lazy_exports
 
-ENTRY_POINTS = {
-    "validate_config": "config",
-    "Study": "config",
-    "script_main": "job_runner",
-    "publish_dir": "outputs",
-}
-__all__ = sorted(ENTRY_POINTS)
-__getattr__, __dir__ = lazy_exports(__name__, ENTRY_POINTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, config="validate_config", plan="Study", job_runner="script_main", outputs="publish_dir"
+)
