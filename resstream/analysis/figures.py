@@ -6,6 +6,9 @@ figure cannot pass for a result, and a "CUSTOM CHECKPOINT — not torchvision's 
 they come from a checkpoint of one's own (``model.checkpoint: any``).  Image grids (Figs 1, 6, 7, 8) read the FV PNGs, the
 channel-FV PNGs and the exemplar grids from the folders the figure's job was given (its inputs);
 a picture that does not exist is drawn as a labelled blank cell rather than failing the figure.
+
+One module of about 400 lines on purpose: the eight figures share the row builders, the weights
+marks and the blank-cell handling, and each figure is one short function.
 """
 
 from __future__ import annotations

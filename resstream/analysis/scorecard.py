@@ -15,6 +15,9 @@ Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its
 ``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
 atlas index embeds it).  With weights that are not pretrained the title says that the comparison
 is meaningless.
+
+One module of about 490 lines on purpose: each kind of claim's comparison sits beside the verdict
+words it must use, so that a verdict means the same for every claim.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ to apply them, same draws:
 resizing and ``grid_sample`` for fixed-order ones (the forward is torch's): on CUDA, torch's own
 add with atomics in an order that changes from run to run.  Their gradients equal torch's to float
 rounding (the sample coordinates' last bits), tested on CPU.
+
+About 380 lines on purpose: the per-unit and the batched way must draw and compute the same, so
+they live side by side.
 """
 
 from __future__ import annotations
