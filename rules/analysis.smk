@@ -168,7 +168,7 @@ for fig, fig_rule in FIGURES.items():
             "../scripts/figure.py"
 
 
-# The reproduction scorecard: every claim of resstream/paper_claims.yaml against the tables.
+# The reproduction scorecard: every claim of resstream/analysis/paper_claims.yaml against the tables.
 rule paper_check:
     input:
         fv=FV_TABLES,

@@ -1,6 +1,6 @@
 """Reproduction scorecard: this run's metric tables against the paper's claims.
 
-The claims are data (``resstream/paper_claims.yaml``: figure, sentence, what to compare); each
+The claims are data (``resstream/analysis/paper_claims.yaml``: figure, sentence, what to compare); each
 gives one row (Fig 7 gives two, one per ``o_relu`` reading of A.3): the paper's value, this run's,
 and a verdict:
 
