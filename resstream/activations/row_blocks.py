@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from resstream.activations import store
-from resstream.workflow.disk_space import disk_full_error, is_disk_full
+from resstream.workflow.disk_space import disk_full_error, disk_full_named
 
 
 class RowBlockWriter:
@@ -67,7 +67,7 @@ class RowBlockWriter:
         r0, r1, n = self.start, self.start + self.fill, self.fill
         if shutil.disk_usage(os.path.dirname(os.path.abspath(self.f.filename))).free < self._block_bytes(n) + self.WRITE_MARGIN:
             raise disk_full_error(self.f.filename)  # nothing of this block was handed to HDF5
-        try:
+        with disk_full_named(self.f.filename):
             self.ok_dataset[r0:r1] = self.ok[:n]
             for name, buf in self.centre.items():
                 self.centre_datasets[name][r0:r1] = buf[:n]
@@ -76,10 +76,6 @@ class RowBlockWriter:
             self.f.flush()  # data first ...
             store.count_rows(self.f, r1, self.chunk_rows)
             self.f.flush()  # ... then the counter: a kill between the two only repeats this block
-        except Exception as exc:
-            if is_disk_full(exc):
-                raise disk_full_error(self.f.filename) from None
-            raise
         self.start, self.fill = r1, 0  # counted only once the write has succeeded
 
     @property

@@ -48,7 +48,7 @@ import numpy as np
 
 from resstream.activations.topk import TIE_RULE, TopK
 from resstream.errors import UserError
-from resstream.workflow.disk_space import disk_full_error, is_disk_full
+from resstream.workflow.disk_space import disk_full_named
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +177,8 @@ def run_fingerprint(dataset: str, on_bad_image: str, o_relu: str, records, layer
 def create_partial(path: str, fingerprint: dict, records, layers, spatial, chunk_rows: int, attrs: dict) -> h5py.File:
     """A new partial file with every dataset allocated (NaN-filled) and nothing counted; a full
     disk ends in one line naming ``path``."""
-    try:
+    with disk_full_named(path):
         return _create_partial(path, fingerprint, records, layers, spatial, chunk_rows, attrs)
-    except Exception as exc:
-        if is_disk_full(exc):
-            raise disk_full_error(path) from None
-        raise
 
 
 def _create_partial(path: str, fingerprint: dict, records, layers, spatial, chunk_rows: int, attrs: dict) -> h5py.File:
@@ -279,14 +275,10 @@ def finish(f: h5py.File, layers, chunk_rows: int, topk: int) -> None:
     # read ~16 MB of the widest layer at a time, in whole chunks
     widest = max(t.channels for t in layers)
     read_rows = chunk_rows * max(1, (4 << 20) // (chunk_rows * widest))
-    try:
+    with disk_full_named(f.filename):
         _write_topk(f, layers, topk, read_rows)
         f.attrs["complete"] = True
         f.flush()
-    except Exception as exc:
-        if is_disk_full(exc):
-            raise disk_full_error(f.filename) from None
-        raise
 
 
 def _write_topk(f: h5py.File, layers, k: int, read_rows: int):
@@ -325,9 +317,5 @@ def closed_even_when_full(f: h5py.File):
         except Exception as exc:  # the first error is the one to report
             log.debug("closing %s after an error: %s", f.filename, exc)
         raise
-    try:
+    with disk_full_named(f.filename):
         f.close()
-    except Exception as exc:
-        if is_disk_full(exc):
-            raise disk_full_error(f.filename) from None
-        raise

@@ -7,6 +7,7 @@ Messages name the device as the file system's mount point and source (``/proc/mo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -83,3 +84,15 @@ def disk_full_error(path: str) -> DiskSpaceError:
         f"the disk filled up while writing {path}: no space left on {device_of(path)}. Fix: free space there "
         f"(or set results: to a folder on a larger disk) and rerun; finished outputs are kept"
     )
+
+
+@contextlib.contextmanager
+def disk_full_named(path: str):
+    """A full disk met inside the ``with`` block ends in :func:`disk_full_error` naming ``path``;
+    any other error passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(path) from None
+        raise
