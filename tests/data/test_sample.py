@@ -125,9 +125,17 @@ def test_the_environment_comes_before_the_shared_folder(tmp_path, files, manifes
         fetch(tmp_path / "d2", manifest, candidates=[tmp_path / "absent", shared])
 
 
-def test_shared_candidates_look_beside_the_working_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert (tmp_path.parent / "shared" / "data" / "imagenet-sample").resolve() in sample.shared_candidates()
+def test_shared_candidates_look_beside_the_working_folder(tmp_path, monkeypatch, files, manifest):
+    """A sample made here, in ../shared/data/imagenet-sample beside a working folder made here, is the
+    first candidate and is fetched from (the workplace's own ../shared is never read)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    beside = write_folder(tmp_path / "shared" / "data" / "imagenet-sample", files, flat=False)
+    monkeypatch.chdir(work)
+    first = sample.shared_candidates()[0]
+    assert first == beside.resolve()
+    dest = fetch(tmp_path / "d", manifest, candidates=[first])
+    assert_is_sample(dest, files)
 
 
 # -- damaged sources: one line naming the file, nothing left behind -------------------------------------
