@@ -71,13 +71,6 @@ def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[st
     return texts
 
 
-def _grid(n: int, ncols: int = 4, size=(3.2, 2.6)):
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows + 1.2), squeeze=False)
-    return fig, axes
-
-
 def _empty(ax, text: str):
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes)
     ax.set_xticks([])

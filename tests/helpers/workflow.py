@@ -68,15 +68,6 @@ def planned_jobs(*args, cwd=REPO) -> dict[str, list[dict]]:
     return jobs
 
 
-def tree_bytes(root: Path) -> dict[str, bytes]:
-    """Every file under root (relative path -> bytes); HDF5 files compared by content instead."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
-
-
 def h5_content(path) -> dict:
     content = {}
 
