@@ -211,7 +211,6 @@ def _stream(writer: RowBlockWriter, run: _Pass, dataset, spatial_layers, start, 
                 writer.finish()  # the last, possibly short, block
             if b % log_every == 0 or b == n_batches:
                 _log_progress(b, n_batches, writer.written_rows, n, done, n - start - done, time.perf_counter() - t0)
-        writer.finish()
     except DatasetError as exc:
         raise _worker_error(exc) from None
 

@@ -49,7 +49,7 @@ class MixRatio:
     status: np.ndarray  # MIX_OK | MIX_RULE_SKIP | MIX_RULE_OVERWRITE | MIX_DEAD | MIX_NAN
 
 
-_f64 = as_f64  # (measure_stats holds it: Spearman's rho is recorded by the measurements)
+_f64 = as_f64  # (analysis/stats.py holds it: Spearman's rho is recorded by the measurements)
 
 
 def mix_ratio(out_in, out_mid) -> MixRatio:

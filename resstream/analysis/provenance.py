@@ -101,10 +101,12 @@ def run_facts(results: str) -> dict:
 def o_read(arch: str | None, o_relu: str) -> str:
     """What O was, in words: before or after the ReLU that follows the sum, or (ConvNeXt,
     MobileNet, EfficientNet: nothing follows it) the sum itself."""
-    from resstream.model.families import AFTER_SUM, arch_family
+    from resstream.model.families import arch_family
+    from resstream.model.structure import structure
 
     family = arch_family(arch or "")
-    if family is not None and AFTER_SUM[family] is None:
+    # the blocks' own record (their family's adapter), as the plan's o_relu check reads it
+    if family is not None and any(b.has_sum and b.after_sum is None for b in structure(arch)):
         return f"O read as the residual sum (nothing follows it in {family})"
     return f"O read {o_relu}-ReLU"
 

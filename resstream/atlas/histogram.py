@@ -3,7 +3,6 @@ heights and colours, axis ticks.  The template's ``histogram`` macro draws them 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +35,8 @@ class Histogram:
 def mix_histogram(m_values, mix_factor: float, width: int = 240, height: int = 90) -> Histogram:
     """Clamped M binned as in Fig 2, bars coloured by the spectrum group of their bin centre with
     the tables' factor f (overwrite <= 1/f < mix < f <= skip)."""
-    values = np.asarray([v for v in m_values if v is not None and not math.isnan(v)], dtype=float)
-    counts, edges = np.histogram(values, bins=metrics.HIST_BINS)
+    m = np.asarray([np.nan if v is None else v for v in m_values], dtype=float)
+    counts, edges, dropped = metrics.mix_histogram(m)
     top = max(1, int(counts.max()) if counts.size else 1)
     step = width / len(counts)
     centres = (edges[:-1] + edges[1:]) / 2
@@ -48,4 +47,4 @@ def mix_histogram(m_values, mix_factor: float, width: int = 240, height: int = 9
         bars.append(Bar(x=i * step, y=height - 12 - bar_height, width=step - 1, height=bar_height,
                         fill=GROUP_COLORS[groups[i]], low=float(edges[i]), high=float(edges[i + 1]), count=int(count)))
     ticks = tuple((min(max(x / 5 * width, 4), width - 4), x) for x in range(0, 6))
-    return Histogram(width=width, height=height, values=len(values), bars=tuple(bars), ticks=ticks)
+    return Histogram(width=width, height=height, values=m.size - dropped, bars=tuple(bars), ticks=ticks)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from resstream.model.blocks import model_blocks, parse_layer
 from resstream.model.device import resolve_device
-from resstream.workflow.disk_space import check_free_space, disk_full_error, is_disk_full
+from resstream.workflow.disk_space import DiskSpaceError, check_free_space, disk_full_named
 from resstream.fv.render import FVError, FVResult, render_units
 from resstream.fv.settings import FVSettings
 from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
@@ -41,11 +41,10 @@ def folder_bytes(units: int, steps: int) -> int:
 def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None:
     tmp = partial_dir(out_dir)
     try:
-        _write_files(result, tmp, weights, layer_tap)
-    except Exception as exc:
-        if is_disk_full(exc):
-            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
-            raise disk_full_error(out_dir) from None
+        with disk_full_named(out_dir):
+            _write_files(result, tmp, weights, layer_tap)
+    except DiskSpaceError:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays behind
         raise
     publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds FV results; delete it (or let snakemake rerun the job) to recompute"))
 

@@ -66,9 +66,6 @@ SEMANTICS = {
                     "its conv-BN-SiLU); I = the block input; nothing after the sum (o_relu: pre only); blocks without a "
                     "sum are not studied",
 }
-# The nonlinearity after each family's residual sum (None: O is the sum itself).
-AFTER_SUM = {"ResNet": "ReLU", "ResNeXt": "ReLU", "RegNet": "ReLU", "ConvNeXt": None, "MobileNetV2": None,
-             "MobileNetV3": None, "EfficientNet": None}
 # The 1000-way classifier layer (for checkpoints fine-tuned to another number of classes).
 CLASSIFIER = {"ResNet": "fc", "ResNeXt": "fc", "RegNet": "fc", "ConvNeXt": "classifier.2", "MobileNetV2": "classifier.1",
               "MobileNetV3": "classifier.3", "EfficientNet": "classifier.1"}
@@ -155,6 +152,9 @@ def _no_skip_module(m) -> None:
 _RESNET = BlockAdapter(_always, _resnet_bn, lambda m: "downsample" if m.downsample is not None else None, "ReLU",
                        lambda m: getattr(m, _resnet_bn(m)).num_features, _resnet_weights)
 _INVERTED = dict(has_sum=_uses_res_connect, skip_module=_no_skip_module, after_sum=None)
+# MobileNetV3, MBConv and FusedMBConv: the branch is `block`, ending in a conv-norm(-activation)
+_BLOCK_BRANCH = BlockAdapter(branch_out=lambda m: "block", channels=lambda m: _last_cna(m, "block")[1].num_features,
+                             branch_weights=_cna_weights("block"), **_INVERTED)
 
 ADAPTERS: dict[type, BlockAdapter] = {
     resnet.BasicBlock: _RESNET,
@@ -168,15 +168,9 @@ ADAPTERS: dict[type, BlockAdapter] = {
     mobilenetv2.InvertedResidual: BlockAdapter(
         branch_out=lambda m: "conv", channels=lambda m: m.conv[-1].num_features,
         branch_weights=lambda m: (m.conv[-1].weight, m.conv[-2].weight), **_INVERTED),
-    mobilenetv3.InvertedResidual: BlockAdapter(
-        branch_out=lambda m: "block", channels=lambda m: _last_cna(m, "block")[1].num_features,
-        branch_weights=_cna_weights("block"), **_INVERTED),
-    efficientnet.MBConv: BlockAdapter(
-        branch_out=lambda m: "block", channels=lambda m: _last_cna(m, "block")[1].num_features,
-        branch_weights=_cna_weights("block"), **_INVERTED),
-    efficientnet.FusedMBConv: BlockAdapter(
-        branch_out=lambda m: "block", channels=lambda m: _last_cna(m, "block")[1].num_features,
-        branch_weights=_cna_weights("block"), **_INVERTED),
+    mobilenetv3.InvertedResidual: _BLOCK_BRANCH,
+    efficientnet.MBConv: _BLOCK_BRANCH,
+    efficientnet.FusedMBConv: _BLOCK_BRANCH,
 }
 
 

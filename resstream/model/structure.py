@@ -61,7 +61,7 @@ def map_sizes(arch: str, input_size: int = 224) -> dict[str, tuple[int, int]]:
         return lambda m, a, o: sizes.__setitem__(key, tuple(o.shape[-2:]))
 
     handles = []
-    blocks = blk.model_blocks(model)
+    blocks = structure(arch)  # the same module paths, already listed
     block_modules = {info.module for info in blocks}
     for info in blocks:
         module = model.get_submodule(info.module)
