@@ -195,11 +195,14 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
                              "state_dict_sha256": r["weights"].get("state_dict_sha256"),
                              "pretrained": bool(r["weights"].get("pretrained"))} for r in loaded])
     write_table(runs_df, out["runs"], meta)
-    compare_figure(blocks, hists, meta["weights"], depth_bins, out["png"], out["pdf"])
+    figure_weights = dict(meta["weights"], label="\n".join(f"{r['name']}: {r['weights'].get('label')}" for r in loaded))
+    compare_figure(blocks, hists, figure_weights, depth_bins, out["png"], out["pdf"])
     return out
 
 
 def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bins: int, png: str, pdf: str) -> list[str]:
+    """The figure; ``weights["label"]`` holds one line per run (the title's lines under the first),
+    so the runs' weights are never cut off at the figure's edge however many runs it compares."""
     import matplotlib.pyplot as plt
 
     from resstream.analysis.figures import finish
@@ -207,7 +210,9 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     models = list(dict.fromkeys(blocks["model"]))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
     family = dict(zip(blocks["model"], blocks["family"]))
-    fig = plt.figure(figsize=(max(10, 3.2 * bins), 8.2))
+    title_lines = 1 + weights.get("label", "").count("\n") + 1
+    title_inches = 0.2 * title_lines + 0.15  # 11 pt lines, and a margin
+    fig = plt.figure(figsize=(max(10, 3.2 * bins), 7.4 + title_inches))
     grid = fig.add_gridspec(2, max(bins, 2))
     for k in range(bins):
         ax = fig.add_subplot(grid[0, k])
@@ -256,5 +261,5 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     ax_g.set_ylabel("fraction of channels", fontsize=8)
     ax_g.set_title("spectrum per block: overwrite ▼, mix ●, skip ▲", fontsize=9)
     ax_g.legend(fontsize=6, ncol=max(1, len(models)))
-    fig.tight_layout(rect=(0, 0.03, 1, 0.9))
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - title_inches / fig.get_figheight()))
     return finish(fig, "Models compared: mix ratio by relative depth, scale invariance, spectrum", weights, png, pdf)

@@ -130,3 +130,26 @@ def test_depth_bin_table_puts_the_families_side_by_side(tmp_path):
     assert empty["channels"] == 0 and np.isnan(empty["mix_fraction"])
     r34 = by_depth[(by_depth["model"] == "r34") & (by_depth["depth_bin"] == 0)].iloc[0]
     assert (r34["blocks"], r34["channels"], r34["overwrite_fraction"]) == ("2.0", 6, pytest.approx(1 / 6))
+
+
+def test_every_run_in_the_title_stays_inside_the_figure(tmp_path, monkeypatch):
+    """Three runs with long weights labels (the three demos): each run gets its own title line, and
+    every line of the title lies inside the figure (with them on one line the right end was cut)."""
+    import matplotlib.pyplot as plt
+
+    long = {name: dict(RANDOM, arch=arch, label=f"{arch} RANDOM WEIGHTS (random:0, not pretrained)")
+            for name, arch in (("resnet18", "resnet18"), ("resnet50", "resnet50"), ("convnext_tiny", "resnet34"))}
+    runs = {name: hand_run(tmp_path / name, weights) for name, weights in long.items()}
+    closed, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: closed.append(fig))  # kept open to measure
+    compare_runs(runs, str(tmp_path / "cmp"), depth_bins=4)
+    fig = closed[-1]
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle
+    lines = title.get_text().splitlines()
+    assert lines[1:] == [f"{name}: {w['label']}" for name, w in long.items()]
+    box, inside = title.get_window_extent(renderer), fig.bbox
+    assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, (box, inside)
+    top_of_panels = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
+    assert top_of_panels <= box.y0  # the title does not run into the panels
+    close(fig)
