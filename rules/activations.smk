@@ -35,7 +35,7 @@ rule activations:
         mem_mb=lambda w, attempt: pass_mem_mb(
             ACTIVATIONS["batch_size"],
             ACTIVATIONS["workers"],
-            spatial_bytes_per_image(),
+            STUDY.spatial_bytes_per_image(),
             attempt,
         ),
         batch_size=ACTIVATIONS["batch_size"],

@@ -37,67 +37,42 @@ ALL_EXEMPLAR_DIRS = sorted(
 report: "../report/workflow.rst"
 
 
-rule measure_fv:
-    input:
-        fv=lambda w: block_fv_chunk_dirs(w.block),
-        activations=activations_h5(RESULTS),
-    output:
-        csv=raw_table_csv(RESULTS, "{block}", "fv"),
-        json=raw_table_csv(RESULTS, "{block}", "fv").replace(".csv", ".json"),
-    log:
-        f"{RESULTS}/logs/analysis/measure_fv_{{block}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/analysis/measure_fv_{{block}}.tsv"
-    wildcard_constraints:
-        block=BLOCK_PATTERN,
-    conda:
-        f"{ENVS}/torch.yaml"
-    threads: ANALYSIS["threads"]
-    resources:
-        **measurement_resources("fv"),
-        gpu=gpu_per_job,
-        batch_size=ANALYSIS["batch_size"],
-    params:
-        stimulus="fv",
-        model=MODEL,
-        device=DEVICE,
-        gpu_slots=GPU_SLOTS,
-        o_relu=STUDY.o_relu,
-        channels=lambda w: STUDY.block_channels(w.block),
-        code=code("measure_block.py"),
-    script:
-        "../scripts/measure_block.py"
+# The two measurements of a block (on its FVs, spec §3; on the dataset's top images, spec §4): one
+# rule each, the same job but for what it reads (the FV measurement also reads the block's FVs).
+for stimulus in ("fv", "imagenet"):
 
-
-rule measure_imagenet:
-    input:
-        activations=activations_h5(RESULTS),
-    output:
-        csv=raw_table_csv(RESULTS, "{block}", "imagenet"),
-        json=raw_table_csv(RESULTS, "{block}", "imagenet").replace(".csv", ".json"),
-    log:
-        f"{RESULTS}/logs/analysis/measure_imagenet_{{block}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/analysis/measure_imagenet_{{block}}.tsv"
-    wildcard_constraints:
-        block=BLOCK_PATTERN,
-    conda:
-        f"{ENVS}/torch.yaml"
-    threads: ANALYSIS["threads"]
-    resources:
-        **measurement_resources("imagenet"),
-        gpu=gpu_per_job,
-        batch_size=ANALYSIS["batch_size"],
-    params:
-        stimulus="imagenet",
-        model=MODEL,
-        device=DEVICE,
-        gpu_slots=GPU_SLOTS,
-        o_relu=STUDY.o_relu,
-        channels=lambda w: STUDY.block_channels(w.block),
-        code=code("measure_block.py"),
-    script:
-        "../scripts/measure_block.py"
+    rule:
+        name:
+            f"measure_{stimulus}"
+        input:
+            fv=(lambda w: block_fv_chunk_dirs(w.block)) if stimulus == "fv" else [],
+            activations=activations_h5(RESULTS),
+        output:
+            csv=raw_table_csv(RESULTS, "{block}", stimulus),
+            json=raw_table_csv(RESULTS, "{block}", stimulus).replace(".csv", ".json"),
+        log:
+            f"{RESULTS}/logs/analysis/measure_{stimulus}_{{block}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/analysis/measure_{stimulus}_{{block}}.tsv"
+        wildcard_constraints:
+            block=BLOCK_PATTERN,
+        conda:
+            f"{ENVS}/torch.yaml"
+        threads: ANALYSIS["threads"]
+        resources:
+            **measurement_resources(stimulus),
+            gpu=gpu_per_job,
+            batch_size=ANALYSIS["batch_size"],
+        params:
+            stimulus=stimulus,
+            model=MODEL,
+            device=DEVICE,
+            gpu_slots=GPU_SLOTS,
+            o_relu=STUDY.o_relu,
+            channels=lambda w: STUDY.block_channels(w.block),
+            code=code("measure_block.py"),
+        script:
+            "../scripts/measure_block.py"
 
 
 rule metric_table:

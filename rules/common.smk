@@ -10,7 +10,6 @@ from resstream.analysis.summary import (
     metric_table_csv,
 )  # noqa: E402
 from resstream.workflow.code_fingerprint import code_fingerprint  # noqa: E402
-from resstream.model.structure import map_sizes  # noqa: E402
 from resstream.workflow.config_types import coerce_command_line  # noqa: E402
 from resstream.workflow.gpu_slots import SLOTS_FOLDER  # noqa: E402
 from resstream.workflow.renamed_outputs import move_renamed_outputs  # noqa: E402
@@ -30,6 +29,7 @@ from resstream.workflow.smk import (  # noqa: E402
     report_requested,
 )
 from resstream.model.weights import model_param  # noqa: E402
+from resstream.model.blocks import ROLES  # noqa: E402
 
 # `--config 'analysis={mix_factor: 2}'` reaches the workflow as the string '2': typed by the schema first.
 coerce_command_line(config, workflow.config_settings.config)
@@ -127,21 +127,9 @@ def block_exemplar_dirs(block):
     ]
 
 
-def fv_units(layer, chunk, roles=None):
-    """The channels of one chunk (of the roles that get channel FVs when ``roles`` is given)."""
-    found = STUDY.chunk(layer, chunk, roles) if roles else STUDY.chunk(layer, chunk)
-    return list(found.channels)
-
-
-def spatial_bytes_per_image():
-    """Bytes of the full float16 maps one image adds (activations.spatial_layers), taking each
-    layer at its block's output size and channels (an upper bound)."""
-    sizes = map_sizes(STUDY.arch)
-    total = 0
-    for layer in STUDY.spatial_layers():
-        height, width = sizes[STUDY.layer_ref(layer).block]
-        total += 2 * STUDY.layer_block(layer).channels * height * width
-    return total
+def fv_units(layer, chunk, roles=ROLES):
+    """The channels of one chunk: of every role's layers, or (the atlas's channel FVs) of ``roles``."""
+    return list(STUDY.chunk(layer, chunk, roles).channels)
 
 
 def measurement_resources(stimulus):
@@ -159,7 +147,8 @@ def measurement_resources(stimulus):
 
 def figure_inputs(fig):
     """What figure ``fig`` reads (FIGURE_READS), as named inputs of its rule (rules/analysis.smk
-    defines the lists it draws from)."""
+    defines the lists it draws from; the functions live here because Snakemake's linter wants a
+    rule file's functions in common.smk)."""
     blocks = FIG34_BLOCKS if fig in FIG34 else STUDY.study_blocks
     inputs = {"fv": [metric_table_csv(RESULTS, b, "fv") for b in blocks]}
     reads = FIGURE_READS[fig]

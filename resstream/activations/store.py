@@ -139,11 +139,16 @@ def dataset_root_given(f: h5py.File, missing: str) -> str:
 
 
 # -- what a partial file must match --------------------------------------------------------------
+def map_bytes(channels: int, height: int, width: int) -> int:
+    """Bytes of one image's full map of a layer as the file stores it (``[C, H, W]`` float16)."""
+    return channels * height * width * np.dtype(SPATIAL_DTYPE).itemsize
+
+
 def expected_bytes(n_images: int, layers, spatial: list[str], topk: int) -> int:
     """Upper bound of the activations file's size before compression: ``[N, C]`` float32 per layer,
     ``[N, C, H, W]`` float16 per spatial layer, the top-k tables and the image listing."""
     centre = sum(n_images * t.channels * 4 for t in layers)
-    maps = sum(n_images * t.channels * t.height * t.width * np.dtype(SPATIAL_DTYPE).itemsize for t in layers if t.name in spatial)
+    maps = sum(n_images * map_bytes(t.channels, t.height, t.width) for t in layers if t.name in spatial)
     top = sum(t.channels * topk * 12 for t in layers)
     listing = n_images * 300  # relative path, class name and id, ok flag
     return centre + maps + top + listing + (1 << 20)

@@ -221,6 +221,14 @@ class Study:
             )
         return [n for n in tapped if n in names]
 
+    def spatial_bytes_per_image(self) -> int:
+        """Bytes of the full maps one image adds to the activations file (``spatial_layers``), each
+        layer taken at its block's output size and channels (an upper bound): the pass's memory budget."""
+        from resstream.activations.store import map_bytes
+
+        sizes = map_sizes(self.arch)
+        return sum(map_bytes(self.layer_block(n).channels, *sizes[self.layer_ref(n).block]) for n in self.spatial_layers())
+
     def exemplar_units(self) -> dict[str, list[int]]:
         """The units that get exemplar grids: per FV layer the study's channels of it; per extra
         post-ReLU layer (Fig 4 input curves, A.3) the channels of the studied blocks that read it

@@ -111,3 +111,24 @@ def test_a_command_line_value_of_the_wrong_type_is_still_named():
     assert config == {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}}
     with pytest.raises(ConfigError, match=r"analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'"):
         validate_config(config)
+
+
+def test_the_pass_budgets_the_full_maps_of_its_spatial_layers_by_hand():
+    """One image's full float16 maps, each layer at its block's output size and channels: resnet18's
+    layer1.1.bn2 is 64 x 56 x 56, layer2.1.prerelu_out 128 x 28 x 28; resnet50's layer1.1.bn3 (a
+    Bottleneck's wide output) 256 x 56 x 56."""
+    from resstream.activations.store import expected_bytes
+
+    assert Study(full_config()).spatial_bytes_per_image() == 0
+    r18 = Study(full_config(activations={"spatial_layers": ["layer1.1.bn2", "layer2.1.prerelu_out"]}))
+    assert r18.spatial_bytes_per_image() == 2 * (64 * 56 * 56 + 128 * 28 * 28)
+    r50 = Study(full_config(model={"arch": "resnet50"}, activations={"spatial_layers": ["layer1.1.bn3"]}))
+    assert r50.spatial_bytes_per_image() == 2 * 256 * 56 * 56
+
+    class Layer:  # what the pass records of a tapped layer
+        def __init__(self, name, channels, height, width):
+            self.name, self.channels, self.height, self.width = name, channels, height, width
+
+    layers = [Layer("layer1.1.bn2", 64, 56, 56), Layer("layer2.1.prerelu_out", 128, 28, 28)]
+    without = expected_bytes(10, layers, [], topk=9)
+    assert expected_bytes(10, layers, ["layer1.1.bn2", "layer2.1.prerelu_out"], topk=9) - without == 10 * r18.spatial_bytes_per_image()
