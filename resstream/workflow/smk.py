@@ -92,8 +92,8 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
     refused), the weights (file present, sha256, a custom checkpoint's keys; missing hub weights
     fetched here once, or in a dry run only reported) and, for local execution, a requested CUDA
     device.  On a user error print one line and exit 1."""
-    from resstream.data.image_folder import scan_image_folder
     from resstream.model.weights import check_weights_available, missing_hub_file
+    from resstream.workflow.job_resources import listed_images
 
     cfg = study.config
     path, model = cfg["dataset"]["path"], cfg["model"]
@@ -110,7 +110,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
         # a dry run never downloads weights; a real run fetches missing hub weights here, once
         check_weights_available(model["arch"], model["weights"], model["allow_download"], fetch=not dry_run,
                                 checkpoint=model["checkpoint"])
-        scan_image_folder(path)
+        listed_images(path)  # the listing the jobs' budgets reuse
         if dry_run and (cached := missing_hub_file(model["arch"], model["weights"])) is not None:
             print(f"resstream: note: weights {model['arch']} {model['weights']} are not in torch's hub cache "
                   f"({cached}); the run downloads them before its first job (model.allow_download).", file=sys.stderr)

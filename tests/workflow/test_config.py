@@ -132,3 +132,21 @@ def test_the_pass_budgets_the_full_maps_of_its_spatial_layers_by_hand():
     layers = [Layer("layer1.1.bn2", 64, 56, 56), Layer("layer2.1.prerelu_out", 128, 28, 28)]
     without = expected_bytes(10, layers, [], topk=9)
     assert expected_bytes(10, layers, ["layer1.1.bn2", "layer2.1.prerelu_out"], topk=9) - without == 10 * r18.spatial_bytes_per_image()
+
+
+def test_snakemakes_process_lists_the_dataset_once(sample_dir, monkeypatch):
+    """The pre-flight check and every job's budget (the pass's runtime, the measurements' memory)
+    read one listing of the dataset: a large folder is not listed again for each."""
+    from resstream.data import image_folder
+    from resstream.workflow import job_resources
+    from resstream.workflow.smk import check_inputs_or_exit
+
+    listings = []
+    scan = image_folder.scan_image_folder
+    monkeypatch.setattr(image_folder, "scan_image_folder", lambda root: listings.append(root) or scan(root))
+    job_resources.listed_images.cache_clear()
+    study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(sample_dir)}}))
+    check_inputs_or_exit(study, dry_run=True)
+    counts = {job_resources.dataset_images(str(sample_dir)) for _ in range(3)}
+    assert counts == {len(scan(sample_dir))} and listings == [str(sample_dir)]
+    job_resources.listed_images.cache_clear()
