@@ -46,10 +46,8 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     study, model = Study(config), model_param(config["model"])
     h5 = activations_h5(work)
     if kind == "activations":
-        run = config["activations"]
-        extract_activations(h5, model=model, dataset=f"{work}/images", on_bad_image="skip",
-                            layers=study.activation_layers(), spatial_layers=[], topk=run["topk"], o_relu=study.o_relu,
-                            batch_size=run["batch_size"], workers=0, log_every=run["log_every"], device="cpu")
+        arguments = study.activations_pass()  # what the activations rule hands its job
+        extract_activations(h5, **arguments["params"], **arguments["resources"])
         return {"units": images}
     if kind == "fv_chunk":
         from resstream.fv.job import run_fv_chunk

@@ -257,7 +257,6 @@ def dataset_pass(check: Check) -> dict:
     from resstream.activations.stream import extract_activations
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
-    from resstream.model.weights import model_param
 
     workers = check.sizes.get("workers", min(8, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,14 +264,10 @@ def dataset_pass(check: Check) -> dict:
         config = validate_config({"model": {"weights": check.args.weights, "device": check.args.device, "allow_download": False},
                                   "dataset": {"path": root},
                                   "activations": {"workers": workers, "log_every": 10**6}})
-        study, run = Study(config), config["activations"]
+        run = config["activations"]
+        arguments = Study(config).activations_pass()  # what the activations rule hands its job
         t0 = time.perf_counter()
-        # the arguments the activations rule declares, as its job receives them
-        extract_activations(os.path.join(tmp, "activations.h5"), model=model_param(config["model"]), dataset=root,
-                            on_bad_image=config["dataset"]["on_bad_image"], layers=study.activation_layers(),
-                            spatial_layers=study.spatial_layers(), topk=run["topk"], o_relu=study.o_relu,
-                            batch_size=run["batch_size"], workers=workers, log_every=run["log_every"],
-                            device=config["model"]["device"])
+        extract_activations(os.path.join(tmp, "activations.h5"), **arguments["params"], **arguments["resources"])
         seconds = time.perf_counter() - t0
     rate = check.sizes["images"] / seconds
     return {"images": check.sizes["images"], "workers": workers, "batch_size": run["batch_size"],

@@ -93,19 +93,16 @@ def extract_activations(data: str, out: str, *, arch: str = default("model.arch"
     ``activations`` settings (``batch_size``, ``workers``, ``topk``, ``spatial_layers``, ``log_every``)."""
     from resstream.activations.stream import extract_activations as extract
     from resstream.workflow.plan import Study
-    from resstream.model.weights import check_weights_available, model_param
+    from resstream.model.weights import check_weights_available
 
     _refuse_existing(Path(out), "an activations file")
     config = _config(arch, weights, allow_download, device, study={"blocks": blocks, "o_relu": o_relu},
                      dataset={"path": str(data), "on_bad_image": on_bad_image}, activations=activations)
-    model, run = config["model"], config["activations"]
+    model = config["model"]
     # as Snakemake's main process does before any job: the job itself never downloads
     check_weights_available(model["arch"], model["weights"], model["allow_download"], checkpoint=model["checkpoint"])
-    study = Study(config)
-    return extract(str(out), model=model_param(model), dataset=str(data), on_bad_image=config["dataset"]["on_bad_image"],
-                   layers=study.activation_layers(), spatial_layers=study.spatial_layers(), topk=run["topk"],
-                   o_relu=study.o_relu, batch_size=run["batch_size"], workers=run["workers"], log_every=run["log_every"],
-                   device=model["device"])
+    arguments = Study(config).activations_pass()  # what the activations rule hands its job
+    return extract(str(out), **arguments["params"], **arguments["resources"])
 
 
 def _fv_provenance(png: str, channel: int, identity) -> str | None:

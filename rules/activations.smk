@@ -15,6 +15,9 @@ from resstream.workflow.paths import activations_h5, exemplar_dir
 ACTIVATIONS = STUDY.config["activations"]
 DATASET = STUDY.config["dataset"]
 EXEMPLAR_UNITS = STUDY.exemplar_units()
+# the pass's arguments (model, dataset, layers, ...; batch size, workers, log frequency), as the
+# library's extract_activations and the benchmarks take them too
+PASS = STUDY.activations_pass()
 
 
 rule activations:
@@ -38,19 +41,10 @@ rule activations:
             STUDY.spatial_bytes_per_image(),
             attempt,
         ),
-        batch_size=ACTIVATIONS["batch_size"],
-        workers=ACTIVATIONS["workers"],
-        log_every=ACTIVATIONS["log_every"],
+        **PASS["resources"],
     params:
-        model=MODEL,
-        device=DEVICE,
+        **PASS["params"],
         gpu_slots=GPU_SLOTS,
-        dataset=DATASET["path"],
-        on_bad_image=DATASET["on_bad_image"],
-        layers=STUDY.activation_layers(),
-        spatial_layers=STUDY.spatial_layers(),
-        topk=ACTIVATIONS["topk"],
-        o_relu=STUDY.o_relu,
         code=code("activations.py"),
     script:
         "../scripts/activations.py"
