@@ -44,8 +44,12 @@ demo: sample
 	$(BIN)/snakemake --configfile demo.yaml --report results/demo/report.html
 	@echo "open results/demo/atlas/index.html (the unit atlas) and results/demo/report.html in a browser"
 
+# The tests spread over TEST_WORKERS processes (pytest-xdist; default: the cores, at most 4); the slow
+# workflow runs share one finished small run, made once for all of them (tests/helpers/once.py).
+# TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: sample
 	$(BIN)/snakemake --lint --configfile demo.yaml

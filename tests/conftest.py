@@ -12,16 +12,20 @@ from helpers import REPO
 
 sys.path.insert(0, str(REPO))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (make test: pytest -n) each worker is one process of several on the machine's
+# cores: one thread each, so that in-process torch does not oversubscribe them.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """An ImageNet-like class-folder dataset made here (tests/helpers/sample_images.py): no test needs the
-    fetched 1,000-image sample or anything beside the checkout."""
+    fetched 1,000-image sample or anything beside the checkout.  One for the session, whatever the
+    xdist workers (tests/helpers/once.py)."""
+    from helpers.once import made_once
     from helpers.sample_images import SAMPLE_CLASSES, make_image_folder
 
-    return make_image_folder(tmp_path_factory.mktemp("sample"), n_classes=SAMPLE_CLASSES)
+    return made_once(tmp_path_factory, "sample", lambda folder: make_image_folder(folder, n_classes=SAMPLE_CLASSES))
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +74,11 @@ def shared_run(sample_dir, tmp_path_factory):
     """THE finished small run of the session (tests/helpers/runs.py: blocks 1.1 and 2.1, channels
     0-2, 24 images, every stage), made once.  Use it as is only to read it; copy it first
     (``shared_run.copy(tmp_path / "run")``) to change anything: its outputs are checked unchanged at
-    the end of the session."""
-    from helpers.runs import finish_small_run, output_stamps
+    the end of the session (by each xdist worker; the run is made once for all of them)."""
+    from helpers.once import made_once
+    from helpers.runs import FinishedRun, finish_small_run, output_stamps
 
-    run = finish_small_run(tmp_path_factory.mktemp("small_run"), sample_dir)
+    run = FinishedRun(made_once(tmp_path_factory, "small_run", lambda folder: finish_small_run(folder, sample_dir)))
     before = output_stamps(run.results)
     yield run
     assert output_stamps(run.results) == before, "a test changed the shared small run: copy it first"
