@@ -31,6 +31,7 @@ rule activations:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
     resources:
+        **PASS["resources"],
         gpu=gpu_per_job,
         runtime=lambda w, attempt: pass_runtime(
             dataset_images(DATASET["path"]), attempt
@@ -41,7 +42,6 @@ rule activations:
             STUDY.spatial_bytes_per_image(),
             attempt,
         ),
-        **PASS["resources"],
     params:
         **PASS["params"],
         gpu_slots=GPU_SLOTS,

@@ -58,6 +58,14 @@ def cli(*args, cwd=REPO):
     return proc
 
 
+def same_threads():
+    """The command's torch threads = this process's, where the job's twin runs: the sums of a
+    convolution split over another number of threads differ in the last bits."""
+    import torch
+
+    return ["--threads", str(torch.get_num_threads())]
+
+
 def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
     import hashlib
 
@@ -67,7 +75,7 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
 
     out = tmp_path / "cli"
     proc = cli("fv", "--layer", "layer2.1.bn2", "--channels", "3,5", "--steps", "2", "--out", out,
-               "--weights", "random:0", "--device", "cpu")
+               "--weights", "random:0", "--device", "cpu", *same_threads())
     assert proc.stdout.startswith(f"{out}: 2 FVs of layer2.1.bn2 (3:")
     assert "step 2/2" in proc.stderr  # progress, as the job logs it
     config = validate_config({"model": {"weights": "random:0", "device": "cpu"}, "dataset": {"path": None},
@@ -96,7 +104,7 @@ def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
 
     out = tmp_path / "cli"
     cli("fv", "--layer", "layer1.1.prerelu_out", "--channels", "7", "--steps", "3", "--lr", "0.1", "--seed", "4",
-        "--jitter", "8", "--no-rf-crop", "--out", out, "--weights", "random:0", "--device", "cpu")
+        "--jitter", "8", "--no-rf-crop", "--out", out, "--weights", "random:0", "--device", "cpu", *same_threads())
     config = validate_config({
         "model": {"weights": "random:0", "device": "cpu"}, "dataset": {"path": None},
         "study": {"blocks": ["1.1"], "channels": [7]},
