@@ -34,6 +34,7 @@ from markupsafe import Markup
 
 from resstream.analysis import metrics
 from resstream.analysis.summary import read_table, write_table
+from resstream.analysis.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
 from resstream.workflow.outputs import write_text_atomic
 from resstream.workflow.schema import default
@@ -69,7 +70,7 @@ class RunTables:
 
     @property
     def mix_factor(self) -> float:
-        return float(self.analysis.get("mix_factor", default("analysis.mix_factor")))  # tables older than the key
+        return float(self.analysis["mix_factor"])  # read_run checked that the tables record it
 
     def imagenet_variant(self, block: str, o_relu: str) -> pd.DataFrame | None:
         """The ImageNet table of a block with O and I read as ``o_relu`` says: this run's table, or
@@ -404,6 +405,7 @@ def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05) -> RunTabl
     fv, imagenet, meta = {}, {}, {}
     for block, path in fv_csvs.items():
         fv[block], block_meta = read_table(path)
+        recorded_mix_factor(block_meta, path)
         meta = meta or block_meta
     for block, path in imagenet_csvs.items():
         imagenet[block] = read_table(path)[0]

@@ -26,7 +26,7 @@ import pandas as pd
 from resstream.analysis import metrics
 from resstream.errors import ConfigError
 from resstream.workflow.schema import default
-from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, sidecar_json, write_table  # noqa: F401  (re-exported)
+from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")
 # The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).
@@ -161,9 +161,7 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
             )
         weights = weights or meta.get("weights")
         settings = settings or {k: meta.get(k) for k in ("analysis", "o_relu", "fv_hook")}
-        # a table whose recorded settings predate analysis.mix_factor was made with the default
-        mix_factor = float(meta.get("analysis", {}).get("mix_factor", default("analysis.mix_factor")))
-        entry = block_summary(fv, imnet, mix_factor)
+        entry = block_summary(fv, imnet, recorded_mix_factor(meta, path))
         entry["block_type"] = meta.get("block_type")
         entry["layers"] = meta.get("layers")
         entry["fv_settings"] = meta.get("fv_settings")

@@ -21,6 +21,18 @@ class AnalysisError(UserError, RuntimeError):
 WEIGHTS_COLUMN = "weights"
 
 
+def recorded_mix_factor(meta: dict, path: str) -> float:
+    """The factor f a metric table's spectrum groups were made with, as its sidecar records it
+    (``analysis.mix_factor``).  Everything that reads the groups (summary, scorecard, atlas) takes
+    it from here; a table that does not record it is refused, since a guessed f could contradict
+    the groups the table holds."""
+    factor = (meta.get("analysis") or {}).get("mix_factor")
+    if factor is None:
+        raise AnalysisError(f"{path} does not record the analysis.mix_factor its groups were made with. "
+                            "Fix: rebuild the table (snakemake -R metric_table)")
+    return float(factor)
+
+
 def write_table(df: pd.DataFrame, path: str, meta: dict) -> None:
     """A plain CSV (header row, one row per record: ``pandas.read_csv``, R's ``read.csv`` and
     spreadsheets read it as is), and ``meta`` (weights identity, settings) as JSON beside it.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.analysis.tables import read_table
+from resstream.analysis.tables import read_table, recorded_mix_factor
 from resstream.errors import UserError
 from resstream.workflow.paths import EXEMPLAR_LIST, chunk_unit_pngs, layer_unit_pngs
 
@@ -149,18 +149,8 @@ def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -
         scale_invariant={k: channel_count(percents[key], n) for k, key in SUMMARY_PERCENT_KEYS.items() if percents.get(key) is not None},
         not_ok=int((fv["status"].astype(str) != "ok").sum()),  # the summary counts only FV failures
         m_values=fv["M"].to_numpy(dtype=float),
-        mix_factor=table_mix_factor(meta, fv_csv),
+        mix_factor=recorded_mix_factor(meta, fv_csv),
     )
-
-
-def table_mix_factor(meta: dict, fv_csv: str) -> float:
-    """The factor f the table's groups were made with (its sidecar's ``analysis``): the histogram
-    colours its bars with it too."""
-    factor = (meta.get("analysis") or {}).get("mix_factor")
-    if factor is None:
-        raise AtlasError(f"{fv_csv} does not record the analysis.mix_factor its groups were made with. "
-                         "Fix: rebuild the table (snakemake -R metric_table)")
-    return float(factor)
 
 
 def channel_count(percent: float, channels: int) -> int:

@@ -143,6 +143,11 @@ def crop_decision(model, blocks, ref: TapRef, size: int, hook_mode: str) -> tupl
     refusal = crop_refusal(model, blocks, ref)
     if refusal is not None:
         return None, refusal
+    return _size_decision(model, blocks, ref, size, hook_mode)
+
+
+def _size_decision(model, blocks, ref: TapRef, size: int, hook_mode: str) -> tuple[CropPlan | None, str | None]:
+    """:func:`crop_decision` for a tap that :func:`crop_refusal` accepts: what depends on the size."""
     plan = _plan(model, blocks, ref, size)
     if plan is None:
         return None, "the receptive field covers most of the image"
@@ -157,15 +162,21 @@ def verify_plan(model, blocks, ref: TapRef, size: int, hook_mode: str) -> CropPl
 
 class CropPlanner:
     """Verified crop plans per input size for one (model, tap), computed once each; a refusal is
-    logged once per size with its reason (the FV then runs the full forward)."""
+    logged once with its reason (the FV then runs the full forward).  A layer that mixes the whole
+    map refuses the crop at every size: that is decided once, here, not per size."""
 
     def __init__(self, model, blocks, ref: TapRef, hook_mode: str):
         self.model, self.blocks, self.ref, self.hook_mode = model, blocks, ref, hook_mode
         self._plans: dict[int, CropPlan | None] = {}
+        self._refusal = crop_refusal(model, blocks, ref)
+        if self._refusal is not None:
+            log.info("receptive-field crop of %s:%s not used (%s): full forward", ref.block, ref.tensor, self._refusal)
 
     def plan(self, size: int) -> CropPlan | None:
+        if self._refusal is not None:
+            return None
         if size not in self._plans:
-            plan, why = crop_decision(self.model, self.blocks, self.ref, size, self.hook_mode)
+            plan, why = _size_decision(self.model, self.blocks, self.ref, size, self.hook_mode)
             if why is not None:
                 log.info("receptive-field crop of %s:%s at %d px not used (%s): full forward", self.ref.block,
                          self.ref.tensor, size, why)

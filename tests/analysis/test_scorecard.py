@@ -140,3 +140,22 @@ def test_atlas_index_shows_the_scorecard(tmp_path):
 def test_every_claim_is_checkable_and_sourced(claim):
     assert claim["check"] in sc.CHECKS
     assert claim["figure"].startswith("Fig ") and len(claim["sentence"]) > 20 and claim["claim"]
+
+
+@pytest.mark.parametrize("reader", ["summary", "scorecard"])
+def test_a_table_without_its_mix_factor_is_refused_as_the_atlas_refuses_it(tmp_path, reader):
+    """The summary, the scorecard and the atlas read a table's spectrum groups with the factor f the
+    table records; one that records none is refused with the same line by each (no guessed f)."""
+    from helpers.hand_tables import write_hand_tables
+    from resstream.analysis.tables import AnalysisError, write_table
+
+    fv, imnet = write_hand_tables(tmp_path)
+    table, meta = read_table(fv["2.0"])
+    write_table(table, fv["2.0"], {k: v for k, v in meta.items() if k != "analysis"})
+    with pytest.raises(AnalysisError, match=r"2.0/fv_table.csv does not record the analysis.mix_factor its groups "
+                                            r"were made with. Fix: rebuild the table \(snakemake -R metric_table\)"):
+        if reader == "summary":
+            build_summary(fv, imnet, str(tmp_path / "summary.json"))
+        else:
+            sc.write_scorecard(fv, imnet, sc.scorecard_outputs(str(tmp_path)))
+    assert not (tmp_path / "summary.json").exists() and not list(tmp_path.glob("paper_check*"))

@@ -18,7 +18,7 @@ from helpers.browser import (
 from helpers import REPO
 from helpers.hand_tables import LAYERS, PRETRAINED, write_hand_tables
 from resstream.analysis import metrics
-from resstream.analysis.summary import build_summary, read_table, write_table
+from resstream.analysis.summary import AnalysisError, build_summary, read_table, write_table
 from resstream.atlas import content, load, render
 from resstream.atlas import write as atlas
 from resstream.atlas.histogram import mix_histogram
@@ -257,7 +257,7 @@ def test_index_refuses_a_table_without_its_mix_factor(tmp_path, hand_atlas):
     build_summary(fv, imnet, str(tmp_path / "summary.json"))
     table, meta = read_table(fv["2.0"])
     write_table(table, fv["2.0"], {k: v for k, v in meta.items() if k != "analysis"})
-    with pytest.raises(load.AtlasError, match=r"2.0/fv_table.csv does not record the analysis.mix_factor .* "
+    with pytest.raises(AnalysisError, match=r"2.0/fv_table.csv does not record the analysis.mix_factor .* "
                                               r"Fix: rebuild the table"):
         write_index(tmp_path, fv, tmp_path)
     assert not (tmp_path / "index.html").exists()

@@ -302,8 +302,11 @@ def test_the_crop_falls_back_to_the_full_forward_after_a_squeeze_excitation(arch
     # the structure says why: the first squeeze-excitation on the path
     assert crop_refusal(model, blocks, ref) == f"{se_path} (SqueezeExcitation) mixes the whole map"
     with caplog.at_level(logging.INFO, logger="resstream.model.receptive_field"):
-        assert CropPlanner(model, blocks, ref, "intended").plan(224) is None
-    assert f"crop of {ref.block}:{ref.tensor} at 224 px not used ({se_path} (SqueezeExcitation)" in caplog.text
+        planner = CropPlanner(model, blocks, ref, "intended")
+        assert [planner.plan(size) for size in (224, 226, 230)] == [None] * 3  # every size: the structure refuses
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"receptive-field crop of {ref.block}:{ref.tensor} not used ({se_path} (SqueezeExcitation) "
+                    f"mixes the whole map): full forward"]  # once, not once per size
     # the numeric check alone catches it too: the cropped forward's centre differs from the full one
     plan = _plan(model, blocks, ref, 224)
     assert plan is not None, "the conv-path window is small enough to be tried"
