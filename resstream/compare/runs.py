@@ -230,6 +230,9 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
         if k == 0:
             ax.set_ylabel("fraction of channels", fontsize=8)
         if ax.get_legend_handles_labels()[0]:
+            # headroom above the highest bar for the legend (a line per run), so it covers no bar
+            top = float(hists[hists["depth_bin"] == k]["fraction"].max())
+            ax.set_ylim(0, max(top, 0.05) * (1.15 + 0.12 * len(models)))
             ax.legend(fontsize=6, loc="upper right")
         else:
             ax.text(0.5, 0.5, "no studied block", ha="center", va="center", transform=ax.transAxes, fontsize=8)
@@ -244,13 +247,15 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
         ax_s.plot(x, b["pct_scale_invariant_nomix"].to_numpy(dtype=float), "s--", color=colors[model], alpha=0.6,
                   label=f"{model}: without mix criterion")
         for xi, name, y in zip(x, b["block"], b["pct_scale_invariant_all"].to_numpy(dtype=float)):
-            ax_s.annotate(name, (xi, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            # upright names: blocks of several runs at the same height and nearby depths stay legible
+            ax_s.annotate(name, (xi, y), fontsize=5, xytext=(0, 4), textcoords="offset points", rotation=90,
+                          ha="center", va="bottom")
         n = b["channels"].to_numpy(dtype=float)
         for group, marker in ((metrics.OVERWRITE, "v"), (metrics.MIX, "o"), (metrics.SKIP, "^")):
             ax_g.plot(x, b[group].to_numpy(dtype=float) / np.maximum(n, 1), marker + "-", color=colors[model], alpha=0.8,
                       label=f"{model}: {group}")
     ax_s.set_xlim(-0.02, 1.0)
-    ax_s.set_ylim(-2, 102)
+    ax_s.set_ylim(-2, 125)  # room above 100 % for the upright block names
     ax_s.set_xlabel("relative depth (block index / blocks)", fontsize=8)
     ax_s.set_ylabel("% channels scale invariant", fontsize=8)
     ax_s.set_title("scale invariance per block", fontsize=9)
