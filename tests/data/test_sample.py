@@ -125,16 +125,22 @@ def test_the_environment_comes_before_the_shared_folder(tmp_path, files, manifes
         fetch(tmp_path / "d2", manifest, candidates=[tmp_path / "absent", shared])
 
 
-def test_shared_candidates_look_beside_the_working_folder(tmp_path, monkeypatch, files, manifest):
-    """A sample made here, in ../shared/data/imagenet-sample beside a working folder made here, is the
-    first candidate and is fetched from (the workplace's own ../shared is never read)."""
-    work = tmp_path / "work"
-    work.mkdir()
-    beside = write_folder(tmp_path / "shared" / "data" / "imagenet-sample", files, flat=False)
+def test_shared_candidates_look_beside_the_working_folder_and_the_checkout(tmp_path, monkeypatch, files, manifest):
+    """Samples made here, in ../shared/data/imagenet-sample beside a working folder and beside a
+    checkout both made here: the working folder's is the first candidate and is fetched from, the
+    checkout's comes second.  The module is pointed into that checkout, so no candidate lies outside
+    tmp_path (the workplace's own ../shared is never looked at)."""
+    work, checkout = tmp_path / "a" / "work", tmp_path / "b" / "checkout"
+    work.mkdir(parents=True)
+    (checkout / "resstream" / "data").mkdir(parents=True)
+    (checkout / "Snakefile").write_text("# a checkout\n")
+    beside_work = write_folder(tmp_path / "a" / "shared" / "data" / "imagenet-sample", files, flat=False)
+    beside_checkout = write_folder(tmp_path / "b" / "shared" / "data" / "imagenet-sample", files, flat=True)
     monkeypatch.chdir(work)
-    first = sample.shared_candidates()[0]
-    assert first == beside.resolve()
-    dest = fetch(tmp_path / "d", manifest, candidates=[first])
+    monkeypatch.setattr(sample, "__file__", str(checkout / "resstream" / "data" / "sample.py"))
+    candidates = sample.shared_candidates()
+    assert candidates == [beside_work.resolve(), beside_checkout.resolve()]
+    dest = fetch(tmp_path / "d", manifest, candidates=candidates)
     assert_is_sample(dest, files)
 
 
