@@ -25,7 +25,6 @@ import pandas as pd
 
 from resstream.analysis import metrics
 from resstream.errors import ConfigError
-from resstream.workflow.schema import default
 from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")

@@ -6,7 +6,6 @@ temporary folder an interrupted fetch leaves.  The archives are built here in th
 import hashlib
 import http.server
 import io
-import os
 import re
 import socket
 import threading
