@@ -131,6 +131,7 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
     ``scale_rule``, ``mix_rules``, ``scale_sign`` (defaults: the workflow's)."""
     from resstream.analysis import metrics
+    from resstream.analysis.summary import table_settings
     from resstream.model.structure import structure
     from resstream.analysis.measure import block_role_taps, fv_raw_rows, load_fv_png
 
@@ -148,7 +149,5 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
         status = _fv_provenance(png, channel, identity)
         if status is not None:
             raw[f"fv_status_{role}"] = status
-    a = config["analysis"]
-    table = metrics.metric_table(raw, mix_factor=float(a["mix_factor"]), scale_rule=a["scale_rule"], mix_rules=a["mix_rules"],
-                                 scale_sign=a["scale_sign"])
+    table = metrics.metric_table(raw, **table_settings(config["analysis"]))
     return table.iloc[0].to_dict()

@@ -273,9 +273,9 @@ def count_rows(f: h5py.File, rows: int, chunk_rows: int) -> None:
 # -- finishing -----------------------------------------------------------------------------------
 def finish(f: h5py.File, layers, chunk_rows: int, topk: int) -> None:
     """The top-k tables, then the file marked complete."""
-    ok = f["images/ok"][:]
+    ok = image_ok(f)
     if not ok.all():
-        bad = [p.decode() if isinstance(p, bytes) else p for p in f["images/path"][np.flatnonzero(~ok)[:10]]]
+        bad = list(image_paths(f)[np.flatnonzero(~ok)[:10]])
         log.warning("%d unreadable image(s) skipped (NaN rows, ok=False), e.g. %s", int((~ok).sum()), ", ".join(bad))
     # read ~16 MB of the widest layer at a time, in whole chunks
     widest = max(t.channels for t in layers)

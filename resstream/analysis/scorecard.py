@@ -33,7 +33,7 @@ import yaml
 from markupsafe import Markup
 
 from resstream.analysis import metrics
-from resstream.analysis.summary import read_table, write_table
+from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
 from resstream.analysis.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
 from resstream.workflow.outputs import write_text_atomic
@@ -64,13 +64,10 @@ class RunTables:
     fv: dict[str, pd.DataFrame]
     imagenet: dict[str, pd.DataFrame]
     o_relu: str
+    mix_factor: float | None  # the factor f the tables' groups were made with (tables.recorded_mix_factor)
     analysis: dict = field(default_factory=dict)
     weights: dict | None = None
     alpha: float = 0.05
-
-    @property
-    def mix_factor(self) -> float:
-        return float(self.analysis["mix_factor"])  # read_run checked that the tables record it
 
     def imagenet_variant(self, block: str, o_relu: str) -> pd.DataFrame | None:
         """The ImageNet table of a block with O and I read as ``o_relu`` says: this run's table, or
@@ -81,7 +78,7 @@ class RunTables:
         cols = {f"{name}_{o_relu}": name for name in ("out_in", "out_mid", "in_in")}
         if not set(cols) <= set(table.columns):
             return None
-        settings = {k: self.analysis[k] for k in ("mix_factor", "scale_rule", "mix_rules", "scale_sign") if k in self.analysis}
+        settings = {k: self.analysis[k] for k in TABLE_SETTINGS if k in self.analysis}
         return metrics.metric_table(table.assign(**{name: table[col] for col, name in cols.items()}), **settings)
 
     def fig7(self, block: str, o_relu: str) -> list[int] | None:
@@ -402,14 +399,15 @@ def verdict_counts(df: pd.DataFrame) -> dict[str, int]:
 
 def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05) -> RunTables:
     """The tables of a run (``{block: csv}`` each; ImageNet tables may be missing)."""
-    fv, imagenet, meta = {}, {}, {}
+    fv, imagenet, meta, factors = {}, {}, {}, []
     for block, path in fv_csvs.items():
         fv[block], block_meta = read_table(path)
-        recorded_mix_factor(block_meta, path)
+        factors.append(recorded_mix_factor(block_meta, path))  # every table must record it
         meta = meta or block_meta
     for block, path in imagenet_csvs.items():
         imagenet[block] = read_table(path)[0]
-    return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", default("study.o_relu")), analysis=meta.get("analysis") or {},
+    return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", default("study.o_relu")),
+                     mix_factor=factors[0] if factors else None, analysis=meta.get("analysis") or {},
                      weights=meta.get("weights"), alpha=alpha)
 
 

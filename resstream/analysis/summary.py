@@ -82,16 +82,16 @@ def summary_json(results: str) -> str:
     return os.path.join(results, "summary.json")
 
 
+def table_settings(analysis_cfg: dict) -> dict:
+    """The keyword arguments of :func:`resstream.analysis.metrics.metric_table` from the config's
+    ``analysis`` section (``TABLE_SETTINGS``)."""
+    return {k: float(analysis_cfg[k]) if k == "mix_factor" else analysis_cfg[k] for k in TABLE_SETTINGS}
+
+
 def derive_table(raw_csv: str, out_csv: str, analysis_cfg: dict) -> pd.DataFrame:
     """Measurement table -> metric table, with the analysis settings recorded beside it."""
     raw, meta = read_table(raw_csv)
-    table = metrics.metric_table(
-        raw,
-        mix_factor=float(analysis_cfg["mix_factor"]),
-        scale_rule=analysis_cfg["scale_rule"],
-        mix_rules=analysis_cfg["mix_rules"],
-        scale_sign=analysis_cfg["scale_sign"],
-    )
+    table = metrics.metric_table(raw, **table_settings(analysis_cfg))
     meta = dict(meta)
     meta["analysis"] = {k: analysis_cfg[k] for k in TABLE_SETTINGS}
     write_table(table, out_csv, meta)

@@ -177,8 +177,9 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
     os.makedirs(out_dir, exist_ok=True)
     blocks = block_rows(loaded, depth_bins)
     hists = histogram_rows(loaded, depth_bins)
+    labels = [f"{r['name']}: {r['weights'].get('label')}" for r in loaded]  # the tables' one line, the figure's lines
     meta = {
-        "weights": {"label": "; ".join(f"{r['name']}: {r['weights'].get('label')}" for r in loaded),
+        "weights": {"label": "; ".join(labels),
                     "pretrained": all(r["weights"].get("pretrained") for r in loaded)},
         "runs": {r["name"]: {"results": r["results"], "weights": r["weights"]} for r in loaded},
         "depth_bins": depth_bins,
@@ -195,7 +196,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
                              "state_dict_sha256": r["weights"].get("state_dict_sha256"),
                              "pretrained": bool(r["weights"].get("pretrained"))} for r in loaded])
     write_table(runs_df, out["runs"], meta)
-    figure_weights = dict(meta["weights"], label="\n".join(f"{r['name']}: {r['weights'].get('label')}" for r in loaded))
+    figure_weights = dict(meta["weights"], label="\n".join(labels))
     compare_figure(blocks, hists, figure_weights, depth_bins, out["png"], out["pdf"])
     return out
 
