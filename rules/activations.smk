@@ -13,7 +13,6 @@ from resstream.workflow.job_resources import (
 from resstream.workflow.paths import activations_h5, exemplar_dir
 
 ACTIVATIONS = STUDY.config["activations"]
-DATASET = STUDY.config["dataset"]
 EXEMPLAR_UNITS = STUDY.exemplar_units()
 # the pass's arguments (model, dataset, layers, ...; batch size, workers, log frequency), as the
 # library's extract_activations and the benchmarks take them too
@@ -34,11 +33,11 @@ rule activations:
         **PASS["resources"],
         gpu=gpu_per_job,
         runtime=lambda w, attempt: pass_runtime(
-            dataset_images(DATASET["path"]), attempt
+            dataset_images(PASS["params"]["dataset"]), attempt
         ),
         mem_mb=lambda w, attempt: pass_mem_mb(
-            ACTIVATIONS["batch_size"],
-            ACTIVATIONS["workers"],
+            PASS["resources"]["batch_size"],
+            PASS["resources"]["workers"],
             STUDY.spatial_bytes_per_image(),
             attempt,
         ),

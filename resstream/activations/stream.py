@@ -48,13 +48,12 @@ class TappedLayer:
     width: int
 
 
-def probe_layers(model: torch.nn.Module, layer_names: list[str], device: torch.device) -> list[TappedLayer]:
+def probe_layers(model: torch.nn.Module, blocks, layer_names: list[str], device: torch.device) -> list[TappedLayer]:
     """Channels and map size of every tapped layer, from one forward of a blank image (the model's
     own structure decides, e.g. a Bottleneck stage's input has fewer channels than its output)."""
-    blocks = model_blocks(model)
     refs = [parse_layer(blocks, n) for n in layer_names]
     with torch.inference_mode():
-        taps = block_taps(model, torch.zeros(1, 3, 224, 224, device=device), refs)
+        taps = block_taps(model, torch.zeros(1, 3, 224, 224, device=device), refs, blocks=blocks)
     return [TappedLayer(n, r, *taps[r].shape[1:4]) for n, r in zip(layer_names, refs)]
 
 
@@ -63,6 +62,7 @@ class _Pass:
     """What one run of the pass works with, once the listing, network and layers are known."""
     records: list
     net: torch.nn.Module
+    blocks: list  # the network's block table, listed once (not per batch)
     identity: object
     device: torch.device
     layers: list[TappedLayer]
@@ -113,9 +113,10 @@ def _prepare(model: dict, dataset: str, on_bad_image: str, layers: list[str], sp
     net, identity = load_model_param(model)
     run_on = resolve_device(device, gpus)
     net.to(run_on)
-    tapped = probe_layers(net, layers, run_on)
+    blocks = model_blocks(net)
+    tapped = probe_layers(net, blocks, layers, run_on)
     fingerprint = store.run_fingerprint(dataset, on_bad_image, o_relu, records, tapped, spatial_layers, identity)
-    return _Pass(records, net, identity, run_on, tapped, fingerprint)
+    return _Pass(records, net, blocks, identity, run_on, tapped, fingerprint)
 
 
 def _open_partial(partial: str, out_path: str, run: _Pass, spatial_layers: list[str], topk: int):
@@ -173,7 +174,7 @@ def _batch_rows(run: _Pass, x: torch.Tensor, ok: np.ndarray, spatial: set[str]) 
     """One batch's ``(centre [B, C] per layer, full maps [B, C, H, W] per spatial layer)``; a skipped
     image's rows are NaN (its zero tensor is no image)."""
     with torch.inference_mode():
-        taps = block_taps(run.net, x.to(run.device, non_blocking=True), [t.ref for t in run.layers])
+        taps = block_taps(run.net, x.to(run.device, non_blocking=True), [t.ref for t in run.layers], blocks=run.blocks)
     bad = ~ok
     centre, maps = {}, {}
     for t in run.layers:

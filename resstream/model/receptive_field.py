@@ -6,7 +6,7 @@ activation and input gradient while computing a fraction of the maps: ×3-4 in l
 (spec PERFORMANCE.md).  That holds only while every layer up to the tap is local.  A layer that
 mixes the whole map (squeeze-excitation's global pooling in RegNetY, MobileNetV3 and EfficientNet,
 any adaptive pooling, a norm over space) makes the centre neuron depend on the whole image:
-:func:`crop_refusal` finds such a layer from the model's modules, and :func:`crop_plan` falls back to
+:func:`crop_refusal` finds such a layer from the model's modules, and :meth:`CropPlanner.plan` falls back to
 the full forward there (and logs why).  Where the structure allows the crop, the equality is still
 verified numerically once per (layer, input size), with tolerances relative to the activations'
 magnitude, and the crop refused when it does not hold.
@@ -136,18 +136,10 @@ def _numeric_mismatch(model, blocks, ref: TapRef, size: int, hook_mode: str, pla
     return None
 
 
-def crop_decision(model, blocks, ref: TapRef, size: int, hook_mode: str) -> tuple[CropPlan | None, str | None]:
-    """``(plan, None)`` when the crop is exact for this tap and input size, else ``(None, why)``:
-    a layer that mixes the whole map on the path, a window that covers most of the image, or the
-    numeric check failing."""
-    refusal = crop_refusal(model, blocks, ref)
-    if refusal is not None:
-        return None, refusal
-    return _size_decision(model, blocks, ref, size, hook_mode)
-
-
 def _size_decision(model, blocks, ref: TapRef, size: int, hook_mode: str) -> tuple[CropPlan | None, str | None]:
-    """:func:`crop_decision` for a tap that :func:`crop_refusal` accepts: what depends on the size."""
+    """For a tap that :func:`crop_refusal` accepts: ``(plan, None)`` when the crop is exact at this
+    input size, else ``(None, why)``: a window that covers most of the image, or the numeric check
+    failing."""
     plan = _plan(model, blocks, ref, size)
     if plan is None:
         return None, "the receptive field covers most of the image"
@@ -156,8 +148,8 @@ def _size_decision(model, blocks, ref: TapRef, size: int, hook_mode: str) -> tup
 
 
 def verify_plan(model, blocks, ref: TapRef, size: int, hook_mode: str) -> CropPlan | None:
-    """The crop plan for one input size, or None where :func:`crop_decision` refuses it."""
-    return crop_decision(model, blocks, ref, size, hook_mode)[0]
+    """The crop plan for one input size, or None where it is refused (:class:`CropPlanner`)."""
+    return CropPlanner(model, blocks, ref, hook_mode).plan(size)
 
 
 class CropPlanner:

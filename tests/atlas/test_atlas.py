@@ -251,8 +251,8 @@ def test_index_takes_its_counts_from_the_summary_and_refuses_a_stale_one(tmp_pat
         write_index(tmp_path, fv, tmp_path)
 
 
-def test_index_refuses_a_table_without_its_mix_factor(tmp_path, hand_atlas):
-    results, _out, _fv, _imnet, _summary = hand_atlas
+def test_index_refuses_a_table_without_its_mix_factor(tmp_path):
+    """The atlas's share of tests/analysis/test_scorecard.py's refusal of such a table."""
     fv, imnet = write_hand_tables(tmp_path, blocks=BLOCKS)
     build_summary(fv, imnet, str(tmp_path / "summary.json"))
     table, meta = read_table(fv["2.0"])

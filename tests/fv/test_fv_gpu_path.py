@@ -10,7 +10,7 @@ import torch
 
 from resstream.fv import render as fv
 from resstream.fv import memory as fv_memory
-from resstream.model.blocks import TapRef, model_blocks
+from resstream.model.blocks import TapRef
 from resstream.workflow.plan import schema_fv_settings
 
 DEEP = ("layer4.0.downsample.1", TapRef("4.0", "D"), 16)  # full 224 px inputs: same bits at any batch size on CPU

@@ -68,6 +68,12 @@ def planned_jobs(*args, cwd=REPO) -> dict[str, list[dict]]:
     return jobs
 
 
+def tree_bytes(root) -> dict[str, bytes]:
+    """Every file under ``root``: relative path -> bytes."""
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def h5_content(path) -> dict:
     content = {}
 

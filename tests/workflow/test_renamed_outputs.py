@@ -2,10 +2,8 @@
 channel_fv/): its finished channel FVs, logs and benchmarks are moved, never recomputed or lost."""
 
 import os
-import subprocess
-import sys
 
-from helpers import REPO
+from helpers.workflow import smk, tree_bytes
 from resstream.workflow.renamed_outputs import move_renamed_outputs
 
 LAYER, CHUNK = "layer1.1.prerelu_out", "c0000-0063"
@@ -24,18 +22,13 @@ def old_results(results):
     return {str(p.relative_to(results)).replace("fv_channel_chunks", "channel_fv"): data for p, data in files.items()}
 
 
-def tree(root):
-    return {os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f), "rb").read()
-            for d, _, files in os.walk(root) for f in files}
-
-
 def test_old_folders_move_to_their_new_names_with_every_byte(tmp_path):
     want = old_results(tmp_path)
     lines = move_renamed_outputs(str(tmp_path))
     assert lines == [f"moved {tmp_path / old} to {tmp_path / new} (the folder's new name)"
                      for old, new in [("fv_channel_chunks", "channel_fv"), ("logs/fv_channel_chunks", "logs/channel_fv"),
                                       ("benchmarks/fv_channel_chunks", "benchmarks/channel_fv")]]
-    assert tree(tmp_path) == want
+    assert tree_bytes(tmp_path) == want
     assert sorted(os.listdir(tmp_path)) == ["benchmarks", "channel_fv", "logs"]
     assert move_renamed_outputs(str(tmp_path)) == []  # nothing left to move
 
@@ -60,12 +53,10 @@ def test_a_chunk_under_both_names_is_left_and_named(tmp_path):
 def test_snakemake_moves_them_before_planning_and_plans_no_new_fv_for_them(tmp_path, sample_dir):
     results = tmp_path / "results"
     want = old_results(results)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile", "demo.yaml",
-                           "--config", f"results={results}", f"dataset={{path: {sample_dir}}}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={results}",
+               f"dataset={{path: {sample_dir}}}")
     assert f"resstream: moved {results / 'fv_channel_chunks'} to {results / 'channel_fv'} (the folder's new name)" in proc.stderr
-    assert tree(results) == want
+    assert tree_bytes(results) == want
     planned = {line.split("output: ")[1] for line in proc.stdout.splitlines() if line.strip().startswith("output: ")}
     # the moved chunk counts as finished; the other layer's channel FVs are still to be made
     assert str(results / "channel_fv" / LAYER / CHUNK) not in planned
