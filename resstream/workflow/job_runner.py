@@ -49,9 +49,7 @@ def script_main(snakemake, work, level=logging.INFO):
     logging.basicConfig(level=level, handlers=_log_handlers(log_path), force=True)
     threads = getattr(snakemake, "threads", None)
     if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
+        limit_torch_threads(int(threads))
     log = logging.getLogger("resstream")
     try:
         return work()
@@ -68,6 +66,17 @@ def script_main(snakemake, work, level=logging.INFO):
         log.error("unexpected error in rule %s", snakemake.rule, exc_info=True)
         where = f"full traceback in {log_path}" if log_path else "this rule has no log: run it with --verbose"
         _stop(f"resstream: rule {snakemake.rule} failed: {type(exc).__name__}: {_first_line(exc)} ({where})")
+
+
+def limit_torch_threads(threads: int) -> None:
+    """Torch in this job uses ``threads`` threads.  Torch is not imported for it: a job whose work
+    never needs torch (tables, figures, the summary, the atlas) saves the 1-2 s its import costs.
+    Where torch is not loaded yet its thread pool is sized, when imported, by ``OMP_NUM_THREADS``."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 def _first_output(snakemake) -> str:

@@ -4,10 +4,14 @@ with one line that names the fix."""
 
 import errno
 import logging
+import os
+import subprocess
+import sys
 import types
 
 import pytest
 
+from helpers import REPO
 from resstream.workflow.disk_space import device_of
 from resstream.errors import UserError
 from resstream.workflow.job_runner import script_main
@@ -72,3 +76,31 @@ def test_a_full_disk_anywhere_names_the_file_and_the_device(tmp_path, capsys):
                        f"Fix: free space there (or set results: to a folder on a larger disk) and rerun; finished "
                        f"outputs are kept")
     assert "Traceback" in (tmp_path / "logs" / "figure.log").read_text()  # where it happened, for the curious
+
+
+THREADS_PROBE = """
+import sys, types
+from resstream.workflow.job_runner import script_main
+job = types.SimpleNamespace(log=[], threads=1, rule="metric_table", output=[])
+{before}
+def work():
+    loaded = "torch" in sys.modules
+    import torch
+    return loaded, torch.get_num_threads()
+print(*script_main(job, work))
+"""
+
+
+@pytest.mark.parametrize("before", ["", "import torch"], ids=["torch-imported-by-the-work", "torch-already-imported"])
+def test_a_job_runs_torch_on_its_threads_and_imports_it_only_when_its_work_does(before):
+    """A one-thread job on a machine of more cores: torch, whether the work imports it or it was
+    loaded before, runs on one thread; script_main itself does not import it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", THREADS_PROBE.format(before=before)], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=True)
+    loaded, threads = proc.stdout.split()
+    assert loaded == str(bool(before)) and threads == "1"
+    if (os.cpu_count() or 1) > 1:  # the default would be more than one thread
+        default = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert int(default) > 1
