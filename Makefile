@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup browser sample demo test lint bench gpu-check clean-demo
+.PHONY: setup browser sample demo test lint bench gpu-check clean-demo arch-tables
 
 setup: $(STAMP)
 
@@ -61,6 +61,12 @@ lint: sample
 GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py --out results/gpu_check.json $(GPU_CHECK_ARGS)
+
+# Every supported architecture's block table, map sizes and weights sets, recorded from the networks
+# under the installed torchvision (resstream/model/arch_tables.json: planning reads it, no torch); after
+# a torchvision upgrade, tests/model/test_structure.py says to run this.
+arch-tables: $(STAMP)
+	$(BIN)/python -m resstream.model.structure
 
 clean-demo:
 	rm -rf results/demo

@@ -95,7 +95,8 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
 def centre_activations(layer, channels, images_hwc, hook):
     import torch
 
-    from resstream.model.blocks import model_blocks, parse_layer
+    from resstream.model.blocks import parse_layer
+    from resstream.model.walk import model_blocks
     from resstream.data.dataset import IMAGENET_MEAN, IMAGENET_STD
     from resstream.model.taps import block_taps, center_activation
     from resstream.model.weights import load_model

@@ -27,7 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from resstream.model.blocks import model_blocks, parse_layer  # noqa: E402
+from resstream.model.blocks import parse_layer  # noqa: E402
+from resstream.model.walk import model_blocks  # noqa: E402
 from resstream.workflow.plan import Study  # noqa: E402
 from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.model.receptive_field import CropPlanner  # noqa: E402

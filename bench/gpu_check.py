@@ -76,7 +76,7 @@ class Check:
     def __init__(self, args, sizes: dict):
         import torch
 
-        from resstream.model.blocks import model_blocks
+        from resstream.model.walk import model_blocks
         from resstream.workflow.plan import Study
         from resstream.workflow.config import validate_config
         from resstream.model.weights import load_model
@@ -282,7 +282,8 @@ from resstream.workflow.gpu_slots import pin_gpu
 claimed = time.time()
 slot = pin_gpu({lock!r}, poll_seconds=0.2)
 import torch
-from resstream.model.blocks import model_blocks, parse_layer
+from resstream.model.blocks import parse_layer
+from resstream.model.walk import model_blocks
 from resstream.fv.render import render_units
 from resstream.model.weights import load_model
 from resstream.workflow.plan import schema_fv_settings

@@ -39,7 +39,7 @@ def random_model():
 def net():
     """A fresh random resnet18 (seed 0) per test module, with its blocks: for tests that move it or
     hook into it."""
-    from resstream.model.blocks import model_blocks
+    from resstream.model.walk import model_blocks
     from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:0")

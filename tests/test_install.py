@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helpers import REPO
 
-PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256",
+PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256", "resstream/model/arch_tables.json",
                 "resstream/atlas/templates/unit.html.j2", "resstream/atlas/static/atlas.css", "resstream/atlas/static/atlas.js")
 # the installed package renders a unit page from its own templates (every template and static file it names)
 RENDER_ATLAS = """\

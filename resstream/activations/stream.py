@@ -30,7 +30,8 @@ from resstream.activations import store
 from resstream.activations.heap import limit_heap_growth
 from resstream.activations.row_blocks import RowBlockWriter
 from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
-from resstream.model.blocks import TapRef, model_blocks, parse_layer
+from resstream.model.blocks import TapRef, parse_layer
+from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
 from resstream.model.taps import block_taps, center_activation
 from resstream.model.weights import load_model_param

@@ -34,7 +34,8 @@ from resstream.data.dataset import normalize_transform
 from resstream.analysis.stats import relu_mean
 from resstream.workflow.paths import chunk_unit_pngs
 from resstream.analysis.tables import AnalysisError
-from resstream.model.families import branch_weights
+from resstream.model.adapters import branch_weights
+from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps, center_activation
 from resstream.fv.png_files import check_fv_png
 
@@ -306,7 +307,7 @@ def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu
     net, identity = load_model_param(model)
     run_on = resolve_device(device, gpus)
     net = net.to(run_on)
-    blocks = blk.model_blocks(net)
+    blocks = model_blocks(net)
     log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, run_on, identity.label)
     from resstream.analysis.measure_dataset import add_weights_and_rho, measure_imagenet_block
 

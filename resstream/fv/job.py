@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from resstream.model.blocks import model_blocks, parse_layer
+from resstream.model.blocks import parse_layer
+from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
 from resstream.workflow.disk_space import DiskSpaceError, check_free_space, disk_full_named
 from resstream.fv.render import FVError, FVResult, render_units

@@ -1,4 +1,7 @@
 """Residual blocks of a torchvision CNN, their studied layers and the names those layers go by.
+The block table is data (:class:`BlockInfo`), found in a built network by
+:func:`resstream.model.walk.model_blocks` and recorded per architecture by
+:mod:`resstream.model.structure`; this module imports no torch.
 
 ResNet blocks are named like the paper, ``"2.1"`` = ``model.layer2[1]``; every other family's blocks
 by their module path (``features.3.1``, ``trunk_output.block2.block2-1``).  Per-family semantics live
@@ -24,10 +27,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-import torch
-
 from resstream.errors import UserError
-from resstream.model.families import adapter_of, layer_stride, main_path
 
 # The tensors a block exposes (a tap's ``tensor``): its input X, the skip projection's output D,
 # the branch B, the sum O_pre and the output O_post (the sum after its nonlinearity, or the sum).
@@ -83,86 +83,7 @@ class TapRef:
             raise BlockError(f"block tensor '{self.tensor}' unknown; one of {', '.join(BLOCK_TENSORS)}")
 
 
-def _producer(model: torch.nn.Module, path: str) -> str:
-    """The module whose output is the input of the module at ``path``: the previous sibling (its
-    last block, if it holds blocks), else the producer of the parent."""
-    while path:
-        parent_path, _, name = path.rpartition(".")
-        parent = model.get_submodule(parent_path) if parent_path else model
-        names = [n for n, _ in parent.named_children()]
-        i = names.index(name)
-        if i > 0:
-            path = f"{parent_path}.{names[i - 1]}" if parent_path else names[i - 1]
-            module = model.get_submodule(path)
-            while adapter_of(module) is None and any(adapter_of(m) for m in module.modules()):
-                last = list(module.named_children())[-1][0]
-                path, module = f"{path}.{last}", getattr(module, last)
-            return path
-        path = parent_path
-    return "input"
-
-
-def _found_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, int]]:
-    """``(path, module, input stride)`` of every block, in forward order."""
-    found, stride = [], 1
-    for path, module in main_path(model):
-        if adapter_of(module) is not None:
-            found.append((path, module, stride))
-        stride *= layer_stride(module)
-    return found
-
-
-def _stage_keys(model: torch.nn.Module, found) -> list[str]:
-    """A stage per block: its parent module when that holds only blocks (layer2, features.3,
-    trunk_output.block2), else (MobileNets' flat ``features``) its output-stride group."""
-    keys = []
-    for path, module, in_stride in found:
-        parent_path = path.rpartition(".")[0]
-        parent = model.get_submodule(parent_path) if parent_path else model
-        if all(adapter_of(m) is not None for m in parent.children()):
-            keys.append(parent_path)
-        else:
-            out_stride = in_stride * max((layer_stride(m) for m in module.modules()), default=1)
-            keys.append(f"stride {out_stride}")
-    return keys
-
-
-def model_blocks(model: torch.nn.Module) -> list[BlockInfo]:
-    """Every block (with or without a residual sum) of the model in forward order."""
-    found = _found_blocks(model)
-    if not found:
-        raise BlockError(f"{type(model).__name__} has no residual blocks of a supported family")
-    keys = _stage_keys(model, found)
-    stages = list(dict.fromkeys(keys))
-    blocks: list[BlockInfo] = []
-    for (path, module, in_stride), key in zip(found, keys):
-        adapter = adapter_of(module)
-        stage, position = stages.index(key) + 1, keys[: len(blocks)].count(key)
-        resnet_name = RESNET_NAME_RE.match(path)
-        first_conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
-        info = BlockInfo(
-            name=f"{resnet_name.group(1)}.{resnet_name.group(2)}" if resnet_name else path,
-            module=path,
-            index=len(blocks),
-            channels=adapter.channels(module),
-            in_channels=first_conv.in_channels,
-            prev=blocks[-1].name if blocks else None,
-            input_from=_producer(model, path),
-            branch_out=adapter.branch_out(module),
-            skip_module=adapter.skip_module(module),
-            after_sum=adapter.after_sum if adapter.has_sum(module) else None,
-            block_class=type(module).__name__,
-            has_sum=adapter.has_sum(module),
-            stage=stage,
-            position=position,
-            in_stride=in_stride,
-        )
-        blocks.append(info)
-    return blocks
-
-
-def block_lookup(model_or_blocks, name: str) -> BlockInfo:
-    blocks = model_or_blocks if isinstance(model_or_blocks, list) else model_blocks(model_or_blocks)
+def block_lookup(blocks: list[BlockInfo], name: str) -> BlockInfo:
     for b in blocks:
         if b.name == name:
             return b

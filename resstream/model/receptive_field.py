@@ -22,7 +22,7 @@ import torch
 from torchvision.ops.misc import SqueezeExcitation
 
 from resstream.model.blocks import X, BlockInfo, TapRef, block_lookup
-from resstream.model.families import main_path
+from resstream.model.adapters import main_path
 
 log = logging.getLogger(__name__)
 GLOBAL_LAYERS = (SqueezeExcitation, torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d, torch.nn.GroupNorm,

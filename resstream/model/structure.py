@@ -1,14 +1,28 @@
-"""A torchvision architecture's block table and feature-map sizes, read from the model built on the
-``meta`` device (no weights, no memory), so that planning a study is instant.
+"""A torchvision architecture's block table, feature-map sizes and published weights, without
+building it: planning a study (every Snakemake command's parse) imports no torch.
+
+They are read from ``arch_tables.json`` (package data), recorded from the networks themselves by
+:func:`write_tables` (``python -m resstream.model.structure``) for the torchvision version named in
+the file; tests/model/test_structure.py checks every arch against a live build.  Under another
+torchvision version, or for another input size, they are computed live from the model built on the
+``meta`` device (no weights, no memory).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+from dataclasses import astuple, fields
+from importlib.metadata import version
+from pathlib import Path
 
-from resstream.model import blocks as blk
-from resstream.model.families import check_arch
+from resstream.model.blocks import BlockInfo
+from resstream.model.families import ARCHS, check_arch
+
+TABLES = Path(__file__).with_name("arch_tables.json")
+RECORDED_INPUT_SIZE = 224
+BLOCK_FIELDS = [f.name for f in fields(BlockInfo)]
 
 
 @contextlib.contextmanager
@@ -41,18 +55,61 @@ def build_on_meta(arch: str):
         return getattr(torchvision.models, arch)(weights=None).eval()
 
 
+# -- recorded ------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _recorded() -> dict:
+    """The recorded tables by arch, or {} when they were recorded under another torchvision (or
+    another input size, or another :class:`BlockInfo`)."""
+    tables = json.loads(TABLES.read_text())
+    same = (tables["torchvision"], tables["input_size"], tables["block_fields"]) == (
+        version("torchvision"), RECORDED_INPUT_SIZE, BLOCK_FIELDS)
+    return tables["archs"] if same else {}
+
+
 @functools.lru_cache(maxsize=8)
-def structure(arch: str) -> tuple[blk.BlockInfo, ...]:
-    """Block table of an architecture, built on the meta device (no weights, instant)."""
+def structure(arch: str) -> tuple[BlockInfo, ...]:
+    """Block table of an architecture (recorded, else built on the meta device)."""
     check_arch(arch)
-    return tuple(blk.model_blocks(build_on_meta(arch)))
+    recorded = _recorded().get(arch)
+    if recorded is None:
+        return live_structure(arch)
+    return tuple(BlockInfo(**dict(zip(BLOCK_FIELDS, row))) for row in recorded["blocks"])
 
 
 @functools.lru_cache(maxsize=8)
-def map_sizes(arch: str, input_size: int = 224) -> dict[str, tuple[int, int]]:
+def map_sizes(arch: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tuple[int, int]]:
     """Spatial size of every block's output (by block name) and of every block input that no block
     produces (by module path: the stem's ``maxpool``, ConvNeXt's ``features.2``) at an input size."""
+    check_arch(arch)
+    recorded = _recorded().get(arch)
+    if recorded is None or input_size != RECORDED_INPUT_SIZE:  # the file records this size only
+        return live_map_sizes(arch, input_size)
+    return {key: tuple(size) for key, size in recorded["map_sizes"].items()}
+
+
+def weights_files(arch: str) -> dict[str, str]:
+    """torchvision's weights sets of an architecture: ``{enum member name: checkpoint URL}``."""
+    check_arch(arch)
+    recorded = _recorded().get(arch)
+    return dict(recorded["weights"]) if recorded is not None else live_weights_files(arch)
+
+
+# -- live ----------------------------------------------------------------------------------------------
+
+
+def live_structure(arch: str) -> tuple[BlockInfo, ...]:
+    from resstream.model.walk import model_blocks
+
+    return tuple(model_blocks(build_on_meta(arch)))
+
+
+def live_map_sizes(arch: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tuple[int, int]]:
+    """:func:`map_sizes` from a forward pass of the model built on the meta device."""
     import torch
+
+    from resstream.model.walk import model_blocks
 
     model = build_on_meta(arch)
     sizes: dict[str, tuple[int, int]] = {}
@@ -61,7 +118,7 @@ def map_sizes(arch: str, input_size: int = 224) -> dict[str, tuple[int, int]]:
         return lambda m, a, o: sizes.__setitem__(key, tuple(o.shape[-2:]))
 
     handles = []
-    blocks = structure(arch)  # the same module paths, already listed
+    blocks = model_blocks(model)
     block_modules = {info.module for info in blocks}
     for info in blocks:
         module = model.get_submodule(info.module)
@@ -75,3 +132,34 @@ def map_sizes(arch: str, input_size: int = 224) -> dict[str, tuple[int, int]]:
         h.remove()
     return sizes
 
+
+def live_weights_files(arch: str) -> dict[str, str]:
+    import torchvision
+
+    return {member.name: member.url for member in torchvision.models.get_model_weights(arch)}
+
+
+def live_table(arch: str) -> dict:
+    """What :data:`TABLES` records of one architecture, computed from the network."""
+    return {
+        "blocks": [list(astuple(info)) for info in live_structure(arch)],
+        "map_sizes": {key: list(size) for key, size in live_map_sizes(arch).items()},
+        "weights": live_weights_files(arch),
+    }
+
+
+def write_tables(path: Path = TABLES) -> Path:
+    """Record every supported architecture's tables under the installed torchvision (one arch per
+    line, so that a torchvision upgrade shows as a readable diff); written atomically."""
+    lines = [f'  "{arch}": {json.dumps(live_table(arch), separators=(",", ":"))}' for arch in ARCHS]
+    text = (f'{{"torchvision": "{version("torchvision")}", "input_size": {RECORDED_INPUT_SIZE},\n'
+            f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "archs": {{\n' + ",\n".join(lines) + "\n}}\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    _recorded.cache_clear()
+    return path
+
+
+if __name__ == "__main__":
+    print(write_tables())

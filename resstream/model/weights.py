@@ -26,11 +26,12 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
-import torchvision
+from typing import TYPE_CHECKING
 
 from resstream.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where a network or a tensor is handled: checking a spec needs none
+    import torch
 
 # Full sha256 of torchvision's published checkpoints.  torchvision itself only checks the 8-10 hex
 # prefix embedded in the file name; where we know the full digest we check all of it.
@@ -39,6 +40,7 @@ KNOWN_SHA256 = {
 }
 
 from resstream.model.families import CLASSIFIER, arch_family, check_arch  # noqa: E402
+from resstream.model.structure import weights_files  # noqa: E402
 CHECKPOINT_MODES = ("torchvision", "any")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 # prefixes that DataParallel / DistributedDataParallel and common training wrappers put on every key
@@ -88,6 +90,8 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def state_dict_sha256(state_dict: dict) -> str:
     """Digest of a state dict independent of how it was stored: names, dtypes, shapes and bytes."""
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(state_dict):
         t = state_dict[name].detach().cpu().contiguous()
@@ -98,11 +102,6 @@ def state_dict_sha256(state_dict: dict) -> str:
     return h.hexdigest()
 
 
-def _weights_enum(arch: str):
-    """torchvision's weights enum for an arch, e.g. ResNet18_Weights."""
-    return torchvision.models.get_model_weights(arch)
-
-
 def _expected_digest(arch: str, filename: str) -> str | None:
     """Full sha256 where published, else torchvision's file-name prefix (e.g. resnet34-b627a593)."""
     if filename in KNOWN_SHA256:
@@ -111,12 +110,13 @@ def _expected_digest(arch: str, filename: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _enum_member(arch: str, name: str):
-    enum = _weights_enum(arch)
+def _enum_url(arch: str, name: str) -> str:
+    """The checkpoint URL of a member of the arch's torchvision weights enum (e.g. ResNet18_Weights)."""
+    urls = weights_files(arch)
     try:
-        return enum[name]
+        return urls[name]
     except KeyError:
-        names = ", ".join(m.name for m in enum)
+        names = ", ".join(urls)
         raise WeightsError(
             f"model.weights '{name}' is not a weights set of {arch}; torchvision offers: {names}. "
             f"Or give a checkpoint path, or random:SEED."
@@ -124,6 +124,8 @@ def _enum_member(arch: str, name: str):
 
 
 def hub_checkpoint_path(url: str) -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
@@ -131,14 +133,16 @@ def _cached_checkpoint(arch: str, name: str, allow_download: bool,
                        no_download_why: str = "downloads are disabled") -> tuple[Path, str]:
     """``(path, sha256)`` of torchvision's checkpoint in the hub cache, downloaded first if it is
     missing and downloads are allowed; the digest is checked."""
-    member = _enum_member(arch, name)
-    cached = hub_checkpoint_path(member.url)
+    url = _enum_url(arch, name)
+    cached = hub_checkpoint_path(url)
     if not cached.exists():
         if not allow_download:
             raise WeightsError(_missing_weights_message(arch, name, cached, no_download_why))
         try:
+            import torch
+
             cached.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(member.url, str(cached), progress=False)
+            torch.hub.download_url_to_file(url, str(cached), progress=False)
         except Exception as exc:  # offline machines fail here with URLError/OSError
             raise WeightsError(_missing_weights_message(arch, name, cached, f"download failed: {exc}")) from None
     digest = file_sha256(cached)
@@ -147,6 +151,8 @@ def _cached_checkpoint(arch: str, name: str, allow_download: bool,
 
 
 def _load_pretrained(arch: str, name: str, allow_download: bool, no_download_why: str = "downloads are disabled"):
+    import torch
+
     cached, digest = _cached_checkpoint(arch, name, allow_download, no_download_why)
     return torch.load(cached, map_location="cpu", weights_only=True), digest
 
@@ -165,7 +171,8 @@ def _is_torchvision_file(arch: str, path: Path, digest: str) -> bool:
     expected = _expected_digest(arch, path.name)
     if expected is not None:
         return digest.startswith(expected)
-    return any((exp := _expected_digest(arch, os.path.basename(m.url))) and digest.startswith(exp) for m in _weights_enum(arch))
+    return any((exp := _expected_digest(arch, os.path.basename(url))) and digest.startswith(exp)
+               for url in weights_files(arch).values())
 
 
 def _check_digest(arch: str, path: Path, digest: str) -> None:
@@ -177,7 +184,7 @@ def _check_digest(arch: str, path: Path, digest: str) -> None:
             f"checkpoint {path} has sha256 {digest}, expected {expected} for {path.name}: the file is "
             f"corrupt or not torchvision's. Fix: download it again or point model.weights at the right file."
         )
-    published = [os.path.basename(m.url) for m in _weights_enum(arch)]
+    published = [os.path.basename(url) for url in weights_files(arch).values()]
     raise WeightsError(
         f"checkpoint {path} (sha256 {digest}) matches none of torchvision's {arch} checkpoints "
         f"({', '.join(published)}). Fix: use the unmodified file torchvision publishes, or set "
@@ -227,7 +234,7 @@ def check_weights_spec(arch: str, weights: str, checkpoint: str = "torchvision")
             f"model.weights to the file's path, or model.checkpoint back to torchvision."
         )
     if random_seed(weights) is None and not path:
-        _enum_member(arch, weights)
+        _enum_url(arch, weights)
 
 
 # -- checkpoints of one's own (model.checkpoint: any) ----------------------------------------------------
@@ -237,6 +244,8 @@ def read_checkpoint(path: Path) -> dict:
     """The tensors of a checkpoint file, unwrapped (:func:`unwrap_state_dict`).  Read with
     ``weights_only`` (no code from the file runs); ``argparse.Namespace`` is allowed, as
     torchvision's reference training scripts store their arguments in the checkpoint."""
+    import torch
+
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -253,6 +262,8 @@ def unwrap_state_dict(obj, where) -> dict:
     """The state dict inside the usual wrappings: a ``state_dict`` or ``model`` entry (nested ones
     too), every key prefixed ``module.`` (DataParallel) or ``model.``; entries that are not
     tensors (``optimizer``, ``epoch``, ``args``, ...) are ignored."""
+    import torch
+
     while isinstance(obj, dict):
         inner = next((obj[k] for k in ("state_dict", "model") if isinstance(obj.get(k), dict)), None)
         if inner is None:
@@ -278,6 +289,8 @@ def _fit_classifier(model: torch.nn.Module, state: dict, arch: str) -> None:
     """A checkpoint fine-tuned for another number of classes: give the classifier layer (``fc``,
     ``classifier.N``: :data:`resstream.model.families.CLASSIFIER`) its shape (the study reads the
     blocks, never the classifier)."""
+    import torch
+
     path = CLASSIFIER[arch_family(arch)]
     w = state.get(f"{path}.weight")
     old = model.get_submodule(path)
@@ -331,7 +344,7 @@ def missing_hub_file(arch: str, weights: str) -> Path | None:
     """The hub-cache path of an enum name's file when it is not there yet, else None."""
     if random_seed(weights) is not None or is_checkpoint_path(weights):
         return None
-    cached = hub_checkpoint_path(_enum_member(arch, weights).url)
+    cached = hub_checkpoint_path(_enum_url(arch, weights))
     return None if cached.exists() else cached
 
 
@@ -363,6 +376,8 @@ def check_weights_available(arch: str, weights: str, allow_download: bool, fetch
 
 def _load_checkpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpoint: str) -> tuple[str, str]:
     """Load a checkpoint file into ``model``; return ``(kind, file sha256)``."""
+    import torch
+
     digest = file_sha256(path)
     if checkpoint == "any" and not _is_torchvision_file(arch, path, digest):
         state = read_checkpoint(path)
@@ -377,6 +392,9 @@ def _load_checkpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpo
 def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True,
                checkpoint: str = "torchvision", no_download_why: str = "downloads are disabled"):
     """Return ``(model, identity)``: the network in eval mode with frozen weights."""
+    import torch
+    import torchvision
+
     weights = str(weights)
     check_weights_spec(arch, weights, checkpoint)
     builder = getattr(torchvision.models, arch)

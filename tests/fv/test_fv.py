@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from resstream.model.blocks import TapRef, model_blocks
+from resstream.model.blocks import TapRef
+from resstream.model.walk import model_blocks
 from resstream.workflow.config import validate_config
 from resstream.fv.render import FVError, render_units, unit_seed
 from resstream.workflow.plan import schema_fv_settings

@@ -26,7 +26,8 @@ from lucent.optvis import transform as lt
 from torchvision.transforms import CenterCrop
 
 from resstream.fv import render as fv
-from resstream.model.blocks import TapRef, model_blocks
+from resstream.model.blocks import TapRef
+from resstream.model.walk import model_blocks
 from resstream.workflow.plan import schema_fv_settings
 
 STEPS = 4

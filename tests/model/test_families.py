@@ -8,7 +8,8 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import SqueezeExcitation
 
-from resstream.model.blocks import B, D, O_POST, O_PRE, X, TapRef, default_study_blocks, model_blocks, parse_layer, role_tap, layer_name
+from resstream.model.blocks import B, D, O_POST, O_PRE, X, TapRef, default_study_blocks, parse_layer, role_tap, layer_name
+from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps
 
 

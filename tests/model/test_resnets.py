@@ -12,7 +12,8 @@ from helpers.workflow import smk
 from resstream.analysis import figures
 from resstream.model import weights as W
 from resstream.analysis.summary import fig3_fig4_blocks
-from resstream.model.blocks import B, BlockError, TapRef, model_blocks, parse_layer, study_layers
+from resstream.model.blocks import B, BlockError, TapRef, parse_layer, study_layers
+from resstream.model.walk import model_blocks
 from resstream.workflow.plan import Study, default_jitter
 from resstream.model.structure import structure
 from resstream.workflow.config import validate_config

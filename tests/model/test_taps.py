@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from resstream.model.blocks import B, O_POST, O_PRE, TapRef, model_blocks, parse_layer, layer_name, study_layers
+from resstream.model.blocks import B, O_POST, O_PRE, TapRef, parse_layer, layer_name, study_layers
+from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps, center_activation, center_index
 from resstream.model.weights import load_model
 from helpers.manual_forward import assert_taps_match_manual_forward, manual_block, manual_maps

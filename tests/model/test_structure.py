@@ -1,0 +1,58 @@
+"""The recorded architecture tables (resstream/model/arch_tables.json) are what the networks say:
+every supported arch's block table, map sizes and torchvision weights sets, recorded and live, are
+equal; under another torchvision the live ones are used; and planning a study needs no torch."""
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from resstream.model import structure
+from resstream.model.families import ARCHS
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_recorded_table_of_every_arch_is_the_live_one(arch):
+    assert structure._recorded(), "arch_tables.json was recorded under another torchvision: make arch-tables"
+    assert structure.structure(arch) == structure.live_structure(arch)
+    assert structure.map_sizes(arch) == structure.live_map_sizes(arch)
+    assert structure.weights_files(arch) == structure.live_weights_files(arch)
+
+
+def test_another_torchvision_or_input_size_is_computed_live(monkeypatch):
+    recorded = (structure.structure("convnext_tiny"), structure.map_sizes("convnext_tiny"))
+    assert structure.map_sizes("resnet18", 160)["4.1"] == (5, 5)  # not recorded: 160 / 32
+    monkeypatch.setattr(structure, "version", lambda package: "0.0.0")
+    for cached in (structure._recorded, structure.structure, structure.map_sizes):
+        monkeypatch.setattr(structure, cached.__name__, cached.__wrapped__)
+    assert structure._recorded() == {}
+    calls = []
+    monkeypatch.setattr(structure, "build_on_meta", lambda arch, build=structure.build_on_meta: calls.append(arch) or build(arch))
+    assert (structure.structure("convnext_tiny"), structure.map_sizes("convnext_tiny")) == recorded
+    assert structure.weights_files("resnet18") == {"IMAGENET1K_V1": "https://download.pytorch.org/models/resnet18-f37072fd.pth"}
+    assert calls == ["convnext_tiny", "convnext_tiny"]
+
+
+# Snakemake's own entry point with torch made unimportable: the demo's dry run (config checks, the
+# plan of every job, the dataset listing) must not need it.
+WITHOUT_TORCH = """
+import runpy, sys
+class NoTorch:
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "lucent"):
+            raise ImportError(f"{name} imported while planning")
+sys.meta_path.insert(0, NoTorch())
+sys.argv = ["snakemake", *sys.argv[1:]]
+runpy.run_module("snakemake", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("demo", ["demo.yaml", "demo-convnext.yaml"])
+def test_a_dry_run_plans_every_job_without_importing_torch(demo, sample_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "-n", "--cores", "2", "--configfile", demo, "--config",
+                           f"dataset={{path: {sample_dir}}}", f"results={tmp_path / 'results'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fv_chunk" in proc.stdout and "activations" in proc.stdout and "model_card" in proc.stdout
+    assert not (tmp_path / "results").exists()
