@@ -118,12 +118,19 @@ def block_summary(fv: pd.DataFrame, imnet: pd.DataFrame | None, mix_factor: floa
             "fv_all_criteria": _pct(fv["pass_all"].sum(), n),
             "fv_without_mix_criterion": _pct(fv["pass_nomix"].sum(), n),
         },
+        # the same as channel counts, for readers that show counts (the atlas index)
+        "scale_invariant_counts": {
+            "fv_all_criteria": int(fv["pass_all"].sum()),
+            "fv_without_mix_criterion": int(fv["pass_nomix"].sum()),
+        },
         "top_by_scale_metric": metrics.top_by_scale_metric(ch, fv["SM"], fv["pass_all"], k=3),
         "closest_to_one": metrics.closest_to_one(ch, fv["M"], k=3),
     }
     if imnet is not None:
         out["percent_scale_invariant"]["imagenet_all_criteria"] = _pct(imnet["pass_all"].sum(), len(imnet))
         out["percent_scale_invariant"]["imagenet_without_mix_criterion"] = _pct(imnet["pass_nomix"].sum(), len(imnet))
+        out["scale_invariant_counts"]["imagenet_all_criteria"] = int(imnet["pass_all"].sum())
+        out["scale_invariant_counts"]["imagenet_without_mix_criterion"] = int(imnet["pass_nomix"].sum())
         out["both_criteria_fig7"] = metrics.both_criteria(ch, fv["pass_all"], fv["SM"], imnet["channel"], imnet["pass_all"])
     return out
 

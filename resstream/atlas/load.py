@@ -106,7 +106,7 @@ def read_exemplar_lists(exemplar_dirs) -> dict[tuple[str, int], list[tuple[str, 
 # summary.json's name of each spectrum group's count
 SUMMARY_GROUP_KEYS = {metrics.OVERWRITE: "overwrite", metrics.MIX: "mix", metrics.SKIP: "skip", metrics.NO_GROUP: "no_mix_ratio"}
 # index card's scale-invariance counts <- summary.json's percentages (of the block's channels)
-SUMMARY_PERCENT_KEYS = {"all": "fv_all_criteria", "nomix": "fv_without_mix_criterion", "imagenet_all": "imagenet_all_criteria"}
+SUMMARY_COUNT_KEYS = {"all": "fv_all_criteria", "nomix": "fv_without_mix_criterion", "imagenet_all": "imagenet_all_criteria"}
 
 
 @dataclass(frozen=True)
@@ -136,25 +136,21 @@ def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -
     fv, meta = read_table(fv_csv)
     entry = (summary.get("blocks") or {}).get(block)
     n = len(fv)
-    if entry is None or entry.get("channels") != n:
-        said = f"has no block {block}" if entry is None else f"counts {entry.get('channels')} channels in block {block}, {fv_csv} holds {n}"
+    if entry is None or entry.get("channels") != n or "scale_invariant_counts" not in entry:
+        said = (f"has no block {block}" if entry is None else
+                f"counts {entry.get('channels')} channels in block {block}, {fv_csv} holds {n}" if entry.get("channels") != n else
+                f"has no scale_invariant_counts for block {block}")
         raise AtlasError(f"{summary_path} {said}: the summary is older than the table. "
                          "Fix: rerun the summary (snakemake -R analysis_summary)")
-    percents = entry.get("percent_scale_invariant") or {}
+    counts = entry["scale_invariant_counts"]
     return IndexCard(
         block=block,
         layers=meta.get("layers") or {},
         channels=n,
         groups={g: int(entry["spectrum_counts"][key]) for g, key in SUMMARY_GROUP_KEYS.items()},
-        scale_invariant={k: channel_count(percents[key], n) for k, key in SUMMARY_PERCENT_KEYS.items() if percents.get(key) is not None},
+        scale_invariant={k: int(counts[key]) for k, key in SUMMARY_COUNT_KEYS.items() if key in counts},
         not_ok=int((fv["status"].astype(str) != "ok").sum()),  # the summary counts only FV failures
         m_values=fv["M"].to_numpy(dtype=float),
         mix_factor=recorded_mix_factor(meta, fv_csv),
     )
 
-
-def channel_count(percent: float, channels: int) -> int:
-    """A count back from the summary's percentage of ``channels`` (rounded there to 3 decimals, so
-    exact for fewer than 100,000 channels).  The ImageNet table has the FV table's channels (both
-    measure the block's studied channels), so one ``channels`` serves both."""
-    return int(round(percent * channels / 100.0))

@@ -41,6 +41,9 @@ def test_summary_by_hand(tmp_path):
     assert b["percent_scale_invariant"]["fv_without_mix_criterion"] == pytest.approx(83.333)
     # ImageNet: ch1 (M .9) and ch5 pass all; ch0 fails (m = -.5)
     assert b["percent_scale_invariant"]["imagenet_all_criteria"] == pytest.approx(33.333)
+    # the same as counts; ImageNet without the mix criterion: ch1, 3, 4, 5 (ch0 and ch2 fail m)
+    assert b["scale_invariant_counts"] == {"fv_all_criteria": 2, "fv_without_mix_criterion": 5, "imagenet_all_criteria": 2,
+                                           "imagenet_without_mix_criterion": 4}
     assert b["top_by_scale_metric"] == [0, 5]  # SM 1.0, 0.7
     assert b["closest_to_one"] == [0, 5, 1]  # |M-1| = 0, 0.2, 0.5
     assert b["both_criteria_fig7"] == [5]  # FV {0, 5} and ImageNet {1, 5}

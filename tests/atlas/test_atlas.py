@@ -225,10 +225,9 @@ def test_index_numbers_equal_the_summary(hand_atlas):
         counts = entry["spectrum_counts"]
         assert card["groups"] == {"overwrite": counts["overwrite"], "mix": counts["mix"], "skip": counts["skip"],
                                   "none": counts["no_mix_ratio"]}
-        pct = entry["percent_scale_invariant"]
-        assert card["scale_invariant"] == {"all": round(pct["fv_all_criteria"] * n / 100),
-                                           "nomix": round(pct["fv_without_mix_criterion"] * n / 100),
-                                           "imagenet_all": round(pct["imagenet_all_criteria"] * n / 100)}
+        counted = entry["scale_invariant_counts"]
+        assert card["scale_invariant"] == {"all": counted["fv_all_criteria"], "nomix": counted["fv_without_mix_criterion"],
+                                           "imagenet_all": counted["imagenet_all_criteria"]}
         assert card["scale_invariant"]["all"] == 2 and card["scale_invariant"]["nomix"] == 5  # the hand table's
 
 
@@ -237,7 +236,7 @@ def test_index_takes_its_counts_from_the_summary_and_refuses_a_stale_one(tmp_pat
     summary = json.loads((results / "summary.json").read_text())
     entry = summary["blocks"]["2.1"]
     entry["spectrum_counts"]["mix"] = 4  # not what the table says: the index must show the summary's
-    entry["percent_scale_invariant"]["fv_all_criteria"] = 50.0
+    entry["scale_invariant_counts"]["fv_all_criteria"] = 3
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     shown = write_index(tmp_path, fv, tmp_path)
     card = index_cards((tmp_path / "index.html").read_text())["2.1"]
