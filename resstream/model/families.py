@@ -66,8 +66,8 @@ def check_arch(arch: str) -> str:
     family = arch_family(arch)
     if family is not None:
         return family
-    import torchvision
+    from resstream.model.structure import torchvision_models
 
     why = ("is a torchvision model without residual blocks of a supported family"
-           if arch in torchvision.models.list_models(torchvision.models) else "is not a torchvision model resstream knows")
+           if arch in torchvision_models() else "is not a torchvision model resstream knows")
     raise ArchError(f"model.arch '{arch}' {why}. Fix: choose an arch of a supported family: {supported_families_line()}")

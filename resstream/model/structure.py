@@ -59,13 +59,18 @@ def build_on_meta(arch: str):
 
 
 @functools.lru_cache(maxsize=1)
-def _recorded() -> dict:
-    """The recorded tables by arch, or {} when they were recorded under another torchvision (or
-    another input size, or another :class:`BlockInfo`)."""
+def _recorded_file() -> dict:
+    """The recorded tables, or {} when they were recorded under another torchvision (or another
+    input size, or another :class:`BlockInfo`)."""
     tables = json.loads(TABLES.read_text())
     same = (tables["torchvision"], tables["input_size"], tables["block_fields"]) == (
         version("torchvision"), RECORDED_INPUT_SIZE, BLOCK_FIELDS)
-    return tables["archs"] if same else {}
+    return tables if same else {}
+
+
+def _recorded() -> dict:
+    """The recorded tables by arch ({}: compute live)."""
+    return _recorded_file().get("archs", {})
 
 
 @functools.lru_cache(maxsize=8)
@@ -87,6 +92,12 @@ def map_sizes(arch: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tup
     if recorded is None or input_size != RECORDED_INPUT_SIZE:  # the file records this size only
         return live_map_sizes(arch, input_size)
     return {key: tuple(size) for key, size in recorded["map_sizes"].items()}
+
+
+def torchvision_models() -> list[str]:
+    """Every model name torchvision offers (``torchvision.models.list_models``), for refusals."""
+    recorded = _recorded_file().get("torchvision_models")
+    return list(recorded) if recorded is not None else live_torchvision_models()
 
 
 def weights_files(arch: str) -> dict[str, str]:
@@ -139,6 +150,12 @@ def live_weights_files(arch: str) -> dict[str, str]:
     return {member.name: member.url for member in torchvision.models.get_model_weights(arch)}
 
 
+def live_torchvision_models() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(torchvision.models))
+
+
 def live_table(arch: str) -> dict:
     """What :data:`TABLES` records of one architecture, computed from the network."""
     return {
@@ -153,11 +170,12 @@ def write_tables(path: Path = TABLES) -> Path:
     line, so that a torchvision upgrade shows as a readable diff); written atomically."""
     lines = [f'  "{arch}": {json.dumps(live_table(arch), separators=(",", ":"))}' for arch in ARCHS]
     text = (f'{{"torchvision": "{version("torchvision")}", "input_size": {RECORDED_INPUT_SIZE},\n'
-            f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "archs": {{\n' + ",\n".join(lines) + "\n}}\n")
+            f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())},\n'
+            ' "archs": {\n' + ",\n".join(lines) + "\n}}\n")
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-    _recorded.cache_clear()
+    _recorded_file.cache_clear()
     return path
 
 

@@ -20,13 +20,18 @@ def test_the_recorded_table_of_every_arch_is_the_live_one(arch):
     assert structure.weights_files(arch) == structure.live_weights_files(arch)
 
 
+def test_the_recorded_model_names_are_torchvisions():
+    assert structure.torchvision_models() == structure.live_torchvision_models()
+    assert {"vgg16", "alexnet", "resnet18"} <= set(structure.torchvision_models())
+
+
 def test_another_torchvision_or_input_size_is_computed_live(monkeypatch):
     recorded = (structure.structure("convnext_tiny"), structure.map_sizes("convnext_tiny"))
     assert structure.map_sizes("resnet18", 160)["4.1"] == (5, 5)  # not recorded: 160 / 32
     monkeypatch.setattr(structure, "version", lambda package: "0.0.0")
-    for cached in (structure._recorded, structure.structure, structure.map_sizes):
+    for cached in (structure._recorded_file, structure.structure, structure.map_sizes):
         monkeypatch.setattr(structure, cached.__name__, cached.__wrapped__)
-    assert structure._recorded() == {}
+    assert structure._recorded() == {} and "vgg16" in structure.torchvision_models()
     calls = []
     monkeypatch.setattr(structure, "build_on_meta", lambda arch, build=structure.build_on_meta: calls.append(arch) or build(arch))
     assert (structure.structure("convnext_tiny"), structure.map_sizes("convnext_tiny")) == recorded
