@@ -15,8 +15,7 @@ from resstream.errors import ConfigError
 from resstream.workflow.config import validate_config
 from helpers.hand_tables import RANDOM, write_hand_tables
 from helpers.figure_files import check_figure_files
-from helpers.configs import tiny_config_file
-from helpers.workflow import link_images, smk
+from helpers.runs import arch_run
 
 R34 = dict(RANDOM, arch="resnet34", state_dict_sha256="cc" * 32, label="resnet34 RANDOM WEIGHTS (random:0, not pretrained)")
 
@@ -69,14 +68,10 @@ def resnet34_run(tmp_path_factory, sample_dir):
     """A real resnet34 run (blocks 2.0 and 2.1, channels 0-1, 3 FV steps, 20 images) to its summary
     and Fig 2, and in the same invocation its comparison with a (hand-made) resnet18 run."""
     tmp = tmp_path_factory.mktemp("r34")
-    data = link_images(sample_dir, tmp / "data", n=20)
     r18 = hand_run(tmp / "r18", RANDOM)
-    results = tmp / "results"
-    cfg = tiny_config_file(tmp, data, model={"arch": "resnet34"}, study={"blocks": ["2.0", "2.1"], "channels": [0, 1]},
-                      fv={"steps": 3}, compare={"runs": {"resnet18": r18, "resnet34": str(results)}, "results": str(tmp / "cmp")})
     out = compare_outputs(str(tmp / "cmp"))
-    targets = [analysis.summary_json(str(results)), analysis.figure_file(str(results), "fig2", "png"), out["png"]]
-    smk(*targets, "--cores", "2", "--configfile", cfg)
+    results = arch_run(tmp, sample_dir, "resnet34", ["2.0", "2.1"], [out["png"]],
+                       compare={"runs": {"resnet18": r18, "resnet34": str(tmp / "results")}, "results": str(tmp / "cmp")})
     return results, out
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from helpers.configs import tiny_config, write_config
+from helpers.configs import tiny_config, tiny_config_file, write_config
 from helpers.workflow import copy_workflow, link_images, smk
+from resstream.analysis import summary as analysis
 
 # Blocks 1.1 and 2.1 (the I of 2.1 is 2.0's O), channels 0-2, 2 FV steps, 24 images in batches of
 # 2 (12 batches: a pass to kill in the middle), the atlas with channel FVs of O. README's "What
@@ -80,6 +81,19 @@ def finish_run(root: Path, sample_dir: Path, n_images: int, targets=(), **config
 def finish_small_run(root: Path, sample_dir: Path) -> FinishedRun:
     return finish_run(root, sample_dir, SMALL_IMAGES, study=SMALL_STUDY, activations=SMALL_ACTIVATIONS,
                       atlas=SMALL_ATLAS)
+
+
+def arch_run(tmp: Path, sample_dir: Path, arch: str, blocks: list[str], extra_targets=(), **sections) -> Path:
+    """One arch through the workflow to its summary and Fig 2 (random weights, ``blocks``, channels
+    0-1, 3 FV steps, 20 images) and ``extra_targets``, with the results in ``tmp/results``; returns
+    that folder.  ``sections``: more config (``compare``)."""
+    data = link_images(sample_dir, tmp / "data", n=20)
+    cfg = tiny_config_file(tmp, data, model={"arch": arch}, study={"blocks": blocks, "channels": [0, 1]}, fv={"steps": 3},
+                           **sections)
+    results = tmp / "results"
+    smk(analysis.summary_json(str(results)), analysis.figure_file(str(results), "fig2", "png"), *extra_targets,
+        "--cores", "2", "--configfile", cfg)
+    return results
 
 
 def output_stamps(results: Path) -> dict[str, tuple[int, int]]:

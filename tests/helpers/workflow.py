@@ -51,6 +51,20 @@ def smk(*args, env=None, check=True, timeout=600, cwd=REPO):
     return proc
 
 
+def resstream_lines(proc: subprocess.CompletedProcess, stdout: bool = False) -> list[str]:
+    """The lines a command's stderr (and with ``stdout`` its stdout) holds from resstream itself:
+    ``resstream: <problem>. Fix: ...`` and notes."""
+    text = (proc.stdout if stdout else "") + proc.stderr
+    return [line for line in text.splitlines() if line.startswith("resstream:")]
+
+
+def one_line(proc: subprocess.CompletedProcess, stdout: bool = False) -> str:
+    """The one ``resstream:`` line of a command that stopped on bad input."""
+    lines = resstream_lines(proc, stdout)
+    assert len(lines) == 1, ((proc.stdout if stdout else "") + proc.stderr)[-3000:]
+    return lines[0]
+
+
 def planned_jobs(*args, cwd=REPO) -> dict[str, list[dict]]:
     """Dry run: {rule: [wildcards dict, ...]} of the jobs snakemake would run now."""
     proc = smk("-n", "--cores", "2", *args, cwd=cwd)

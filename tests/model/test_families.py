@@ -239,25 +239,24 @@ def test_o_relu_post_is_refused_where_nothing_follows_the_sum():
     ("resnet19", "model.arch 'resnet19' is not a torchvision model resstream knows"),
 ])
 def test_other_models_are_refused_before_any_job_with_one_line(tmp_path, sample_dir, arch, says):
-    from helpers.workflow import smk
+    from helpers.workflow import one_line, smk
 
     proc = smk("-n", "--cores", "1", "--config", f"results={tmp_path}", f"dataset={{path: {sample_dir}}}",
                f"model={{arch: {arch}, weights: 'random:0'}}", check=False)
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("resstream:")]
-    assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
-    assert lines[0].startswith(f"resstream: {says}. Fix: choose an arch of a supported family: ResNet (")
+    line = one_line(proc, stdout=True)
+    assert proc.returncode != 0
+    assert line.startswith(f"resstream: {says}. Fix: choose an arch of a supported family: ResNet (")
     for family in ("ResNeXt (", "RegNet (", "ConvNeXt (", "MobileNetV2 (", "MobileNetV3 (", "EfficientNet ("):
-        assert family in lines[0]
+        assert family in line
     assert "rule " not in proc.stdout + proc.stderr  # no job was planned
 
 
 def test_o_relu_post_stops_the_workflow_before_any_job(tmp_path, sample_dir):
-    from helpers.workflow import smk
+    from helpers.workflow import one_line, smk
 
     proc = smk("-n", "--cores", "1", "--config", f"results={tmp_path}", f"dataset={{path: {sample_dir}}}",
                "model={arch: convnext_tiny, weights: 'random:0'}", "study={o_relu: post}", check=False)
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("resstream:")]
-    assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("resstream: study.o_relu: post asks")
+    assert proc.returncode != 0 and one_line(proc, stdout=True).startswith("resstream: study.o_relu: post asks")
     assert "rule " not in proc.stdout + proc.stderr
 
 
@@ -392,19 +391,16 @@ def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
         "features.4", "features.5.conv", "features.5"}
 
 
-def test_the_command_line_lists_families_and_blocks_without_a_sum():
-    import subprocess
-    import sys
+def test_the_command_line_lists_families_and_blocks_without_a_sum(capsys):
+    from resstream.cli import main
 
-    from helpers import REPO
-
-    run = lambda *a: subprocess.run([sys.executable, "-m", "resstream.cli", *a], cwd=REPO, capture_output=True, text=True)  # noqa: E731
-    families = run("families")
-    assert families.returncode == 0
-    lines = families.stdout.splitlines()
+    assert main(["families"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
     assert [line.split(":")[0] for line in lines[::2]] == ["ResNet", "ResNeXt", "RegNet", "ConvNeXt", "MobileNetV2",
                                                            "MobileNetV3", "EfficientNet"]
-    assert "B = stochastic_depth = layer_scale * block(x)" in families.stdout
-    info = run("info", "mobilenet_v2").stdout.splitlines()
+    assert "B = stochastic_depth = layer_scale * block(x)" in out
+    assert main(["info", "mobilenet_v2"]) == 0
+    info = capsys.readouterr().out.splitlines()
     row = {line.split()[0]: line.split() for line in info[2:]}
     assert row["features.4"][3:6] == ["-", "-", "no"] and row["features.5"][3:6] == ["features.4", "features.5.conv", "features.5"]

@@ -21,7 +21,7 @@ from resstream.fv.png_files import FVFileError, check_fv_png
 from resstream.model.weights import load_model
 from helpers.configs import tiny_config_file, write_config
 from helpers.runs import SMALL_STUDY
-from helpers.workflow import FV_LAYERS_11, link_images, planned_jobs, smk
+from helpers.workflow import FV_LAYERS_11, link_images, one_line, planned_jobs, smk
 
 # the run's outputs, relative to its folder (where snakemake runs)
 TARGETS = ["results/model_card.json", "results/activations/activations.h5"] + [
@@ -51,12 +51,6 @@ def run_with(finished, tmp_path, change, env=None, args=None):
     assert proc.returncode != 0
     assert snapshot(finished.results) == before  # nothing finished was removed or rewritten
     return proc
-
-
-def one_line(proc) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
 
 
 def test_missing_pretrained_weights_offline(shared_run, tmp_path):

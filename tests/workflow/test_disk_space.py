@@ -20,7 +20,7 @@ from helpers.configs import tiny_config
 from helpers.job_calls import render_chunk, run_pass
 from resstream.workflow import disk_space
 from resstream.workflow.config import validate_config
-from helpers.workflow import link_images
+from helpers.workflow import link_images, resstream_lines
 
 SMALL_STUDY = {"blocks": ["1.1"], "channels": [0]}
 
@@ -137,9 +137,8 @@ def test_a_disk_that_fills_up_during_the_pass_stops_with_one_line(small_disk, sa
                            "tmpfs" if small_disk.tmpfs else "patched"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])  # an error, not a crash (SIGSEGV is -11)
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
     partial = f"{out}.partial"
-    assert lines == [f"resstream: the disk filled up while writing {partial}: no space left on {small_disk.device}. "
+    assert resstream_lines(proc) == [f"resstream: the disk filled up while writing {partial}: no space left on {small_disk.device}. "
                      f"Fix: free space there (or set results: to a folder on a larger disk) and rerun; finished "
                      f"outputs are kept"], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and proc.stderr.count("No space left") <= 1, proc.stderr[-3000:]

@@ -16,8 +16,7 @@ import pytest
 
 from resstream.analysis import summary as analysis
 from resstream.analysis.summary import read_table
-from helpers.configs import tiny_config_file
-from helpers.workflow import link_images, smk
+from helpers.runs import arch_run
 
 RG = "trunk_output.block2.block2-"
 # arch -> {block: ({role: layer}, {role: jitter})}
@@ -55,16 +54,8 @@ SE_CROP_REFUSED = {"regnet_y_400mf": f"{RG}1.f.c", "mobilenet_v3_small": "featur
 def family_run(request, tmp_path_factory, sample_dir):
     arch = request.param
     tmp = tmp_path_factory.mktemp(arch)
-    data = link_images(sample_dir, tmp / "data", n=20)
-    cfg = tiny_config_file(tmp, data, model={"arch": arch}, study={"blocks": list(FAMILY_RUNS[arch]), "channels": [0, 1]},
-                      fv={"steps": 3})
-    results = tmp / "results"
-    targets = [analysis.summary_json(str(results)), analysis.figure_file(str(results), "fig2", "png"),
-               results / "model_card.json"]
-    if arch == ATLAS_FAMILY:
-        targets.append(results / "atlas" / "index.html")
-    smk(*targets, "--cores", "2", "--configfile", cfg)
-    return arch, results
+    extra = [tmp / "results" / "model_card.json"] + [tmp / "results" / "atlas" / "index.html"] * (arch == ATLAS_FAMILY)
+    return arch, arch_run(tmp, sample_dir, arch, list(FAMILY_RUNS[arch]), extra)
 
 
 def test_every_family_runs_through_the_workflow(family_run):

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from helpers import REPO
-from helpers.workflow import smk
+from helpers.workflow import one_line, resstream_lines, smk
 
 
 
@@ -26,16 +26,15 @@ def test_full_study_dry_run(sample_dir, tmp_path):
     assert "model_card" in proc.stdout and "fv_chunk" in proc.stdout
     assert not (tmp_path / "torch").exists()
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    notes = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
-    assert notes == [f"resstream: note: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache ({cached}); the run "
-                     f"downloads them before its first job (model.allow_download)."]
+    assert resstream_lines(proc) == [f"resstream: note: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache ({cached}); "
+                                     f"the run downloads them before its first job (model.allow_download)."]
     # with downloads disabled the dry run stops as the real run would, naming the file to copy
     offline = tmp_path / "offline.yaml"
     offline.write_text("model:\n  allow_download: false\n")
     proc = smk("-n", "--cores", "2", "--configfile", "config.yaml", str(offline), "--config", f"dataset={{path: {sample_dir}}}",
                "results=/tmp/resstream-nothing", env=env, check=False)
     assert proc.returncode != 0
-    assert [line for line in proc.stderr.splitlines() if line.startswith("resstream:")] == [
+    assert resstream_lines(proc) == [
         f"resstream: weights resnet18 IMAGENET1K_V1 are not in torch's hub cache ({cached}) and downloads are "
         f"disabled. Fix: copy resnet18-f37072fd.pth there (or point TORCH_HOME at a cache holding it), or set "
         f"model.weights to a local checkpoint path; for a test run use model.weights: random:0."]
@@ -117,9 +116,8 @@ def test_snakefmt_is_clean():
 def test_default_config_without_dataset_says_what_to_set():
     proc = smk("-n", "--cores", "2", check=False)
     assert proc.returncode != 0
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("resstream:")]
-    assert len(lines) == 1
-    assert "dataset.path" in lines[0] and "make demo" in lines[0]
+    line = one_line(proc)
+    assert "dataset.path" in line and "make demo" in line
 
 
 def test_bad_config_names_the_key(tmp_path, sample_dir):
@@ -172,8 +170,7 @@ def test_missing_weights_stop_before_any_job_with_one_line(tmp_path, sample_dir)
                f"results={tmp_path}", f"model={{weights: {tmp_path}/resnet18-f37072fd.pth}}", f"dataset={{path: {sample_dir}}}",
                check=False)
     assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("resstream:")]
-    assert len(lines) == 1 and "resnet18-f37072fd.pth does not exist" in lines[0]
+    assert "resnet18-f37072fd.pth does not exist" in one_line(proc)
     assert not (tmp_path / "model_card.json").exists()
 
 
