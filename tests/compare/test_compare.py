@@ -27,10 +27,17 @@ def hand_run(root, weights):
     return str(root)
 
 
-def test_comparison_tables_by_hand(tmp_path):
-    runs = {"r18": hand_run(tmp_path / "r18", RANDOM), "r34": hand_run(tmp_path / "r34", R34)}
-    out = compare_runs(runs, str(tmp_path / "cmp"), depth_bins=4)
-    assert out == compare_outputs(str(tmp_path / "cmp"))
+@pytest.fixture(scope="module")
+def hand_comparison(tmp_path_factory):
+    """The comparison of two hand runs (resnet18 and resnet34 weights) in 4 depth bins: ``(folder, outputs)``."""
+    tmp = tmp_path_factory.mktemp("hand_comparison")
+    runs = {"r18": hand_run(tmp / "r18", RANDOM), "r34": hand_run(tmp / "r34", R34)}
+    return tmp / "cmp", compare_runs(runs, str(tmp / "cmp"), depth_bins=4)
+
+
+def test_comparison_tables_by_hand(hand_comparison):
+    folder, out = hand_comparison
+    assert out == compare_outputs(str(folder))
     blocks, meta = read_table(out["blocks"])
     # relative depth = index / blocks: resnet18 2.0 = 2/8, 2.1 = 3/8; resnet34 2.0 = 3/16, 2.1 = 4/16
     assert list(zip(blocks["model"], blocks["block"], blocks["relative_depth"], blocks["depth_bin"])) == [
@@ -53,7 +60,7 @@ def test_comparison_tables_by_hand(tmp_path):
     runs_df, _ = read_table(out["runs"])
     assert list(runs_df["state_dict_sha256"]) == ["aa" * 32, "cc" * 32]
     assert meta["weights"]["pretrained"] is False and set(meta["runs"]) == {"r18", "r34"}
-    check_figure_files(tmp_path / "cmp" / "compare_models.png", tmp_path / "cmp" / "compare_models.pdf")
+    check_figure_files(folder / "compare_models.png", folder / "compare_models.pdf")
 
 
 def test_comparison_refuses_a_run_without_summary(tmp_path):
@@ -111,9 +118,8 @@ def test_comparison_rule_from_two_runs(resnet34_run):
     assert list(runs["model"]) == ["resnet18", "resnet34"] and runs["weights"].str.contains("RANDOM WEIGHTS").all()
 
 
-def test_depth_bin_table_puts_the_families_side_by_side(tmp_path):
-    runs = {"r18": hand_run(tmp_path / "r18", RANDOM), "r34": hand_run(tmp_path / "r34", R34)}
-    out = compare_runs(runs, str(tmp_path / "cmp"), depth_bins=4)
+def test_depth_bin_table_puts_the_families_side_by_side(hand_comparison):
+    _folder, out = hand_comparison
     by_depth, _ = read_table(out["by_depth"])
     assert len(by_depth) == 2 * 4 and set(by_depth["family"]) == {"ResNet"}
     # r18 bin 1 pools 2.0 and 2.1 (hand tables: 6 channels each, 1 overwrite, 2 mix, 2 skip, 1 without M)
