@@ -309,12 +309,16 @@ def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu
     net = net.to(run_on)
     blocks = model_blocks(net)
     log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, run_on, identity.label)
-    from resstream.analysis.measure_dataset import add_weights_and_rho, measure_imagenet_block
+    from resstream.analysis.measure_dataset import add_weights_and_rho, measure_imagenet_block, read_top_images
 
     if stimulus == "fv":
         df, meta = measure_fv_block(net, identity, blocks, block, channels, o_relu, fv_dirs, batch_size, run_on)
-    else:
-        df, meta = measure_imagenet_block(net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on)
-    df = add_weights_and_rho(df, net.cpu(), blocks, block, o_relu, activations_path, identity)
+        dataset_columns = None
+    else:  # the columns rho needs are among those the measurement reads: the file is read once
+        found = read_top_images(activations_path, identity, blocks, block, o_relu, channels)
+        df, meta = measure_imagenet_block(net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on,
+                                          found=found)
+        dataset_columns = found.rho_columns()
+    df = add_weights_and_rho(df, net.cpu(), blocks, block, o_relu, activations_path, identity, dataset_columns)
     write_table(df, out_csv, meta)
     return df

@@ -39,18 +39,21 @@ log = logging.getLogger(__name__)
 
 
 def add_weights_and_rho(df: pd.DataFrame, model, blocks: list[blk.BlockInfo], block: str, o_relu: str,
-                        activations_path: str, identity) -> pd.DataFrame:
+                        activations_path: str, identity, dataset_columns=None) -> pd.DataFrame:
     """Columns ``bn_gamma_abs``, ``conv_w_abs_mean`` and the Spearman rho of B against I over the
-    dataset images with I > 0 (``rho_BI``, ``rho_BI_p``, ``rho_n``, ``rho_status``)."""
+    dataset images with I > 0 (``rho_BI``, ``rho_BI_p``, ``rho_n``, ``rho_status``).
+    ``dataset_columns``: ``(I [N, C], B [N, C], ok [N])`` of ``df``'s channels, already read from the
+    activations file (the ImageNet measurement's :func:`read_top_images`); else read here."""
     info = blk.block_lookup(blocks, block)
     channels = df["channel"].to_numpy()
     df = df.copy()
     df["bn_gamma_abs"], df["conv_w_abs_mean"] = weight_magnitudes(model, info, channels)
-    layers = role_layers(blocks, block, o_relu)
-    with _open_checked(activations_path, identity) as f:
-        i_curve = _layer_columns(f, layers["I"], channels, activations_path)
-        b_curve = _layer_columns(f, layers["B"], channels, activations_path)
-        ok = store.image_ok(f)
+    if dataset_columns is None:
+        layers = role_layers(blocks, block, o_relu)
+        with _open_checked(activations_path, identity) as f:
+            dataset_columns = (_layer_columns(f, layers["I"], channels, activations_path),
+                               _layer_columns(f, layers["B"], channels, activations_path), store.image_ok(f))
+    i_curve, b_curve, ok = dataset_columns
     rho, p, n, status = spearman_where_input_positive(i_curve[ok], b_curve[ok])
     df["rho_BI"], df["rho_BI_p"], df["rho_n"], df["rho_status"] = rho, p, n, status
     return df
@@ -87,6 +90,13 @@ class _TopImages:
     ok: np.ndarray  # [N] bool, False for images the pass skipped
     stored: dict[str, np.ndarray]  # role -> [N, C] stored centre activations of the selected channels
 
+    def rho_columns(self):
+        """What :func:`add_weights_and_rho` reads: ``(I, B, ok)`` (None where the file lacks a layer:
+        reading it again there gives the refusal that names it)."""
+        if "I" not in self.stored or "B" not in self.stored:
+            return None
+        return self.stored["I"], self.stored["B"], self.ok
+
 
 @dataclass
 class _Responses:
@@ -105,15 +115,17 @@ class _Responses:
 
 
 def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
-                           activations_path: str, batch_size: int, device=None) -> tuple[pd.DataFrame, dict]:
+                           activations_path: str, batch_size: int, device=None, found: _TopImages | None = None
+                           ) -> tuple[pd.DataFrame, dict]:
     """The raw ImageNet table of one block: as :func:`measure_fv_block` with each channel's top-9
     dataset images of its I and of its B layer in place of X_I and X_B; every value is the mean
     over the 9 images, the ReLU'd deltas means of ReLU (spec §8).  The images are read from the
-    folder the activations file was made from (its ``dataset_root_resolved``)."""
+    folder the activations file was made from (its ``dataset_root_resolved``).  ``found``: what
+    :func:`read_top_images` read of that file for this block, else read here."""
     channels = np.asarray(channels)
     taps = block_role_taps(blocks, block, o_relu)
     layers = role_layers(blocks, block, o_relu)
-    found = _read_top_images(activations_path, identity, layers, channels)
+    found = found or read_top_images(activations_path, identity, blocks, block, o_relu, channels)
     # index -1 pads a unit with fewer than k valid images; such slots are left out of the means
     need_up = set(found.top["I"].ravel().tolist()) - {-1}
     need_down = set(found.top["B"].ravel().tolist()) - {-1}
@@ -129,7 +141,11 @@ def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: 
     return df, meta
 
 
-def _read_top_images(path: str, identity, layers: dict[str, str], channels: np.ndarray) -> _TopImages:
+def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str, o_relu: str, channels) -> _TopImages:
+    """What the ImageNet measurement of ``block`` reads of the activations file (checked to come
+    from ``identity``): the top-k image rows of I and B, the image list and the stored columns."""
+    layers = role_layers(blocks, block, o_relu)
+    channels = np.asarray(channels)
     with _open_checked(path, identity) as f:
         top = {}
         for role in ("I", "B"):

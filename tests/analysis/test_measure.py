@@ -203,3 +203,25 @@ def test_imagenet_variant_means_over_top9(study_setup, sample_dir):
         assert df["top9_I"][k] == " ".join(map(str, vi))
         bad = 5 in set(vi) | set(vb)
         assert (df["stimulus_status"][k] != "ok") == bad
+
+
+def test_the_imagenet_job_reads_the_activations_file_once_for_the_same_rho(study_setup, tmp_path, monkeypatch):
+    """The ImageNet measurement job hands the I and B columns it read to the rho computation: one
+    opening of the file, and rho exactly as computed from a reading of its own."""
+    from resstream.analysis.summary import read_table
+
+    config, study, model, identity = study_setup
+    path = activations_h5(config["results"])
+    opened, open_checked = [], measure_dataset._open_checked
+    monkeypatch.setattr(measure_dataset, "_open_checked", lambda *args: opened.append(args[0]) or open_checked(*args))
+    out = tmp_path / "imagenet_raw.csv"
+    job = measure.run_block_measurement("imagenet", "2.1", list(CHANNELS), study.o_relu, {"arch": "resnet18", "weights": "random:0",
+                                        "checkpoint": "torchvision"}, path, str(out), batch_size=5, device="cpu")
+    assert opened == [path]
+    rho_columns = ["bn_gamma_abs", "conv_w_abs_mean", "rho_BI", "rho_BI_p", "rho_n", "rho_status"]
+    apart = measure_dataset.add_weights_and_rho(job.drop(columns=rho_columns), model, study.blocks, "2.1", study.o_relu, path,
+                                                identity)
+    assert len(opened) == 2
+    assert list(apart.columns) == list(job.columns)
+    assert list(read_table(str(out))[0]["channel"]) == list(CHANNELS)
+    assert apart[rho_columns].equals(job[rho_columns])
