@@ -57,7 +57,6 @@ class BlockInfo:
     block_class: str  # "BasicBlock" | "Bottleneck" | "CNBlock" | ...
     has_sum: bool  # False: a block of the family without a residual sum (not studied)
     stage: int  # 1-based stage (figure rows): the module-tree stage, or the output-stride group
-    position: int  # 0-based position inside the stage
     in_stride: int  # total stride of the block's input (jitter schedule)
 
     @property

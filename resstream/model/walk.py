@@ -65,7 +65,7 @@ def model_blocks(model: torch.nn.Module) -> list[BlockInfo]:
     blocks: list[BlockInfo] = []
     for (path, module, in_stride), key in zip(found, keys):
         adapter = adapter_of(module)
-        stage, position = stages.index(key) + 1, keys[: len(blocks)].count(key)
+        stage = stages.index(key) + 1
         resnet_name = RESNET_NAME_RE.match(path)
         first_conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
         info = BlockInfo(
@@ -82,7 +82,6 @@ def model_blocks(model: torch.nn.Module) -> list[BlockInfo]:
             block_class=type(module).__name__,
             has_sum=adapter.has_sum(module),
             stage=stage,
-            position=position,
             in_stride=in_stride,
         )
         blocks.append(info)

@@ -206,7 +206,7 @@ def test_names_stages_and_shared_layers_follow_the_module_tree():
     # I of the next block is the previous block's O layer: shared, as in the paper
     assert role_tap(cn, "features.3.1", "I") == TapRef("features.3.0", O_POST)
     assert layer_name(cn, role_tap(cn, "features.3.1", "B")) == "features.3.1.stochastic_depth"
-    assert [b.in_stride for b in cn if b.position == 0] == [4, 8, 16, 32]
+    assert [b.in_stride for b in cn if b.index == 0 or cn[b.index - 1].stage != b.stage] == [4, 8, 16, 32]  # stages' first
     rg = list(structure("regnet_y_400mf"))
     assert [b.name for b in rg if b.downsample] == [f"trunk_output.block{s}.block{s}-0" for s in (1, 2, 3, 4)]
     assert layer_name(rg, role_tap(rg, "trunk_output.block2.block2-0", "I")) == "trunk_output.block2.block2-0.proj.1"
