@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from resstream.workflow.schema import default
 from resstream.analysis.stats import STAT_OK, StatResult, as_f64, json_float, relu_mean, spearman, spearman_where_input_positive  # noqa: F401  (re-exported)
@@ -244,6 +243,9 @@ def anova(*groups) -> StatResult:
         return StatResult(np.nan, np.nan, n, f"a group has fewer than 2 values (sizes {sizes}){note}")
     if all(np.all(c == c[0]) for c in clean):
         return StatResult(np.nan, np.nan, n, f"no variance within the groups, F undefined{note}")
+    from scipy import stats  # here, not at the top: scipy.stats takes 0.6 s to import, and the Snakefile's parse
+    # reads this package's tables and paths, never a statistic
+
     res = stats.f_oneway(*clean)
     if not np.isfinite(res.statistic):
         return StatResult(np.nan, np.nan, n, f"F undefined (constant values){note}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 def as_f64(x) -> np.ndarray:
@@ -64,6 +63,8 @@ def spearman(x, y) -> StatResult:
         return StatResult(np.nan, np.nan, len(x), f"too few pairs ({len(x)} < 3){note}")
     if np.all(x == x[0]) or np.all(y == y[0]):
         return StatResult(np.nan, np.nan, len(x), f"constant input, rho undefined{note}")
+    from scipy import stats  # here, not at the top: see metrics.anova
+
     res = stats.spearmanr(x, y)
     return StatResult(float(res.statistic), float(res.pvalue), len(x), (STAT_OK + note) if note else STAT_OK)
 
