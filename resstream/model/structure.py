@@ -58,13 +58,19 @@ def build_on_meta(arch: str):
 # -- recorded ------------------------------------------------------------------------------------------
 
 
+def torchvision_release() -> str:
+    """The installed torchvision's version without its local part: a CUDA build (``0.29.1+cu128``)
+    builds the same networks as the CPU build it was recorded with."""
+    return version("torchvision").split("+")[0]
+
+
 @functools.lru_cache(maxsize=1)
 def _recorded_file() -> dict:
     """The recorded tables, or {} when they were recorded under another torchvision (or another
     input size, or another :class:`BlockInfo`)."""
     tables = json.loads(TABLES.read_text())
     same = (tables["torchvision"], tables["input_size"], tables["block_fields"]) == (
-        version("torchvision"), RECORDED_INPUT_SIZE, BLOCK_FIELDS)
+        torchvision_release(), RECORDED_INPUT_SIZE, BLOCK_FIELDS)
     return tables if same else {}
 
 
@@ -169,7 +175,7 @@ def write_tables(path: Path = TABLES) -> Path:
     """Record every supported architecture's tables under the installed torchvision (one arch per
     line, so that a torchvision upgrade shows as a readable diff); written atomically."""
     lines = [f'  "{arch}": {json.dumps(live_table(arch), separators=(",", ":"))}' for arch in ARCHS]
-    text = (f'{{"torchvision": "{version("torchvision")}", "input_size": {RECORDED_INPUT_SIZE},\n'
+    text = (f'{{"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
             f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())},\n'
             ' "archs": {\n' + ",\n".join(lines) + "\n}}\n")
     tmp = path.with_suffix(".tmp")

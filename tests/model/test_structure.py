@@ -29,9 +29,12 @@ def test_the_recorded_model_names_are_torchvisions():
 def test_another_torchvision_or_input_size_is_computed_live(monkeypatch):
     recorded = (structure.structure("convnext_tiny"), structure.map_sizes("convnext_tiny"))
     assert structure.map_sizes("resnet18", 160)["4.1"] == (5, 5)  # not recorded: 160 / 32
-    monkeypatch.setattr(structure, "version", lambda package: "0.0.0")
     for cached in (structure._recorded_file, structure.structure, structure.map_sizes):
         monkeypatch.setattr(structure, cached.__name__, cached.__wrapped__)
+    release = structure.torchvision_release()
+    monkeypatch.setattr(structure, "version", lambda package: f"{release}+cu128")  # a CUDA build: the same networks
+    assert "resnet18" in structure._recorded()
+    monkeypatch.setattr(structure, "version", lambda package: "0.0.0")
     assert structure._recorded() == {} and "vgg16" in structure.torchvision_models()
     calls = []
     monkeypatch.setattr(structure, "build_on_meta", lambda arch, build=structure.build_on_meta: calls.append(arch) or build(arch))
