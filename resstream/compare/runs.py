@@ -216,30 +216,40 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     fig = plt.figure(figsize=(max(10, 3.2 * bins), 7.4 + title_inches))
     grid = fig.add_gridspec(2, max(bins, 2))
     for k in range(bins):
-        ax = fig.add_subplot(grid[0, k])
-        for model in models:
-            h = hists[(hists["model"] == model) & (hists["depth_bin"] == k)]
-            if h["count"].sum() == 0:
-                continue
-            edges = np.append(h["bin_lo"].to_numpy(), h["bin_hi"].to_numpy()[-1])
-            ax.stairs(h["fraction"].to_numpy(), edges, color=colors[model], lw=1.6,
-                      label=f"{model} [{family[model]}] ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})")
-        ax.axvline(1.0, color="k", ls=":", lw=0.8)
-        ax.set_xlim(0, 5)
-        ax.set_title(f"relative depth [{k / bins:.2f}, {(k + 1) / bins:.2f})", fontsize=9)
-        ax.set_xlabel("mix ratio M (clamped at 5)", fontsize=8)
-        if k == 0:
-            ax.set_ylabel("fraction of channels", fontsize=8)
-        if ax.get_legend_handles_labels()[0]:
-            # headroom above the highest bar for the legend (a line per run), so it covers no bar
-            top = float(hists[hists["depth_bin"] == k]["fraction"].max())
-            ax.set_ylim(0, max(top, 0.05) * (1.15 + 0.12 * len(models)))
-            ax.legend(fontsize=6, loc="upper right")
-        else:
-            ax.text(0.5, 0.5, "no studied block", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        _depth_bin_histograms(fig.add_subplot(grid[0, k]), hists, k, bins, models, colors, family)
     half = max(bins, 2) // 2
-    ax_s = fig.add_subplot(grid[1, :half])
-    ax_g = fig.add_subplot(grid[1, half:])
+    _per_block_curves(fig.add_subplot(grid[1, :half]), fig.add_subplot(grid[1, half:]), blocks, models, colors, family)
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - title_inches / fig.get_figheight()))
+    return finish(fig, "Models compared: mix ratio by relative depth, scale invariance, spectrum", weights, png, pdf)
+
+
+def _depth_bin_histograms(ax, hists: pd.DataFrame, k: int, bins: int, models: list[str], colors: dict, family: dict):
+    """Top row, depth bin ``k``: each run's histogram of M over its blocks in the bin."""
+    for model in models:
+        h = hists[(hists["model"] == model) & (hists["depth_bin"] == k)]
+        if h["count"].sum() == 0:
+            continue
+        edges = np.append(h["bin_lo"].to_numpy(), h["bin_hi"].to_numpy()[-1])
+        ax.stairs(h["fraction"].to_numpy(), edges, color=colors[model], lw=1.6,
+                  label=f"{model} [{family[model]}] ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})")
+    ax.axvline(1.0, color="k", ls=":", lw=0.8)
+    ax.set_xlim(0, 5)
+    ax.set_title(f"relative depth [{k / bins:.2f}, {(k + 1) / bins:.2f})", fontsize=9)
+    ax.set_xlabel("mix ratio M (clamped at 5)", fontsize=8)
+    if k == 0:
+        ax.set_ylabel("fraction of channels", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        # headroom above the highest bar for the legend (a line per run), so it covers no bar
+        top = float(hists[hists["depth_bin"] == k]["fraction"].max())
+        ax.set_ylim(0, max(top, 0.05) * (1.15 + 0.12 * len(models)))
+        ax.legend(fontsize=6, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no studied block", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+
+
+def _per_block_curves(ax_s, ax_g, blocks: pd.DataFrame, models: list[str], colors: dict, family: dict):
+    """Bottom row: % scale invariant (``ax_s``) and the spectrum (``ax_g``) of every block by its
+    relative depth, a curve per run."""
     for model in models:
         b = blocks[blocks["model"] == model].sort_values("relative_depth")
         x = b["relative_depth"].to_numpy(dtype=float)
@@ -267,5 +277,3 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     ax_g.set_ylabel("fraction of channels", fontsize=8)
     ax_g.set_title("spectrum per block: overwrite ▼, mix ●, skip ▲", fontsize=9)
     ax_g.legend(fontsize=6, ncol=max(1, len(models)))
-    fig.tight_layout(rect=(0, 0.03, 1, 1 - title_inches / fig.get_figheight()))
-    return finish(fig, "Models compared: mix ratio by relative depth, scale invariance, spectrum", weights, png, pdf)

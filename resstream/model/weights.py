@@ -13,7 +13,7 @@ A weights spec is one string:
 
 Every model comes with a :class:`WeightsIdentity` that outputs record.
 
-About 430 lines on purpose: the three sources share the identity record every output names and
+About 450 lines on purpose: the three sources share the identity record every output names and
 the one-line refusals; the family-specific parts live in :mod:`resstream.model.families`.
 """
 
