@@ -25,6 +25,23 @@ NAMES = ["n01440764/n01440764_tench.JPEG", "n01443537/n01443537_goldfish.JPEG",
          "n02966687/n02966687_carpenter's_kit.JPEG", "n03590841/n03590841_jack-o'-lantern.JPEG"]
 
 
+@pytest.fixture(autouse=True)
+def only_samples_made_here(tmp_path, monkeypatch):
+    """No test here reads a sample it did not make: a user's clone has nothing beside it, and the
+    workplace's ../shared must never stand in for a test's own data.  Every ../shared candidate the
+    module computes (for itself or for a test) must lie in the test's tmp_path, else the test fails
+    naming it."""
+    computed = sample.shared_candidates
+
+    def inside_tmp_path():
+        found = computed()
+        outside = [str(p) for p in found if not Path(p).resolve().is_relative_to(tmp_path.resolve())]
+        assert not outside, f"a ../shared candidate outside this test's tmp_path: {outside}"
+        return found
+
+    monkeypatch.setattr(sample, "shared_candidates", inside_tmp_path)
+
+
 def jpeg_bytes(i: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (32 + i, 24), (40 * i, 255 - 40 * i, 90)).save(buf, "JPEG")
