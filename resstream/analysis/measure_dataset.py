@@ -125,7 +125,8 @@ def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: 
     channels = np.asarray(channels)
     taps = block_role_taps(blocks, block, o_relu)
     layers = role_layers(blocks, block, o_relu)
-    found = found or read_top_images(activations_path, identity, blocks, block, o_relu, channels)
+    if found is None:
+        found = read_top_images(activations_path, identity, blocks, block, o_relu, channels)
     # index -1 pads a unit with fewer than k valid images; such slots are left out of the means
     need_up = set(found.top["I"].ravel().tolist()) - {-1}
     need_down = set(found.top["B"].ravel().tolist()) - {-1}

@@ -114,25 +114,26 @@ def block_summary(fv: pd.DataFrame, imnet: pd.DataFrame | None, mix_factor: floa
         "spectrum_rule": f"overwrite M<=1/{mix_factor:g}, mix 1/{mix_factor:g}<M<{mix_factor:g}, skip M>={mix_factor:g}",
         "mix_rules_applied": {s: int((fv["mix_status"] == s).sum()) for s in (metrics.MIX_RULE_SKIP, metrics.MIX_RULE_OVERWRITE, metrics.MIX_DEAD, metrics.MIX_NAN)},
         "fv_not_ok": int(sum(1 for s in fv["status"] if "fv_" in s)),
-        "percent_scale_invariant": {
-            "fv_all_criteria": _pct(fv["pass_all"].sum(), n),
-            "fv_without_mix_criterion": _pct(fv["pass_nomix"].sum(), n),
-        },
-        # the same as channel counts, for readers that show counts (the atlas index)
-        "scale_invariant_counts": {
-            "fv_all_criteria": int(fv["pass_all"].sum()),
-            "fv_without_mix_criterion": int(fv["pass_nomix"].sum()),
-        },
+        **_scale_invariant({"fv": fv} if imnet is None else {"fv": fv, "imagenet": imnet}),
         "top_by_scale_metric": metrics.top_by_scale_metric(ch, fv["SM"], fv["pass_all"], k=3),
         "closest_to_one": metrics.closest_to_one(ch, fv["M"], k=3),
     }
     if imnet is not None:
-        out["percent_scale_invariant"]["imagenet_all_criteria"] = _pct(imnet["pass_all"].sum(), len(imnet))
-        out["percent_scale_invariant"]["imagenet_without_mix_criterion"] = _pct(imnet["pass_nomix"].sum(), len(imnet))
-        out["scale_invariant_counts"]["imagenet_all_criteria"] = int(imnet["pass_all"].sum())
-        out["scale_invariant_counts"]["imagenet_without_mix_criterion"] = int(imnet["pass_nomix"].sum())
         out["both_criteria_fig7"] = metrics.both_criteria(ch, fv["pass_all"], fv["SM"], imnet["channel"], imnet["pass_all"])
     return out
+
+
+def _scale_invariant(tables: dict[str, pd.DataFrame]) -> dict:
+    """Channels passing all criteria and all but the mix criterion, per stimulus (``fv``,
+    ``imagenet``): ``percent_scale_invariant`` of the table's channels and the same as
+    ``scale_invariant_counts`` (for readers that show counts: the atlas index)."""
+    counts, percents = {}, {}
+    for stimulus, table in tables.items():
+        for criteria, column in (("all_criteria", "pass_all"), ("without_mix_criterion", "pass_nomix")):
+            key = f"{stimulus}_{criteria}"
+            counts[key] = int(table[column].sum())
+            percents[key] = _pct(counts[key], len(table))
+    return {"percent_scale_invariant": percents, "scale_invariant_counts": counts}
 
 
 def _pct(count, n) -> float | None:

@@ -136,10 +136,15 @@ def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -
     fv, meta = read_table(fv_csv)
     entry = (summary.get("blocks") or {}).get(block)
     n = len(fv)
-    if entry is None or entry.get("channels") != n or "scale_invariant_counts" not in entry:
-        said = (f"has no block {block}" if entry is None else
-                f"counts {entry.get('channels')} channels in block {block}, {fv_csv} holds {n}" if entry.get("channels") != n else
-                f"has no scale_invariant_counts for block {block}")
+    if entry is None:
+        said = f"has no block {block}"
+    elif entry.get("channels") != n:
+        said = f"counts {entry.get('channels')} channels in block {block}, {fv_csv} holds {n}"
+    elif "scale_invariant_counts" not in entry:
+        said = f"has no scale_invariant_counts for block {block}"
+    else:
+        said = None
+    if said is not None:
         raise AtlasError(f"{summary_path} {said}: the summary is older than the table. "
                          "Fix: rerun the summary (snakemake -R analysis_summary)")
     counts = entry["scale_invariant_counts"]
