@@ -148,13 +148,17 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                    help="a torchvision residual CNN (default %(default)s; see: resstream families, resstream info ARCH)")
     p.add_argument("--weights", default=model["weights"]["default"],
                    help="torchvision weights name, a checkpoint path, or random:SEED (default %(default)s)")
+    p.add_argument("--checkpoint", choices=model["checkpoint"]["enum"], default=model["checkpoint"]["default"],
+                   help="what a --weights file may hold: torchvision's published file (default, sha256 checked) or any "
+                        "checkpoint of your own of --arch (recorded by its sha256), as model.checkpoint")
     p.add_argument("--offline", action="store_true", help="never download weights (model.allow_download: false)")
     p.add_argument("--device", choices=model["device"]["enum"], default=model["device"]["default"], help="default %(default)s")
     p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's)")
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
-    return {"arch": args.arch, "weights": args.weights, "allow_download": not args.offline, "device": args.device}
+    return {"arch": args.arch, "weights": args.weights, "checkpoint": args.checkpoint, "allow_download": not args.offline,
+            "device": args.device}
 
 
 def _start_work(args: argparse.Namespace) -> None:

@@ -114,6 +114,51 @@ def test_fv_command_settings_reach_the_job_as_config_keys(tmp_path):
     assert_same_h5(out / "fv.h5", tmp_path / "job" / "fv.h5")
 
 
+def own_checkpoint(path):
+    """resnet18 weights of one's own (random:0, every weight halved, wrapped as a training script
+    saves them): not torchvision's file."""
+    import torch
+
+    from resstream.model.weights import load_model
+
+    model, _ = load_model("resnet18", "random:0")
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v / 2 if v.is_floating_point() else v
+                                           for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+def test_fv_command_takes_a_checkpoint_of_ones_own_as_the_workflow_does(tmp_path):
+    """``--checkpoint any``: the same FVs and the same weights identity (kind custom, the file's
+    sha256) as the workflow's job with model.checkpoint: any; without it, one line naming the option."""
+    import hashlib
+    import json
+
+    import h5py
+
+    from helpers.job_calls import render_chunk
+    from helpers.workflow import assert_same_h5
+    from resstream.workflow.config import validate_config
+
+    weights = own_checkpoint(tmp_path / "own.pth")
+    out = tmp_path / "cli"
+    refused = run_cli("fv", "--layer", "layer1.1.bn2", "--channels", "2", "--steps", "2", "--out", str(out),
+                      "--weights", str(weights), "--device", "cpu")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(f"resstream: checkpoint {weights} (sha256 ")
+    assert "(resstream fv / activations: --checkpoint any;" in refused.stderr and not out.exists()
+    cli("fv", "--layer", "layer1.1.bn2", "--channels", "2", "--steps", "2", "--out", out, "--weights", weights,
+        "--checkpoint", "any", "--device", "cpu", *same_threads())
+    config = validate_config({"model": {"weights": str(weights), "checkpoint": "any", "device": "cpu"},
+                              "dataset": {"path": None}, "study": {"blocks": ["1.1"], "channels": [2]}, "fv": {"steps": 2}})
+    render_chunk(config, "layer1.1.bn2", "c0000-0063", str(tmp_path / "job"))
+    assert_same_h5(out / "fv.h5", tmp_path / "job" / "fv.h5")
+    assert (out / "unit0002.png").read_bytes() == (tmp_path / "job" / "unit0002.png").read_bytes()
+    with h5py.File(out / "fv.h5") as f:
+        identity = json.loads(f.attrs["weights"])
+    assert (identity["kind"], identity["source"], identity["file_sha256"]) == (
+        "custom", str(weights), hashlib.sha256(weights.read_bytes()).hexdigest())
+
+
 def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, sample_dir):
     import numpy as np
     import torch
