@@ -45,8 +45,12 @@ def _model(config: dict):
 
 
 def _refuse_existing(path: Path, what: str) -> None:
+    """Before any work: ``path`` holds nothing yet and can be created."""
+    from resstream.output_place import check_output_place
+
     if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise UserError(f"{path} already holds {what}; nothing was computed. Fix: delete it or choose another output")
+    check_output_place(path, "--out")
 
 
 def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -> dict[str, str]:

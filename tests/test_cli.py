@@ -204,6 +204,10 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
      "channels 128, 129, 130 are not channels of layer2.1.bn2, which has 0..127"),
     (["activations", "--data", "no-such-folder", "--out", "a.h5", "--weights", "random:0"], "dataset.path no-such-folder does not exist or is not a folder"),
     (["fetch-sample", "--dest", "d", "--source", "no-such.zip"], "no-such.zip is neither a folder nor a zip file"),
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", "x", "--lr", "nan"], "argument --lr: 'nan' is not a finite number > 0"),
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", "x", "--lr", "inf"], "argument --lr: 'inf' is not a finite number > 0"),
+    (["info", "resnet18", "--size", "0"], "argument --size: '0' is not a whole number >= 1"),
+    (["info", "convnext_tiny", "--size", "20"], "--size 20 is too small for convnext_tiny (Calculated padded input size"),
 ])
 def test_bad_command_arguments_give_one_line_and_status_2(tmp_path, args, says):
     proc = subprocess.run([sys.executable, "-m", "resstream.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -223,3 +227,49 @@ def test_existing_outputs_are_never_overwritten(tmp_path, capsys):
     assert err == [f"resstream: {tmp_path / 'fv'} already holds files; nothing was computed. Fix: delete it or choose another output",
                    f"resstream: {tmp_path / 'a.h5'} already holds an activations file; nothing was computed. Fix: delete it or choose another output"]
     assert (tmp_path / "fv" / "unit0000.png").read_bytes() == (tmp_path / "a.h5").read_bytes() == b"earlier work"
+
+
+def test_a_file_in_the_way_of_an_output_is_one_line_before_any_work(tmp_path, capsys):
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("mine")
+    (tmp_path / "images").mkdir()
+    commands = {
+        "fv": ["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--weights", "random:0", "--out"],
+        "activations": ["activations", "--data", str(tmp_path / "images"), "--weights", "random:0", "--out"],
+        "fetch-sample": ["fetch-sample", "--source", str(tmp_path / "images"), "--dest"],
+    }
+    for name, args in commands.items():
+        out = in_the_way / "out"
+        assert main([*args, str(out)]) == 2, name
+        option = args[-1]
+        assert capsys.readouterr().err == (f"resstream: {option} {out}: {in_the_way} is a file, not a folder; nothing was "
+                                           f"computed. Fix: choose {option} in a folder\n"), name
+    assert in_the_way.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["images", "notes.txt"]
+
+
+def test_output_cut_off_by_its_reader_ends_quietly():
+    """``resstream info convnext_tiny | head -8``: the reader is gone before the table is written;
+    the command stops without a traceback, with the status coreutils give (128 + SIGPIPE)."""
+    proc = subprocess.Popen([sys.executable, "-m", "resstream.cli", "info", "convnext_tiny"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader has gone
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
+@pytest.mark.parametrize("raised, status, line", [
+    (KeyboardInterrupt(), 130, "resstream: interrupted; no output was published"),
+    (PermissionError(13, "Permission denied", "/data/out/fv.h5"), 1,
+     "resstream: /data/out/fv.h5: Permission denied. Fix: check that path: a folder above it may be missing, not writable or full"),
+])
+def test_ctrl_c_and_a_refused_file_are_one_line(monkeypatch, capsys, raised, status, line):
+    from resstream import cli as cli_module
+
+    def fails(args):
+        raise raised
+
+    help_text, arguments, _run = cli_module.COMMANDS["families"]
+    monkeypatch.setitem(cli_module.COMMANDS, "families", (help_text, arguments, fails))
+    assert main(["families"]) == status
+    assert capsys.readouterr().err == line + "\n"

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resstream.errors import UserError
+from resstream.output_place import check_output_place
 from resstream.workflow.outputs import partial_dir, publish_dir
 
 VAL_IMAGE = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -179,8 +180,10 @@ def prepare_val_folder(images: str | Path, labels: str | Path, out: str | Path, 
     """Link (or copy) every validation image into ``out/{synset}/``; see the module's docstring."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PrepareError(f"--out {out} already exists and is not empty; nothing was changed. Fix: choose a new "
+        what = "is not empty" if out.is_dir() else "is a file"
+        raise PrepareError(f"--out {out} already exists and {what}; nothing was changed. Fix: choose a new "
                            f"folder, or remove {out} first.")
+    check_output_place(out, "--out")
     found = val_images(Path(images))
     by_image = read_labels(Path(labels), Path(synsets) if synsets else None)
     unlabelled = [name for name in found if name not in by_image]

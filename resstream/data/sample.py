@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from resstream.errors import UserError
+from resstream.output_place import check_output_place
 from resstream.workflow.outputs import partial_dir, publish_dir
 
 SAMPLE_COMMIT = "bc69043e2862758a1906c6a24a792bb28c6bb2ff"
@@ -343,6 +344,7 @@ def _new_partial(dest: Path) -> Path:
     if dest.exists() and not dest.is_dir():
         raise SampleError(f"{dest} is a file, not a folder; nothing was changed. Fix: give --dest a folder "
                           f"that does not exist yet (e.g. {DEFAULT_DEST})")
+    check_output_place(dest, "--dest")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         _remove_dead_partials(dest)

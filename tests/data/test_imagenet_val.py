@@ -178,3 +178,16 @@ def test_the_prepared_folder_is_a_dataset_for_the_workflow(prepared_from_loc):
 
     study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(out)}, "study": {"channels": 1}}))
     check_inputs_or_exit(study)  # returns (exits on a problem)
+
+
+def test_an_out_that_is_a_file_or_lies_under_one_is_one_line(val_set, tmp_path, capsys):
+    images, _, loc = val_set
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert one_line_error(capsys, "--images", images, "--labels", loc, "--out", notes) == (
+        f"resstream: --out {notes} already exists and is a file; nothing was changed. Fix: choose a new folder, or "
+        f"remove {notes} first.")
+    assert one_line_error(capsys, "--images", images, "--labels", loc, "--out", notes / "val") == (
+        f"resstream: --out {notes / 'val'}: {notes} is a file, not a folder; nothing was computed. Fix: choose --out in "
+        f"a folder")
+    assert notes.read_text() == "mine"
