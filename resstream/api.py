@@ -75,10 +75,13 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
     from resstream.workflow.plan import Study
     from resstream.fv.job import render_fv_folder
 
-    overrides = {layer: {"jitter": jitter}} if jitter is not None else None
-    config = _config(arch, weights, allow_download, device, checkpoint, fv={**fv, "overrides": overrides})
+    config = _config(arch, weights, allow_download, device, checkpoint, fv=fv)
     study = Study(config)
     ref = study.layer_ref(layer)
+    if jitter is not None:  # an override of the layer's block, which must then be a studied one
+        config = _config(arch, weights, allow_download, device, checkpoint, study={"blocks": [ref.block]},
+                         fv={**fv, "overrides": {ref.block: {"jitter": jitter}}})
+        study = Study(config)
     n_channels = study.tap_channels(ref)
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad or not channels:

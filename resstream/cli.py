@@ -21,6 +21,7 @@ from resstream.errors import UserError
 from resstream.workflow.schema import section_defaults, section_properties
 
 USAGE_ERROR = 2
+MAX_CHANNEL = 65535  # far above any supported layer's width; a typo like 0-9999999999 must not fill the memory
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 PIPE_CLOSED = 141  # 128 + SIGPIPE, what coreutils' commands end with when their reader has gone
 
@@ -151,11 +152,12 @@ def _channel_list(text: str) -> list[int]:
         for part in text.split(","):
             first, _, last = part.strip().partition("-")
             lo, hi = int(first), int(last or first)
-            if lo < 0 or hi < lo:
+            if lo < 0 or hi < lo or hi > MAX_CHANNEL:
                 raise ValueError
             channels.extend(range(lo, hi + 1))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a channel list; write e.g. 0-7, 5 or 0,3,8-11") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a channel list of channels 0..{MAX_CHANNEL}; write e.g. "
+                                         f"0-7, 5 or 0,3,8-11") from None
     return sorted(set(channels))
 
 
@@ -166,6 +168,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+    return value
+
+
+def _thread_count(text: str) -> int:
+    """At most the CPUs this process may use: far more threads than that only slow torch down, and
+    a typo (999999) would crash the process while it starts them."""
+    value = _positive_int(text)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"'{text}' is more threads than the {cpus} CPUs this command may use")
     return value
 
 
@@ -190,7 +202,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                         "checkpoint of your own of --arch (recorded by its sha256), as model.checkpoint")
     p.add_argument("--offline", action="store_true", help="never download weights (model.allow_download: false)")
     p.add_argument("--device", choices=model["device"]["enum"], default=model["device"]["default"], help="default %(default)s")
-    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=_thread_count, help="torch threads, at most the CPUs available (default: torch's)")
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:

@@ -207,6 +207,10 @@ def test_activations_command_writes_what_the_activations_rule_writes(tmp_path, s
     (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", "x", "--lr", "nan"], "argument --lr: 'nan' is not a finite number > 0"),
     (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", "x", "--lr", "inf"], "argument --lr: 'inf' is not a finite number > 0"),
     (["info", "resnet18", "--size", "0"], "argument --size: '0' is not a whole number >= 1"),
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "0-999999999999", "--out", "x"],
+     "argument --channels: '0-999999999999' is not a channel list of channels 0..65535"),
+    (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", "x", "--threads", "999999"],
+     "argument --threads: '999999' is more threads than the "),
     (["info", "convnext_tiny", "--size", "20"], "--size 20 is too small for convnext_tiny (Calculated padded input size"),
 ])
 def test_bad_command_arguments_give_one_line_and_status_2(tmp_path, args, says):
@@ -273,3 +277,17 @@ def test_ctrl_c_and_a_refused_file_are_one_line(monkeypatch, capsys, raised, sta
     monkeypatch.setitem(cli_module.COMMANDS, "families", (help_text, arguments, fails))
     assert main(["families"]) == status
     assert capsys.readouterr().err == line + "\n"
+
+
+def test_jitter_applies_to_a_layer_of_any_block(tmp_path):
+    """--jitter on a layer of block 1.0 (not studied by default) is that layer's jitter, not a
+    refusal naming fv.overrides, a setting the command does not have."""
+    import json
+
+    import h5py
+
+    out = tmp_path / "fv"
+    assert main(["fv", "--layer", "layer1.0.bn2", "--channels", "1", "--steps", "1", "--jitter", "3", "--out", str(out),
+                 "--weights", "random:0", "--device", "cpu"]) == 0
+    with h5py.File(out / "fv.h5") as f:
+        assert json.loads(f.attrs["settings"])["jitter"] == 3
