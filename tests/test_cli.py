@@ -291,3 +291,24 @@ def test_jitter_applies_to_a_layer_of_any_block(tmp_path):
                  "--weights", "random:0", "--device", "cpu"]) == 0
     with h5py.File(out / "fv.h5") as f:
         assert json.loads(f.attrs["settings"])["jitter"] == 3
+
+
+def test_weights_with_a_nan_are_one_line_naming_the_tensor(tmp_path, capsys):
+    import torch
+
+    from resstream.model.weights import load_model
+
+    model, _ = load_model("resnet18", "random:0")
+    state = model.state_dict()
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    weights = tmp_path / "diverged.pth"
+    torch.save(state, weights)
+    (tmp_path / "images").mkdir()
+    for args in (["fv", "--layer", "layer2.1.bn2", "--channels", "0", "--out", str(tmp_path / "fv")],
+                 ["activations", "--data", str(tmp_path / "images"), "--out", str(tmp_path / "a.h5")]):
+        assert main([*args, "--weights", str(weights), "--checkpoint", "any", "--device", "cpu"]) == 2
+        assert capsys.readouterr().err == (
+            f"resstream: model.weights checkpoint {weights} holds non-finite weights: layer1.0.conv1.weight has 1 NaN "
+            f"or Inf value(s) of 36864 (the first such tensor). Fix: use a checkpoint saved before training diverged; "
+            f"every FV and activation of this network would be NaN.\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pth", "images"]
