@@ -22,9 +22,9 @@ command starts fast.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
-import glob
 import os
 import shutil
 import socket
