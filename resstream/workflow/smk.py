@@ -104,9 +104,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
             "or run the small demo instead: make demo"
         )
     try:
-        if not os.path.isdir(path) and cfg.get("demo"):
-            raise UserError(f"dataset.path {path} is not a folder: the demo's sample is missing. Fix: make demo (or "
-                            f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+        _check_dataset_path(path, demo=bool(cfg.get("demo")))
         # a dry run never downloads weights; a real run fetches missing hub weights here, once
         check_weights_available(model["arch"], model["weights"], model["allow_download"], fetch=not dry_run,
                                 checkpoint=model["checkpoint"])
@@ -118,6 +116,22 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
             _check_cuda_visible()
     except UserError as exc:
         _die(str(exc))
+
+
+def _check_dataset_path(path: str, demo: bool) -> None:
+    """A ``dataset.path`` that is no folder, in one line: only the demo's own sample folder, not
+    yet fetched, is something to fetch; a typo or a file is named as such."""
+    from resstream.data.sample import DEFAULT_DEST
+
+    if os.path.isdir(path):
+        return
+    if demo and not os.path.exists(path) and os.path.normpath(path) == os.path.normpath(DEFAULT_DEST):
+        raise UserError(f"dataset.path {path} does not exist: the demo's sample is not fetched yet. Fix: make demo (or "
+                        f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+    what = "is a file, not a folder of images" if os.path.exists(path) else "does not exist"
+    demo_hint = f" (the demo's sample is {DEFAULT_DEST}, from resstream fetch-sample)" if demo else ""
+    raise UserError(f"dataset.path {path} {what}. Fix: set dataset.path to an ImageNet-style validation folder "
+                    f"(class sub-folders) or a flat folder of images{demo_hint}.")
 
 
 def _check_cuda_visible() -> None:
