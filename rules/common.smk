@@ -30,6 +30,7 @@ from resstream.workflow.smk import (  # noqa: E402
     report_requested,
     take_run_lock_or_exit,
 )
+from resstream.workflow.refusals import keep_refused_outputs  # noqa: E402
 from resstream.workflow.run_lock import release_results_lock  # noqa: E402
 from resstream.model.weights import model_param  # noqa: E402
 from resstream.model.blocks import ROLES  # noqa: E402
@@ -49,6 +50,9 @@ STUDY = check_config_or_exit(
 # end (released in onsuccess/onerror and at exit) and makes Ctrl-C stop the jobs it started.
 if workflow.is_main_process and needs_run_lock(workflow.output_settings.dryrun):
     take_run_lock_or_exit(STUDY.config["results"])
+
+# Snakemake removes a failed job's outputs; not one its job refused to overwrite (written by another)
+keep_refused_outputs()
 
 # What a run reads (weights, dataset, device) is checked only where it is read: a dry run reports
 # here, without fetching; a real run checks in onstart (below), before any job starts and before

@@ -54,6 +54,10 @@ def script_main(snakemake, work, level=logging.INFO):
     try:
         return work()
     except UserError as exc:
+        if getattr(exc, "refused_output", None):
+            from resstream.workflow.refusals import mark_refused
+
+            mark_refused(exc.refused_output)
         log.error("%s", exc)
         _stop(f"resstream: {exc}")
     except Exception as exc:  # noqa: BLE001  (anything unexpected: its traceback goes to the log)
