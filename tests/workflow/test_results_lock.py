@@ -111,6 +111,7 @@ def test_second_run_stops_before_planning_and_two_sigints_stop_the_first(setup):
     assert "Traceback" not in err, err[-3000:]
     assert "resstream: stopping: ending the" in err
     assert not (results / LOCK_NAME).exists()
+    assert list((setup["a"] / ".snakemake" / "locks").glob("*")) == []  # no --unlock needed to go on
     assert finished_outputs(results) == before
 
 
