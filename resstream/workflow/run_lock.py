@@ -100,8 +100,10 @@ def _clear_stale(path: str, me: Owner, results: str) -> list[str]:
             f"to finish or stop it (kill -INT {owner.pid}), or give this run a results: folder of its own "
             f"(snakemake --unlock does not apply: that run is alive)")
     os.remove(path)
-    return [f"note: results folder {results} was locked by a run that has ended ({owner.describe()}); "
-            f"this run takes the lock over"]
+    note = f"note: results folder {results} was locked by a run that has ended ({owner.describe()}); this run takes the lock over"
+    if owner.workdir == me.workdir:  # Snakemake's own lock in this folder may be that run's too
+        note += "; if Snakemake then says the directory cannot be locked, that lock is the ended run's: snakemake --unlock is safe"
+    return [note]
 
 
 def read_owner(path: str) -> Owner | None:

@@ -201,6 +201,19 @@ def test_owner_on_another_host_gets_the_command_that_clears_it(tmp_path):
     assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "node-7"
 
 
+def test_stale_lock_from_this_working_folder_says_unlock_is_safe(tmp_path):
+    """After a SIGKILL the next run in the same folder also meets Snakemake's own lock, whose advice
+    (--unlock) is right then: the note says so."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_lock(tmp_path, Owner(socket.gethostname(), dead.pid, None, os.getcwd(), "then"))
+    assert take_results_lock(str(tmp_path)) == [
+        f"note: results folder {tmp_path} was locked by a run that has ended (PID {dead.pid} on host "
+        f"{socket.gethostname()}, working folder {os.getcwd()}, started then); this run takes the lock over; if "
+        f"Snakemake then says the directory cannot be locked, that lock is the ended run's: snakemake --unlock is safe"]
+    release_results_lock(str(tmp_path))
+
+
 def test_unreadable_lock_file_is_stale_and_our_own_is_ours(tmp_path):
     (tmp_path / LOCK_NAME).write_text('{"host": "vm", "pi')  # a run killed while writing it
     assert take_results_lock(str(tmp_path))[0].startswith(f"note: results folder {tmp_path} was locked by a run that has ended")
