@@ -6,8 +6,8 @@ run of the same results folder, a copy by hand) the job refuses to replace it an
 then removes "output files of failed job since they might be corrupted", which here is the other
 writer's finished work, which this job never touched.
 
-So a refusing job leaves a marker ``{output}.refused-by-job`` beside the output (the job runner
-writes it), and in every Snakemake process of the workflow :func:`keep_refused_outputs` makes that
+So a refusing job leaves a marker ``{output}.refused-by-job`` beside the output
+(:func:`resstream.workflow.job_runner.mark_refused`), and in every Snakemake process of the workflow :func:`keep_refused_outputs` makes that
 removal skip an output with a marker (and delete the marker).  A job's own outputs need no such
 removal: they appear complete or not at all (:mod:`resstream.workflow.outputs`).
 """
@@ -18,19 +18,13 @@ import inspect
 import os
 import sys
 
-MARKER_SUFFIX = ".refused-by-job"
-
-
-def mark_refused(output: str) -> None:
-    """Record that this job refused to overwrite ``output``, which it did not write."""
-    with open(output + MARKER_SUFFIX, "w") as f:
-        f.write(f"a job (PID {os.getpid()}) refused to overwrite {output}, which it did not write\n")
+from resstream.workflow.job_runner import REFUSED_MARKER_SUFFIX
 
 
 def claim_refusal(output: str) -> bool:
     """Whether a job refused to overwrite ``output``; the marker is removed (it served its one run)."""
     try:
-        os.remove(output + MARKER_SUFFIX)
+        os.remove(output + REFUSED_MARKER_SUFFIX)
     except FileNotFoundError:
         return False
     return True

@@ -22,7 +22,7 @@ from helpers.sample_images import make_image_folder
 from helpers.workflow import SNAKEMAKE, copy_workflow, one_line, smk
 from resstream.errors import UserError
 from resstream.workflow.processes import process_start
-from resstream.workflow.refusals import MARKER_SUFFIX
+from resstream.workflow.job_runner import REFUSED_MARKER_SUFFIX
 from resstream.workflow.run_lock import LOCK_NAME, Owner, release_results_lock, take_results_lock
 from resstream.workflow.smk import needs_run_lock
 
@@ -156,7 +156,7 @@ def test_a_refusing_job_keeps_the_output_another_wrote(setup):
     assert (f"resstream: kept {foreign}: job fv_chunk refused to overwrite it (it was written by something else "
             f"while the job ran); nothing of it was removed") in err
     assert "Removing output files of failed job" not in err
-    assert not os.path.exists(str(foreign) + MARKER_SUFFIX)
+    assert not os.path.exists(str(foreign) + REFUSED_MARKER_SUFFIX)
 
 
 # the lock file's functions on their own
