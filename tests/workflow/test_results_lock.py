@@ -133,6 +133,16 @@ def test_stale_lock_of_a_dead_run_is_taken_over_with_a_note(setup):
     assert not (results / LOCK_NAME).exists()  # released at the end
 
 
+def test_lock_is_released_when_the_run_stops_at_its_preflight(setup, tmp_path):
+    """A run that stops before its first job (here: the dataset folder is missing, found in
+    onstart, after the lock was taken) leaves no lock behind."""
+    config = changed_config_file(setup["quick"], tmp_path, {"dataset": {"path": str(tmp_path / "nowhere")}})
+    proc = smk("--cores", "1", "--configfile", config, cwd=setup["a"], check=False)
+    assert proc.returncode == 1
+    assert one_line(proc).startswith(f"resstream: dataset.path {tmp_path / 'nowhere'} ")
+    assert (setup["results"]).is_dir() and not (setup["results"] / LOCK_NAME).exists()
+
+
 def test_a_refusing_job_keeps_the_output_another_wrote(setup):
     """An output that appears while its job runs (here written by hand, as another run without the
     lock would) is refused by the job, and Snakemake's removal of the failed job's outputs spares it."""
