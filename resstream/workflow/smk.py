@@ -147,6 +147,34 @@ def report_requested(argv: list[str] | None = None) -> str | None:
     return "after-run" if args.report_after_run else "report"
 
 
+def check_yaml_or_exit(path: str) -> None:
+    """The workflow's own config file (the Snakefile's ``configfile:``) parses as YAML; if not, one
+    line naming the file, the line and the problem (Snakemake's message names neither), exit 1.  A
+    missing file is left to Snakemake, whose message names it."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.safe_load(f)
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError as exc:
+        _die(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+    except yaml.YAMLError as exc:
+        _die(f"{path} is not valid YAML: {yaml_error_place(exc)}; fix the file there")
+
+
+def yaml_error_place(exc) -> str:
+    """``line L, column C: problem (context at line L', column C')`` of a YAML parse error."""
+    mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    text = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {text}"
+    if getattr(exc, "context", None) and context_mark is not None:
+        text += f" ({exc.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return text
+
+
 # snakemake commands that change nothing under the results folder: they take no results-folder lock,
 # so they work while a run is going (a dry run and --report are told apart by the workflow itself)
 READ_ONLY_COMMANDS = ("--unlock", "--lint", "--list-rules", "--list", "-l", "--list-target-rules", "--lt",
