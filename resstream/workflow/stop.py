@@ -38,6 +38,19 @@ def install_stop_handler() -> None:
             _say("stopping: no process of this run is left; Snakemake is finishing its clean-up")
 
     signal.signal(signal.SIGINT, on_sigint)
+    _jobs_ignore_sigint()
+
+
+def _jobs_ignore_sigint() -> None:
+    """Jobs start with SIGINT ignored (a disposition that survives exec): Ctrl-C in a terminal
+    signals the whole process group, and a job caught in the middle of an import or a torch call
+    would print its KeyboardInterrupt traceback before the SIGTERM above ends it."""
+    from snakemake.shell import shell
+
+    ignore = "trap '' INT; "
+    current = shell._get_process_prefix() if hasattr(shell, "_get_process_prefix") else ""  # bash: set -euo pipefail
+    if ignore not in current:
+        shell.prefix(current + ignore)
 
 
 def _say(message: str) -> None:

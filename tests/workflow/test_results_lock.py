@@ -59,15 +59,15 @@ def start_run(workflow, config, target):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def wait_for_job_steps(run, log, timeout=180):
-    """Wait until the FV job writing ``log`` has logged an optimisation step."""
+def wait_for_job_steps(run, results, chunk="*/*", timeout=180):
+    """Wait until an FV job of ``chunk`` (``layer/chunk``, a glob) has logged an optimisation step."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if log.exists() and " step " in log.read_text():
+        if any(" step " in log.read_text() for log in (results / "logs" / "fv").glob(chunk + ".log")):
             return
         assert run.poll() is None, run.communicate()[1][-3000:]
         time.sleep(0.3)
-    raise AssertionError(f"no FV step logged in {log} within {timeout} s")
+    raise AssertionError(f"no FV job of {chunk} logged a step within {timeout} s")
 
 
 def test_second_run_stops_before_planning_and_two_sigints_stop_the_first(setup):
@@ -78,7 +78,7 @@ def test_second_run_stops_before_planning_and_two_sigints_stop_the_first(setup):
 
     first = start_run(setup["a"], setup["slow"], results / SLOW_CHUNK)
     try:
-        wait_for_job_steps(first, results / "logs" / (SLOW_CHUNK + ".log"))
+        wait_for_job_steps(first, results, SLOW_CHUNK.removeprefix("fv/"))
         owner = json.loads((results / LOCK_NAME).read_text())
         assert (owner["pid"], owner["host"]) == (first.pid, socket.gethostname())
         expected = (f"resstream: results folder {results} is in use by another snakemake run (PID {first.pid} on "
@@ -113,6 +113,30 @@ def test_second_run_stops_before_planning_and_two_sigints_stop_the_first(setup):
     assert not (results / LOCK_NAME).exists()
     assert list((setup["a"] / ".snakemake" / "locks").glob("*")) == []  # no --unlock needed to go on
     assert finished_outputs(results) == before
+
+
+def test_ctrl_c_twice_in_a_terminal_stops_every_job_without_a_traceback(setup):
+    """Ctrl-C in a terminal signals the whole process group, the jobs too (the jobs ignore it and
+    are ended by the main process instead: none prints a KeyboardInterrupt traceback)."""
+    results = setup["results"]
+    run = subprocess.Popen(SNAKEMAKE + ["--cores", "2", "--configfile", str(setup["slow"])], cwd=setup["a"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_job_steps(run, results)
+        jobs = psutil.Process(run.pid).children(recursive=True)
+        assert len(jobs) >= 2  # the FV job and another (the activations job or a second FV job)
+        os.killpg(run.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(run.pid, signal.SIGINT)
+        _out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode != 0
+    time.sleep(1)
+    assert [job.pid for job in jobs if job.is_running() and job.status() != psutil.STATUS_ZOMBIE] == []
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert not (results / LOCK_NAME).exists()
 
 
 def test_stale_lock_of_a_dead_run_is_taken_over_with_a_note(setup):
@@ -150,7 +174,7 @@ def test_a_refusing_job_keeps_the_output_another_wrote(setup):
     config = changed_config_file(setup["quick"], setup["a"], {"fv": {"steps": 400}})
     run = start_run(setup["a"], config, results / SLOW_CHUNK)
     try:
-        wait_for_job_steps(run, results / "logs" / (SLOW_CHUNK + ".log"))
+        wait_for_job_steps(run, results, SLOW_CHUNK.removeprefix("fv/"))
         foreign = results / SLOW_CHUNK
         foreign.mkdir(parents=True)
         (foreign / "fv.h5").write_bytes(b"finished by another writer")
