@@ -204,6 +204,9 @@ def take_run_lock_or_exit(results: str) -> None:
             print(f"resstream: {note}", file=sys.stderr)
     except UserError as exc:
         _die(str(exc))
+    except OSError as exc:  # cannot be made or written: a file in its path, no permission
+        _die(f"results folder {results} cannot be used: {exc.strerror} ({exc.filename}); set results: to a "
+             f"folder you can write to")
     install_stop_handler()
 
 

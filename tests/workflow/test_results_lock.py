@@ -167,6 +167,16 @@ def test_lock_is_released_when_the_run_stops_at_its_preflight(setup, tmp_path):
     assert (setup["results"]).is_dir() and not (setup["results"] / LOCK_NAME).exists()
 
 
+def test_results_folder_that_cannot_be_made(setup, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    results = tmp_path / "a-file" / "results"
+    config = changed_config_file(setup["quick"], tmp_path, {"results": str(results)})
+    proc = smk("--cores", "1", "--configfile", config, cwd=setup["a"], check=False)
+    assert proc.returncode == 1
+    assert one_line(proc) == (f"resstream: results folder {results} cannot be used: Not a directory ({results}); "
+                              f"set results: to a folder you can write to")
+
+
 def test_a_refusing_job_keeps_the_output_another_wrote(setup):
     """An output that appears while its job runs (here written by hand, as another run without the
     lock would) is refused by the job, and Snakemake's removal of the failed job's outputs spares it."""
