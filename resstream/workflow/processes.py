@@ -16,6 +16,19 @@ def stat_fields(pid: int) -> list[str] | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (another user's counts)."""
+    if pid <= 0:  # 0 and negative numbers name process groups, not one process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def process_start(pid: int) -> str | None:
     """The start time of process ``pid`` in clock ticks since boot, or None where unknown."""
     fields = stat_fields(pid)

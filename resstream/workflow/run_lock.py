@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from resstream.errors import UserError
-from resstream.workflow.processes import process_start
+from resstream.workflow.processes import pid_alive, process_start
 
 LOCK_NAME = ".resstream-run.lock"
 
@@ -47,14 +47,8 @@ class Owner:
     def is_running_here(self) -> bool:
         """Whether the owner (on this host) is still running: its PID alive and, where the kernel
         says, started when the lock says (a dead run's PID may since belong to another process)."""
-        if self.pid <= 0:  # a lock file that did not parse
+        if not pid_alive(self.pid):  # (a lock file that did not parse names PID -1)
             return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # alive, another user's
-            pass
         return self.process_start is None or process_start(self.pid) in (None, self.process_start)
 
     def describe(self) -> str:
