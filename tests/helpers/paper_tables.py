@@ -77,13 +77,18 @@ def _raw(b: Block, stimulus: str) -> pd.DataFrame:
     df["out_in"], df["out_mid"] = b.M, 1.0
     df["mid_mid"] = np.where(b.negative_denominator & (stimulus == "fv"), -1.0, 1.0)
     df["in_in"] = 1.0
-    # passing: m_delta = n_delta = SM / 2 > 0; failing: both -0.1
-    df["relu_B_of_SxI"] = df["relu_I_of_SinvxB"] = np.where(passing, sm / 2, 0.0)
-    df["relu_B_of_xI"] = df["relu_I_of_xB"] = np.where(passing, 0.0, 0.1)
     groups = metrics.skip_overwrite_group(np.minimum(b.M, 5))
     gamma = 1.0 / (1.0 + b.M) + 1e-6 * b.c if b.fig3 == "negative" else b.M + 1e-6 * b.c
     df["bn_gamma_abs"], df["conv_w_abs_mean"] = gamma, gamma / 10
     df["in_mid"] = _group_values(groups, b.fig4_top, b.c)
+    # passing: m_delta = n_delta = SM / 2 > 0; failing: both -0.1 (the raw and ReLU'd columns agree,
+    # as for one stimulus, so every a3_mean and sm_rule reading passes the same channels)
+    relu_b = np.maximum(df["in_mid"], 0.0)
+    df["relu_B_of_xI"] = relu_b
+    df["B_of_SxI"] = relu_b + np.where(passing, sm / 2, -0.1)
+    df["relu_B_of_SxI"] = np.maximum(df["B_of_SxI"], 0.0)
+    df["I_of_SinvxB"] = df["relu_I_of_SinvxB"] = np.where(passing, sm / 2, 0.0)
+    df["I_of_xB"] = df["relu_I_of_xB"] = np.where(passing, 0.0, 0.1)
     df["rho_BI"] = _group_values(groups, b.fig4_bottom, b.c) / 2
     df["rho_status"] = "ok"
     for role in "IBO":
