@@ -144,9 +144,20 @@ def first_gradients(monkeypatch) -> list:
     """Record the spectrum's gradient at every Adam step (the first is what the crop may change)."""
     seen, step = [], torch.optim.Adam.step
 
-    def recording(self, *args, **kwargs):
-        seen.append([p.grad.detach().clone() for group in self.param_groups for p in group["params"]])
-        return step(self, *args, **kwargs)
+    def record(optimizer):
+        seen.append([p.grad.detach().clone() for group in optimizer.param_groups for p in group["params"]])
+
+    def recording(self, closure=None):
+        if closure is None:  # resstream: backward done before the step
+            record(self)
+            return step(self)
+
+        def backward_then_record():  # lucent: the closure runs the forward and backward inside step
+            loss = closure()
+            record(self)
+            return loss
+
+        return step(self, backward_then_record)
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording)
     return seen
