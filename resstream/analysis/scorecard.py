@@ -23,7 +23,7 @@ Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its
 ``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
 atlas index embeds it).  With random weights the title says that the comparison is meaningless.
 
-One module of about 490 lines on purpose: each kind of claim's comparison sits beside the verdict
+One module of about 630 lines on purpose: each kind of claim's comparison sits beside the verdict
 words it must use, so that a verdict means the same for every claim.
 """
 
@@ -59,12 +59,13 @@ WHOLE_BLOCK_CHECKS = ("share", "less_skewed", "pass_share", "negative_share", "t
 WORDS = {"many": "many_percent", "few": "few_percent", "dominated": "dominated_percent"}  # claims file -> setting
 READINGS = (*WORDS.values(), "studied_fraction")  # the keys of analysis.scorecard
 
+OUTPUTS = {"csv": "paper_check.csv", "md": "paper_check.md", "html": "paper_check.html"}
+MEANINGLESS = "RANDOM WEIGHTS: the comparison with the paper is meaningless"
+
 
 def readings_with_defaults(readings: dict | None) -> dict:
     """``analysis.scorecard`` with the schema's default for each key left out."""
     return {k: (readings or {}).get(k, default(f"analysis.scorecard.{k}")) for k in READINGS}
-OUTPUTS = {"csv": "paper_check.csv", "md": "paper_check.md", "html": "paper_check.html"}
-MEANINGLESS = "RANDOM WEIGHTS: the comparison with the paper is meaningless"
 
 
 def scorecard_outputs(results: str) -> dict[str, str]:
