@@ -164,6 +164,8 @@ rule paper_check:
         f"{ENVS}/torch.yaml"
     params:
         blocks=STUDY.study_blocks,
+        block_channels={b: STUDY.block_info(b).channels for b in STUDY.study_blocks},
+        readings=ANALYSIS["scorecard"],
         code=code("paper_check.py"),
     script:
         "../scripts/paper_check.py"

@@ -23,7 +23,8 @@ def relu_mean(x) -> np.ndarray:
 
     NaN stimuli (unreadable images) are left out of the mean.
 
-    The ImageNet variant takes the mean of ReLU over the 9 images (spec §8), not ReLU of the mean.
+    The ImageNet variant's "code" reading (``analysis.a3_mean: code``) uses these means of ReLU over
+    the 9 images; the paper's reading takes ReLU of the plain mean, which the table also records.
     """
     x = np.asarray(x, dtype=np.float64)
     r = np.maximum(x, 0.0)  # keeps NaN: a missing stimulus is never read as 0

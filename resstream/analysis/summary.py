@@ -29,7 +29,7 @@ from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_defaul
 
 STIMULI = ("fv", "imagenet")
 # The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).
-TABLE_SETTINGS = ("mix_rules", "mix_factor", "scale_rule", "scale_sign")
+TABLE_SETTINGS = ("mix_rules", "mix_factor", "scale_rule", "scale_sign", "a3_mean", "sm_rule")
 
 FIGURES = {
     "fig1": "fig1_channel_grids",
