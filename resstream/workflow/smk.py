@@ -120,6 +120,72 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
         _die(str(exc))
 
 
+def damaged_outputs(study: Study) -> list[tuple[str, str, str]]:
+    """``(output, damaged file, why)`` of every finished HDF5 output of ``study`` that jobs read
+    and that cannot be read: the activations file and the FV and channel-FV chunk folders'
+    ``fv.h5`` (the study's own outputs, not a search of the results folder)."""
+    from resstream.activations.store import activations_damage
+    from resstream.fv.png_files import fv_folder_damage
+    from resstream.workflow.paths import activations_h5, channel_fv_chunk_dir, fv_chunk_dir
+
+    results = study.config["results"]
+    found = []
+    h5 = activations_h5(results)
+    if os.path.exists(h5) and (why := activations_damage(h5)):
+        found.append((h5, h5, why))
+    folders = [fv_chunk_dir(results, layer, c.name) for layer in study.layers for c in study.chunks(layer)]
+    folders += [channel_fv_chunk_dir(results, layer, c.name)
+                for layer in study.channel_fv_layers() for c in study.channel_fv_chunks(layer)]
+    for folder in folders:
+        if os.path.isdir(folder) and (why := fv_folder_damage(folder)):
+            found.append((folder, os.path.join(folder, "fv.h5"), why))
+    return found
+
+
+def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
+    """Snakemake's main process, before it plans: a damaged HDF5 output (truncated in place, an
+    interrupted copy) would make every job reading it fail, after Snakemake had removed those jobs'
+    finished outputs, and again at every rerun.  Each one is renamed to ``NAME.damaged-<UTC time>``
+    (kept, never deleted) and the run stops with one line per file, so that nothing else is touched;
+    the next run remakes it.  A dry run only says what a run would do."""
+    from resstream.workflow.outputs import move_aside
+
+    found = damaged_outputs(study)
+    lines = []
+    for output, path, why in found:
+        if dry_run:
+            lines.append(f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
+                         f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it")
+        else:
+            lines.append(f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not "
+                         f"deleted). Fix: run the same snakemake command again: it remakes {output} and what reads it")
+    for line in lines[:-1]:
+        print(f"resstream: {line}", file=sys.stderr)
+    if lines:
+        _die(lines[-1])
+
+
+# Snakemake commands that run no job: they read nothing a job reads, so no output is moved aside
+# in them (Snakemake tells the workflow nothing of them while it parses; its command line does).
+MAINTENANCE_FLAGS = frozenset({
+    "--unlock", "--lint", "--report", "--cleanup-metadata", "--cm", "--summary", "-S", "--detailed-summary",
+    "-D", "--list-changes", "--lc", "--list-untracked", "--lu", "--list-rules", "--list", "-l",
+    "--list-target-rules", "--lt", "--dag", "--rulegraph", "--filegraph", "--d3dag", "--touch", "-t",
+    "--delete-all-output", "--delete-temp-output", "--containerize", "--print-compilation", "--archive",
+    "--generate-unit-tests", "--export-cwl", "--conda-create-envs-only", "--conda-cleanup-envs",
+})
+
+
+def maintenance_requested(argv: list[str] | None = None) -> bool:
+    """True for a snakemake command line that runs no job (``MAINTENANCE_FLAGS``; ``--report`` with
+    ``--report-after-run`` is a run)."""
+    argv = sys.argv[1:] if argv is None else argv
+    flags = {arg.split("=", 1)[0] for arg in argv}
+    if "--report-after-run" in flags:
+        flags.discard("--report")
+    return bool(flags & MAINTENANCE_FLAGS)
+
+
 def _check_cuda_visible() -> None:
     import torch
 
