@@ -13,6 +13,8 @@ The pre-flight has two parts, each run where it is needed:
   real run just before the first job starts (``onstart``, after planning, before Snakemake removes
   anything), in a dry run at parse time without fetching anything, and never for maintenance
   commands (``--unlock``, ``--lint``, ``--report``), which need neither weights nor data.
+* :func:`move_damaged_outputs_or_exit` (a run's main process, at parse time, before planning): the
+  finished HDF5 outputs jobs read, checked cheaply; a damaged one is moved aside and the run stops.
 """
 
 from __future__ import annotations
@@ -148,21 +150,22 @@ def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
     finished outputs, and again at every rerun.  Each one is renamed to ``NAME.damaged-<UTC time>``
     (kept, never deleted) and the run stops with one line per file, so that nothing else is touched;
     the next run remakes it.  A dry run only says what a run would do."""
-    from resstream.workflow.outputs import move_aside
-
-    found = damaged_outputs(study)
-    lines = []
-    for output, path, why in found:
-        if dry_run:
-            lines.append(f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
-                         f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it")
-        else:
-            lines.append(f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not "
-                         f"deleted). Fix: run the same snakemake command again: it remakes {output} and what reads it")
+    lines = [_moved_aside(output, path, why, dry_run) for output, path, why in damaged_outputs(study)]
     for line in lines[:-1]:
         print(f"resstream: {line}", file=sys.stderr)
     if lines:
         _die(lines[-1])
+
+
+def _moved_aside(output: str, path: str, why: str, dry_run: bool) -> str:
+    """The line of one damaged output, moved aside here unless in a dry run."""
+    from resstream.workflow.outputs import move_aside
+
+    if dry_run:
+        return (f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
+                f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it")
+    return (f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not deleted). "
+            f"Fix: run the same snakemake command again: it remakes {output} and what reads it")
 
 
 # Snakemake commands that run no job: they read nothing a job reads, so no output is moved aside

@@ -148,6 +148,15 @@ CONFIG_TYPOS = {
     "o_relu": (_set("study", o_relu="Pre"), "resstream: invalid config: study.o_relu: 'Pre' is not one of ['pre', 'post']"),
     "random seed": (_set("model", weights="random:O"),
                     "resstream: model.weights 'random:O': random weights need an integer seed, e.g. random:0."),
+    "key typo": (_set("analysis", mix_factr=2), "resstream: unknown key `analysis.mix_factr`; did you mean `mix_factor`?"),
+    "mix_factor .inf": (_set("analysis", mix_factor=float("inf")),
+                        "resstream: invalid config: analysis.mix_factor: inf is not a finite number; analysis.mix_factor "
+                        "takes a finite number with 1 < mix_factor <= 1000"),
+    "lr .nan": (_set("fv", lr=float("nan")), "resstream: invalid config: fv.lr: nan is not a finite number; fv.lr takes "
+                                             "a finite number with 0 < lr <= 10"),
+    "pass batch": (_set("activations", batch_size=100_000_000),
+                   "resstream: invalid config: activations.batch_size: 100000000 is out of range; activations.batch_size "
+                   "takes an integer with 1 <= batch_size <= 1024"),
     "checkpoint mode without a file": (_set("model", checkpoint="any"),
                                        "resstream: model.checkpoint: any is for a checkpoint file, but model.weights is "
                                        "'random:0'. Fix: set model.weights to the file's path, or model.checkpoint back "
