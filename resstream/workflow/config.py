@@ -78,14 +78,15 @@ def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
 
 
 def _error_lines(error: jsonschema.ValidationError) -> list[str]:
-    if error.context:  # a oneOf: report the alternative that got deepest into the value
-        error = max(error.context, key=lambda c: len(c.absolute_path))
+    if error.context:  # a oneOf: report the alternative that got deepest into the value (a number's range first)
+        error = max(error.context, key=lambda c: (len(c.absolute_path), _number_error(c)))
     key = _key_path(error)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict) and "properties" in error.schema:
         return _unknown_keys(error)
     if _number_error(error):
-        return [f"{key}: {error.instance} {_what_is_wrong(error)}; {key} takes "
-                f"{_range_text(key.rsplit('.', 1)[-1], error.schema)}"]
+        last = error.absolute_path[-1] if error.absolute_path else key
+        name = last if isinstance(last, str) else "value"  # a list's item: its index names nothing
+        return [f"{key}: {error.instance} {_what_is_wrong(error)}; {key} takes {_range_text(name, error.schema)}"]
     return [f"{key}: {error.message}"]
 
 

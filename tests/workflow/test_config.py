@@ -197,6 +197,10 @@ def test_every_number_in_the_schema_has_a_finite_range():
                             "1 <= microbatch <= 4096 (or null)"),
     ("fv: {steps: 2.5}", "invalid config: fv.steps: 2.5 is not an integer; fv.steps takes an integer with "
                          "1 <= steps <= 100000"),
+    ("study: {channels: .inf}", "invalid config: study.channels: inf is not a finite number; study.channels takes an "
+                                "integer with 1 <= channels <= 65536"),  # of its oneOf, the number's alternative
+    ("study: {channels: [0, 70000]}", "invalid config: study.channels.1: 70000 is out of range; study.channels.1 takes "
+                                      "an integer with 0 <= value <= 65535"),
 ])
 def test_a_number_out_of_range_or_not_finite_is_one_line_with_the_range(text, line):
     with pytest.raises(ConfigError) as err:
