@@ -49,7 +49,6 @@ import numpy as np
 from resstream.activations.topk import TIE_RULE, TopK
 from resstream.errors import UserError
 from resstream.workflow.disk_space import disk_full_named
-from resstream.workflow.outputs import hdf5_damage
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +75,6 @@ def open_activations(path: str) -> h5py.File:
             f"activations rule; it resumes from the last finished batch."
         )
     return f
-
-
-def activations_damage(path: str) -> str | None:
-    """Why the activations file ``path`` cannot be read (None when it can), checked cheaply
-    (:func:`resstream.workflow.outputs.hdf5_damage`): a file under the final name was published
-    complete, so one that is not marked complete is damaged too."""
-    reason = hdf5_damage(path, ("images/path", "images/ok", "layers", "topk"))
-    if reason is None:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT or not bool(f.attrs.get("complete", False)):
-                reason = "it is not marked complete"
-    return reason
 
 
 def read_layer(path: str, layer: str) -> np.ndarray:

@@ -3,8 +3,7 @@
 ``check_fv_png`` is meant for the measurement stage: ``resstream.analysis.measure.load_fv_png`` (and
 ``fv_units``) open whatever PNG sits in a chunk folder; a file replaced by an image of another
 size is then measured at the wrong centre neuron (all of one size) or fails inside ``torch.stack``
-with a message that names no file (mixed sizes).  ``fv_folder_damage`` is the workflow's pre-flight
-check of a finished chunk folder's ``fv.h5``.
+with a message that names no file (mixed sizes).
 """
 
 from __future__ import annotations
@@ -14,13 +13,8 @@ import os
 from PIL import Image, UnidentifiedImageError
 
 from resstream.errors import UserError
-from resstream.workflow.outputs import hdf5_damage
 
 IMAGE_SIZE = 224  # resstream.fv.render.IMAGE_SIZE (not imported: it loads lucent)
-
-
-# what every chunk folder's fv.h5 holds (resstream.fv.job writes it)
-FV_H5_DATASETS = ("channels", "status", "final_activation", "seed", "curve", "image")
 
 
 class FVFileError(UserError, ValueError):
@@ -46,12 +40,3 @@ def check_fv_png(path: str, size: int = IMAGE_SIZE) -> None:
             f"FV image {path} is a {w}x{h} {mode} {fmt}, not the {size}x{size} RGB PNG the FV stage "
             f"writes: it was replaced or damaged. {fix}"
         )
-
-
-def fv_folder_damage(folder: str) -> str | None:
-    """Why the ``fv.h5`` of the FV chunk folder ``folder`` cannot be read (None when it can, or when
-    the folder is empty: nothing finished there), checked cheaply (headers only)."""
-    h5 = os.path.join(folder, "fv.h5")
-    if not os.path.exists(h5):
-        return "the file is missing" if os.listdir(folder) else None
-    return hdf5_damage(h5, FV_H5_DATASETS)

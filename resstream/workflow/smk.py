@@ -122,35 +122,16 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
         _die(str(exc))
 
 
-def damaged_outputs(study: Study) -> list[tuple[str, str, str]]:
-    """``(output, damaged file, why)`` of every finished HDF5 output of ``study`` that jobs read
-    and that cannot be read: the activations file and the FV and channel-FV chunk folders'
-    ``fv.h5`` (the study's own outputs, not a search of the results folder)."""
-    from resstream.activations.store import activations_damage
-    from resstream.fv.png_files import fv_folder_damage
-    from resstream.workflow.paths import activations_h5, channel_fv_chunk_dir, fv_chunk_dir
-
-    results = study.config["results"]
-    found = []
-    h5 = activations_h5(results)
-    if os.path.exists(h5) and (why := activations_damage(h5)):
-        found.append((h5, h5, why))
-    folders = [fv_chunk_dir(results, layer, c.name) for layer in study.layers for c in study.chunks(layer)]
-    folders += [channel_fv_chunk_dir(results, layer, c.name)
-                for layer in study.channel_fv_layers() for c in study.channel_fv_chunks(layer)]
-    for folder in folders:
-        if os.path.isdir(folder) and (why := fv_folder_damage(folder)):
-            found.append((folder, os.path.join(folder, "fv.h5"), why))
-    return found
-
-
 def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
     """Snakemake's main process, before it plans: a damaged HDF5 output (truncated in place, an
     interrupted copy) would make every job reading it fail, after Snakemake had removed those jobs'
-    finished outputs, and again at every rerun.  Each one is renamed to ``NAME.damaged-<UTC time>``
+    finished outputs, and again at every rerun.  Each one found
+    (:func:`resstream.workflow.damaged_outputs.find_damaged`) is renamed to ``NAME.damaged-<UTC time>``
     (kept, never deleted) and the run stops with one line per file, so that nothing else is touched;
     the next run remakes it.  A dry run only says what a run would do."""
-    lines = [_moved_aside(output, path, why, dry_run) for output, path, why in damaged_outputs(study)]
+    from resstream.workflow.damaged_outputs import find_damaged
+
+    lines = [_moved_aside(output, path, why, dry_run) for output, path, why in find_damaged(study)]
     for line in lines[:-1]:
         print(f"resstream: {line}", file=sys.stderr)
     if lines:
@@ -159,7 +140,7 @@ def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
 
 def _moved_aside(output: str, path: str, why: str, dry_run: bool) -> str:
     """The line of one damaged output, moved aside here unless in a dry run."""
-    from resstream.workflow.outputs import move_aside
+    from resstream.workflow.damaged_outputs import move_aside
 
     if dry_run:
         return (f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "

@@ -427,7 +427,7 @@ def test_commands_that_run_no_job_are_told_apart_from_runs():
 
 
 def test_an_output_moved_aside_keeps_its_bytes_under_a_new_name(tmp_path):
-    from resstream.workflow.outputs import move_aside
+    from resstream.workflow.damaged_outputs import move_aside
 
     first, second = tmp_path / "a.h5", tmp_path / "b"
     first.write_bytes(b"damaged")
