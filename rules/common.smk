@@ -27,6 +27,8 @@ from resstream.workflow.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
     needs_run_lock,
+    maintenance_requested,
+    move_damaged_outputs_or_exit,
     report_requested,
     take_run_lock_or_exit,
 )
@@ -92,6 +94,11 @@ RESULTS = STUDY.config["results"]
 if workflow.is_main_process:
     for line in move_renamed_outputs(RESULTS):
         print(f"resstream: {line}", file=sys.stderr)
+# A damaged HDF5 output a job reads (activations.h5, a chunk's fv.h5) is moved aside and the run
+# stops, before Snakemake plans: it never removes the finished outputs of jobs that would then fail
+# on it (resstream/workflow/smk.py); commands that run no job leave it for a run.
+if workflow.is_main_process and not maintenance_requested():
+    move_damaged_outputs_or_exit(STUDY, dry_run=workflow.output_settings.dryrun)
 # What a job is handed (README "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.

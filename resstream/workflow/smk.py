@@ -13,6 +13,8 @@ The pre-flight has two parts, each run where it is needed:
   real run just before the first job starts (``onstart``, after planning, before Snakemake removes
   anything), in a dry run at parse time without fetching anything, and never for maintenance
   commands (``--unlock``, ``--lint``, ``--report``), which need neither weights nor data.
+* :func:`move_damaged_outputs_or_exit` (a run's main process, at parse time, before planning): the
+  finished HDF5 outputs jobs read, checked cheaply; a damaged one is moved aside and the run stops.
 """
 
 from __future__ import annotations
@@ -134,6 +136,60 @@ def _check_dataset_path(path: str, demo: bool) -> None:
                     f"(class sub-folders) or a flat folder of images{demo_hint}.")
 
 
+def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
+    """Snakemake's main process, before it plans: a damaged HDF5 output (truncated in place, an
+    interrupted copy) would make every job reading it fail, after Snakemake had removed those jobs'
+    finished outputs, and again at every rerun.  Each one found
+    (:func:`resstream.workflow.damaged_outputs.find_damaged`) is renamed to ``NAME.damaged-<UTC time>``
+    (kept, never deleted) and the run stops with one line per file, so that nothing else is touched;
+    the next run remakes it.  A dry run only says what a run would do."""
+    from resstream.workflow.damaged_outputs import find_damaged
+
+    lines = [_moved_aside(output, path, why, dry_run) for output, path, why in find_damaged(study)]
+    for line in lines[:-1]:
+        print(f"resstream: {line}", file=sys.stderr)
+    if lines:
+        _die(lines[-1])
+
+
+def _moved_aside(output: str, path: str, why: str, dry_run: bool) -> str:
+    """The line of one damaged output, moved aside here unless in a dry run."""
+    from resstream.workflow.damaged_outputs import move_aside
+
+    if dry_run:
+        return (f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
+                f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it")
+    return (f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not deleted). "
+            f"Fix: run the same snakemake command again: it remakes {output} and what reads it")
+
+
+# Snakemake commands that change nothing under the results folder: they take no results-folder lock,
+# so they work while a run is going (a dry run and --report are told apart by the workflow itself)
+READ_ONLY_COMMANDS = frozenset({
+    "--unlock", "--lint", "--list-rules", "--list", "-l", "--list-target-rules", "--lt", "--summary", "-S",
+    "--detailed-summary", "-D", "--list-changes", "--lc", "--list-untracked", "--lu", "--dag", "--rulegraph",
+    "--filegraph", "--d3dag", "--containerize", "--print-compilation",
+})
+
+# Snakemake commands that run no job: they read nothing a job reads, so no output is moved aside
+# in them (Snakemake tells the workflow nothing of them while it parses; its command line does).
+# The read-only ones and those that touch, delete or archive outputs without running a job.
+MAINTENANCE_FLAGS = READ_ONLY_COMMANDS | {
+    "--report", "--cleanup-metadata", "--cm", "--touch", "-t", "--delete-all-output", "--delete-temp-output",
+    "--archive", "--generate-unit-tests", "--export-cwl", "--conda-create-envs-only", "--conda-cleanup-envs",
+}
+
+
+def maintenance_requested(argv: list[str] | None = None) -> bool:
+    """True for a snakemake command line that runs no job (``MAINTENANCE_FLAGS``; ``--report`` with
+    ``--report-after-run`` is a run)."""
+    argv = sys.argv[1:] if argv is None else argv
+    flags = {arg.split("=", 1)[0] for arg in argv}
+    if "--report-after-run" in flags:
+        flags.discard("--report")
+    return bool(flags & MAINTENANCE_FLAGS)
+
+
 def _check_cuda_visible() -> None:
     import torch
 
@@ -189,11 +245,6 @@ def yaml_error_place(exc) -> str:
     return text
 
 
-# snakemake commands that change nothing under the results folder: they take no results-folder lock,
-# so they work while a run is going (a dry run and --report are told apart by the workflow itself)
-READ_ONLY_COMMANDS = ("--unlock", "--lint", "--list-rules", "--list", "-l", "--list-target-rules", "--lt",
-                      "--summary", "-S", "--detailed-summary", "-D", "--list-changes", "--lc", "--dag",
-                      "--rulegraph", "--filegraph", "--d3dag", "--containerize", "--print-compilation")
 
 
 def needs_run_lock(dry_run: bool, argv: list[str] | None = None) -> bool:

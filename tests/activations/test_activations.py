@@ -107,6 +107,24 @@ def test_image_table_and_attributes(extracted):
     assert not os.path.exists(path + act.PARTIAL_SUFFIX)
 
 
+def test_a_damaged_activations_file_is_told_apart_from_a_finished_one(extracted, tmp_path):
+    """The workflow's pre-flight check (headers only): a finished file passes; a truncated one, one
+    without its top-k tables and one not marked complete are each named with what is wrong."""
+    from resstream.workflow.damaged_outputs import activations_damage
+
+    _, path = extracted
+    assert activations_damage(path) is None
+    truncated, no_topk, incomplete = (shutil.copy(path, tmp_path / name) for name in ("t.h5", "k.h5", "c.h5"))
+    os.truncate(truncated, os.path.getsize(truncated) - 1)
+    with h5py.File(no_topk, "a") as f:
+        del f["topk"]
+    with h5py.File(incomplete, "a") as f:
+        f.attrs["complete"] = False
+    assert activations_damage(str(truncated)).startswith("truncated file: eof = ")
+    assert activations_damage(str(no_topk)) == "it lacks topk"
+    assert activations_damage(str(incomplete)) == "it is not marked complete"
+
+
 def test_stored_topk_is_the_argsort_of_the_stored_array(extracted):
     _, path = extracted
     with act.open_activations(path) as f:

@@ -125,7 +125,8 @@ def test_bad_config_names_the_key(tmp_path, sample_dir):
     bad.write_text("fv:\n  steps: -5\n")
     proc = smk("-n", "--configfile", "demo.yaml", str(bad), check=False)
     assert proc.returncode != 0
-    assert "resstream: invalid config: fv.steps: -5 is less than the minimum of 1" in proc.stderr
+    assert ("resstream: invalid config: fv.steps: -5 is out of range; fv.steps takes an integer with 1 <= steps <= 100000"
+            in proc.stderr)
 
 
 def test_model_card_rule_runs_and_records_random_weights(tmp_path, sample_dir):
