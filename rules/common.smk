@@ -74,7 +74,7 @@ RESULTS = STUDY.config["results"]
 if workflow.is_main_process:
     for line in move_renamed_outputs(RESULTS):
         print(f"resstream: {line}", file=sys.stderr)
-# What a job is handed (README "What reruns"): params hold everything that changes its outputs,
+# What a job is handed (docs/reruns.md "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.
 # the network a job loads: arch, weights spec, checkpoint kind (+ the file's sha256 for one's own)

@@ -1,7 +1,7 @@
 """resstream's FV loop is torch-lucent's ``render_vis``, proven step by step.
 
 For one unit of each jitter regime (0, 4, 16), batch 1, the full uncropped forward, a few steps:
-lucent's own ``render_vis`` with the author's settings (spec §2: ``param.image(224,
+lucent's own ``render_vis`` with the author's settings (docs/method.md#feature-visualizations: ``param.image(224,
 decorrelate=True)``, the author's transform list written out here, ``preprocess=True``,
 ``objectives.neuron``, Adam lr 0.05) and :func:`resstream.fv.render.render_units` are fed identical random
 draws: lucent's global torch generator is seeded with the unit's seed (resstream draws the unit's
@@ -12,7 +12,7 @@ fft parameterisation, normalisation or objective fails the test.
 
 The units read tensors lucent's reference-holding hooks see correctly (downsample outputs); one
 more case checks that ``fv.hook: author_alias`` on a branch BN reproduces lucent's aliased
-reading (spec §1).  The second test: the receptive-field crop and batching leave each unit's result
+reading (docs/method.md#taps-i-b-and-o).  The second test: the receptive-field crop and batching leave each unit's result
 unchanged within float tolerance.
 """
 
@@ -31,7 +31,7 @@ from resstream.model.walk import model_blocks
 from resstream.workflow.plan import schema_fv_settings
 
 STEPS = 4
-SCALES = [1, 0.975, 1.025, 0.95, 1.05]  # spec §2, the author's center_lucent_optimize.py
+SCALES = [1, 0.975, 1.025, 0.95, 1.05]  # docs/method.md#feature-visualizations, the author's center_lucent_optimize.py
 ANGLES = list(range(-5, 6))
 UNITS = [  # (layer, tap, jitter, hook, channel)
     ("layer2.0.downsample.1", TapRef("2.0", "D"), 0, "intended", 5),
@@ -42,7 +42,7 @@ UNITS = [  # (layer, tap, jitter, hook, channel)
 
 
 def author_transforms(jitter: int) -> list:
-    """Spec §2: j < 4: random scale, random rotate (no crop); j >= 4: pad(j, reflect), jitter(j),
+    """docs/method.md#feature-visualizations: j < 4: random scale, random rotate (no crop); j >= 4: pad(j, reflect), jitter(j),
     scale, rotate, jitter(j // 2), CenterCrop(224) (torchvision's, as the author's HEAD)."""
     scale, rotate = lt.random_scale(SCALES), lt.random_rotate(ANGLES)
     if jitter < 4:
