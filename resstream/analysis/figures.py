@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from resstream.analysis import metrics  # noqa: E402
+from resstream.model.weights_source import weights_source  # noqa: E402
 from resstream.workflow.paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
 
 RANDOM_MARK = "RANDOM WEIGHTS — not pretrained"
@@ -41,8 +42,9 @@ def weights_label(weights: dict | None) -> str:
     return weights.get("label") or f"{weights.get('arch')} {weights.get('source')}"
 
 
-def is_pretrained(weights: dict | None) -> bool:
-    return bool(weights and weights.get("pretrained"))
+def is_trained(weights: dict | None) -> bool:
+    """Weights that are not random (torchvision's or a checkpoint of one's own)."""
+    return weights_source(weights) != "random"
 
 
 def is_custom(weights: dict | None) -> bool:
@@ -53,7 +55,7 @@ def is_custom(weights: dict | None) -> bool:
 def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[str]:
     """Title with the weights, the random-weights mark where due, save PNG + PDF; return the texts."""
     fig.suptitle(f"{title}\n{weights_label(weights)}", fontsize=11)
-    if not is_pretrained(weights):
+    if not is_trained(weights):
         fig.text(0.5, 0.5, RANDOM_MARK, color="red", alpha=0.35, fontsize=28, fontweight="bold",
                  ha="center", va="center", rotation=20, transform=fig.transFigure, zorder=1000)
         fig.text(0.01, 0.005, RANDOM_MARK, color="red", fontsize=10, fontweight="bold", ha="left", va="bottom")

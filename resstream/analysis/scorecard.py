@@ -13,7 +13,7 @@ and a verdict:
 
 Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its JSON sidecar),
 ``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
-atlas index embeds it).  With weights that are not pretrained the title says that the comparison
+atlas index embeds it).  With random weights the title says that the comparison
 is meaningless.
 
 One module of about 490 lines on purpose: each kind of claim's comparison sits beside the verdict
@@ -36,6 +36,7 @@ from resstream.analysis import metrics
 from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
 from resstream.analysis.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
+from resstream.model.weights_source import weights_source
 from resstream.workflow.outputs import write_text_atomic
 from resstream.workflow.schema import default
 
@@ -388,7 +389,7 @@ def score(claims: dict, run: RunTables) -> pd.DataFrame:
 
 
 def title(weights: dict | None) -> str:
-    if weights and weights.get("pretrained"):
+    if weights_source(weights) != "random":
         return "Reproduction scorecard"
     return f"Reproduction scorecard — {MEANINGLESS}"
 
@@ -468,7 +469,7 @@ HTML_PAGE = jinja2.Environment(autoescape=True).from_string("""\
 <html lang="en"><head><meta charset="utf-8"><title>{{ meta.title }}</title>
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em}
 .banner{background:#b00020;color:#fff;font-weight:bold;padding:.5em 1em;text-align:center}{{ css }}</style></head>
-<body>{% if not pretrained %}<div class="banner">{{ meaningless }}</div>{% endif %}
+<body>{% if not trained %}<div class="banner">{{ meaningless }}</div>{% endif %}
 <p>Weights: {{ weights }}</p>
 {{ fragment }}
 </body></html>
@@ -491,4 +492,4 @@ def html_fragment(df: pd.DataFrame, meta: dict) -> str:
 def html_page(df: pd.DataFrame, meta: dict) -> str:
     weights = meta.get("weights") or {}
     return HTML_PAGE.render(meta=meta, css=Markup(SCORECARD_CSS), fragment=Markup(html_fragment(df, meta)),
-                            pretrained=bool(weights.get("pretrained")), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))
+                            trained=weights_source(weights) != "random", meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))

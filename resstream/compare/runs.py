@@ -34,6 +34,7 @@ import pandas as pd
 
 from resstream.analysis import metrics
 from resstream.analysis.summary import AnalysisError, metric_table_csv, read_table, summary_json, write_table
+from resstream.model.weights_source import combined_weights_source, weights_source
 
 OUTPUTS = {
     "png": "compare_models.png",
@@ -115,7 +116,7 @@ def block_rows(runs: list[dict], bins: int) -> pd.DataFrame:
             pct = s.get("percent_scale_invariant", {})
             rows.append({
                 "model": run["name"], "arch": run["arch"], "family": run["family"], "weights": run["weights"].get("label"),
-                "pretrained": bool(run["weights"].get("pretrained")), "block": block,
+                "weights_source": weights_source(run["weights"]), "block": block,
                 "block_index": run["index"][block], "n_blocks": run["n_blocks"], "relative_depth": rel,
                 "depth_bin": depth_bin(rel, bins), "channels": len(df),
                 "overwrite": int((groups == metrics.OVERWRITE).sum()), "mix": int((groups == metrics.MIX).sum()),
@@ -180,7 +181,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
     labels = [f"{r['name']}: {r['weights'].get('label')}" for r in loaded]  # the tables' one line, the figure's lines
     meta = {
         "weights": {"label": "; ".join(labels),
-                    "pretrained": all(r["weights"].get("pretrained") for r in loaded)},
+                    "weights_source": combined_weights_source(weights_source(r["weights"]) for r in loaded)},
         "runs": {r["name"]: {"results": r["results"], "weights": r["weights"]} for r in loaded},
         "depth_bins": depth_bins,
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
@@ -194,7 +195,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
                              "n_blocks": r["n_blocks"],
                              "studied_blocks": " ".join(r["tables"]), "weights": r["weights"].get("label"),
                              "state_dict_sha256": r["weights"].get("state_dict_sha256"),
-                             "pretrained": bool(r["weights"].get("pretrained"))} for r in loaded])
+                             "weights_source": weights_source(r["weights"])} for r in loaded])
     write_table(runs_df, out["runs"], meta)
     figure_weights = dict(meta["weights"], label="\n".join(labels))
     compare_figure(blocks, hists, figure_weights, depth_bins, out["png"], out["pdf"])

@@ -47,7 +47,7 @@ def test_summary_by_hand(tmp_path):
     assert b["top_by_scale_metric"] == [0, 5]  # SM 1.0, 0.7
     assert b["closest_to_one"] == [0, 5, 1]  # |M-1| = 0, 0.2, 0.5
     assert b["both_criteria_fig7"] == [5]  # FV {0, 5} and ImageNet {1, 5}
-    assert s["weights"]["kind"] == "random" and s["pretrained"] is False
+    assert s["weights"]["kind"] == "random" and s["weights_source"] == s["weights"]["weights_source"] == "random"
     # Fig 3/4 statistics for the chosen block only; rho's NaN (ch4) is counted, not fatal
     assert "stats" in b and "stats" not in s["blocks"]["2.0"]
     assert b["stats"]["fig4_rho_undefined"] == 1
@@ -107,7 +107,7 @@ def test_pretrained_figures_carry_no_random_mark(tmp_path):
 
 
 def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
-    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "pretrained": True,
+    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "weights_source": "custom",
               "state_dict_sha256": "cc" * 32, "file_sha256": "0123456789ab" + "d" * 52,
               "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
     fv, _ = write_hand_tables(tmp_path, weights=custom)
@@ -115,6 +115,9 @@ def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
     assert figures.RANDOM_MARK not in texts
     assert "CUSTOM CHECKPOINT — not torchvision's weights (file sha256 0123456789ab)" in texts
     assert any("custom checkpoint robust.pth" in t for t in texts)
+    # the summary says what is known of the weights: a checkpoint of one's own, not "pretrained"
+    summary = build_summary(fv, {}, str(tmp_path / "summary.json"))
+    assert summary["weights_source"] == "custom" and "pretrained" not in summary
 
 
 def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):

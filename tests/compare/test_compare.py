@@ -59,7 +59,7 @@ def test_comparison_tables_by_hand(hand_comparison):
     assert hist[(hist["model"] == "r34") & (hist["depth_bin"] == 0)]["blocks"].iloc[0] == "2.0"
     runs_df, _ = read_table(out["runs"])
     assert list(runs_df["state_dict_sha256"]) == ["aa" * 32, "cc" * 32]
-    assert meta["weights"]["pretrained"] is False and set(meta["runs"]) == {"r18", "r34"}
+    assert meta["weights"]["weights_source"] == "random" and set(meta["runs"]) == {"r18", "r34"}
     check_figure_files(folder / "compare_models.png", folder / "compare_models.pdf")
 
 
