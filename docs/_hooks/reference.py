@@ -185,13 +185,27 @@ def note_for(message: ErrorMessage, notes: dict[str, str]) -> str:
 
 
 def errors_reference() -> str:
+    """The messages grouped by the package part that raises them, each with its fix and its note."""
     notes = error_notes()
-    out = []
-    for message in error_messages():
+    out, part = [], None
+    for message in sorted(error_messages(), key=lambda m: m.where.split(":")[0]):
+        here = message.where.split("/")[1].removesuffix(".py")
+        if here != part:
+            part = here
+            out += [f"### `{part}`", ""]
         note = note_for(message, notes)
-        out += [f"- **`resstream: {_cell(message.problem)}`**  ", f"  Fix: {_cell(message.fix)}  ",
+        fix = f"Fix: {_cell(message.fix)}" if message.fix else "(the line itself names what to change)"
+        out += [f"- **`resstream: {_cell(_readable(message.problem))}`**  ", f"  {_readable(fix)}  ",
                 f"  <small>`{message.where}`</small>" + (f"  \n  {_cell(note)}" if note else ""), ""]
     return "\n".join(out)
+
+
+def _readable(text: str) -> str:
+    """Computed parts that are plain names stay ``{name}``; longer expressions become ``{…}``."""
+    return PLACEHOLDER.sub(lambda m: m.group(0) if re.fullmatch(r"[\w.]+", m.group(1)) else "{…}", text)
+
+
+PLACEHOLDER = re.compile(r"\{((?:[^{}]|\{[^{}]*\})*)\}")  # one level of nested braces (dict displays)
 
 
 # --- the command line -----------------------------------------------------------------------------
