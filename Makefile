@@ -55,7 +55,7 @@ test: $(STAMP) browser
 # error. docs/configuration.md and docs/troubleshooting.md are generated from the schema and the code
 # while it builds (docs/hooks.py).
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: sample
 	$(BIN)/snakemake --lint --configfile demo.yaml
