@@ -53,7 +53,9 @@ def is_custom(weights: dict | None) -> bool:
 
 
 def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[str]:
-    """Title with the weights, the random-weights mark where due, save PNG + PDF; return the texts."""
+    """Title with the weights, the random-weights mark where due, save PNG + PDF; return the texts.
+    The PNG is in 256 adaptive colours: a third of the bytes of full colour for the picture grids
+    (the report embeds every PNG), no visible change at this size; the PDF keeps full colour."""
     fig.suptitle(f"{title}\n{weights_label(weights)}", fontsize=11)
     if not is_trained(weights):
         fig.text(0.5, 0.5, RANDOM_MARK, color="red", alpha=0.35, fontsize=28, fontweight="bold",
@@ -70,6 +72,9 @@ def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[st
     fig.savefig(png, dpi=110)
     fig.savefig(pdf)
     plt.close(fig)
+    with Image.open(png) as full:
+        reduced = full.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    reduced.save(png, optimize=True)
     return texts
 
 
@@ -267,7 +272,9 @@ def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, t
 
     ``rows``: dicts with ``block``, ``channel`` and ``label`` (shown on the left)."""
     n = max(1, len(rows))
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * len(columns) + 1.6, 1.9 * n + 1.3), squeeze=False)
+    row_in = grid_row_inches(n)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * row_in / 1.9 * len(columns) + 1.6, row_in * n + 1.3),
+                             squeeze=False)
     if not rows:
         for ax in axes.flat:
             ax.axis("off")
@@ -289,8 +296,21 @@ def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, t
                 ax.set_title(f"{COLUMN_TITLES[kind]} {role}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(row["label"], fontsize=7, rotation=0, ha="right", va="center", labelpad=8)
-    fig.tight_layout(rect=(0.02, 0.02, 1, 1 - 1.0 / (1.9 * n + 1.3)))
+    fig.tight_layout(rect=(0.02, 0.02, 1, 1 - 1.0 / (row_in * n + 1.3)))
     return finish(fig, title, weights, png, pdf)
+
+
+# A channel grid fits about a page, as the paper's Fig 8 (21 rows) does: rows shrink from 1.9 in
+# towards 0.8 in as they grow in number, so a grid's PNG stays near a million pixels instead of
+# growing with its rows (Fig 8 of 7 blocks was 1298 x 4114 px, 7 MB). The PDF keeps each picture
+# at its full resolution for zooming; the atlas has every unit full size.
+GRID_ROWS_INCHES = 16.0
+GRID_ROW_INCHES = (0.8, 1.9)  # smallest, largest
+
+
+def grid_row_inches(rows: int) -> float:
+    smallest, largest = GRID_ROW_INCHES
+    return min(largest, max(smallest, GRID_ROWS_INCHES / max(1, rows)))
 
 
 def _row(block: str, df, channel: int, extra: str = "") -> dict:

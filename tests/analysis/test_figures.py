@@ -210,3 +210,22 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     else:
         assert job_log.count("running on the CPU because this job declares no GPU") == 1
         assert "with imagenet stimuli on cpu" in job_log
+
+
+@pytest.mark.parametrize("rows, height_px", [(2, int((1.9 * 2 + 1.3) * 110)), (21, int((0.8 * 21 + 1.3) * 110))])
+def test_channel_grids_fit_about_a_page(tmp_path, rows, height_px):
+    """Few rows keep their 1.9 in; Fig 8's 21 rows (7 blocks x 3) shrink to 0.8 in, so the PNG is
+    ~2,000 px tall instead of 4,114 (7 MB), and it is saved in 256 colours."""
+    picture = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    chunk = tmp_path / "fv" / "layer2.1.bn2" / "c0000-0063"
+    chunk.mkdir(parents=True)
+    for c in range(rows):
+        Image.fromarray(picture).save(chunk / f"unit{c:04d}.png")
+    grid = [{"block": "2.1", "channel": c, "label": f"2.1 ch {c}"} for c in range(rows)]
+    layers = {"2.1": {"I": "layer2.1.bn2", "B": "layer2.1.bn2", "O": "layer2.1.bn2"}}
+    png, pdf = tmp_path / "grid.png", tmp_path / "grid.pdf"
+    figures.channel_grid(grid, layers, figures.ImageSource(fv_dirs=[str(chunk)]), "t", None, str(png), str(pdf))
+    check_figure_files(png, pdf)
+    with Image.open(png) as img:
+        assert abs(img.size[1] - height_px) <= 2 and img.mode == "P"
+    assert figures.grid_row_inches(rows) == (1.9 if rows == 2 else 0.8)
