@@ -1,7 +1,7 @@
 """Figs 1-8 of the paper, drawn from the per-block tables (``resstream.analysis.summary``), never recomputed.
 
 Every figure is titled by block, saved as PNG and PDF, names the weights in its title, and carries
-a large "RANDOM WEIGHTS — not pretrained" mark whenever the weights are not pretrained, so a demo
+a large "RANDOM WEIGHTS — not pretrained" mark whenever the weights are random (``weights_source``), so a demo
 figure cannot pass for a result, and a "CUSTOM CHECKPOINT — not torchvision's weights" mark when
 they come from a checkpoint of one's own (``model.checkpoint: any``).  Image grids (Figs 1, 6, 7, 8) read the FV PNGs, the
 channel-FV PNGs and the exemplar grids from the folders the figure's job was given (its inputs);
