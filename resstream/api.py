@@ -2,7 +2,9 @@
 
 Each function builds the workflow's configuration from its arguments (unset settings take the
 schema's defaults, exactly as in the workflow) and calls the code the Snakemake jobs call, so seeds,
-numbers and files are the same:
+numbers and files are the same.  Every function that loads the network takes ``weights`` and
+``checkpoint`` as ``model.weights`` and ``model.checkpoint``: ``checkpoint="any"`` accepts a
+checkpoint file of one's own, recorded by its sha256 as the workflow records it.
 
 * :func:`render_fv`: centre-neuron FVs of channels of one layer, written like an FV chunk job's
   folder (``unit{c:04d}.png`` + ``fv.h5``);
@@ -22,11 +24,12 @@ from resstream.workflow.schema import default
 log = logging.getLogger("resstream.api")
 
 
-def _config(arch: str, weights: str, allow_download: bool, device: str, **sections) -> dict:
+def _config(arch: str, weights: str, allow_download: bool, device: str, checkpoint: str, **sections) -> dict:
     """A validated workflow config (defaults filled in); ``sections`` drop their ``None`` values."""
     from resstream.workflow.config import validate_config
 
-    config = {"model": {"arch": arch, "weights": weights, "allow_download": allow_download, "device": device}}
+    config = {"model": {"arch": arch, "weights": weights, "checkpoint": checkpoint, "allow_download": allow_download,
+                        "device": device}}
     for name, values in sections.items():
         config[name] = {k: v for k, v in values.items() if v is not None}
     config.setdefault("dataset", {}).setdefault("path", None)
@@ -42,8 +45,12 @@ def _model(config: dict):
 
 
 def _refuse_existing(path: Path, what: str) -> None:
+    """Before any work: ``path`` holds nothing yet and can be created."""
+    from resstream.output_place import check_output_place
+
     if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise UserError(f"{path} already holds {what}; nothing was computed. Fix: delete it or choose another output")
+    check_output_place(path, "--out")
 
 
 def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -> dict[str, str]:
@@ -55,8 +62,9 @@ def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -
 
 
 def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default("model.arch"),
-              weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
-              device: str = default("model.device"), objective: str = "center", jitter: int | None = None, **fv):
+              weights: str = default("model.weights"), checkpoint: str = default("model.checkpoint"),
+              allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
+              objective: str = "center", jitter: int | None = None, **fv):
     """Centre-neuron FVs (``objective="channel"``: whole-map mean) of ``channels`` of ``layer``,
     written to the folder ``out`` as the FV stage writes a chunk; returns the
     :class:`~resstream.fv.render.FVResult` (float images, curves, status).
@@ -67,10 +75,13 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
     from resstream.workflow.plan import Study
     from resstream.fv.job import render_fv_folder
 
-    overrides = {layer: {"jitter": jitter}} if jitter is not None else None
-    config = _config(arch, weights, allow_download, device, fv={**fv, "overrides": overrides})
+    config = _config(arch, weights, allow_download, device, checkpoint, fv=fv)
     study = Study(config)
     ref = study.layer_ref(layer)
+    if jitter is not None:  # an override of the layer's block, which must then be a studied one
+        config = _config(arch, weights, allow_download, device, checkpoint, study={"blocks": [ref.block]},
+                         fv={**fv, "overrides": {ref.block: {"jitter": jitter}}})
+        study = Study(config)
     n_channels = study.tap_channels(ref)
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad or not channels:
@@ -84,6 +95,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
 
 
 def extract_activations(data: str, out: str, *, arch: str = default("model.arch"), weights: str = default("model.weights"),
+                        checkpoint: str = default("model.checkpoint"),
                         allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
                         blocks=default("study.blocks"), o_relu: str = default("study.o_relu"),
                         on_bad_image: str | None = None, **activations) -> str:
@@ -96,7 +108,7 @@ def extract_activations(data: str, out: str, *, arch: str = default("model.arch"
     from resstream.model.weights import check_weights_available
 
     _refuse_existing(Path(out), "an activations file")
-    config = _config(arch, weights, allow_download, device, study={"blocks": blocks, "o_relu": o_relu},
+    config = _config(arch, weights, allow_download, device, checkpoint, study={"blocks": blocks, "o_relu": o_relu},
                      dataset={"path": str(data), "on_bad_image": on_bad_image}, activations=activations)
     model = config["model"]
     # as Snakemake's main process does before any job: the job itself never downloads
@@ -122,8 +134,9 @@ def _fv_provenance(png: str, channel: int, identity) -> str | None:
 
 
 def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = default("model.arch"),
-                 weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
-                 device: str = default("model.device"), o_relu: str = default("study.o_relu"), **analysis) -> dict:
+                 weights: str = default("model.weights"), checkpoint: str = default("model.checkpoint"),
+                 allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
+                 o_relu: str = default("study.o_relu"), **analysis) -> dict:
     """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
     status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
     as the workflow measures them.  Only X_I and X_B enter the metrics (docs/method.md#measurements).  Where an
@@ -138,7 +151,7 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     missing = [role for role in ("I", "B") if role not in fv_images]
     if missing:
         raise UserError(f"fv_images lacks the FV of {', '.join(missing)}. Fix: pass {{'I': png, 'B': png, 'O': png}}")
-    config = _config(arch, weights, allow_download, device, study={"o_relu": o_relu}, analysis=analysis)
+    config = _config(arch, weights, allow_download, device, checkpoint, study={"o_relu": o_relu}, analysis=analysis)
     model, identity = _model(config)
     blocks = list(structure(arch))
     taps = block_role_taps(blocks, block, o_relu)

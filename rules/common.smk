@@ -26,8 +26,12 @@ from resstream.workflow.paths import (  # noqa: E402
 from resstream.workflow.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
+    needs_run_lock,
     report_requested,
+    take_run_lock_or_exit,
 )
+from resstream.workflow.refusals import keep_refused_outputs  # noqa: E402
+from resstream.workflow.run_lock import release_results_lock  # noqa: E402
 from resstream.model.weights import model_param  # noqa: E402
 from resstream.model.blocks import ROLES  # noqa: E402
 
@@ -40,6 +44,15 @@ coerce_command_line(config, workflow.config_settings.config)
 STUDY = check_config_or_exit(
     config, workflow.basedir, preflight=workflow.is_main_process
 )
+
+# One run per results folder: Snakemake's main process takes the results folder's lock before it plans
+# (a second run, from any working folder, stops here with one line naming the first), keeps it to the
+# end (released in onsuccess/onerror and at exit) and makes Ctrl-C stop the jobs it started.
+if workflow.is_main_process and needs_run_lock(workflow.output_settings.dryrun):
+    take_run_lock_or_exit(STUDY.config["results"])
+
+# Snakemake removes a failed job's outputs; not one its job refused to overwrite (written by another)
+keep_refused_outputs()
 
 # What a run reads (weights, dataset, device) is checked only where it is read: a dry run reports
 # here, without fetching; a real run checks in onstart (below), before any job starts and before
@@ -64,8 +77,13 @@ if REPORT:
 
 
 onsuccess:
+    release_results_lock(STUDY.config["results"])
     if REPORT == "after-run":
         config["report_facts"] = report_facts(STUDY)
+
+
+onerror:
+    release_results_lock(STUDY.config["results"])
 
 
 RESULTS = STUDY.config["results"]

@@ -46,6 +46,10 @@ CHECKPOINT_MODES = ("torchvision", "any")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 # prefixes that DataParallel / DistributedDataParallel and common training wrappers put on every key
 WRAPPER_PREFIXES = ("module.", "model.")
+# how a user asks for a checkpoint of their own, in each place that takes weights
+ANY_CHECKPOINT_HINT = ("set model.checkpoint: any (resstream fv / activations: --checkpoint any; the Python API: "
+                       "checkpoint=\"any\")")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class WeightsError(UserError, RuntimeError):
@@ -191,8 +195,8 @@ def _check_digest(arch: str, path: Path, digest: str) -> None:
     published = [os.path.basename(url) for url in weights_files(arch).values()]
     raise WeightsError(
         f"checkpoint {path} (sha256 {digest}) matches none of torchvision's {arch} checkpoints "
-        f"({', '.join(published)}). Fix: use the unmodified file torchvision publishes, or set "
-        f"model.checkpoint: any for a checkpoint of your own."
+        f"({', '.join(published)}). Fix: use the unmodified file torchvision publishes, or, for a checkpoint "
+        f"of your own, {ANY_CHECKPOINT_HINT}."
     )
 
 
@@ -254,12 +258,41 @@ def read_checkpoint(path: Path) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"model.weights checkpoint {path} cannot be read as tensors ({reason[:200]}). Fix: save the "
-            f"weights with torch.save(model.state_dict(), path)."
+            f"model.weights checkpoint {path} cannot be read as tensors ({_unreadable_reason(exc)}). Fix: save "
+            f"the weights with torch.save(model.state_dict(), path)."
         ) from None
     return unwrap_state_dict(obj, path)
+
+
+def _unreadable_reason(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in our words: torch's own message
+    advises loading with ``weights_only=False``, which would run the file's code, and carries
+    terminal escape codes."""
+    text = ANSI_ESCAPE.sub("", str(exc)).strip()
+    pickled = re.search(r"GLOBAL ([\w.]+)", text)
+    if pickled:
+        return (f"it holds the Python object {pickled.group(1)}, and loading that would run code from the file; "
+                f"it was not loaded")
+    if text.startswith("Weights only load failed"):
+        return "it holds Python objects besides tensors, and loading them would run code from the file; it was not loaded"
+    return (text.splitlines()[0][:200] if text else type(exc).__name__)
+
+
+def check_finite(state: dict, where) -> None:
+    """Raise :class:`WeightsError` naming the first tensor (in the file's order) holding NaN or Inf:
+    every FV and activation of such a network would be NaN."""
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise WeightsError(
+                    f"model.weights checkpoint {where} holds non-finite weights: {name} has {bad} NaN or Inf "
+                    f"value(s) of {tensor.numel()} (the first such tensor). Fix: use a checkpoint saved before "
+                    f"training diverged; every FV and activation of this network would be NaN."
+                )
 
 
 def unwrap_state_dict(obj, where) -> dict:
@@ -334,6 +367,7 @@ def _check_custom_checkpoint(arch: str, path: Path) -> None:
     state = read_checkpoint(path)
     model = build_on_meta(arch)
     check_state_dict_fits(model, state, arch, path)
+    check_finite(state, path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -386,6 +420,7 @@ def _load_checkpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpo
     if checkpoint == "any" and not _is_torchvision_file(arch, path, digest):
         state = read_checkpoint(path)
         check_state_dict_fits(model, state, arch, path)
+        check_finite(state, path)
         model.load_state_dict(state)
         return "custom", digest
     _check_digest(arch, path, digest)

@@ -104,9 +104,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
             "or run the small demo instead: make demo"
         )
     try:
-        if not os.path.isdir(path) and cfg.get("demo"):
-            raise UserError(f"dataset.path {path} is not a folder: the demo's sample is missing. Fix: make demo (or "
-                            f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+        _check_dataset_path(path, demo=bool(cfg.get("demo")))
         # a dry run never downloads weights; a real run fetches missing hub weights here, once
         check_weights_available(model["arch"], model["weights"], model["allow_download"], fetch=not dry_run,
                                 checkpoint=model["checkpoint"])
@@ -118,6 +116,22 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
             _check_cuda_visible()
     except UserError as exc:
         _die(str(exc))
+
+
+def _check_dataset_path(path: str, demo: bool) -> None:
+    """A ``dataset.path`` that is no folder, in one line: only the demo's own sample folder, not
+    yet fetched, is something to fetch; a typo or a file is named as such."""
+    from resstream.data.sample import DEFAULT_DEST
+
+    if os.path.isdir(path):
+        return
+    if demo and not os.path.exists(path) and os.path.normpath(path) == os.path.normpath(DEFAULT_DEST):
+        raise UserError(f"dataset.path {path} does not exist: the demo's sample is not fetched yet. Fix: make demo (or "
+                        f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+    what = "is a file, not a folder of images" if os.path.exists(path) else "does not exist"
+    demo_hint = f" (the demo's sample is {DEFAULT_DEST}, from resstream fetch-sample)" if demo else ""
+    raise UserError(f"dataset.path {path} {what}. Fix: set dataset.path to an ImageNet-style validation folder "
+                    f"(class sub-folders) or a flat folder of images{demo_hint}.")
 
 
 def _check_cuda_visible() -> None:
@@ -145,6 +159,69 @@ def report_requested(argv: list[str] | None = None) -> str | None:
     if not getattr(args, "report", None):
         return None
     return "after-run" if args.report_after_run else "report"
+
+
+def check_yaml_or_exit(path: str) -> None:
+    """The workflow's own config file (the Snakefile's ``configfile:``) parses as YAML; if not, one
+    line naming the file, the line and the problem (Snakemake's message names neither), exit 1.  A
+    missing file is left to Snakemake, whose message names it."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.safe_load(f)
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError as exc:
+        _die(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+    except yaml.YAMLError as exc:
+        _die(f"{path} is not valid YAML: {yaml_error_place(exc)}; fix the file there")
+
+
+def yaml_error_place(exc) -> str:
+    """``line L, column C: problem (context at line L', column C')`` of a YAML parse error."""
+    mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    text = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {text}"
+    if getattr(exc, "context", None) and context_mark is not None:
+        text += f" ({exc.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return text
+
+
+# snakemake commands that change nothing under the results folder: they take no results-folder lock,
+# so they work while a run is going (a dry run and --report are told apart by the workflow itself)
+READ_ONLY_COMMANDS = ("--unlock", "--lint", "--list-rules", "--list", "-l", "--list-target-rules", "--lt",
+                      "--summary", "-S", "--detailed-summary", "-D", "--list-changes", "--lc", "--dag",
+                      "--rulegraph", "--filegraph", "--d3dag", "--containerize", "--print-compilation")
+
+
+def needs_run_lock(dry_run: bool, argv: list[str] | None = None) -> bool:
+    """Whether this snakemake command may write under the results folder, so takes its lock: not a
+    dry run, not ``--report`` alone (``--report-after-run`` runs the workflow), not a command of
+    :data:`READ_ONLY_COMMANDS`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if dry_run or report_requested(argv) == "report":
+        return False
+    return not any(a.split("=", 1)[0] in READ_ONLY_COMMANDS for a in argv)
+
+
+def take_run_lock_or_exit(results: str) -> None:
+    """Take the results folder's lock for this run (:mod:`resstream.workflow.run_lock`) and make
+    SIGINT stop the jobs the run starts (:mod:`resstream.workflow.stop`); while another run holds
+    the lock, print one line and exit 1."""
+    from resstream.workflow.run_lock import take_results_lock
+    from resstream.workflow.stop import install_stop_handler
+
+    try:
+        for note in take_results_lock(results):
+            print(f"resstream: {note}", file=sys.stderr)
+    except UserError as exc:
+        _die(str(exc))
+    except OSError as exc:  # cannot be made or written: a file in its path, no permission
+        _die(f"results folder {results} cannot be used: {exc.strerror} ({exc.filename}); set results: to a "
+             f"folder you can write to")
+    install_stop_handler()
 
 
 def _die(message: str):
