@@ -97,7 +97,7 @@ def test_error_list_holds_the_codes_messages():
     messages = reference.error_messages()
     templates = [m.template for m in messages]
     # the ones users meet most (each a message of the code, found by the generator)
-    for common in ("dataset.path is not set. Fix:", "are not in torch's hub cache", "is not a folder: the demo's sample is missing",
+    for common in ("dataset.path is not set. Fix:", "are not in torch's hub cache", "the demo's sample is not fetched yet",
                    "model.device is 'cuda' but no CUDA device is visible", "study.blocks: unknown block",
                    "model.weights checkpoint {path} does not exist", "model.arch '{arch}' {why}. Fix:"):
         assert any(common in t for t in templates), common
