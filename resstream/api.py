@@ -71,7 +71,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
 
     ``fv``: the config's ``fv`` settings (``steps``, ``lr``, ``seed``, ``hook``, ``rf_crop``, ``bf16``,
     ``tf32``, ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
-    ``jitter`` the layer's default (spec §2) unless given."""
+    ``jitter`` the layer's default (docs/method.md#feature-visualizations) unless given."""
     from resstream.workflow.plan import Study
     from resstream.fv.job import render_fv_folder
 
@@ -139,7 +139,7 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
                  o_relu: str = default("study.o_relu"), **analysis) -> dict:
     """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
     status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
-    as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3).  Where an
+    as the workflow measures them.  Only X_I and X_B enter the metrics (docs/method.md#measurements).  Where an
     ``fv.h5`` lies beside an image (an FV job's or :func:`render_fv`'s folder), it must name the
     same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
     ``scale_rule``, ``mix_rules``, ``scale_sign`` (defaults: the workflow's)."""

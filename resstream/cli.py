@@ -251,7 +251,7 @@ def _fv_arguments(p: argparse.ArgumentParser) -> None:
     fv = section_defaults("fv")
     p.add_argument("--steps", type=_positive_int, help=f"optimisation steps (default: the workflow's, {fv['steps']})")
     p.add_argument("--lr", type=_positive_number, help=f"Adam learning rate (default {fv['lr']})")
-    p.add_argument("--jitter", type=int, help="transform jitter in pixels (default: the layer's, spec §2)")
+    p.add_argument("--jitter", type=int, help="transform jitter in pixels (default: the layer's, docs/method.md#feature-visualizations)")
     p.add_argument("--seed", type=int, help=f"base seed; each unit derives its own (default {fv['seed']})")
     p.add_argument("--hook", choices=section_properties("fv")["hook"]["enum"], help=f"default {fv['hook']}")
     p.add_argument("--objective", choices=["center", "channel"], default="center",

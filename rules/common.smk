@@ -99,7 +99,7 @@ if workflow.is_main_process:
 # on it (resstream/workflow/smk.py); commands that run no job leave it for a run.
 if workflow.is_main_process and not maintenance_requested():
     move_damaged_outputs_or_exit(STUDY, dry_run=workflow.output_settings.dryrun)
-# What a job is handed (README "What reruns"): params hold everything that changes its outputs,
+# What a job is handed (docs/reruns.md "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.
 # the network a job loads: arch, weights spec, checkpoint kind (+ the file's sha256 for one's own)

@@ -92,7 +92,7 @@ def test_fv_command_writes_what_the_fv_job_writes(tmp_path):
     with h5py.File(out / "fv.h5") as f:
         settings = json.loads(f.attrs["settings"])
         seeds = list(f["seed"][:])
-    assert (settings["steps"], settings["jitter"], settings["lr"]) == (2, 4, 0.05)  # layer2.1: jitter 4 (spec §2)
+    assert (settings["steps"], settings["jitter"], settings["lr"]) == (2, 4, 0.05)  # layer2.1: jitter 4 (docs/method.md#feature-visualizations)
     # each unit's seed is its own: the first 4 bytes of sha256("seed:layer:channel")
     assert seeds == [int.from_bytes(hashlib.sha256(f"0:layer2.1.bn2:{c}".encode()).digest()[:4], "little") for c in (3, 5)]
 

@@ -1,11 +1,11 @@
-"""The paper's per-channel metrics as pure functions on numpy arrays (spec §4-§8).
+"""The paper's per-channel metrics as pure functions on numpy arrays (docs/method.md).
 
 Every function takes per-channel arrays (one entry per channel of a block) and returns arrays of
 the same length, plus a *status* array of strings where an input could not give a meaningful value.
 Nothing here raises on bad numbers: the author's code aborted on a dead unit (``assert``) and
-crashed or silently produced NaN elsewhere (spec §12); here every such case is a recorded status.
+crashed or silently produced NaN elsewhere; here every such case is a recorded status.
 
-Names follow the spec's variables (§3): for one channel c of a block,
+Names follow the measurements' variables (docs/method.md#measurements): for one channel c of a block,
 
 * ``out_in = O_c(X_I)``, ``out_mid = O_c(X_B)``, ``in_in = I_c(X_I)``, ``mid_mid = B_c(X_B)``,
   ``in_mid = B_c(X_I)``, where X_I, X_B are the centre-neuron FVs of I_c and B_c (or, in the
@@ -21,7 +21,7 @@ import numpy as np
 from resstream.workflow.schema import default
 from resstream.analysis.stats import STAT_OK, StatResult, as_f64, json_float, relu_mean, spearman, spearman_where_input_positive  # noqa: F401  (re-exported)
 
-# --- mix ratio (spec §4) --------------------------------------------------------------------------
+# --- mix ratio (docs/method.md#mix-ratio) --------------------------------------------------------------------------
 
 M_SKIP_RULE_VALUE = 10.0  # out_mid <= 0: the block feature cannot drive O, i.e. a skip
 M_OVERWRITE_RULE_VALUE = 0.0  # out_in <= 0: the input feature cannot drive O, i.e. an overwrite
@@ -52,7 +52,7 @@ _f64 = as_f64  # (analysis/stats.py holds it: Spearman's rho is recorded by the 
 
 
 def mix_ratio(out_in, out_mid) -> MixRatio:
-    """M = O_c(X_I) / O_c(X_B) with the author's rules (spec §4, ``mix_rules: code``).
+    """M = O_c(X_I) / O_c(X_B) with the author's rules (docs/method.md#mix-ratio, ``mix_rules: code``).
 
     In the author's order: both negative -> dead (the assert, recorded instead of aborting);
     out_mid <= 0 -> 10 (a skip); else out_in <= 0 -> 0 (an overwrite); else the ratio.
@@ -111,7 +111,7 @@ def mix_histogram(m_clamped) -> tuple[np.ndarray, np.ndarray, int]:
     return counts, edges, int((~finite).sum())
 
 
-# --- scale invariance (spec §7) -------------------------------------------------------------------
+# --- scale invariance (docs/method.md#scale-invariance) -------------------------------------------------------------------
 
 SCALE_OK = "ok"
 SCALE_BAD_MID_MID = "scale:mid_mid<=0"  # m's normaliser B_c(X_B) is not positive
@@ -157,7 +157,7 @@ def scaled_term(mean, mean_of_relu, a3_mean: str, sm_rule: str) -> np.ndarray:
 
 
 def scale_deltas(scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in) -> ScaleDeltas:
-    """Spec §7: the raw deltas of Eqs 3-4 (scaled minus unscaled reading, see :func:`scaled_term`
+    """docs/method.md#scale-invariance: the raw deltas of Eqs 3-4 (scaled minus unscaled reading, see :func:`scaled_term`
     and :func:`unscaled_term`) and m, n = those deltas over the raw (not ReLU'd) denominators.
 
     A non-positive normaliser keeps the raw division as the author's code does (its sign flips the
@@ -199,7 +199,7 @@ def _check_scale_sign(scale_sign: str):
 
 
 def scale_metric(m, n, scale_rule: str) -> np.ndarray:
-    """SM (Eq 5): m + n; ``mid_only`` (the author's later code, spec §10) ranks by m alone."""
+    """SM (Eq 5): m + n; ``mid_only`` (the author's later code, docs/method.md#the-paper-and-the-authors-code) ranks by m alone."""
     _check_scale_rule(scale_rule)
     m, n = np.broadcast_arrays(_f64(m), _f64(n))
     return m + n if scale_rule == "paper" else m.copy()

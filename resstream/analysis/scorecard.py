@@ -43,6 +43,7 @@ from resstream.analysis import metrics
 from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
 from resstream.analysis.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
+from resstream.model.weights_source import weights_source
 from resstream.workflow.outputs import write_text_atomic
 from resstream.workflow.schema import default
 
@@ -478,7 +479,7 @@ def weights_unjudged(weights: dict | None) -> str:
     a custom checkpoint, judged with its label)."""
     if not weights:
         return "weights not recorded"
-    return "random weights" if weights.get("kind") == "random" or not weights.get("pretrained", True) else ""
+    return "random weights" if weights_source(weights) == "random" else ""
 
 
 def is_judged(weights: dict | None) -> bool:
@@ -609,7 +610,7 @@ HTML_PAGE = jinja2.Environment(autoescape=True).from_string("""\
 <html lang="en"><head><meta charset="utf-8"><title>{{ meta.title }}</title>
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em}
 .banner{background:#b00020;color:#fff;font-weight:bold;padding:.5em 1em;text-align:center}{{ css }}</style></head>
-<body>{% if not pretrained %}<div class="banner">{{ meaningless }}</div>{% endif %}
+<body>{% if not trained %}<div class="banner">{{ meaningless }}</div>{% endif %}
 <p>Weights: {{ weights }}</p>
 {{ fragment }}
 </body></html>
@@ -633,4 +634,4 @@ def html_fragment(df: pd.DataFrame, meta: dict) -> str:
 def html_page(df: pd.DataFrame, meta: dict) -> str:
     weights = meta.get("weights") or {}
     return HTML_PAGE.render(meta=meta, css=Markup(SCORECARD_CSS), fragment=Markup(html_fragment(df, meta)),
-                            pretrained=is_judged(weights), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))
+                            trained=is_judged(weights), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from resstream.analysis import metrics
 from resstream.errors import ConfigError
+from resstream.model.weights_source import weights_source
 from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")
@@ -180,7 +181,7 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
         blocks[block] = entry
     summary = {
         "weights": weights,
-        "pretrained": bool(weights and weights.get("pretrained")),
+        "weights_source": weights_source(weights),
         "settings": settings,
         "blocks": blocks,
     }

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resstream.errors import UserError
+from resstream.model.weights_source import KIND_SOURCES
 
 if TYPE_CHECKING:  # torch is imported where a network or a tensor is handled: checking a spec needs none
     import torch
@@ -64,8 +65,11 @@ class WeightsIdentity:
     file_sha256: str | None = None
 
     @property
-    def pretrained(self) -> bool:
-        return self.kind != "random"
+    def weights_source(self) -> str:
+        """What is known of where the weights come from: ``torchvision`` (its published weights, by
+        name or by a file with their digest), ``custom`` (a checkpoint of one's own: how it was
+        trained the tool cannot know) or ``random``."""
+        return KIND_SOURCES[self.kind]
 
     @property
     def label(self) -> str:
@@ -73,13 +77,13 @@ class WeightsIdentity:
         if self.kind == "custom":
             return (f"{self.arch} custom checkpoint {os.path.basename(self.source)} "
                     f"(file sha256 {str(self.file_sha256)[:12]}, not torchvision's weights)")
-        if self.pretrained:
+        if self.weights_source == "torchvision":
             return f"{self.arch} {self.source} (sha256 {self.state_dict_sha256[:12]})"
         return f"{self.arch} RANDOM WEIGHTS ({self.source}, not pretrained)"
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["pretrained"] = self.pretrained
+        d["weights_source"] = self.weights_source
         d["label"] = self.label
         return d
 

@@ -142,7 +142,7 @@ def test_stored_topk_is_the_argsort_of_the_stored_array(extracted):
 def test_topk_tie_rule_nan_rows_and_short_columns():
     v = np.array([[1.0, np.nan], [3.0, 2.0], [3.0, np.nan], [0.0, 5.0], [3.0, np.nan]], dtype=np.float32)
     index, value = topk.topk_rows(v, 4)
-    # ties: the higher image index first, like the author's torch.sort(descending=True) (spec §8)
+    # ties: the higher image index first, like the author's torch.sort(descending=True) (docs/method.md#imagenet-variant-a3)
     np.testing.assert_array_equal(index[0], [4, 2, 1, 0])
     np.testing.assert_array_equal(value[0], [3, 3, 3, 1])
     # NaN rows are never chosen; fewer valid rows than k pad with -1 / NaN

@@ -8,9 +8,9 @@ from resstream.analysis import metrics
 from resstream.analysis.summary import metric_table_csv, write_table
 
 RANDOM = {"arch": "resnet18", "source": "random:0", "kind": "random", "state_dict_sha256": "aa" * 32,
-          "pretrained": False, "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}
+          "weights_source": "random", "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}
 PRETRAINED = {"arch": "resnet18", "source": "IMAGENET1K_V1", "kind": "pretrained", "state_dict_sha256": "bb" * 32,
-              "pretrained": True, "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)"}
+              "weights_source": "torchvision", "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)"}
 LAYERS = {
     "2.0": {"I": "layer2.0.downsample.1", "B": "layer2.0.bn2", "O": "layer2.0.prerelu_out"},
     "2.1": {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"},

@@ -25,7 +25,7 @@ from helpers.workflow import copy_workflow, link_images, smk
 from resstream.analysis import summary as analysis
 
 # Blocks 1.1 and 2.1 (the I of 2.1 is 2.0's O), channels 0-2, 2 FV steps, 24 images in batches of
-# 2 (12 batches: a pass to kill in the middle), the atlas with channel FVs of O. README's "What
+# 2 (12 batches: a pass to kill in the middle), the atlas with channel FVs of O. docs/reruns.md's "What
 # reruns" table is the rerun matrix of this study (tests/workflow/test_rerun.py).
 SMALL_STUDY = {"blocks": ["1.1", "2.1"], "channels": [0, 1, 2]}
 SMALL_IMAGES = 24

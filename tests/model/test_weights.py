@@ -9,7 +9,7 @@ def test_random_weights_are_reproducible_and_marked():
     m2, id2 = W.load_model("resnet18", "random:7")
     _, id3 = W.load_model("resnet18", "random:8")
     assert id1.state_dict_sha256 == id2.state_dict_sha256 != id3.state_dict_sha256
-    assert not id1.pretrained and "RANDOM" in id1.label
+    assert id1.weights_source == "random" and "RANDOM" in id1.label
     # the documented recipe rebuilds the same weights: torch.manual_seed(SEED); resnet18(weights=None)
     import torchvision
     torch.manual_seed(7)
@@ -54,7 +54,7 @@ def test_checkpoint_with_published_digest_loads(tmp_path, monkeypatch):
     """The accept path: a file whose sha256 equals the published one loads and is recorded."""
     path, model = published_checkpoint(tmp_path, monkeypatch)
     loaded, ident = W.load_model("resnet18", str(path))
-    assert ident.kind == "checkpoint" and ident.pretrained
+    assert ident.kind == "checkpoint" and ident.weights_source == "torchvision"
     assert ident.file_sha256 == W.file_sha256(path)
     assert ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
 
@@ -156,7 +156,9 @@ def test_custom_checkpoint_in_each_wrapping_loads_the_same_weights(tmp_path, fin
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in finetuned.items())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert ident.kind == "custom" and ident.pretrained and ident.file_sha256 == digest
+    assert ident.kind == "custom" and ident.file_sha256 == digest
+    # what the outputs record: the source that is known, never a claim that the file was pretrained
+    assert ident.weights_source == ident.as_dict()["weights_source"] == "custom" and "pretrained" not in ident.as_dict()
     assert ident.label == f"resnet18 custom checkpoint finetuned.pth (file sha256 {digest[:12]}, not torchvision's weights)"
     assert ident.as_dict()["label"] == ident.label and ident.as_dict()["file_sha256"] == digest
 
@@ -308,3 +310,23 @@ def test_a_job_never_downloads_weights(offline_hub):
     """The hub file is missing where the job looks: one line that says jobs never download."""
     with pytest.raises(W.WeightsError, match="jobs never download them"):
         W.load_model_param({"arch": "resnet18", "weights": "IMAGENET1K_V1", "checkpoint": "torchvision"})
+
+
+@pytest.mark.parametrize("recorded, source", [
+    ({"weights_source": "custom", "kind": "custom"}, "custom"),
+    ({"kind": "pretrained"}, "torchvision"), ({"kind": "checkpoint"}, "torchvision"), ({"kind": "random"}, "random"),
+    ({"pretrained": True}, "torchvision"), ({"pretrained": False}, "random"),  # outputs of earlier versions
+    ({}, "random"), (None, "random"),  # nothing recorded: never shown as trained
+])
+def test_weights_source_of_recorded_identities(recorded, source):
+    from resstream.model.weights_source import weights_source
+
+    assert weights_source(recorded) == source
+
+
+def test_combined_weights_source_names_the_weakest():
+    from resstream.model.weights_source import combined_weights_source
+
+    assert combined_weights_source(["torchvision", "torchvision"]) == "torchvision"
+    assert combined_weights_source(["torchvision", "custom"]) == "custom"
+    assert combined_weights_source(["custom", "random", "torchvision"]) == "random"

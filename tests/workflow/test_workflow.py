@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers import REPO
+from helpers import REPO, docs_text
 from helpers.workflow import one_line, resstream_lines, smk
 
 
@@ -54,14 +54,14 @@ def job_counts(proc) -> dict[str, int]:
 
 
 def test_readme_job_counts_are_those_of_a_dry_run(tmp_path, sample_dir):
-    """The README's job counts (paper study, resnet50 demo) are what a dry run plans today."""
+    """The documentation's job counts (paper study, resnet50 demo) are what a dry run plans today."""
     counts = {}
     for configfile in ("config.yaml", "demo-resnet50.yaml"):
         proc = smk("-n", "--cores", "2", "--configfile", configfile, "--config", f"results={tmp_path / configfile}",
                    f"dataset={{path: {sample_dir}}}")
         counts[configfile] = job_counts(proc)
     paper, r50 = counts["config.yaml"], counts["demo-resnet50.yaml"]
-    readme = " ".join((REPO / "README.md").read_text().split())  # one space between words
+    readme = " ".join(docs_text().split())  # one space between words
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     per_group = profile["group-components"]["fv"]
     assert profile["groups"] == {"fv_chunk": "fv", "fv_channel_chunk": "fv"}
