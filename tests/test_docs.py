@@ -82,7 +82,7 @@ def test_every_config_key_is_in_the_reference_with_a_description():
     for key in keys:
         (row,) = [line for line in page.splitlines() if line.startswith(f"| `{key.key}` |")]
         assert f"`{json.dumps(key.schema.get('default'))}`" in row, row
-    assert "| `fv.steps` | integer | `2560` | ≥ 1 |" in page and "`fv: {steps: 2560}`" in page
+    assert "| `fv.steps` | integer | `2560` | ≥ 1; ≤ 100000 |" in page and "`fv: {steps: 2560}`" in page
 
 
 def test_a_new_schema_key_shows_up_in_the_reference():
