@@ -157,13 +157,16 @@ def test_a_chunk_whose_every_unit_ends_non_finite_fails_and_writes_nothing(net, 
     assert not out.exists() and os.listdir(out.parent) == []  # no folder, no partial
 
 
-def test_a_chunk_with_some_non_finite_units_records_each_units_status(net, tmp_path):
+def test_a_chunk_with_some_non_finite_units_records_each_units_status(net, tmp_path, caplog):
     from resstream.fv.job import read_fv_status
 
     model, _ = net
     out = tmp_path / "c0000-0063"
-    _render_folder(_with_nan_bn2_weights(model, [2]), [0, 2], out)
+    with caplog.at_level("WARNING", logger="resstream.fv.render"):
+        _render_folder(_with_nan_bn2_weights(model, [2]), [0, 2], out)
     assert read_fv_status(str(out)) == {0: "dead", 2: "nan"}  # 2 steps of a random net: 0 stays below 0
+    assert ("unit layer1.1.bn2 channel 2 produced NaN during optimisation (lr 0.05): recorded as 'nan'; "
+            "fix: lower fv.lr (or fv.overrides) and rerun this chunk") in caplog.messages
 
 
 @pytest.fixture
