@@ -114,6 +114,21 @@ def test_every_error_note_explains_a_message_of_the_code():
     assert "**`resstream: dataset.path is not set`**" in page and "Fix: point it at an image folder" in page
 
 
+def test_error_list_holds_the_lines_a_run_says_and_their_notes():
+    """Lines that say what a run does (a lock taken over, Ctrl-C's stopping) are listed, without a
+    fix, each with its hand note; so are the lock, damaged-file and weights lines with theirs."""
+    page = reference.errors_reference()
+    entries = {block.split("`**")[0]: block for block in page.split("- **`resstream: ")[1:]}
+    said = [e for problem, e in entries.items() if problem.startswith(("note: results folder", "stopping: ending the"))]
+    assert len(said) == 2 and all("(says what the run does)" in e for e in said), said
+    assert "lock is the ended run's too" in said[0] and "no --unlock is needed" in said[1]
+    for problem, note in (("results folder {results} is in use by another snakemake run", "Each run locks its results folder"),
+                          ("{path} is damaged ({why}); moved", "nothing downstream is removed"),
+                          ("model.weights checkpoint {where} holds non-finite weights", "training diverged")):
+        (entry,) = [e for listed, e in entries.items() if listed.startswith(problem)]
+        assert note in entry, (problem, entry)
+
+
 def test_readme_first_screen_and_length():
     lines = (REPO / "README.md").read_text().splitlines()
     assert len(lines) <= 150, len(lines)

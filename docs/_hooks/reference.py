@@ -141,10 +141,14 @@ def _template(node: ast.AST) -> str | None:
     return None
 
 
+SAYS_WHAT_IT_DOES = ("note:", "stopping:")  # lines printed while a run goes on or winds down, not errors
+
+
 def error_messages(root: Path = REPO / "resstream") -> list[ErrorMessage]:
     """Every message template of the package a user can meet as a ``resstream:`` line: each string
-    that tells a fix (``... Fix: ...``) and each message an error is raised with (``raise
-    SomeError("...")``); docstrings and parts of longer strings are left out."""
+    that tells a fix (``... Fix: ...``), each message an error is raised with (``raise
+    SomeError("...")``) and each line that says what a run does (``note: ...``, ``stopping: ...``);
+    docstrings and parts of longer strings are left out."""
     trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in sorted(root.rglob("*.py"))}
     user_errors = _user_error_classes(trees.values())
     found = []
@@ -156,7 +160,7 @@ def error_messages(root: Path = REPO / "resstream") -> list[ErrorMessage]:
             if isinstance(parents.get(node), (ast.BinOp, ast.JoinedStr, ast.Expr)):
                 continue  # a part of a longer string (that one is the message), or a docstring
             text = _template(node)
-            if text and ("Fix:" in text or id(node) in raised):
+            if text and ("Fix:" in text or id(node) in raised or text.startswith(SAYS_WHAT_IT_DOES)):
                 found.append(ErrorMessage(" ".join(text.split()), f"{path.relative_to(REPO)}:{node.lineno}"))
     return found
 
@@ -194,7 +198,8 @@ def errors_reference() -> str:
             part = here
             out += [f"### `{part}`", ""]
         note = note_for(message, notes)
-        fix = f"Fix: {_cell(message.fix)}" if message.fix else "(the line itself names what to change)"
+        fix = (f"Fix: {_cell(message.fix)}" if message.fix else "(says what the run does)"
+               if message.template.startswith(SAYS_WHAT_IT_DOES) else "(the line itself names what to change)")
         out += [f"- **`resstream: {_cell(_readable(message.problem))}`**  ", f"  {_readable(fix)}  ",
                 f"  <small>`{message.where}`</small>" + (f"  \n  {_cell(note)}" if note else ""), ""]
     return "\n".join(out)
