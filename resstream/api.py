@@ -9,6 +9,8 @@ numbers and files are the same:
 * :func:`extract_activations`: the dataset pass, one ``activations.h5``;
 * :func:`unit_metrics`: one unit's M, m, n, SM and pass flags from its FV images;
 * :func:`block_layers`: the layer names of a block's I, B and O.
+
+``checkpoint="any"`` reads ``weights`` as a checkpoint file of one's own (``model.checkpoint``).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from resstream.workflow.schema import default
 log = logging.getLogger("resstream.api")
 
 
-def _config(arch: str, weights: str, allow_download: bool, device: str, **sections) -> dict:
+def _config(arch: str, weights: str, allow_download: bool, device: str, checkpoint: str = default("model.checkpoint"),
+            **sections) -> dict:
     """A validated workflow config (defaults filled in); ``sections`` drop their ``None`` values."""
     from resstream.workflow.config import validate_config
 
-    config = {"model": {"arch": arch, "weights": weights, "allow_download": allow_download, "device": device}}
+    config = {"model": {"arch": arch, "weights": weights, "allow_download": allow_download, "device": device,
+                        "checkpoint": checkpoint}}
     for name, values in sections.items():
         config[name] = {k: v for k, v in values.items() if v is not None}
     config.setdefault("dataset", {}).setdefault("path", None)
@@ -56,7 +60,8 @@ def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -
 
 def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default("model.arch"),
               weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
-              device: str = default("model.device"), objective: str = "center", jitter: int | None = None, **fv):
+              device: str = default("model.device"), checkpoint: str = default("model.checkpoint"),
+              objective: str = "center", jitter: int | None = None, **fv):
     """Centre-neuron FVs (``objective="channel"``: whole-map mean) of ``channels`` of ``layer``,
     written to the folder ``out`` as the FV stage writes a chunk; returns the
     :class:`~resstream.fv.render.FVResult` (float images, curves, status).
@@ -68,7 +73,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
     from resstream.fv.job import render_fv_folder
 
     overrides = {layer: {"jitter": jitter}} if jitter is not None else None
-    config = _config(arch, weights, allow_download, device, fv={**fv, "overrides": overrides})
+    config = _config(arch, weights, allow_download, device, checkpoint, fv={**fv, "overrides": overrides})
     study = Study(config)
     ref = study.layer_ref(layer)
     n_channels = study.tap_channels(ref)
@@ -85,7 +90,7 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
 
 def extract_activations(data: str, out: str, *, arch: str = default("model.arch"), weights: str = default("model.weights"),
                         allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
-                        blocks=default("study.blocks"), o_relu: str = default("study.o_relu"),
+                        checkpoint: str = default("model.checkpoint"), blocks=default("study.blocks"), o_relu: str = default("study.o_relu"),
                         on_bad_image: str | None = None, **activations) -> str:
     """The dataset pass over the image folder ``data`` (class folders or flat) into the HDF5 file
     ``out`` (layout: :mod:`resstream.activations.store`): the centre neuron of every layer the study of
@@ -96,7 +101,7 @@ def extract_activations(data: str, out: str, *, arch: str = default("model.arch"
     from resstream.model.weights import check_weights_available
 
     _refuse_existing(Path(out), "an activations file")
-    config = _config(arch, weights, allow_download, device, study={"blocks": blocks, "o_relu": o_relu},
+    config = _config(arch, weights, allow_download, device, checkpoint, study={"blocks": blocks, "o_relu": o_relu},
                      dataset={"path": str(data), "on_bad_image": on_bad_image}, activations=activations)
     model = config["model"]
     # as Snakemake's main process does before any job: the job itself never downloads
@@ -123,7 +128,8 @@ def _fv_provenance(png: str, channel: int, identity) -> str | None:
 
 def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = default("model.arch"),
                  weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
-                 device: str = default("model.device"), o_relu: str = default("study.o_relu"), **analysis) -> dict:
+                 device: str = default("model.device"), checkpoint: str = default("model.checkpoint"),
+                 o_relu: str = default("study.o_relu"), **analysis) -> dict:
     """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
     status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
     as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3).  Where an
@@ -138,7 +144,7 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     missing = [role for role in ("I", "B") if role not in fv_images]
     if missing:
         raise UserError(f"fv_images lacks the FV of {', '.join(missing)}. Fix: pass {{'I': png, 'B': png, 'O': png}}")
-    config = _config(arch, weights, allow_download, device, study={"o_relu": o_relu}, analysis=analysis)
+    config = _config(arch, weights, allow_download, device, checkpoint, study={"o_relu": o_relu}, analysis=analysis)
     model, identity = _model(config)
     blocks = list(structure(arch))
     taps = block_role_taps(blocks, block, o_relu)

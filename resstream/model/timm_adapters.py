@@ -16,7 +16,6 @@ resnetv2.PreActBottleneck   drop_path              ``downsample`` or input  none
 resnetv2.Bottleneck         drop_path              ``downsample`` or input  ReLU
 convnext.ConvNeXtBlock      drop_path (gamma*mlp)  ``shortcut`` or input    none
 regnet.Bottleneck           drop_path              ``downsample`` or input  ReLU
-regnet.PreBottleneck        drop_path              ``downsample`` or input  none
 ConvBnAct,                  drop_path              input                    none
 DepthwiseSeparableConv,
 InvertedResidual,
@@ -27,7 +26,8 @@ UniversalInvertedResidual
 A ResNetV2 pre-activation block's projection reads the *pre-activated* input (``norm1(x)``), so
 its I is that projection's output, as for every block with a projection.  A RegNet block whose
 ``downsample`` is None has no sum (timm's ``linear_out`` blocks); an EfficientNet-family block
-without ``has_skip`` has none either.
+without ``has_skip`` has none either.  Not supported: RegNet's ``PreBottleneck`` (``preact=True``),
+whose skip path carries ``norm1(x)`` rather than the block input, so its I is no tap of the study.
 """
 
 from __future__ import annotations
@@ -120,7 +120,6 @@ TIMM_ADAPTERS: dict[type, BlockAdapter] = {
     resnetv2.Bottleneck: _adapter(_always, _drop_path, _projection("downsample"), "ReLU"),
     convnext.ConvNeXtBlock: _adapter(_always, _drop_path, _projection("shortcut"), None),
     regnet.Bottleneck: _adapter(_has_downsample, _drop_path, _projection("downsample"), "ReLU"),
-    regnet.PreBottleneck: _adapter(_has_downsample, _drop_path, _projection("downsample"), None),
     effnet.ConvBnAct: _EFFNET,
     effnet.DepthwiseSeparableConv: _EFFNET,
     effnet.InvertedResidual: _EFFNET,

@@ -33,20 +33,21 @@ FAMILY_MODULES: dict[str, tuple[str, ...]] = {
 # Family -> the models resstream records and tests (tests/model/test_timm.py), first = the example.
 TESTED_MODELS: dict[str, tuple[str, ...]] = {
     "timm ResNet": ("resnet18", "resnet50", "seresnext26d_32x4d", "resnetaa34d"),
-    "timm ResNetV2": ("resnetv2_50x1_bit", "resnetv2_18"),
+    "timm ResNetV2": ("resnetv2_50x1_bit", "resnetv2_18", "resnetv2_50"),
     "timm ConvNeXt": ("convnext_tiny", "convnext_atto"),
-    "timm RegNet": ("regnety_008", "regnetx_002"),
+    "timm RegNet": ("regnety_008", "regnetx_002", "regnety_002"),
     "timm EfficientNet/MobileNet": ("efficientnet_b0", "mobilenetv3_large_100", "mobilenetv3_small_050",
-                                    "tf_efficientnetv2_b0", "mobilenetv4_conv_small"),
+                                    "efficientnetv2_rw_t", "mobilenetv4_conv_small"),
 }
 SEMANTICS = {
     "timm ResNet": "BasicBlock/Bottleneck (se, drop_path, anti-aliasing, avg_down): B = drop_path if built "
                    "(drop_path_rate > 0), else se, else bn2/bn3; I = downsample or the block input; ReLU after the sum",
     "timm ResNetV2": "PreActBasic/PreActBottleneck: B = drop_path (conv2/conv3 out); I = downsample (of the "
-                     "pre-activated input) or the block input; nothing after the sum",
+                     "pre-activated input) or the block input; nothing after the sum. Bottleneck (preact=False): "
+                     "B = drop_path (norm3 out); ReLU after the sum",
     "timm ConvNeXt": "ConvNeXtBlock: B = drop_path = gamma * mlp(norm(conv_dw(x))); I = the block input (a stage's "
                      "first block: the stage's downsample output); nothing after the sum",
-    "timm RegNet": "Bottleneck: B = drop_path (conv3 out, after se in RegNetY); I = downsample (a projection) or "
+    "timm RegNet": "Bottleneck (not PreBottleneck): B = drop_path (conv3 out, after se in RegNetY); I = downsample (a projection) or "
                    "the block input; ReLU after the sum",
     "timm EfficientNet/MobileNet": "ConvBnAct/DepthwiseSeparableConv/InvertedResidual/EdgeResidual/"
                                    "UniversalInvertedResidual with has_skip: B = drop_path (ends in BN); I = the "

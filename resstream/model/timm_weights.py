@@ -110,6 +110,7 @@ def _create_from_file(arch: str, path: Path, on_meta: bool = False):
     """``timm.create_model`` loading ``path`` through timm's own loader; a file that does not fit
     raises :class:`WeightsError`."""
     import contextlib
+    import warnings
 
     import torch
 
@@ -120,7 +121,9 @@ def _create_from_file(arch: str, path: Path, on_meta: bool = False):
     import timm
 
     try:
-        with torch.device("meta") if on_meta else contextlib.nullcontext():
+        with torch.device("meta") if on_meta else contextlib.nullcontext(), warnings.catch_warnings():
+            # on meta, copying the file's tensors is a no-op that torch warns about once per tensor
+            warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
             return timm.create_model(f"{name}.{tag}" if tag else name, pretrained=True,
                                      pretrained_cfg_overlay=dict(file=str(path))).eval()
     except Exception as exc:  # RuntimeError (keys, shapes), UnpicklingError, safetensors errors, ...
