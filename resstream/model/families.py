@@ -37,6 +37,7 @@ SEMANTICS = {
     "EfficientNet": "MBConv / FusedMBConv with use_res_connect: B = block (ends in BN; FusedMBConv with expand ratio 1: "
                     "its conv-BN-SiLU); I = the block input; nothing after the sum (o_relu: pre only); blocks without a "
                     "sum are not studied",
+    **timm_models.SEMANTICS,
 }
 # The 1000-way classifier layer (for checkpoints fine-tuned to another number of classes).
 CLASSIFIER = {"ResNet": "fc", "ResNeXt": "fc", "RegNet": "fc", "ConvNeXt": "classifier.2", "MobileNetV2": "classifier.1",
