@@ -2,12 +2,14 @@
 small input), the recorded tables match the networks, planning imports neither torch nor timm, and
 the refusals and weights sources of a timm arch."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from resstream.errors import ConfigError, UserError
 from resstream.model import timm_models
 from resstream.model.blocks import B, D, O_POST, X, TapRef
 from resstream.model.taps import block_taps
@@ -87,3 +89,115 @@ def test_every_timm_block_kind_sums_its_taps(name, kwargs):
             assert (branch < 0).any() and torch.equal(out, torch.relu(total))
         else:
             assert torch.equal(out, total)
+
+
+# -- tables, refusals, weights ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet18", "convnext_atto", "mobilenetv3_small_050"])
+def test_recorded_tables_match_the_network(name):
+    recorded = timm_models.recorded(name)
+    assert recorded is not None, "run make arch-tables"
+    live = timm_models.live_table.__wrapped__(name)
+    assert recorded == json.loads(json.dumps(live))
+
+
+def test_planning_a_timm_arch_imports_neither_torch_nor_timm():
+    code = ("import sys; from resstream.model.structure import structure, map_sizes; "
+            "from resstream.model.families import check_arch; "
+            "assert check_arch('timm:convnext_tiny.fb_in1k') == 'timm ConvNeXt'; "
+            "b = structure('timm:resnet50.a1_in1k'); assert [x.name for x in b][:2] == ['1.0', '1.1']; "
+            "assert map_sizes('timm:resnet50')['2.1'] == (28, 28); "
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
+
+
+SUPPORTED = ("timm ResNet (e.g. timm:resnet18); timm ResNetV2 (e.g. timm:resnetv2_50x1_bit); timm ConvNeXt (e.g. "
+             "timm:convnext_tiny); timm RegNet (e.g. timm:regnety_008); timm EfficientNet/MobileNet (e.g. timm:efficientnet_b0)")
+
+
+@pytest.mark.parametrize("arch,module", [("timm:vgg16", "vgg"), ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vision_transformer")])
+def test_a_timm_model_without_residual_sum_is_refused_naming_the_families(arch, module):
+    from resstream.model.families import check_arch
+
+    with pytest.raises(ConfigError) as err:
+        check_arch(arch)
+    assert str(err.value) == (f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
+                              f"(timm.models.{module}). Fix: choose a timm model of a supported family: {SUPPORTED} "
+                              f"(see: resstream families)")
+
+
+def test_an_unknown_tag_and_torchvision_weights_are_refused():
+    from resstream.model.families import check_arch
+    from resstream.model.weights import check_weights_spec
+
+    with pytest.raises(ConfigError, match=r"timm has no pretrained tag 'v9' for resnet18\. Fix: use one of a1_in1k, "):
+        check_arch("timm:resnet18.v9")
+    with pytest.raises(UserError) as err:
+        check_weights_spec("timm:resnet18", "IMAGENET1K_V1")
+    assert str(err.value) == ("model.weights 'IMAGENET1K_V1' does not fit timm:resnet18: a timm model's weights are "
+                              "'pretrained' (the tag's, through the Hugging Face hub cache), a checkpoint file with "
+                              "model.checkpoint: any, or random:SEED. Fix: set model.weights: pretrained.")
+
+
+def test_offline_without_cached_weights_stops_naming_the_cache(tmp_path, monkeypatch):
+    from resstream.model.weights import check_weights_available
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as err:
+        check_weights_available("timm:resnet18.tv_in1k", "pretrained", allow_download=True)
+    assert str(err.value) == (
+        f"weights timm:resnet18.tv_in1k pretrained are not in the Hugging Face hub cache "
+        f"({tmp_path / 'hub' / 'models--timm--resnet18.tv_in1k'}) and HF_HUB_OFFLINE is set. Fix: run once where the "
+        f"hub is reachable (without HF_HUB_OFFLINE=1), copy that cache folder here (or point HF_HUB_CACHE at a cache "
+        f"holding it), or set model.weights to a local file with model.checkpoint: any; for a test run use "
+        f"model.weights: random:0.")
+
+
+def _state(seed: int):
+    torch.manual_seed(seed)
+    model = timm_models.build("resnet18")
+    randomise_scales(model)
+    return {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def test_pretrained_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
+    """A hub cache laid out as huggingface_hub lays it out, holding a file of known tensors."""
+    from safetensors.torch import save_file
+
+    from resstream.model.weights import file_sha256, load_model
+
+    snapshot = tmp_path / "hub" / "models--timm--resnet18.tv_in1k" / "snapshots" / ("ab" * 20)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("ab" * 20)
+    state = _state(1)
+    save_file(state, snapshot / "model.safetensors")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, identity = load_model("timm:resnet18.tv_in1k", "pretrained", allow_download=False)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert identity.kind == "pretrained" and identity.file_sha256 == file_sha256(snapshot / "model.safetensors")
+    assert identity.label == f"timm:resnet18.tv_in1k pretrained (sha256 {identity.file_sha256[:12]})"
+    assert identity.preprocessing["interpolation"] == "bilinear" and identity.timm_model == "resnet18.tv_in1k"
+
+
+def test_a_checkpoint_of_ones_own_loads_with_checkpoint_any(tmp_path):
+    from resstream.model.weights import check_weights_available, load_model
+
+    state = _state(2)
+    path = tmp_path / "mine.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, path)
+    check_weights_available("timm:resnet18", str(path), allow_download=False, checkpoint="any")
+    model, identity = load_model("timm:resnet18", str(path), checkpoint="any")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items()) and identity.kind == "custom"
+    with pytest.raises(UserError, match=r"^model.weights mine.pth for timm:resnet18: timm publishes no sha256 list"):
+        check_weights_available("timm:resnet18", "mine.pth", allow_download=False)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("layer4")}, wrong)
+    with pytest.raises(UserError) as err:
+        check_weights_available("timm:resnet18", str(wrong), allow_download=False, checkpoint="any")
+    assert str(err.value).startswith(f"model.weights checkpoint {wrong} does not load into timm:resnet18 (")
+    assert "Missing key(s)" in str(err.value) and "\n" not in str(err.value)
