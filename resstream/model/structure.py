@@ -180,16 +180,21 @@ def live_table(arch: str) -> dict:
     }
 
 
-def write_tables(path: Path = TABLES) -> Path:
-    """Record every supported architecture's tables under the installed torchvision (one arch per
-    line, so that a torchvision upgrade shows as a readable diff); written atomically."""
-    lines = [f'  "{arch}": {json.dumps(live_table(arch), separators=(",", ":"))}' for arch in ARCHS]
-    text = (f'{{"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
-            f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())},\n'
-            ' "archs": {\n' + ",\n".join(lines) + "\n}}\n")
+def write_recorded(path: Path, header: str, section: str, tables: dict[str, dict]) -> Path:
+    """A tables file: ``{header, "section": {key: table, ...}}`` with one table per line (an upgrade
+    shows as a readable diff); written atomically."""
+    lines = [f'  "{key}": {json.dumps(table, separators=(",", ":"))}' for key, table in tables.items()]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    tmp.write_text("{" + header + f',\n "{section}": {{\n' + ",\n".join(lines) + "\n}}\n")
     tmp.replace(path)
+    return path
+
+
+def write_tables(path: Path = TABLES) -> Path:
+    """Record every supported architecture's tables under the installed torchvision."""
+    header = (f'"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
+              f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())}')
+    write_recorded(path, header, "archs", {arch: live_table(arch) for arch in ARCHS})
     _recorded_file.cache_clear()
     return path
 

@@ -215,17 +215,12 @@ def live_table(name: str) -> dict:
 
 
 def write_tables(path: Path = TABLES) -> Path:
-    """Record every tested timm model's tables (one model per line); written atomically."""
-    from resstream.model.structure import BLOCK_FIELDS, torchvision_release
+    """Record every tested timm model's tables under the installed timm and torchvision."""
+    from resstream.model.structure import BLOCK_FIELDS, torchvision_release, write_recorded
 
-    names = [n for models in TESTED_MODELS.values() for n in models]
-    lines = [f'  "{n}": {json.dumps(live_table(n), separators=(",", ":"))}' for n in names]
-    text = (f'{{"timm": "{_installed_timm()}", "torchvision": "{torchvision_release()}", "input_size": '
-            f'{RECORDED_INPUT_SIZE},\n "block_fields": {json.dumps(BLOCK_FIELDS)},\n "models": {{\n'
-            + ",\n".join(lines) + "\n}}\n")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    header = (f'"timm": "{_installed_timm()}", "torchvision": "{torchvision_release()}", "input_size": '
+              f'{RECORDED_INPUT_SIZE},\n "block_fields": {json.dumps(BLOCK_FIELDS)}')
+    write_recorded(path, header, "models", {n: live_table(n) for models in TESTED_MODELS.values() for n in models})
     _recorded_file.cache_clear()
     return path
 
