@@ -80,6 +80,9 @@ class WeightsIdentity:
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        for key in ("timm_model", "preprocessing"):  # a torchvision arch's record stays as it was
+            if d[key] is None:
+                del d[key]
         d["pretrained"] = self.pretrained
         d["label"] = self.label
         return d
