@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup browser sample demo test lint bench gpu-check clean-demo arch-tables
+.PHONY: setup browser sample demo test docs lint bench gpu-check clean-demo arch-tables
 
 setup: $(STAMP)
 
@@ -50,6 +50,12 @@ demo: sample
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict makes a broken link or a missing page an
+# error. docs/configuration.md and docs/troubleshooting.md are generated from the schema and the code
+# while it builds (docs/hooks.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: sample
 	$(BIN)/snakemake --lint --configfile demo.yaml

@@ -6,6 +6,14 @@ from snakemake.utils import min_version
 # localrule:, rule name: in loops, --set-resource-scopes and the default-target rule below
 min_version("9.0")
 
+import sys
+
+sys.path.insert(0, workflow.basedir)
+from resstream.workflow.smk import check_yaml_or_exit
+
+# a broken config.yaml: one line naming its line (Snakemake's own message names no line)
+check_yaml_or_exit("config.yaml")
+
 
 configfile: "config.yaml"
 

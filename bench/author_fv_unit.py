@@ -1,4 +1,4 @@
-"""The author's way, one unit per process (spec §2, center_lucent_optimize.py): lucent render_vis,
+"""The author's way, one unit per process (docs/method.md#feature-visualizations, center_lucent_optimize.py): lucent render_vis,
 batch 1, the spec's transforms, objective neuron(layer, c), Adam lr 0.05, ImageNet normalisation.
 Used by bench_fv.py only. Prints the final image as .npy to the given path."""
 

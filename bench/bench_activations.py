@@ -2,7 +2,7 @@
 
 * resstream: ``extract_activations`` end to end (DataLoader decoding in workers, ONE forward per
   batch that stops after the deepest tap and reads all 18 layers, HDF5 writing, top-k).
-* author (spec §8, §12): every image decoded once and held in RAM, then for each of the 18 layers one
+* author (docs/method.md#imagenet-variant-a3, docs/performance.md): every image decoded once and held in RAM, then for each of the 18 layers one
   full network pass over all of them with a forward hook that copies the layer's map (as
   thingsvision does), keeping the centre neuron.
 
@@ -78,7 +78,7 @@ def run_one(which: str, args) -> dict:
         config = validate_config({
             "model": {"weights": "random:0", "device": "cpu", "allow_download": False},
             "dataset": {"path": str(root)},
-            "study": {"o_relu": "post"},  # the paper-era code's 18 layers (spec §1)
+            "study": {"o_relu": "post"},  # the paper-era code's 18 layers (docs/method.md#taps-i-b-and-o)
             "activations": {"batch_size": args.batch_size, "workers": args.workers, "log_every": 10**6},
         })
         layers = Study(config).activation_layers()

@@ -41,7 +41,7 @@ LAYERS = {"I": "layer4.0.prerelu_out", "B": "layer4.1.bn2", "O": "layer4.1.prere
 PAPER_UNITS = 4672
 SETTINGS = {"channel_fvs": ["O"], "fv_px": 160, "top9_px": 240, "row_px": 48, "jpeg_quality": 85}
 ANALYSIS = {k: v for k, v in validate_config({})["analysis"].items() if k in TABLE_SETTINGS}  # the schema's defaults
-WEIGHTS = {"arch": "resnet18", "source": "random:0", "kind": "random", "pretrained": False,
+WEIGHTS = {"arch": "resnet18", "source": "random:0", "kind": "random", "weights_source": "random",
            "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained) [benchmark tables]"}
 
 

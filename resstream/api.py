@@ -2,15 +2,15 @@
 
 Each function builds the workflow's configuration from its arguments (unset settings take the
 schema's defaults, exactly as in the workflow) and calls the code the Snakemake jobs call, so seeds,
-numbers and files are the same:
+numbers and files are the same.  Every function that loads the network takes ``weights`` and
+``checkpoint`` as ``model.weights`` and ``model.checkpoint``: ``checkpoint="any"`` accepts a
+checkpoint file of one's own, recorded by its sha256 as the workflow records it.
 
 * :func:`render_fv`: centre-neuron FVs of channels of one layer, written like an FV chunk job's
   folder (``unit{c:04d}.png`` + ``fv.h5``);
 * :func:`extract_activations`: the dataset pass, one ``activations.h5``;
 * :func:`unit_metrics`: one unit's M, m, n, SM and pass flags from its FV images;
 * :func:`block_layers`: the layer names of a block's I, B and O.
-
-``checkpoint="any"`` reads ``weights`` as a checkpoint file of one's own (``model.checkpoint``).
 """
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ from resstream.workflow.schema import default
 log = logging.getLogger("resstream.api")
 
 
-def _config(arch: str, weights: str, allow_download: bool, device: str, checkpoint: str = default("model.checkpoint"),
-            **sections) -> dict:
+def _config(arch: str, weights: str, allow_download: bool, device: str, checkpoint: str, **sections) -> dict:
     """A validated workflow config (defaults filled in); ``sections`` drop their ``None`` values."""
     from resstream.workflow.config import validate_config
 
-    config = {"model": {"arch": arch, "weights": weights, "allow_download": allow_download, "device": device,
-                        "checkpoint": checkpoint}}
+    config = {"model": {"arch": arch, "weights": weights, "checkpoint": checkpoint, "allow_download": allow_download,
+                        "device": device}}
     for name, values in sections.items():
         config[name] = {k: v for k, v in values.items() if v is not None}
     config.setdefault("dataset", {}).setdefault("path", None)
@@ -46,8 +45,12 @@ def _model(config: dict):
 
 
 def _refuse_existing(path: Path, what: str) -> None:
+    """Before any work: ``path`` holds nothing yet and can be created."""
+    from resstream.output_place import check_output_place
+
     if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise UserError(f"{path} already holds {what}; nothing was computed. Fix: delete it or choose another output")
+    check_output_place(path, "--out")
 
 
 def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -> dict[str, str]:
@@ -59,8 +62,8 @@ def block_layers(arch: str, block: str, o_relu: str = default("study.o_relu")) -
 
 
 def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default("model.arch"),
-              weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
-              device: str = default("model.device"), checkpoint: str = default("model.checkpoint"),
+              weights: str = default("model.weights"), checkpoint: str = default("model.checkpoint"),
+              allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
               objective: str = "center", jitter: int | None = None, **fv):
     """Centre-neuron FVs (``objective="channel"``: whole-map mean) of ``channels`` of ``layer``,
     written to the folder ``out`` as the FV stage writes a chunk; returns the
@@ -68,14 +71,17 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
 
     ``fv``: the config's ``fv`` settings (``steps``, ``lr``, ``seed``, ``hook``, ``rf_crop``, ``bf16``,
     ``tf32``, ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
-    ``jitter`` the layer's default (spec §2) unless given."""
+    ``jitter`` the layer's default (docs/method.md#feature-visualizations) unless given."""
     from resstream.workflow.plan import Study
     from resstream.fv.job import render_fv_folder
 
-    overrides = {layer: {"jitter": jitter}} if jitter is not None else None
-    config = _config(arch, weights, allow_download, device, checkpoint, fv={**fv, "overrides": overrides})
+    config = _config(arch, weights, allow_download, device, checkpoint, fv=fv)
     study = Study(config)
     ref = study.layer_ref(layer)
+    if jitter is not None:  # an override of the layer's block, which must then be a studied one
+        config = _config(arch, weights, allow_download, device, checkpoint, study={"blocks": [ref.block]},
+                         fv={**fv, "overrides": {ref.block: {"jitter": jitter}}})
+        study = Study(config)
     n_channels = study.tap_channels(ref)
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad or not channels:
@@ -89,8 +95,9 @@ def render_fv(layer: str, channels: list[int], out: str, *, arch: str = default(
 
 
 def extract_activations(data: str, out: str, *, arch: str = default("model.arch"), weights: str = default("model.weights"),
+                        checkpoint: str = default("model.checkpoint"),
                         allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
-                        checkpoint: str = default("model.checkpoint"), blocks=default("study.blocks"), o_relu: str = default("study.o_relu"),
+                        blocks=default("study.blocks"), o_relu: str = default("study.o_relu"),
                         on_bad_image: str | None = None, **activations) -> str:
     """The dataset pass over the image folder ``data`` (class folders or flat) into the HDF5 file
     ``out`` (layout: :mod:`resstream.activations.store`): the centre neuron of every layer the study of
@@ -127,12 +134,12 @@ def _fv_provenance(png: str, channel: int, identity) -> str | None:
 
 
 def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = default("model.arch"),
-                 weights: str = default("model.weights"), allow_download: bool = default("model.allow_download"),
-                 device: str = default("model.device"), checkpoint: str = default("model.checkpoint"),
+                 weights: str = default("model.weights"), checkpoint: str = default("model.checkpoint"),
+                 allow_download: bool = default("model.allow_download"), device: str = default("model.device"),
                  o_relu: str = default("study.o_relu"), **analysis) -> dict:
     """One unit's row of the FV metric table (M, M_raw, mix_group, m, n, SM, pass_all, pass_nomix,
     status and the raw readings) from its FV images ``{"I": png, "B": png, "O": png}``, measured
-    as the workflow measures them.  Only X_I and X_B enter the metrics (spec §3).  Where an
+    as the workflow measures them.  Only X_I and X_B enter the metrics (docs/method.md#measurements).  Where an
     ``fv.h5`` lies beside an image (an FV job's or :func:`render_fv`'s folder), it must name the
     same weights, and its FV status enters ``status``.  ``analysis``: ``mix_factor``,
     ``scale_rule``, ``mix_rules``, ``scale_sign`` (defaults: the workflow's)."""

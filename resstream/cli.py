@@ -3,12 +3,17 @@ output formats as the jobs.
 
 Each subcommand is registered with :func:`command` (its arguments) and runs as a function of the
 parsed arguments.  Bad arguments and known problems (:class:`~resstream.errors.UserError`) end with
-one line ``resstream: <problem>`` and exit status 2; a finished command exits 0.
+one line ``resstream: <problem>`` and exit status 2; a file the system refuses (a full disk, a
+folder that vanished) also ends with one line naming it; a finished command exits 0.  Output cut
+off by its reader (``resstream info ARCH | head``) ends quietly, as coreutils do, and Ctrl-C with
+one line and status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable
 
@@ -16,6 +21,9 @@ from resstream.errors import UserError
 from resstream.workflow.schema import section_defaults, section_properties
 
 USAGE_ERROR = 2
+MAX_CHANNEL = 65535  # far above any supported layer's width; a typo like 0-9999999999 must not fill the memory
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+PIPE_CLOSED = 141  # 128 + SIGPIPE, what coreutils' commands end with when their reader has gone
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,11 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UserError("resstream: name a command (see resstream --help)")
-        return int(COMMANDS[args.command][2](args) or 0)
+        status = int(COMMANDS[args.command][2](args) or 0)
+        sys.stdout.flush()  # here, not at exit, so that a reader gone meanwhile is caught below
+        return status
     except UserError as exc:
-        message = str(exc)
-        print(message if message.startswith("resstream") else f"resstream: {message}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail(str(exc), USAGE_ERROR)
+    except BrokenPipeError:
+        # the reader (head, less) has gone: stop quietly; further writes (the flush at exit) go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return PIPE_CLOSED
+    except KeyboardInterrupt:
+        return _fail("interrupted; no output was published", INTERRUPTED)
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return _fail(f"{exc.filename}: {exc.strerror or exc}. Fix: check that path: a folder above it may be missing, "
+                     f"not writable or full", 1)
+
+
+def _fail(message: str, status: int) -> int:
+    print(message if message.startswith("resstream") else f"resstream: {message}", file=sys.stderr)
+    return status
 
 
 # -- families ----------------------------------------------------------------------------------------
@@ -87,7 +111,7 @@ def families(args: argparse.Namespace) -> None:
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("arch", help="a torchvision architecture, e.g. resnet18, or a timm model, e.g. timm:resnet50.a1_in1k")
-    p.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--size", type=_positive_int, default=224, help="input size in pixels (default 224)")
 
 
 @command("info", "the blocks of an architecture: layers, channels and map sizes", _info_arguments)
@@ -106,7 +130,11 @@ def info(args: argparse.Namespace) -> None:
     from resstream.model import blocks as blk
     from resstream.model.structure import map_sizes
 
-    sizes = map_sizes(args.arch, args.size)
+    try:
+        sizes = map_sizes(args.arch, args.size)
+    except RuntimeError as exc:  # torch: the input shrinks below a kernel somewhere in the network
+        raise UserError(f"--size {args.size} is too small for {args.arch} ({str(exc).splitlines()[0][:160]}). Fix: give a "
+                        f"larger --size (the study uses 224)") from None
     print(f"{args.arch}: {len(study.blocks)} blocks; studied by default: {', '.join(study.study_blocks)}")
     width = max(6, *(len(info.name) for info in study.blocks))
     print(f"{'block':<{width}} {'class':<18} {'skip':<10} {'I':<24} {'B':<16} {'O (o_relu: pre)':<22} {'channels':>8} {'map':>7}")
@@ -130,11 +158,12 @@ def _channel_list(text: str) -> list[int]:
         for part in text.split(","):
             first, _, last = part.strip().partition("-")
             lo, hi = int(first), int(last or first)
-            if lo < 0 or hi < lo:
+            if lo < 0 or hi < lo or hi > MAX_CHANNEL:
                 raise ValueError
             channels.extend(range(lo, hi + 1))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a channel list; write e.g. 0-7, 5 or 0,3,8-11") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a channel list of channels 0..{MAX_CHANNEL}; write e.g. "
+                                         f"0-7, 5 or 0,3,8-11") from None
     return sorted(set(channels))
 
 
@@ -148,19 +177,43 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int:
+    """At most the CPUs this process may use: far more threads than that only slow torch down, and
+    a typo (999999) would crash the process while it starts them."""
+    value = _positive_int(text)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"'{text}' is more threads than the {cpus} CPUs this command may use")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number > 0")
+    return value
+
+
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     model = section_properties("model")
     p.add_argument("--arch", default=model["arch"]["default"], metavar="ARCH",
                    help="a torchvision residual CNN (default %(default)s; see: resstream families, resstream info ARCH)")
     p.add_argument("--weights", default=model["weights"]["default"],
                    help="torchvision weights name, a checkpoint path, or random:SEED (default %(default)s)")
+    p.add_argument("--checkpoint", choices=model["checkpoint"]["enum"], default=model["checkpoint"]["default"],
+                   help="what a --weights file may hold: torchvision's published file (default, sha256 checked) or any "
+                        "checkpoint of your own of --arch (recorded by its sha256), as model.checkpoint")
     p.add_argument("--offline", action="store_true", help="never download weights (model.allow_download: false)")
     p.add_argument("--device", choices=model["device"]["enum"], default=model["device"]["default"], help="default %(default)s")
-    p.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=_thread_count, help="torch threads, at most the CPUs available (default: torch's)")
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
-    return {"arch": args.arch, "weights": args.weights, "allow_download": not args.offline, "device": args.device}
+    return {"arch": args.arch, "weights": args.weights, "checkpoint": args.checkpoint, "allow_download": not args.offline,
+            "device": args.device}
 
 
 def _start_work(args: argparse.Namespace) -> None:
@@ -203,8 +256,8 @@ def _fv_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder for unit{c:04d}.png and fv.h5 (must not hold files)")
     fv = section_defaults("fv")
     p.add_argument("--steps", type=_positive_int, help=f"optimisation steps (default: the workflow's, {fv['steps']})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {fv['lr']})")
-    p.add_argument("--jitter", type=int, help="transform jitter in pixels (default: the layer's, spec §2)")
+    p.add_argument("--lr", type=_positive_number, help=f"Adam learning rate (default {fv['lr']})")
+    p.add_argument("--jitter", type=int, help="transform jitter in pixels (default: the layer's, docs/method.md#feature-visualizations)")
     p.add_argument("--seed", type=int, help=f"base seed; each unit derives its own (default {fv['seed']})")
     p.add_argument("--hook", choices=section_properties("fv")["hook"]["enum"], help=f"default {fv['hook']}")
     p.add_argument("--objective", choices=["center", "channel"], default="center",

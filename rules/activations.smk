@@ -1,4 +1,4 @@
-# Dataset activations (spec §6, §8, §13): one streaming pass over dataset.path tapping every layer of
+# Dataset activations (docs/method.md#imagenet-variant-a3): one streaming pass over dataset.path tapping every layer of
 # the study, the top-k images of every unit, and one job per layer drawing the exemplar grids of its
 # studied units. params hold only what changes the results: batch size, workers and threads are
 # resources (how the job runs), so they rerun nothing.

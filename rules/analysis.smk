@@ -1,4 +1,4 @@
-# Stage 3: measurements, metric tables, summary and Figs 1-8 (spec §3-§8).
+# Stage 3: measurements, metric tables, summary and Figs 1-8 (docs/method.md).
 # Per block: measure (heavy: forwards of FVs / top-9 images) -> metric table (cheap; holds the
 # analysis settings as params, so changing mix_factor or scale_rule never re-measures).
 # Figures and summary.json read only the tables (and the pictures they show); the eight figure
@@ -37,7 +37,7 @@ ALL_EXEMPLAR_DIRS = sorted(
 report: "../report/workflow.rst"
 
 
-# The two measurements of a block (on its FVs, spec §3; on the dataset's top images, spec §4): one
+# The two measurements of a block (on its FVs, docs/method.md#measurements; on the dataset's top images, docs/method.md#imagenet-variant-a3): one
 # rule each, the same job but for what it reads (the FV measurement also reads the block's FVs).
 for stimulus in ("fv", "imagenet"):
 
@@ -164,6 +164,8 @@ rule paper_check:
         f"{ENVS}/torch.yaml"
     params:
         blocks=STUDY.study_blocks,
+        block_channels={b: STUDY.block_info(b).channels for b in STUDY.study_blocks},
+        readings=ANALYSIS["scorecard"],
         code=code("paper_check.py"),
     script:
         "../scripts/paper_check.py"

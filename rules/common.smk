@@ -26,8 +26,14 @@ from resstream.workflow.paths import (  # noqa: E402
 from resstream.workflow.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
+    needs_run_lock,
+    maintenance_requested,
+    move_damaged_outputs_or_exit,
     report_requested,
+    take_run_lock_or_exit,
 )
+from resstream.workflow.refusals import keep_refused_outputs  # noqa: E402
+from resstream.workflow.run_lock import release_results_lock  # noqa: E402
 from resstream.model.weights import model_param  # noqa: E402
 from resstream.model.blocks import ROLES  # noqa: E402
 
@@ -40,6 +46,15 @@ coerce_command_line(config, workflow.config_settings.config)
 STUDY = check_config_or_exit(
     config, workflow.basedir, preflight=workflow.is_main_process
 )
+
+# One run per results folder: Snakemake's main process takes the results folder's lock before it plans
+# (a second run, from any working folder, stops here with one line naming the first), keeps it to the
+# end (released in onsuccess/onerror and at exit) and makes Ctrl-C stop the jobs it started.
+if workflow.is_main_process and needs_run_lock(workflow.output_settings.dryrun):
+    take_run_lock_or_exit(STUDY.config["results"])
+
+# Snakemake removes a failed job's outputs; not one its job refused to overwrite (written by another)
+keep_refused_outputs()
 
 # What a run reads (weights, dataset, device) is checked only where it is read: a dry run reports
 # here, without fetching; a real run checks in onstart (below), before any job starts and before
@@ -64,8 +79,13 @@ if REPORT:
 
 
 onsuccess:
+    release_results_lock(STUDY.config["results"])
     if REPORT == "after-run":
         config["report_facts"] = report_facts(STUDY)
+
+
+onerror:
+    release_results_lock(STUDY.config["results"])
 
 
 RESULTS = STUDY.config["results"]
@@ -74,7 +94,12 @@ RESULTS = STUDY.config["results"]
 if workflow.is_main_process:
     for line in move_renamed_outputs(RESULTS):
         print(f"resstream: {line}", file=sys.stderr)
-# What a job is handed (README "What reruns"): params hold everything that changes its outputs,
+# A damaged HDF5 output a job reads (activations.h5, a chunk's fv.h5) is moved aside and the run
+# stops, before Snakemake plans: it never removes the finished outputs of jobs that would then fail
+# on it (resstream/workflow/smk.py); commands that run no job leave it for a run.
+if workflow.is_main_process and not maintenance_requested():
+    move_damaged_outputs_or_exit(STUDY, dry_run=workflow.output_settings.dryrun)
+# What a job is handed (docs/reruns.md "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.
 # the network a job loads: arch, weights spec, checkpoint kind (+ the file's sha256 for one's own)

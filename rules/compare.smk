@@ -1,15 +1,17 @@
 # Cross-model comparison (resstream/compare/runs.py): the summary.json and FV metric tables of several
-# finished runs (compare.runs: {name: results folder}) side by side by relative depth. Inactive
-# unless compare.runs lists a run; a listed folder that is this run's RESULTS is built first.
+# finished runs (compare.runs: {name: results folder}) side by side by relative depth, in a folder of
+# compare.results named after the runs (resnet18+resnet50), so one comparison never replaces another.
+# Inactive unless compare.runs lists a run; a listed folder that is this run's RESULTS is built first.
 import os
 
 from resstream.analysis.summary import summary_json
-from resstream.compare.runs import compare_outputs
+from resstream.compare.runs import compare_outputs, comparison_folder
 
 COMPARE = STUDY.config["compare"]
 
 if COMPARE["runs"]:
-    COMPARE_OUT = compare_outputs(COMPARE["results"])
+    COMPARE_DIR = comparison_folder(COMPARE["results"], COMPARE["runs"])
+    COMPARE_OUT = compare_outputs(COMPARE_DIR)
 
     rule compare_models:
         input:
@@ -26,7 +28,7 @@ if COMPARE["runs"]:
             runs=COMPARE_OUT["runs"],
             by_depth=COMPARE_OUT["by_depth"],
         log:
-            f"{COMPARE['results']}/logs/compare.log",
+            f"{COMPARE['results']}/logs/{os.path.basename(COMPARE_DIR)}.log",
         localrule: True
         conda:
             f"{ENVS}/torch.yaml"

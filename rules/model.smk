@@ -1,4 +1,4 @@
-# Stage 0: the model card (spec §1 layer table + weights identity). Fails first when weights are missing.
+# Stage 0: the model card (docs/method.md#taps-i-b-and-o layer table + weights identity). Fails first when weights are missing.
 from resstream.model.card import card_facts
 from resstream.workflow.job_resources import small_job_mem_mb, small_job_runtime
 

@@ -13,5 +13,7 @@ script_main(
         dict(zip(blocks, snakemake.input.imagenet)),
         {"csv": out.csv, "md": out.md, "html": out.html},
         snakemake.input.claims,
+        block_channels=snakemake.params.block_channels,
+        readings=snakemake.params.readings,
     ),
 )

@@ -60,3 +60,39 @@ def test_unit_metrics_refuse_fvs_of_other_weights(study_fvs):
     images = {role: fv_png(results, layer, "c0000-0063", 0) for role, layer in block_layers("resnet18", "2.1").items()}
     with pytest.raises(AnalysisError, match=r"fv\.h5 was made with weights 'resnet18 RANDOM WEIGHTS \(random:0"):
         unit_metrics("2.1", 0, images, weights="random:1", device="cpu")
+
+
+def test_every_entry_that_loads_weights_takes_a_checkpoint_of_ones_own(tmp_path, sample_dir, study_fvs):
+    """``checkpoint="any"``, as model.checkpoint: any: extract_activations writes what the
+    activations job writes for that config (the file's sha256 recorded alike), and unit_metrics
+    refuses FVs of other weights, as it does for any other network."""
+    import hashlib
+    import json
+
+    import h5py
+    import torch
+
+    from helpers.job_calls import run_pass
+    from helpers.workflow import assert_same_h5, link_images
+    from resstream.api import extract_activations
+    from resstream.model.weights import load_model
+
+    model, _ = load_model("resnet18", "random:0")
+    weights = tmp_path / "own.pth"
+    torch.save({k: v * 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}, weights)
+    data = link_images(sample_dir, tmp_path / "data", 3)
+    out = extract_activations(str(data), str(tmp_path / "api.h5"), weights=str(weights), checkpoint="any",
+                              device="cpu", blocks=["1.1"], workers=0, batch_size=2)
+    config = validate_config({"model": {"weights": str(weights), "checkpoint": "any", "device": "cpu"},
+                              "study": {"blocks": ["1.1"]}, "dataset": {"path": str(data)},
+                              "activations": {"batch_size": 2, "workers": 0}})
+    run_pass(config, str(tmp_path / "job.h5"))
+    assert_same_h5(out, tmp_path / "job.h5")
+    with h5py.File(out) as f:
+        identity = json.loads(f.attrs["weights"])
+    assert (identity["kind"], identity["file_sha256"]) == ("custom", hashlib.sha256(weights.read_bytes()).hexdigest())
+
+    study, results = study_fvs
+    images = {role: fv_png(results, layer, "c0000-0063", 0) for role, layer in block_layers("resnet18", "2.1").items()}
+    with pytest.raises(AnalysisError, match="custom checkpoint own.pth"):
+        unit_metrics("2.1", 0, images, weights=str(weights), checkpoint="any", device="cpu")

@@ -1,4 +1,4 @@
-"""Exemplar grids (spec §8): per studied unit a 3 x 3 grid of its top-9 dataset images, best first,
+"""Exemplar grids (docs/method.md#imagenet-variant-a3): per studied unit a 3 x 3 grid of its top-9 dataset images, best first,
 and per layer ``exemplars.csv`` listing them; one job per layer.  No torch: the 224-px views are
 made with PIL exactly as torchvision makes them (:func:`resstream.data.image_folder.view_pixels`)."""
 

@@ -1,10 +1,10 @@
-"""Dataset activations (spec §6, §8, §13): one streaming pass over an image folder that reads the
+"""Dataset activations (docs/method.md#top-k-and-ties, docs/method.md#imagenet-variant-a3): one streaming pass over an image folder that reads the
 centre neuron of every studied layer at once (the ``activations`` job, :func:`extract_activations`).
 The file it writes: :mod:`resstream.activations.store`; the top-k rule: :mod:`resstream.activations.topk`;
 the exemplar grids drawn from it: :mod:`resstream.activations.exemplars`.
 
 The author ran one full ImageNet pass per layer (18 of them) and held all 50,000 float images in RAM
-(spec §12).  Here every batch goes through ONE forward that stops after the deepest tapped block
+(that is why their pass took hours).  Here every batch goes through ONE forward that stops after the deepest tapped block
 (:func:`resstream.model.taps.block_taps`) and only the centre activations leave the batch, so memory is
 bounded by the batch whatever the dataset size.  Nothing is random, so a resumed file holds the same
 values as an uninterrupted one.

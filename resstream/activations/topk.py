@@ -1,4 +1,4 @@
-"""The top-k images of every unit, kept while the rows stream by (spec §8).
+"""The top-k images of every unit, kept while the rows stream by (docs/method.md#imagenet-variant-a3).
 
 Tie rule: value descending; among equal values the HIGHER image index comes first, which is what
 the author's ``torch.sort(descending=True)`` gave.  Current CPU torch is not consistent about ties
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TIE_RULE = "value descending; among equal values the higher image index first (author's torch.sort, spec §8); NaN never chosen"
+TIE_RULE = "value descending; among equal values the higher image index first (author's torch.sort, docs/method.md#imagenet-variant-a3); NaN never chosen"
 
 
 def _rank_rows(values: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Figs 1-8 of the paper, drawn from the per-block tables (``resstream.analysis.summary``), never recomputed.
 
 Every figure is titled by block, saved as PNG and PDF, names the weights in its title, and carries
-a large "RANDOM WEIGHTS — not pretrained" mark whenever the weights are not pretrained, so a demo
+a large "RANDOM WEIGHTS — not pretrained" mark whenever the weights are random (``weights_source``), so a demo
 figure cannot pass for a result, and a "CUSTOM CHECKPOINT — not torchvision's weights" mark when
 they come from a checkpoint of one's own (``model.checkpoint: any``).  Image grids (Figs 1, 6, 7, 8) read the FV PNGs, the
 channel-FV PNGs and the exemplar grids from the folders the figure's job was given (its inputs);
@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from resstream.analysis import metrics  # noqa: E402
+from resstream.model.weights_source import weights_source  # noqa: E402
 from resstream.workflow.paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
 
 RANDOM_MARK = "RANDOM WEIGHTS — not pretrained"
@@ -41,8 +42,9 @@ def weights_label(weights: dict | None) -> str:
     return weights.get("label") or f"{weights.get('arch')} {weights.get('source')}"
 
 
-def is_pretrained(weights: dict | None) -> bool:
-    return bool(weights and weights.get("pretrained"))
+def is_trained(weights: dict | None) -> bool:
+    """Weights that are not random (torchvision's or a checkpoint of one's own)."""
+    return weights_source(weights) != "random"
 
 
 def is_custom(weights: dict | None) -> bool:
@@ -51,9 +53,11 @@ def is_custom(weights: dict | None) -> bool:
 
 
 def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[str]:
-    """Title with the weights, the random-weights mark where due, save PNG + PDF; return the texts."""
+    """Title with the weights, the random-weights mark where due, save PNG + PDF; return the texts.
+    The PNG is in 256 adaptive colours: a third of the bytes of full colour for the picture grids
+    (the report embeds every PNG), no visible change at this size; the PDF keeps full colour."""
     fig.suptitle(f"{title}\n{weights_label(weights)}", fontsize=11)
-    if not is_pretrained(weights):
+    if not is_trained(weights):
         fig.text(0.5, 0.5, RANDOM_MARK, color="red", alpha=0.35, fontsize=28, fontweight="bold",
                  ha="center", va="center", rotation=20, transform=fig.transFigure, zorder=1000)
         fig.text(0.01, 0.005, RANDOM_MARK, color="red", fontsize=10, fontweight="bold", ha="left", va="bottom")
@@ -68,6 +72,9 @@ def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[st
     fig.savefig(png, dpi=110)
     fig.savefig(pdf)
     plt.close(fig)
+    with Image.open(png) as full:
+        reduced = full.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    reduced.save(png, optimize=True)
     return texts
 
 
@@ -265,7 +272,9 @@ def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, t
 
     ``rows``: dicts with ``block``, ``channel`` and ``label`` (shown on the left)."""
     n = max(1, len(rows))
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * len(columns) + 1.6, 1.9 * n + 1.3), squeeze=False)
+    row_in = grid_row_inches(n)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * row_in / 1.9 * len(columns) + 1.6, row_in * n + 1.3),
+                             squeeze=False)
     if not rows:
         for ax in axes.flat:
             ax.axis("off")
@@ -287,8 +296,21 @@ def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, t
                 ax.set_title(f"{COLUMN_TITLES[kind]} {role}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(row["label"], fontsize=7, rotation=0, ha="right", va="center", labelpad=8)
-    fig.tight_layout(rect=(0.02, 0.02, 1, 1 - 1.0 / (1.9 * n + 1.3)))
+    fig.tight_layout(rect=(0.02, 0.02, 1, 1 - 1.0 / (row_in * n + 1.3)))
     return finish(fig, title, weights, png, pdf)
+
+
+# A channel grid fits about a page, as the paper's Fig 8 (21 rows) does: rows shrink from 1.9 in
+# towards 0.8 in as they grow in number, so a grid's PNG stays near a million pixels instead of
+# growing with its rows (Fig 8 of 7 blocks was 1298 x 4114 px, 7 MB). The PDF keeps each picture
+# at its full resolution for zooming; the atlas has every unit full size.
+GRID_ROWS_INCHES = 16.0
+GRID_ROW_INCHES = (0.8, 1.9)  # smallest, largest
+
+
+def grid_row_inches(rows: int) -> float:
+    smallest, largest = GRID_ROW_INCHES
+    return min(largest, max(smallest, GRID_ROWS_INCHES / max(1, rows)))
 
 
 def _row(block: str, df, channel: int, extra: str = "") -> dict:

@@ -1,9 +1,9 @@
-"""Centre activations of a block's I, B and O to its FVs (spec §3, §7) and to top-9 images (§8 A.3).
+"""Centre activations of a block's I, B and O to its FVs (docs/method.md#measurements) and to top-9 images (docs/method.md#imagenet-variant-a3).
 
 FV stimuli are the saved 8-bit PNGs, reloaded exactly as the author did (PIL -> ToTensor ->
 Normalize, no resize), so a user can re-measure what they see.  Each stimulus image goes through
 ONE truncated forward that taps I, B and O together (:func:`resstream.model.taps.block_taps`, copying
-taps); channel c's value is read from the row of its own stimulus.  The scale transforms of §7 act
+taps); channel c's value is read from the row of its own stimulus.  The scale transforms (docs/method.md#scale-invariance) act
 on the *normalised* tensor, batched over channels:
 
 * ``S    = Resize(224) o CenterCrop(112)``       (bilinear, ``antialias=False`` like torchvision 0.15)
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("I", "B", "O")
 
-# Spec §7; antialias pinned off (torchvision >= 0.17 defaults to True, the author's 0.15 did not).
+# S and S^-1 (docs/method.md#scale-invariance); antialias pinned off (torchvision >= 0.17 defaults to True, the author's 0.15 did not).
 SCALE_UP = transforms.Compose([transforms.CenterCrop(112), transforms.Resize(224, antialias=False)])
 SCALE_DOWN = transforms.Compose([transforms.Resize(112, antialias=False), transforms.Pad(56, padding_mode="reflect")])
 
@@ -78,7 +78,7 @@ def block_role_taps(blocks: list[blk.BlockInfo], block: str, o_relu: str) -> dic
 
 def o_relu_taps(blocks: list[blk.BlockInfo], block: str) -> dict[str, blk.TapRef]:
     """O and I read both ways, ``{"O_pre", "O_post", "I_pre", "I_post"}``: A.3 averages O over nine
-    images, where pre-ReLU sums can be negative, so its M depends on ``o_relu`` (spec §13)."""
+    images, where pre-ReLU sums can be negative, so its M depends on ``o_relu`` (docs/method.md#the-paper-and-the-authors-code)."""
     return {f"{role}_{variant}": blk.role_tap(blocks, block, role, variant) for role in ("O", "I") for variant in blk.O_RELU_CHOICES}
 
 
@@ -120,7 +120,7 @@ def pick(values: np.ndarray, channels) -> np.ndarray:
 
 def weight_magnitudes(model, info: blk.BlockInfo, channels) -> tuple[np.ndarray, np.ndarray]:
     """``(|gamma_c| of the branch's last per-channel scale, mean |W_c| of the layer before it over
-    C_in x k x k)`` (spec §5): the last BN and its conv; ConvNeXt's layer_scale and last Linear."""
+    C_in x k x k)`` (docs/method.md#weights-fig-3): the last BN and its conv; ConvNeXt's layer_scale and last Linear."""
     scale, weight = branch_weights(model.get_submodule(info.module))
     idx = torch.as_tensor(list(channels), dtype=torch.long)
     gamma = scale.detach()[idx].abs().double().numpy()
@@ -219,7 +219,7 @@ def _load_or_nan(path: str, status: str) -> torch.Tensor:
 
 def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
                      fv_dirs, batch_size: int, device=None) -> tuple[pd.DataFrame, dict]:
-    """The raw FV table of one block: every spec §3/§7 quantity per channel, from the FV chunk
+    """The raw FV table of one block: every quantity of docs/method.md#measurements and #scale-invariance per channel, from the FV chunk
     folders ``fv_dirs`` of its I, B and O layers."""
     taps = block_role_taps(blocks, block, o_relu)
     layers = role_layers(blocks, block, o_relu)
@@ -243,7 +243,7 @@ def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels
                 device=None) -> pd.DataFrame:
     """Raw table rows of ``channels`` from their stimuli: ``x_in[k]`` = X_I and ``x_mid[k]`` = X_B of
     channel k (normalised ``[3, H, W]`` tensors, :func:`load_fv_png`)."""
-    # One forward per stimulus image, I, B and O tapped together.  X_O is never used (spec §3).
+    # One forward per stimulus image, I, B and O tapped together.  X_O is never used (docs/method.md#measurements).
     r_in = batched_responses(model, x_in, taps, blocks, batch_size, device)
     r_mid = batched_responses(model, x_mid, taps, blocks, batch_size, device)
     r_sin = batched_responses(model, x_in, {"B": taps["B"]}, blocks, batch_size, device, transform=scale_up)

@@ -1,4 +1,4 @@
-"""What a block's measurement reads from the dataset activations (spec §5, §8 A.3): the branch
+"""What a block's measurement reads from the dataset activations (docs/method.md#weights-fig-3, docs/method.md#imagenet-variant-a3 A.3): the branch
 weights and the Spearman rho of B against I over the dataset images (Figs 3, 4), and the ImageNet
 variant of the raw table, each channel measured on its own top-9 images instead of its FVs.  The FV
 variant and the shared forwards: :mod:`resstream.analysis.measure`; the file: :mod:`resstream.activations.store`.
@@ -119,7 +119,7 @@ def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: 
                            ) -> tuple[pd.DataFrame, dict]:
     """The raw ImageNet table of one block: as :func:`measure_fv_block` with each channel's top-9
     dataset images of its I and of its B layer in place of X_I and X_B; every value is the mean
-    over the 9 images, the ReLU'd deltas means of ReLU (spec §8).  The images are read from the
+    over the 9 images, the ReLU'd deltas means of ReLU (docs/method.md#imagenet-variant-a3).  The images are read from the
     folder the activations file was made from (its ``dataset_root_resolved``).  ``found``: what
     :func:`read_top_images` read of that file for this block, else read here."""
     channels = np.asarray(channels)

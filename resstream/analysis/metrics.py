@@ -1,11 +1,11 @@
-"""The paper's per-channel metrics as pure functions on numpy arrays (spec §4-§8).
+"""The paper's per-channel metrics as pure functions on numpy arrays (docs/method.md).
 
 Every function takes per-channel arrays (one entry per channel of a block) and returns arrays of
 the same length, plus a *status* array of strings where an input could not give a meaningful value.
 Nothing here raises on bad numbers: the author's code aborted on a dead unit (``assert``) and
-crashed or silently produced NaN elsewhere (spec §12); here every such case is a recorded status.
+crashed or silently produced NaN elsewhere; here every such case is a recorded status.
 
-Names follow the spec's variables (§3): for one channel c of a block,
+Names follow the measurements' variables (docs/method.md#measurements): for one channel c of a block,
 
 * ``out_in = O_c(X_I)``, ``out_mid = O_c(X_B)``, ``in_in = I_c(X_I)``, ``mid_mid = B_c(X_B)``,
   ``in_mid = B_c(X_I)``, where X_I, X_B are the centre-neuron FVs of I_c and B_c (or, in the
@@ -21,7 +21,7 @@ import numpy as np
 from resstream.workflow.schema import default
 from resstream.analysis.stats import STAT_OK, StatResult, as_f64, json_float, relu_mean, spearman, spearman_where_input_positive  # noqa: F401  (re-exported)
 
-# --- mix ratio (spec §4) --------------------------------------------------------------------------
+# --- mix ratio (docs/method.md#mix-ratio) --------------------------------------------------------------------------
 
 M_SKIP_RULE_VALUE = 10.0  # out_mid <= 0: the block feature cannot drive O, i.e. a skip
 M_OVERWRITE_RULE_VALUE = 0.0  # out_in <= 0: the input feature cannot drive O, i.e. an overwrite
@@ -52,7 +52,7 @@ _f64 = as_f64  # (analysis/stats.py holds it: Spearman's rho is recorded by the 
 
 
 def mix_ratio(out_in, out_mid) -> MixRatio:
-    """M = O_c(X_I) / O_c(X_B) with the author's rules (spec §4, ``mix_rules: code``).
+    """M = O_c(X_I) / O_c(X_B) with the author's rules (docs/method.md#mix-ratio, ``mix_rules: code``).
 
     In the author's order: both negative -> dead (the assert, recorded instead of aborting);
     out_mid <= 0 -> 10 (a skip); else out_in <= 0 -> 0 (an overwrite); else the ratio.
@@ -111,7 +111,7 @@ def mix_histogram(m_clamped) -> tuple[np.ndarray, np.ndarray, int]:
     return counts, edges, int((~finite).sum())
 
 
-# --- scale invariance (spec §7) -------------------------------------------------------------------
+# --- scale invariance (docs/method.md#scale-invariance) -------------------------------------------------------------------
 
 SCALE_OK = "ok"
 SCALE_BAD_MID_MID = "scale:mid_mid<=0"  # m's normaliser B_c(X_B) is not positive
@@ -122,24 +122,48 @@ SCALE_RULES = ("paper", "mid_only")
 SCALE_SIGNS = ("paper", "code")  # Eqs 3-4 on the raw deltas | on the normalised ones (author's code)
 
 
+A3_MEANS = ("paper", "code")  # over a stimuli set: ReLU of the mean (Eq 3 as A.3 writes it) | mean of ReLU (author's code)
+SM_RULES = ("paper", "code")  # the scaled term of Eqs 3-5: raw (as written) | ReLU'd (author's code)
+
+
 @dataclass(frozen=True)
 class ScaleDeltas:
-    m_delta: np.ndarray  # relu B(S X_I) - relu B(X_I)        (Eq 3's raw delta)
-    n_delta: np.ndarray  # relu I(S^-1 X_B) - relu I(X_B)     (Eq 4's raw delta)
+    m_delta: np.ndarray  # B(S X_I) - relu B(X_I)          (Eq 3's raw delta; the terms per a3_mean, sm_rule)
+    n_delta: np.ndarray  # I(S^-1 X_B) - relu I(X_B)       (Eq 4's raw delta)
     m: np.ndarray  # m_delta / mid_mid                         (normalised, Eq 5's first term)
     n: np.ndarray  # n_delta / in_in                           (normalised, Eq 5's second term)
     status: np.ndarray  # ";"-joined SCALE_* flags, "ok" when both normalisers are positive
 
 
-def scale_deltas(relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i_mid, in_in) -> ScaleDeltas:
-    """Spec §7: the raw deltas of Eqs 3-4 (ReLU on both terms) and m, n = those deltas over the raw
-    (not ReLU'd) denominators.
+def _check_choice(key: str, value: str, choices: tuple):
+    if value not in choices:
+        raise ValueError(f"analysis.{key} '{value}' unknown; one of {', '.join(choices)}")
 
-    The four ``relu_*`` arguments are already ReLU'd per stimulus and averaged (see
-    :func:`relu_mean`).  A non-positive normaliser keeps the raw division as the author's code does
-    (its sign flips the normalised delta; 0 gives NaN, not inf) and is recorded in ``status``.
+
+def unscaled_term(mean, mean_of_relu, a3_mean: str) -> np.ndarray:
+    """The ReLU'd unscaled reading of Eqs 3-4 over a unit's stimuli: ``paper`` ReLU of the mean
+    (A.3 replaces each activation with the mean over the 9 images, then Eq 3 applies its ReLU),
+    ``code`` the mean of ReLU (the author's code).  One stimulus (an FV): the two are equal."""
+    _check_choice("a3_mean", a3_mean, A3_MEANS)
+    return np.maximum(_f64(mean), 0.0) if a3_mean == "paper" else _f64(mean_of_relu)  # NaN stays NaN
+
+
+def scaled_term(mean, mean_of_relu, a3_mean: str, sm_rule: str) -> np.ndarray:
+    """The scaled reading of Eqs 3-5: ``sm_rule`` paper leaves it raw as the equations do; ``code``
+    applies ReLU as the author's code does (placed as ``a3_mean`` says).  The sign test on an FV is
+    the same either way (relu a > relu b <=> a > relu b); only a failing channel's m, n and SM differ."""
+    _check_choice("sm_rule", sm_rule, SM_RULES)
+    return _f64(mean) if sm_rule == "paper" else unscaled_term(mean, mean_of_relu, a3_mean)
+
+
+def scale_deltas(scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in) -> ScaleDeltas:
+    """docs/method.md#scale-invariance: the raw deltas of Eqs 3-4 (scaled minus unscaled reading, see :func:`scaled_term`
+    and :func:`unscaled_term`) and m, n = those deltas over the raw (not ReLU'd) denominators.
+
+    A non-positive normaliser keeps the raw division as the author's code does (its sign flips the
+    normalised delta; 0 gives NaN, not inf) and is recorded in ``status``.
     """
-    a, b, mm, c, d, ii = np.broadcast_arrays(*(_f64(v) for v in (relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i_mid, in_in)))
+    a, b, mm, c, d, ii = np.broadcast_arrays(*(_f64(v) for v in (scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in)))
     m_delta, n_delta = a - b, c - d  # NaN in, NaN out
     with np.errstate(divide="ignore", invalid="ignore"):
         m = np.where(mm != 0, m_delta / np.where(mm != 0, mm, 1.0), np.nan)
@@ -158,18 +182,24 @@ def scale_deltas(relu_b_scaled_in, relu_b_in, mid_mid, relu_i_scaled_mid, relu_i
     return ScaleDeltas(m_delta=m_delta, n_delta=n_delta, m=m, n=n, status=np.array(status, dtype=object))
 
 
+def table_scale_deltas(t, a3_mean: str, sm_rule: str) -> ScaleDeltas:
+    """:func:`scale_deltas` of a measurement table's columns under the two readings."""
+    return scale_deltas(scaled_term(t["B_of_SxI"], t["relu_B_of_SxI"], a3_mean, sm_rule),
+                        unscaled_term(t["in_mid"], t["relu_B_of_xI"], a3_mean), t["mid_mid"],
+                        scaled_term(t["I_of_SinvxB"], t["relu_I_of_SinvxB"], a3_mean, sm_rule),
+                        unscaled_term(t["I_of_xB"], t["relu_I_of_xB"], a3_mean), t["in_in"])
+
+
 def _check_scale_rule(scale_rule: str):
-    if scale_rule not in SCALE_RULES:
-        raise ValueError(f"analysis.scale_rule '{scale_rule}' unknown; one of {', '.join(SCALE_RULES)}")
+    _check_choice("scale_rule", scale_rule, SCALE_RULES)
 
 
 def _check_scale_sign(scale_sign: str):
-    if scale_sign not in SCALE_SIGNS:
-        raise ValueError(f"analysis.scale_sign '{scale_sign}' unknown; one of {', '.join(SCALE_SIGNS)}")
+    _check_choice("scale_sign", scale_sign, SCALE_SIGNS)
 
 
 def scale_metric(m, n, scale_rule: str) -> np.ndarray:
-    """SM (Eq 5): m + n; ``mid_only`` (the author's later code, spec §10) ranks by m alone."""
+    """SM (Eq 5): m + n; ``mid_only`` (the author's later code, docs/method.md#the-paper-and-the-authors-code) ranks by m alone."""
     _check_scale_rule(scale_rule)
     m, n = np.broadcast_arrays(_f64(m), _f64(n))
     return m + n if scale_rule == "paper" else m.copy()
@@ -285,7 +315,8 @@ RAW_COLUMNS = (
 
 
 def metric_table(raw, mix_factor: float = default("analysis.mix_factor"), scale_rule: str = default("analysis.scale_rule"),
-                 mix_rules: str = default("analysis.mix_rules"), scale_sign: str = default("analysis.scale_sign")):
+                 mix_rules: str = default("analysis.mix_rules"), scale_sign: str = default("analysis.scale_sign"),
+                 a3_mean: str = default("analysis.a3_mean"), sm_rule: str = default("analysis.sm_rule")):
     """Add every derived per-channel quantity to a measurement table (a pandas DataFrame); the
     settings default to the config schema's (``analysis.*``).
 
@@ -294,8 +325,7 @@ def metric_table(raw, mix_factor: float = default("analysis.mix_factor"), scale_
     everything not ok about the channel (FV status, mix rule applied, dead unit, non-positive
     normaliser, undefined rho).
     """
-    if mix_rules not in MIX_RULES:
-        raise ValueError(f"analysis.mix_rules '{mix_rules}' unknown; one of {', '.join(MIX_RULES)}")
+    _check_choice("mix_rules", mix_rules, MIX_RULES)
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise ValueError(f"measurement table lacks column(s) {', '.join(missing)}: it was not written by resstream.analysis.measure; rerun the measurement")
@@ -304,7 +334,7 @@ def metric_table(raw, mix_factor: float = default("analysis.mix_factor"), scale_
     t["M_raw"], t["M"], t["mix_status"] = mix.raw, mix.clamped, mix.status
     t["mix_group"] = mix_group(mix.clamped, mix_factor)
     t["fig4_group"] = skip_overwrite_group(mix.clamped)
-    sd = scale_deltas(t["relu_B_of_SxI"], t["relu_B_of_xI"], t["mid_mid"], t["relu_I_of_SinvxB"], t["relu_I_of_xB"], t["in_in"])
+    sd = table_scale_deltas(t, a3_mean, sm_rule)
     t["m_delta"], t["n_delta"], t["m"], t["n"], t["scale_status"] = sd.m_delta, sd.n_delta, sd.m, sd.n, sd.status
     t["SM"] = scale_metric(sd.m, sd.n, scale_rule)
     pass_all, pass_nomix = pass_flags(mix.raw, sd, mix_factor, scale_rule, scale_sign)

@@ -15,6 +15,7 @@ import json
 import os
 
 from resstream.analysis.summary import sidecar_json, summary_json
+from resstream.model.weights_source import weights_source
 from resstream.workflow.paths import activations_h5
 
 UNKNOWN = "not recorded"
@@ -79,7 +80,7 @@ def run_facts(results: str) -> dict:
     return {
         "weights_label": weights.get("label", UNKNOWN),
         "weights_source": weights.get("source", UNKNOWN),
-        "random": bool(weights) and not weights.get("pretrained"),
+        "random": weights_source(weights) == "random",
         "custom": weights.get("kind") == "custom",
         "o_relu": settings.get("o_relu") or UNKNOWN,
         "o_read": o_read(weights.get("arch"), settings.get("o_relu") or UNKNOWN),

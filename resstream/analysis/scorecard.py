@@ -9,14 +9,21 @@ and a verdict:
   found, precision 0.5"; statistics: the right sign without significance; shares: past the lower
   bar only);
 * ``not reproduced``;
-* ``not applicable``: the block or the named channels were not studied, or the number is undefined.
+* ``not applicable``: the block or the named channels were not studied, or the number is undefined;
+* ``not judged (why)``: every row of a run with random weights (``not judged (random weights)``: the
+  numbers are shown, a verdict would mean nothing), and a claim about a whole block (a share, a
+  top-k list, a ranking) when too few of the block's channels were studied
+  (``not judged (3 of 64 channels studied)``; ``analysis.scorecard.studied_fraction``).
+
+The paper's words "many", "only a few" and "dominated" are read as the thresholds of
+``analysis.scorecard`` (by default at least 5 %, at most 5 %, at least 50 % with M < 1); the
+scorecard's header prints them.
 
 Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its JSON sidecar),
 ``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
-atlas index embeds it).  With weights that are not pretrained the title says that the comparison
-is meaningless.
+atlas index embeds it).  With random weights the title says that the comparison is meaningless.
 
-One module of about 490 lines on purpose: each kind of claim's comparison sits beside the verdict
+One module of about 630 lines on purpose: each kind of claim's comparison sits beside the verdict
 words it must use, so that a verdict means the same for every claim.
 """
 
@@ -36,15 +43,30 @@ from resstream.analysis import metrics
 from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
 from resstream.analysis.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
+from resstream.model.weights_source import weights_source
 from resstream.workflow.outputs import write_text_atomic
 from resstream.workflow.schema import default
 
 CLAIMS_PATH = Path(__file__).with_name("paper_claims.yaml")
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE = "reproduced", "partly", "not reproduced", "not applicable"
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE)
-COLUMNS = ("claim_id", "figure", "block", "claim", "o_relu", "paper", "this_run", "verdict", "overlap", "rule", "sentence")
+NOT_JUDGED = "not judged"  # written "not judged (why)"
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE, NOT_JUDGED)
+COLUMNS = ("claim_id", "figure", "block", "claim", "o_relu", "a3_mean", "paper", "this_run", "verdict", "overlap", "rule",
+           "sentence", "note")
+# Checks whose claim is about a whole block (a share, a top-k list, a ranking, a statistic over its
+# channels): judged only when enough of the block's channels were studied.
+WHOLE_BLOCK_CHECKS = ("share", "less_skewed", "pass_share", "negative_share", "top_sm", "fig7", "fig8", "fig8_below",
+                      "spearman_negative", "overwrite_lower")
+WORDS = {"many": "many_percent", "few": "few_percent", "dominated": "dominated_percent"}  # claims file -> setting
+READINGS = (*WORDS.values(), "studied_fraction")  # the keys of analysis.scorecard
+
 OUTPUTS = {"csv": "paper_check.csv", "md": "paper_check.md", "html": "paper_check.html"}
 MEANINGLESS = "RANDOM WEIGHTS: the comparison with the paper is meaningless"
+
+
+def readings_with_defaults(readings: dict | None) -> dict:
+    """``analysis.scorecard`` with the schema's default for each key left out."""
+    return {k: (readings or {}).get(k, default(f"analysis.scorecard.{k}")) for k in READINGS}
 
 
 def scorecard_outputs(results: str) -> dict[str, str]:
@@ -68,22 +90,30 @@ class RunTables:
     analysis: dict = field(default_factory=dict)
     weights: dict | None = None
     alpha: float = 0.05
+    block_channels: dict[str, int] = field(default_factory=dict)  # channels of each block (studied or not)
+    readings: dict = field(default_factory=lambda: readings_with_defaults(None))  # analysis.scorecard
 
-    def imagenet_variant(self, block: str, o_relu: str) -> pd.DataFrame | None:
-        """The ImageNet table of a block with O and I read as ``o_relu`` says: this run's table, or
-        the same top-9 images re-derived from the other reading's columns (None if it lacks them)."""
-        table = self.imagenet.get(block)
-        if table is None or o_relu == self.o_relu:
+    @property
+    def a3_mean(self) -> str:
+        return self.analysis.get("a3_mean", default("analysis.a3_mean"))
+
+    def imagenet_variant(self, block: str, o_relu: str, a3_mean: str | None = None) -> pd.DataFrame | None:
+        """The ImageNet table of a block with O and I read as ``o_relu`` says and A.3's means as
+        ``a3_mean`` says (None: this run's): this run's table, or the same top-9 images re-derived
+        (from the other o_relu reading's columns; None if the table lacks them)."""
+        table, a3_mean = self.imagenet.get(block), a3_mean or self.a3_mean
+        if table is None or (o_relu == self.o_relu and a3_mean == self.a3_mean):
             return table
-        cols = {f"{name}_{o_relu}": name for name in ("out_in", "out_mid", "in_in")}
+        cols = {f"{name}_{o_relu}": name for name in ("out_in", "out_mid", "in_in")} if o_relu != self.o_relu else {}
         if not set(cols) <= set(table.columns):
             return None
         settings = {k: self.analysis[k] for k in TABLE_SETTINGS if k in self.analysis}
+        settings["a3_mean"] = a3_mean
         return metrics.metric_table(table.assign(**{name: table[col] for col, name in cols.items()}), **settings)
 
-    def fig7(self, block: str, o_relu: str) -> list[int] | None:
+    def fig7(self, block: str, o_relu: str, a3_mean: str | None = None) -> list[int] | None:
         """Fig 7 of a block (FV and ImageNet criteria both, by FV SM); None without both tables."""
-        fv, imagenet = self.fv.get(block), self.imagenet_variant(block, o_relu)
+        fv, imagenet = self.fv.get(block), self.imagenet_variant(block, o_relu, a3_mean)
         if fv is None or imagenet is None:
             return None
         return metrics.both_criteria(fv["channel"], fv["pass_all"], fv["SM"], imagenet["channel"], imagenet["pass_all"])
@@ -105,6 +135,17 @@ def paper_value(claim: dict, alpha: float) -> str:
     if claim["check"] == "overwrite_lower":
         return "significantly lower" if claim["significant"] else "not significantly lower"
     return claim["claim"]
+
+
+def quotes(claim: dict) -> list[str]:
+    """The paper's words a claim rests on: one quote, or several from one passage."""
+    return claim["sentence"] if isinstance(claim["sentence"], list) else [claim["sentence"]]
+
+
+def percent(run: RunTables, bar) -> float:
+    """A threshold of the claims file in percent: a number, or a word of the paper read as
+    ``analysis.scorecard`` says ("many", "few", "dominated")."""
+    return float(run.readings[WORDS[bar]]) if isinstance(bar, str) else float(bar)
 
 
 def _row(claim: dict, run: RunTables, this_run: str, verdict: str, rule: str, overlap: str = "") -> dict:
@@ -180,11 +221,12 @@ def check_share(claim, run: RunTables) -> list[dict]:
     without = int((~np.isfinite(m)).sum())
     among = "channels with M" + (f" < {claim['within']:g}" if "within" in claim else "")
     m = m[np.isfinite(m) & (m < claim.get("within", np.inf))]  # the channels the claim is about
-    rule = f"reproduced: a share of at least {claim['reproduced_at']:.0%}; partly: at least {claim['partly_at']:.0%}"
+    reproduced_at = percent(run, claim["reproduced_at"]) / 100 if isinstance(claim["reproduced_at"], str) else claim["reproduced_at"]
+    rule = f"reproduced: a share of at least {reproduced_at:.0%}; partly: at least {claim['partly_at']:.0%}"
     if not len(m):
         return [_na(claim, run, f"no {among}", rule)]
     share = float(np.mean(m < claim["below"])) if "below" in claim else float(np.mean(m > claim["above"]))
-    verdict = REPRODUCED if share >= claim["reproduced_at"] else PARTLY if share >= claim["partly_at"] else NOT_REPRODUCED
+    verdict = REPRODUCED if share >= reproduced_at else PARTLY if share >= claim["partly_at"] else NOT_REPRODUCED
     found = f"{share:.1%} of {len(m)} {among}" + (f" ({without} without M: dead or missing)" if without else "")
     return [_row(claim, run, found, verdict, rule)]
 
@@ -239,6 +281,30 @@ def check_overwrite_lower(claim, run: RunTables) -> list[dict]:
     return [_row(claim, run, found, verdict, rule)]
 
 
+def check_negative_share(claim, run: RunTables) -> list[dict]:
+    """Many channels have B(x_I) < 0, and many skip channels (Fig 4's groups: M >= 1) too."""
+    many = percent(run, "many")
+    rule = f"reproduced: at least {many:g} % of the channels and of the skip channels; partly: one of the two"
+    df = run.fv[claim["block"]]
+    values, skip = df[claim["column"]].to_numpy(dtype=float), (df["fig4_group"] == metrics.SKIP).to_numpy()
+    shares = [_negative_percent(values), _negative_percent(values[skip])]
+    found = (f"{_pct(shares[0])} of {len(values)} channels, {_pct(shares[1])} of {int(skip.sum())} skip channels "
+             f"with {claim['column']} < 0")
+    if not np.isfinite(shares[0]):
+        return [_na(claim, run, found, rule)]
+    hits = sum(bool(x >= many) for x in shares)  # NaN (no skip channel) is no hit
+    return [_row(claim, run, found, REPRODUCED if hits == 2 else PARTLY if hits else NOT_REPRODUCED, rule)]
+
+
+def _negative_percent(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return 100.0 * float(np.mean(values < 0)) if len(values) else np.nan
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1f} %" if np.isfinite(x) else "n/a"
+
+
 def _pass_percent(df, flag: str) -> tuple[int, float]:
     count = int(df[flag].sum())
     return count, 100.0 * count / max(1, len(df))
@@ -248,12 +314,13 @@ def check_pass_share(claim, run: RunTables) -> list[dict]:
     count, pct = _pass_percent(run.fv[claim["block"]], claim["flag"])
     found = f"{count} of {len(run.fv[claim['block']])} channels ({pct:.1f} %)"
     if "at_most" in claim:
-        bound = claim["at_most"]
+        bound = percent(run, claim["at_most"])
         if bound == 0:
             return [_row(claim, run, found, REPRODUCED if count == 0 else NOT_REPRODUCED, "reproduced: no channel")]
         verdict = REPRODUCED if pct <= bound else PARTLY if pct <= 2 * bound else NOT_REPRODUCED
         return [_row(claim, run, found, verdict, f"reproduced: at most {bound:g} %; partly: at most {2 * bound:g} %")]
-    conditions = [pct >= claim["at_least"]]
+    at_least = percent(run, claim["at_least"])
+    conditions = [pct >= at_least]
     neighbours = [b for b in claim.get("below", []) if b in run.fv]
     for b in neighbours:
         other = _pass_percent(run.fv[b], claim["flag"])[1]
@@ -261,8 +328,8 @@ def check_pass_share(claim, run: RunTables) -> list[dict]:
         found += f"; {b}: {other:.1f} %"
     if len(conditions) == 1:
         verdict = REPRODUCED if conditions[0] else PARTLY if count else NOT_REPRODUCED
-        return [_row(claim, run, found, verdict, f"reproduced: at least {claim['at_least']:g} %; partly: some")]
-    rule = f"reproduced: at least {claim['at_least']:g} % and below {', '.join(neighbours)}; partly: some of these"
+        return [_row(claim, run, found, verdict, f"reproduced: at least {at_least:g} %; partly: some")]
+    rule = f"reproduced: at least {at_least:g} % and below {', '.join(neighbours)}; partly: some of these"
     return [_row(claim, run, found, _by_count(sum(conditions), len(conditions)), rule)]
 
 
@@ -280,19 +347,34 @@ def _o_relu_readings(run: RunTables) -> list[str]:
     return [run.o_relu] + [v for v in O_RELU_CHOICES if v != run.o_relu]
 
 
+def _a3_mean_readings(run: RunTables) -> list[str]:
+    """This run's a3_mean first, then the other."""
+    return [run.a3_mean] + [v for v in metrics.A3_MEANS if v != run.a3_mean]
+
+
 def check_fig7(claim, run: RunTables) -> list[dict]:
+    """One row per reading of A.3: O and I pre- or post-ReLU (o_relu), ReLU of the mean or mean of ReLU
+    (a3_mean); this run's readings first."""
     rows = []
     for o_relu in _o_relu_readings(run):
-        found = run.fig7(claim["block"], o_relu)
-        if claim["block"] not in run.fv:
-            row = _na(claim, run, f"block {claim['block']} not studied", FIG7_RULE)
-        elif found is None:
-            row = _na(claim, run, f"no ImageNet table with o_relu {o_relu} readings", FIG7_RULE)
-        else:
-            row = _fig7_row(claim, run, found)
-        row["claim"] += " (this run's o_relu)" if o_relu == run.o_relu else " (A.3 with O and I read the other way, same top-9 images)"
-        rows.append(dict(row, o_relu=o_relu))
+        for a3_mean in _a3_mean_readings(run):
+            found = run.fig7(claim["block"], o_relu, a3_mean)
+            if claim["block"] not in run.fv:
+                row = _na(claim, run, f"block {claim['block']} not studied", FIG7_RULE)
+            elif found is None:
+                row = _na(claim, run, f"no ImageNet table with o_relu {o_relu} readings", FIG7_RULE)
+            else:
+                row = _fig7_row(claim, run, found)
+            row["claim"] += _reading(o_relu == run.o_relu, a3_mean == run.a3_mean)
+            rows.append(dict(row, o_relu=o_relu, a3_mean=a3_mean))
     return rows
+
+
+def _reading(same_o_relu: bool, same_a3_mean: bool) -> str:
+    if same_o_relu and same_a3_mean:
+        return " (this run's o_relu and a3_mean)"
+    other = [what for what, same in (("O and I read the other way", same_o_relu), ("the other A.3 mean", same_a3_mean)) if not same]
+    return f" (A.3 with {' and '.join(other)}, same top-9 images)"
 
 
 def _fig7_row(claim, run: RunTables, found: list[int]) -> dict:
@@ -365,7 +447,7 @@ CHECKS = {
     "group": check_group, "pass_all": check_pass_all, "share": check_share, "less_skewed": check_less_skewed,
     "spearman_negative": check_spearman_negative, "overwrite_lower": check_overwrite_lower, "pass_share": check_pass_share,
     "top_sm": check_top_sm, "fig7": check_fig7, "fig8": check_fig8, "fig8_below": check_fig8_below,
-    "fig7_criteria": check_fig7_criteria, "in_fig7": check_in_fig7,
+    "fig7_criteria": check_fig7_criteria, "in_fig7": check_in_fig7, "negative_share": check_negative_share,
 }
 
 
@@ -373,32 +455,74 @@ CHECKS = {
 
 
 def score(claims: dict, run: RunTables) -> pd.DataFrame:
-    """One row per claim (Fig 7: one per o_relu reading), in the order of the claims file."""
+    """One row per claim (Fig 7: one per reading of A.3), in the order of the claims file."""
     rows = []
     for claim in claims["claims"]:
         block = claim.get("block")
-        if block is not None and block not in run.fv and claim["check"] != "fig7":  # fig7: a row per o_relu reading
+        unjudged = weights_unjudged(run.weights)
+        if block is not None and block not in run.fv and claim["check"] != "fig7":  # fig7: a row per reading
             found = [_na(claim, run, f"block {block} not studied")]
         else:
             found = CHECKS[claim["check"]](claim, run)
+            unjudged = unjudged or unjudged_because(claim, run)
         for row in found:
+            if unjudged and (row["verdict"] != NOT_APPLICABLE or not is_judged(run.weights)):
+                row["verdict"] = f"{NOT_JUDGED} ({unjudged})"
             rows.append({"claim_id": claim["id"], "figure": claim["figure"], "block": block or "all",
-                         "o_relu": row.pop("o_relu", run.o_relu), "sentence": claim["sentence"], **row})
+                         "o_relu": row.pop("o_relu", run.o_relu), "a3_mean": row.pop("a3_mean", run.a3_mean),
+                         "sentence": " [...] ".join(quotes(claim)), "note": claim.get("note", ""), **row})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def weights_unjudged(weights: dict | None) -> str:
+    """Why no claim of a run is judged ("random weights"), or "" for trained weights (pretrained or
+    a custom checkpoint, judged with its label)."""
+    if not weights:
+        return "weights not recorded"
+    return "random weights" if weights_source(weights) == "random" else ""
+
+
+def is_judged(weights: dict | None) -> bool:
+    return not weights_unjudged(weights)
+
+
+def unjudged_because(claim: dict, run: RunTables) -> str:
+    """Why a whole-block claim cannot be judged on this run ("3 of 64 channels studied"), or ""."""
+    if claim["check"] not in WHOLE_BLOCK_CHECKS:
+        return ""
+    blocks = [claim["block"]] if "block" in claim else [*claim.get("blocks", []), *claim.get("than", [])]
+    if isinstance(claim.get("below"), list):  # the neighbour blocks a share is compared with
+        blocks += claim["below"]
+    for block in (b for b in blocks if b in run.fv):
+        studied, total = len(run.fv[block]), run.block_channels.get(block)
+        where = "" if block == claim.get("block") else f" in {block}"
+        if total is None:
+            return f"the channel count of block {block} was not given"
+        if studied < run.readings["studied_fraction"] * total:
+            return f"{studied} of {total} channels studied{where}"
+    return ""
+
+
 def title(weights: dict | None) -> str:
-    if weights and weights.get("pretrained"):
+    if is_judged(weights):
         return "Reproduction scorecard"
     return f"Reproduction scorecard — {MEANINGLESS}"
 
 
+def verdict_kind(verdict: str) -> str:
+    """The verdict word of a row ("not judged (random weights)" -> "not judged")."""
+    return NOT_JUDGED if verdict.startswith(NOT_JUDGED) else verdict
+
+
 def verdict_counts(df: pd.DataFrame) -> dict[str, int]:
-    return {v: int((df["verdict"] == v).sum()) for v in VERDICTS}
+    kinds = df["verdict"].map(verdict_kind)
+    return {v: int((kinds == v).sum()) for v in VERDICTS}
 
 
-def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05) -> RunTables:
-    """The tables of a run (``{block: csv}`` each; ImageNet tables may be missing)."""
+def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05, block_channels: dict | None = None,
+             readings: dict | None = None) -> RunTables:
+    """The tables of a run (``{block: csv}`` each; ImageNet tables may be missing); ``block_channels``:
+    ``{block: channels}`` of the model; ``readings``: the config's ``analysis.scorecard``."""
     fv, imagenet, meta, factors = {}, {}, {}, []
     for block, path in fv_csvs.items():
         fv[block], block_meta = read_table(path)
@@ -408,16 +532,21 @@ def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05) -> RunTabl
         imagenet[block] = read_table(path)[0]
     return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", default("study.o_relu")),
                      mix_factor=factors[0] if factors else None, analysis=meta.get("analysis") or {},
-                     weights=meta.get("weights"), alpha=alpha)
+                     weights=meta.get("weights"), alpha=alpha, block_channels=dict(block_channels or {}),
+                     readings=readings_with_defaults(readings))
 
 
-def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_path=CLAIMS_PATH) -> pd.DataFrame:
-    """Score a run's tables against the claims; write ``outputs`` (keys csv, md, html)."""
+def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_path=CLAIMS_PATH,
+                    block_channels: dict | None = None, readings: dict | None = None) -> pd.DataFrame:
+    """Score a run's tables against the claims; write ``outputs`` (keys csv, md, html).
+    ``block_channels`` (``{block: channels}``) lets claims about whole blocks be judged;
+    ``readings`` is the config's ``analysis.scorecard`` (the schema's defaults where left out)."""
     claims = load_claims(claims_path)
-    run = read_run(fv_csvs, imagenet_csvs, float(claims.get("alpha", 0.05)))
+    run = read_run(fv_csvs, imagenet_csvs, float(claims.get("alpha", 0.05)), block_channels, readings)
     df = score(claims, run)
     meta = {"weights": run.weights, "title": title(run.weights), "paper": claims["paper"], "o_relu": run.o_relu,
-            "analysis": run.analysis, "alpha": run.alpha, "verdicts": verdict_counts(df), "claims": str(claims_path)}
+            "analysis": run.analysis, "readings": run.readings, "alpha": run.alpha, "verdicts": verdict_counts(df),
+            "claims": str(claims_path)}
     write_table(df, outputs["csv"], meta)
     write_text_atomic(outputs["md"], markdown(df, meta))
     write_text_atomic(outputs["html"], html_page(df, meta))
@@ -426,9 +555,18 @@ def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_pa
 
 def _settings_line(meta: dict) -> str:
     a = meta.get("analysis") or {}
-    parts = [f"o_relu {meta.get('o_relu')} (Fig 7 rows show both readings of A.3)"]
-    parts += [f"{k} {a[k]}" for k in ("mix_factor", "scale_rule", "scale_sign", "mix_rules") if k in a]
+    parts = [f"o_relu {meta.get('o_relu')} and a3_mean {a.get('a3_mean', default('analysis.a3_mean'))} "
+             "(Fig 7 rows show every reading of A.3)"]
+    parts += [f"{k} {a[k]}" for k in ("mix_factor", "scale_rule", "scale_sign", "sm_rule", "mix_rules") if k in a]
     return "; ".join(parts) + f"; significance p < {meta.get('alpha', 0.05):g}"
+
+
+def readings_line(readings: dict) -> str:
+    """The project's readings of the paper's words, as the header prints them."""
+    r = readings_with_defaults(readings)
+    return (f'"many" channels: at least {r["many_percent"]:g} % of the block; "only a few": at most {r["few_percent"]:g} %; '
+            f'"dominated by overwrite": at least {r["dominated_percent"]:g} % with M < 1; claims about a whole block are '
+            f'judged when at least {100 * r["studied_fraction"]:g} % of its channels were studied')
 
 
 def _md_cell(text) -> str:
@@ -440,14 +578,17 @@ def markdown(df: pd.DataFrame, meta: dict) -> str:
     weights = (meta.get("weights") or {}).get("label", "unknown weights")
     lines = [f"# {meta['title']}", "", f"{meta['paper']} against this run. Weights: {weights}.", "",
              f"Settings: {_settings_line(meta)}.", "",
+             f"Readings of the paper's words: {readings_line(meta.get('readings'))}.", "",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
-             "| figure | block | claim | o_relu | paper | this run | verdict | overlap |", "|---|---|---|---|---|---|---|---|"]
+             "| figure | block | claim | o_relu | a3_mean | paper | this run | verdict | overlap |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in df.fillna("").itertuples(index=False):
-        cells = (r.figure, r.block, r.claim, r.o_relu, r.paper, r.this_run, f"**{r.verdict}**", r.overlap)
+        cells = (r.figure, r.block, r.claim, r.o_relu, r.a3_mean, r.paper, r.this_run, f"**{r.verdict}**", r.overlap)
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines += ["", "## Rules and sources", ""]
     for r in df.drop_duplicates("claim_id").itertuples(index=False):
-        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}. Paper: \"{_md_cell(r.sentence)}\"")
+        note = f" Note: {_md_cell(r.note)}." if r.note else ""
+        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}. Paper: \"{_md_cell(r.sentence)}\"{note}")
     return "\n".join(lines) + "\n"
 
 
@@ -455,10 +596,11 @@ HTML_FRAGMENT = jinja2.Environment(autoescape=True).from_string("""\
 <section class="scorecard" id="paper-check">
 <h2 id="paper-check-title">{{ meta.title }}</h2>
 <p>{{ meta.paper }} against this run. Settings: {{ settings }}.</p>
+<p>Readings of the paper's words: {{ readings }}.</p>
 <p class="verdicts">{% for v, n in meta.verdicts.items() %}<span class="verdict v-{{ v.replace(' ', '-') }}" data-verdict="{{ v }}">{{ v }}: <b>{{ n }}</b></span> {% endfor %}</p>
-<table class="paper-check"><thead><tr><th>figure</th><th>block</th><th>claim</th><th>o_relu</th><th>paper</th><th>this run</th><th>verdict</th><th>overlap</th></tr></thead>
+<table class="paper-check"><thead><tr><th>figure</th><th>block</th><th>claim</th><th>o_relu</th><th>a3_mean</th><th>paper</th><th>this run</th><th>verdict</th><th>overlap</th></tr></thead>
 <tbody>{% for r in rows %}
-<tr data-claim="{{ r.claim_id }}" data-verdict="{{ r.verdict }}" title="{{ r.rule }} | paper: {{ r.sentence }}"><td>{{ r.figure }}</td><td>{{ r.block }}</td><td>{{ r.claim }}</td><td>{{ r.o_relu }}</td><td>{{ r.paper }}</td><td>{{ r.this_run }}</td><td class="v-{{ r.verdict.replace(' ', '-') }}">{{ r.verdict }}</td><td>{{ r.overlap }}</td></tr>{% endfor %}
+<tr data-claim="{{ r.claim_id }}" data-verdict="{{ kind(r.verdict) }}" title="{{ r.rule }} | paper: {{ r.sentence }}{% if r.note %} | note: {{ r.note }}{% endif %}"><td>{{ r.figure }}</td><td>{{ r.block }}</td><td>{{ r.claim }}</td><td>{{ r.o_relu }}</td><td>{{ r.a3_mean }}</td><td>{{ r.paper }}</td><td>{{ r.this_run }}</td><td class="v-{{ kind(r.verdict).replace(' ', '-') }}">{{ r.verdict }}</td><td>{{ r.overlap }}</td></tr>{% endfor %}
 </tbody></table>
 </section>
 """)
@@ -468,7 +610,7 @@ HTML_PAGE = jinja2.Environment(autoescape=True).from_string("""\
 <html lang="en"><head><meta charset="utf-8"><title>{{ meta.title }}</title>
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em}
 .banner{background:#b00020;color:#fff;font-weight:bold;padding:.5em 1em;text-align:center}{{ css }}</style></head>
-<body>{% if not pretrained %}<div class="banner">{{ meaningless }}</div>{% endif %}
+<body>{% if not trained %}<div class="banner">{{ meaningless }}</div>{% endif %}
 <p>Weights: {{ weights }}</p>
 {{ fragment }}
 </body></html>
@@ -478,17 +620,18 @@ SCORECARD_CSS = """
 .scorecard table { border-collapse: collapse; font-size: 12px; }
 .scorecard td, .scorecard th { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
 .v-reproduced { color: #1a7f37; font-weight: bold; } .v-partly { color: #9a6700; font-weight: bold; }
-.v-not-reproduced { color: #b00020; font-weight: bold; } .v-not-applicable { color: #777; }
+.v-not-reproduced { color: #b00020; font-weight: bold; } .v-not-applicable, .v-not-judged { color: #777; }
 .verdicts .verdict { margin-right: 1.2em; }
 """
 
 
 def html_fragment(df: pd.DataFrame, meta: dict) -> str:
     """The scorecard as an HTML section (autoescaped), for its own page and the atlas index."""
-    return HTML_FRAGMENT.render(meta=meta, rows=df.fillna("").to_dict("records"), settings=_settings_line(meta))
+    return HTML_FRAGMENT.render(meta=meta, rows=df.fillna("").to_dict("records"), settings=_settings_line(meta),
+                                readings=readings_line(meta.get("readings")), kind=verdict_kind)
 
 
 def html_page(df: pd.DataFrame, meta: dict) -> str:
     weights = meta.get("weights") or {}
     return HTML_PAGE.render(meta=meta, css=Markup(SCORECARD_CSS), fragment=Markup(html_fragment(df, meta)),
-                            pretrained=bool(weights.get("pretrained")), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))
+                            trained=is_judged(weights), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))

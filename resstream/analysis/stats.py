@@ -1,4 +1,4 @@
-"""Statistics the measurement jobs record in the raw tables (spec §6, §8): means of ReLU over a
+"""Statistics the measurement jobs record in the raw tables (docs/method.md#inhibition-fig-4, docs/method.md#imagenet-variant-a3): means of ReLU over a
 unit's stimuli and Spearman's rho of B against I over the dataset images with I > 0.
 
 They live apart from :mod:`resstream.analysis.metrics` (which derives M, m, n, SM and the groups from the
@@ -23,7 +23,8 @@ def relu_mean(x) -> np.ndarray:
 
     NaN stimuli (unreadable images) are left out of the mean.
 
-    The ImageNet variant takes the mean of ReLU over the 9 images (spec §8), not ReLU of the mean.
+    The ImageNet variant's "code" reading (``analysis.a3_mean: code``) uses these means of ReLU over
+    the 9 images; the paper's reading takes ReLU of the plain mean, which the table also records.
     """
     x = np.asarray(x, dtype=np.float64)
     r = np.maximum(x, 0.0)  # keeps NaN: a missing stimulus is never read as 0
@@ -70,7 +71,7 @@ def spearman(x, y) -> StatResult:
 
 
 def spearman_where_input_positive(i_curve, b_curve) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fig 4 bottom, per channel: rho of B against I over the images with I > 0 (spec §6).
+    """Fig 4 bottom, per channel: rho of B against I over the images with I > 0 (docs/method.md#inhibition-fig-4).
 
     ``i_curve``, ``b_curve``: ``[N, C]`` centre activations to N dataset images (NaN rows for
     unreadable images are dropped).  Returns ``(rho[C], p[C], n_used[C], status[C])``.

@@ -25,11 +25,12 @@ import pandas as pd
 
 from resstream.analysis import metrics
 from resstream.errors import ConfigError
+from resstream.model.weights_source import weights_source
 from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")
 # The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).
-TABLE_SETTINGS = ("mix_rules", "mix_factor", "scale_rule", "scale_sign")
+TABLE_SETTINGS = ("mix_rules", "mix_factor", "scale_rule", "scale_sign", "a3_mean", "sm_rule")
 
 FIGURES = {
     "fig1": "fig1_channel_grids",
@@ -180,7 +181,7 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
         blocks[block] = entry
     summary = {
         "weights": weights,
-        "pretrained": bool(weights and weights.get("pretrained")),
+        "weights_source": weights_source(weights),
         "settings": settings,
         "blocks": blocks,
     }

@@ -11,6 +11,7 @@ import jinja2
 
 from resstream.analysis import metrics
 from resstream.atlas import content
+from resstream.model.weights_source import weights_source
 
 # Every template and static file, named here so that an edit of one changes the atlas jobs' code
 # fingerprint (resstream/workflow/code_fingerprint.py hashes the package files its modules name).
@@ -34,6 +35,7 @@ def environment() -> jinja2.Environment:
         ROLES=content.ROLES, ROLE_TITLES=content.ROLE_TITLES, GROUPS=content.GROUPS, NO_GROUP=metrics.NO_GROUP,
         TABLE_COLUMNS=content.TABLE_COLUMNS, UNIT_NUMBERS=content.UNIT_NUMBERS, KEY_NUMBERS=content.KEY_NUMBERS,
         RANDOM_BANNER=content.RANDOM_BANNER, CUSTOM_BANNER=content.CUSTOM_BANNER, WEIGHTS_KEYS=content.WEIGHTS_KEYS,
+        weights_source=weights_source,
     )
     return env
 

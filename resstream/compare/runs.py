@@ -8,7 +8,8 @@ Blocks are placed by **relative depth** = block index / number of blocks of the 
 index over ALL the model's blocks, with or without a residual sum, so resnet18's 1.1 is 1/8 and
 resnet50's 1.1 is 1/16), which lines up networks with different numbers of blocks.
 
-Outputs under ``compare.results``:
+Outputs in a folder of ``compare.results`` named after the runs compared (:func:`comparison_folder`),
+so a second comparison never replaces a first:
 
 * ``compare_blocks.csv``: one row per (model, block): arch, weights, block index, blocks in the
   model, relative depth and its bin, channels, overwrite / mix / skip counts, channels without M,
@@ -21,11 +22,12 @@ Outputs under ``compare.results``:
   channel-weighted % scale invariant (both criteria sets).
 * ``compare_models.png|pdf``: top row one panel per depth bin with every model's normalised M
   histogram overlaid; bottom row % scale invariant per block and the spectrum fractions against
-  relative depth, one colour per model.  Marked "RANDOM WEIGHTS" if any run is not pretrained.
+  relative depth, one colour per model.  Marked "RANDOM WEIGHTS" if any run's weights are random.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -34,6 +36,7 @@ import pandas as pd
 
 from resstream.analysis import metrics
 from resstream.analysis.summary import AnalysisError, metric_table_csv, read_table, summary_json, write_table
+from resstream.model.weights_source import combined_weights_source, weights_source
 
 OUTPUTS = {
     "png": "compare_models.png",
@@ -43,6 +46,23 @@ OUTPUTS = {
     "runs": "compare_runs.csv",
     "by_depth": "compare_depth_bins.csv",
 }
+
+
+# Longer folder names are shortened (file systems allow 255 bytes per name).
+MAX_FOLDER_NAME = 100
+
+
+def comparison_folder(results: str, runs: dict[str, str]) -> str:
+    """The folder of one comparison under ``compare.results``: the compared runs' names, sorted,
+    joined by ``+`` (``resnet18+resnet50``), so comparisons of other runs land beside it instead of
+    over it; the same names in another order are the same comparison.  A name too long for a
+    folder keeps its first names and a digest of all of them."""
+    names = sorted(runs)
+    folder = "+".join(names)
+    if len(folder) > MAX_FOLDER_NAME:
+        digest = hashlib.sha256(folder.encode()).hexdigest()[:12]
+        folder = f"{'+'.join(names[:3])[:MAX_FOLDER_NAME - 30]}+{len(names) - 3}-more-{digest}"
+    return os.path.join(results, folder)
 
 
 def compare_outputs(out_dir: str) -> dict[str, str]:
@@ -115,7 +135,7 @@ def block_rows(runs: list[dict], bins: int) -> pd.DataFrame:
             pct = s.get("percent_scale_invariant", {})
             rows.append({
                 "model": run["name"], "arch": run["arch"], "family": run["family"], "weights": run["weights"].get("label"),
-                "pretrained": bool(run["weights"].get("pretrained")), "block": block,
+                "weights_source": weights_source(run["weights"]), "block": block,
                 "block_index": run["index"][block], "n_blocks": run["n_blocks"], "relative_depth": rel,
                 "depth_bin": depth_bin(rel, bins), "channels": len(df),
                 "overwrite": int((groups == metrics.OVERWRITE).sum()), "mix": int((groups == metrics.MIX).sum()),
@@ -180,7 +200,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
     labels = [f"{r['name']}: {r['weights'].get('label')}" for r in loaded]  # the tables' one line, the figure's lines
     meta = {
         "weights": {"label": "; ".join(labels),
-                    "pretrained": all(r["weights"].get("pretrained") for r in loaded)},
+                    "weights_source": combined_weights_source(weights_source(r["weights"]) for r in loaded)},
         "runs": {r["name"]: {"results": r["results"], "weights": r["weights"]} for r in loaded},
         "depth_bins": depth_bins,
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
@@ -194,7 +214,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
                              "n_blocks": r["n_blocks"],
                              "studied_blocks": " ".join(r["tables"]), "weights": r["weights"].get("label"),
                              "state_dict_sha256": r["weights"].get("state_dict_sha256"),
-                             "pretrained": bool(r["weights"].get("pretrained"))} for r in loaded])
+                             "weights_source": weights_source(r["weights"])} for r in loaded])
     write_table(runs_df, out["runs"], meta)
     figure_weights = dict(meta["weights"], label="\n".join(labels))
     compare_figure(blocks, hists, figure_weights, depth_bins, out["png"], out["pdf"])

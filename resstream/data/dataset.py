@@ -1,4 +1,4 @@
-"""Image folders as the paper reads them (spec §8): Resize(256) + CenterCrop(224) + ImageNet norm,
+"""Image folders as the paper reads them (docs/method.md#imagenet-variant-a3): Resize(256) + CenterCrop(224) + ImageNet norm,
 as a torch dataset (the listing and reading of images: :mod:`resstream.data.image_folder`).
 
 Two layouts are accepted: ImageNet's class folders (``root/nXXXXXXXX/*.JPEG``, class ids are the

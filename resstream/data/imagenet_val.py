@@ -21,6 +21,7 @@ copies), built under a temporary name and renamed into place when complete; an e
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resstream.errors import UserError
+from resstream.output_place import check_output_place
 from resstream.workflow.outputs import partial_dir, publish_dir
 
 VAL_IMAGE = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -58,21 +60,38 @@ def _listed(names, first: int = 3) -> str:
 # -- labels ---------------------------------------------------------------------------------------------
 
 
+def _read_text(path: Path) -> str:
+    """A labels file's text; bytes that are not UTF-8 (a zip, a re-encoded copy) are one line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PrepareError(f"{path} is not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}). Fix: "
+                           f"give the labels file as downloaded: LOC_val_solution.csv or the devkit's "
+                           f"ILSVRC2012_validation_ground_truth.txt, unpacked.") from None
+
+
 def read_loc_solution(path: Path) -> dict[str, str]:
-    """``{image id: synset}`` from ``LOC_val_solution.csv``."""
+    """``{image id: synset}`` from ``LOC_val_solution.csv``; an image listed twice with two
+    classes is refused (which one is right cannot be told)."""
     labels: dict[str, str] = {}
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
-            raise PrepareError(f"{path} does not start with the header ImageId,PredictionString of LOC_val_solution.csv. "
-                               f"Fix: give LOC_val_solution.csv, or the devkit's ground truth with --synsets meta.mat.")
-        for line, row in enumerate(reader, start=2):
-            synset = row[1].split()[0] if len(row) > 1 and row[1].split() else ""
-            if not SYNSET.match(synset):
-                raise PrepareError(f"{path} line {line}: '{','.join(row)[:80]}' has no synset (nXXXXXXXX) first in its "
-                                   f"PredictionString. Fix: give the unmodified LOC_val_solution.csv.")
-            labels[row[0].strip()] = synset
+    first_line: dict[str, int] = {}
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
+        raise PrepareError(f"{path} does not start with the header ImageId,PredictionString of LOC_val_solution.csv. "
+                           f"Fix: give LOC_val_solution.csv, or the devkit's ground truth with --synsets meta.mat.")
+    for line, row in enumerate(reader, start=2):
+        synset = row[1].split()[0] if len(row) > 1 and row[1].split() else ""
+        if not SYNSET.match(synset):
+            raise PrepareError(f"{path} line {line}: '{','.join(row)[:80]}' has no synset (nXXXXXXXX) first in its "
+                               f"PredictionString. Fix: give the unmodified LOC_val_solution.csv.")
+        image = row[0].strip()
+        if labels.get(image, synset) != synset:
+            raise PrepareError(f"{path} line {line}: {image} is listed again, as {synset}; line {first_line[image]} "
+                               f"has it as {labels[image]}. Fix: give the unmodified LOC_val_solution.csv.")
+        labels[image] = synset
+        first_line.setdefault(image, line)
     return labels
 
 
@@ -104,15 +123,14 @@ def read_devkit_ground_truth(path: Path, synsets: Path | None) -> dict[str, str]
         )
     by_id = read_devkit_synsets(synsets)
     labels: dict[str, str] = {}
-    with open(path) as f:
-        for line, text in enumerate(f, start=1):
-            value = text.strip()
-            if not value:
-                continue
-            if not value.isdigit() or not 1 <= int(value) <= CLASSES:
-                raise PrepareError(f"{path} line {line}: '{value[:40]}' is not an ILSVRC2012_ID (1-1000). "
-                                   f"Fix: give the devkit's ILSVRC2012_validation_ground_truth.txt, or LOC_val_solution.csv.")
-            labels[f"ILSVRC2012_val_{line:08d}"] = by_id[int(value)]
+    for line, text in enumerate(_read_text(path).splitlines(), start=1):
+        value = text.strip()
+        if not value:
+            continue
+        if not value.isdigit() or not 1 <= int(value) <= CLASSES:
+            raise PrepareError(f"{path} line {line}: '{value[:40]}' is not an ILSVRC2012_ID (1-1000). "
+                               f"Fix: give the devkit's ILSVRC2012_validation_ground_truth.txt, or LOC_val_solution.csv.")
+        labels[f"ILSVRC2012_val_{line:08d}"] = by_id[int(value)]
     return labels
 
 
@@ -138,14 +156,19 @@ def read_labels(labels: Path, synsets: Path | None = None) -> dict[str, str]:
 
 
 def val_images(images: Path) -> dict[str, Path]:
-    """``{image id: path}`` of the flat ``ILSVRC2012_val_*.JPEG`` files in ``images``."""
+    """``{image id: path}`` of the flat ``ILSVRC2012_val_*.JPEG`` files in ``images`` (any case);
+    two files of one image (``…01.JPEG`` and ``…01.jpeg``) are refused, not one of them dropped."""
     if not Path(images).is_dir():
         raise PrepareError(f"--images {images} is not a folder. Fix: give the folder of the flat ILSVRC2012_val_*.JPEG files.")
-    found = {}
+    found: dict[str, Path] = {}
     for entry in sorted(os.scandir(images), key=lambda e: e.name):
         m = VAL_IMAGE.match(entry.name)
         if m and entry.is_file():
-            found[entry.name[: -len(".JPEG")]] = Path(entry.path)
+            image = f"ILSVRC2012_val_{m.group(1)}"
+            if image in found:
+                raise PrepareError(f"--images {images} holds two files of image {image}: {found[image].name} and "
+                                   f"{entry.name}; nothing was changed. Fix: keep one of them.")
+            found[image] = Path(entry.path)
     if not found:
         raise PrepareError(f"--images {images} holds no ILSVRC2012_val_*.JPEG files. Fix: give the folder of the flat "
                            f"validation images (already in class folders? then use it as dataset.path directly).")
@@ -157,8 +180,10 @@ def prepare_val_folder(images: str | Path, labels: str | Path, out: str | Path, 
     """Link (or copy) every validation image into ``out/{synset}/``; see the module's docstring."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PrepareError(f"--out {out} already exists and is not empty; nothing was changed. Fix: choose a new "
+        what = "is not empty" if out.is_dir() else "is a file"
+        raise PrepareError(f"--out {out} already exists and {what}; nothing was changed. Fix: choose a new "
                            f"folder, or remove {out} first.")
+    check_output_place(out, "--out")
     found = val_images(Path(images))
     by_image = read_labels(Path(labels), Path(synsets) if synsets else None)
     unlabelled = [name for name in found if name not in by_image]

@@ -11,17 +11,23 @@ layout the workflow reads) from the first source that exists:
 
 Whatever the source, every file is checked against the sha256 manifest shipped with the package
 (``manifests/imagenet-sample.sha256``, ``sha256sum`` format, made once from the upstream bytes);
-a wrong or missing file stops the fetch with one line naming it.  The sample is assembled in
-``{dest}.partial-PID/`` and renamed into place when complete, so an interrupted fetch never leaves
-a folder that looks done.  Only the standard library is used: the command starts fast.
+a wrong or missing file stops the fetch with one line naming it, and no file is written past its
+upstream size (``manifests/imagenet-sample.sizes``), so a bloated archive member fails early.  The
+sample is assembled in ``{dest}.partial-PID/`` and renamed into place when complete, so an
+interrupted fetch never leaves a folder that looks done.  Two fetches into one ``dest`` at once
+leave each other's partial folders alone (one is removed only when its process is gone); whichever
+publishes second finds the first's sample and verifies it.  Only the standard library is used: the
+command starts fast.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import os
 import shutil
+import socket
 import sys
 import time
 import urllib.error
@@ -33,15 +39,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from resstream.errors import UserError
-from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
+from resstream.output_place import check_output_place
+from resstream.workflow.outputs import partial_dir, publish_dir
 
 SAMPLE_COMMIT = "bc69043e2862758a1906c6a24a792bb28c6bb2ff"
 SAMPLE_URL = f"https://github.com/EliSchwartz/imagenet-sample-images/archive/{SAMPLE_COMMIT}.zip"
 MANIFEST_PATH = Path(__file__).resolve().parent.parent / "manifests" / "imagenet-sample.sha256"
+SIZES_PATH = MANIFEST_PATH.with_suffix(".sizes")  # "BYTES  NAME" per file, the upstream sizes
 ENV_VAR = "RESSTREAM_SAMPLE"
 DEFAULT_DEST = Path("data") / "imagenet-sample"
 SHARED_SAMPLE = Path("..") / "shared" / "data" / "imagenet-sample"
 DOWNLOAD_NAME = ".download.zip"  # inside the partial folder, so a killed fetch's leftovers go with it
+OWNER_NAME = ".owner"  # inside the partial folder: the host of the process whose PID ends its name
 BLOCK = 1 << 20
 
 
@@ -61,6 +70,12 @@ def load_manifest(path: str | os.PathLike = MANIFEST_PATH) -> dict[str, str]:
                 digest, name = line.rstrip("\n").split("  ", 1)
                 manifest[name] = digest
     return manifest
+
+
+def load_sizes(path: str | os.PathLike = SIZES_PATH) -> dict[str, int]:
+    """``{relative path: size in bytes}`` of the upstream files (a file of ``BYTES  NAME`` lines)."""
+    with open(path, encoding="utf-8") as f:
+        return {name: int(size) for size, name in (line.rstrip("\n").split("  ", 1) for line in f if line.strip())}
 
 
 def _sha256_file(path: Path) -> str:
@@ -142,7 +157,8 @@ class ZipSource:
                 f"{self.label} is not a complete zip archive ({exc}): cut short or damaged. "
                 f"Fix: download it again ({SAMPLE_URL})"
             ) from None
-        names = [i.filename for i in self.zip.infolist() if not i.is_dir()]
+        # absolute or ../ members are never extracted, and must not hide the top folder of the rest
+        names = [i.filename for i in self.zip.infolist() if not i.is_dir() and _inside_archive(i.filename)]
         tops = {n.split("/", 1)[0] for n in names}
         strip = len(tops) == 1 and all("/" in n for n in names)
         self.members = {(n.split("/", 1)[1] if strip else n): n for n in names}
@@ -153,6 +169,10 @@ class ZipSource:
 
     def close(self) -> None:
         self.zip.close()
+
+
+def _inside_archive(name: str) -> bool:
+    return not name.startswith(("/", "\\")) and ".." not in name.replace("\\", "/").split("/") and ":" not in name
 
 
 def open_source(path: str | os.PathLike, label: str | None = None):
@@ -217,8 +237,9 @@ def _no_source_error(url: str, reason: str) -> SampleError:
 # -- assembling -------------------------------------------------------------------------------------
 
 
-def _copy_verified(source, name: str, digest: str, target: Path) -> None:
-    """Copy one manifest file from ``source`` to ``target`` while hashing it."""
+def _copy_verified(source, name: str, digest: str, target: Path, size: int | None = None) -> None:
+    """Copy one manifest file from ``source`` to ``target`` while hashing it; a file longer than
+    ``size`` bytes is refused before more than ``size + 1`` of its bytes are written."""
     stream = source.open(name)
     if stream is None:
         raise SampleError(
@@ -229,9 +250,15 @@ def _copy_verified(source, name: str, digest: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with stream, open(target, "wb") as out:
-            for block in iter(lambda: stream.read(BLOCK), b""):
+            written = 0
+            while block := stream.read(BLOCK if size is None else min(BLOCK, size + 1 - written)):
+                written += len(block)
                 h.update(block)
                 out.write(block)
+                if size is not None and written > size:
+                    raise SampleError(
+                        f"{name} in {source.label} is larger than the upstream file's {size} bytes: a damaged or "
+                        f"different file (its extraction was stopped there). Fix: use a fresh copy of {SAMPLE_URL}")
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise SampleError(f"{name} in {source.label} cannot be read ({exc}): the archive is damaged. "
                           f"Fix: download it again ({SAMPLE_URL})") from None
@@ -243,11 +270,11 @@ def _copy_verified(source, name: str, digest: str, target: Path) -> None:
         )
 
 
-def _assemble(source, manifest: dict[str, str], folder: Path, progress: bool) -> None:
+def _assemble(source, manifest: dict[str, str], sizes: dict[str, int], folder: Path, progress: bool) -> None:
     meter = Progress(f"verifying and copying from {source.label}", len(manifest)) if progress else None
     try:
         for i, (name, digest) in enumerate(manifest.items(), start=1):
-            _copy_verified(source, name, digest, folder / name)
+            _copy_verified(source, name, digest, folder / name, sizes.get(name))
             if meter:
                 meter.update(i)
     finally:
@@ -281,11 +308,74 @@ def _pick_source(source, environ, candidates: Iterable[Path]) -> tuple[str | Non
     return None, None
 
 
+# -- the partial folder, shared with other fetches into the same dest -----------------------------------
+
+
+def _owner_alive(partial: Path) -> bool:
+    """Whether the fetch building ``partial`` (``{dest}.partial-PID``) may still be running: its
+    PID is alive on this host, or it was started on another host (whose PIDs cannot be seen)."""
+    try:
+        pid = int(partial.name.rsplit("-", 1)[1])
+        host = (partial / OWNER_NAME).read_text().strip()
+    except ValueError:
+        return False
+    except OSError:  # no owner file (yet): made here a moment ago, or by a killed fetch
+        host = socket.gethostname()
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_dead_partials(dest: Path) -> None:
+    """Delete ``{dest}.partial-PID`` folders that killed fetches left; a live fetch's is kept."""
+    for partial in glob.glob(glob.escape(str(dest)) + ".partial-*"):
+        if not _owner_alive(Path(partial)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _new_partial(dest: Path) -> Path:
+    """A fresh ``{dest}.partial-PID`` folder holding its owner's host name."""
+    if dest.exists() and not dest.is_dir():
+        raise SampleError(f"{dest} is a file, not a folder; nothing was changed. Fix: give --dest a folder "
+                          f"that does not exist yet (e.g. {DEFAULT_DEST})")
+    check_output_place(dest, "--dest")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_partials(dest)
+        tmp = Path(partial_dir(str(dest)))
+        (tmp / OWNER_NAME).write_text(socket.gethostname())
+    except OSError as exc:
+        raise SampleError(f"cannot create the sample's folder beside {dest} ({exc.strerror or exc}). Fix: give "
+                          f"--dest a folder in a place you can write to") from None
+    return tmp
+
+
+def _publish(tmp: Path, dest: Path, manifest: dict[str, str]) -> None:
+    """Rename ``tmp`` to ``dest``, then verify what ``dest`` holds: when a concurrent fetch
+    published first, its sample is the one verified (and ``tmp`` is dropped)."""
+    (tmp / DOWNLOAD_NAME).unlink(missing_ok=True)
+    (tmp / OWNER_NAME).unlink(missing_ok=True)
+    try:
+        publish_dir(str(tmp), str(dest), SampleError(f"{dest} appeared while the sample was fetched; delete one of them"))
+    except (SampleError, OSError):  # OSError: the other fetch renamed its folder between the check and ours
+        if not (dest.is_dir() and any(dest.iterdir())):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    verify_folder(dest, manifest)
+
+
 def fetch_sample(
     dest: str | os.PathLike = DEFAULT_DEST,
     source: str | os.PathLike | None = None,
     *,
     manifest: dict[str, str] | None = None,
+    sizes: dict[str, int] | None = None,
     environ: dict | None = None,
     candidates: Iterable[Path] | None = None,
     url: str | None = None,
@@ -293,32 +383,33 @@ def fetch_sample(
     fetch: Callable[[str, Path, bool], None] | None = None,
 ) -> Path:
     """Put the verified sample at ``dest`` (see the module docstring for the sources); returns
-    ``dest``.  An existing ``dest`` is verified, never replaced.  ``url`` and ``fetch`` (the
-    downloader) default to :data:`SAMPLE_URL` and :func:`download`."""
+    ``dest``.  An existing ``dest`` is verified, never replaced.  ``sizes`` (``{name: bytes}``,
+    default :func:`load_sizes`) caps each file; ``url`` and ``fetch`` (the downloader) default to
+    :data:`SAMPLE_URL` and :func:`download`."""
     dest, url, fetch = Path(dest), url or SAMPLE_URL, fetch or download
     manifest = load_manifest() if manifest is None else manifest
+    sizes = load_sizes() if sizes is None else sizes
     if dest.is_dir() and any(dest.iterdir()):
         verify_folder(dest, manifest)
         return dest
     environ = os.environ if environ is None else environ
     path, label = _pick_source(source, environ, shared_candidates() if candidates is None else candidates)
     local = open_source(path, label) if path is not None else None  # a bad source is named before any write
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(str(dest))
-    tmp = Path(partial_dir(str(dest)))
+    tmp = None
     try:
+        tmp = _new_partial(dest)
         if local is None:
             try:
                 fetch(url, tmp / DOWNLOAD_NAME, progress)
             except OSError as exc:  # URLError, timeouts, refused connections
                 raise _no_source_error(url, str(getattr(exc, "reason", exc))) from None
             local = open_source(tmp / DOWNLOAD_NAME, url)
-        _assemble(local, manifest, tmp, progress)
-        (tmp / DOWNLOAD_NAME).unlink(missing_ok=True)
-        publish_dir(str(tmp), str(dest), SampleError(f"{dest} appeared while the sample was fetched; delete one of them"))
+        _assemble(local, manifest, sizes, tmp, progress)
+        _publish(tmp, dest, manifest)
     except BaseException:
         if local is not None:
             local.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest

@@ -68,6 +68,18 @@ def _write_files(result, tmp: str, weights: dict, layer_tap: str) -> None:
         f.attrs["seconds"] = result.seconds
 
 
+def _refuse_all_non_finite(result: FVResult, what: str, settings: FVSettings) -> None:
+    """A chunk whose every unit ended non-finite holds no FV at all: the job fails (and writes
+    nothing) rather than publish NaN images that would pass as finished work.  A chunk with some
+    non-finite units is written, each recorded with status 'nan' in fv.h5."""
+    if result.channels and all(status == "nan" for status in result.status):
+        raise FVError(
+            f"FV chunk {what}: every unit (layer {result.layer}, channels {list(result.channels)}) ended "
+            f"non-finite (NaN or Inf) during optimisation; nothing was written. Fix: lower fv.lr (now "
+            f"{settings.lr}; per layer: fv.overrides) or check the weights for NaN or Inf, then rerun"
+        )
+
+
 def read_fv_status(out_dir: str) -> dict[int, str]:
     with h5py.File(os.path.join(out_dir, "fv.h5"), "r") as f:
         return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
@@ -113,6 +125,7 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
 
     result = render_units(model, blocks, layer, ref, channels, **settings.as_params(), objective=objective,
                           log_every=log_every, progress=progress)
+    _refuse_all_non_finite(result, what or layer, settings)
     for c, status in zip(result.channels, result.status):
         if status == "nan":
             log.warning(

@@ -1,6 +1,6 @@
 """Feature visualizations: many units of one layer optimised together, each as if alone.
 
-Spec §2 and §13.  Per unit (layer, channel):
+docs/method.md#feature-visualizations.  Per unit (layer, channel):
 
 * parameterisation: torch-lucent's ``param.image`` machinery (``fft_image``, then its colour
   decorrelation and sigmoid, as ``to_valid_rgb`` does), the spectrum drawn from N(0, 0.01²) with the

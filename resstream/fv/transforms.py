@@ -1,4 +1,4 @@
-"""Lucent's FV transforms (spec §2) for the units of a chunk, each unit with its own random draws.
+"""Lucent's FV transforms (docs/method.md#feature-visualizations) for the units of a chunk, each unit with its own random draws.
 
 Each unit draws its random values (shifts, scale, angle) from its own numpy RandomState, in the
 order lucent's transform list draws them, so a unit's draws never depend on its chunk.  Two ways
@@ -59,7 +59,7 @@ class InputGroup:
 
 
 def lucent_transforms(jitter: int) -> list:
-    """Spec §2: j < 4 → scale + rotate, no crop (sizes 224-236); j ≥ 4 → pad(j, reflect), jitter(j),
+    """docs/method.md#feature-visualizations: j < 4 → scale + rotate, no crop (sizes 224-236); j ≥ 4 → pad(j, reflect), jitter(j),
     scale, rotate, jitter(j//2), centre crop 224."""
     scale = lucent_transform.random_scale(list(SCALES))
     rotate = lucent_transform.random_rotate(list(ANGLES))

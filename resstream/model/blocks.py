@@ -5,7 +5,7 @@ The block table is data (:class:`BlockInfo`), found in a built network by
 
 ResNet blocks are named like the paper, ``"2.1"`` = ``model.layer2[1]``; every other family's blocks
 by their module path (``features.3.1``, ``trunk_output.block2.block2-1``).  Per-family semantics live
-in :mod:`resstream.model.families`.  For every studied block the paper reads three tensors (spec §1):
+in :mod:`resstream.model.families`.  For every studied block the paper reads three tensors (docs/method.md#taps-i-b-and-o):
 
 * ``I`` the block's input as the residual stream carries it: the skip projection's output
   (``downsample``, ``proj``) where there is one, otherwise the block's input, which for a block fed

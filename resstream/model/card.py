@@ -1,4 +1,4 @@
-"""The model card: spec §1's layer table for the configured model, plus the weights identity."""
+"""The model card: the layer table (docs/method.md#taps-i-b-and-o) for the configured model, plus the weights identity."""
 
 from __future__ import annotations
 

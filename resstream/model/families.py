@@ -22,7 +22,7 @@ FAMILY_ARCHS: dict[str, tuple[str, ...]] = {
     "EfficientNet": tuple(f"efficientnet_b{i}" for i in range(8)) + ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"),
 }
 ARCHS: tuple[str, ...] = tuple(a for archs in FAMILY_ARCHS.values() for a in archs)
-# Where each family's I, B and O are read, in words (``resstream families``, README).
+# Where each family's I, B and O are read, in words (``resstream families``, docs/models.md).
 SEMANTICS = {
     "ResNet": "BasicBlock/Bottleneck: B = bn2/bn3; I = downsample (.1) or the block input; ReLU after the sum (o_relu: pre|post)",
     "ResNeXt": "Bottleneck (grouped conv2): B = bn3; I = downsample (.1) or the block input; ReLU after the sum (o_relu: pre|post)",

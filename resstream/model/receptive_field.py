@@ -3,7 +3,7 @@
 Cropping the input to the centre neuron's receptive field (aligned to the network's total stride,
 so every intermediate grid is a sub-grid of the original) gives exactly the same centre
 activation and input gradient while computing a fraction of the maps: ×3-4 in layer1-2 on a CPU
-(spec PERFORMANCE.md).  That holds only while every layer up to the tap is local.  A layer that
+(docs/performance.md#feature-visualizations).  That holds only while every layer up to the tap is local.  A layer that
 mixes the whole map (squeeze-excitation's global pooling in RegNetY, MobileNetV3 and EfficientNet,
 any adaptive pooling, a norm over space) makes the centre neuron depend on the whole image:
 :func:`crop_refusal` finds such a layer from the model's modules, and :meth:`CropPlanner.plan` falls back to

@@ -3,7 +3,7 @@
 Why copies: torchvision's blocks compute ``out = bn2(...); out += identity; out = relu(out)`` with
 ``relu(inplace=True)``.  A hook that keeps a *reference* to ``bn2``'s output therefore ends up
 holding relu(B + identity) once the block has finished (ConvNeXt, MobileNetV3 and EfficientNet
-blocks do ``result += input`` on their branch output the same way) (spec §1, 'Critical finding'; the author's
+blocks do ``result += input`` on their branch output the same way) (docs/method.md#taps-i-b-and-o; the author's
 B and pre-ReLU FVs fell into it).  Here every tap is ``clone()``d inside the hook, before the
 in-place ops run; clone is differentiable, so FV objectives optimise through it.
 

@@ -147,7 +147,7 @@ def build(arch: str, weights: str, seed: int | None, path: Path | None, allow_do
     if seed is not None:
         torch.manual_seed(seed)
         return timm_models.build(timm_models.split_name(arch)[0]), "random", None
-    kind = "custom" if path is not None else "pretrained"
+    kind = "custom" if path is not None else "timm"  # "timm": the tag's published weights
     path = path or fetch_pretrained(arch, allow_download)
     return _create_from_file(arch, path), kind, file_sha256(path)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resstream.errors import UserError
+from resstream.model.weights_source import KIND_SOURCES
 
 if TYPE_CHECKING:  # torch is imported where a network or a tensor is handled: checking a spec needs none
     import torch
@@ -46,6 +47,10 @@ CHECKPOINT_MODES = ("torchvision", "any")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 # prefixes that DataParallel / DistributedDataParallel and common training wrappers put on every key
 WRAPPER_PREFIXES = ("module.", "model.")
+# how a user asks for a checkpoint of their own, in each place that takes weights
+ANY_CHECKPOINT_HINT = ("set model.checkpoint: any (resstream fv / activations: --checkpoint any; the Python API: "
+                       "checkpoint=\"any\")")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class WeightsError(UserError, RuntimeError):
@@ -56,15 +61,19 @@ class WeightsError(UserError, RuntimeError):
 class WeightsIdentity:
     arch: str
     source: str  # the spec as given in config
-    kind: str  # "pretrained" (hub) | "checkpoint" (torchvision's file) | "custom" (any other file) | "random"
+    # "pretrained" (hub) | "checkpoint" (torchvision's file) | "timm" (a timm tag's) | "custom" (any other file) | "random"
+    kind: str
     state_dict_sha256: str
     file_sha256: str | None = None
     timm_model: str | None = None  # a timm arch: the model and its pretrained tag ("resnet50.a1_in1k")
     preprocessing: dict | None = None  # a timm arch: its pretrained_cfg's mean, std, size, crop, interpolation
 
     @property
-    def pretrained(self) -> bool:
-        return self.kind != "random"
+    def weights_source(self) -> str:
+        """What is known of where the weights come from: ``torchvision`` (its published weights, by
+        name or by a file with their digest), ``timm`` (a timm tag's published weights), ``custom``
+        (a checkpoint of one's own: how it was trained the tool cannot know) or ``random``."""
+        return KIND_SOURCES[self.kind]
 
     @property
     def label(self) -> str:
@@ -72,9 +81,9 @@ class WeightsIdentity:
         if self.kind == "custom":
             return (f"{self.arch} custom checkpoint {os.path.basename(self.source)} "
                     f"(file sha256 {str(self.file_sha256)[:12]}, not torchvision's weights)")
-        if self.timm_model and self.pretrained:
-            return f"timm:{self.timm_model} {self.source} (sha256 {str(self.file_sha256)[:12]})"
-        if self.pretrained:
+        if self.kind == "timm":
+            return f"timm:{self.timm_model} pretrained (file sha256 {str(self.file_sha256)[:12]})"
+        if self.weights_source == "torchvision":
             return f"{self.arch} {self.source} (sha256 {self.state_dict_sha256[:12]})"
         return f"{self.arch} RANDOM WEIGHTS ({self.source}, not pretrained)"
 
@@ -83,7 +92,7 @@ class WeightsIdentity:
         for key in ("timm_model", "preprocessing"):  # a torchvision arch's record stays as it was
             if d[key] is None:
                 del d[key]
-        d["pretrained"] = self.pretrained
+        d["weights_source"] = self.weights_source
         d["label"] = self.label
         return d
 
@@ -195,8 +204,8 @@ def _check_digest(arch: str, path: Path, digest: str) -> None:
     published = [os.path.basename(url) for url in weights_files(arch).values()]
     raise WeightsError(
         f"checkpoint {path} (sha256 {digest}) matches none of torchvision's {arch} checkpoints "
-        f"({', '.join(published)}). Fix: use the unmodified file torchvision publishes, or set "
-        f"model.checkpoint: any for a checkpoint of your own."
+        f"({', '.join(published)}). Fix: use the unmodified file torchvision publishes, or, for a checkpoint "
+        f"of your own, {ANY_CHECKPOINT_HINT}."
     )
 
 
@@ -260,12 +269,41 @@ def read_checkpoint(path: Path) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"model.weights checkpoint {path} cannot be read as tensors ({reason[:200]}). Fix: save the "
-            f"weights with torch.save(model.state_dict(), path)."
+            f"model.weights checkpoint {path} cannot be read as tensors ({_unreadable_reason(exc)}). Fix: save "
+            f"the weights with torch.save(model.state_dict(), path)."
         ) from None
     return unwrap_state_dict(obj, path)
+
+
+def _unreadable_reason(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in our words: torch's own message
+    advises loading with ``weights_only=False``, which would run the file's code, and carries
+    terminal escape codes."""
+    text = ANSI_ESCAPE.sub("", str(exc)).strip()
+    pickled = re.search(r"GLOBAL ([\w.]+)", text)
+    if pickled:
+        return (f"it holds the Python object {pickled.group(1)}, and loading that would run code from the file; "
+                f"it was not loaded")
+    if text.startswith("Weights only load failed"):
+        return "it holds Python objects besides tensors, and loading them would run code from the file; it was not loaded"
+    return (text.splitlines()[0][:200] if text else type(exc).__name__)
+
+
+def check_finite(state: dict, where) -> None:
+    """Raise :class:`WeightsError` naming the first tensor (in the file's order) holding NaN or Inf:
+    every FV and activation of such a network would be NaN."""
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise WeightsError(
+                    f"model.weights checkpoint {where} holds non-finite weights: {name} has {bad} NaN or Inf "
+                    f"value(s) of {tensor.numel()} (the first such tensor). Fix: use a checkpoint saved before "
+                    f"training diverged; every FV and activation of this network would be NaN."
+                )
 
 
 def unwrap_state_dict(obj, where) -> dict:
@@ -340,6 +378,7 @@ def _check_custom_checkpoint(arch: str, path: Path) -> None:
     state = read_checkpoint(path)
     model = build_on_meta(arch)
     check_state_dict_fits(model, state, arch, path)
+    check_finite(state, path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -396,6 +435,7 @@ def _load_checkpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpo
     if checkpoint == "any" and not _is_torchvision_file(arch, path, digest):
         state = read_checkpoint(path)
         check_state_dict_fits(model, state, arch, path)
+        check_finite(state, path)
         model.load_state_dict(state)
         return "custom", digest
     _check_digest(arch, path, digest)

@@ -1,7 +1,7 @@
 """Pin each concurrent GPU job of a workstation to its own device.
 
 Snakemake's ``resources: gpu=1`` with ``--resources gpu=N`` only caps how many GPU jobs run at
-once; nothing tells a job WHICH device to use (spec SNAKEMAKE.md).  Each job takes the first free
+once; nothing tells a job WHICH device to use.  Each job takes the first free
 slot among lock files ``gpu{i}.lock`` (an ``flock`` held for the life of the process, released by
 the kernel even when the job is killed) and sets ``CUDA_VISIBLE_DEVICES`` before torch is imported.
 This module must not import torch.

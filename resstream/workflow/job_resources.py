@@ -19,10 +19,10 @@ import math
 # at 3-8 s on a 2-core machine: bench/ and the benchmark files).
 START_MINUTES = 5
 # FV: seconds per unit and optimisation step.  CPU: the deepest layers, uncropped, one thread,
-# measured at <= 0.084 s (spec PERFORMANCE.md; layer1 cropped 0.017 s) and 0.10 s with the job's
+# measured at <= 0.084 s (layer1 cropped 0.017 s) and 0.10 s with the job's
 # start on a busy 2-core machine (bench/bench_budgets.py).  GPU: not measured here; 0.03 s is the
-# rate of an unbatched torch-lucent render on a GPU (~37 steps/s for a ResNet50, spec
-# PERFORMANCE.md) and a chunk's units run batched, so a unit-step costs no more than that.
+# rate of an unbatched torch-lucent render on a GPU (~37 steps/s for a ResNet50, torch-lucent's
+# published speed; docs/performance.md#cluster-budgets) and a chunk's units run batched, so a unit-step costs no more than that.
 FV_SECONDS_PER_UNIT_STEP = {"cpu": 0.15, "gpu": 0.03}
 # the dataset pass: measured 20-29 images/s on 2 CPU cores (decoding bound; a GPU does not speed the
 # decoding up), budgeted at 10 images/s
@@ -39,7 +39,7 @@ PER_UNIT_SECONDS = {
 # memory: torch with the network (measured peak RSS of every job kind on CPU: 0.76-1.3 GB) and a
 # CUDA context's host side
 BASE_MB = 3000
-PASS_MB_PER_BATCH_IMAGE = 12  # measured (README "Dataset activations": 0.75 GB + 12 MB per image)
+PASS_MB_PER_BATCH_IMAGE = 12  # measured (docs/stages.md "Dataset activations": 0.75 GB + 12 MB per image)
 WORKER_MB = 500  # a DataLoader worker process (torch imported, decoding)
 
 

@@ -54,6 +54,8 @@ def script_main(snakemake, work, level=logging.INFO):
     try:
         return work()
     except UserError as exc:
+        if getattr(exc, "refused_output", None):
+            mark_refused(exc.refused_output)
         log.error("%s", exc)
         _stop(f"resstream: {exc}")
     except Exception as exc:  # noqa: BLE001  (anything unexpected: its traceback goes to the log)
@@ -66,6 +68,17 @@ def script_main(snakemake, work, level=logging.INFO):
         log.error("unexpected error in rule %s", snakemake.rule, exc_info=True)
         where = f"full traceback in {log_path}" if log_path else "this rule has no log: run it with --verbose"
         _stop(f"resstream: rule {snakemake.rule} failed: {type(exc).__name__}: {_first_line(exc)} ({where})")
+
+
+# beside an output its job refused to overwrite (it did not write it): Snakemake then keeps that output
+# (resstream/workflow/refusals.py, which is kept out of here so that its edits rerun no job)
+REFUSED_MARKER_SUFFIX = ".refused-by-job"
+
+
+def mark_refused(output: str) -> None:
+    """Record that this job refused to overwrite ``output``, which it did not write."""
+    with open(output + REFUSED_MARKER_SUFFIX, "w") as f:
+        f.write(f"a job (PID {os.getpid()}) refused to overwrite {output}, which it did not write\n")
 
 
 def limit_torch_threads(threads: int) -> None:

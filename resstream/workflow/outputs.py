@@ -27,6 +27,7 @@ def publish_dir(tmp: str, out_dir: str, refusal: Exception) -> None:
     if os.path.isdir(out_dir):
         if os.listdir(out_dir):
             shutil.rmtree(tmp)
+            refusal.refused_output = out_dir  # a Snakemake job then keeps it (resstream/workflow/refusals.py)
             raise refusal
         os.rmdir(out_dir)
     os.replace(tmp, out_dir)

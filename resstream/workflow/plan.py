@@ -19,7 +19,7 @@ JITTER_BY_INPUT_STRIDE = {1: 0, 2: 0, 4: 0, 8: 4}  # deeper (stride 16, 32): 16
 
 
 def default_jitter(block: blk.BlockInfo) -> int:
-    """Spec §2 (author's batch_process.sh): 0 up to layer2.0, 4 up to layer3.0, 16 deeper.
+    """docs/method.md#feature-visualizations (the author's batch_process.sh): 0 up to layer2.0, 4 up to layer3.0, 16 deeper.
 
     Generalised by the total stride of the block's input, for every family: 0 while the input is
     at stride 4 or less, 4 at stride 8, 16 from stride 16 on.  In a ResNet a stage's first block
@@ -200,7 +200,7 @@ class Study:
 
     def activation_layers(self) -> list[str]:
         """Layers the dataset pass taps: every FV layer, plus the post-ReLU outputs of the studied
-        blocks and of their predecessors (the Fig 4 input curves, spec §6), in forward order."""
+        blocks and of their predecessors (the Fig 4 input curves, docs/method.md#inhibition-fig-4), in forward order."""
         names = set(self.layers)
         for block in self.study_blocks:
             names.add(blk.layer_name(self.blocks, blk.TapRef(block, blk.O_POST)))
@@ -263,7 +263,7 @@ class Study:
         return units
 
     def layer_table(self) -> list[dict]:
-        """Spec §1's table for this model and study: one row per (block, role)."""
+        """The layer table (docs/method.md#taps-i-b-and-o) for this model and study: one row per (block, role)."""
         sizes = map_sizes(self.arch)
         rows = []
         for block in self.study_blocks:

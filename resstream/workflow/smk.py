@@ -13,6 +13,8 @@ The pre-flight has two parts, each run where it is needed:
   real run just before the first job starts (``onstart``, after planning, before Snakemake removes
   anything), in a dry run at parse time without fetching anything, and never for maintenance
   commands (``--unlock``, ``--lint``, ``--report``), which need neither weights nor data.
+* :func:`move_damaged_outputs_or_exit` (a run's main process, at parse time, before planning): the
+  finished HDF5 outputs jobs read, checked cheaply; a damaged one is moved aside and the run stops.
 """
 
 from __future__ import annotations
@@ -104,9 +106,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
             "or run the small demo instead: make demo"
         )
     try:
-        if not os.path.isdir(path) and cfg.get("demo"):
-            raise UserError(f"dataset.path {path} is not a folder: the demo's sample is missing. Fix: make demo (or "
-                            f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+        _check_dataset_path(path, demo=bool(cfg.get("demo")))
         # a dry run never downloads weights; a real run fetches missing hub weights here, once
         check_weights_available(model["arch"], model["weights"], model["allow_download"], fetch=not dry_run,
                                 checkpoint=model["checkpoint"])
@@ -128,6 +128,76 @@ def _note_timm_preprocessing(arch: str) -> None:
     note = timm_models.preprocessing_note(arch) if timm_models.is_timm(arch) else None
     if note:
         print(f"resstream: note: {note}", file=sys.stderr)
+
+
+def _check_dataset_path(path: str, demo: bool) -> None:
+    """A ``dataset.path`` that is no folder, in one line: only the demo's own sample folder, not
+    yet fetched, is something to fetch; a typo or a file is named as such."""
+    from resstream.data.sample import DEFAULT_DEST
+
+    if os.path.isdir(path):
+        return
+    if demo and not os.path.exists(path) and os.path.normpath(path) == os.path.normpath(DEFAULT_DEST):
+        raise UserError(f"dataset.path {path} does not exist: the demo's sample is not fetched yet. Fix: make demo (or "
+                        f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+    what = "is a file, not a folder of images" if os.path.exists(path) else "does not exist"
+    demo_hint = f" (the demo's sample is {DEFAULT_DEST}, from resstream fetch-sample)" if demo else ""
+    raise UserError(f"dataset.path {path} {what}. Fix: set dataset.path to an ImageNet-style validation folder "
+                    f"(class sub-folders) or a flat folder of images{demo_hint}.")
+
+
+def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
+    """Snakemake's main process, before it plans: a damaged HDF5 output (truncated in place, an
+    interrupted copy) would make every job reading it fail, after Snakemake had removed those jobs'
+    finished outputs, and again at every rerun.  Each one found
+    (:func:`resstream.workflow.damaged_outputs.find_damaged`) is renamed to ``NAME.damaged-<UTC time>``
+    (kept, never deleted) and the run stops with one line per file, so that nothing else is touched;
+    the next run remakes it.  A dry run only says what a run would do."""
+    from resstream.workflow.damaged_outputs import find_damaged
+
+    lines = [_moved_aside(output, path, why, dry_run) for output, path, why in find_damaged(study)]
+    for line in lines[:-1]:
+        print(f"resstream: {line}", file=sys.stderr)
+    if lines:
+        _die(lines[-1])
+
+
+def _moved_aside(output: str, path: str, why: str, dry_run: bool) -> str:
+    """The line of one damaged output, moved aside here unless in a dry run."""
+    from resstream.workflow.damaged_outputs import move_aside
+
+    if dry_run:
+        return (f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
+                f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it")
+    return (f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not deleted). "
+            f"Fix: run the same snakemake command again: it remakes {output} and what reads it")
+
+
+# Snakemake commands that change nothing under the results folder: they take no results-folder lock,
+# so they work while a run is going (a dry run and --report are told apart by the workflow itself)
+READ_ONLY_COMMANDS = frozenset({
+    "--unlock", "--lint", "--list-rules", "--list", "-l", "--list-target-rules", "--lt", "--summary", "-S",
+    "--detailed-summary", "-D", "--list-changes", "--lc", "--list-untracked", "--lu", "--dag", "--rulegraph",
+    "--filegraph", "--d3dag", "--containerize", "--print-compilation",
+})
+
+# Snakemake commands that run no job: they read nothing a job reads, so no output is moved aside
+# in them (Snakemake tells the workflow nothing of them while it parses; its command line does).
+# The read-only ones and those that touch, delete or archive outputs without running a job.
+MAINTENANCE_FLAGS = READ_ONLY_COMMANDS | {
+    "--report", "--cleanup-metadata", "--cm", "--touch", "-t", "--delete-all-output", "--delete-temp-output",
+    "--archive", "--generate-unit-tests", "--export-cwl", "--conda-create-envs-only", "--conda-cleanup-envs",
+}
+
+
+def maintenance_requested(argv: list[str] | None = None) -> bool:
+    """True for a snakemake command line that runs no job (``MAINTENANCE_FLAGS``; ``--report`` with
+    ``--report-after-run`` is a run)."""
+    argv = sys.argv[1:] if argv is None else argv
+    flags = {arg.split("=", 1)[0] for arg in argv}
+    if "--report-after-run" in flags:
+        flags.discard("--report")
+    return bool(flags & MAINTENANCE_FLAGS)
 
 
 def _check_cuda_visible() -> None:
@@ -155,6 +225,64 @@ def report_requested(argv: list[str] | None = None) -> str | None:
     if not getattr(args, "report", None):
         return None
     return "after-run" if args.report_after_run else "report"
+
+
+def check_yaml_or_exit(path: str) -> None:
+    """The workflow's own config file (the Snakefile's ``configfile:``) parses as YAML; if not, one
+    line naming the file, the line and the problem (Snakemake's message names neither), exit 1.  A
+    missing file is left to Snakemake, whose message names it."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            yaml.safe_load(f)
+    except FileNotFoundError:
+        return
+    except UnicodeDecodeError as exc:
+        _die(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
+    except yaml.YAMLError as exc:
+        _die(f"{path} is not valid YAML: {yaml_error_place(exc)}; fix the file there")
+
+
+def yaml_error_place(exc) -> str:
+    """``line L, column C: problem (context at line L', column C')`` of a YAML parse error."""
+    mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    text = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {text}"
+    if getattr(exc, "context", None) and context_mark is not None:
+        text += f" ({exc.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return text
+
+
+
+
+def needs_run_lock(dry_run: bool, argv: list[str] | None = None) -> bool:
+    """Whether this snakemake command may write under the results folder, so takes its lock: not a
+    dry run, not ``--report`` alone (``--report-after-run`` runs the workflow), not a command of
+    :data:`READ_ONLY_COMMANDS`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if dry_run or report_requested(argv) == "report":
+        return False
+    return not any(a.split("=", 1)[0] in READ_ONLY_COMMANDS for a in argv)
+
+
+def take_run_lock_or_exit(results: str) -> None:
+    """Take the results folder's lock for this run (:mod:`resstream.workflow.run_lock`) and make
+    SIGINT stop the jobs the run starts (:mod:`resstream.workflow.stop`); while another run holds
+    the lock, print one line and exit 1."""
+    from resstream.workflow.run_lock import take_results_lock
+    from resstream.workflow.stop import install_stop_handler
+
+    try:
+        for note in take_results_lock(results):
+            print(f"resstream: {note}", file=sys.stderr)
+    except UserError as exc:
+        _die(str(exc))
+    except OSError as exc:  # cannot be made or written: a file in its path, no permission
+        _die(f"results folder {results} cannot be used: {exc.strerror} ({exc.filename}); set results: to a "
+             f"folder you can write to")
+    install_stop_handler()
 
 
 def _die(message: str):

@@ -107,6 +107,24 @@ def test_image_table_and_attributes(extracted):
     assert not os.path.exists(path + act.PARTIAL_SUFFIX)
 
 
+def test_a_damaged_activations_file_is_told_apart_from_a_finished_one(extracted, tmp_path):
+    """The workflow's pre-flight check (headers only): a finished file passes; a truncated one, one
+    without its top-k tables and one not marked complete are each named with what is wrong."""
+    from resstream.workflow.damaged_outputs import activations_damage
+
+    _, path = extracted
+    assert activations_damage(path) is None
+    truncated, no_topk, incomplete = (shutil.copy(path, tmp_path / name) for name in ("t.h5", "k.h5", "c.h5"))
+    os.truncate(truncated, os.path.getsize(truncated) - 1)
+    with h5py.File(no_topk, "a") as f:
+        del f["topk"]
+    with h5py.File(incomplete, "a") as f:
+        f.attrs["complete"] = False
+    assert activations_damage(str(truncated)).startswith("truncated file: eof = ")
+    assert activations_damage(str(no_topk)) == "it lacks topk"
+    assert activations_damage(str(incomplete)) == "it is not marked complete"
+
+
 def test_stored_topk_is_the_argsort_of_the_stored_array(extracted):
     _, path = extracted
     with act.open_activations(path) as f:
@@ -124,7 +142,7 @@ def test_stored_topk_is_the_argsort_of_the_stored_array(extracted):
 def test_topk_tie_rule_nan_rows_and_short_columns():
     v = np.array([[1.0, np.nan], [3.0, 2.0], [3.0, np.nan], [0.0, 5.0], [3.0, np.nan]], dtype=np.float32)
     index, value = topk.topk_rows(v, 4)
-    # ties: the higher image index first, like the author's torch.sort(descending=True) (spec §8)
+    # ties: the higher image index first, like the author's torch.sort(descending=True) (docs/method.md#imagenet-variant-a3)
     np.testing.assert_array_equal(index[0], [4, 2, 1, 0])
     np.testing.assert_array_equal(value[0], [3, 3, 3, 1])
     # NaN rows are never chosen; fewer valid rows than k pad with -1 / NaN

@@ -1,6 +1,7 @@
 """Figures and summary from hand-made tables; the analysis stage inside Snakemake."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_summary_by_hand(tmp_path):
     assert b["top_by_scale_metric"] == [0, 5]  # SM 1.0, 0.7
     assert b["closest_to_one"] == [0, 5, 1]  # |M-1| = 0, 0.2, 0.5
     assert b["both_criteria_fig7"] == [5]  # FV {0, 5} and ImageNet {1, 5}
-    assert s["weights"]["kind"] == "random" and s["pretrained"] is False
+    assert s["weights"]["kind"] == "random" and s["weights_source"] == s["weights"]["weights_source"] == "random"
     # Fig 3/4 statistics for the chosen block only; rho's NaN (ch4) is counted, not fatal
     assert "stats" in b and "stats" not in s["blocks"]["2.0"]
     assert b["stats"]["fig4_rho_undefined"] == 1
@@ -107,7 +108,7 @@ def test_pretrained_figures_carry_no_random_mark(tmp_path):
 
 
 def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
-    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "pretrained": True,
+    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "weights_source": "custom",
               "state_dict_sha256": "cc" * 32, "file_sha256": "0123456789ab" + "d" * 52,
               "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
     fv, _ = write_hand_tables(tmp_path, weights=custom)
@@ -115,6 +116,9 @@ def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
     assert figures.RANDOM_MARK not in texts
     assert "CUSTOM CHECKPOINT — not torchvision's weights (file sha256 0123456789ab)" in texts
     assert any("custom checkpoint robust.pth" in t for t in texts)
+    # the summary says what is known of the weights: a checkpoint of one's own, not "pretrained"
+    summary = build_summary(fv, {}, str(tmp_path / "summary.json"))
+    assert summary["weights_source"] == "custom" and "pretrained" not in summary
 
 
 def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):
@@ -183,11 +187,13 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     fig7 = analysis.figure_file(results, "fig7", "png")
     card = scorecard_outputs(results)
     smk(analysis.summary_json(results), fig7, card["md"], "--cores", "2", "--configfile", cfg_path, timeout=900)
-    # the scorecard: random weights, so its title says the comparison is meaningless; one block studied
-    assert open(card["md"]).readline().strip().endswith(MEANINGLESS)
+    # the scorecard: random weights, so its title says the comparison is meaningless and no row has a
+    # verdict (the numbers are still shown: 2.1's 3 of 128 channels)
+    md = open(card["md"]).read()
+    assert md.splitlines()[0].endswith(MEANINGLESS) and "Verdicts: 0 reproduced, 0 partly, 0 not reproduced, 0 not applicable, " in md
     checked, _ = analysis.read_table(card["csv"])
-    assert set(checked.loc[checked["block"] != "2.1", "verdict"]) <= {"not applicable", "not reproduced", "reproduced", "partly"}
-    assert (checked.loc[checked["block"].isin(["1.1", "3.1"]), "verdict"] == "not applicable").all()
+    assert set(checked["verdict"]) == {"not judged (random weights)"}
+    assert re.match(r"\d of 3 channels \(\d+\.\d %\)$", checked.loc[checked["claim_id"] == "fig5_2.1_many", "this_run"].iloc[0])
     summary = json.loads(open(analysis.summary_json(results)).read())
     assert list(summary["blocks"]) == ["2.1"] and summary["weights"]["state_dict_sha256"] == identity.state_dict_sha256
     assert summary["blocks"]["2.1"]["channels"] == 3
@@ -207,3 +213,22 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     else:
         assert job_log.count("running on the CPU because this job declares no GPU") == 1
         assert "with imagenet stimuli on cpu" in job_log
+
+
+@pytest.mark.parametrize("rows, height_px", [(2, int((1.9 * 2 + 1.3) * 110)), (21, int((0.8 * 21 + 1.3) * 110))])
+def test_channel_grids_fit_about_a_page(tmp_path, rows, height_px):
+    """Few rows keep their 1.9 in; Fig 8's 21 rows (7 blocks x 3) shrink to 0.8 in, so the PNG is
+    ~2,000 px tall instead of 4,114 (7 MB), and it is saved in 256 colours."""
+    picture = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    chunk = tmp_path / "fv" / "layer2.1.bn2" / "c0000-0063"
+    chunk.mkdir(parents=True)
+    for c in range(rows):
+        Image.fromarray(picture).save(chunk / f"unit{c:04d}.png")
+    grid = [{"block": "2.1", "channel": c, "label": f"2.1 ch {c}"} for c in range(rows)]
+    layers = {"2.1": {"I": "layer2.1.bn2", "B": "layer2.1.bn2", "O": "layer2.1.bn2"}}
+    png, pdf = tmp_path / "grid.png", tmp_path / "grid.pdf"
+    figures.channel_grid(grid, layers, figures.ImageSource(fv_dirs=[str(chunk)]), "t", None, str(png), str(pdf))
+    check_figure_files(png, pdf)
+    with Image.open(png) as img:
+        assert abs(img.size[1] - height_px) <= 2 and img.mode == "P"
+    assert figures.grid_row_inches(rows) == (1.9 if rows == 2 else 0.8)

@@ -106,7 +106,7 @@ def test_fv_status_from_h5_and_missing_png_are_recorded(study_setup, tmp_path):
 
 
 def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir, random_model):
-    """Spec §1: M uses only signs and ratios of positive values, so pre/post O give the same M,
+    """docs/method.md#taps-i-b-and-o: M uses only signs and ratios of positive values, so pre/post O give the same M,
     except a 'dead' unit (both negative pre-ReLU) which post-ReLU reads as the out_mid<=0 rule."""
     from resstream.analysis import metrics
 

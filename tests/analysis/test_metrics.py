@@ -74,8 +74,8 @@ def test_scale_deltas_by_hand():
     # channel 2: mid_mid = -2 (raw denominator kept: the code's sign flip) m = (1 - 0) / -2 = -0.5
     #            in_in = 0 -> n undefined (NaN, not inf)
     sd = mt.scale_deltas(
-        relu_b_scaled_in=[3.0, 0.0, 1.0], relu_b_in=[1.0, 0.5, 0.0], mid_mid=[4.0, 2.0, -2.0],
-        relu_i_scaled_mid=[2.0, 1.0, 5.0], relu_i_mid=[0.0, 3.0, 1.0], in_in=[2.0, 4.0, 0.0],
+        scaled_b=[3.0, 0.0, 1.0], unscaled_b=[1.0, 0.5, 0.0], mid_mid=[4.0, 2.0, -2.0],
+        scaled_i=[2.0, 1.0, 5.0], unscaled_i=[0.0, 3.0, 1.0], in_in=[2.0, 4.0, 0.0],
     )
     np.testing.assert_allclose(sd.m, [0.5, -0.25, -0.5])
     np.testing.assert_allclose(sd.n, [1.0, -0.5, np.nan])
@@ -106,9 +106,9 @@ def test_scale_metric_paper_and_mid_only():
 #   3   .4-0 = .4      0        NaN    .1-0 = .1      1      .1     1
 #   4   .3-.3 = 0      1        0      .5-0 = .5      1      .5     1
 #   5   NaN            1        NaN    .5-0 = .5      1      .5     1
-SIGN_CASE = dict(relu_b_scaled_in=[1.0, 1.0, 0.0, 0.4, 0.3, np.nan], relu_b_in=[0.5, 0.0, 1.0, 0.0, 0.3, 0.0],
-                 mid_mid=[2.0, -2.0, -1.0, 0.0, 1.0, 1.0], relu_i_scaled_mid=[0.3, 0.2, 0.0, 0.1, 0.5, 0.5],
-                 relu_i_mid=[0.0, 0.0, 2.0, 0.0, 0.0, 0.0], in_in=[1.0, 1.0, -2.0, 1.0, 1.0, 1.0])
+SIGN_CASE = dict(scaled_b=[1.0, 1.0, 0.0, 0.4, 0.3, np.nan], unscaled_b=[0.5, 0.0, 1.0, 0.0, 0.3, 0.0],
+                 mid_mid=[2.0, -2.0, -1.0, 0.0, 1.0, 1.0], scaled_i=[0.3, 0.2, 0.0, 0.1, 0.5, 0.5],
+                 unscaled_i=[0.0, 0.0, 2.0, 0.0, 0.0, 0.0], in_in=[1.0, 1.0, -2.0, 1.0, 1.0, 1.0])
 SIGN_M = [3.0, 1.0, 1.0, 1.0, 1.0, 1.0]
 
 
@@ -230,7 +230,7 @@ def test_metric_table_from_raw_measurements():
         relu_I_of_SinvxB=[2.0, 1.0, 1.0], relu_I_of_xB=[0.0, 1.0, 0.0],  # n = 2/4=0.5 | 0 | 1
         fv_status_I=["ok", "ok", "nan"], fv_status_B=["ok", "dead", "ok"], fv_status_O=["ok"] * 3,
     )
-    t = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper")
+    t = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper", a3_mean="code", sm_rule="code")  # the relu_* columns
     np.testing.assert_allclose(t["M"], [0.8, np.nan, 1.0])
     np.testing.assert_allclose(t["m_delta"], [2.0, 0.0, 1.0])
     np.testing.assert_allclose(t["n_delta"], [2.0, 0.0, 1.0])
@@ -239,7 +239,7 @@ def test_metric_table_from_raw_measurements():
     np.testing.assert_allclose(t["SM"], [1.5, 0.0, np.nan])
     # scale_sign paper (default): ch2's raw deltas are positive, so it passes although mid_mid = 0
     assert list(t["pass_all"]) == [True, False, True] and list(t["pass_nomix"]) == [True, False, True]
-    code = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper", scale_sign="code")  # ch2: m NaN fails
+    code = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper", scale_sign="code", a3_mean="code", sm_rule="code")  # ch2: m NaN fails
     assert list(code["pass_all"]) == [True, False, False] and list(code["pass_nomix"]) == [True, False, False]
     assert list(t["mix_group"]) == ["mix", "none", "mix"] and list(t["fig4_group"]) == ["overwrite", "none", "skip"]
     assert t["status"][0] == "ok"
@@ -249,3 +249,54 @@ def test_metric_table_from_raw_measurements():
         mt.metric_table(raw.drop(columns=["out_in"]))
     with pytest.raises(ValueError, match="mix_rules 'paper' unknown"):
         mt.metric_table(raw, mix_rules="paper")
+
+
+def _hand_case(in_mid, b_of_sxi, mid_mid, i_of_xb, i_of_sinvxb, in_in):
+    """A one-channel raw table from per-stimulus readings ``[K]`` through the measurement's own
+    column builder (means and means of ReLU), O(X_I) = O(X_B) = 1 (M = 1, in the mix window)."""
+    from resstream.analysis.measure import raw_quantities
+
+    k = len(in_mid)
+    cols = raw_quantities(out_in=[[1.0] * k], out_mid=[[1.0] * k], in_in=[[in_in] * k], mid_mid=[[mid_mid] * k],
+                          in_mid=[in_mid], i_of_xb=[[i_of_xb] * k], b_of_sxi=[b_of_sxi], i_of_sinvxb=[[i_of_sinvxb] * k])
+    return pd.DataFrame({"channel": [0], **cols})
+
+
+# A.3 hand case: B(V_I) = [3, -3, 0 x 7], B(S V_I) = [2, 0 x 8], mid_mid = 1; n = 1 - 0 = 1 passes.
+#   paper (ReLU of the mean): m = mean B(S V) - relu(mean B(V)) = 2/9 - relu(0) = 0.2222   -> passes
+#   code (mean of ReLU):      m = mean relu B(S V) - mean relu B(V) = 2/9 - 3/9 = -0.1111 -> fails
+# (B(S V) is never negative here, so sm_rule gives the same m under either a3_mean.)
+@pytest.mark.parametrize("a3_mean, m, passes", [("paper", 2 / 9, True), ("code", -1 / 9, False)])
+@pytest.mark.parametrize("sm_rule", ["paper", "code"])
+def test_a3_mean_relu_of_mean_or_mean_of_relu_by_hand(a3_mean, m, passes, sm_rule):
+    raw = _hand_case(in_mid=[3.0, -3.0] + [0.0] * 7, b_of_sxi=[2.0] + [0.0] * 8, mid_mid=1.0,
+                     i_of_xb=0.0, i_of_sinvxb=1.0, in_in=1.0)
+    t = mt.metric_table(raw, a3_mean=a3_mean, sm_rule=sm_rule)
+    assert t["m"][0] == pytest.approx(m, abs=1e-12) and t["n"][0] == 1.0
+    assert t["SM"][0] == pytest.approx(m + 1.0, abs=1e-12)
+    assert bool(t["pass_all"][0]) is passes and bool(t["pass_nomix"][0]) is passes
+    assert mt.metric_table(raw)["m"][0] == pytest.approx(2 / 9)  # the default is the paper's
+
+
+# SM hand case (one FV): B(x_I) = -0.5, B(S x_I) = -0.2, B(x_B) = mid_mid = 3; I(x_B) = 0.25,
+# I(S^-1 x_B) = 0.5, I(x_I) = in_in = 1, so n = 0.25.
+#   paper (Eq 5, raw scaled term): m = (-0.2 - relu(-0.5)) / 3 = -0.0667, SM = 0.1833
+#   code (ReLU'd scaled term):     m = (relu(-0.2) - relu(-0.5)) / 3 = 0,  SM = 0.25
+# The channel fails Eq 3 either way (-0.2 is not above 0).
+@pytest.mark.parametrize("sm_rule, m, sm", [("paper", -0.2 / 3, 0.25 - 0.2 / 3), ("code", 0.0, 0.25)])
+@pytest.mark.parametrize("a3_mean", ["paper", "code"])
+def test_sm_rule_eq5_raw_or_relu_scaled_term_by_hand(sm_rule, m, sm, a3_mean):
+    raw = _hand_case(in_mid=[-0.5], b_of_sxi=[-0.2], mid_mid=3.0, i_of_xb=0.25, i_of_sinvxb=0.5, in_in=1.0)
+    t = mt.metric_table(raw, a3_mean=a3_mean, sm_rule=sm_rule)
+    assert t["m"][0] == pytest.approx(m, abs=1e-12) and t["n"][0] == pytest.approx(0.25)
+    assert t["SM"][0] == pytest.approx(sm, abs=1e-12)
+    assert not t["pass_all"][0] and not t["pass_nomix"][0]
+    assert mt.metric_table(raw)["SM"][0] == pytest.approx(0.25 - 0.2 / 3)  # the default is Eq 5
+
+
+def test_unknown_a3_mean_or_sm_rule_is_named():
+    raw = _hand_case(in_mid=[-0.5], b_of_sxi=[-0.2], mid_mid=3.0, i_of_xb=0.25, i_of_sinvxb=0.5, in_in=1.0)
+    with pytest.raises(ValueError, match="analysis.a3_mean 'mean' unknown; one of paper, code"):
+        mt.metric_table(raw, a3_mean="mean")
+    with pytest.raises(ValueError, match="analysis.sm_rule 'relu' unknown; one of paper, code"):
+        mt.metric_table(raw, sm_rule="relu")

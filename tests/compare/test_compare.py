@@ -2,6 +2,7 @@
 Snakemake (2 blocks, 2 channels, 3 FV steps, 20 images) compared with a resnet18 run."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from resstream.analysis import summary as analysis
 from resstream.analysis.summary import AnalysisError, build_summary, read_table
-from resstream.compare.runs import compare_outputs, compare_runs
+from resstream.compare.runs import compare_outputs, compare_runs, comparison_folder
 from resstream.errors import ConfigError
 from resstream.workflow.config import validate_config
 from helpers.hand_tables import RANDOM, write_hand_tables
@@ -59,7 +60,7 @@ def test_comparison_tables_by_hand(hand_comparison):
     assert hist[(hist["model"] == "r34") & (hist["depth_bin"] == 0)]["blocks"].iloc[0] == "2.0"
     runs_df, _ = read_table(out["runs"])
     assert list(runs_df["state_dict_sha256"]) == ["aa" * 32, "cc" * 32]
-    assert meta["weights"]["pretrained"] is False and set(meta["runs"]) == {"r18", "r34"}
+    assert meta["weights"]["weights_source"] == "random" and set(meta["runs"]) == {"r18", "r34"}
     check_figure_files(folder / "compare_models.png", folder / "compare_models.pdf")
 
 
@@ -76,9 +77,10 @@ def resnet34_run(tmp_path_factory, sample_dir):
     and Fig 2, and in the same invocation its comparison with a (hand-made) resnet18 run."""
     tmp = tmp_path_factory.mktemp("r34")
     r18 = hand_run(tmp / "r18", RANDOM)
-    out = compare_outputs(str(tmp / "cmp"))
+    runs = {"resnet18": r18, "resnet34": str(tmp / "results")}
+    out = compare_outputs(str(tmp / "cmp" / "resnet18+resnet34"))  # the folder is named after the runs
     results = arch_run(tmp, sample_dir, "resnet34", ["2.0", "2.1"], [out["png"]],
-                       compare={"runs": {"resnet18": r18, "resnet34": str(tmp / "results")}, "results": str(tmp / "cmp")})
+                       compare={"runs": runs, "results": str(tmp / "cmp")})
     return results, out
 
 
@@ -154,3 +156,26 @@ def test_every_run_in_the_title_stays_inside_the_figure(tmp_path, monkeypatch):
     top_of_panels = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
     assert top_of_panels <= box.y0  # the title does not run into the panels
     close(fig)
+
+
+def test_each_set_of_runs_has_its_own_comparison_folder():
+    first = comparison_folder("results/compare", {"resnet18": "results/demo", "resnet50": "results/demo-resnet50"})
+    assert first == "results/compare/resnet18+resnet50"
+    assert comparison_folder("results/compare", {"resnet50": "a", "resnet18": "b"}) == first  # order-free
+    assert comparison_folder("results/compare", {"resnet18": "results/demo", "convnext": "c"}) != first
+    many = {f"a_rather_long_run_name_{i:02d}": "x" for i in range(12)}
+    folder = os.path.basename(comparison_folder("results/compare", many))
+    assert len(folder) <= 100 and folder.startswith("a_rather_long_run_name_00+") and "+9-more-" in folder
+    fewer = dict(list(many.items())[:11])
+    assert os.path.basename(comparison_folder("results/compare", fewer)) != folder
+
+
+def test_two_comparisons_keep_both_outputs(tmp_path):
+    r18, r34 = hand_run(tmp_path / "r18", RANDOM), hand_run(tmp_path / "r34", R34)
+    first = comparison_folder(str(tmp_path / "cmp"), {"r18": r18, "r34": r34})
+    second = comparison_folder(str(tmp_path / "cmp"), {"r18": r18})
+    compare_runs({"r18": r18, "r34": r34}, first)
+    before = Path(compare_outputs(first)["blocks"]).read_bytes()
+    compare_runs({"r18": r18}, second)
+    assert Path(compare_outputs(first)["blocks"]).read_bytes() == before
+    assert pd.read_csv(compare_outputs(second)["runs"])["model"].tolist() == ["r18"]

@@ -131,6 +131,44 @@ def test_refusals_name_the_problem_and_change_nothing(val_set, tmp_path, capsys)
     assert "does not start with the header ImageId,PredictionString" in line
 
 
+def test_an_image_listed_twice_with_two_classes_is_refused(val_set, tmp_path, capsys):
+    images, _, loc = val_set
+    other = DEVKIT_ORDER[0] if expected_class(5) != DEVKIT_ORDER[0] else DEVKIT_ORDER[1]
+    with open(loc, "a") as f:
+        f.write(f"ILSVRC2012_val_00000001,{expected_class(1)} 1 2 3 4\n")  # again, same class: harmless
+        f.write(f"ILSVRC2012_val_00000005,{other} 1 2 3 4\n")
+    out = tmp_path / "out"
+    line = one_line_error(capsys, "--images", images, "--labels", loc, "--out", out)
+    # the header is line 1; image 5 is the 6th row of the solution (rows 3, 1, 2, 4, 5, ...)
+    assert line == (f"resstream: {loc} line 13: ILSVRC2012_val_00000005 is listed again, as {other}; line 6 has it as "
+                    f"{expected_class(5)}. Fix: give the unmodified LOC_val_solution.csv.")
+    assert not out.exists() and not list(tmp_path.glob("out.partial-*"))
+
+
+def test_two_files_of_one_image_are_refused(val_set, tmp_path, capsys):
+    images, _, loc = val_set
+    Image.new("RGB", (9, 9)).save(images / "ILSVRC2012_val_00000001.jpeg", "JPEG")
+    out = tmp_path / "out"
+    line = one_line_error(capsys, "--images", images, "--labels", loc, "--out", out)
+    assert line == (f"resstream: --images {images} holds two files of image ILSVRC2012_val_00000001: "
+                    f"ILSVRC2012_val_00000001.JPEG and ILSVRC2012_val_00000001.jpeg; nothing was changed. Fix: keep one "
+                    f"of them.")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which", ["csv", "ground truth"])
+def test_a_labels_file_that_is_not_utf8_is_one_line(val_set, tmp_path, capsys, which):
+    images, devkit, loc = val_set
+    labels = loc if which == "csv" else devkit / "ILSVRC2012_validation_ground_truth.txt"
+    text = labels.read_bytes()
+    labels.write_bytes(text[:30] + b"\xff\xfe" + text[30:])
+    extra = ["--synsets", devkit / "meta.mat"] if which == "ground truth" else []
+    line = one_line_error(capsys, "--images", images, "--labels", labels, "--out", tmp_path / "out", *extra)
+    assert line == (f"resstream: {labels} is not a UTF-8 text file (byte 0xff at offset 30). Fix: give the labels file "
+                    f"as downloaded: LOC_val_solution.csv or the devkit's ILSVRC2012_validation_ground_truth.txt, "
+                    f"unpacked.")
+
+
 def test_the_prepared_folder_is_a_dataset_for_the_workflow(prepared_from_loc):
     """The pre-flight's listing (the same function as the dataset pass) accepts the linked folder."""
     images, out = prepared_from_loc
@@ -140,3 +178,16 @@ def test_the_prepared_folder_is_a_dataset_for_the_workflow(prepared_from_loc):
 
     study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(out)}, "study": {"channels": 1}}))
     check_inputs_or_exit(study)  # returns (exits on a problem)
+
+
+def test_an_out_that_is_a_file_or_lies_under_one_is_one_line(val_set, tmp_path, capsys):
+    images, _, loc = val_set
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert one_line_error(capsys, "--images", images, "--labels", loc, "--out", notes) == (
+        f"resstream: --out {notes} already exists and is a file; nothing was changed. Fix: choose a new folder, or "
+        f"remove {notes} first.")
+    assert one_line_error(capsys, "--images", images, "--labels", loc, "--out", notes / "val") == (
+        f"resstream: --out {notes / 'val'}: {notes} is a file, not a folder; nothing was computed. Fix: choose --out in "
+        f"a folder")
+    assert notes.read_text() == "mine"

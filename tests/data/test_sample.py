@@ -233,10 +233,10 @@ def test_an_interrupted_fetch_leaves_no_folder_that_looks_done(tmp_path, files, 
     real_copy = sample._copy_verified
     copied = []
 
-    def copy_then_interrupt(src, name, digest, target):
+    def copy_then_interrupt(src, name, digest, target, size=None):
         if len(copied) == 2:
             raise KeyboardInterrupt
-        real_copy(src, name, digest, target)
+        real_copy(src, name, digest, target, size)
         copied.append(name)
 
     monkeypatch.setattr(sample, "_copy_verified", copy_then_interrupt)
@@ -249,6 +249,138 @@ def test_an_interrupted_fetch_leaves_no_folder_that_looks_done(tmp_path, files, 
     monkeypatch.setattr(sample, "_copy_verified", real_copy)
     assert_is_sample(fetch(parent / "imagenet-sample", manifest, source=source), files)
     assert leftovers(parent) == ["imagenet-sample"]
+
+
+def test_a_live_fetchs_partial_folder_is_left_alone(tmp_path, files, manifest):
+    """A partial folder is stale only when its fetch is gone: a live PID on this host, or any PID
+    on another host (named in its owner file), keeps it."""
+    import subprocess
+    import sys
+
+    source = write_folder(tmp_path / "src", files, flat=True)
+    parent = tmp_path / "data"
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = parent / f"imagenet-sample.partial-{alive.pid}"
+        elsewhere = parent / "imagenet-sample.partial-999998"
+        dead = parent / "imagenet-sample.partial-999999"
+        for partial in (live, elsewhere, dead):
+            (partial / "n01440764").mkdir(parents=True)
+        (elsewhere / sample.OWNER_NAME).write_text("another-host.example")
+        assert_is_sample(fetch(parent / "imagenet-sample", manifest, source=source), files)
+        assert leftovers(parent) == sorted(["imagenet-sample", live.name, elsewhere.name])
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+FETCH_SLOWLY = """
+import json, sys, time
+from resstream.data import sample
+from resstream.cli import main
+
+manifest = json.loads(open(sys.argv[1]).read())
+sample.load_manifest = lambda path=None: dict(manifest)
+real_copy = sample._copy_verified
+
+def copy_slowly(*args):
+    time.sleep(0.05)  # long enough for the other fetch to start while this one assembles
+    real_copy(*args)
+
+sample._copy_verified = copy_slowly
+sys.exit(main(["fetch-sample", "--dest", sys.argv[2], "--source", sys.argv[3]]))
+"""
+
+
+def test_two_fetches_at_once_both_end_with_the_verified_sample(tmp_path):
+    """The second fetch starts while the first assembles: neither removes the other's partial
+    folder, the first publishes, the second finds the first's sample and verifies it."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    many = {f"n{i:08d}/n{i:08d}_unit.JPEG": jpeg_bytes(i % 6) + bytes([i]) for i in range(40)}
+    (tmp_path / "manifest.json").write_text(json.dumps({n: hashlib.sha256(b).hexdigest() for n, b in many.items()}))
+    (tmp_path / "fetch.py").write_text(FETCH_SLOWLY)
+    archive = upstream_zip(tmp_path / "up.zip", many)
+    dest = tmp_path / "data" / "imagenet-sample"
+    command = [sys.executable, str(tmp_path / "fetch.py"), str(tmp_path / "manifest.json"), str(dest), str(archive)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(dest.parent.glob("imagenet-sample.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out == f"{dest}: the 40-image sample, every file verified (sha256)\n"
+    assert_is_sample(dest, many)
+    assert leftovers(dest.parent) == ["imagenet-sample"]
+
+
+def test_the_published_folder_is_the_one_verified(tmp_path, files, manifest, monkeypatch):
+    """A folder that appears at dest while the fetch assembles (another fetch, a user) is verified
+    instead of the fetch's own: a wrong file in it is named, and nothing is replaced."""
+    source = write_folder(tmp_path / "src", files, flat=True)
+    dest = tmp_path / "data" / "imagenet-sample"
+    real_assemble = sample._assemble
+
+    def assemble_while_another_publishes(*args):
+        real_assemble(*args)
+        write_folder(dest, {**files, NAMES[1]: b"not the goldfish"}, flat=False)
+
+    monkeypatch.setattr(sample, "_assemble", assemble_while_another_publishes)
+    with pytest.raises(SampleError) as info:
+        fetch(dest, manifest, source=source)
+    assert one_line(info).startswith(f"{dest / NAMES[1]} differs from the sample's manifest")
+    assert (dest / NAMES[1]).read_bytes() == b"not the goldfish"
+    assert leftovers(dest.parent) == ["imagenet-sample"]
+
+
+def test_a_member_larger_than_its_upstream_size_is_cut_off_at_that_size(tmp_path, files, manifest, monkeypatch):
+    bloated = files[NAMES[2]] + bytes(5 << 20)
+    archive = upstream_zip(tmp_path / "bloated.zip", files, replace={NAMES[2]: bloated})
+    read = {}
+    real_open = sample.ZipSource.open
+
+    def counting_open(self, name):
+        stream = real_open(self, name)
+        real_read = stream.read
+
+        def counted(n=-1):
+            block = real_read(n)
+            read[name] = read.get(name, 0) + len(block)
+            return block
+
+        stream.read = counted
+        return stream
+
+    monkeypatch.setattr(sample.ZipSource, "open", counting_open)
+    sizes = {name: len(data) for name, data in files.items()}
+    with pytest.raises(SampleError) as info:
+        fetch(tmp_path / "data" / "imagenet-sample", manifest, source=archive, sizes=sizes)
+    assert one_line(info) == (f"{NAMES[2]} in {archive} is larger than the upstream file's {sizes[NAMES[2]]} bytes: a "
+                              f"damaged or different file (its extraction was stopped there). Fix: use a fresh copy of "
+                              f"{sample.SAMPLE_URL}")
+    assert read[NAMES[2]] == sizes[NAMES[2]] + 1
+    assert leftovers(tmp_path / "data") == []
+
+
+def test_shipped_sizes_cover_the_manifest():
+    sizes = sample.load_sizes()
+    assert list(sizes) == list(sample.load_manifest())
+    assert all(1000 < size < 2_000_000 for size in sizes.values())
+
+
+def test_an_absolute_path_member_does_not_hide_the_sample(tmp_path, files, manifest):
+    archive = upstream_zip(tmp_path / "extra.zip", files)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr(zipfile.ZipInfo("/tmp/planted.txt"), "planted")
+        z.writestr(zipfile.ZipInfo("../escaped.txt"), "escaped")
+    dest = fetch(tmp_path / "data" / "imagenet-sample", manifest, source=archive)
+    assert_is_sample(dest, files)
+    assert not (tmp_path / "escaped.txt").exists()
 
 
 # -- download -------------------------------------------------------------------------------------------
@@ -357,3 +489,14 @@ def test_fetch_sample_command_offline_says_one_line_with_status_2(tmp_path, tiny
     assert leftovers(tmp_path / "data") == []
     assert sample.SAMPLE_URL == ("https://github.com/EliSchwartz/imagenet-sample-images/archive/"
                                  "bc69043e2862758a1906c6a24a792bb28c6bb2ff.zip")
+
+
+def test_fetch_sample_into_an_existing_file_is_one_line(tmp_path, files, tiny_manifest, capsys):
+    archive = upstream_zip(tmp_path / "up.zip", files)
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    assert main(["fetch-sample", "--dest", str(target), "--source", str(archive)]) == 2
+    assert capsys.readouterr().err == (f"resstream: {target} is a file, not a folder; nothing was changed. Fix: give "
+                                       f"--dest a folder that does not exist yet (e.g. data/imagenet-sample)\n")
+    assert target.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "up.zip"]

@@ -124,6 +124,51 @@ def test_nan_during_optimisation_is_recorded(net):
                      **schema_fv_settings(steps=2, jitter=0, lr=1e38))
 
 
+def _with_nan_bn2_weights(model, channels):
+    """A copy of ``model`` whose B of block 1.1 is NaN in ``channels`` (bn2's shift NaN there: its
+    scale would make every unit's gradient NaN through the shared backward, 0 x NaN)."""
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.layer1[1].bn2.bias[channels] = float("nan")
+    return broken
+
+
+def _render_folder(model, channels, out_dir):
+    from resstream.fv.job import render_fv_folder
+    from resstream.fv.settings import FVSettings
+    from resstream.model.weights import WeightsIdentity
+
+    identity = WeightsIdentity(arch="resnet18", source="random:0", kind="random", state_dict_sha256="0" * 64)
+    settings = FVSettings(**schema_fv_settings(steps=2, jitter=0))
+    return render_fv_folder(model, identity, model_blocks(model), "layer1.1.bn2", channels, settings, str(out_dir),
+                            log_every=1, what="layer1.1.bn2 c0000-0063")
+
+
+def test_a_chunk_whose_every_unit_ends_non_finite_fails_and_writes_nothing(net, tmp_path):
+    model, _ = net
+    out = tmp_path / "fv" / "layer1.1.bn2" / "c0000-0063"
+    out.parent.mkdir(parents=True)
+    with pytest.raises(FVError) as err:
+        _render_folder(_with_nan_bn2_weights(model, [0, 2]), [0, 2], out)
+    assert str(err.value) == (
+        "FV chunk layer1.1.bn2 c0000-0063: every unit (layer layer1.1.bn2, channels [0, 2]) ended non-finite (NaN "
+        "or Inf) during optimisation; nothing was written. Fix: lower fv.lr (now 0.05; per layer: fv.overrides) or "
+        "check the weights for NaN or Inf, then rerun")
+    assert not out.exists() and os.listdir(out.parent) == []  # no folder, no partial
+
+
+def test_a_chunk_with_some_non_finite_units_records_each_units_status(net, tmp_path, caplog):
+    from resstream.fv.job import read_fv_status
+
+    model, _ = net
+    out = tmp_path / "c0000-0063"
+    with caplog.at_level("WARNING", logger="resstream.fv.render"):
+        _render_folder(_with_nan_bn2_weights(model, [2]), [0, 2], out)
+    assert read_fv_status(str(out)) == {0: "dead", 2: "nan"}  # 2 steps of a random net: 0 stays below 0
+    assert ("unit layer1.1.bn2 channel 2 produced NaN during optimisation (lr 0.05): recorded as 'nan'; "
+            "fix: lower fv.lr (or fv.overrides) and rerun this chunk") in caplog.messages
+
+
 @pytest.fixture
 def demo_cfg(tmp_path, sample_dir):
     return validate_config({

@@ -8,9 +8,9 @@ from resstream.analysis import metrics
 from resstream.analysis.summary import metric_table_csv, write_table
 
 RANDOM = {"arch": "resnet18", "source": "random:0", "kind": "random", "state_dict_sha256": "aa" * 32,
-          "pretrained": False, "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}
+          "weights_source": "random", "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}
 PRETRAINED = {"arch": "resnet18", "source": "IMAGENET1K_V1", "kind": "pretrained", "state_dict_sha256": "bb" * 32,
-              "pretrained": True, "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)"}
+              "weights_source": "torchvision", "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)"}
 LAYERS = {
     "2.0": {"I": "layer2.0.downsample.1", "B": "layer2.0.bn2", "O": "layer2.0.prerelu_out"},
     "2.1": {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"},
@@ -18,7 +18,8 @@ LAYERS = {
 
 
 def hand_raw(block: str, imagenet: bool = False) -> pd.DataFrame:
-    """Six channels; every normaliser is 1, relu_*_of_x* = 0, so m and n are the scaled terms.
+    """Six channels; every normaliser is 1, relu I(x_B) = 0 but for ch2, relu B(x_I) = relu(in_mid).
+    The raw and ReLU'd columns agree (one stimulus each), so a3_mean and sm_rule read them alike.
 
     ch  out_in out_mid  M (raw)      group      m    n    nomix  all(2/3<M<1.5)  SM
     0   1      1        1            mix        .5   .5   yes    yes             1.0
@@ -35,10 +36,11 @@ def hand_raw(block: str, imagenet: bool = False) -> pd.DataFrame:
     df["out_in"] = [1.0, 0.5, 3.0, 1.0, -1.0, 1.2]
     df["out_mid"] = [1.0, 1.0, 1.0, -1.0, -1.0, 1.0]
     df["mid_mid"] = df["in_in"] = 1.0
-    df["relu_B_of_SxI"] = [0.5, 0.2, 0.1, 0.3, 0.4, 0.6]
-    df["relu_I_of_SinvxB"] = [0.5, 0.1, 0.0, 0.3, 0.4, 0.1]
-    df["relu_I_of_xB"] = [0.0, 0.0, 0.1, 0.0, 0.0, 0.0]  # ch2: n = 0 - 0.1 = -0.1
     df["in_mid"] = [-0.5, -1.0, 0.5, 0.2, -0.3, 0.1]
+    df["relu_B_of_xI"] = np.maximum(df["in_mid"], 0.0)
+    df["B_of_SxI"] = df["relu_B_of_SxI"] = df["relu_B_of_xI"] + [0.5, 0.2, 0.1, 0.3, 0.4, 0.6]  # m_delta as in the table above
+    df["I_of_SinvxB"] = df["relu_I_of_SinvxB"] = [0.5, 0.1, 0.0, 0.3, 0.4, 0.1]
+    df["I_of_xB"] = df["relu_I_of_xB"] = [0.0, 0.0, 0.1, 0.0, 0.0, 0.0]  # ch2: n = 0 - 0.1 = -0.1
     df["bn_gamma_abs"] = [0.9, 1.2, 0.3, 0.2, 0.5, 0.8]
     df["conv_w_abs_mean"] = [0.05, 0.06, 0.01, 0.02, 0.03, 0.04]
     df["rho_BI"] = [-0.5, -0.7, 0.1, 0.2, np.nan, 0.0]
@@ -48,7 +50,7 @@ def hand_raw(block: str, imagenet: bool = False) -> pd.DataFrame:
     df["stimulus_status"] = "ok"
     if imagenet:
         df.loc[1, "out_in"] = 0.9
-        df.loc[0, "relu_B_of_xI"] = 1.0
+        df.loc[0, ["in_mid", "relu_B_of_xI"]] = 1.0
     return df
 
 

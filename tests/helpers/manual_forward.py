@@ -88,7 +88,7 @@ def center(t):
 
 
 def manual_role(maps, block, role, o_relu="pre"):
-    """[N, C] centre values of I, B or O of a block, per the paper's definitions (spec §1)."""
+    """[N, C] centre values of I, B or O of a block, per the paper's definitions (docs/method.md#taps-i-b-and-o)."""
     o = "O_pre" if o_relu == "pre" else "O_post"
     if role == "B":
         return center(maps[block]["B"])
@@ -123,7 +123,7 @@ def manual_scale_down(x):
 
 
 def manual_image(path):
-    """A dataset image as the paper reads it (spec §8): PIL Resize(256), CenterCrop(224), ToTensor, Normalize."""
+    """A dataset image as the paper reads it (docs/method.md#imagenet-variant-a3): PIL Resize(256), CenterCrop(224), ToTensor, Normalize."""
     with Image.open(path) as img:
         x = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])(img.convert("RGB"))
     return (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]

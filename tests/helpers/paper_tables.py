@@ -20,6 +20,10 @@ FIG7 = {"1.1": [19], "2.0": [7, 15, 53, 3], "2.1": [108, 36, 13, 21, 60, 52, 93,
 FIG8 = {"1.1": [44, 27, 55], "2.0": [42, 9, 78], "2.1": [22, 116, 72], "3.0": [105, 250, 204], "3.1": [128, 246, 41],
         "4.0": [163, 3, 51], "4.1": [154, 68, 496]}
 IN_WINDOW = 1.2  # a mix ratio inside 2/3 < M < 3/2
+# A user's own trained checkpoint (the scorecard judges it, with its label)
+CUSTOM = {"arch": "resnet18", "source": "/data/ckpt/my_resnet18.pt", "kind": "custom", "state_dict_sha256": "cc" * 32,
+          "file_sha256": "dd" * 32, "pretrained": True,
+          "label": "resnet18 custom checkpoint my_resnet18.pt (file sha256 dddddddddddd, not torchvision's weights)"}
 
 
 class Block:
@@ -33,6 +37,7 @@ class Block:
         self.imagenet = np.zeros(n, dtype=bool)  # passes the scale criteria with ImageNet
         self.negative_denominator = np.zeros(n, dtype=bool)  # FV mid_mid = -1 (m's sign flips)
         self.fig3, self.fig4_top, self.fig4_bottom = "negative", "equal", "equal"
+        self.in_mid_offset = 0.0  # added to B(x_I): shifts every value, leaves the Fig 4 comparisons as they are
 
     def passes(self, channels, sm_from: float, imagenet: bool = True, m: float | None = None):
         """These channels pass the FV criteria (SM descending from ``sm_from`` in the given order)."""
@@ -52,11 +57,12 @@ class Block:
 
 
 def _group_values(groups, mode: str, c) -> np.ndarray:
-    """Fig 4 column: overwrite lower than skip ("lower"), higher ("higher"), or the same mean ("equal")."""
+    """Fig 4 column: overwrite lower than skip ("lower"; a tenth of the skip channels negative too),
+    higher ("higher"), or the same mean ("equal")."""
     sign = np.where(groups == metrics.OVERWRITE, -1.0, 1.0)
     wiggle = 0.01 * (c % 3)
     if mode == "lower":
-        return sign + sign * wiggle
+        return np.where((groups == metrics.SKIP) & (c % 10 == 0), -0.5, sign + sign * wiggle)
     if mode == "higher":
         return -sign - sign * wiggle
     out = np.zeros(len(c))
@@ -77,13 +83,18 @@ def _raw(b: Block, stimulus: str) -> pd.DataFrame:
     df["out_in"], df["out_mid"] = b.M, 1.0
     df["mid_mid"] = np.where(b.negative_denominator & (stimulus == "fv"), -1.0, 1.0)
     df["in_in"] = 1.0
-    # passing: m_delta = n_delta = SM / 2 > 0; failing: both -0.1
-    df["relu_B_of_SxI"] = df["relu_I_of_SinvxB"] = np.where(passing, sm / 2, 0.0)
-    df["relu_B_of_xI"] = df["relu_I_of_xB"] = np.where(passing, 0.0, 0.1)
     groups = metrics.skip_overwrite_group(np.minimum(b.M, 5))
     gamma = 1.0 / (1.0 + b.M) + 1e-6 * b.c if b.fig3 == "negative" else b.M + 1e-6 * b.c
     df["bn_gamma_abs"], df["conv_w_abs_mean"] = gamma, gamma / 10
-    df["in_mid"] = _group_values(groups, b.fig4_top, b.c)
+    df["in_mid"] = _group_values(groups, b.fig4_top, b.c) + b.in_mid_offset
+    # passing: m_delta = n_delta = SM / 2 > 0; failing: both -0.1 (the raw and ReLU'd columns agree,
+    # as for one stimulus, so every a3_mean and sm_rule reading passes the same channels)
+    relu_b = np.maximum(df["in_mid"], 0.0)
+    df["relu_B_of_xI"] = relu_b
+    df["B_of_SxI"] = relu_b + np.where(passing, sm / 2, -0.1)
+    df["relu_B_of_SxI"] = np.maximum(df["B_of_SxI"], 0.0)
+    df["I_of_SinvxB"] = df["relu_I_of_SinvxB"] = np.where(passing, sm / 2, 0.0)
+    df["I_of_xB"] = df["relu_I_of_xB"] = np.where(passing, 0.0, 0.1)
     df["rho_BI"] = _group_values(groups, b.fig4_bottom, b.c) / 2
     df["rho_status"] = "ok"
     for role in "IBO":
@@ -146,6 +157,8 @@ def contrary() -> dict[str, Block]:
             b.passes(b.free(WIDTH[name] // 6, avoid=(0, 1, 2)), 10.0, imagenet=False, m=3.0)
     blocks["3.0"].negative_denominator[np.isfinite(blocks["3.0"].fv_sm)] = True  # its Fig 7 channels: m < 0
     blocks["1.1"].fig4_top = blocks["1.1"].fig4_bottom = blocks["2.1"].fig4_bottom = "lower"
+    for b in blocks.values():  # no B(x_I) < 0 anywhere (the paper: many channels, skip channels too)
+        b.in_mid_offset = 10.0
     blocks["2.1"].fig4_top = blocks["3.1"].fig4_top = blocks["3.1"].fig4_bottom = "higher"
     return blocks
 
@@ -163,7 +176,7 @@ def mixed() -> dict[str, Block]:
     return blocks
 
 
-def write_tables(results, blocks: dict[str, Block], weights=RANDOM, o_relu: str = "pre", edit=None, **analysis):
+def write_tables(results, blocks: dict[str, Block], weights=CUSTOM, o_relu: str = "pre", edit=None, **analysis):
     """The blocks' FV and ImageNet metric tables under ``results``: ``({block: csv}, {block: csv})``.
     ``edit(block, stimulus, raw)``, if given, changes a raw table before its metrics are derived."""
     settings = {"mix_rules": "code", "mix_factor": 1.5, "scale_rule": "paper", "scale_sign": "paper", **analysis}
@@ -179,4 +192,4 @@ def write_tables(results, blocks: dict[str, Block], weights=RANDOM, o_relu: str 
     return fv, imagenet
 
 
-__all__ = ["agreeing", "contrary", "mixed", "write_tables", "PRETRAINED", "RANDOM"]
+__all__ = ["agreeing", "contrary", "mixed", "write_tables", "CUSTOM", "PRETRAINED", "RANDOM"]

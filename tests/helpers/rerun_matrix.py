@@ -1,7 +1,7 @@
 """The rerun matrix: for each change, the jobs a dry run replans, against the jobs the change
 touches directly and everything that reads their outputs (the downstream closure in the DAG).
 
-The README's table (section "What reruns") is rendered here from the expected sets, so the table,
+The table of docs/reruns.md ("What reruns") is rendered here from the expected sets, so the table,
 the expectation and what Snakemake plans are one and the same (tests/workflow/test_rerun.py)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Job:
     wildcards: tuple[tuple[str, str], ...] = ()
 
     def label(self) -> str:
-        """The job in the README: its wildcard values but the chunk (every chunk is c0000-0063 here)."""
+        """The job in the docs' table: its wildcard values but the chunk (every chunk is c0000-0063 here)."""
         return " ".join(v for k, v in self.wildcards if k != "chunk")
 
 
@@ -76,7 +76,7 @@ def parse_jobs(dry_run_output: str) -> tuple[list[Job], Dag]:
 
 
 def render(jobs: set[Job]) -> str:
-    """The README's cell for a set of jobs: rules in pipeline order, each with its jobs' wildcard
+    """The docs table's cell for a set of jobs: rules in pipeline order, each with its jobs' wildcard
     values; the eight figures as "Figs 1-8" when all of them rerun; "nothing" for none."""
     if not jobs:
         return "nothing"

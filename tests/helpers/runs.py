@@ -13,6 +13,7 @@ use it as is; tests that change anything in it (a rerun, an edit of the library 
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from helpers.workflow import copy_workflow, link_images, smk
 from resstream.analysis import summary as analysis
 
 # Blocks 1.1 and 2.1 (the I of 2.1 is 2.0's O), channels 0-2, 2 FV steps, 24 images in batches of
-# 2 (12 batches: a pass to kill in the middle), the atlas with channel FVs of O. README's "What
+# 2 (12 batches: a pass to kill in the middle), the atlas with channel FVs of O. docs/reruns.md's "What
 # reruns" table is the rerun matrix of this study (tests/workflow/test_rerun.py).
 SMALL_STUDY = {"blocks": ["1.1", "2.1"], "channels": [0, 1, 2]}
 SMALL_IMAGES = 24
@@ -56,8 +57,15 @@ class FinishedRun:
         return yaml.safe_load(self.config_file.read_text())
 
     def smk(self, *args, **kwargs):
-        """Snakemake in the run's folder (``cwd``), as :func:`helpers.workflow.smk`."""
-        return smk(*args, cwd=self.root, **kwargs)
+        """Snakemake in the run's folder (``cwd``), as :func:`helpers.workflow.smk`.  Runs that are
+        not dry runs take the results folder's lock (resstream/workflow/run_lock.py), so the xdist
+        workers' runs in one shared folder take turns (an flock beside it) instead of refusing each
+        other."""
+        if "-n" in args or "--dry-run" in args:
+            return smk(*args, cwd=self.root, **kwargs)
+        with open(self.root / ".test-runs.lock", "w") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            return smk(*args, cwd=self.root, **kwargs)
 
     def copy(self, dest: Path) -> FinishedRun:
         """The folder copied to ``dest`` (links kept, mtimes kept): a run to change.  Its ``data`` is

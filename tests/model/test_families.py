@@ -342,7 +342,7 @@ def test_hub_weights_of_each_family_are_checked_by_their_published_hash(tmp_path
         W.load_model(arch, name, allow_download=False)
     monkeypatch.setitem(W.KNOWN_SHA256, file, W.file_sha256(cached))  # as if it were the published file
     loaded, ident = W.load_model(arch, name, allow_download=False)
-    assert ident.pretrained and ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
+    assert ident.weights_source == "torchvision" and ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
     with pytest.raises(W.WeightsError, match="is not a weights set of"):
         W.check_weights_spec(arch, "IMAGENET1K_V9")
 

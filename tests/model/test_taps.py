@@ -75,7 +75,7 @@ def test_layer_names_follow_spec_table(random_model):
     model, _ = random_model
     blocks = model_blocks(model)
     layers = study_layers(blocks, ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"], o_relu="post")
-    # spec §1/§2: 18 FV layers, a simple block's I is the previous block's O
+    # docs/method.md#taps-i-b-and-o, docs/method.md#feature-visualizations: 18 FV layers, a simple block's I is the previous block's O
     assert list(layers) == [
         "layer1.0", "layer1.1.bn2", "layer1.1",
         "layer2.0.downsample.1", "layer2.0.bn2", "layer2.0", "layer2.1.bn2", "layer2.1",

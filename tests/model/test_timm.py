@@ -179,8 +179,9 @@ def test_pretrained_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model, identity = load_model("timm:resnet18.tv_in1k", "pretrained", allow_download=False)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
-    assert identity.kind == "pretrained" and identity.file_sha256 == file_sha256(snapshot / "model.safetensors")
-    assert identity.label == f"timm:resnet18.tv_in1k pretrained (sha256 {identity.file_sha256[:12]})"
+    assert identity.kind == "timm" and identity.file_sha256 == file_sha256(snapshot / "model.safetensors")
+    assert identity.weights_source == "timm" and identity.as_dict()["weights_source"] == "timm"
+    assert identity.label == f"timm:resnet18.tv_in1k pretrained (file sha256 {identity.file_sha256[:12]})"
     assert identity.preprocessing["interpolation"] == "bilinear" and identity.timm_model == "resnet18.tv_in1k"
 
 

@@ -9,7 +9,7 @@ def test_random_weights_are_reproducible_and_marked():
     m2, id2 = W.load_model("resnet18", "random:7")
     _, id3 = W.load_model("resnet18", "random:8")
     assert id1.state_dict_sha256 == id2.state_dict_sha256 != id3.state_dict_sha256
-    assert not id1.pretrained and "RANDOM" in id1.label
+    assert id1.weights_source == "random" and "RANDOM" in id1.label
     # the documented recipe rebuilds the same weights: torch.manual_seed(SEED); resnet18(weights=None)
     import torchvision
     torch.manual_seed(7)
@@ -54,7 +54,7 @@ def test_checkpoint_with_published_digest_loads(tmp_path, monkeypatch):
     """The accept path: a file whose sha256 equals the published one loads and is recorded."""
     path, model = published_checkpoint(tmp_path, monkeypatch)
     loaded, ident = W.load_model("resnet18", str(path))
-    assert ident.kind == "checkpoint" and ident.pretrained
+    assert ident.kind == "checkpoint" and ident.weights_source == "torchvision"
     assert ident.file_sha256 == W.file_sha256(path)
     assert ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
 
@@ -156,7 +156,9 @@ def test_custom_checkpoint_in_each_wrapping_loads_the_same_weights(tmp_path, fin
     loaded = model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in finetuned.items())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert ident.kind == "custom" and ident.pretrained and ident.file_sha256 == digest
+    assert ident.kind == "custom" and ident.file_sha256 == digest
+    # what the outputs record: the source that is known, never a claim that the file was pretrained
+    assert ident.weights_source == ident.as_dict()["weights_source"] == "custom" and "pretrained" not in ident.as_dict()
     assert ident.label == f"resnet18 custom checkpoint finetuned.pth (file sha256 {digest[:12]}, not torchvision's weights)"
     assert ident.as_dict()["label"] == ident.label and ident.as_dict()["file_sha256"] == digest
 
@@ -164,8 +166,11 @@ def test_custom_checkpoint_in_each_wrapping_loads_the_same_weights(tmp_path, fin
 def test_custom_checkpoint_is_refused_in_torchvision_mode(tmp_path, finetuned):
     path = tmp_path / "finetuned.pth"
     torch.save(finetuned, path)
+    # the fix names the way to allow it in each place that takes weights
     with pytest.raises(W.WeightsError, match="matches none of torchvision's resnet18 checkpoints .*Fix: use the unmodified "
-                                             "file torchvision publishes, or set model.checkpoint: any"):
+                                             "file torchvision publishes, or, for a checkpoint of your own, set "
+                                             "model.checkpoint: any \\(resstream fv / activations: --checkpoint any; "
+                                             "the Python API: checkpoint=\"any\"\\)\\.$"):
         W.load_model("resnet18", str(path))
 
 
@@ -201,12 +206,79 @@ def test_a_pickled_model_or_a_wrong_spec_is_one_line(tmp_path):
     torch.save(model, path)  # the nn.Module itself: cannot be read without running code from the file
     with pytest.raises(W.WeightsError) as err:
         W.load_model("resnet18", str(path), checkpoint="any")
-    assert str(err.value).startswith(f"model.weights checkpoint {path} cannot be read as tensors (")
-    assert str(err.value).endswith("Fix: save the weights with torch.save(model.state_dict(), path).") and "\n" not in str(err.value)
+    # torch's own message advises weights_only=False (it would run the file's code) and holds ANSI escapes
+    assert str(err.value) == (
+        f"model.weights checkpoint {path} cannot be read as tensors (it holds the Python object "
+        f"torchvision.models.resnet.ResNet, and loading that would run code from the file; it was not loaded). "
+        f"Fix: save the weights with torch.save(model.state_dict(), path).")
     with pytest.raises(W.WeightsError, match="model.checkpoint: any is for a checkpoint file, but model.weights is 'IMAGENET1K_V1'"):
         W.check_weights_spec("resnet18", "IMAGENET1K_V1", "any")
     with pytest.raises(W.WeightsError, match="random weights need an integer seed"):
         W.check_weights_spec("resnet18", "random:zero")
+
+
+class RunsCode:
+    """Unpickling this runs a shell command: what a malicious checkpoint does."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("touch pwned",)
+
+
+def test_a_code_running_pickle_is_refused_without_torchs_unsafe_advice(tmp_path, monkeypatch):
+    path = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "x": RunsCode()}, path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(W.WeightsError) as err:
+        W.check_weights_available("resnet18", str(path), False, checkpoint="any")
+    assert str(err.value) == (
+        f"model.weights checkpoint {path} cannot be read as tensors (it holds the Python object posix.system, and "
+        f"loading that would run code from the file; it was not loaded). Fix: save the weights with "
+        f"torch.save(model.state_dict(), path).")
+    assert not (tmp_path / "pwned").exists()
+
+
+def nan_checkpoint(path):
+    """resnet18's random:0 weights with one NaN in layer1.0.conv1.weight and an Inf further on."""
+    model = saved_random_weights(path)
+    state = model.state_dict()
+    state["layer1.0.conv1.weight"][3, 2, 1, 0] = float("nan")
+    state["layer3.0.bn1.running_var"][5] = float("inf")
+    torch.save(state, path)
+    return path
+
+
+def nan_refusal(path) -> str:
+    return (f"model.weights checkpoint {path} holds non-finite weights: layer1.0.conv1.weight has 1 NaN or Inf "
+            f"value(s) of 36864 (the first such tensor). Fix: use a checkpoint saved before training diverged; "
+            f"every FV and activation of this network would be NaN.")
+
+
+def test_non_finite_weights_are_refused_naming_the_first_tensor(tmp_path):
+    path = nan_checkpoint(tmp_path / "diverged.pth")
+    with pytest.raises(W.WeightsError) as before_any_job:
+        W.check_weights_available("resnet18", str(path), False, checkpoint="any")
+    assert str(before_any_job.value) == nan_refusal(path)
+    with pytest.raises(W.WeightsError) as loading:
+        W.load_model("resnet18", str(path), checkpoint="any")
+    assert str(loading.value) == nan_refusal(path)
+
+
+def test_the_preflight_refuses_non_finite_weights_in_one_line(tmp_path, capsys):
+    from resstream.workflow.config import validate_config
+    from resstream.workflow.plan import Study
+    from resstream.workflow.smk import check_inputs_or_exit
+
+    path = nan_checkpoint(tmp_path / "diverged.pth")
+    (tmp_path / "images").mkdir()
+    study = Study(validate_config({"model": {"weights": str(path), "checkpoint": "any"},
+                                   "dataset": {"path": str(tmp_path / "images")}}))
+    for dry_run in (True, False):
+        with pytest.raises(SystemExit) as stop:
+            check_inputs_or_exit(study, dry_run=dry_run)
+        assert stop.value.code == 1
+        assert capsys.readouterr().err == f"resstream: {nan_refusal(path)}\n"
 
 
 def test_torchvision_file_in_any_mode_is_labelled_torchvision(tmp_path, monkeypatch):
@@ -238,3 +310,23 @@ def test_a_job_never_downloads_weights(offline_hub):
     """The hub file is missing where the job looks: one line that says jobs never download."""
     with pytest.raises(W.WeightsError, match="jobs never download them"):
         W.load_model_param({"arch": "resnet18", "weights": "IMAGENET1K_V1", "checkpoint": "torchvision"})
+
+
+@pytest.mark.parametrize("recorded, source", [
+    ({"weights_source": "custom", "kind": "custom"}, "custom"),
+    ({"kind": "pretrained"}, "torchvision"), ({"kind": "checkpoint"}, "torchvision"), ({"kind": "random"}, "random"),
+    ({"pretrained": True}, "torchvision"), ({"pretrained": False}, "random"),  # outputs of earlier versions
+    ({}, "random"), (None, "random"),  # nothing recorded: never shown as trained
+])
+def test_weights_source_of_recorded_identities(recorded, source):
+    from resstream.model.weights_source import weights_source
+
+    assert weights_source(recorded) == source
+
+
+def test_combined_weights_source_names_the_weakest():
+    from resstream.model.weights_source import combined_weights_source
+
+    assert combined_weights_source(["torchvision", "torchvision"]) == "torchvision"
+    assert combined_weights_source(["torchvision", "custom"]) == "custom"
+    assert combined_weights_source(["custom", "random", "torchvision"]) == "random"

@@ -9,6 +9,7 @@ The finished run is the session's small run (tests/helpers/runs.py: blocks 1.1 a
 """
 
 import os
+import re
 import shutil
 
 import h5py
@@ -20,7 +21,6 @@ from PIL import Image
 from resstream.fv.png_files import FVFileError, check_fv_png
 from resstream.model.weights import load_model
 from helpers.configs import tiny_config_file, write_config
-from helpers.runs import SMALL_STUDY
 from helpers.workflow import FV_LAYERS_11, link_images, one_line, planned_jobs, smk
 
 # the run's outputs, relative to its folder (where snakemake runs)
@@ -147,6 +147,20 @@ CONFIG_TYPOS = {
     "o_relu": (_set("study", o_relu="Pre"), "resstream: invalid config: study.o_relu: 'Pre' is not one of ['pre', 'post']"),
     "random seed": (_set("model", weights="random:O"),
                     "resstream: model.weights 'random:O': random weights need an integer seed, e.g. random:0."),
+    "key typo": (_set("analysis", mix_factr=2), "resstream: unknown key `analysis.mix_factr`; did you mean `mix_factor`?"),
+    "mix_factor .inf": (_set("analysis", mix_factor=float("inf")),
+                        "resstream: invalid config: analysis.mix_factor: inf is not a finite number; analysis.mix_factor "
+                        "takes a finite number with 1 < mix_factor <= 1000"),
+    "lr .nan": (_set("fv", lr=float("nan")), "resstream: invalid config: fv.lr: nan is not a finite number; fv.lr takes "
+                                             "a finite number with 0 < lr <= 10"),
+    # the huge learning rates that made every unit NaN (1e36) or Adam overflow (1e38) in a job no
+    # longer reach one (tests/fv/test_fv.py renders with them directly)
+    "per-layer lr": (_set("fv", overrides={"layer1.1.bn2": {"lr": 1e36}}),
+                     "resstream: invalid config: fv.overrides.layer1.1.bn2.lr: 1e+36 is out of range; "
+                     "fv.overrides.layer1.1.bn2.lr takes a finite number with 0 < lr <= 10"),
+    "pass batch": (_set("activations", batch_size=100_000_000),
+                   "resstream: invalid config: activations.batch_size: 100000000 is out of range; activations.batch_size "
+                   "takes an integer with 1 <= batch_size <= 1024"),
     "checkpoint mode without a file": (_set("model", checkpoint="any"),
                                        "resstream: model.checkpoint: any is for a checkpoint file, but model.weights is "
                                        "'random:0'. Fix: set model.weights to the file's path, or model.checkpoint back "
@@ -305,35 +319,94 @@ def test_fv_png_of_the_wrong_size_is_refused_naming_the_file(shared_run, tmp_pat
         check_fv_png(str(chunk / "unit0000.png"))
 
 
-def rerun_layer_with_lr(shared_run, tmp_path, lr):
-    """Rerun only layer1.1.bn2's chunk (an fv.overrides change) with a huge learning rate, in a copy
-    of the finished run."""
-    run = shared_run.copy(tmp_path / "run")
-    cfg = run.config
-    cfg["fv"]["overrides"] = {"layer1.1.bn2": {"lr": lr}}
-    config = write_config(tmp_path / "lr.yaml", cfg)
-    results = run.results
-    before = snapshot(results, skip="fv/layer1.1.bn2")
-    proc = run.smk(*TARGETS, "--cores", "2", "--configfile", "demo.yaml", config, check=False)
-    assert snapshot(results, skip="fv/layer1.1.bn2") == before  # only the changed layer's chunk was redone
-    return proc, results / "fv" / "layer1.1.bn2" / "c0000-0063", results / "logs" / "fv" / "layer1.1.bn2" / "c0000-0063.log"
-
-
-def test_nan_during_optimisation_is_recorded_with_a_warning(shared_run, tmp_path):
-    proc, chunk, log = rerun_layer_with_lr(shared_run, tmp_path, 1e36)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with h5py.File(chunk / "fv.h5") as f:
-        assert [s.decode() for s in f["status"][:]] == ["nan"] * len(SMALL_STUDY["channels"])  # every unit
-    assert ("unit layer1.1.bn2 channel 0 produced NaN during optimisation (lr 1e+36): recorded as 'nan'; "
-            "fix: lower fv.lr (or fv.overrides) and rerun this chunk") in log.read_text()
-
-
-def test_adam_overflow_fails_the_chunk_saying_lower_the_lr(shared_run, tmp_path):
-    proc, chunk, log = rerun_layer_with_lr(shared_run, tmp_path, 1e38)
+def test_a_non_finite_fv_lr_on_the_command_line_is_refused_before_any_job(shared_run):
+    """`--config "fv={lr: inf}"` arrives as the string 'inf': typed, it is refused by the pre-flight
+    and no finished FV (nor anything else) is rerun, removed or rewritten."""
+    before = snapshot(shared_run.results)
+    proc = shared_run.smk("--cores", "2", "--configfile", "demo.yaml", shared_run.config_file.name,
+                          "--config", "fv={lr: inf}", check=False)
     assert proc.returncode != 0
-    line = one_line(proc)
-    assert line.startswith("resstream: FV of layer1.1.bn2 failed at step 1 with lr 1e+38: ")
-    assert line.endswith("Fix: lower fv.lr")
-    # the job's log, named as the run's config places it (results relative to the run's folder)
-    assert "results/logs/fv/layer1.1.bn2/c0000-0063.log" in proc.stderr and "Fix: lower fv.lr" in log.read_text()
-    assert not chunk.exists() and not list(chunk.parent.glob("*.partial-*"))
+    assert one_line(proc) == ("resstream: invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite "
+                              "number with 0 < lr <= 10")
+    assert "rule " not in proc.stdout + proc.stderr  # no job was started
+    assert snapshot(shared_run.results) == before
+    assert any(rel.startswith("fv/") and rel.endswith("fv.h5") for rel in before)
+
+
+def _damaged_line(path, output, aside):
+    return (f"resstream: {path} is damaged \\(truncated file: .*\\); moved {output} aside to {aside} \\(kept, not "
+            f"deleted\\)\\. Fix: run the same snakemake command again: it remakes {output} and what reads it")
+
+
+def _truncate(path):
+    size = path.stat().st_size
+    os.truncate(path, size // 2)
+    return path.read_bytes()
+
+
+def test_a_truncated_activations_file_is_moved_aside_before_snakemake_removes_anything(shared_run, tmp_path):
+    run = shared_run.copy(tmp_path / "run")
+    h5 = "activations/activations.h5"
+    damaged = _truncate(run.results / h5)
+    before = snapshot(run.results)
+    assert len([rel for rel in before if rel.endswith("_raw.csv")]) == 4  # the tables the issue saw removed
+    proc = run.smk("--cores", "2", "--configfile", "demo.yaml", run.config_file.name, check=False)
+    assert proc.returncode == 1
+    aside = r"results/activations/activations\.h5\.damaged-\d{8}T\d{6}Z"
+    assert re.fullmatch(_damaged_line(r"results/activations/activations\.h5", r"results/activations/activations\.h5",
+                                      aside), one_line(proc)), proc.stderr[-2000:]
+    assert "rule " not in proc.stdout + proc.stderr  # stopped before planning: no job, nothing removed
+    after = snapshot(run.results)
+    [kept] = [rel for rel in after if rel.startswith(h5 + ".damaged-")]
+    assert after.pop(kept)[1] == damaged  # kept, byte for byte
+    assert after == {k: v for k, v in before.items() if k != h5}
+    # the rerun no longer fails on it: it plans to remake the file, and what reads it
+    jobs = planned_jobs("--configfile", "demo.yaml", run.config_file.name, cwd=run.root)
+    assert "activations" in jobs and "measure_imagenet" in jobs
+
+
+def test_a_damaged_fv_chunk_is_named_in_a_dry_run_and_moved_aside_by_a_run(shared_run, tmp_path):
+    run = shared_run.copy(tmp_path / "run")
+    chunk = "fv/layer1.1.bn2/c0000-0063"
+    _truncate(run.results / chunk / "fv.h5")
+    before = snapshot(run.results)
+    args = ("--cores", "2", "--configfile", "demo.yaml", run.config_file.name)
+    dry = run.smk("-n", *args, check=False)
+    assert dry.returncode == 1 and snapshot(run.results) == before  # a dry run moves nothing
+    assert re.fullmatch(f"resstream: results/{chunk}/fv\\.h5 is damaged \\(truncated file: .*\\); a run without "
+                        f"--dry-run moves results/{chunk} aside to results/{chunk}\\.damaged-<UTC time> \\(kept, not "
+                        f"deleted\\) and the run after it remakes it", one_line(dry)), dry.stderr[-2000:]
+    proc = run.smk(*args, check=False)
+    assert proc.returncode == 1 and "rule " not in proc.stdout + proc.stderr
+    aside = f"results/{chunk}\\.damaged-\\d{{8}}T\\d{{6}}Z"
+    assert re.fullmatch(_damaged_line(f"results/{chunk}/fv\\.h5", f"results/{chunk}", aside), one_line(proc))
+    after = snapshot(run.results)
+    moved = {rel.replace(rel.split("/")[2], "c0000-0063", 1): v for rel, v in after.items() if ".damaged-" in rel}
+    assert moved == {rel: v for rel, v in before.items() if rel.startswith(chunk + "/")}  # the folder, as it was
+    assert {k: v for k, v in after.items() if ".damaged-" not in k} == {
+        k: v for k, v in before.items() if not k.startswith(chunk + "/")}
+
+
+def test_commands_that_run_no_job_are_told_apart_from_runs():
+    from resstream.workflow.smk import maintenance_requested
+
+    for argv in (["--unlock"], ["--report", "r.html"], ["--report=r.html"], ["-S"], ["--lint"], ["--cleanup-metadata", "x"]):
+        assert maintenance_requested(argv), argv
+    for argv in ([], ["--cores", "2", "--report", "r.html", "--report-after-run"], ["-n", "--cores", "2"]):
+        assert not maintenance_requested(argv), argv
+
+
+def test_an_output_moved_aside_keeps_its_bytes_under_a_new_name(tmp_path):
+    from resstream.workflow.damaged_outputs import move_aside
+
+    first, second = tmp_path / "a.h5", tmp_path / "b"
+    first.write_bytes(b"damaged")
+    kept = move_aside(str(first))
+    assert not first.exists() and open(kept, "rb").read() == b"damaged"
+    assert re.fullmatch(re.escape(str(first)) + r"\.damaged-\d{8}T\d{6}Z", kept)
+    first.write_bytes(b"again")  # the same second: a second name, nothing overwritten
+    again = move_aside(str(first))
+    assert again != kept and open(again, "rb").read() == b"again" and open(kept, "rb").read() == b"damaged"
+    second.mkdir()
+    (second / "fv.h5").write_bytes(b"x")
+    assert open(os.path.join(move_aside(str(second)), "fv.h5"), "rb").read() == b"x"

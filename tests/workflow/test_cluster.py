@@ -17,7 +17,7 @@ from helpers.configs import tiny_config_file
 from helpers.workflow import FV_LAYERS_11, copy_workflow, link_images, smk
 
 TIMING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
-# The budgets the README states ("Running on a cluster"): minutes = 5 + seconds / 60, rounded up,
+# The budgets docs/clusters.md states ("Running on a SLURM cluster"): minutes = 5 + seconds / 60, rounded up,
 # times the attempt; memory 3000 MB plus what grows with the job.
 START_MINUTES, BASE_MB = 5, 3000
 FV_GPU_SECONDS_PER_UNIT_STEP = 0.03

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import yaml
 
@@ -49,7 +51,6 @@ def test_overrides_touch_only_their_block_or_layer():
         ({"fv": {"steps": -3}}, "fv.steps"),
         ({"fv": {"hook": "reference"}}, "fv.hook"),
         ({"model": {"arch": 18}}, "model.arch"),  # a name outside the families: ArchError, test_families.py
-        ({"unknown_key": 1}, "(top level)"),
     ],
 )
 def test_schema_errors_name_the_key(patch, key):
@@ -109,7 +110,7 @@ def test_a_command_line_value_of_the_wrong_type_is_still_named():
     config = {}
     coerce_command_line(config, {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}})
     assert config == {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}}
-    with pytest.raises(ConfigError, match=r"analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'"):
+    with pytest.raises(ConfigError, match=r"^invalid config: analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'$"):
         validate_config(config)
 
 
@@ -150,3 +151,109 @@ def test_snakemakes_process_lists_the_dataset_once(sample_dir, monkeypatch):
     counts = {job_resources.dataset_images(str(sample_dir)) for _ in range(3)}
     assert counts == {len(scan(sample_dir))} and listings == [str(sample_dir)]
     job_resources.listed_images.cache_clear()
+
+
+def _numeric_specs(spec, path=""):
+    """(path, spec) of every integer or number in the schema, $defs and nested objects included."""
+    if isinstance(spec, dict):
+        kind = spec.get("type", [])
+        if {"integer", "number"} & set([kind] if isinstance(kind, str) else kind):
+            yield path, spec
+        for key, sub in spec.items():
+            yield from _numeric_specs(sub, f"{path}/{key}")
+    elif isinstance(spec, list):
+        for i, sub in enumerate(spec):
+            yield from _numeric_specs(sub, f"{path}/{i}")
+
+
+def test_every_number_in_the_schema_has_a_finite_range():
+    from resstream.workflow.schema import load_schema
+
+    specs = dict(_numeric_specs(load_schema()))
+    assert len(specs) >= 26  # every section's numbers, not a walk that found nothing
+    for path, spec in specs.items():
+        low = spec.get("minimum", spec.get("exclusiveMinimum"))
+        high = spec.get("maximum", spec.get("exclusiveMaximum"))
+        assert low is not None and high is not None and low < high, path
+        if "default" in spec and spec["default"] is not None:
+            assert low <= spec["default"] <= high, path
+
+
+@pytest.mark.parametrize("text,line", [
+    ("fv: {lr: .inf}", "invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
+    ("fv: {lr: .nan}", "invalid config: fv.lr: nan is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
+    ("analysis: {mix_factor: -.inf}",
+     "invalid config: analysis.mix_factor: -inf is not a finite number; analysis.mix_factor takes a finite number "
+     "with 1 < mix_factor <= 1000"),
+    ("fv: {overrides: {'2.1': {lr: .nan}}}",
+     "invalid config: fv.overrides.2.1.lr: nan is not a finite number; fv.overrides.2.1.lr takes a finite number "
+     "with 0 < lr <= 10"),
+    ("fv: {steps: .inf}", "invalid config: fv.steps: inf is not a finite number; fv.steps takes an integer with "
+                          "1 <= steps <= 100000"),
+    ("activations: {batch_size: 100000000}",
+     "invalid config: activations.batch_size: 100000000 is out of range; activations.batch_size takes an integer "
+     "with 1 <= batch_size <= 1024"),
+    ("fv: {microbatch: 0}", "invalid config: fv.microbatch: 0 is out of range; fv.microbatch takes an integer with "
+                            "1 <= microbatch <= 4096 (or null)"),
+    ("fv: {steps: 2.5}", "invalid config: fv.steps: 2.5 is not an integer; fv.steps takes an integer with "
+                         "1 <= steps <= 100000"),
+    ("study: {channels: .inf}", "invalid config: study.channels: inf is not a finite number; study.channels takes an "
+                                "integer with 1 <= channels <= 65536"),  # of its oneOf, the number's alternative
+    ("study: {channels: [0, 70000]}", "invalid config: study.channels.1: 70000 is out of range; study.channels.1 takes "
+                                      "an integer with 0 <= value <= 65535"),
+])
+def test_a_number_out_of_range_or_not_finite_is_one_line_with_the_range(text, line):
+    with pytest.raises(ConfigError) as err:
+        validate_config(yaml.safe_load(text))
+    assert str(err.value) == line
+
+
+@pytest.mark.parametrize("given,line", [
+    ("fv={lr: inf}", "invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
+    ("fv={lr: nan}", "invalid config: fv.lr: nan is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
+    ("analysis={mix_factor: 1e999}",
+     "invalid config: analysis.mix_factor: inf is not a finite number; analysis.mix_factor takes a finite number "
+     "with 1 < mix_factor <= 1000"),
+])
+def test_non_finite_command_line_values_are_refused(given, line):
+    """--config values reach the workflow as strings ('inf'); typed by the schema they are refused."""
+    from snakemake.cli import parse_config
+
+    from resstream.workflow.config_types import coerce_command_line
+
+    config = {}
+    coerce_command_line(config, parse_config([given]))
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert str(err.value) == line
+
+
+def test_no_job_declares_an_absurd_memory_at_the_schemas_largest_values():
+    """The pass's and an FV chunk's mem_mb at the largest batch, workers and chunk the schema allows
+    (spatial maps of the largest layer1 map of ResNet18, 64 x 56 x 56, float16): under 64 GB."""
+    from resstream.workflow.job_resources import fv_mem_mb, pass_mem_mb
+    from resstream.workflow.schema import section_properties
+
+    acts, fv = section_properties("activations"), section_properties("fv")
+    largest = pass_mem_mb(acts["batch_size"]["maximum"], acts["workers"]["maximum"], 64 * 56 * 56 * 2)
+    assert largest == 3000 + 1024 * 12 + math.ceil(1024 * 2 * 64 * 56 * 56 * 2 / 1e6) + 500 * 64
+    assert largest < 64_000
+    assert fv_mem_mb(fv["channels_per_job"]["maximum"]) == 3000 + 5 * 4096
+
+
+@pytest.mark.parametrize("config,line", [
+    ({"analysis": {"mix_factr": 2}}, "unknown key `analysis.mix_factr`; did you mean `mix_factor`?"),
+    ({"anlysis": {"mix_factor": 2}}, "unknown key `anlysis`; did you mean `analysis`?"),
+    ({"fv": {"overrides": {"2.1": {"stepz": 3}}}}, "unknown key `fv.overrides.2.1.stepz`; did you mean `steps`?"),
+    ({"model": {"weigths": "random:0", "arhc": "resnet18"}},
+     "unknown key `model.arhc`; did you mean `arch`? | unknown key `model.weigths`; did you mean `weights`?"),
+    ({"fv": {"batch_size": 8}}, "unknown key `fv.batch_size`; the keys of `fv` are steps, lr, hook, seed, "
+                                "channels_per_job, threads, rf_crop, bf16, tf32, microbatch, channels_last, "
+                                "log_every, overrides"),
+    ({"zzz": 1}, "unknown key `zzz`; the keys at the top level are results, demo, model, study, dataset, fv, "
+                 "activations, analysis, atlas, compare"),
+])
+def test_an_unknown_key_is_named_with_the_closest_known_key(config, line):
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert str(err.value) == line

@@ -1,5 +1,5 @@
 """Reruns of a finished tiny study: each change of the rerun matrix replans exactly the jobs it
-touches and what reads their outputs (the README's table, rendered by tests/helpers/rerun_matrix.py), and
+touches and what reads their outputs (docs/reruns.md's table, rendered by tests/helpers/rerun_matrix.py), and
 a run killed (SIGKILL to the whole process group) in the middle of the FV stage or of the dataset
 pass resumes to outputs bit-identical to those of the uninterrupted run.
 
@@ -16,7 +16,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from helpers import REPO
+from helpers import DOCS
 from helpers.configs import changed_config_file, write_config
 from helpers.rerun_matrix import Job, parse_jobs, table
 from helpers.runs import SMALL_LAYERS
@@ -40,7 +40,7 @@ def planned(workflow, *args) -> set[Job]:
 
 def test_rerun_matrix(shared_run, sample_dir, tmp_path):
     """Each change replans exactly the jobs it touches directly (the seeds below) and the jobs that
-    read their outputs, directly or not, and nothing else; the README's table is this matrix."""
+    read their outputs, directly or not, and nothing else; docs/reruns.md's table is this matrix."""
     workflow, config = shared_run.root, shared_run.config_file
     assert planned(workflow, config) == set()  # nothing to do after a complete run
     jobs, dag = parse_jobs(dry_run(workflow, config, "--forceall"))  # the whole DAG, inputs and outputs
@@ -100,8 +100,8 @@ def test_rerun_matrix(shared_run, sample_dir, tmp_path):
         assert got[change] == expected, (change, sorted(got[change] - expected), sorted(expected - got[change]))
         rows.append((change, got[change]))
     assert planned(workflow, config) == set()  # the copy is back as it was
-    readme = (REPO / "README.md").read_text()
-    assert table(rows) in readme, "README's rerun table differs from the measured matrix:\n" + table(rows)
+    page = (DOCS / "reruns.md").read_text()
+    assert table(rows) in page, "docs/reruns.md's rerun table differs from the measured matrix:\n" + table(rows)
 
 
 def run_and_kill(args, ready, cwd, timeout=300):

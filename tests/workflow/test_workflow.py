@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers import REPO
+from helpers import REPO, docs_text
 from helpers.workflow import one_line, resstream_lines, smk
 
 
@@ -54,14 +54,14 @@ def job_counts(proc) -> dict[str, int]:
 
 
 def test_readme_job_counts_are_those_of_a_dry_run(tmp_path, sample_dir):
-    """The README's job counts (paper study, resnet50 demo) are what a dry run plans today."""
+    """The documentation's job counts (paper study, resnet50 demo) are what a dry run plans today."""
     counts = {}
     for configfile in ("config.yaml", "demo-resnet50.yaml"):
         proc = smk("-n", "--cores", "2", "--configfile", configfile, "--config", f"results={tmp_path / configfile}",
                    f"dataset={{path: {sample_dir}}}")
         counts[configfile] = job_counts(proc)
     paper, r50 = counts["config.yaml"], counts["demo-resnet50.yaml"]
-    readme = " ".join((REPO / "README.md").read_text().split())  # one space between words
+    readme = " ".join(docs_text().split())  # one space between words
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     per_group = profile["group-components"]["fv"]
     assert profile["groups"] == {"fv_chunk": "fv", "fv_channel_chunk": "fv"}
@@ -125,7 +125,8 @@ def test_bad_config_names_the_key(tmp_path, sample_dir):
     bad.write_text("fv:\n  steps: -5\n")
     proc = smk("-n", "--configfile", "demo.yaml", str(bad), check=False)
     assert proc.returncode != 0
-    assert "resstream: invalid config: fv.steps: -5 is less than the minimum of 1" in proc.stderr
+    assert ("resstream: invalid config: fv.steps: -5 is out of range; fv.steps takes an integer with 1 <= steps <= 100000"
+            in proc.stderr)
 
 
 def test_model_card_rule_runs_and_records_random_weights(tmp_path, sample_dir):
