@@ -73,6 +73,7 @@ gpu-check: $(STAMP)
 # a torchvision upgrade, tests/model/test_structure.py says to run this.
 arch-tables: $(STAMP)
 	$(BIN)/python -m resstream.model.structure
+	$(BIN)/python -m resstream.model.timm_models
 
 clean-demo:
 	rm -rf results/demo

@@ -90,21 +90,27 @@ def _fail(message: str, status: int) -> int:
 # -- families ----------------------------------------------------------------------------------------
 
 
-@command("families", "the supported residual CNN families: their archs and where each block's I, B and O are read",
+@command("families", "the supported residual CNN families (torchvision's and timm's): their archs and where each block's I, B and O are read",
          lambda p: None)
 def families(args: argparse.Namespace) -> None:
     from resstream.model.families import FAMILY_ARCHS, SEMANTICS
 
+    from resstream.model import timm_models
+
     for family, archs in FAMILY_ARCHS.items():
         print(f"{family}: {', '.join(archs)}")
         print(f"  {SEMANTICS[family]}")
+    for family, modules in timm_models.FAMILY_MODULES.items():
+        tested = ", ".join(f"timm:{name}" for name in timm_models.TESTED_MODELS[family])
+        print(f"{family} (any model of timm.models.{'/'.join(modules)}; recorded and tested: {tested})")
+        print(f"  {timm_models.SEMANTICS[family]}")
 
 
 # -- info --------------------------------------------------------------------------------------------
 
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", help="a torchvision architecture, e.g. resnet18")
+    p.add_argument("arch", help="a torchvision architecture, e.g. resnet18, or a timm model, e.g. timm:resnet50.a1_in1k")
     p.add_argument("--size", type=_positive_int, default=224, help="input size in pixels (default 224)")
 
 

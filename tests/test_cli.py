@@ -32,7 +32,21 @@ def test_info_of_a_bottleneck_net_names_bn3():
     assert row[1] == "Bottleneck" and row[4] == "layer2.0.bn3" and row[-2] == "512"
 
 
+def test_info_of_a_timm_model_and_families_list_the_timm_families(capsys):
+    assert main(["info", "timm:seresnext26d_32x4d"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in out[2:]}
+    assert rows["2.0"][1:6] == ["Bottleneck", "downsample", "layer2.0.downsample.1", "layer2.0.se", "layer2.0.prerelu_out"]
+    assert main(["families"]) == 0
+    out = capsys.readouterr().out
+    for family in ("timm ResNet", "timm ResNetV2", "timm ConvNeXt", "timm RegNet", "timm EfficientNet/MobileNet"):
+        assert f"\n{family} (any model of timm.models." in out
+    assert "recorded and tested: timm:resnet18, timm:resnet50" in out
+
+
 @pytest.mark.parametrize("args, says", [
+    (["info", "timm:vgg16"], "model.arch 'timm:vgg16' is a timm model without residual blocks of a supported family "
+                             "(timm.models.vgg). Fix: choose a timm model of a supported family: timm ResNet"),
     (["info", "vgg16"], "model.arch 'vgg16' is a torchvision model without residual blocks of a supported family"),
     (["info", "resnet9000"], "model.arch 'resnet9000' is not a torchvision model resstream knows. Fix: choose an arch of a "
                              "supported family: ResNet (resnet18 ... wide_resnet101_2, 7 archs); ResNeXt"),

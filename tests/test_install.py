@@ -14,6 +14,7 @@ from pathlib import Path
 from helpers import REPO
 
 PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256", "resstream/model/arch_tables.json",
+                "resstream/model/timm_tables.json",
                 "resstream/atlas/templates/unit.html.j2", "resstream/atlas/static/atlas.css", "resstream/atlas/static/atlas.js")
 # the installed package renders a unit page from its own templates (every template and static file it names)
 RENDER_ATLAS = """\
@@ -62,6 +63,8 @@ def test_wheel_installs_into_a_fresh_environment_and_finds_its_data(tmp_path):
     info = run(env / "bin" / "resstream", "info", "resnet18", cwd=elsewhere, env=clean).stdout.splitlines()
     assert info[0] == "resnet18: 8 blocks; studied by default: 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1"
     assert [line.split()[0] for line in info[2:]] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
+    timm_info = run(env / "bin" / "resstream", "info", "timm:resnet50.a1_in1k", cwd=elsewhere, env=clean).stdout
+    assert timm_info.startswith("timm:resnet50.a1_in1k: 16 blocks;")  # from the installed timm tables
     count = run(env_python, "-c", "from resstream.data.sample import load_manifest; print(len(load_manifest()))",
                 cwd=elsewhere, env=clean)
     assert count.stdout == "1000\n"

@@ -111,7 +111,25 @@ ADAPTERS: dict[type, BlockAdapter] = {
 
 
 def adapter_of(module: torch.nn.Module) -> BlockAdapter | None:
-    return ADAPTERS.get(type(module))
+    adapter = ADAPTERS.get(type(module))
+    if adapter is None and type(module).__module__.startswith("timm.") and not _TIMM_LOADED:
+        _load_timm_adapters()
+        adapter = ADAPTERS.get(type(module))
+    return adapter
+
+
+_TIMM_LOADED = False
+
+
+def _load_timm_adapters() -> None:
+    """timm's block adapters, registered the first time a timm module is met: a torchvision run
+    never imports timm."""
+    global _TIMM_LOADED
+    from resstream.model.timm_adapters import TIMM_ADAPTERS, TIMM_STRIDED
+
+    ADAPTERS.update(TIMM_ADAPTERS)
+    STRIDED_LAYERS.extend(TIMM_STRIDED)
+    _TIMM_LOADED = True
 
 
 def branch_weights(block: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,9 +157,13 @@ def main_path(model: torch.nn.Module):
             skipped.append(f"{path}.")
 
 
+# Layers whose stride shrinks the main path's map (timm adds its anti-aliasing BlurPool2d).
+STRIDED_LAYERS: list[type] = [torch.nn.Conv2d, torch.nn.MaxPool2d]
+
+
 def layer_stride(module: torch.nn.Module) -> int:
-    """The spatial stride of a conv or max-pool layer (1 for anything else)."""
-    if isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
+    """The spatial stride of a strided layer (:data:`STRIDED_LAYERS`; 1 for anything else)."""
+    if isinstance(module, tuple(STRIDED_LAYERS)):
         s = module.stride
         return int(s[0] if isinstance(s, tuple) else s)
     return 1

@@ -1,4 +1,4 @@
-"""The residual CNN families of torchvision resstream studies: their architectures, where each
+"""The residual CNN families of torchvision resstream studies (timm's: :mod:`resstream.model.timm_models`): their architectures, where each
 family's I, B and O are read (in words) and its classifier layer.  Importing this module imports no
 torch: the Snakefile's parse and the refusals of an unknown arch need none.  Where a block class
 keeps I, B and O in a built network: :mod:`resstream.model.adapters`.
@@ -7,6 +7,7 @@ keeps I, B and O in a built network: :mod:`resstream.model.adapters`.
 from __future__ import annotations
 
 from resstream.errors import ConfigError
+from resstream.model import timm_models
 
 # Family -> the torchvision architectures resstream studies (each built by torchvision.models.<arch>).
 FAMILY_ARCHS: dict[str, tuple[str, ...]] = {
@@ -36,6 +37,7 @@ SEMANTICS = {
     "EfficientNet": "MBConv / FusedMBConv with use_res_connect: B = block (ends in BN; FusedMBConv with expand ratio 1: "
                     "its conv-BN-SiLU); I = the block input; nothing after the sum (o_relu: pre only); blocks without a "
                     "sum are not studied",
+    **timm_models.SEMANTICS,
 }
 # The 1000-way classifier layer (for checkpoints fine-tuned to another number of classes).
 CLASSIFIER = {"ResNet": "fc", "ResNeXt": "fc", "RegNet": "fc", "ConvNeXt": "classifier.2", "MobileNetV2": "classifier.1",
@@ -43,6 +45,11 @@ CLASSIFIER = {"ResNet": "fc", "ResNeXt": "fc", "RegNet": "fc", "ConvNeXt": "clas
 
 
 def arch_family(arch: str) -> str | None:
+    if timm_models.is_timm(arch):
+        try:
+            return timm_models.family_of(arch)
+        except ConfigError:
+            return None
     for family, archs in FAMILY_ARCHS.items():
         if arch in archs:
             return family
@@ -54,7 +61,8 @@ def supported_families_line() -> str:
     def listed(archs):
         return ", ".join(archs) if len(archs) <= 3 else f"{archs[0]} ... {archs[-1]}, {len(archs)} archs"
 
-    return "; ".join(f"{family} ({listed(archs)})" for family, archs in FAMILY_ARCHS.items()) + " (see: resstream families)"
+    return ("; ".join(f"{family} ({listed(archs)})" for family, archs in FAMILY_ARCHS.items())
+            + f"; timm models (model.arch: timm:NAME): {timm_models.supported_line()} (see: resstream families)")
 
 
 class ArchError(ConfigError):
@@ -63,6 +71,8 @@ class ArchError(ConfigError):
 
 def check_arch(arch: str) -> str:
     """The arch's family; an arch outside the supported families is refused with one line."""
+    if timm_models.is_timm(arch):
+        return timm_models.family_of(arch)
     family = arch_family(arch)
     if family is not None:
         return family

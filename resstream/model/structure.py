@@ -17,6 +17,7 @@ from dataclasses import astuple, fields
 from importlib.metadata import version
 from pathlib import Path
 
+from resstream.model import timm_models
 from resstream.model.blocks import BlockInfo
 from resstream.model.families import ARCHS, check_arch
 
@@ -83,6 +84,8 @@ def _recorded() -> dict:
 def structure(arch: str) -> tuple[BlockInfo, ...]:
     """Block table of an architecture (recorded, else built on the meta device)."""
     check_arch(arch)
+    if timm_models.is_timm(arch):
+        return timm_models.structure(arch)
     recorded = _recorded().get(arch)
     if recorded is None:
         return live_structure(arch)
@@ -94,6 +97,8 @@ def map_sizes(arch: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tup
     """Spatial size of every block's output (by block name) and of every block input that no block
     produces (by module path: the stem's ``maxpool``, ConvNeXt's ``features.2``) at an input size."""
     check_arch(arch)
+    if timm_models.is_timm(arch):
+        return timm_models.map_sizes(arch, input_size)
     recorded = _recorded().get(arch)
     if recorded is None or input_size != RECORDED_INPUT_SIZE:  # the file records this size only
         return live_map_sizes(arch, input_size)
@@ -124,11 +129,15 @@ def live_structure(arch: str) -> tuple[BlockInfo, ...]:
 
 def live_map_sizes(arch: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tuple[int, int]]:
     """:func:`map_sizes` from a forward pass of the model built on the meta device."""
+    return model_map_sizes(build_on_meta(arch), input_size)
+
+
+def model_map_sizes(model, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tuple[int, int]]:
+    """:func:`map_sizes` of a built (meta) network."""
     import torch
 
     from resstream.model.walk import model_blocks
 
-    model = build_on_meta(arch)
     sizes: dict[str, tuple[int, int]] = {}
 
     def record(key):
@@ -171,16 +180,21 @@ def live_table(arch: str) -> dict:
     }
 
 
-def write_tables(path: Path = TABLES) -> Path:
-    """Record every supported architecture's tables under the installed torchvision (one arch per
-    line, so that a torchvision upgrade shows as a readable diff); written atomically."""
-    lines = [f'  "{arch}": {json.dumps(live_table(arch), separators=(",", ":"))}' for arch in ARCHS]
-    text = (f'{{"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
-            f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())},\n'
-            ' "archs": {\n' + ",\n".join(lines) + "\n}}\n")
+def write_recorded(path: Path, header: str, section: str, tables: dict[str, dict]) -> Path:
+    """A tables file: ``{header, "section": {key: table, ...}}`` with one table per line (an upgrade
+    shows as a readable diff); written atomically."""
+    lines = [f'  "{key}": {json.dumps(table, separators=(",", ":"))}' for key, table in tables.items()]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
+    tmp.write_text("{" + header + f',\n "{section}": {{\n' + ",\n".join(lines) + "\n}}\n")
     tmp.replace(path)
+    return path
+
+
+def write_tables(path: Path = TABLES) -> Path:
+    """Record every supported architecture's tables under the installed torchvision."""
+    header = (f'"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
+              f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())}')
+    write_recorded(path, header, "archs", {arch: live_table(arch) for arch in ARCHS})
     _recorded_file.cache_clear()
     return path
 

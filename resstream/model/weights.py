@@ -40,6 +40,7 @@ KNOWN_SHA256 = {
     "resnet18-f37072fd.pth": "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
 }
 
+from resstream.model import timm_models, timm_weights  # noqa: E402
 from resstream.model.families import CLASSIFIER, arch_family, check_arch  # noqa: E402
 from resstream.model.structure import weights_files  # noqa: E402
 CHECKPOINT_MODES = ("torchvision", "any")
@@ -60,15 +61,18 @@ class WeightsError(UserError, RuntimeError):
 class WeightsIdentity:
     arch: str
     source: str  # the spec as given in config
-    kind: str  # "pretrained" (hub) | "checkpoint" (torchvision's file) | "custom" (any other file) | "random"
+    # "pretrained" (hub) | "checkpoint" (torchvision's file) | "timm" (a timm tag's) | "custom" (any other file) | "random"
+    kind: str
     state_dict_sha256: str
     file_sha256: str | None = None
+    timm_model: str | None = None  # a timm arch: the model and its pretrained tag ("resnet50.a1_in1k")
+    preprocessing: dict | None = None  # a timm arch: its pretrained_cfg's mean, std, size, crop, interpolation
 
     @property
     def weights_source(self) -> str:
         """What is known of where the weights come from: ``torchvision`` (its published weights, by
-        name or by a file with their digest), ``custom`` (a checkpoint of one's own: how it was
-        trained the tool cannot know) or ``random``."""
+        name or by a file with their digest), ``timm`` (a timm tag's published weights), ``custom``
+        (a checkpoint of one's own: how it was trained the tool cannot know) or ``random``."""
         return KIND_SOURCES[self.kind]
 
     @property
@@ -77,12 +81,17 @@ class WeightsIdentity:
         if self.kind == "custom":
             return (f"{self.arch} custom checkpoint {os.path.basename(self.source)} "
                     f"(file sha256 {str(self.file_sha256)[:12]}, not torchvision's weights)")
+        if self.kind == "timm":
+            return f"timm:{self.timm_model} pretrained (file sha256 {str(self.file_sha256)[:12]})"
         if self.weights_source == "torchvision":
             return f"{self.arch} {self.source} (sha256 {self.state_dict_sha256[:12]})"
         return f"{self.arch} RANDOM WEIGHTS ({self.source}, not pretrained)"
 
     def as_dict(self) -> dict:
         d = asdict(self)
+        for key in ("timm_model", "preprocessing"):  # a torchvision arch's record stays as it was
+            if d[key] is None:
+                del d[key]
         d["weights_source"] = self.weights_source
         d["label"] = self.label
         return d
@@ -236,6 +245,8 @@ def check_weights_spec(arch: str, weights: str, checkpoint: str = "torchvision")
     if checkpoint not in CHECKPOINT_MODES:
         raise WeightsError(f"model.checkpoint '{checkpoint}' unknown; one of {', '.join(CHECKPOINT_MODES)}.")
     path = is_checkpoint_path(weights)
+    if timm_models.is_timm(arch):
+        return timm_weights.check_spec(arch, weights, checkpoint, path, random_seed(weights))
     if checkpoint == "any" and not path:
         raise WeightsError(
             f"model.checkpoint: any is for a checkpoint file, but model.weights is '{weights}'. Fix: set "
@@ -382,6 +393,8 @@ def missing_hub_file(arch: str, weights: str) -> Path | None:
     """The hub-cache path of an enum name's file when it is not there yet, else None."""
     if random_seed(weights) is not None or is_checkpoint_path(weights):
         return None
+    if timm_models.is_timm(arch):
+        return None if timm_weights.cached_hub_file(arch) else timm_weights.repo_cache_path(arch)
     cached = hub_checkpoint_path(_enum_url(arch, weights))
     return None if cached.exists() else cached
 
@@ -401,6 +414,8 @@ def check_weights_available(arch: str, weights: str, allow_download: bool, fetch
     if random_seed(weights) is not None:
         return
     path = _checkpoint_file(weights)
+    if timm_models.is_timm(arch):
+        return timm_weights.check_file(arch, path) if path else timm_weights.fetch_pretrained(arch, allow_download, fetch)
     if path is not None:
         if checkpoint == "any":
             _check_custom_checkpoint(arch, path)
@@ -428,30 +443,37 @@ def _load_checkpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpo
     return "checkpoint", digest
 
 
-def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True,
-               checkpoint: str = "torchvision", no_download_why: str = "downloads are disabled"):
-    """Return ``(model, identity)``: the network in eval mode with frozen weights."""
+def _build_torchvision(arch: str, weights: str, seed: int | None, allow_download: bool, checkpoint: str,
+                       no_download_why: str):
+    """``(model, kind, file sha256)`` of a torchvision arch."""
     import torch
     import torchvision
 
-    weights = str(weights)
-    check_weights_spec(arch, weights, checkpoint)
     builder = getattr(torchvision.models, arch)
-    file_digest = None
-    seed = random_seed(weights)
     if seed is not None:
         torch.manual_seed(seed)
-        model = builder(weights=None)
-        kind = "random"
+        return builder(weights=None), "random", None
+    model = builder(weights=None)
+    path = _checkpoint_file(weights)
+    if path is not None:
+        return (model, *_load_checkpoint_file(model, arch, path, checkpoint))
+    state, file_digest = _load_pretrained(arch, weights, allow_download, no_download_why)
+    model.load_state_dict(state)
+    return model, "pretrained", file_digest
+
+
+def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True,
+               checkpoint: str = "torchvision", no_download_why: str = "downloads are disabled"):
+    """Return ``(model, identity)``: the network in eval mode with frozen weights."""
+    weights = str(weights)
+    check_weights_spec(arch, weights, checkpoint)
+    seed = random_seed(weights)
+    extra = {}
+    if timm_models.is_timm(arch):
+        model, kind, file_digest = timm_weights.build(arch, weights, seed, _checkpoint_file(weights), allow_download)
+        extra = timm_weights.identity_fields(arch)
     else:
-        model = builder(weights=None)
-        path = _checkpoint_file(weights)
-        if path is not None:
-            kind, file_digest = _load_checkpoint_file(model, arch, path, checkpoint)
-        else:
-            state, file_digest = _load_pretrained(arch, weights, allow_download, no_download_why)
-            model.load_state_dict(state)
-            kind = "pretrained"
+        model, kind, file_digest = _build_torchvision(arch, weights, seed, allow_download, checkpoint, no_download_why)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -461,6 +483,7 @@ def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_dow
         kind=kind,
         state_dict_sha256=state_dict_sha256(model.state_dict()),
         file_sha256=file_digest,
+        **extra,
     )
     return model, identity
 

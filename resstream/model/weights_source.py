@@ -1,5 +1,5 @@
 """What an output can honestly say of its weights' origin, ``weights_source``: ``torchvision``,
-``custom`` or ``random``.  Whether a checkpoint of one's own was trained, and how, the tool cannot
+``timm``, ``custom`` or ``random``.  Whether a checkpoint of one's own was trained, and how, the tool cannot
 know, so no output claims "pretrained".  Free of imports: the figure, summary, scorecard, atlas and
 comparison jobs read it without the weights loader in their code fingerprint.
 """
@@ -7,8 +7,10 @@ comparison jobs read it without the weights loader in their code fingerprint.
 from __future__ import annotations
 
 # An identity's kind, and what it says of the weights' origin (the ``weights_source`` of every output).
-KIND_SOURCES = {"pretrained": "torchvision", "checkpoint": "torchvision", "custom": "custom", "random": "random"}
-WEIGHTS_SOURCES = ("torchvision", "custom", "random")
+# "timm": a timm model's published weights for its tag (Hugging Face hub), loaded through timm.
+KIND_SOURCES = {"pretrained": "torchvision", "checkpoint": "torchvision", "timm": "timm", "custom": "custom",
+                "random": "random"}
+WEIGHTS_SOURCES = ("torchvision", "timm", "custom", "random")
 
 
 def weights_source(weights: dict | None) -> str:
@@ -25,6 +27,6 @@ def weights_source(weights: dict | None) -> str:
 
 def combined_weights_source(sources) -> str:
     """One source for several runs' weights (a comparison): ``random`` if any is, else ``custom``
-    if any is, else ``torchvision``."""
+    if any is, else ``timm`` if any is, else ``torchvision``."""
     sources = set(sources)
-    return next((s for s in ("random", "custom") if s in sources), "torchvision")
+    return next((s for s in ("random", "custom", "timm") if s in sources), "torchvision")

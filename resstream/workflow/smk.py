@@ -112,12 +112,22 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
                                 checkpoint=model["checkpoint"])
         listed_images(path)  # the listing the jobs' budgets reuse
         if dry_run and (cached := missing_hub_file(model["arch"], model["weights"])) is not None:
-            print(f"resstream: note: weights {model['arch']} {model['weights']} are not in torch's hub cache "
+            hub = "the Hugging Face hub cache" if model["arch"].startswith("timm:") else "torch's hub cache"
+            print(f"resstream: note: weights {model['arch']} {model['weights']} are not in {hub} "
                   f"({cached}); the run downloads them before its first job (model.allow_download).", file=sys.stderr)
+        _note_timm_preprocessing(model["arch"])
         if not dry_run and local_exec and model["device"] == "cuda":
             _check_cuda_visible()
     except UserError as exc:
         _die(str(exc))
+
+
+def _note_timm_preprocessing(arch: str) -> None:
+    from resstream.model import timm_models
+
+    note = timm_models.preprocessing_note(arch) if timm_models.is_timm(arch) else None
+    if note:
+        print(f"resstream: note: {note}", file=sys.stderr)
 
 
 def _check_dataset_path(path: str, demo: bool) -> None:

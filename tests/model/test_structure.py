@@ -49,7 +49,7 @@ WITHOUT_TORCH_OR_SCIPY = """
 import runpy, sys
 class NoTorch:
     def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "lucent", "scipy"):
+        if name.split(".")[0] in ("torch", "torchvision", "lucent", "scipy", "timm"):
             raise ImportError(f"{name} imported while planning")
 sys.meta_path.insert(0, NoTorch())
 sys.argv = ["snakemake", *sys.argv[1:]]
@@ -57,7 +57,7 @@ runpy.run_module("snakemake", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("demo", ["demo.yaml", "demo-convnext.yaml"])
+@pytest.mark.parametrize("demo", ["demo.yaml", "demo-convnext.yaml", "demo-timm.yaml"])
 def test_a_dry_run_plans_every_job_without_importing_torch_or_scipy(demo, sample_dir, tmp_path):
     proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH_OR_SCIPY, "-n", "--cores", "2", "--configfile", demo, "--config",
                            f"dataset={{path: {sample_dir}}}", f"results={tmp_path / 'results'}"],
