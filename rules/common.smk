@@ -26,6 +26,8 @@ from resstream.workflow.paths import (  # noqa: E402
 from resstream.workflow.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
+    check_slurm_or_exit,
+    one_slot_per_allocation,
     report_requested,
 )
 from resstream.model.weights import model_param  # noqa: E402
@@ -51,6 +53,8 @@ if workflow.is_main_process and workflow.output_settings.dryrun:
 onstart:
     if workflow.is_main_process:
         check_inputs_or_exit(STUDY, local_exec=workflow.local_exec)
+        one_slot_per_allocation(workflow)
+        check_slurm_or_exit(workflow)
 
 
 # --report: captions and report text read what made the outputs from the outputs themselves
