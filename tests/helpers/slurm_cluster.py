@@ -6,7 +6,7 @@ controller's state, the node's spool, both daemons' logs and PID files.  Clients
 through ``SLURM_CONF`` (the conf names the private munge socket in ``AuthInfo``), and the ports
 are free ones picked at start, so two clusters on one machine do not meet.  The node advertises
 the machine's own CPUs and memory (``slurmd -C``).  The daemons run in the foreground as child
-processes of the test, which stops each by its PID.
+processes of the test, which stops each by its PID (and they get SIGTERM if the test process dies).
 
 ``python tests/helpers/slurm_cluster.py --check`` prints what is found (exit 0) or how to get it
 (exit 1); ``make slurm`` installs the packages through apt as root on Debian/Ubuntu.
@@ -43,6 +43,15 @@ def cluster_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "the tests are not running as root"
     return None
+
+
+def _die_with_parent() -> None:
+    """In a daemon's child process before exec: SIGTERM when the test process dies, so that a
+    killed test run (a timeout, kill -9) leaves no daemon behind (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -140,7 +149,7 @@ class SlurmCluster:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / f"{name}.out", "w")
         self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                               start_new_session=True))
+                                               start_new_session=True, preexec_fn=_die_with_parent))
 
     def _wait(self, ready, what: str, timeout: float) -> None:
         end = time.monotonic() + timeout
