@@ -203,7 +203,8 @@ def test_slurm_profile_runs_a_cpu_groups_jobs_in_sequence(tmp_path, sample_dir):
         *TIMING, "--slurm-logdir", tmp_path / "slurm-logs", env=stub_env(stubs))
     (argv,) = calls(stubs, "sbatch")
     assert flag(argv, "--gpus") is None and flag(argv, "--cpus-per-gpu") is None
-    assert flag(argv, "--cpus-per-task") == "1", [a for a in argv if not a.startswith("--wrap")]  # fv.threads of one job
+    sent = [a for a in argv if not a.startswith("--wrap")]
+    assert flag(argv, "--cpus-per-task") == "1", sent  # fv.threads of one job
     assert int(flag(argv, "--mem")) == BASE_MB + 5
     cpu_minutes = math.ceil(START_MINUTES + 2 * 0.15 / 60)  # one unit x 2 steps at the CPU rate
     assert int(flag(argv, "-t")) == 3 * cpu_minutes
