@@ -120,10 +120,10 @@ def test_profile_on_a_real_cluster_matches_a_local_run_and_recovers_from_scancel
     assert proc.returncode != 0, out[-3000:]
     assert cancelled in out, out[-3000:]  # the plugin names the failed SLURM job
     before = submitted_jobs(cluster)
-    assert before[cancelled]["comment"] == "rule_measure_imagenet"
+    assert before[cancelled]["comment"] == "rule_measure_imagenet_wildcards_1.1"
     rerun = smk(*again, env=cluster.env, cwd=on_cluster, timeout=600)
     redone = {job: info["comment"] for job, info in submitted_jobs(cluster).items() if job not in before}
-    assert list(redone.values()) == ["rule_measure_imagenet"], rerun.stderr[-3000:]
+    assert list(redone.values()) == ["rule_measure_imagenet_wildcards_1.1"], rerun.stderr[-3000:]
     assert assert_same_outputs(local / "results", on_cluster / "results") == compared
 
 
