@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup browser sample demo test docs lint bench gpu-check clean-demo arch-tables
+.PHONY: setup browser slurm sample demo test docs lint bench gpu-check clean-demo arch-tables
 
 setup: $(STAMP)
 
@@ -32,6 +32,20 @@ browser: $(STAMP)
 	fi; \
 	$(BIN)/python tests/helpers/browser.py --check || true
 
+# The real-cluster test (tests/workflow/test_real_cluster.py) starts its own single-node SLURM
+# cluster from Debian's slurm-wlm and munge. When they are missing, root on Debian/Ubuntu gets them
+# through apt; anyone else is told what to install, and the run goes on (the test skips; under
+# CI=true it fails).
+slurm: $(STAMP)
+	@$(BIN)/python tests/helpers/slurm_cluster.py --check >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian slurm-wlm + munge for the real-cluster test (log: /tmp/resstream-apt.log)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge; }; \
+	  } > /tmp/resstream-apt.log 2>&1 || tail -5 /tmp/resstream-apt.log; \
+	fi; \
+	$(BIN)/python tests/helpers/slurm_cluster.py --check || true
+
 # The sample: from $$RESSTREAM_SAMPLE, ../shared/data/imagenet-sample or the upstream download,
 # verified against its sha256 manifest (resstream/data/sample.py); an existing copy is only verified.
 SAMPLE := data/imagenet-sample
@@ -48,7 +62,7 @@ demo: sample
 # workflow runs share one finished small run, made once for all of them (tests/helpers/once.py).
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
-test: $(STAMP) browser
+test: $(STAMP) browser slurm
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict makes a broken link or a missing page an

@@ -35,6 +35,7 @@ rule fv_channel_chunk:
     threads: FV["threads"]
     resources:
         gpu=gpu_per_job,
+        allocation_slot=1,
         runtime=lambda w, attempt: fv_runtime(
             len(fv_units(w.layer, w.chunk, STUDY.channel_fv_roles)),
             STUDY.fv_settings(w.layer, "channel").steps,

@@ -29,6 +29,8 @@ from resstream.workflow.smk import (  # noqa: E402
     needs_run_lock,
     maintenance_requested,
     move_damaged_outputs_or_exit,
+    check_slurm_or_exit,
+    one_slot_per_allocation,
     report_requested,
     take_run_lock_or_exit,
 )
@@ -66,6 +68,8 @@ if workflow.is_main_process and workflow.output_settings.dryrun:
 onstart:
     if workflow.is_main_process:
         check_inputs_or_exit(STUDY, local_exec=workflow.local_exec)
+        one_slot_per_allocation(workflow)
+        check_slurm_or_exit(workflow)
 
 
 # --report: captions and report text read what made the outputs from the outputs themselves

@@ -6,6 +6,9 @@ import re
 from resstream.workflow.job_resources import fv_mem_mb, fv_runtime
 
 FV = STUDY.config["fv"]
+# allocation_slot: each FV job (centre or channel objective) takes the one slot a cluster submission
+# has (resstream/workflow/smk.py one_slot_per_allocation), so the jobs profiles/slurm groups run one
+# after another on a GPU or CPUs alike; locally nothing caps it.
 
 
 rule fv_chunk:
@@ -23,6 +26,7 @@ rule fv_chunk:
     threads: FV["threads"]
     resources:
         gpu=gpu_per_job,
+        allocation_slot=1,
         runtime=lambda w, attempt: fv_runtime(
             len(fv_units(w.layer, w.chunk)),
             STUDY.fv_settings(w.layer).steps,

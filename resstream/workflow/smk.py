@@ -208,6 +208,62 @@ def _check_cuda_visible() -> None:
                         "model.device: auto or cpu, or run where a GPU is visible (or through a cluster profile).")
 
 
+ALLOCATION_SLOT = "allocation_slot"
+
+
+def one_slot_per_allocation(workflow) -> None:
+    """Under a cluster executor, give every submission one ``allocation_slot`` (unless the command
+    line gives another number), the resource each FV job takes: Snakemake packs a group's jobs into
+    layers that fit the run's resources, so the grouped FV jobs run one after another on a GPU and
+    on CPUs alike, and a group asks for the largest CPUs and memory of its jobs and the sum of their
+    runtimes.  Set here, not in profiles/slurm: the workflow's own profiles/default comes after a
+    ``--profile`` and its ``resources:`` replaces the cluster profile's.  The slot's scope is local
+    (profiles/slurm), so it caps each allocation, never how many run at once."""
+    if not workflow.local_exec:
+        workflow.global_resources.setdefault(ALLOCATION_SLOT, 1)
+
+
+def check_slurm_or_exit(workflow) -> None:
+    """Under the SLURM executor (Snakemake's main process, before the first sbatch): stop with one
+    line when job status could never be read (:mod:`resstream.workflow.slurm_check`), and warn of
+    every job that asks for more than any node offers.  Grouped FV jobs run one after another
+    (profiles/slurm), so a group asks for no more CPUs, memory or GPUs than its largest job:
+    checking each job checks the groups."""
+    from resstream.workflow.slurm_check import largest_node, oversized_requests, status_command_problem
+
+    plugin, settings = workflow.executor_plugin, workflow.executor_settings
+    if plugin is None or plugin.name != "slurm":
+        return
+    problem = status_command_problem(settings.status_command, settings.init_seconds_before_status_checks or 0)
+    if problem:
+        _die(problem)
+    node = largest_node()
+    if node is None:
+        return
+    requests = {}
+    for job in workflow.dag.needrun_jobs():
+        if not job.is_local:
+            request = _slurm_request(job)
+            requests.setdefault((request.cpus, request.mem_mb, request.gpus, job.rule.name), request)
+    for line in oversized_requests(list(requests.values()), node):
+        print(f"resstream: {line}", file=sys.stderr)
+
+
+def _slurm_request(job):
+    """The CPUs, memory and GPUs the plugin asks sbatch for one job (its --cpus-per-gpu,
+    --cpus-per-task or threads)."""
+    from resstream.workflow.slurm_check import Request
+
+    res = job.resources
+    gpus = int(res.get("gpu", 0) or 0)
+    if gpus and res.get("cpus_per_gpu"):
+        cpus = int(res.get("cpus_per_gpu")) * gpus
+    else:
+        cpus = int(res.get("cpus_per_task") or job.threads)
+    return Request(f"{job.rule.name} ({', '.join(f'{k}={v}' for k, v in job.wildcards.items()) or 'one job'})",
+                   cpus, int(res.get("mem_mb", 0) or 0), gpus)
+
+
 def report_requested(argv: list[str] | None = None) -> str | None:
     """``"report"`` when this snakemake command writes a report of finished outputs (``--report``),
     ``"after-run"`` with ``--report-after-run``, else None.  Snakemake tells the workflow nothing

@@ -7,7 +7,8 @@ runs the submitted ``--wrap`` script locally and to completion before it prints 
 ``sacct``/``squeue`` then report ``<id>|COMPLETED`` or ``<id>|FAILED`` for the run's job name, as
 the plugin's ``--parsable2 --format=JobIdRaw,State`` / ``--format=%i|%T`` queries expect.
 ``srun`` drops its options and runs the command.  ``sinfo -o %P`` lists one default partition
-``gpu*``; ``scontrol show config`` gives MinJobAge and MaxArraySize.
+``gpu*``, ``sinfo --format=%c|%m|%G`` the nodes ``STUB_SINFO_NODES`` gives (``;`` between
+them); ``scontrol show config`` gives MinJobAge and MaxArraySize.
 
 Stand-in jobs (``STUB_OUTPUTS`` names a JSON file ``{target job: [[path, is directory], ...]}``):
 ``sbatch`` runs nothing and makes each submitted job's outputs itself (empty files, folders with
@@ -131,7 +132,12 @@ if name is not None:
     print("\n".join(rows))
 '''
 
-SINFO = 'print("PARTITION\\ngpu*")\n'
+SINFO = r'''
+if any(a.startswith("--format=%c") for a in args):  # the nodes' CPUs|memory|GRES: STUB_SINFO_NODES
+    print(os.environ.get("STUB_SINFO_NODES", "").replace(";", "\n"))
+else:
+    print("PARTITION\ngpu*")
+'''
 SCONTROL = 'print("MinJobAge               = 300 sec\\nMaxArraySize            = 1001")\n'
 
 TOOLS = {"sbatch": SBATCH, "srun": SRUN, "sacct": STATUS, "squeue": STATUS, "sinfo": SINFO, "scontrol": SCONTROL}

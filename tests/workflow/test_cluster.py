@@ -188,3 +188,43 @@ def test_every_job_of_the_full_study_is_submitted_with_resources_fitting_its_siz
     fv_groups = [s for s in submitted if s["targets"][0].startswith(("fv_chunk", "fv_channel_chunk"))]
     assert len(fv_groups) == math.ceil(sum(j.rule in ("fv_chunk", "fv_channel_chunk") for j in jobs) / 4)
     assert all(flag(s["argv"], "-t") != "30" and flag(s["argv"], "--mem") != "4000" for s in submitted)
+
+
+def test_slurm_profile_runs_a_cpu_groups_jobs_in_sequence(tmp_path, sample_dir):
+    """model.device cpu: the FV jobs declare no GPU, yet the group's jobs still take the one
+    allocation slot in turn, so the group asks for one job's CPUs, the largest memory and the sum
+    of the runtimes (not 3 CPUs and 3 x the memory for one job's time: pending forever on a small
+    node)."""
+    data = link_images(sample_dir, tmp_path / "data", 4)
+    config = tiny_config_file(tmp_path, data)  # model.device cpu
+    stubs = tmp_path / "slurm"
+    write_stubs(stubs)
+    smk("--profile", "profiles/slurm", "--configfile", "demo.yaml", config, "--until", "fv_chunk",
+        *TIMING, "--slurm-logdir", tmp_path / "slurm-logs", env=stub_env(stubs))
+    (argv,) = calls(stubs, "sbatch")
+    assert flag(argv, "--gpus") is None and flag(argv, "--cpus-per-gpu") is None
+    sent = [a for a in argv if not a.startswith("--wrap")]
+    assert flag(argv, "--cpus-per-task") == "1", sent  # fv.threads of one job
+    assert int(flag(argv, "--mem")) == BASE_MB + 5
+    cpu_minutes = math.ceil(START_MINUTES + 2 * 0.15 / 60)  # one unit x 2 steps at the CPU rate
+    assert int(flag(argv, "-t")) == 3 * cpu_minutes
+
+
+def test_a_job_larger_than_any_node_is_named_before_submission(tmp_path, sample_dir):
+    """sinfo lists one 2-CPU node; the model card asks for 64 CPUs: one warning line names the job,
+    what it asks and what the node has, before the job is submitted (the run goes on)."""
+    data = link_images(sample_dir, tmp_path / "data", 4)
+    config = tiny_config_file(tmp_path, data)
+    stubs = tmp_path / "slurm"
+    write_stubs(stubs)
+    env = dict(stub_env(stubs), STUB_SINFO_NODES="2|24105|(null)")
+    proc = smk("--profile", "profiles/slurm", "--configfile", "demo.yaml", config, "--until", "model_card",
+               "--set-resources", "model_card:cpus_per_task=64", *TIMING, "--slurm-logdir", tmp_path / "slurm-logs",
+               env=env)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("resstream: warning:")]
+    assert warnings == [
+        "resstream: warning: model_card (one job) asks for 64 CPUs (the largest node has 2) according to sinfo: it "
+        "would stay pending forever. Fix: lower its request with --set-resources (e.g. model_card:cpus_per_task=N "
+        "or mem_mb=N), or use a partition whose nodes are larger (slurm_partition)"]
+    assert proc.stderr.index(warnings[0]) < proc.stderr.index("has been submitted with SLURM jobid")  # before sbatch
+    assert [flag(argv, "--cpus-per-task") for argv in calls(stubs, "sbatch")] == ["64"]
