@@ -80,7 +80,11 @@ def for_arch(arch: str) -> Preprocessing:
 def applied_line(arch: str) -> str:
     """One line saying how the arch's images are read (and, for a tag trained at another size, at
     which size)."""
+    from resstream.model import timm_models
+
     prep = for_arch(arch)
+    if timm_models.is_timm(arch):  # name the tag whose pretrained_cfg it is
+        arch = f"{timm_models.PREFIX}{timm_models.split_name(arch)[0]}.{timm_models.resolved_tag(arch)}"
     line = f"{arch} reads images with its pretrained_cfg's preprocessing: {prep.describe()}"
     if prep.trained_input_size != prep.crop_size:
         line += (f"; it was trained at {prep.trained_input_size} px, the study crops {prep.crop_size} px "

@@ -135,3 +135,14 @@ def test_activations_and_fv_files_record_the_preprocessing_applied(tmp_path, one
     with h5py.File(tmp_path / "fv" / "fv.h5") as f:
         assert json.loads(f.attrs["preprocessing"]) == expected.as_dict()
     assert expected.interpolation == "bicubic" and expected.resize_size == 235
+
+
+def test_a_run_says_what_a_timm_arch_applies_and_nothing_for_torchvision(capsys):
+    from resstream.workflow import smk
+
+    smk._note_timm_preprocessing("resnet18")
+    assert capsys.readouterr().err == ""
+    smk._note_timm_preprocessing("timm:resnetv2_50x1_bit")
+    assert capsys.readouterr().err == (
+        "resstream: note: timm:resnetv2_50x1_bit.goog_distilled_in1k reads images with its pretrained_cfg's preprocessing: Resize(256, "
+        "bicubic) antialiased, CenterCrop(224), ToTensor, Normalize(mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5])\n")
