@@ -1,6 +1,7 @@
 """A model's own preprocessing: torchvision archs read images the paper's way, a timm arch its tag's
 ``pretrained_cfg`` way (mean, std, interpolation, crop_pct, crop_mode) in the dataset pass, the FV
-normalisation and the measurement, and the files record what was applied."""
+normalisation and the measurement, and the files record what was applied; the exemplar grids show
+images as the dataset pass read them."""
 
 import json
 
@@ -12,8 +13,9 @@ from PIL import Image
 from torchvision import transforms
 
 from resstream import api
+from resstream.activations.exemplars import GRID_PADDING, write_exemplar_grids
 from resstream.analysis import measure
-from resstream.data.dataset import ImageFolderDataset, scan_image_folder
+from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
 from resstream.errors import UserError
 from resstream.fv import render as fv
 from resstream.model import preprocessing as prep
@@ -131,6 +133,11 @@ def test_activations_and_fv_files_record_the_preprocessing_applied(tmp_path, one
     with h5py.File(out) as f:
         assert json.loads(f.attrs["preprocessing"]) == expected.as_dict()
         assert f.attrs["transform"] == expected.describe()
+    write_exemplar_grids(out, "layer1.1.bn2", [0], str(tmp_path / "grids"))  # the one image, as it was read
+    with Image.open(tmp_path / "grids" / "unit0000.png") as grid:
+        tile = np.asarray(grid.convert("RGB"))[GRID_PADDING:GRID_PADDING + 224, GRID_PADDING:GRID_PADDING + 224]
+    view = view_transform(expected)(Image.open(one_image / "picture.png").convert("RGB"))
+    np.testing.assert_array_equal(tile, (view * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
     api.render_fv("layer1.1.bn2", [0], str(tmp_path / "fv"), arch=arch, weights="random:0", steps=1)
     with h5py.File(tmp_path / "fv" / "fv.h5") as f:
         assert json.loads(f.attrs["preprocessing"]) == expected.as_dict()
