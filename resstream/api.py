@@ -147,6 +147,7 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     from resstream.analysis.summary import table_settings
     from resstream.model.structure import structure
     from resstream.analysis.measure import block_role_taps, fv_raw_rows, load_fv_png
+    from resstream.model.preprocessing import for_arch
 
     missing = [role for role in ("I", "B") if role not in fv_images]
     if missing:
@@ -155,7 +156,8 @@ def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: s
     model, identity = _model(config)
     blocks = list(structure(arch))
     taps = block_role_taps(blocks, block, o_relu)
-    x_in, x_mid = load_fv_png(fv_images["I"]), load_fv_png(fv_images["B"])
+    prep = for_arch(arch)
+    x_in, x_mid = load_fv_png(fv_images["I"], prep), load_fv_png(fv_images["B"], prep)
     raw = fv_raw_rows(model, blocks, taps, block, [channel], [x_in], [x_mid], config["analysis"]["batch_size"],
                       device=next(model.parameters()).device)
     for role, png in fv_images.items():

@@ -16,6 +16,7 @@ import numpy as np
 from resstream.activations import store
 from resstream.errors import UserError
 from resstream.data.image_folder import load_rgb, view_pixels
+from resstream.model.preprocessing import for_arch
 from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
 from resstream.workflow.paths import EXEMPLAR_LIST, unit_png_name
 
@@ -51,12 +52,14 @@ def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir:
         paths = store.image_paths(f)
         top_index, top_value = store.topk_index(f, layer)[channels], store.topk_value(f, layer)[channels]
         weights = store.weights_identity(f)
+    prep = for_arch(weights["arch"])
     remove_stale_partials(out_dir)
     tmp = partial_dir(out_dir)
 
     @lru_cache(maxsize=512)  # top images repeat across units; 512 views = 77 MB of uint8
-    def view(row: int) -> np.ndarray:
-        return view_pixels(load_rgb(root / paths[row]))
+    def view(row: int) -> np.ndarray:  # as the dataset pass read the image (the arch's preprocessing)
+        return view_pixels(load_rgb(root / paths[row]), prep.resize_size, prep.crop_size, prep.interpolation,
+                           prep.crop_mode == "squash")
 
     def draw(job):
         c, idx = job

@@ -33,6 +33,7 @@ from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_
 from resstream.model.blocks import TapRef, parse_layer
 from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
+from resstream.model.preprocessing import Preprocessing, for_arch
 from resstream.model.taps import block_taps, center_activation
 from resstream.model.weights import load_model_param
 from resstream.workflow.disk_space import DiskSpaceError, check_free_space
@@ -49,12 +50,13 @@ class TappedLayer:
     width: int
 
 
-def probe_layers(model: torch.nn.Module, blocks, layer_names: list[str], device: torch.device) -> list[TappedLayer]:
+def probe_layers(model: torch.nn.Module, blocks, layer_names: list[str], device: torch.device,
+                 size: int = 224) -> list[TappedLayer]:
     """Channels and map size of every tapped layer, from one forward of a blank image (the model's
     own structure decides, e.g. a Bottleneck stage's input has fewer channels than its output)."""
     refs = [parse_layer(blocks, n) for n in layer_names]
     with torch.inference_mode():
-        taps = block_taps(model, torch.zeros(1, 3, 224, 224, device=device), refs, blocks=blocks)
+        taps = block_taps(model, torch.zeros(1, 3, size, size, device=device), refs, blocks=blocks)
     return [TappedLayer(n, r, *taps[r].shape[1:4]) for n, r in zip(layer_names, refs)]
 
 
@@ -68,6 +70,7 @@ class _Pass:
     device: torch.device
     layers: list[TappedLayer]
     fingerprint: dict
+    preprocessing: Preprocessing  # how the arch reads an image (its pretrained_cfg's for a timm arch)
 
 
 def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_image: str, layers: list[str],
@@ -95,7 +98,8 @@ def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_imag
              ", ".join(t.name for t in run.layers), run.identity.label, run.device)
     with store.closed_even_when_full(f):
         if start < len(run.records):
-            pictures = ImageFolderDataset(dataset, on_bad_image=on_bad_image, records=run.records)
+            pictures = ImageFolderDataset(dataset, on_bad_image=on_bad_image, records=run.records,
+                                          preprocessing=run.preprocessing)
             writer = RowBlockWriter(f, run.layers, spatial_layers, chunk_rows, start)
             _stream(writer, run, pictures, spatial_layers, start, batch_size, workers, log_every)
         store.finish(f, run.layers, chunk_rows, topk)
@@ -115,9 +119,10 @@ def _prepare(model: dict, dataset: str, on_bad_image: str, layers: list[str], sp
     run_on = resolve_device(device, gpus)
     net.to(run_on)
     blocks = model_blocks(net)
-    tapped = probe_layers(net, blocks, layers, run_on)
+    prep = for_arch(model["arch"])
+    tapped = probe_layers(net, blocks, layers, run_on, prep.crop_size)
     fingerprint = store.run_fingerprint(dataset, on_bad_image, o_relu, records, tapped, spatial_layers, identity)
-    return _Pass(records, net, blocks, identity, run_on, tapped, fingerprint)
+    return _Pass(records, net, blocks, identity, run_on, tapped, fingerprint, prep)
 
 
 def _open_partial(partial: str, out_path: str, run: _Pass, spatial_layers: list[str], topk: int):
@@ -149,7 +154,8 @@ def _file_attrs(run: _Pass, dataset: str, o_relu: str, spatial_layers: list[str]
         "layers": json.dumps([t.name for t in run.layers]),
         "spatial_layers": json.dumps(spatial_layers),
         "center_rule": "(H//2, W//2) of every channel",
-        "transform": "Resize(256) antialiased, CenterCrop(224), ToTensor, ImageNet Normalize",
+        "transform": run.preprocessing.describe(),
+        "preprocessing": json.dumps(run.preprocessing.as_dict(), sort_keys=True),
     }
 
 

@@ -31,6 +31,7 @@ from torchvision import transforms
 
 from resstream.model import blocks as blk
 from resstream.data.dataset import normalize_transform
+from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.analysis.stats import relu_mean
 from resstream.workflow.paths import chunk_unit_pngs
 from resstream.analysis.tables import AnalysisError
@@ -58,15 +59,13 @@ def scale_down(x: torch.Tensor) -> torch.Tensor:
     return SCALE_DOWN(x)
 
 
-FV_TRANSFORM = transforms.Compose([transforms.ToTensor(), normalize_transform()])
-
-
-def load_fv_png(path: str) -> torch.Tensor:
-    """A saved FV as the model sees it: ``[3, H, W]``, PIL -> ToTensor -> Normalize, no resize.
+def load_fv_png(path: str, preprocessing: Preprocessing = TORCHVISION) -> torch.Tensor:
+    """A saved FV as the model sees it: ``[3, H, W]``, PIL -> ToTensor -> Normalize with the
+    model's mean and std (those the FV was optimised with), no resize.
     A file that is not the FV stage's 224x224 RGB PNG is refused, naming it and the fix."""
     check_fv_png(path)
     with Image.open(path) as img:
-        return FV_TRANSFORM(img.convert("RGB"))
+        return normalize_transform(preprocessing)(transforms.functional.to_tensor(img.convert("RGB")))
 
 
 # --- forward passes -----------------------------------------------------------------------------------
@@ -211,10 +210,10 @@ def fv_settings_used(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
     return used
 
 
-def _load_or_nan(path: str, status: str) -> torch.Tensor:
+def _load_or_nan(path: str, status: str, preprocessing: Preprocessing) -> torch.Tensor:
     if status == "missing" or not path:
         return torch.full((3, 224, 224), float("nan"))
-    return load_fv_png(path)
+    return load_fv_png(path, preprocessing)
 
 
 def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
@@ -225,8 +224,9 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
     layers = role_layers(blocks, block, o_relu)
     units = {role: fv_units(fv_dirs, layers[role], channels, identity) for role in ROLES}
 
-    x_in = [_load_or_nan(*units["I"][c]) for c in channels]  # X_I of every channel
-    x_mid = [_load_or_nan(*units["B"][c]) for c in channels]  # X_B of every channel
+    prep = for_arch(identity.arch)
+    x_in = [_load_or_nan(*units["I"][c], prep) for c in channels]  # X_I of every channel
+    x_mid = [_load_or_nan(*units["B"][c], prep) for c in channels]  # X_B of every channel
     log.info("block %s: %d channels, I=%s B=%s O=%s", block, len(channels), layers["I"], layers["B"], layers["O"])
     df = fv_raw_rows(model, blocks, taps, block, channels, x_in, x_mid, batch_size, device)
     for role in ROLES:

@@ -33,6 +33,7 @@ from resstream.analysis.measure import (
 from resstream.analysis.stats import spearman_where_input_positive
 from resstream.analysis.tables import AnalysisError
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
+from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.model import blocks as blk
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: 
     indices = sorted(need_up | need_down)
     log.info("block %s: %d channels, %d distinct top-9 images (I=%s, B=%s)", block, len(channels), len(indices), layers["I"], layers["B"])
     plain_taps = dict(taps, **o_relu_taps(blocks, block))
-    responses = _top_image_responses(model, blocks, found, indices, need_up, need_down, plain_taps, batch_size, device)
+    responses = _top_image_responses(model, blocks, found, indices, need_up, need_down, plain_taps, batch_size, device,
+                                     for_arch(identity.arch))
     df = _imagenet_rows(block, channels, found.top, responses)
     meta = table_meta(identity, blocks, block, layers, o_relu, "imagenet")
     meta["dataset"] = found.dataset_root
@@ -158,12 +160,13 @@ def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str
 
 
 def _top_image_responses(model, blocks, found: _TopImages, indices: list[int], need_up: set, need_down: set,
-                         plain_taps: dict[str, blk.TapRef], batch_size: int, device) -> _Responses:
+                         plain_taps: dict[str, blk.TapRef], batch_size: int, device,
+                         preprocessing: Preprocessing = TORCHVISION) -> _Responses:
     """Each image is loaded once and sent through at most three forwards: plain (every tap of
     ``plain_taps``), S (if it is some channel's I exemplar) and S^-1 (if it is some channel's B
-    exemplar)."""
+    exemplar); the images are read as the dataset pass read them (``preprocessing``)."""
     records = [ImageRecord(i, str(p), -1, "") for i, p in enumerate(found.paths)]
-    dataset = ImageFolderDataset(found.dataset_root, on_bad_image="skip", records=records)
+    dataset = ImageFolderDataset(found.dataset_root, on_bad_image="skip", records=records, preprocessing=preprocessing)
     out = _Responses()
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]

@@ -1,5 +1,5 @@
-"""Image folders as the paper reads them (docs/method.md#imagenet-variant-a3): Resize(256) + CenterCrop(224) + ImageNet norm,
-as a torch dataset (the listing and reading of images: :mod:`resstream.data.image_folder`).
+"""Image folders as the paper reads them (docs/method.md#imagenet-variant-a3): Resize(256) + CenterCrop(224) + ImageNet norm
+(a timm arch: its pretrained_cfg's, :mod:`resstream.model.preprocessing`), as a torch dataset (the listing and reading of images: :mod:`resstream.data.image_folder`).
 
 Two layouts are accepted: ImageNet's class folders (``root/nXXXXXXXX/*.JPEG``, class ids are the
 sorted folder order, as torchvision's ``ImageFolder``) or a flat folder of images (class id -1).
@@ -24,34 +24,41 @@ from resstream.data.image_folder import (  # noqa: F401  (re-exported: the listi
     scan_image_folder,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from resstream.model.preprocessing import TORCHVISION, Preprocessing
+
+IMAGENET_MEAN = TORCHVISION.mean
+IMAGENET_STD = TORCHVISION.std
 
 log = logging.getLogger(__name__)
 
 
-def normalize_transform() -> transforms.Normalize:
-    return transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+def normalize_transform(prep: Preprocessing = TORCHVISION) -> transforms.Normalize:
+    return transforms.Normalize(prep.mean, prep.std)
 
 
-def view_transform() -> transforms.Compose:
-    """The 224-px view a unit sees, before normalisation (the exemplar grids use the same view
-    without torch: :func:`resstream.data.image_folder.view_pixels`)."""
-    return transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+def view_transform(prep: Preprocessing = TORCHVISION) -> transforms.Compose:
+    """The view a unit sees, before normalisation: for torchvision archs Resize(256) + CenterCrop(224)
+    (the exemplar grids use that view without torch: :func:`resstream.data.image_folder.view_pixels`);
+    a timm arch's as timm's eval transform makes it from its pretrained_cfg."""
+    size = (prep.resize_size, prep.resize_size) if prep.crop_mode == "squash" else prep.resize_size
+    resize = transforms.Resize(size, interpolation=transforms.InterpolationMode(prep.interpolation))
+    return transforms.Compose([resize, transforms.CenterCrop(prep.crop_size), transforms.ToTensor()])
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
-    """Items are ``(image [3,224,224] normalised, index, ok)``."""
+    """Items are ``(image [3,224,224] normalised, index, ok)``, read as ``preprocessing`` says."""
 
-    def __init__(self, root, on_bad_image: str = "skip", normalize: bool = True, records=None):
+    def __init__(self, root, on_bad_image: str = "skip", normalize: bool = True, records=None,
+                 preprocessing: Preprocessing = TORCHVISION):
         if on_bad_image not in ("skip", "fail"):
             raise ValueError("on_bad_image must be 'skip' or 'fail'")
         self.root = Path(root)
         self.records = records if records is not None else scan_image_folder(root)
         self.on_bad_image = on_bad_image
-        steps = [view_transform()]
+        self.crop_size = preprocessing.crop_size
+        steps = [view_transform(preprocessing)]
         if normalize:
-            steps.append(normalize_transform())
+            steps.append(normalize_transform(preprocessing))
         self.transform = transforms.Compose(steps)
 
     def __len__(self):
@@ -65,5 +72,5 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             if self.on_bad_image == "fail":
                 raise
             log.warning("skipping unreadable image %s (%s)", self.root / rec.path, exc)
-            return torch.zeros(3, 224, 224), rec.index, False
+            return torch.zeros(3, self.crop_size, self.crop_size), rec.index, False
         return self.transform(img), rec.index, True

@@ -105,15 +105,20 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise DatasetError(f"cannot read image {path}: {exc}. Fix: replace or remove the file, or set dataset.on_bad_image: skip") from None
 
 
-def view_pixels(img: Image.Image) -> np.ndarray:
-    """``[224, 224, 3]`` uint8: the RGB image resized (bilinear) so its shorter side is 256, then its
-    centre 224 x 224, exactly as torchvision's ``Resize(256)`` and ``CenterCrop(224)`` treat a PIL
-    image (:func:`resstream.data.dataset.view_transform`; tested equal)."""
+RESAMPLING = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def view_pixels(img: Image.Image, resize: int = VIEW_RESIZE, crop: int = VIEW_CROP, interpolation: str = "bilinear",
+                squash: bool = False) -> np.ndarray:
+    """``[crop, crop, 3]`` uint8: the RGB image resized (``interpolation``) so its shorter side is
+    ``resize`` (``squash``: both sides), then its centre ``crop`` x ``crop``, exactly as torchvision's
+    ``Resize`` and ``CenterCrop`` treat a PIL image (:func:`resstream.data.dataset.view_transform`;
+    tested equal).  Defaults: the paper's Resize(256) bilinear + CenterCrop(224)."""
     w, h = img.size
     short, long = (w, h) if w <= h else (h, w)
-    new_long = int(VIEW_RESIZE * long / short)
-    new_w, new_h = (VIEW_RESIZE, new_long) if w <= h else (new_long, VIEW_RESIZE)
+    new_long = resize if squash else int(resize * long / short)
+    new_w, new_h = (resize, new_long) if w <= h else (new_long, resize)
     if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.BILINEAR)
-    top, left = int(round((new_h - VIEW_CROP) / 2.0)), int(round((new_w - VIEW_CROP) / 2.0))
-    return np.asarray(img.crop((left, top, left + VIEW_CROP, top + VIEW_CROP)))
+        img = img.resize((new_w, new_h), RESAMPLING[interpolation])
+    top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
+    return np.asarray(img.crop((left, top, left + crop, top + crop)))

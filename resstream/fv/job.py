@@ -20,6 +20,7 @@ from PIL import Image
 from resstream.model.blocks import parse_layer
 from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
+from resstream.model.preprocessing import for_arch
 from resstream.workflow.disk_space import DiskSpaceError, check_free_space, disk_full_named
 from resstream.fv.render import FVError, FVResult, render_units
 from resstream.fv.settings import FVSettings
@@ -66,6 +67,7 @@ def _write_files(result, tmp: str, weights: dict, layer_tap: str) -> None:
         f.attrs["settings"] = json.dumps(result.settings)
         f.attrs["weights"] = json.dumps(weights)
         f.attrs["seconds"] = result.seconds
+        f.attrs["preprocessing"] = json.dumps(result.preprocessing, sort_keys=True)
 
 
 def _refuse_all_non_finite(result: FVResult, what: str, settings: FVSettings) -> None:
@@ -124,7 +126,7 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
         )
 
     result = render_units(model, blocks, layer, ref, channels, **settings.as_params(), objective=objective,
-                          log_every=log_every, progress=progress)
+                          log_every=log_every, progress=progress, preprocessing=for_arch(identity.arch))
     _refuse_all_non_finite(result, what or layer, settings)
     for c, status in zip(result.channels, result.status):
         if status == "nan":

@@ -58,7 +58,7 @@ import torch
 
 from resstream.fv import memory as fv_memory
 from resstream.model.blocks import BlockInfo, TapRef
-from resstream.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from resstream.model.preprocessing import TORCHVISION, Preprocessing
 from resstream.errors import UserError
 from resstream.fv.transforms import IMAGE_SIZE, BatchedTransforms, InputGroup, UnitRandom, index_on, lucent_transforms, per_unit_inputs
 from resstream.model.receptive_field import CropPlanner
@@ -97,6 +97,7 @@ class FVResult:
     status: list[str]  # ok | dead | nan
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
+    preprocessing: dict = field(default_factory=dict)  # the mean/std the images were normalised with
 
     def png_arrays(self) -> np.ndarray:
         """[k, 224, 224, 3] uint8 as the author saved them: (img*255).astype(uint8), truncating."""
@@ -276,6 +277,7 @@ def render_units(
     jitter: int, lr: float, hook: str, seed: int, rf_crop: bool, bf16: bool, microbatch: int | None,
     channels_last: bool, tf32: bool, objective: str = "center", batched_transforms: bool | None = None,
     deterministic_backward: bool | None = None, progress=None, log_every: int = 1,
+    preprocessing: Preprocessing = TORCHVISION,
 ) -> FVResult:
     """Optimise one image per channel of ``layer`` and return the images, curves and status.
 
@@ -292,6 +294,7 @@ def render_units(
     bit-identical in any chunk.  A number batches cropped units too: faster on CPU, and a unit's
     FV then depends on the chunk it runs in (in its last bits, which Adam amplifies).  On a GPU
     the default is the whole chunk, or the largest equal microbatches its free memory holds.
+    ``preprocessing``: the model's own; its mean and std normalise the image the network sees.
     ``channels_last`` runs convolutions in NHWC (×1.1-1.4 on CPU).  ``tf32``: TF32 tensor-core
     math on CUDA (changes results).  ``batched_transforms``: the whole chunk's transforms at once
     (None: on CUDA only; same bits on CPU, slower there).  ``deterministic_backward``: their
@@ -306,7 +309,7 @@ def render_units(
         spectrum, image_f = _unit_images(seeds, device)
         make_inputs = _input_maker(jitter, UnitRandom(seeds), batched, deterministic)
         forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter)
-        loop = _Optimisation(spectrum, image_f, make_inputs, forward, lr, layer)
+        loop = _Optimisation(spectrum, image_f, make_inputs, forward, lr, layer, preprocessing)
         curve, nan_seen = loop.run(steps, log_every, progress, t0)
         with torch.no_grad():
             final_images = image_f().float().cpu().numpy()
@@ -318,7 +321,7 @@ def render_units(
             objective=objective, microbatch=microbatch, channels_last=channels_last, tf32=tf32,
             batched_transforms=batched, deterministic_backward=deterministic, device=str(device), **forward.memory_settings(),
         ),
-        seconds=time.time() - t0,
+        seconds=time.time() - t0, preprocessing=preprocessing.as_dict(),
     )
 
 
@@ -344,13 +347,14 @@ class _Optimisation:
     """The step loop: Adam on the units' spectra, each unit's objective value at every step and
     whether it ever saw a NaN, kept on the device (read back only for ``progress``)."""
 
-    def __init__(self, spectrum, image_f, make_inputs, forward: _UnitForward, lr: float, layer: str):
+    def __init__(self, spectrum, image_f, make_inputs, forward: _UnitForward, lr: float, layer: str,
+                 preprocessing: Preprocessing):
         self.spectrum, self.image_f, self.make_inputs, self.forward = spectrum, image_f, make_inputs, forward
         self.optimizer = torch.optim.Adam([spectrum], lr=lr)
         self.lr, self.layer = lr, layer
         device = spectrum.device
-        self.mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
-        self.std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+        self.mean = torch.tensor(preprocessing.mean, device=device)[:, None, None]
+        self.std = torch.tensor(preprocessing.std, device=device)[:, None, None]
 
     def run(self, steps: int, log_every: int, progress, t0: float) -> tuple[np.ndarray, np.ndarray]:
         """``(curve [k, steps], nan_seen [k])`` as numpy, after ``steps`` steps."""

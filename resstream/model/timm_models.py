@@ -146,23 +146,6 @@ def preprocessing(arch: str) -> dict:
     return dict(table["pretrained_cfgs"].get(resolved_tag(arch)) or {})
 
 
-# How the study reads every model's images (the paper's torchvision preprocessing).
-STUDY_PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
-                       "crop_pct": 0.875, "input_size": [3, 224, 224]}
-
-
-def preprocessing_note(arch: str) -> str | None:
-    """One line naming where the tag's own preprocessing differs from the study's, or None."""
-    own = preprocessing(arch)
-    differs = [f"{key} {own[key]}" for key, value in STUDY_PREPROCESSING.items()
-               if key in own and (own[key] != value if not isinstance(value, float) else abs(own[key] - value) > 1e-9)]
-    if not differs:
-        return None
-    name, _ = split_name(arch)
-    return (f"timm:{name}.{resolved_tag(arch)} was trained with {', '.join(differs)}; the study reads images "
-            f"the paper's way (Resize(256) bilinear, CenterCrop(224), ImageNet mean/std) for every model.")
-
-
 def structure(arch: str):
     from resstream.model.blocks import BlockInfo
     from resstream.model.structure import BLOCK_FIELDS

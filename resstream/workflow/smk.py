@@ -123,11 +123,11 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
 
 
 def _note_timm_preprocessing(arch: str) -> None:
-    from resstream.model import timm_models
+    """A timm arch reads images its own way: say how, once per run."""
+    from resstream.model import preprocessing, timm_models
 
-    note = timm_models.preprocessing_note(arch) if timm_models.is_timm(arch) else None
-    if note:
-        print(f"resstream: note: {note}", file=sys.stderr)
+    if timm_models.is_timm(arch):
+        print(f"resstream: note: {preprocessing.applied_line(arch)}", file=sys.stderr)
 
 
 def _check_dataset_path(path: str, demo: bool) -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import numpy as np
@@ -127,3 +128,20 @@ def test_the_exemplar_view_without_torch_is_torchvisions_pixel_for_pixel(size):
     got = view_pixels(img)
     assert got.shape == (224, 224, 3) and got.dtype == np.uint8
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (224, 300), (100, 80)])
+@pytest.mark.parametrize("interpolation,crop_pct,squash", [("bicubic", 0.95, False), ("bicubic", 0.9, True),
+                                                          ("bilinear", 1.0, False)])
+def test_a_timm_tags_exemplar_view_without_torch_is_its_transforms(size, interpolation, crop_pct, squash):
+    """A timm tag's view (its interpolation, crop_pct, crop_mode) drawn with PIL alone equals its
+    dataset-pass transform to the last pixel."""
+    from resstream.data.dataset import view_transform
+    from resstream.data.image_folder import view_pixels
+    from resstream.model.preprocessing import TORCHVISION
+
+    prep = dataclasses.replace(TORCHVISION, interpolation=interpolation, crop_pct=crop_pct,
+                               crop_mode="squash" if squash else "center")
+    img = Image.fromarray(np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    want = (view_transform(prep)(img) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(view_pixels(img, prep.resize_size, 224, interpolation, squash), want)

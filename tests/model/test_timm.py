@@ -202,12 +202,3 @@ def test_a_checkpoint_of_ones_own_loads_with_checkpoint_any(tmp_path):
         check_weights_available("timm:resnet18", str(wrong), allow_download=False, checkpoint="any")
     assert str(err.value).startswith(f"model.weights checkpoint {wrong} does not load into timm:resnet18 (")
     assert "Missing key(s)" in str(err.value) and "\n" not in str(err.value)
-
-
-def test_the_preprocessing_note_names_what_differs_from_the_study():
-    assert timm_models.preprocessing_note("timm:resnet18.tv_in1k") is None
-    assert timm_models.preprocessing_note("timm:resnetv2_50x1_bit") == (
-        "timm:resnetv2_50x1_bit.goog_distilled_in1k was trained with mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5], "
-        "interpolation bicubic; the study reads images the paper's way (Resize(256) bilinear, CenterCrop(224), "
-        "ImageNet mean/std) for every model.")
-    assert "crop_pct 0.95" in timm_models.preprocessing_note("timm:resnet50.a1_in1k")

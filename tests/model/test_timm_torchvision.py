@@ -12,7 +12,9 @@ import torch
 from resstream import api
 from helpers.sample_images import make_image_folder
 
-TV, TIMM = "resnet18", "timm:resnet18"
+# the tag whose pretrained_cfg preprocessing is torchvision's (timm:resnet18's default, a1_in1k, reads
+# images bicubic with crop_pct 0.95)
+TV, TIMM = "resnet18", "timm:resnet18.tv_in1k"
 I_LAYER, B_LAYER = "layer2.0.prerelu_out", "layer2.1.bn2"  # I and B of block 2.1
 
 
