@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import torch
 
+from resstream.ablation.settings import RESNET_BLOCKS
 from resstream.errors import UserError
 from resstream.model.blocks import BlockInfo
 
 KINDS = ("mean", "zero")
 PATHS = ("O", "B", "I")
-RESNET_BLOCKS = ("BasicBlock", "Bottleneck")
 
 
 class LesionError(UserError, ValueError):
