@@ -38,6 +38,7 @@ if ABLATION["enabled"]:
         output:
             csv=f"{RESULTS}/ablation/ablation.csv",
             json=f"{RESULTS}/ablation/ablation.json",
+            mix=f"{RESULTS}/ablation/mix_classes.csv",
             png=report(
                 f"{RESULTS}/ablation/ablation.png",
                 caption="../report/ablation.rst",

@@ -19,7 +19,7 @@ out = snakemake.output
 script_main(
     snakemake,
     lambda: run_ablation(
-        out.csv, out.png, out.pdf, model=params.model, dataset=params.dataset, activations=params.activations,
+        out.csv, out.mix, out.png, out.pdf, model=params.model, dataset=params.dataset, activations=params.activations,
         tables=params.tables, layers=params.layers, settings=params.settings, device=params.device,
         batch_size=run.batch_size, workers=run.workers, gpus=GPUS,
     ),

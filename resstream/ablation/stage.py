@@ -1,6 +1,7 @@
 """The ``ablation`` job: every lesion condition of the config, evaluated in one batched pass over
-the labelled folder, written to ``ablation.csv`` (with a JSON sidecar) and drawn as the follow-up
-paper's figure.
+the labelled folder, written to ``ablation.csv`` (with a JSON sidecar), drawn as the follow-up
+paper's figure, and the mix classes' causal table ``mix_classes.csv`` (empty unless the sets hold
+mix classes and the paths I and B).
 
 Conditions: for each block, set, kind and path, the target set (trial -1) and ``trials`` random
 sets of its size from the block's other channels (set ``random:<set>``, the same channels for
@@ -24,6 +25,7 @@ from resstream.ablation.channel_sets import (
 from resstream.ablation.evaluate import Condition, evaluate_lesions, image_batches
 from resstream.ablation.figure import ratio_figure
 from resstream.ablation.lesion import Lesion, clamped_means, lesion_constants
+from resstream.ablation.mix_table import mix_class_table
 from resstream.ablation.scales import study_scales
 from resstream.activations.store import read_layer
 from resstream.analysis.tables import read_table, write_table
@@ -64,7 +66,7 @@ def _means(activations: str, layers: dict, settings: dict) -> dict:
     return {path: clamped_means(read_layer(activations, layers[path])).tolist() for path in settings["paths"]}
 
 
-def run_ablation(csv: str, png: str, pdf: str, *, model: dict, dataset: str, activations: str | None,
+def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dataset: str, activations: str | None,
                  tables: dict, layers: dict, settings: dict, device: str, batch_size: int, workers: int,
                  gpus: int | None = None) -> pd.DataFrame:
     """The whole stage: ``tables`` {block: metric-table CSV or None (list sets only)}, ``layers``
@@ -73,12 +75,13 @@ def run_ablation(csv: str, png: str, pdf: str, *, model: dict, dataset: str, act
     dev = resolve_device(device, gpus)
     net = net.to(dev).eval()
     blocks = model_blocks(net)
-    conditions = {}
+    conditions, set_sizes = {}, {}
     for block in settings["blocks"]:
         info = block_lookup(blocks, block)
         means = _means(activations, {p: layers[block][p] for p in settings["paths"]}, settings)
-        conditions[block] = block_conditions(block, info.channels, _targets(block, settings, tables.get(block)),
-                                             means, settings)
+        targets = _targets(block, settings, tables.get(block))
+        set_sizes.update({(block, name): len(t) for name, t in targets.items()})
+        conditions[block] = block_conditions(block, info.channels, targets, means, settings)
     scales = study_scales(settings["scales"], settings["down_fills"])
     records = scan_image_folder(dataset)
     log.info("ablation: %d conditions x %d scales on %d images", sum(map(len, conditions.values())), len(scales),
@@ -89,5 +92,7 @@ def run_ablation(csv: str, png: str, pdf: str, *, model: dict, dataset: str, act
     meta = {"weights": identity.as_dict(), "ablation": settings, "dataset": os.path.abspath(dataset),
             "accuracy": "top-1, percent of readable images", "kl": "mean KL(plain || lesioned) of the softmax, nats"}
     write_table(df, csv, meta)
+    write_table(mix_class_table(df, set_sizes), mix_csv, {**meta, "agrees": "the paper's reading: branch (B) "
+                "lesions hurt overwrite channels more, skip (I) lesions hurt skip channels more (KL beyond random)"})
     ratio_figure(df, identity.as_dict(), png, pdf)
     return df

@@ -37,6 +37,8 @@ def test_stage_writes_table_and_figure(data, tmp_path):
     assert (lesioned["kl"] > 0).all() and set(lesioned["trial"]) == {-1, 0, 1}
     assert set(lesioned["set"]) == {"list", "random:list"} and set(lesioned["path"]) == {"O"}
     assert (tmp_path / "results" / "ablation" / "ablation.json").exists()
+    mix = pd.read_csv(tmp_path / "results" / "ablation" / "mix_classes.csv")
+    assert mix.empty and "agrees" in mix.columns  # no mix-class set was lesioned
     with Image.open(tmp_path / "results" / "ablation" / "ablation.png") as img:
         assert img.size[0] > 300
 
