@@ -1,7 +1,8 @@
 """The ``ablation`` job: every lesion condition of the config, evaluated in one batched pass over
 the labelled folder, written to ``ablation.csv`` (with a JSON sidecar), drawn as the follow-up
-paper's figure, and the mix classes' causal table ``mix_classes.csv`` (empty unless the sets hold
-mix classes and the paths I and B).
+paper's figure, the mix classes' causal table ``mix_classes.csv`` (empty unless the sets hold
+mix classes and the paths I and B) and ``followup_check.csv``, the follow-up paper's numbers beside
+this run's.
 
 Conditions: for each block, set, kind and path, the target set (trial -1) and ``trials`` random
 sets of its size from the block's other channels (set ``random:<set>``, the same channels for
@@ -24,6 +25,7 @@ from resstream.ablation.channel_sets import (
 )
 from resstream.ablation.evaluate import Condition, evaluate_lesions, image_batches
 from resstream.ablation.figure import ratio_figure
+from resstream.ablation.followup import followup_check
 from resstream.ablation.lesion import Lesion, clamped_means, lesion_constants
 from resstream.ablation.mix_table import mix_class_table
 from resstream.ablation.scales import study_scales
@@ -94,5 +96,6 @@ def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dat
     write_table(df, csv, meta)
     write_table(mix_class_table(df, set_sizes), mix_csv, {**meta, "agrees": "the paper's reading: branch (B) "
                 "lesions hurt overwrite channels more, skip (I) lesions hurt skip channels more (KL beyond random)"})
+    write_table(followup_check(df, identity.pretrained), os.path.join(os.path.dirname(csv), "followup_check.csv"), meta)
     ratio_figure(df, identity.as_dict(), png, pdf)
     return df

@@ -39,6 +39,8 @@ def test_stage_writes_table_and_figure(data, tmp_path):
     assert (tmp_path / "results" / "ablation" / "ablation.json").exists()
     mix = pd.read_csv(tmp_path / "results" / "ablation" / "mix_classes.csv")
     assert mix.empty and "agrees" in mix.columns  # no mix-class set was lesioned
+    followup = pd.read_csv(tmp_path / "results" / "ablation" / "followup_check.csv")
+    assert followup.empty and "paper_accuracy" in followup.columns  # the paper lesioned 2.1 and 3.1 only
     with Image.open(tmp_path / "results" / "ablation" / "ablation.png") as img:
         assert img.size[0] > 300
 
