@@ -70,7 +70,7 @@ if ABLATION["enabled"]:
             model=MODEL,
             device=DEVICE,
             dataset=ABLATION_DATASET,
-            activations=activations_h5(RESULTS) if ABLATION_MEANS else None,
+            activations=lambda w, input: input.h5[0] if input.h5 else None,
             tables=ABLATION_TABLES,
             layers={b: STUDY.block_layers(b) for b in ABLATION["blocks"]},
             settings={
