@@ -3,7 +3,8 @@
 * author (scale_robust.py): one full pass over the folder per condition: every image decoded and
   transformed again, the full lesioned network run on it;
 * resstream (:func:`resstream.ablation.evaluate.evaluate_lesions`): every image decoded once, the
-  network up to the lesioned block run once per batch, only the block and the rest per condition.
+  plain network run once per batch, only the layers after the lesioned block per condition (these
+  are lesions at the block's sum).
 
 Conditions: the author's 11 at one scale (a mean lesion of a block's set at its sum, and 10 random
 size-matched trials).  Prints the time of each, the speed-up, images/s per condition, their
@@ -86,11 +87,11 @@ def gpu_projection(model, blocks, info, utilisation: float) -> dict:
     x = torch.zeros(1, 3, 224, 224)
     with torch.inference_mode():
         full = flops(lambda: model(x))
-        block_in = {}
-        hook = model.get_submodule(info.module).register_forward_pre_hook(lambda m, a: block_in.update(x=a[0]))
+        block_out = {}
+        hook = model.get_submodule(info.module).register_forward_hook(lambda m, a, out: block_out.update(x=out))
         model(x)
         hook.remove()
-        tail = flops(lambda: forward_from(model, blocks, info, block_in["x"]))
+        tail = flops(lambda: forward_from(model, blocks, info, block_out["x"], after=True))
     author = full * FULL_IMAGES * FULL_CONDITIONS
     ours = (full + tail * FULL_CONDITIONS / FULL_SCALES) * FULL_IMAGES * FULL_SCALES
     peak = PEAKS_TFLOPS["fp32"] * 1e12 * utilisation
@@ -140,7 +141,7 @@ def main():
           f"author {full * per_image_author / 3600:.1f} h, resstream {full * per_image_ours / 3600:.1f} h")
     gpu = gpu_projection(model, blocks, info, args.utilisation)
     print(f"projection on one H100 (fp32 {PEAKS_TFLOPS['fp32']} TFLOP/s x {args.utilisation} assumed use; "
-          f"{gpu['flops_full'] / 1e9:.2f} GFLOP full forward, {gpu['flops_tail'] / 1e9:.2f} GFLOP from block "
+          f"{gpu['flops_full'] / 1e9:.2f} GFLOP full forward, {gpu['flops_tail'] / 1e9:.2f} GFLOP after block "
           f"{args.block}): author {gpu['author_s'] / 60:.1f} min, resstream {gpu['ours_s'] / 60:.1f} min "
           f"(compute only; decoding 50,000 JPEGs x 66 vs x 1 comes on top)")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from resstream.ablation.lesion import Lesion, lesioned
+from resstream.ablation.lesion import Lesion, check_lesion, held_output, lesioned
 from resstream.ablation.scales import Scale, scale_transform
 from resstream.data.image_folder import DatasetError, ImageRecord, load_rgb
 from resstream.errors import UserError
@@ -58,25 +58,38 @@ class ScaledImages(torch.utils.data.Dataset):
         return torch.stack([t(img) for t in self.transforms]), rec.class_id, True
 
 
-def forward_from(model: torch.nn.Module, blocks: list[BlockInfo], info: BlockInfo, x: torch.Tensor) -> torch.Tensor:
-    """A ResNet's logits from block ``info``'s input ``x``: that block, every later one, pool, fc."""
-    for later in blocks[info.index:]:
+def forward_from(model: torch.nn.Module, blocks: list[BlockInfo], info: BlockInfo, x: torch.Tensor,
+                 after: bool = False) -> torch.Tensor:
+    """A ResNet's logits from block ``info``'s input ``x`` (that block, every later one, pool, fc),
+    or with ``after`` from its output ``x`` (the later blocks, pool, fc)."""
+    for later in blocks[info.index + after:]:
         x = model.get_submodule(later.module)(x)
     return model.fc(torch.flatten(model.avgpool(x), 1))
 
 
 def plain_pass(model, blocks: list[BlockInfo], names: list[str], x: torch.Tensor):
-    """The unlesioned logits and the input of each block in ``names``, in one forward."""
-    inputs, handles = {}, []
+    """The unlesioned logits and the input and output of each block in ``names``, in one forward."""
+    inputs, outputs, handles = {}, {}, []
     for name in names:
         module = model.get_submodule(block_lookup(blocks, name).module)
         handles.append(module.register_forward_pre_hook(lambda m, a, n=name: inputs.update({n: a[0].clone()})))
+        handles.append(module.register_forward_hook(lambda m, a, out, n=name: outputs.update({n: out.clone()})))
     try:
         logits = model(x)
     finally:
         for h in handles:
             h.remove()
-    return logits, inputs
+    return logits, inputs, outputs
+
+
+def lesioned_logits(model, blocks: list[BlockInfo], info: BlockInfo, lesion: Lesion, block_in, block_out):
+    """Logits of the lesioned network from the plain pass's tensors: an O lesion starts after the
+    block (its output with the channels held), a path lesion reruns the block with its hooks."""
+    if lesion.path == "O" and lesion.channels:
+        check_lesion(info, lesion)
+        return forward_from(model, blocks, info, held_output(block_out, lesion), after=True)
+    with lesioned(model, info, lesion):
+        return forward_from(model, blocks, info, block_in)
 
 
 class Tally:
@@ -113,14 +126,13 @@ def evaluate_lesions(model, blocks: list[BlockInfo], conditions: dict[str, list[
         for views, labels, ok in batches:
             labels, ok = labels.to(device), ok.to(device)
             for si, scale in enumerate(scales):
-                logits, inputs = plain_pass(model, blocks, names, views[:, si].to(device))
+                logits, inputs, outputs = plain_pass(model, blocks, names, views[:, si].to(device))
                 plain_log_p = F.log_softmax(logits.double(), dim=1)
                 tally.add(("", None, scale), logits, plain_log_p, labels, ok)
                 for name, conds in conditions.items():
                     info = block_lookup(blocks, name)
                     for cond in conds:
-                        with lesioned(model, info, cond.lesion):
-                            out = forward_from(model, blocks, info, inputs[name])
+                        out = lesioned_logits(model, blocks, info, cond.lesion, inputs[name], outputs[name])
                         tally.add((name, cond, scale), out, plain_log_p, labels, ok)
     return list(tally.rows())
 

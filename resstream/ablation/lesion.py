@@ -68,13 +68,21 @@ def clamped_means(centre_activations) -> "torch.Tensor":
     return a.clamp(min=0).mean(dim=0)
 
 
+def held_output(block_output: torch.Tensor, lesion: Lesion) -> torch.Tensor:
+    """An ``O`` lesion applied to the unlesioned block's output: what the lesioned block returns
+    (its ReLU passes the non-negative constants unchanged), without running the block again."""
+    ch = torch.tensor(lesion.channels, dtype=torch.long, device=block_output.device)
+    return _set_channels(block_output, ch, torch.tensor(lesion.values, dtype=torch.float64, device=block_output.device))
+
+
 def _set_channels(t: torch.Tensor, channels: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     out = t.clone()
     out[:, channels] = values.to(t.dtype)[None, :, None, None].expand(t.shape[0], -1, t.shape[2], t.shape[3])
     return out
 
 
-def _check_block(info: BlockInfo, lesion: Lesion) -> None:
+def check_lesion(info: BlockInfo, lesion: Lesion) -> None:
+    """Refuse a lesion of a block that is not a ResNet block, or of channels it does not have."""
     if info.block_class not in RESNET_BLOCKS:
         raise LesionError(f"block {info.name} is a {info.block_class}; lesions support ResNet blocks "
                           f"({', '.join(RESNET_BLOCKS)}). Fix: choose ResNet blocks in ablation.blocks")
@@ -86,7 +94,7 @@ def _check_block(info: BlockInfo, lesion: Lesion) -> None:
 
 def register_lesion(model: torch.nn.Module, info: BlockInfo, lesion: Lesion) -> list:
     """Register the hooks of ``lesion`` on ``model``'s block ``info``; returns their handles."""
-    _check_block(info, lesion)
+    check_lesion(info, lesion)
     if not lesion.channels:
         return []
     block = model.get_submodule(info.module)
