@@ -5,4 +5,6 @@ logit KL of the lesioned network at several image scales, against size-matched r
 
 from resstream.lazy_exports import lazy_exports
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, lesion="Lesion lesioned")
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, lesion="Lesion lesioned", evaluate="evaluate_lesions", stage="run_ablation"
+)
