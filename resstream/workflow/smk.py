@@ -48,9 +48,10 @@ def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) ->
 def check_config_values(study: Study, other_runs: bool = True) -> None:
     """Raise a :class:`UserError` for the first config value some job would refuse (the schema has
     passed): every block's channels, ``model.weights`` / ``model.checkpoint`` as a spec,
-    ``activations.spatial_layers``, ``analysis.fig3_fig4_blocks``, ``analysis.figure_channels``
+    ``activations.spatial_layers``, ``analysis.fig3_fig4_blocks``, ``analysis.figure_channels``, ``ablation``
     and (``other_runs``) the runs ``compare.runs`` lists.  ``study.blocks``,
     ``study.channels_by_block`` and ``fv.overrides`` are checked by :class:`Study` itself."""
+    from resstream.ablation.settings import check_ablation
     from resstream.analysis.summary import fig3_fig4_blocks
     from resstream.compare.runs import check_runs
     from resstream.model.weights import check_weights_spec
@@ -62,6 +63,7 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
     study.spatial_layers()
     fig3_fig4_blocks(study, cfg["analysis"]["fig3_fig4_blocks"])
     _check_figure_channels(study)
+    check_ablation(study)
     if other_runs:
         check_runs(cfg["compare"]["runs"], cfg["results"])
 

@@ -1,0 +1,53 @@
+"""The follow-up paper's figure: for each lesioned target set, its accuracy divided by each kept
+random trial's at the same scale, mean ± standard error over the trials, against the scale.  A
+ratio below 1 that falls as the images grow means the target channels matter more for scaled
+images than channels that hurt unscaled recognition as much."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from resstream.ablation.channel_sets import RANDOM_PREFIX  # noqa: E402
+from resstream.analysis.figures import finish  # noqa: E402
+
+CONDITION = ["block", "set", "kind", "path"]
+
+
+def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per target condition and scale (and fill): ``ratio`` (mean over kept trials of
+    target / random accuracy), ``se`` (its standard error) and ``trials`` (kept trials)."""
+    rows = []
+    targets = df[(df["trial"] == -1) & (df["set"] != "none")]
+    for _, t in targets.iterrows():
+        same = df[(df["block"] == t["block"]) & (df["set"] == RANDOM_PREFIX + t["set"]) & (df["kind"] == t["kind"])
+                  & (df["path"] == t["path"]) & (df["scale"] == t["scale"]) & (df["fill"].astype(str) == str(t["fill"]))
+                  & df["kept"]]
+        acc = same["accuracy"].to_numpy(dtype=float)
+        ratios = t["accuracy"] / acc if len(acc) and (acc > 0).all() else np.array([])
+        se = ratios.std(ddof=1) / np.sqrt(len(ratios)) if len(ratios) > 1 else np.nan
+        rows.append({**{k: t[k] for k in CONDITION}, "scale": t["scale"], "fill": t["fill"],
+                     "ratio": ratios.mean() if len(ratios) else np.nan, "se": se, "trials": len(ratios)})
+    return pd.DataFrame(rows, columns=CONDITION + ["scale", "fill", "ratio", "se", "trials"])
+
+
+def ratio_figure(df: pd.DataFrame, weights: dict, png: str, pdf: str) -> list[str]:
+    """Accuracy ratio (target / random) against scale, one line per block, set, kind, path and fill."""
+    table = ratio_table(df)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for key, g in table.groupby(CONDITION + ["fill"], sort=False, dropna=False):
+        g = g.sort_values("scale")
+        fill = f", fill {key[-1]}" if str(key[-1]) not in ("", "nan") else ""
+        ax.errorbar(g["scale"], g["ratio"], yerr=g["se"].fillna(0), marker="o", capsize=3,
+                    label=f"{key[0]} {key[1]} ({key[2]}, {key[3]}{fill})")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("scale (1: unscaled; >1 scaled up, <1 scaled down)")
+    ax.set_ylabel("accuracy / random-lesion accuracy")
+    if len(table):
+        ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.9))
+    return finish(fig, "Lesions: accuracy relative to size-matched random lesions (± s.e.)", weights, png, pdf)

@@ -1,0 +1,61 @@
+"""The ablation stage end to end in Snakemake on a tiny labelled folder the test makes (1 block,
+2 scales, 2 trials), and its pre-flight refusals (one line naming the key)."""
+
+import time
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers.configs import tiny_config_file
+from helpers.sample_images import make_image_folder
+from helpers.workflow import one_line, smk
+
+ABLATION = {"enabled": True, "blocks": ["1.1"], "sets": ["list"], "channels": {"1.1": [0, 5, 9]},
+            "scales": [1.0, 1.2], "trials": 2, "batch_size": 4, "workers": 0, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("data"), n_classes=3)
+
+
+def test_stage_writes_table_and_figure(data, tmp_path):
+    config = tiny_config_file(tmp_path, data, ablation=ABLATION)
+    csv = tmp_path / "results" / "ablation" / "ablation.csv"
+    start = time.monotonic()
+    smk(csv, "--cores", "2", "--configfile", "demo.yaml", config)
+    print(f"ablation workflow: {time.monotonic() - start:.1f} s")
+    df = pd.read_csv(csv, keep_default_na=False)
+    assert list(df.columns) == ["block", "set", "kind", "path", "trial", "scale", "fill", "accuracy", "kl", "n",
+                                "kept", "weights"]
+    assert len(df) == 2 * (1 + 1 + 2)  # per scale: plain, target, 2 random trials
+    assert (df["n"] == 3).all() and df["weights"].str.contains("RANDOM WEIGHTS").all()
+    plain = df[df["set"] == "none"]
+    assert sorted(plain["scale"]) == [1.0, 1.2] and (plain["kl"] == 0).all()
+    lesioned = df[df["set"] != "none"]
+    assert (lesioned["kl"] > 0).all() and set(lesioned["trial"]) == {-1, 0, 1}
+    assert set(lesioned["set"]) == {"list", "random:list"} and set(lesioned["path"]) == {"O"}
+    assert (tmp_path / "results" / "ablation" / "ablation.json").exists()
+    mix = pd.read_csv(tmp_path / "results" / "ablation" / "mix_classes.csv")
+    assert mix.empty and "agrees" in mix.columns  # no mix-class set was lesioned
+    followup = pd.read_csv(tmp_path / "results" / "ablation" / "followup_check.csv")
+    assert followup.empty and "paper_accuracy" in followup.columns  # the paper lesioned 2.1 and 3.1 only
+    with Image.open(tmp_path / "results" / "ablation" / "ablation.png") as img:
+        assert img.size[0] > 300
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"blocks": ["2.1"]}, "resstream: ablation.blocks: block 2.1 is not studied (study.blocks: 1.1); "
+                          "its tables and activations give the sets and means. Fix: add it to study.blocks or remove "
+                          "it from ablation.blocks"),
+    ({"channels": {"1.1": [70]}}, "resstream: ablation.channels.1.1: channel(s) [70] out of range; "
+                                  "block 1.1 has channels 0..63"),
+    ({"channels": {}}, "resstream: ablation.channels: block 1.1 has no list, but ablation.sets has "
+                       "list. Fix: set ablation.channels.1.1 to its channels, e.g. [0, 5, 9]"),
+])
+def test_bad_ablation_settings_stop_with_one_line(data, tmp_path, change, line):
+    config = tiny_config_file(tmp_path, data, ablation={**ABLATION, **change})
+    proc = smk("-n", "--cores", "1", "--configfile", "demo.yaml", config, check=False)
+    assert proc.returncode != 0
+    assert one_line(proc) == line
