@@ -13,7 +13,7 @@ from resstream.dictionary.train import load_dictionary, save_dictionary, train_c
 
 def _config(**over):
     cfg = {"inputs": ["I"], "targets": ["I"], "dims": {"I": 16}, "n_latents": 48, "k": 3, "aux_k": 8,
-           "dead_tokens": 2048, "seed": 3, "lr": 3e-3, "aux_coef": 1 / 32, "batch_size": 128, "refills": 60,
+           "dead_tokens": 2048, "seed": 3, "lr": 1e-2, "aux_coef": 1 / 32, "batch_size": 256, "refills": 20,
            "checkpoint_every": 5}
     cfg.update(over)
     return cfg
