@@ -26,6 +26,7 @@ include: "rules/fv.smk"
 include: "rules/analysis.smk"
 include: "rules/atlas.smk"
 include: "rules/compare.smk"
+include: "rules/dictionary.smk"
 
 
 # Snakemake 9 takes its default target only from a rule written in the Snakefile itself (a first
