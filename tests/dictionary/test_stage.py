@@ -1,0 +1,59 @@
+"""The dictionary stage end to end (one tiny workflow run: 10 images the test makes, block 1.1, a
+tiny dictionary) and the feature-M figure."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers.configs import tiny_config_file
+from helpers.sample_images import make_image_folder
+from helpers.workflow import smk
+from resstream.dictionary.figure import feature_m_figure
+from resstream.dictionary.train import load_dictionary
+
+TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,
+                   "positions_per_image": 16, "images_per_refill": 4, "batch_size": 64, "heldout_images": 2,
+                   "exemplars": 3, "threads": 1}
+
+
+def test_dictionary_stage_end_to_end(tmp_path):
+    data = make_image_folder(tmp_path / "data", n_classes=10, seed=0)
+    config = tiny_config_file(tmp_path, data, dictionary=TINY_DICTIONARY)
+    out = tmp_path / "results" / "dictionary" / "1.1"
+    smk(out, "--cores", "1", "--configfile", "demo.yaml", config)
+
+    model, cfg, identity = load_dictionary(str(out / "dictionary.safetensors"))
+    assert cfg["dims"] == {"I": 64, "B": 64, "O": 64} and cfg["n_latents"] == 128 and cfg["training_images"] == 8
+    # the weights' identity: a dictionary is only valid for the network it was trained on
+    assert identity["source"] == "random:0" and len(identity["state_dict_sha256"]) == 64
+    quality = json.loads((out / "quality.json").read_text())
+    # 2 held-out images x 56 x 56 positions of block 1.1
+    assert quality["tokens"] == 2 * 56 * 56 and 0 < quality["l0"] <= 4
+    assert set(quality["fve"]) == {"I", "B", "O"} and all(v <= 1 for v in quality["fve"].values())
+    features = json.loads((out / "features.json").read_text())["features"]
+    assert len(features) == 128
+    norms_i = model.W_dec["I"].detach().norm(dim=1).numpy()
+    norms_b = model.W_dec["B"].detach().norm(dim=1).numpy()
+    assert np.allclose([f["M"] for f in features], norms_i / norms_b, rtol=1e-5)
+    live = [f for f in features if f["firing"] > 0]
+    assert live and all(1 <= len(f["top_images"]) <= 3 for f in live)
+    assert (np.mean([f["firing"] == 0 for f in features]) == pytest.approx(quality["dead_share"]))
+    log = (tmp_path / "results" / "logs" / "dictionary" / "1.1.log").read_text()
+    assert "ETA" in log and not (out / "checkpoint.pt").exists()
+
+
+def test_feature_m_figure_draws_every_block(tmp_path):
+    blocks = ["1.1", "2.0", "2.1"]
+    features, channels = {}, {}
+    for i, b in enumerate(blocks):
+        features[b] = tmp_path / f"{b}.json"
+        features[b].write_text(json.dumps({"features": [{"M_clamped": m, "firing": 0.1} for m in (0.2, 1.0, 5.0 - i)]}))
+        channels[b] = tmp_path / f"{b}.csv"
+        pd.DataFrame({"M": [0.5, 2.0, np.nan]}).to_csv(channels[b], index=False)
+    png = feature_m_figure({b: str(p) for b, p in features.items()}, {b: str(p) for b, p in channels.items()},
+                           str(tmp_path / "fig.png"))
+    with Image.open(png) as im:
+        assert im.size[0] > 3 * im.size[1] / 2  # three panels side by side
