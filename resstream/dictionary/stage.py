@@ -14,6 +14,7 @@ import torch
 
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder
 from resstream.dictionary import science
+from resstream.errors import ConfigError
 from resstream.dictionary.tokens import ImageTokens
 from resstream.dictionary.train import save_dictionary, train_crosscoder
 from resstream.model.device import resolve_device
@@ -62,9 +63,12 @@ def dictionary_block(out_dir: str, *, model: dict, dataset: str, on_bad_image: s
 
 
 def _split(records: list, heldout: int, seed: int) -> tuple[list, list]:
-    """Held-out images: the first ``heldout`` of a seeded order (at least one image stays for training)."""
+    """Held-out images: the first ``heldout`` of a seeded order; the rest train."""
+    if heldout >= len(records):
+        raise ConfigError(f"dictionary.heldout_images: {heldout} held-out images leave none of the dataset's "
+                          f"{len(records)} for training; set it below {len(records)}")
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
-    n = min(heldout, len(records) - 1)
+    n = heldout
     return [records[i] for i in sorted(order[n:])], [records[i] for i in sorted(order[:n])]
 
 

@@ -10,8 +10,10 @@ from PIL import Image
 
 from helpers.configs import tiny_config_file
 from helpers.sample_images import make_image_folder
-from helpers.workflow import smk
+from helpers.workflow import one_line, smk
 from resstream.dictionary.figure import feature_m_figure
+from resstream.dictionary.stage import _split
+from resstream.errors import ConfigError
 from resstream.dictionary.train import load_dictionary
 
 TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,
@@ -57,3 +59,21 @@ def test_feature_m_figure_draws_every_block(tmp_path):
                            str(tmp_path / "fig.png"))
     with Image.open(png) as im:
         assert im.size[0] > 3 * im.size[1] / 2  # three panels side by side
+
+
+def test_k_beyond_the_latents_is_one_line_before_any_job(tmp_path):
+    data = make_image_folder(tmp_path / "data", n_classes=2, seed=0)
+    config = tiny_config_file(tmp_path, data, dictionary={**TINY_DICTIONARY, "k": 200})
+    proc = smk("-n", "--cores", "1", "--configfile", "demo.yaml", config, check=False)
+    assert proc.returncode != 0
+    assert one_line(proc) == ("resstream: dictionary.k: 200 is more than the 128 latents of block 1.1 "
+                              "(dictionary.expansion 1 x 2 input(s) x 64 channels); lower it or raise dictionary.expansion")
+
+
+def test_heldout_images_leaving_no_training_image_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        _split(list(range(5)), heldout=5, seed=0)
+    assert str(err.value) == ("dictionary.heldout_images: 5 held-out images leave none of the dataset's 5 for "
+                              "training; set it below 5")
+    train, heldout = _split(list(range(5)), heldout=2, seed=0)
+    assert len(heldout) == 2 and sorted(train + heldout) == list(range(5))
