@@ -49,6 +49,7 @@ rule dictionary_figure:
         tables=[f"{RESULTS}/analysis/{b}/fv_table.csv" for b in DICTIONARY_BLOCKS],
     output:
         png=f"{RESULTS}/figures/dictionary_feature_m.png",
+        summary=f"{RESULTS}/dictionary/summary.json",
     log:
         f"{RESULTS}/logs/dictionary/figure.log",
     localrule: True

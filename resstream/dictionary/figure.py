@@ -50,3 +50,27 @@ def feature_m_figure(features: dict[str, str], channels: dict[str, str], png: st
     fig.savefig(png, dpi=120)
     plt.close(fig)
     return png
+
+
+def dictionary_summary(folders: dict[str, str], channel_tables: dict[str, str], out_json: str) -> dict:
+    """Per block: the held-out quality, and how many features make its scale-invariant studied channels
+    (``pass_all`` in the FV table) against its other studied channels (medians)."""
+    summary = {}
+    for block, folder in folders.items():
+        with open(f"{folder}/quality.json") as f:
+            quality = json.load(f)
+        with open(f"{folder}/channels.json") as f:
+            needed = np.asarray(json.load(f)["features_per_O_channel"])
+        table = pd.read_csv(channel_tables[block])
+        invariant = table["pass_all"].fillna(False).astype(bool).to_numpy()
+        channels = table["channel"].to_numpy()
+        summary[block] = {**quality, "features_per_channel_median": {
+            "scale_invariant": _median(needed[channels[invariant]]), "other": _median(needed[channels[~invariant]])},
+            "scale_invariant_channels": int(invariant.sum())}
+    with open(out_json, "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def _median(values: np.ndarray):
+    return float(np.median(values)) if len(values) else None

@@ -19,6 +19,7 @@ class Quality:
     fve: dict[str, float]  # fraction of variance explained, per target
     l0: float  # mean number of active latents per token
     firing: np.ndarray  # [L] share of tokens on which each latent fired
+    mean_activation: np.ndarray  # [L] each latent's mean activation over all tokens
     tokens: int
     dead_share: float  # latents that never fired on the held-out tokens
     dense_share: float  # latents that fired on more than the dense threshold of tokens
@@ -47,6 +48,7 @@ def quality(model: TopKCrosscoder, chunks, dense_threshold: float) -> Quality:
     """The crosscoder's quality on ``chunks`` (an iterable of token dicts, held-out data)."""
     moments = {t: _Moments() for t in model.targets}
     fired = torch.zeros(model.n_latents, dtype=torch.float64)
+    total = torch.zeros(model.n_latents, dtype=torch.float64)
     active, n = 0.0, 0
     for tokens in chunks:
         recon, z = model.reconstruct(tokens)
@@ -54,10 +56,11 @@ def quality(model: TopKCrosscoder, chunks, dense_threshold: float) -> Quality:
             moments[t].add(tokens[t], recon[t])
         on = z > 0
         fired += on.sum(0).double()
+        total += z.sum(0).double()
         active += float(on.sum())
         n += z.shape[0]
     firing = (fired / max(n, 1)).numpy()
-    return Quality({t: m.fve() for t, m in moments.items()}, active / max(n, 1), firing, n,
+    return Quality({t: m.fve() for t, m in moments.items()}, active / max(n, 1), firing, (total / max(n, 1)).numpy(), n,
                    float(np.mean(firing == 0)), float(np.mean(firing > dense_threshold)))
 
 

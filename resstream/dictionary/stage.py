@@ -79,8 +79,9 @@ def _tokens(net, blocks, block, o_relu, dataset, on_bad_image, records, section,
 
 
 def _write_readings(out_dir: str, crosscoder, heldout: ImageTokens, records: list, section: dict) -> None:
-    """``quality.json`` (held-out FVE, L0, dead and dense shares) and ``features.json`` (per feature:
-    M, group, decoder norms, firing share, top images with their peak cell)."""
+    """``quality.json`` (held-out FVE, L0, dead and dense shares), ``features.json`` (per feature:
+    M, group, decoder norms, firing share, top images with their peak cell) and ``channels.json``
+    (per channel of O, the fewest features that make ``channel_share`` of it)."""
     chunks = math.ceil(len(records) / heldout.images_per_chunk)
     top = science.TopImages(crosscoder.n_latents, section["exemplars"])
     maps_chunks = []
@@ -106,6 +107,9 @@ def _write_readings(out_dir: str, crosscoder, heldout: ImageTokens, records: lis
                 for i in range(crosscoder.n_latents)]
     with open(os.path.join(out_dir, "features.json"), "w") as f:
         json.dump({"map_size": [int(h), int(w)], "features": features}, f)
+    needed = science.features_per_channel(crosscoder, q.mean_activation, "O", section["channel_share"])
+    with open(os.path.join(out_dir, "channels.json"), "w") as f:
+        json.dump({"share": section["channel_share"], "features_per_O_channel": needed.tolist()}, f)
 
 
 def _num(x: float):

@@ -42,6 +42,7 @@ def test_quality_against_numpy():
         assert np.isclose(q.fve[t], 1 - ((x - r) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
     firing = (z > 0).double().mean(0).numpy()
     assert np.allclose(q.firing, firing) and q.tokens == 50
+    assert np.allclose(q.mean_activation, z.double().mean(0).numpy())
     assert np.isclose(q.l0, (z > 0).sum(1).double().mean())
     assert q.dead_share == np.mean(firing == 0) and q.dense_share == np.mean(firing > 0.5)
 

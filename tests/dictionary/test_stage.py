@@ -11,7 +11,7 @@ from PIL import Image
 from helpers.configs import tiny_config_file
 from helpers.sample_images import make_image_folder
 from helpers.workflow import one_line, smk
-from resstream.dictionary.figure import feature_m_figure
+from resstream.dictionary.figure import dictionary_summary, feature_m_figure
 from resstream.dictionary.stage import _split
 from resstream.errors import ConfigError
 from resstream.dictionary.train import load_dictionary
@@ -43,6 +43,8 @@ def test_dictionary_stage_end_to_end(tmp_path):
     live = [f for f in features if f["firing"] > 0]
     assert live and all(1 <= len(f["top_images"]) <= 3 for f in live)
     assert (np.mean([f["firing"] == 0 for f in features]) == pytest.approx(quality["dead_share"]))
+    needed = json.loads((out / "channels.json").read_text())["features_per_O_channel"]
+    assert len(needed) == 64 and all(0 <= n <= 128 for n in needed)
     log = (tmp_path / "results" / "logs" / "dictionary" / "1.1.log").read_text()
     assert "ETA" in log and not (out / "checkpoint.pt").exists()
 
@@ -77,3 +79,17 @@ def test_heldout_images_leaving_no_training_image_names_the_key():
                               "training; set it below 5")
     train, heldout = _split(list(range(5)), heldout=2, seed=0)
     assert len(heldout) == 2 and sorted(train + heldout) == list(range(5))
+
+
+def test_summary_compares_scale_invariant_channels_with_the_others(tmp_path):
+    folder = tmp_path / "1.1"
+    folder.mkdir()
+    (folder / "quality.json").write_text(json.dumps({"l0": 4.0, "dead_share": 0.5}))
+    (folder / "channels.json").write_text(json.dumps({"share": 0.9, "features_per_O_channel": [1, 2, 9, 7, 5]}))
+    table = tmp_path / "fv_table.csv"
+    # studied channels 0, 2, 3, 4; channels 0 and 4 pass both scale criteria
+    pd.DataFrame({"channel": [0, 2, 3, 4], "pass_all": [True, False, False, True]}).to_csv(table, index=False)
+    summary = dictionary_summary({"1.1": str(folder)}, {"1.1": str(table)}, str(tmp_path / "s.json"))
+    assert summary["1.1"]["features_per_channel_median"] == {"scale_invariant": 3.0, "other": 8.0}
+    assert summary["1.1"]["scale_invariant_channels"] == 2 and summary["1.1"]["l0"] == 4.0
+    assert json.loads((tmp_path / "s.json").read_text()) == summary
