@@ -40,7 +40,8 @@ def training_config(section: dict, dims: dict[str, int], images: int) -> dict:
 
 def dictionary_block(out_dir: str, *, model: dict, dataset: str, on_bad_image: str, block: str, o_relu: str,
                      section: dict, device: str, gpus: int | None = None) -> str:
-    """Train and read block ``block``'s crosscoder; ``section``: the config's ``dictionary:``."""
+    """Train and read block ``block``'s crosscoder; ``section``: the config's ``dictionary:``.  A
+    checkpoint beside ``out_dir`` (:func:`checkpoint_path`) lets a killed job resume."""
     os.makedirs(out_dir, exist_ok=True)
     net, identity = load_model_param(model)
     run_on = resolve_device(device, gpus)
@@ -54,12 +55,19 @@ def dictionary_block(out_dir: str, *, model: dict, dataset: str, on_bad_image: s
     log.info("block %s: %d latents over %s, k %d, %d refills of %d tokens, %d training / %d held-out images",
              block, cfg["n_latents"], "+".join(cfg["inputs"]), cfg["k"], cfg["refills"],
              section["images_per_refill"] * section["positions_per_image"], len(train_recs), len(heldout_recs))
-    crosscoder = train_crosscoder(cfg, source, os.path.join(out_dir, "checkpoint.pt"), device=str(run_on)).cpu()
+    checkpoint = checkpoint_path(out_dir)
+    crosscoder = train_crosscoder(cfg, source, checkpoint, device=str(run_on)).cpu()
     save_dictionary(os.path.join(out_dir, "dictionary.safetensors"), crosscoder, cfg, identity.as_dict())
     heldout = _tokens(net, blocks, block, o_relu, dataset, on_bad_image, heldout_recs, section, run_on)
     _write_readings(out_dir, crosscoder, heldout, heldout_recs, section)
-    os.remove(os.path.join(out_dir, "checkpoint.pt"))
+    os.remove(checkpoint)
     return out_dir
+
+
+def checkpoint_path(out_dir: str) -> str:
+    """Beside the block's folder, not in it: Snakemake deletes a failed job's output folder, and the
+    checkpoint must outlive a killed job for the next one to resume."""
+    return os.path.normpath(out_dir) + ".checkpoint.pt"
 
 
 def _split(records: list, heldout: int, seed: int) -> tuple[list, list]:

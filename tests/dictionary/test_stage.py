@@ -46,7 +46,9 @@ def test_dictionary_stage_end_to_end(tmp_path):
     needed = json.loads((out / "channels.json").read_text())["features_per_O_channel"]
     assert len(needed) == 64 and all(0 <= n <= 128 for n in needed)
     log = (tmp_path / "results" / "logs" / "dictionary" / "1.1.log").read_text()
-    assert "ETA" in log and not (out / "checkpoint.pt").exists()
+    # the checkpoint (beside the folder, so that a killed job's folder can go) is gone once done
+    assert "ETA" in log and not (tmp_path / "results" / "dictionary" / "1.1.checkpoint.pt").exists()
+    assert sorted(p.name for p in (tmp_path / "results" / "dictionary").iterdir()) == ["1.1"]
 
 
 def test_feature_m_figure_draws_every_block(tmp_path):
