@@ -73,3 +73,32 @@ def test_sampled_positions_are_the_same_cells_of_every_role():
     # every token is one cell of one image: its channels are 16 apart, and the 5 cells of an image differ
     assert torch.all(out["I"][:, 1] - out["I"][:, 0] == 16)
     assert len(set(out["I"][:5, 0].tolist())) == 5
+
+
+def test_image_tokens_are_the_same_chunk_every_call(tmp_path):
+    from helpers.sample_images import make_image_folder
+    from resstream.data.dataset import ImageFolderDataset
+    from resstream.dictionary.tokens import ImageTokens
+    from resstream.model.blocks import role_tap
+    from resstream.model.taps import block_taps
+    from resstream.model.walk import model_blocks
+    from resstream.model.weights import load_model
+
+    net, _ = load_model("resnet18", "random:0", allow_download=False)
+    net.eval()
+    blocks = model_blocks(net)
+    pictures = ImageFolderDataset(make_image_folder(tmp_path / "data", n_classes=3, seed=0), on_bad_image="fail")
+    source = ImageTokens(net, blocks, "1.1", ["I", "B", "O"], "pre", pictures, positions=4, images_per_chunk=2, seed=7,
+                         device=torch.device("cpu"))
+    first, again, second = source.chunk(0), source.chunk(0), source.chunk(1)
+    assert all(torch.equal(first[r], again[r]) for r in "IBO") and first["I"].shape == (8, 64)
+    assert not torch.equal(first["I"], second["I"])
+    # at every sampled cell of block 1.1 (no skip projection) O = B + the skip, relu(I): I is block
+    # 1.0's output read before its ReLU (study.o_relu: pre)
+    assert torch.allclose(first["O"], first["B"] + torch.relu(first["I"]), atol=1e-5)
+    # the tokens are cells of the block's real maps: each I token is one column of some image's map
+    x = torch.stack([pictures[i][0] for i in source.images_of(0)])
+    with torch.inference_mode():
+        i_map = block_taps(net, x, [role_tap(blocks, "1.1", "I", "pre")], blocks=blocks).popitem()[1]
+    cells = i_map.flatten(2).permute(0, 2, 1).reshape(-1, 64)
+    assert all(torch.isclose(cells, tok).all(1).any() for tok in first["I"])
