@@ -27,6 +27,7 @@ include: "rules/analysis.smk"
 include: "rules/atlas.smk"
 include: "rules/compare.smk"
 include: "rules/ablation.smk"
+include: "rules/dictionary.smk"
 
 
 # Snakemake 9 takes its default target only from a rule written in the Snakefile itself (a first

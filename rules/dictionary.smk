@@ -1,0 +1,67 @@
+# Dictionary features (off by default; dictionary.enabled): per studied block a TopK crosscoder trained
+# on tokens streamed from the dataset (encoder on I+B, decoders into I, B, O), read on held-out images,
+# and one figure of the features' M beside the channels' M.
+import re
+
+from resstream.workflow.job_resources import pass_runtime, small_job_mem_mb
+
+DICTIONARY = STUDY.config["dictionary"]
+DICTIONARY_BLOCKS = STUDY.study_blocks if DICTIONARY["enabled"] else []
+
+
+rule dictionary:
+    output:
+        folder=directory(f"{RESULTS}/dictionary/{{block}}"),
+    log:
+        f"{RESULTS}/logs/dictionary/{{block}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dictionary/{{block}}.tsv"
+    wildcard_constraints:
+        block="|".join(re.escape(b) for b in DICTIONARY_BLOCKS) or "(?!)",
+    conda:
+        f"{ENVS}/torch.yaml"
+    threads: DICTIONARY["threads"]
+    resources:
+        gpu=gpu_per_job,
+        # one truncated forward per image read, as the dataset pass
+        runtime=lambda w, attempt: pass_runtime(
+            DICTIONARY["tokens"] // DICTIONARY["positions_per_image"]
+            + DICTIONARY["heldout_images"],
+            attempt,
+        ),
+        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
+    params:
+        model=MODEL,
+        device=DEVICE,
+        dataset=STUDY.config["dataset"]["path"],
+        on_bad_image=STUDY.config["dataset"]["on_bad_image"],
+        o_relu=STUDY.o_relu,
+        section={k: v for k, v in DICTIONARY.items() if k != "threads"},
+        gpu_slots=GPU_SLOTS,
+        code=code("dictionary.py"),
+    script:
+        "../scripts/dictionary.py"
+
+
+rule dictionary_figure:
+    input:
+        folders=[f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS],
+        tables=[f"{RESULTS}/analysis/{b}/fv_table.csv" for b in DICTIONARY_BLOCKS],
+    output:
+        png=f"{RESULTS}/figures/dictionary_feature_m.png",
+        summary=f"{RESULTS}/dictionary/summary.json",
+    log:
+        f"{RESULTS}/logs/dictionary/figure.log",
+    localrule: True
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        blocks=DICTIONARY_BLOCKS,
+        code=code("dictionary_figure.py"),
+    script:
+        "../scripts/dictionary_figure.py"
+
+
+if DICTIONARY_BLOCKS:
+    FINAL_OUTPUTS += rules.dictionary_figure.output
+    FINAL_OUTPUTS += [f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS]

@@ -1,0 +1,97 @@
+"""The dictionary stage end to end (one tiny workflow run: 10 images the test makes, block 1.1, a
+tiny dictionary) and the feature-M figure."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from helpers.configs import tiny_config_file
+from helpers.sample_images import make_image_folder
+from helpers.workflow import one_line, smk
+from resstream.dictionary.figure import dictionary_summary, feature_m_figure
+from resstream.dictionary.stage import _split
+from resstream.errors import ConfigError
+from resstream.dictionary.train import load_dictionary
+
+TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,
+                   "positions_per_image": 16, "images_per_refill": 4, "batch_size": 64, "heldout_images": 2,
+                   "exemplars": 3, "threads": 1}
+
+
+def test_dictionary_stage_end_to_end(tmp_path):
+    data = make_image_folder(tmp_path / "data", n_classes=10, seed=0)
+    config = tiny_config_file(tmp_path, data, dictionary=TINY_DICTIONARY)
+    out = tmp_path / "results" / "dictionary" / "1.1"
+    smk(out, "--cores", "1", "--configfile", "demo.yaml", config)
+
+    model, cfg, identity = load_dictionary(str(out / "dictionary.safetensors"))
+    assert cfg["dims"] == {"I": 64, "B": 64, "O": 64} and cfg["n_latents"] == 128 and cfg["training_images"] == 8
+    # the weights' identity: a dictionary is only valid for the network it was trained on
+    assert identity["source"] == "random:0" and len(identity["state_dict_sha256"]) == 64
+    quality = json.loads((out / "quality.json").read_text())
+    # 2 held-out images x 56 x 56 positions of block 1.1
+    assert quality["tokens"] == 2 * 56 * 56 and 0 < quality["l0"] <= 4
+    assert set(quality["fve"]) == {"I", "B", "O"} and all(v <= 1 for v in quality["fve"].values())
+    features = json.loads((out / "features.json").read_text())["features"]
+    assert len(features) == 128
+    norms_i = model.W_dec["I"].detach().norm(dim=1).numpy()
+    norms_b = model.W_dec["B"].detach().norm(dim=1).numpy()
+    assert np.allclose([f["M"] for f in features], norms_i / norms_b, rtol=1e-5)
+    live = [f for f in features if f["firing"] > 0]
+    assert live and all(1 <= len(f["top_images"]) <= 3 for f in live)
+    assert (np.mean([f["firing"] == 0 for f in features]) == pytest.approx(quality["dead_share"]))
+    needed = json.loads((out / "channels.json").read_text())["features_per_O_channel"]
+    assert len(needed) == 64 and all(0 <= n <= 128 for n in needed)
+    log = (tmp_path / "results" / "logs" / "dictionary" / "1.1.log").read_text()
+    # the checkpoint (beside the folder, so that a killed job's folder can go) is gone once done
+    assert "ETA" in log and not (tmp_path / "results" / "dictionary" / "1.1.checkpoint.pt").exists()
+    assert sorted(p.name for p in (tmp_path / "results" / "dictionary").iterdir()) == ["1.1"]
+
+
+def test_feature_m_figure_draws_every_block(tmp_path):
+    blocks = ["1.1", "2.0", "2.1"]
+    features, channels = {}, {}
+    for i, b in enumerate(blocks):
+        features[b] = tmp_path / f"{b}.json"
+        features[b].write_text(json.dumps({"features": [{"M_clamped": m, "firing": 0.1} for m in (0.2, 1.0, 5.0 - i)]}))
+        channels[b] = tmp_path / f"{b}.csv"
+        pd.DataFrame({"M": [0.5, 2.0, np.nan]}).to_csv(channels[b], index=False)
+    png = feature_m_figure({b: str(p) for b, p in features.items()}, {b: str(p) for b, p in channels.items()},
+                           str(tmp_path / "fig.png"))
+    with Image.open(png) as im:
+        assert im.size[0] > 3 * im.size[1] / 2  # three panels side by side
+
+
+def test_k_beyond_the_latents_is_one_line_before_any_job(tmp_path):
+    data = make_image_folder(tmp_path / "data", n_classes=2, seed=0)
+    config = tiny_config_file(tmp_path, data, dictionary={**TINY_DICTIONARY, "k": 200})
+    proc = smk("-n", "--cores", "1", "--configfile", "demo.yaml", config, check=False)
+    assert proc.returncode != 0
+    assert one_line(proc) == ("resstream: dictionary.k: 200 is more than the 128 latents of block 1.1 "
+                              "(dictionary.expansion 1 x 2 input(s) x 64 channels); lower it or raise dictionary.expansion")
+
+
+def test_heldout_images_leaving_no_training_image_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        _split(list(range(5)), heldout=5, seed=0)
+    assert str(err.value) == ("dictionary.heldout_images: 5 held-out images leave none of the dataset's 5 for "
+                              "training; set it below 5")
+    train, heldout = _split(list(range(5)), heldout=2, seed=0)
+    assert len(heldout) == 2 and sorted(train + heldout) == list(range(5))
+
+
+def test_summary_compares_scale_invariant_channels_with_the_others(tmp_path):
+    folder = tmp_path / "1.1"
+    folder.mkdir()
+    (folder / "quality.json").write_text(json.dumps({"l0": 4.0, "dead_share": 0.5}))
+    (folder / "channels.json").write_text(json.dumps({"share": 0.9, "features_per_O_channel": [1, 2, 9, 7, 5]}))
+    table = tmp_path / "fv_table.csv"
+    # studied channels 0, 2, 3, 4; channels 0 and 4 pass both scale criteria
+    pd.DataFrame({"channel": [0, 2, 3, 4], "pass_all": [True, False, False, True]}).to_csv(table, index=False)
+    summary = dictionary_summary({"1.1": str(folder)}, {"1.1": str(table)}, str(tmp_path / "s.json"))
+    assert summary["1.1"]["features_per_channel_median"] == {"scale_invariant": 3.0, "other": 8.0}
+    assert summary["1.1"]["scale_invariant_channels"] == 2 and summary["1.1"]["l0"] == 4.0
+    assert json.loads((tmp_path / "s.json").read_text()) == summary
