@@ -12,7 +12,8 @@ them); ``scontrol show config`` gives MinJobAge and MaxArraySize.
 
 Stand-in jobs (``STUB_OUTPUTS`` names a JSON file ``{target job: [[path, is directory], ...]}``):
 ``sbatch`` runs nothing and makes each submitted job's outputs itself (empty files, folders with
-one file), so that a DAG too large to compute (the full paper study) goes through the executor
+an HDF5 file of the datasets a finished one holds, which the pre-flight's check of damaged
+outputs reads), so that a DAG too large to compute (the full paper study) goes through the executor
 job by job.  ``STUB_FAIL_ONCE`` names rules whose first submission fails (to see the retry).
 """
 
@@ -53,6 +54,10 @@ def target_jobs(script):
     return found
 
 
+from resstream.activations.store import FORMAT
+from resstream.workflow.damaged_outputs import ACTIVATIONS_DATASETS, FV_H5_DATASETS
+
+
 def fake_run(targets):
     fail = set(filter(None, os.environ.get("STUB_FAIL_ONCE", "").split(",")))
     failed = STATE / "failed_once"
@@ -66,13 +71,26 @@ def fake_run(targets):
     for spec in targets:
         for path, is_dir in outputs[spec]:
             p = Path(path)
-            if is_dir:
+            if is_dir:  # a chunk folder's fv.h5 with the datasets a finished one holds (others ignore it)
                 p.mkdir(parents=True, exist_ok=True)
-                (p / "stand-in").touch()
+                stand_in_h5(p / "fv.h5", FV_H5_DATASETS, {{}})
+            elif p.suffix == ".h5":  # the activations file, readable and marked complete
+                p.parent.mkdir(parents=True, exist_ok=True)
+                stand_in_h5(p, ACTIVATIONS_DATASETS, {{"format": FORMAT, "complete": True}})
             else:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.touch()
     return 0
+
+
+def stand_in_h5(path, datasets, attrs):
+    """An HDF5 file the workflow's pre-flight reads as undamaged: empty datasets of the names
+    ``datasets``, the attributes ``attrs`` (resstream/workflow/damaged_outputs.py)."""
+    import h5py
+    with h5py.File(path, "w") as f:
+        for name in datasets:
+            f.create_dataset(name, data=[0])
+        f.attrs.update(attrs)
 
 
 def value(flag):

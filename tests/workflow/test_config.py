@@ -251,7 +251,7 @@ def test_no_job_declares_an_absurd_memory_at_the_schemas_largest_values():
                                 "channels_per_job, threads, rf_crop, bf16, tf32, microbatch, channels_last, "
                                 "log_every, overrides"),
     ({"zzz": 1}, "unknown key `zzz`; the keys at the top level are results, demo, model, study, dataset, fv, "
-                 "activations, analysis, atlas, compare"),
+                 "activations, dictionary, analysis, atlas, compare, ablation"),
 ])
 def test_an_unknown_key_is_named_with_the_closest_known_key(config, line):
     with pytest.raises(ConfigError) as err:

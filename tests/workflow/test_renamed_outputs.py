@@ -1,19 +1,36 @@
 """A results folder made before the channel-FV folders were renamed (fv_channel_chunks/ ->
 channel_fv/): its finished channel FVs, logs and benchmarks are moved, never recomputed or lost."""
 
+import io
 import os
 
+import h5py
+
 from helpers.workflow import smk, tree_bytes
+from resstream.workflow.damaged_outputs import FV_H5_DATASETS
 from resstream.workflow.renamed_outputs import move_renamed_outputs
 
 LAYER, CHUNK = "layer1.1.prerelu_out", "c0000-0063"
+
+
+def fv_h5_bytes() -> bytes:
+    """A chunk's fv.h5 as the pre-flight's check of damaged outputs reads a finished one (its
+    datasets, one value each)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for name in FV_H5_DATASETS:
+            f.create_dataset(name, data=[0])
+    return buffer.getvalue()
+
+
+FV_H5 = fv_h5_bytes()
 
 
 def old_results(results):
     """An old run's channel-FV chunk folder, log and benchmark, each with distinct bytes."""
     chunk = results / "fv_channel_chunks" / LAYER / CHUNK
     chunk.mkdir(parents=True)
-    files = {chunk / "fv.h5": b"h5 bytes", chunk / "unit0000.png": b"png bytes", chunk / ".snakemake_timestamp": b"",
+    files = {chunk / "fv.h5": FV_H5, chunk / "unit0000.png": b"png bytes", chunk / ".snakemake_timestamp": b"",
              results / "logs" / "fv_channel_chunks" / LAYER / f"{CHUNK}.log": b"log lines",
              results / "benchmarks" / "fv_channel_chunks" / LAYER / f"{CHUNK}.tsv": b"s\th:m:s\n1.0\t0:00:01\n"}
     for path, data in files.items():
@@ -46,7 +63,7 @@ def test_a_chunk_under_both_names_is_left_and_named(tmp_path):
     assert lines[0] == (f"{tmp_path / 'fv_channel_chunks'} was renamed {tmp_path / 'channel_fv'}: moved what it held "
                         f"there except 1 entry already present under the new name, left in place (e.g. {old_chunk}). "
                         f"Fix: compare them and delete the one you do not want")
-    assert (newer / "fv.h5").read_bytes() == b"newer h5" and (old_chunk / "fv.h5").read_bytes() == b"h5 bytes"
+    assert (newer / "fv.h5").read_bytes() == b"newer h5" and (old_chunk / "fv.h5").read_bytes() == FV_H5
     assert (tmp_path / "channel_fv" / "layer2.1.prerelu_out" / CHUNK / "fv.h5").read_bytes() == b"layer2 h5"
 
 
