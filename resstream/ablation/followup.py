@@ -1,7 +1,7 @@
 """The follow-up paper's claims beside a run's lesions (``followup_check.csv``): for each block the
 paper lesioned, the author's mean-ablation accuracies at each scale next to this run's (set
 ``pass_all``, kind ``mean``, path ``O``), and the paper's claim judged on the ratio to the random
-lesions.  With non-pretrained weights nothing is judged: random weights recognise nothing."""
+lesions.  With random weights nothing is judged: they recognise nothing (a checkpoint of one's own is judged)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _verdict(ratios: pd.Series, judged: bool) -> str:
     return "reproduced" if last < 1 and last < ratios[1.0] else "not reproduced"
 
 
-def followup_check(df: pd.DataFrame, pretrained: bool, claims: dict | None = None) -> pd.DataFrame:
+def followup_check(df: pd.DataFrame, trained: bool, claims: dict | None = None) -> pd.DataFrame:
     """Rows per lesioned block the paper reports and scale (the paper's scales first)."""
     claims = claims or load_followup()
     source = f"{claims['paper']}; {claims['origin']}"
@@ -51,5 +51,5 @@ def followup_check(df: pd.DataFrame, pretrained: bool, claims: dict | None = Non
             rows.append({"block": block, "scale": float(scale), "paper_accuracy": value,
                          "run_accuracy": acc.get(float(scale), np.nan), "run_ratio": by_scale.get(float(scale), np.nan),
                          "verdict": "", "source": source})
-        rows[-1]["verdict"] = _verdict(by_scale.sort_index(), pretrained)
+        rows[-1]["verdict"] = _verdict(by_scale.sort_index(), trained)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -96,6 +96,6 @@ def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dat
     write_table(df, csv, meta)
     write_table(mix_class_table(df, set_sizes), mix_csv, {**meta, "agrees": "the paper's reading: branch (B) "
                 "lesions hurt overwrite channels more, skip (I) lesions hurt skip channels more (KL beyond random)"})
-    write_table(followup_check(df, identity.pretrained), os.path.join(os.path.dirname(csv), "followup_check.csv"), meta)
+    write_table(followup_check(df, identity.weights_source != "random"), os.path.join(os.path.dirname(csv), "followup_check.csv"), meta)
     ratio_figure(df, identity.as_dict(), png, pdf)
     return df

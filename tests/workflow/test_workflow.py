@@ -197,7 +197,7 @@ def test_jobs_take_what_their_rules_declare():
                 rules_with_scripts += 1
                 code = re.search(r'code=code\("([\w.]+)"\)', block)
                 assert code and code.group(1) == script.group(1), (smk_file.name, block[:80])
-    assert rules_with_scripts == 15  # (the eight figure rules are one rule in a loop, as are the two measurements)
+    assert rules_with_scripts == 16  # (the eight figure rules are one rule in a loop, as are the two measurements)
 
 
 def test_a_code_fingerprint_follows_the_imports_and_the_data_files_named(tmp_path):
