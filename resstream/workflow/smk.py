@@ -48,10 +48,11 @@ def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) ->
 def check_config_values(study: Study, other_runs: bool = True) -> None:
     """Raise a :class:`UserError` for the first config value some job would refuse (the schema has
     passed): every block's channels, ``model.weights`` / ``model.checkpoint`` as a spec,
-    ``activations.spatial_layers``, ``analysis.fig3_fig4_blocks``, ``analysis.figure_channels``, ``ablation``
+    ``activations.spatial_layers``, ``analysis.fig3_fig4_blocks``, ``analysis.figure_channels``, ``ablation``, ``dictionary``
     and (``other_runs``) the runs ``compare.runs`` lists.  ``study.blocks``,
     ``study.channels_by_block`` and ``fv.overrides`` are checked by :class:`Study` itself."""
     from resstream.ablation.settings import check_ablation
+    from resstream.dictionary.settings import check_dictionary
     from resstream.analysis.summary import fig3_fig4_blocks
     from resstream.compare.runs import check_runs
     from resstream.model.weights import check_weights_spec
@@ -64,7 +65,7 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
     fig3_fig4_blocks(study, cfg["analysis"]["fig3_fig4_blocks"])
     _check_figure_channels(study)
     check_ablation(study)
-    _check_dictionary(study)
+    check_dictionary(study)
     if other_runs:
         check_runs(cfg["compare"]["runs"], cfg["results"])
 
@@ -90,21 +91,6 @@ def _check_figure_channels(study: Study) -> None:
             if bad:
                 raise ConfigError(f"{key}: channel(s) {bad} out of range for block {block}, which has "
                                   f"channels 0..{study.block_info(block).channels - 1}")
-
-
-def _check_dictionary(study: Study) -> None:
-    """A crosscoder keeps k (and aux_k) of its latents: both must fit the smallest studied block's
-    latent count (expansion x the channels its encoder reads)."""
-    section = study.config["dictionary"]
-    if not section["enabled"] or not study.study_blocks:
-        return
-    block = min(study.study_blocks, key=lambda b: study.block_info(b).channels)
-    latents = section["expansion"] * len(section["inputs"]) * study.block_info(block).channels
-    for key in ("k", "aux_k"):
-        if section[key] > latents:
-            raise ConfigError(f"dictionary.{key}: {section[key]} is more than the {latents} latents of block {block} "
-                              f"(dictionary.expansion {section['expansion']} x {len(section['inputs'])} input(s) x "
-                              f"{study.block_info(block).channels} channels); lower it or raise dictionary.expansion")
 
 
 def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool = True) -> None:
