@@ -36,7 +36,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     from resstream.activations.stream import extract_activations
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
-    from resstream.workflow.paths import activations_h5, exemplar_dir, fv_chunk_dir
+    from resstream.base.paths import activations_h5, exemplar_dir, fv_chunk_dir
     from resstream.model.weights import model_param
 
     config = validate_config({"results": work, "model": {"weights": "random:0", "device": "cpu"},

@@ -27,7 +27,7 @@ units per group from the default study plan) is an upper bound.
 * dataset: the dataset pass (``extract_activations``) over generated JPEGs with N decoding workers:
   img/s and the projection for 50,000 images.
 * gpus: with two or more GPUs visible, two FV jobs started together must land on distinct devices
-  (``resstream/workflow/gpu_slots.py``); with one, skipped and says why; with ``--device cpu``, the lock-slot
+  (``resstream/base/gpu_slots.py``); with one, skipped and says why; with ``--device cpu``, the lock-slot
   logic runs with two pretended devices (CUDA_VISIBLE_DEVICES=0,1) and FVs on the CPU.
 """
 
@@ -278,7 +278,7 @@ def dataset_pass(check: Check) -> dict:
 PIN_JOB = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
-from resstream.workflow.gpu_slots import pin_gpu
+from resstream.base.gpu_slots import pin_gpu
 claimed = time.time()
 slot = pin_gpu({lock!r}, poll_seconds=0.2)
 import torch

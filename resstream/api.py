@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from resstream.errors import UserError
-from resstream.workflow.schema import default
+from resstream.base.errors import UserError
+from resstream.base.schema import default
 
 log = logging.getLogger("resstream.api")
 
@@ -46,7 +46,7 @@ def _model(config: dict):
 
 def _refuse_existing(path: Path, what: str) -> None:
     """Before any work: ``path`` holds nothing yet and can be created."""
-    from resstream.output_place import check_output_place
+    from resstream.base.output_place import check_output_place
 
     if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise UserError(f"{path} already holds {what}; nothing was computed. Fix: delete it or choose another output")

@@ -2,7 +2,7 @@
 output formats as the jobs.
 
 Each subcommand is registered with :func:`command` (its arguments) and runs as a function of the
-parsed arguments.  Bad arguments and known problems (:class:`~resstream.errors.UserError`) end with
+parsed arguments.  Bad arguments and known problems (:class:`~resstream.base.errors.UserError`) end with
 one line ``resstream: <problem>`` and exit status 2; a file the system refuses (a full disk, a
 folder that vanished) also ends with one line naming it; a finished command exits 0.  Output cut
 off by its reader (``resstream info ARCH | head``) ends quietly, as coreutils do, and Ctrl-C with
@@ -17,8 +17,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from resstream.errors import UserError
-from resstream.workflow.schema import section_defaults, section_properties
+from resstream.base.errors import UserError
+from resstream.base.schema import section_defaults, section_properties
 
 USAGE_ERROR = 2
 MAX_CHANNEL = 65535  # far above any supported layer's width; a typo like 0-9999999999 must not fill the memory
@@ -116,7 +116,7 @@ def _info_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("info", "the blocks of an architecture: layers, channels and map sizes", _info_arguments)
 def info(args: argparse.Namespace) -> None:
-    from resstream.errors import ConfigError
+    from resstream.base.errors import ConfigError
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
 

@@ -5,7 +5,7 @@
 import os
 
 from resstream.analysis.summary import metric_table_csv
-from resstream.workflow.paths import activations_h5
+from resstream.base.paths import activations_h5
 from resstream.workflow.job_resources import pass_mem_mb, pass_runtime
 
 ABLATION = STUDY.config["ablation"]

@@ -10,7 +10,7 @@ from resstream.workflow.job_resources import (
     per_unit_runtime,
     small_job_mem_mb,
 )
-from resstream.workflow.paths import activations_h5, exemplar_dir
+from resstream.base.paths import activations_h5, exemplar_dir
 
 ACTIVATIONS = STUDY.config["activations"]
 EXEMPLAR_UNITS = STUDY.exemplar_units()

@@ -15,7 +15,7 @@ from resstream.analysis.summary import (
     raw_table_csv,
     summary_json,
 )
-from resstream.workflow.paths import activations_h5
+from resstream.base.paths import activations_h5
 from resstream.analysis.scorecard import CLAIMS_PATH, scorecard_outputs
 
 ANALYSIS = STUDY.config["analysis"]

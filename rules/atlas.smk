@@ -11,7 +11,7 @@ from resstream.workflow.job_resources import (
     per_unit_runtime,
     small_job_mem_mb,
 )
-from resstream.workflow.paths import atlas_block_dir, atlas_dir, channel_fv_chunk_dir
+from resstream.base.paths import atlas_block_dir, atlas_dir, channel_fv_chunk_dir
 
 ATLAS = STUDY.config["atlas"]
 ATLAS_SETTINGS = {

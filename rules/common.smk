@@ -9,16 +9,16 @@ from resstream.analysis.summary import (
     FIGURE_READS,
     metric_table_csv,
 )  # noqa: E402
-from resstream.workflow.code_fingerprint import code_fingerprint  # noqa: E402
+from resstream.base.code_fingerprint import code_fingerprint  # noqa: E402
 from resstream.workflow.config_types import coerce_command_line  # noqa: E402
-from resstream.workflow.gpu_slots import SLOTS_FOLDER  # noqa: E402
+from resstream.base.gpu_slots import SLOTS_FOLDER  # noqa: E402
 from resstream.workflow.renamed_outputs import move_renamed_outputs  # noqa: E402
 from resstream.workflow.job_resources import (  # noqa: E402
     dataset_images,
     measure_mem_mb,
     per_unit_runtime,
 )
-from resstream.workflow.paths import (  # noqa: E402
+from resstream.base.paths import (  # noqa: E402
     channel_fv_chunk_dir,
     exemplar_dir,
     fv_chunk_dir,
@@ -117,7 +117,7 @@ FINAL_OUTPUTS = []
 
 def code(script):
     """The code-fingerprint param of a rule: the resstream modules its script imports, hashed
-    (resstream/workflow/code_fingerprint.py), so that an edit of them reruns its jobs.
+    (resstream/base/code_fingerprint.py), so that an edit of them reruns its jobs.
     """
     return code_fingerprint(f"{workflow.basedir}/scripts/{script}")
 
@@ -224,4 +224,4 @@ def gpu_per_job(wildcards=None):
 
 # Jobs that load the model declare gpu=1 when they will use a GPU, so `--resources gpu=N` caps them
 # at the number of devices and a cluster profile asks for one; each such job runs on the device it
-# declares (resstream/workflow/gpu_slots.py: a GPU of its own, or none at all when it declares 0).
+# declares (resstream/base/gpu_slots.py: a GPU of its own, or none at all when it declares 0).

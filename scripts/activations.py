@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
-from resstream.workflow.gpu_slots import declared_gpus, prepare_job_device  # noqa: E402  (imports no torch)
+from resstream.base.gpu_slots import declared_gpus, prepare_job_device  # noqa: E402  (imports no torch)
 
 params = snakemake.params
 GPUS = prepare_job_device(params.device, declared_gpus(snakemake), params.gpu_slots)

@@ -13,7 +13,7 @@ from helpers.configs import tiny_config
 from helpers.job_calls import fv_dirs_of_block, render_chunk
 from resstream.analysis.measure import measure_fv_block
 from resstream.analysis.metrics import metric_table
-from resstream.workflow.paths import fv_chunk_dir, fv_png
+from resstream.base.paths import fv_chunk_dir, fv_png
 
 CHANNELS = [0, 1, 2]
 KEYS = ("out_in", "out_mid", "in_in", "mid_mid", "in_mid", "I_of_xB", "B_of_SxI", "I_of_SinvxB", "M_raw", "M",

@@ -34,6 +34,7 @@ def test_importing_a_stage_package_imports_none_of_its_modules():
     """A job's code fingerprint follows import statements; an __init__ that imported its modules would
     put every module of the stage into every job that touches one of them."""
     code = ("import sys, resstream." + ", resstream.".join(STAGES) + "\n"
-            "print(sorted(m for m in sys.modules if m.startswith('resstream.') and m.count('.') > 1))")
+            "print(sorted(m for m in sys.modules if m.startswith('resstream.') and m.count('.') > 1"
+            " and m != 'resstream.base.lazy_exports'))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert loaded.strip() == "[]", loaded

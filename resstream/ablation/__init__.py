@@ -3,7 +3,7 @@
 logit KL of the lesioned network at several image scales, against size-matched random lesions.
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, lesion="Lesion lesioned", evaluate="evaluate_lesions", stage="run_ablation"

@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 PASS_SETS = ("pass_all", "pass_nomix")  # scale-invariant channels (Eqs 2-5, with / without the mix test)
 MIX_SETS = ("skip", "mix", "overwrite")  # the skip-overwrite spectrum's groups (mix_group)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from resstream.ablation.lesion import Lesion, check_lesion, held_output, lesioned
 from resstream.ablation.scales import Scale, scale_transform
 from resstream.data.image_folder import DatasetError, ImageRecord, load_rgb
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.model.blocks import BlockInfo, block_lookup
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from resstream.ablation.settings import RESNET_BLOCKS
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.model.blocks import BlockInfo
 
 KINDS = ("mean", "zero")

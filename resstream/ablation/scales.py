@@ -16,7 +16,7 @@ from torchvision import transforms
 
 from resstream.data.dataset import normalize_transform
 from resstream.data.image_folder import VIEW_CROP, VIEW_RESIZE
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 
 class ScaleError(UserError, ValueError):

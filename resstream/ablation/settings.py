@@ -4,7 +4,7 @@ sets and means), and the ``list`` set needs channels for every block, within the
 
 from __future__ import annotations
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 
 RESNET_BLOCKS = ("BasicBlock", "Bottleneck")
 

@@ -30,7 +30,7 @@ from resstream.ablation.lesion import Lesion, clamped_means, lesion_constants
 from resstream.ablation.mix_table import mix_class_table
 from resstream.ablation.scales import study_scales
 from resstream.activations.store import read_layer
-from resstream.analysis.tables import read_table, write_table
+from resstream.base.tables import read_table, write_table
 from resstream.data.image_folder import scan_image_folder
 from resstream.model.blocks import block_lookup
 from resstream.model.device import resolve_device

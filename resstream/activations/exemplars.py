@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from resstream.activations import store
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.data.image_folder import load_rgb, view_pixels
 from resstream.model.preprocessing import for_arch
-from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
-from resstream.workflow.paths import EXEMPLAR_LIST, unit_png_name
+from resstream.base.outputs import partial_dir, publish_dir, remove_stale_partials
+from resstream.base.paths import EXEMPLAR_LIST, unit_png_name
 
 log = logging.getLogger("resstream.activations.exemplars")
 
@@ -45,7 +45,7 @@ def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir:
     import pandas as pd
     from PIL import Image
 
-    from resstream.analysis.tables import write_table
+    from resstream.base.tables import write_table
 
     with store.open_activations(h5_path) as f:
         root = Path(store.dataset_root(f))

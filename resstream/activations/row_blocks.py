@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from resstream.activations import store
-from resstream.workflow.disk_space import disk_full_error, disk_full_named
+from resstream.base.disk_space import disk_full_error, disk_full_named
 
 
 class RowBlockWriter:

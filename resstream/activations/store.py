@@ -2,7 +2,7 @@
 (:func:`open_activations`, :func:`read_layer`).  The one module that knows the layout; no torch, so
 the jobs that only read the file (the exemplar grids, the measurements) start fast.
 
-Layout (one HDF5 file, ``resstream.workflow.paths.activations_h5``)::
+Layout (one HDF5 file, ``resstream.base.paths.activations_h5``)::
 
     /layers/{layer}        [N, C] float32, centre neuron (H//2, W//2) of every channel; chunks of
                            ``chunk_rows`` images x C, gzip + shuffle; NaN rows = skipped images
@@ -27,7 +27,7 @@ after the last counted batch if the partial file was made for the same dataset l
 weights and settings (``fingerprint``); otherwise it logs why and starts over.
 
 A full disk: a write that fails ends the job with one line naming the file and the device
-(:mod:`resstream.workflow.disk_space`); the counter never covers a block whose write failed.
+(:mod:`resstream.base.disk_space`); the counter never covers a block whose write failed.
 
 ``layers`` below are the tapped layers of the pass (:class:`resstream.activations.stream.TappedLayer`):
 anything with ``name``, ``channels``, ``height`` and ``width``.
@@ -47,8 +47,8 @@ import h5py
 import numpy as np
 
 from resstream.activations.topk import TIE_RULE, TopK
-from resstream.errors import UserError
-from resstream.workflow.disk_space import disk_full_named
+from resstream.base.errors import UserError
+from resstream.base.disk_space import disk_full_named
 
 log = logging.getLogger(__name__)
 

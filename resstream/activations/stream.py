@@ -36,7 +36,7 @@ from resstream.model.device import resolve_device
 from resstream.model.preprocessing import Preprocessing, for_arch
 from resstream.model.taps import block_taps, center_activation
 from resstream.model.weights import load_model_param
-from resstream.workflow.disk_space import DiskSpaceError, check_free_space
+from resstream.base.disk_space import DiskSpaceError, check_free_space
 
 log = logging.getLogger(__name__)
 

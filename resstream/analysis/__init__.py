@@ -2,7 +2,7 @@
 its FVs and top-9 images, the paper's metrics as pure functions, tables, Figs 1-8, the scorecard.
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, measure="run_block_measurement", summary="derive_table build_summary", figures="make_figure",

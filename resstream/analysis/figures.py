@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 
 from resstream.analysis import metrics  # noqa: E402
 from resstream.model.weights_source import weights_source  # noqa: E402
-from resstream.workflow.paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
+from resstream.base.paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
 
 RANDOM_MARK = "RANDOM WEIGHTS — not pretrained"
 CUSTOM_MARK = "CUSTOM CHECKPOINT — not torchvision's weights"
@@ -395,7 +395,7 @@ def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, png: str, pdf: str, *
     Figs 3 and 4 get the tables of their blocks only (the caller chooses which); the others every
     studied block.  Returns the figure's texts (titles, marks).
     """
-    from resstream.analysis.tables import read_table
+    from resstream.base.tables import read_table
 
     fv, weights, layers = {}, None, {}
     for block, path in fv_csvs.items():

@@ -33,8 +33,8 @@ from resstream.model import blocks as blk
 from resstream.data.dataset import normalize_transform
 from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.analysis.stats import relu_mean
-from resstream.workflow.paths import chunk_unit_pngs
-from resstream.analysis.tables import AnalysisError
+from resstream.base.paths import chunk_unit_pngs
+from resstream.base.tables import AnalysisError
 from resstream.model.adapters import branch_weights
 from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps, center_activation
@@ -301,7 +301,7 @@ def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu
     rule's model param (:func:`resstream.model.weights.model_param`); ``batch_size``, ``device`` and
     ``gpus`` (what the job declared, :func:`resstream.model.device.resolve_device`) change how it runs."""
     from resstream.model.device import resolve_device
-    from resstream.analysis.tables import write_table
+    from resstream.base.tables import write_table
     from resstream.model.weights import load_model_param
 
     net, identity = load_model_param(model)

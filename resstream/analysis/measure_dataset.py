@@ -31,7 +31,7 @@ from resstream.analysis.measure import (
     weights_attr,
 )
 from resstream.analysis.stats import spearman_where_input_positive
-from resstream.analysis.tables import AnalysisError
+from resstream.base.tables import AnalysisError
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
 from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.model import blocks as blk

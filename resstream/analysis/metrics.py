@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resstream.workflow.schema import default
+from resstream.base.schema import default
 from resstream.analysis.stats import STAT_OK, StatResult, as_f64, json_float, relu_mean, spearman, spearman_where_input_positive  # noqa: F401  (re-exported)
 
 # --- mix ratio (docs/method.md#mix-ratio) --------------------------------------------------------------------------

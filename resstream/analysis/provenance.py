@@ -16,7 +16,7 @@ import os
 
 from resstream.analysis.summary import sidecar_json, summary_json
 from resstream.model.weights_source import weights_source
-from resstream.workflow.paths import activations_h5
+from resstream.base.paths import activations_h5
 
 UNKNOWN = "not recorded"
 

@@ -41,11 +41,11 @@ from markupsafe import Markup
 
 from resstream.analysis import metrics
 from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
-from resstream.analysis.tables import recorded_mix_factor
+from resstream.base.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
 from resstream.model.weights_source import weights_source
-from resstream.workflow.outputs import write_text_atomic
-from resstream.workflow.schema import default
+from resstream.base.outputs import write_text_atomic
+from resstream.base.schema import default
 
 CLAIMS_PATH = Path(__file__).with_name("paper_claims.yaml")
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE = "reproduced", "partly", "not reproduced", "not applicable"

@@ -1,5 +1,5 @@
 """Analysis outputs: where they live, the metric tables derived from the raw ones, what each figure
-reads, and the summary.  (How tables are written and read back: :mod:`resstream.analysis.tables`.)
+reads, and the summary.  (How tables are written and read back: :mod:`resstream.base.tables`.)
 
 Layout under ``results``:
 
@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.model.weights_source import weights_source
-from resstream.analysis.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
+from resstream.base.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")
 # The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).

@@ -2,6 +2,6 @@
 per block and an index; data loaded (load), drawn by templates (render, templates/, static/), written (write).
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, write="write_block write_index", load="AtlasError")

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.analysis.tables import read_table, recorded_mix_factor
-from resstream.errors import UserError
-from resstream.workflow.paths import EXEMPLAR_LIST, chunk_unit_pngs, layer_unit_pngs
+from resstream.base.tables import read_table, recorded_mix_factor
+from resstream.base.errors import UserError
+from resstream.base.paths import EXEMPLAR_LIST, chunk_unit_pngs, layer_unit_pngs
 
 
 class AtlasError(UserError, RuntimeError):

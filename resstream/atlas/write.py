@@ -26,7 +26,7 @@ import os
 from markupsafe import Markup
 
 from resstream.analysis import scorecard
-from resstream.analysis.tables import read_table
+from resstream.base.tables import read_table
 from resstream.atlas.content import unit_page_name
 from resstream.atlas.histogram import mix_histogram
 from resstream.atlas.load import (
@@ -41,7 +41,7 @@ from resstream.atlas.load import (
 )
 from resstream.atlas.render import render, static_text
 from resstream.atlas.thumbnails import Thumbnails, row_thumbnail, unit_thumbnails
-from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
+from resstream.base.outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
 
 log = logging.getLogger("resstream.atlas.write")
 

@@ -2,6 +2,6 @@
 tables side by side.
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, runs="compare_runs")

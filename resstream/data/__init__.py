@@ -2,7 +2,7 @@
 verified 1,000-image sample, ImageNet's validation set in class folders, listing and reading images.
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, sample="fetch_sample", imagenet_val="prepare_val_folder", image_folder="scan_image_folder",

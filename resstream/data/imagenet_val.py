@@ -28,9 +28,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from resstream.errors import UserError
-from resstream.output_place import check_output_place
-from resstream.workflow.outputs import partial_dir, publish_dir
+from resstream.base.errors import UserError
+from resstream.base.output_place import check_output_place
+from resstream.base.outputs import partial_dir, publish_dir
 
 VAL_IMAGE = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
 SYNSET = re.compile(r"^n\d{8}$")

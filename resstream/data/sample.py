@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from resstream.errors import UserError
-from resstream.output_place import check_output_place
-from resstream.workflow.outputs import partial_dir, publish_dir
+from resstream.base.errors import UserError
+from resstream.base.output_place import check_output_place
+from resstream.base.outputs import partial_dir, publish_dir
 
 SAMPLE_COMMIT = "bc69043e2862758a1906c6a24a792bb28c6bb2ff"
 SAMPLE_URL = f"https://github.com/EliSchwartz/imagenet-sample-images/archive/{SAMPLE_COMMIT}.zip"

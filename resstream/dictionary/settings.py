@@ -2,7 +2,7 @@
 (resstream/workflow/smk.py ``check_config_values``) before any job starts, as the ablation stage
 checks its own (resstream/ablation/settings.py)."""
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 
 
 def check_dictionary(study) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder
 from resstream.dictionary import science
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.dictionary.tokens import ImageTokens
 from resstream.dictionary.train import save_dictionary, train_crosscoder
 from resstream.model.device import resolve_device

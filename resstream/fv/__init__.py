@@ -2,7 +2,7 @@
 optimised together, each as if alone, as Lucent's render_vis makes them; one job per chunk.
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, render="render_units", job="run_fv_chunk", settings="FVSettings", png_files="check_fv_png"

@@ -21,11 +21,11 @@ from resstream.model.blocks import parse_layer
 from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
 from resstream.model.preprocessing import for_arch
-from resstream.workflow.disk_space import DiskSpaceError, check_free_space, disk_full_named
+from resstream.base.disk_space import DiskSpaceError, check_free_space, disk_full_named
 from resstream.fv.render import FVError, FVResult, render_units
 from resstream.fv.settings import FVSettings
-from resstream.workflow.outputs import partial_dir, publish_dir, remove_stale_partials
-from resstream.workflow.paths import unit_png_name
+from resstream.base.outputs import partial_dir, publish_dir, remove_stale_partials
+from resstream.base.paths import unit_png_name
 from resstream.model.weights import load_model_param
 
 log = logging.getLogger("resstream.fv.render")

@@ -12,7 +12,7 @@ import os
 
 from PIL import Image, UnidentifiedImageError
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 IMAGE_SIZE = 224  # resstream.fv.render.IMAGE_SIZE (not imported: it loads lucent)
 

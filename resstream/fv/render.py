@@ -59,7 +59,7 @@ import torch
 from resstream.fv import memory as fv_memory
 from resstream.model.blocks import BlockInfo, TapRef
 from resstream.model.preprocessing import TORCHVISION, Preprocessing
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.fv.transforms import IMAGE_SIZE, BatchedTransforms, InputGroup, UnitRandom, index_on, lucent_transforms, per_unit_inputs
 from resstream.model.receptive_field import CropPlanner
 from resstream.model.taps import block_taps, center_index

@@ -3,7 +3,7 @@ residual families, their blocks' I, B and O (found in a network by walk, recorde
 structure), one-pass taps, receptive fields, the model card.
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, weights="load_model model_param", walk="model_blocks", blocks="parse_layer", taps="block_taps",

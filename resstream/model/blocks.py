@@ -27,7 +27,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 # The tensors a block exposes (a tap's ``tensor``): its input X, the skip projection's output D,
 # the branch B, the sum O_pre and the output O_post (the sum after its nonlinearity, or the sum).

@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from resstream.analysis.tables import sidecar_json, write_table
+from resstream.base.tables import sidecar_json, write_table
 from resstream.model.weights import load_model_param
 
 
@@ -38,7 +38,7 @@ def card_facts(study) -> dict:
 
 def write_model_card(model: dict, facts: dict, json_path: str, csv_path: str) -> dict:
     """``model_card.csv`` (the layer table, ``facts["layers"]``) and ``model_card.json``, which is
-    the CSV's sidecar (:func:`resstream.analysis.tables.write_table`): ``facts`` with the weights identity.
+    the CSV's sidecar (:func:`resstream.base.tables.write_table`): ``facts`` with the weights identity.
     ``model``: the rule's model param (:func:`resstream.model.weights.model_param`)."""
     if os.path.abspath(json_path) != os.path.abspath(sidecar_json(csv_path)):
         raise ValueError(f"the model card's JSON must sit beside its CSV as {sidecar_json(csv_path)}, not {json_path}")

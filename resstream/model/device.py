@@ -1,7 +1,7 @@
 """Where a job runs: config ``model.device`` (auto | cpu | cuda) and the GPUs the job declared.
 
 A Snakemake job declares ``resources: gpu=0|1`` (rules/common.smk) and its script decides the
-device before torch is imported (:func:`resstream.workflow.gpu_slots.prepare_job_device`): a job that
+device before torch is imported (:func:`resstream.base.gpu_slots.prepare_job_device`): a job that
 declares no GPU sees none, one that declares one takes a free device of its own.  Here that
 decision becomes a ``torch.device``; outside Snakemake (notebooks, the command line) ``gpus`` is
 None and the setting alone decides.
@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 log = logging.getLogger("resstream.model.device")
 

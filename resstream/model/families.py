@@ -6,7 +6,7 @@ keeps I, B and O in a built network: :mod:`resstream.model.adapters`.
 
 from __future__ import annotations
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.model import timm_models
 
 # Family -> the torchvision architectures resstream studies (each built by torchvision.models.<arch>).

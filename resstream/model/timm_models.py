@@ -16,7 +16,7 @@ from dataclasses import astuple
 from importlib.metadata import version
 from pathlib import Path
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 
 PREFIX = "timm:"
 TABLES = Path(__file__).with_name("timm_tables.json")

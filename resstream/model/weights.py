@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.model.weights_source import KIND_SOURCES
 
 if TYPE_CHECKING:  # torch is imported where a network or a tensor is handled: checking a spec needs none

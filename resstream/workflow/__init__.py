@@ -1,9 +1,10 @@
-"""The workflow's own machinery (rule file: rules/common.smk): the config and its schema, the study
-plan, output paths, atomic publishing, job resources, the job runner, GPU slots, code fingerprints.
+"""The workflow's own machinery (rule file: rules/common.smk): config validation, the study plan,
+job resources, the job runner, the results-folder lock and the pre-flight checks. It is the top
+floor: it may use every stage, and no stage uses it (what stages share lives in resstream.base).
 """
 
-from resstream.lazy_exports import lazy_exports
+from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
-    __name__, config="validate_config", plan="Study", job_runner="script_main", outputs="publish_dir"
+    __name__, config="validate_config", plan="Study", job_runner="script_main"
 )

@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from resstream.errors import ConfigError
-from resstream.workflow.schema import load_schema
+from resstream.base.errors import ConfigError
+from resstream.base.schema import load_schema
 
 UNKNOWN_KEY = "unknown key"
 RANGE_KEYWORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")

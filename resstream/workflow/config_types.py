@@ -23,7 +23,7 @@ def coerce_command_line(config: dict, command_line: Mapping | None, schema: dict
     if not command_line:
         return
     if schema is None:
-        from resstream.workflow.schema import load_schema
+        from resstream.base.schema import load_schema
 
         schema = load_schema()
     typed = coerce(_plain(command_line), schema, schema)

@@ -17,7 +17,7 @@ import os
 import re
 import time
 
-from resstream.workflow.paths import activations_h5, channel_fv_chunk_dir, fv_chunk_dir
+from resstream.base.paths import activations_h5, channel_fv_chunk_dir, fv_chunk_dir
 
 # what every FV chunk folder's fv.h5 holds (written by resstream.fv.job)
 FV_H5_DATASETS = ("channels", "status", "final_activation", "seed", "curve", "image")

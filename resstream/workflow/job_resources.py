@@ -110,7 +110,7 @@ def dataset_images(path: str | None) -> int:
     pre-flight check reports that)."""
     if not path:
         return 0
-    from resstream.errors import UserError
+    from resstream.base.errors import UserError
 
     try:
         return listed_images(path)

@@ -1,13 +1,13 @@
 """How a Snakemake job runs its library entry point: logging into the rule's ``log:`` file, the
 job's threads, and failures that explain themselves.
 
-* A known problem (:class:`~resstream.errors.UserError`: bad input, a full disk) ends the job with
+* A known problem (:class:`~resstream.base.errors.UserError`: bad input, a full disk) ends the job with
   ONE line ``resstream: <problem>. Fix: <what to do>`` on stderr and in the log.
 * Anything unexpected writes its full traceback to the rule's log (what ``--show-failed-logs``
   prints) and one line to stderr naming the rule, the exception and the log.
 
 This module imports no torch at module level and nothing of the library's stages, so every job's
-code fingerprint (:mod:`resstream.workflow.code_fingerprint`) includes it without tying the stages together.
+code fingerprint (:mod:`resstream.base.code_fingerprint`) includes it without tying the stages together.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
@@ -59,7 +59,7 @@ def script_main(snakemake, work, level=logging.INFO):
         log.error("%s", exc)
         _stop(f"resstream: {exc}")
     except Exception as exc:  # noqa: BLE001  (anything unexpected: its traceback goes to the log)
-        from resstream.workflow.disk_space import disk_full_error, is_disk_full
+        from resstream.base.disk_space import disk_full_error, is_disk_full
 
         if is_disk_full(exc):
             message = str(disk_full_error(getattr(exc, "filename", None) or _first_output(snakemake)))

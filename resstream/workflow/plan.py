@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.fv.settings import FVSettings
 from resstream.model import blocks as blk
 from resstream.model.families import arch_family
 from resstream.model.structure import map_sizes, structure
-from resstream.workflow.schema import section_defaults
+from resstream.base.schema import section_defaults
 
 
 JITTER_BY_INPUT_STRIDE = {1: 0, 2: 0, 4: 0, 8: 4}  # deeper (stride 16, 32): 16

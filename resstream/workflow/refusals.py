@@ -9,7 +9,7 @@ writer's finished work, which this job never touched.
 So a refusing job leaves a marker ``{output}.refused-by-job`` beside the output
 (:func:`resstream.workflow.job_runner.mark_refused`), and in every Snakemake process of the workflow :func:`keep_refused_outputs` makes that
 removal skip an output with a marker (and delete the marker).  A job's own outputs need no such
-removal: they appear complete or not at all (:mod:`resstream.workflow.outputs`).
+removal: they appear complete or not at all (:mod:`resstream.base.outputs`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.workflow.processes import pid_alive, process_start
 
 LOCK_NAME = ".resstream-run.lock"

@@ -22,12 +22,12 @@ from __future__ import annotations
 import os
 import sys
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 
 from resstream.workflow.plan import Study
 
 from resstream.workflow.config import validate_config
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 
 def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) -> Study:

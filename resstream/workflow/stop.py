@@ -8,7 +8,7 @@ and jobs (an activations job for an hour) left running with no one to record the
 Here the main process's first SIGINT ends every process it started (SIGTERM) and then lets Snakemake
 stop as it does, and a second one kills what is still there (SIGKILL) instead of interrupting
 Snakemake's clean-up.  A job's half-built output lives under a ``.partial-PID`` name
-(:mod:`resstream.workflow.outputs`) and is cleared by the next run, so nothing finished is lost.
+(:mod:`resstream.base.outputs`) and is cleared by the next run, so nothing finished is lost.
 """
 
 from __future__ import annotations

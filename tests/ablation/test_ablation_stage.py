@@ -21,7 +21,7 @@ from resstream.model.blocks import block_lookup
 from resstream.model.walk import model_blocks
 from resstream.model.weights import model_param
 from resstream.workflow.config import validate_config
-from resstream.workflow.paths import activations_h5
+from resstream.base.paths import activations_h5
 from resstream.workflow.plan import Study
 
 SETTINGS = {"blocks": ["2.0", "2.1"], "sets": ["skip", "overwrite"], "table": "fv", "channels": {},

@@ -23,11 +23,11 @@ from helpers.manual_forward import manual_layers
 from helpers.workflow import assert_same_h5_content, h5_content
 from resstream.activations import store as act
 from resstream.activations import topk
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
 from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
-from resstream.workflow.paths import activations_h5, exemplar_grid
+from resstream.base.paths import activations_h5, exemplar_grid
 from resstream.model.weights import load_model
 
 SMALL_STUDY = {"blocks": ["1.1"]}  # the forward stops after layer1: fast

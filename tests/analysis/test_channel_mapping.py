@@ -20,7 +20,7 @@ from helpers.configs import tiny_config
 from helpers.job_calls import draw_grids, fv_dirs_of_block, run_pass
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
-from resstream.workflow.paths import activations_h5
+from resstream.base.paths import activations_h5
 from helpers.synthetic import write_study_fvs
 from helpers.workflow import link_images
 

@@ -16,7 +16,7 @@ from resstream.analysis import measure, measure_dataset
 from resstream.analysis.summary import AnalysisError
 from resstream.workflow.plan import Study
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
-from resstream.workflow.paths import activations_h5, fv_png
+from resstream.base.paths import activations_h5, fv_png
 from helpers.job_calls import fv_dirs_of_block
 from helpers.manual_forward import manual_fv_input, manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up
 from helpers.synthetic import fabricated_study

@@ -237,7 +237,7 @@ def test_a_table_without_its_mix_factor_is_refused_as_the_atlas_refuses_it(tmp_p
     """The summary, the scorecard and the atlas read a table's spectrum groups with the factor f the
     table records; one that records none is refused with the same line by each (no guessed f)."""
     from helpers.hand_tables import write_hand_tables
-    from resstream.analysis.tables import AnalysisError, write_table
+    from resstream.base.tables import AnalysisError, write_table
 
     fv, imnet = write_hand_tables(tmp_path)
     table, meta = read_table(fv["2.0"])

@@ -22,7 +22,7 @@ from resstream.analysis.summary import AnalysisError, build_summary, read_table,
 from resstream.atlas import content, load, render
 from resstream.atlas import write as atlas
 from resstream.atlas.histogram import mix_histogram
-from resstream.workflow.code_fingerprint import fingerprinted_files
+from resstream.base.code_fingerprint import fingerprinted_files
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
 from helpers.synthetic import fabricated_study, write_fv_chunk

@@ -12,7 +12,7 @@ import pytest
 from resstream.analysis import summary as analysis
 from resstream.analysis.summary import AnalysisError, build_summary, read_table
 from resstream.compare.runs import compare_outputs, compare_runs, comparison_folder
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.workflow.config import validate_config
 from helpers.hand_tables import RANDOM, write_hand_tables
 from helpers.figure_files import check_figure_files

@@ -13,7 +13,7 @@ from helpers.sample_images import make_image_folder
 from helpers.workflow import one_line, smk
 from resstream.dictionary.figure import dictionary_summary, feature_m_figure
 from resstream.dictionary.stage import _split
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 from resstream.dictionary.train import load_dictionary
 
 TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,

@@ -35,7 +35,7 @@ def run_pass(config: dict, out_path: str) -> str:
 def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
     """The exemplar_grids job of every layer that has one; returns the number of grids."""
     from resstream.activations.exemplars import write_exemplar_grids
-    from resstream.workflow.paths import exemplar_dir
+    from resstream.base.paths import exemplar_dir
 
     units = Study(config).exemplar_units()
     return sum(write_exemplar_grids(h5_path, layer, chans, exemplar_dir(config["results"], layer), threads)
@@ -44,7 +44,7 @@ def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
 
 def fv_dirs_of_block(study: Study, block: str) -> list[str]:
     """The FV chunk folders a block's measurement reads (its I, B and O layers)."""
-    from resstream.workflow.paths import fv_chunk_dir
+    from resstream.base.paths import fv_chunk_dir
 
     return [fv_chunk_dir(study.config["results"], layer, c.name) for layer in study.block_fv_layers(block)
             for c in study.chunks(layer)]

@@ -108,7 +108,7 @@ def manual_png(path):
 
 def manual_fv_input(study, layer, channel):
     """The FV picture of ``channel`` in ``layer``, read from its chunk's PNG: ``[1, 3, 224, 224]``."""
-    from resstream.workflow.paths import fv_png
+    from resstream.base.paths import fv_png
 
     chunk = next(ch for ch in study.chunks(layer) if channel in ch.channels)
     return manual_png(fv_png(study.config["results"], layer, chunk.name, channel))[None]

@@ -23,7 +23,7 @@ from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
 from resstream.analysis.measure import center_responses
-from resstream.workflow.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png
+from resstream.base.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png
 
 
 def small_config(results, dataset, blocks=("1.1", "2.0", "2.1"), channels=(0, 1, 2), **analysis) -> dict:

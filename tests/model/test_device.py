@@ -17,8 +17,8 @@ from resstream.model import device as dev
 from resstream.fv import render as fv
 from resstream.model.blocks import TapRef
 from resstream.workflow.plan import schema_fv_settings
-from resstream.errors import UserError
-from resstream.workflow.gpu_slots import declared_gpus, prepare_job_device
+from resstream.base.errors import UserError
+from resstream.base.gpu_slots import declared_gpus, prepare_job_device
 
 
 @pytest.fixture

@@ -217,7 +217,7 @@ def test_names_stages_and_shared_layers_follow_the_module_tree():
 
 
 def test_o_relu_post_is_refused_where_nothing_follows_the_sum():
-    from resstream.errors import UserError
+    from resstream.base.errors import UserError
     from resstream.workflow.config import validate_config
     from resstream.workflow.plan import Study
 

@@ -16,7 +16,7 @@ from resstream import api
 from resstream.activations.exemplars import GRID_PADDING, write_exemplar_grids
 from resstream.analysis import measure
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.fv import render as fv
 from resstream.model import preprocessing as prep
 from resstream.model.blocks import parse_layer

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from resstream.errors import ConfigError, UserError
+from resstream.base.errors import ConfigError, UserError
 from resstream.model import timm_models
 from resstream.model.blocks import B, D, O_POST, X, TapRef
 from resstream.model.taps import block_taps

@@ -3,7 +3,7 @@ import math
 import pytest
 import yaml
 
-from resstream.errors import ConfigError
+from resstream.base.errors import ConfigError
 
 from resstream.workflow.plan import Study
 
@@ -167,7 +167,7 @@ def _numeric_specs(spec, path=""):
 
 
 def test_every_number_in_the_schema_has_a_finite_range():
-    from resstream.workflow.schema import load_schema
+    from resstream.base.schema import load_schema
 
     specs = dict(_numeric_specs(load_schema()))
     assert len(specs) >= 26  # every section's numbers, not a walk that found nothing
@@ -232,7 +232,7 @@ def test_no_job_declares_an_absurd_memory_at_the_schemas_largest_values():
     """The pass's and an FV chunk's mem_mb at the largest batch, workers and chunk the schema allows
     (spatial maps of the largest layer1 map of ResNet18, 64 x 56 x 56, float16): under 64 GB."""
     from resstream.workflow.job_resources import fv_mem_mb, pass_mem_mb
-    from resstream.workflow.schema import section_properties
+    from resstream.base.schema import section_properties
 
     acts, fv = section_properties("activations"), section_properties("fv")
     largest = pass_mem_mb(acts["batch_size"]["maximum"], acts["workers"]["maximum"], 64 * 56 * 56 * 2)

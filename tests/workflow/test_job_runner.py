@@ -12,8 +12,8 @@ import types
 import pytest
 
 from helpers import REPO
-from resstream.workflow.disk_space import device_of
-from resstream.errors import UserError
+from resstream.base.disk_space import device_of
+from resstream.base.errors import UserError
 from resstream.workflow.job_runner import script_main
 
 

@@ -20,7 +20,7 @@ import pytest
 from helpers.configs import changed_config_file, tiny_config_file
 from helpers.sample_images import make_image_folder
 from helpers.workflow import SNAKEMAKE, copy_workflow, one_line, smk
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 from resstream.workflow.processes import process_start
 from resstream.workflow.job_runner import REFUSED_MARKER_SUFFIX
 from resstream.workflow.run_lock import LOCK_NAME, Owner, release_results_lock, take_results_lock

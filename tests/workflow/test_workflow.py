@@ -180,7 +180,7 @@ def test_jobs_take_what_their_rules_declare():
     runs), and each rule's code param fingerprints the script the rule runs."""
     import re
 
-    from resstream.workflow.code_fingerprint import fingerprinted_files
+    from resstream.base.code_fingerprint import fingerprinted_files
 
     scripts = sorted((REPO / "scripts").glob("*.py"))
     job_modules = {m for s in scripts for m in fingerprinted_files(str(s)) if m.endswith(".py")}
@@ -203,7 +203,7 @@ def test_jobs_take_what_their_rules_declare():
 def test_a_code_fingerprint_follows_the_imports_and_the_data_files_named(tmp_path):
     """A small package: the entry's fingerprint covers what it imports at any depth (a function's
     import too) and the data file a module names; an edit elsewhere leaves it alone."""
-    from resstream.workflow.code_fingerprint import code_fingerprint, fingerprinted_files
+    from resstream.base.code_fingerprint import code_fingerprint, fingerprinted_files
 
     pkg = tmp_path / "resstream"
     (pkg / "sub").mkdir(parents=True)

@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 
-log = logging.getLogger("resstream.workflow.outputs")
+log = logging.getLogger("resstream.base.outputs")
 
 
 def partial_dir(out_dir: str) -> str:

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 
 class AnalysisError(UserError, RuntimeError):

@@ -2,7 +2,7 @@
 
 A stage's ``__init__`` lists its public functions; importing the package must stay cheap (no torch
 for the jobs that only read files) and must not pull every module of the stage into a job's code
-fingerprint (:mod:`resstream.workflow.code_fingerprint` follows import statements).  So the names
+fingerprint (:mod:`resstream.base.code_fingerprint` follows import statements).  So the names
 resolve on first use (PEP 562).
 """
 

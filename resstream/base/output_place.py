@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 
 def check_output_place(path: str | os.PathLike, option: str) -> None:

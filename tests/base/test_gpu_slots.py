@@ -9,7 +9,7 @@ from helpers import REPO
 CLAIM = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
-from resstream.workflow.gpu_slots import pin_gpu
+from resstream.base.gpu_slots import pin_gpu
 gpu = pin_gpu({lock!r}, poll_seconds=0.1)
 print(gpu, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep({hold})
@@ -33,7 +33,7 @@ def test_concurrent_jobs_get_distinct_devices_and_a_third_waits(tmp_path):
 
 
 def test_single_or_no_gpu_needs_no_slot(tmp_path):
-    from resstream.workflow.gpu_slots import pin_gpu
+    from resstream.base.gpu_slots import pin_gpu
 
     os.environ["CUDA_VISIBLE_DEVICES"] = "3"
     try:

@@ -18,7 +18,7 @@ import pytest
 from helpers import REPO
 from helpers.configs import tiny_config
 from helpers.job_calls import render_chunk, run_pass
-from resstream.workflow import disk_space
+from resstream.base import disk_space
 from resstream.workflow.config import validate_config
 from helpers.workflow import link_images, resstream_lines
 
@@ -118,7 +118,7 @@ if sys.argv[3] == "patched":  # no tmpfs here: the 4th block's write finds the d
         flush(self)
     h5py.File.flush = flush_or_full
 from helpers.job_calls import run_pass
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 try:
     run_pass(json.loads(sys.argv[1]), sys.argv[2])
 except UserError as exc:

@@ -12,7 +12,7 @@ import errno
 import os
 import shutil
 
-from resstream.errors import UserError
+from resstream.base.errors import UserError
 
 
 class DiskSpaceError(UserError, OSError):
