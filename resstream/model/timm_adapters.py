@@ -37,7 +37,7 @@ from timm.models import _efficientnet_blocks as effnet
 from timm.layers import BlurPool2d
 from timm.models import convnext, regnet, resnet, resnetv2
 
-from resstream.model.adapters import BlockAdapter
+from resstream.model.block_adapter import BlockAdapter
 
 
 def _is_module(m, attr: str) -> bool:

@@ -136,7 +136,7 @@ def _with_nan_bn2_weights(model, channels):
 def _render_folder(model, channels, out_dir):
     from resstream.fv.job import render_fv_folder
     from resstream.fv.settings import FVSettings
-    from resstream.model.weights import WeightsIdentity
+    from resstream.model.weights_identity import WeightsIdentity
 
     identity = WeightsIdentity(arch="resnet18", source="random:0", kind="random", state_dict_sha256="0" * 64)
     settings = FVSettings(**schema_fv_settings(steps=2, jitter=0))
