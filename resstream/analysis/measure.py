@@ -36,7 +36,6 @@ from resstream.analysis.stats import relu_mean
 from resstream.base.paths import chunk_unit_pngs
 from resstream.base.tables import AnalysisError
 from resstream.model.adapters import branch_weights
-from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps, center_activation
 from resstream.fv.png_files import check_fv_png
 
@@ -142,15 +141,15 @@ def weights_attr(attrs, where: str) -> dict | None:
         raise AnalysisError(f"{where}: attribute 'weights' is not JSON. Fix: rerun the stage that wrote it.") from None
 
 
-def check_same_weights(found: dict | None, identity, where: str) -> None:
+def check_same_weights(recorded: dict | None, identity, where: str) -> None:
     """Refuse to mix outputs of different networks: the digest in a file must be the model's."""
-    if found is None:
+    if recorded is None:
         log.warning("%s records no weights identity; cannot check it matches %s", where, identity.label)
         return
-    if found.get("state_dict_sha256") != identity.state_dict_sha256:
+    if recorded.get("state_dict_sha256") != identity.state_dict_sha256:
         raise AnalysisError(
-            f"{where} was made with weights '{found.get('label', found.get('source'))}' "
-            f"(sha256 {str(found.get('state_dict_sha256'))[:12]}) but the analysis uses '{identity.label}'. "
+            f"{where} was made with weights '{recorded.get('label', recorded.get('source'))}' "
+            f"(sha256 {str(recorded.get('state_dict_sha256'))[:12]}) but the analysis uses '{identity.label}'. "
             f"Fix: rerun that stage with the current model.weights (delete the file), or set model.weights back."
         )
 
@@ -289,36 +288,3 @@ def table_meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus
         "scale_transforms": "S = Resize(224, bilinear, antialias=False) o CenterCrop(112); "
         "S^-1 = Pad(56, reflect) o Resize(112, bilinear, antialias=False); on normalised tensors",
     }
-
-
-# --- entry point for the workflow ---------------------------------------------------------------------------
-
-
-def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu: str, model: dict, activations_path: str,
-                          out_csv: str, *, batch_size: int, device: str, fv_dirs=(), gpus: int | None = None) -> pd.DataFrame:
-    """The measurement job of one block (``stimulus`` fv | imagenet): its raw table with provenance.
-    ``fv_dirs``: the FV chunk folders of the block's I, B and O layers (fv only); ``model``: the
-    rule's model param (:func:`resstream.model.weights.model_param`); ``batch_size``, ``device`` and
-    ``gpus`` (what the job declared, :func:`resstream.model.device.resolve_device`) change how it runs."""
-    from resstream.model.device import resolve_device
-    from resstream.base.tables import write_table
-    from resstream.model.weights import load_model_param
-
-    net, identity = load_model_param(model)
-    run_on = resolve_device(device, gpus)
-    net = net.to(run_on)
-    blocks = model_blocks(net)
-    log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, run_on, identity.label)
-    from resstream.analysis.measure_dataset import add_weights_and_rho, measure_imagenet_block, read_top_images
-
-    if stimulus == "fv":
-        df, meta = measure_fv_block(net, identity, blocks, block, channels, o_relu, fv_dirs, batch_size, run_on)
-        dataset_columns = None
-    else:  # the columns rho needs are among those the measurement reads: the file is read once
-        found = read_top_images(activations_path, identity, blocks, block, o_relu, channels)
-        df, meta = measure_imagenet_block(net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on,
-                                          found=found)
-        dataset_columns = found.rho_columns()
-    df = add_weights_and_rho(df, net.cpu(), blocks, block, o_relu, activations_path, identity, dataset_columns)
-    write_table(df, out_csv, meta)
-    return df

@@ -129,8 +129,8 @@ def settings_line(facts: dict) -> str:
 def config_differences(facts: dict, study) -> list[str]:
     """Where the config given to this snakemake command differs from what made the outputs."""
     cfg = study.config
-    given_steps = sorted({study.fv_settings(layer).steps for layer in study.layers})
-    given_lr = sorted({study.fv_settings(layer).lr for layer in study.layers})
+    configured_steps = sorted({study.fv_settings(layer).steps for layer in study.layers})
+    configured_lr = sorted({study.fv_settings(layer).lr for layer in study.layers})
     pairs = [
         ("model.weights", cfg["model"]["weights"], facts["weights_source"]),
         ("study.o_relu", cfg["study"]["o_relu"], facts["o_relu"]),
@@ -139,12 +139,12 @@ def config_differences(facts: dict, study) -> list[str]:
         ("analysis.mix_factor", cfg["analysis"]["mix_factor"], facts["mix_factor"]),
         ("analysis.scale_rule", cfg["analysis"]["scale_rule"], facts["scale_rule"]),
         ("analysis.scale_sign", cfg["analysis"]["scale_sign"], facts["scale_sign"]),
-        ("fv.steps", _values(given_steps), facts["fv_steps"]),
-        ("fv.lr", _values(given_lr), facts["fv_lr"]),
+        ("fv.steps", _values(configured_steps), facts["fv_steps"]),
+        ("fv.lr", _values(configured_lr), facts["fv_lr"]),
         ("fv.hook", cfg["fv"]["hook"], facts["fv_hook"]),
     ]
-    out = [f"{key} {given} given, outputs made with {made}" for key, given, made in pairs
-           if made != UNKNOWN and str(given) != str(made)]
+    out = [f"{key} {configured} given, outputs made with {made}" for key, configured, made in pairs
+           if made != UNKNOWN and str(configured) != str(made)]
     path = cfg["dataset"]["path"]
     if facts["dataset"] != UNKNOWN and path and os.path.realpath(path) != os.path.realpath(facts["dataset"]):
         out.append(f"dataset.path {path} given, outputs made from {facts['dataset']}")
