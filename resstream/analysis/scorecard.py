@@ -21,16 +21,15 @@ scorecard's header prints them.
 
 Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its JSON sidecar),
 ``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
-atlas index embeds it).  With random weights the title says that the comparison is meaningless.
-
-One module of about 630 lines on purpose: each kind of claim's comparison sits beside the verdict
-words it must use, so that a verdict means the same for every claim.
+atlas index embeds it; templates/scorecard_*.html.j2 and scorecard.css).  With random weights the
+title says that the comparison is meaningless.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -593,37 +592,12 @@ def markdown(df: pd.DataFrame, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-HTML_FRAGMENT = jinja2.Environment(autoescape=True).from_string("""\
-<section class="scorecard" id="paper-check">
-<h2 id="paper-check-title">{{ meta.title }}</h2>
-<p>{{ meta.paper }} against this run. Settings: {{ settings }}.</p>
-<p>Readings of the paper's words: {{ readings }}.</p>
-<p class="verdicts">{% for v, n in meta.verdicts.items() %}<span class="verdict v-{{ v.replace(' ', '-') }}" data-verdict="{{ v }}">{{ v }}: <b>{{ n }}</b></span> {% endfor %}</p>
-<table class="paper-check"><thead><tr><th>figure</th><th>block</th><th>claim</th><th>o_relu</th><th>a3_mean</th><th>paper</th><th>this run</th><th>verdict</th><th>overlap</th></tr></thead>
-<tbody>{% for r in rows %}
-<tr data-claim="{{ r.claim_id }}" data-verdict="{{ kind(r.verdict) }}" title="{{ r.rule }} | paper: {{ r.sentence }}{% if r.note %} | note: {{ r.note }}{% endif %}"><td>{{ r.figure }}</td><td>{{ r.block }}</td><td>{{ r.claim }}</td><td>{{ r.o_relu }}</td><td>{{ r.a3_mean }}</td><td>{{ r.paper }}</td><td>{{ r.this_run }}</td><td class="v-{{ kind(r.verdict).replace(' ', '-') }}">{{ r.verdict }}</td><td>{{ r.overlap }}</td></tr>{% endfor %}
-</tbody></table>
-</section>
-""")
-
-HTML_PAGE = jinja2.Environment(autoescape=True).from_string("""\
-<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ meta.title }}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em}
-.banner{background:#b00020;color:#fff;font-weight:bold;padding:.5em 1em;text-align:center}{{ css }}</style></head>
-<body>{% if not trained %}<div class="banner">{{ meaningless }}</div>{% endif %}
-<p>Weights: {{ weights }}</p>
-{{ fragment }}
-</body></html>
-""")
-
-SCORECARD_CSS = """
-.scorecard table { border-collapse: collapse; font-size: 12px; }
-.scorecard td, .scorecard th { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
-.v-reproduced { color: #1a7f37; font-weight: bold; } .v-partly { color: #9a6700; font-weight: bold; }
-.v-not-reproduced { color: #b00020; font-weight: bold; } .v-not-applicable, .v-not-judged { color: #777; }
-.verdicts .verdict { margin-right: 1.2em; }
-"""
+# The page's templates and stylesheet (package data, autoescaped); their names stay spelled out
+# here so that editing one reruns the jobs that render them (the code fingerprint).
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("resstream.analysis", "templates"), autoescape=True)
+HTML_FRAGMENT = TEMPLATES.get_template("scorecard_fragment.html.j2")
+HTML_PAGE = TEMPLATES.get_template("scorecard_page.html.j2")
+SCORECARD_CSS = resources.files("resstream.analysis").joinpath("templates", "scorecard.css").read_text(encoding="utf-8")
 
 
 def html_fragment(df: pd.DataFrame, meta: dict) -> str:
