@@ -18,11 +18,9 @@ a change in how the metrics are derived never reruns a measurement.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -37,6 +35,7 @@ from resstream.base.paths import chunk_unit_pngs
 from resstream.base.tables import AnalysisError
 from resstream.model.adapters import branch_weights
 from resstream.model.taps import block_taps, center_activation
+from resstream.fv.fv_file import fv_file_path, read_fv_file
 from resstream.fv.png_files import check_fv_png
 
 log = logging.getLogger(__name__)
@@ -129,18 +128,6 @@ def weight_magnitudes(model, info: blk.BlockInfo, channels) -> tuple[np.ndarray,
 # --- provenance checks ----------------------------------------------------------------------------------
 
 
-def weights_attr(attrs, where: str) -> dict | None:
-    raw = attrs.get("weights")
-    if raw is None:
-        return None
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    try:
-        return json.loads(raw)
-    except (TypeError, ValueError):
-        raise AnalysisError(f"{where}: attribute 'weights' is not JSON. Fix: rerun the stage that wrote it.") from None
-
-
 def check_same_weights(recorded: dict | None, identity, where: str) -> None:
     """Refuse to mix outputs of different networks: the digest in a file must be the model's."""
     if recorded is None:
@@ -157,7 +144,7 @@ def check_same_weights(recorded: dict | None, identity, where: str) -> None:
 # --- FV stimuli -------------------------------------------------------------------------------------------
 
 
-def fv_units(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[str, str]]:
+def fv_png_and_status(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[str, str]]:
     """``{channel: (png path, FV status)}`` for the requested channels of one FV layer, from the
     chunk folders ``fv_dirs`` (the measurement job's inputs; folders of other layers are ignored).
 
@@ -169,7 +156,7 @@ def fv_units(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[st
     status: dict[int, str] = {}
     for d in fv_dirs:
         if _chunk_layer(d) == layer:
-            status.update(_chunk_status(os.path.join(d, "fv.h5"), identity))
+            status.update(_chunk_status(d, identity))
     out = {}
     for c in wanted:
         png = pngs.get((layer, c), "")
@@ -181,30 +168,26 @@ def _chunk_layer(chunk_dir: str) -> str:
     return os.path.basename(os.path.dirname(os.path.normpath(chunk_dir)))
 
 
-def _chunk_status(h5_path: str, identity) -> dict[int, str]:
-    if not os.path.exists(h5_path):
-        log.warning("FV file %s is missing: its channels are measured as missing", h5_path)
+def _chunk_status(chunk_dir: str, identity) -> dict[int, str]:
+    if not os.path.exists(fv_file_path(chunk_dir)):
+        log.warning("FV file %s is missing: its channels are measured as missing", fv_file_path(chunk_dir))
         return {}
-    with h5py.File(h5_path, "r") as f:
-        if identity is not None:
-            check_same_weights(weights_attr(f.attrs, h5_path), identity, h5_path)
-        chans = f["channels"][:]
-        stat = f["status"].asstr()[:] if f["status"].dtype.kind in "OS" else f["status"][:]
-        return {int(c): str(s) for c, s in zip(chans, stat)}
+    record = read_fv_file(chunk_dir)
+    if identity is not None:
+        check_same_weights(record.weights, identity, record.path)
+    return record.status_by_channel()
 
 
-def fv_settings_used(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
-    """``{role: settings}`` the FVs of each role's layer were made with (the ``fv.h5`` attribute
-    ``settings`` of its first chunk folder among ``fv_dirs``)."""
+def settings_by_role(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
+    """``{role: settings}`` the FVs of each role's layer were made with (as the ``fv.h5`` of its
+    first chunk folder among ``fv_dirs`` records them)."""
     used = {}
     for role, layer in layers.items():
         for d in fv_dirs:
-            h5_path = os.path.join(d, "fv.h5")
-            if _chunk_layer(d) == layer and os.path.exists(h5_path):
-                with h5py.File(h5_path, "r") as f:
-                    settings = f.attrs.get("settings")
+            if _chunk_layer(d) == layer and os.path.exists(fv_file_path(d)):
+                settings = read_fv_file(d).settings
                 if settings is not None:
-                    used[role] = json.loads(settings)
+                    used[role] = settings
                 break
     return used
 
@@ -221,7 +204,7 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
     folders ``fv_dirs`` of its I, B and O layers."""
     taps = block_role_taps(blocks, block, o_relu)
     layers = role_layers(blocks, block, o_relu)
-    units = {role: fv_units(fv_dirs, layers[role], channels, identity) for role in ROLES}
+    units = {role: fv_png_and_status(fv_dirs, layers[role], channels, identity) for role in ROLES}
 
     prep = for_arch(identity.arch)
     x_in = [_load_or_nan(*units["I"][c], prep) for c in channels]  # X_I of every channel
@@ -232,7 +215,7 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
         df[f"fv_status_{role}"] = [units[role][c][1] for c in channels]
     df["stimulus_status"] = "ok"
     meta = table_meta(identity, blocks, block, layers, o_relu, "fv")
-    used = fv_settings_used(fv_dirs, layers)
+    used = settings_by_role(fv_dirs, layers)
     meta["fv_hook"] = next((u.get("hook") for u in used.values()), None)
     meta["fv_settings"] = used
     return df, meta

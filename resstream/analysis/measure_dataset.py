@@ -28,10 +28,9 @@ from resstream.analysis.measure import (
     scale_up,
     table_meta,
     weight_magnitudes,
-    weights_attr,
 )
 from resstream.analysis.stats import spearman_where_input_positive
-from resstream.base.tables import AnalysisError
+from resstream.base.tables import AnalysisError, weights_attr
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
 from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.model import blocks as blk

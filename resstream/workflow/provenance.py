@@ -15,6 +15,7 @@ import json
 import os
 
 from resstream.analysis.summary import sidecar_json, summary_json
+from resstream.base.errors import UserError
 from resstream.model.weights_source import weights_source
 from resstream.base.paths import activations_h5
 
@@ -29,19 +30,19 @@ def _read_json(path: str) -> dict:
         return {}
 
 
-def fv_settings_used(results: str, layers) -> dict[str, list]:
-    """``{setting: [distinct values]}`` over the ``fv.h5`` files of ``layers``' chunk folders."""
-    import h5py
+def distinct_fv_settings(results: str, layers) -> dict[str, list]:
+    """``{setting: [distinct values]}`` over the ``fv.h5`` files of ``layers``' chunk folders (an
+    unreadable file is passed over: the report says what it can)."""
+    from resstream.fv.fv_file import FV_FILE_NAME, read_fv_file
 
     seen: dict[str, list] = {}
     for layer in sorted(set(layers)):
-        for path in sorted(glob.glob(os.path.join(glob.escape(results), "fv", glob.escape(layer), "c*", "fv.h5"))):
+        for path in sorted(glob.glob(os.path.join(glob.escape(results), "fv", glob.escape(layer), "c*", FV_FILE_NAME))):
             try:
-                with h5py.File(path, "r") as f:
-                    settings = json.loads(f.attrs["settings"])
-            except (OSError, KeyError, ValueError):
+                settings = read_fv_file(os.path.dirname(path)).settings
+            except (OSError, KeyError, ValueError, UserError):
                 continue
-            for key, value in settings.items():
+            for key, value in (settings or {}).items():
                 if value not in seen.setdefault(key, []):
                     seen[key].append(value)
     return seen
@@ -55,14 +56,12 @@ def _values(values: list | None) -> str:
 
 def dataset_used(results: str) -> tuple[str, int | None]:
     """``(dataset root, number of images)`` recorded in ``activations.h5``."""
-    import h5py
-
     from resstream.activations import store
 
     try:
-        with h5py.File(activations_h5(results), "r") as f:
+        with store.open_activations(activations_h5(results)) as f:
             return store.dataset_root_given(f, UNKNOWN), store.image_count(f)
-    except (OSError, KeyError):
+    except (OSError, KeyError, store.IncompleteActivationsError):
         return UNKNOWN, None
 
 
@@ -75,7 +74,7 @@ def run_facts(results: str) -> dict:
     analysis = settings.get("analysis") or {}
     blocks = summary.get("blocks") or {}
     layers = [layer for entry in blocks.values() for layer in (entry.get("layers") or {}).values()]
-    fv = fv_settings_used(results, layers)
+    fv = distinct_fv_settings(results, layers)
     dataset, images = dataset_used(results)
     return {
         "weights_label": weights.get("label", UNKNOWN),

@@ -116,7 +116,7 @@ def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir,
     post = Study(post_cfg)
     # same stimuli: the FVs of the pre study, looked up under the post layer names
     df_pre, meta_pre = measure_fv(model, identity, study, "2.0")
-    x_units = {r: measure.fv_units(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"}
+    x_units = {r: measure.fv_png_and_status(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"}
     assert measure.role_layers(post.blocks, "2.0", "post")["O"] == "layer2.0"
     assert measure.role_layers(post.blocks, "2.1", "post")["I"] == "layer2.0"
     taps = measure.block_role_taps(post.blocks, "2.0", "post")
