@@ -206,7 +206,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
     }
     if any(r["weights"].get("kind") == "custom" for r in loaded):
-        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figures.is_custom)
+        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figure_marks.is_custom)
     write_table(blocks, out["blocks"], meta)
     write_table(hists, out["histograms"], meta)
     write_table(depth_bin_rows(blocks, depth_bins), out["by_depth"], meta)
@@ -226,7 +226,7 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     so the runs' weights are never cut off at the figure's edge however many runs it compares."""
     import matplotlib.pyplot as plt
 
-    from resstream.analysis.figures import finish
+    from resstream.analysis.figure_marks import finish
 
     models = list(dict.fromkeys(blocks["model"]))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}

@@ -13,7 +13,7 @@ from resstream.model.weights_identity import state_dict_sha256
 from resstream.model.checkpoint_files import file_sha256
 from resstream.model.checkpoint_files import WeightsError
 from resstream.model import torchvision_weights as TW
-from resstream.analysis import figures
+from resstream.analysis import table_figures
 from resstream.model import weights as W
 from resstream.analysis.summary import fig3_fig4_blocks
 from resstream.model.blocks import B, BlockError, TapRef, parse_layer, study_layers
@@ -171,10 +171,10 @@ def test_study_plan_and_figure_blocks_of_deeper_resnets(sample_dir):
     assert fig3_fig4_blocks(study("resnet18")) == ["1.1", "2.1", "3.1"]
     assert fig3_fig4_blocks(study("resnet34", blocks=["2.2", "2.3", "4.2"])) == ["2.2"]
     # Fig 2: one row per stage for resnet34's 15 studied blocks (3-4-6-3 minus 1.0), 6 columns
-    rows, cols, slots = figures.fig2_layout(study("resnet34").study_blocks)
+    rows, cols, slots = table_figures.fig2_layout(study("resnet34").study_blocks)
     assert (rows, cols) == (4, 6)
     assert [slots[b] for b in ("1.1", "2.0", "3.0", "3.5", "4.0", "4.2")] == [0, 6, 12, 17, 18, 20]
-    rows, cols, slots = figures.fig2_layout(study("resnet152").study_blocks)
+    rows, cols, slots = table_figures.fig2_layout(study("resnet152").study_blocks)
     assert cols == 6 and rows == 1 + 2 + 6 + 1 and slots["3.35"] == 6 * 9 - 1 and slots["4.0"] == 6 * 9
     assert len(set(slots.values())) == 49
 
