@@ -1,4 +1,4 @@
-"""Block adapters (:class:`resstream.model.adapters.BlockAdapter`) for timm's residual blocks.
+"""Block adapters (:class:`resstream.model.block_adapter.BlockAdapter`) for timm's residual blocks.
 
 Imported by :func:`resstream.model.adapters.adapter_of` the first time it meets a module of timm, so
 a torchvision run never imports timm.  Every timm block below ends its branch in ``drop_path``

@@ -86,7 +86,7 @@ def _missing_message(arch: str, why: str) -> str:
 
 def fetch_pretrained(arch: str, allow_download: bool, fetch: bool = True) -> Path | None:
     """The cached file, downloaded first when missing and allowed (``fetch=False``: a dry run, which
-    only reports); offline with no cached file raises :class:`WeightsError` naming the cache path."""
+    only reports); offline with no cached file raises :class:`~resstream.model.checkpoint_files.WeightsError` naming the cache path."""
     from resstream.model.checkpoint_files import WeightsError
 
     cached = cached_hub_file(arch)
@@ -108,7 +108,7 @@ def fetch_pretrained(arch: str, allow_download: bool, fetch: bool = True) -> Pat
 
 def _create_from_file(arch: str, path: Path, on_meta: bool = False):
     """``timm.create_model`` loading ``path`` through timm's own loader; a file that does not fit
-    raises :class:`WeightsError`."""
+    raises :class:`~resstream.model.checkpoint_files.WeightsError`."""
     import contextlib
     import warnings
 

@@ -62,7 +62,7 @@ def check_weights_available(arch: str, weights: str, allow_download: bool, fetch
     parallel jobs never race to fetch the same file; on a cluster the main process runs where it
     was started (usually a login node with a network).  ``fetch=False`` (a dry run) only checks
     what is there: a missing hub file with downloads allowed passes (see :func:`missing_hub_file`).
-    Raises :class:`WeightsError`."""
+    Raises :class:`~resstream.model.checkpoint_files.WeightsError`."""
     weights = str(weights)
     check_weights_spec(arch, weights, checkpoint)
     if random_seed(weights) is not None:
