@@ -28,14 +28,13 @@ so a second comparison never replaces a first:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.analysis.summary import AnalysisError, metric_table_csv, read_table, summary_json, write_table
+from resstream.analysis.summary import AnalysisError, metric_table_csv, read_summary, read_table, summary_json, write_table
 from resstream.model.weights_source import combined_weights_source, weights_source
 
 OUTPUTS = {
@@ -88,8 +87,7 @@ def read_run_summary(name: str, results: str) -> tuple[dict, str, dict]:
     if not os.path.exists(path):
         raise AnalysisError(f"compare.runs.{name}: {path} does not exist. Fix: run that workflow to its summary first.")
     try:
-        with open(path) as f:
-            summary = json.load(f)
+        summary = read_summary(path)
     except ValueError as exc:
         raise AnalysisError(f"compare.runs.{name}: {path} is not JSON ({exc}). Fix: rerun that run's analysis_summary.") from None
     arch = (summary.get("weights") or {}).get("arch")

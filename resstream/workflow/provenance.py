@@ -14,7 +14,7 @@ import glob
 import json
 import os
 
-from resstream.analysis.summary import sidecar_json, summary_json
+from resstream.analysis.summary import read_summary, sidecar_json, summary_json
 from resstream.base.errors import UserError
 from resstream.model.weights_source import weights_source
 from resstream.base.paths import activations_h5
@@ -68,7 +68,10 @@ def dataset_used(results: str) -> tuple[str, int | None]:
 def run_facts(results: str) -> dict:
     """The settings that made the run under ``results``, from its outputs (``UNKNOWN`` where a
     file is missing)."""
-    summary = _read_json(summary_json(results))
+    try:
+        summary = read_summary(summary_json(results))
+    except (OSError, ValueError):
+        summary = {}
     weights = summary.get("weights") or {}
     settings = summary.get("settings") or {}
     analysis = settings.get("analysis") or {}
