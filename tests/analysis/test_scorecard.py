@@ -290,3 +290,13 @@ def test_the_templates_write_the_same_bytes_as_the_inline_strings_did(tmp_path, 
     digests = tuple(hashlib.sha256(Path(out[kind]).read_bytes()).hexdigest() for kind in ("html", "md"))
     assert digests == PAGES_BEFORE_TEMPLATES[(blocks, weights)]
     assert sc.SCORECARD_CSS in Path(out["html"]).read_text()
+
+
+def test_editing_a_scorecard_template_reruns_the_jobs_that_render_it():
+    from helpers import REPO
+    from resstream.base.code_fingerprint import fingerprinted_files
+
+    templates = {"analysis/templates/scorecard_page.html.j2", "analysis/templates/scorecard_fragment.html.j2",
+                 "analysis/templates/scorecard.css"}
+    for script in ("paper_check.py", "atlas.py"):
+        assert templates <= set(fingerprinted_files(str(REPO / "scripts" / script))), script
