@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from resstream.base.paths import FV_FILE_NAME
 from resstream.base.tables import weights_attr
 from resstream.fv.settings import FVSettings
 
-FV_FILE_NAME = "fv.h5"
 FV_FILE_DATASETS = ("channels", "status", "final_activation", "seed", "curve", "image")
 
 
