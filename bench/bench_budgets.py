@@ -60,7 +60,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
 
         write_exemplar_grids(h5, LAYER, list(range(units)), exemplar_dir(work, LAYER))
         return {"units": units}
-    from resstream.analysis.measure import run_block_measurement
+    from resstream.analysis.measure_job import run_block_measurement
 
     fv_dirs = []
     if kind == "measure_fv":  # stand-in FV pictures: what is timed is the measurement, not the FVs

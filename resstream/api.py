@@ -120,17 +120,15 @@ def extract_activations(data: str, out: str, *, arch: str = default("model.arch"
 def _fv_provenance(png: str, channel: int, identity) -> str | None:
     """The unit's FV status from the ``fv.h5`` beside its PNG (None without one), after checking
     that file names the same weights."""
-    import h5py
+    from resstream.analysis.measure import check_same_weights
+    from resstream.fv.fv_file import fv_file_path, read_fv_file
 
-    from resstream.analysis.measure import check_same_weights, weights_attr
-
-    h5_path = Path(png).parent / "fv.h5"
-    if not h5_path.is_file():
+    chunk_dir = str(Path(png).parent)
+    if not Path(fv_file_path(chunk_dir)).is_file():
         return None
-    with h5py.File(h5_path, "r") as f:
-        check_same_weights(weights_attr(f.attrs, str(h5_path)), identity, str(h5_path))
-        status = dict(zip(f["channels"][:].tolist(), f["status"].asstr()[:]))
-    return status.get(channel)
+    record = read_fv_file(chunk_dir)
+    check_same_weights(record.weights, identity, record.path)
+    return record.status_by_channel().get(channel)
 
 
 def unit_metrics(block: str, channel: int, fv_images: dict[str, str], *, arch: str = default("model.arch"),

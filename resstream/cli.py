@@ -120,7 +120,7 @@ def info(args: argparse.Namespace) -> None:
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
 
-    from resstream.model.families import check_arch
+    from resstream.model.structure import check_arch
 
     check_arch(args.arch)
     try:

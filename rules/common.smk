@@ -73,11 +73,11 @@ onstart:
 
 
 # --report: captions and report text read what made the outputs from the outputs themselves
-# (resstream/analysis/provenance.py), never from the config given to --report; with --report-after-run
+# (resstream/workflow/provenance.py), never from the config given to --report; with --report-after-run
 # they are read again once the run has made the outputs.
 REPORT = report_requested() if workflow.is_main_process else None
 if REPORT:
-    from resstream.analysis.provenance import report_facts
+    from resstream.workflow.provenance import report_facts
 
     config["report_facts"] = report_facts(STUDY)
 

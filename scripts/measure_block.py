@@ -9,7 +9,7 @@ params = snakemake.params
 GPUS = prepare_job_device(params.device, declared_gpus(snakemake), params.gpu_slots)
 
 from resstream.workflow.job_runner import script_main  # noqa: E402
-from resstream.analysis.measure import run_block_measurement  # noqa: E402
+from resstream.analysis.measure_job import run_block_measurement  # noqa: E402
 
 fv_dirs = snakemake.input.fv if params.stimulus == "fv" else []
 script_main(

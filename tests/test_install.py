@@ -14,9 +14,11 @@ from pathlib import Path
 from helpers import REPO
 
 PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256", "resstream/model/arch_tables.json",
-                "resstream/model/timm_tables.json",
+                "resstream/model/timm_tables.json", "resstream/analysis/templates/scorecard_page.html.j2",
+                "resstream/analysis/templates/scorecard.css",
                 "resstream/atlas/templates/unit.html.j2", "resstream/atlas/static/atlas.css", "resstream/atlas/static/atlas.js")
 # the installed package renders a unit page from its own templates (every template and static file it names)
+# and finds the scorecard's
 RENDER_ATLAS = """\
 from resstream.atlas import content, render
 pages = [render.environment().get_template(name) for name in render.TEMPLATES]
@@ -24,7 +26,9 @@ page = render.render("unit.html.j2", root="../", weights=None, block="1.1", c=0,
                      layers=dict(I="i", B="b", O="o"), pictures={r: {"fv": None, "top9": None} for r in content.ROLES},
                      top9_lists={})
 static = [render.static_text(name) for name in render.STATIC]
-print(len(pages), len(static), "random-weights-banner" in page, 'href="unit0001.html"' in page)
+from resstream.analysis import scorecard  # its page templates and stylesheet, package data too
+print(len(pages), len(static), "random-weights-banner" in page, 'href="unit0001.html"' in page, scorecard.HTML_PAGE.name,
+      ".v-reproduced" in scorecard.SCORECARD_CSS)
 """
 
 
@@ -69,5 +73,5 @@ def test_wheel_installs_into_a_fresh_environment_and_finds_its_data(tmp_path):
                 cwd=elsewhere, env=clean)
     assert count.stdout == "1000\n"
     atlas = run(env_python, "-c", RENDER_ATLAS, cwd=elsewhere, env=clean)
-    assert atlas.stdout == "5 2 True True\n"
+    assert atlas.stdout == "5 2 True True scorecard_page.html.j2 True\n"
     assert list(elsewhere.iterdir()) == []

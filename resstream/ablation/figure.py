@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from resstream.ablation.channel_sets import RANDOM_PREFIX  # noqa: E402
-from resstream.analysis.figures import finish  # noqa: E402
+from resstream.analysis.figure_marks import finish  # noqa: E402
 
 CONDITION = ["block", "set", "kind", "path"]
 

@@ -114,7 +114,7 @@ def image_count(f: h5py.File) -> int:
 
 
 def weights_identity(f: h5py.File) -> dict:
-    """The identity of the weights that made the file (:meth:`resstream.model.weights.WeightsIdentity.as_dict`)."""
+    """The identity of the weights that made the file (:meth:`resstream.model.weights_identity.WeightsIdentity.as_dict`)."""
     return json.loads(f.attrs["weights"])
 
 

@@ -18,11 +18,9 @@ a change in how the metrics are derived never reruns a measurement.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -36,8 +34,8 @@ from resstream.analysis.stats import relu_mean
 from resstream.base.paths import chunk_unit_pngs
 from resstream.base.tables import AnalysisError
 from resstream.model.adapters import branch_weights
-from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps, center_activation
+from resstream.fv.fv_file import fv_file_path, read_fv_file
 from resstream.fv.png_files import check_fv_png
 
 log = logging.getLogger(__name__)
@@ -130,27 +128,15 @@ def weight_magnitudes(model, info: blk.BlockInfo, channels) -> tuple[np.ndarray,
 # --- provenance checks ----------------------------------------------------------------------------------
 
 
-def weights_attr(attrs, where: str) -> dict | None:
-    raw = attrs.get("weights")
-    if raw is None:
-        return None
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    try:
-        return json.loads(raw)
-    except (TypeError, ValueError):
-        raise AnalysisError(f"{where}: attribute 'weights' is not JSON. Fix: rerun the stage that wrote it.") from None
-
-
-def check_same_weights(found: dict | None, identity, where: str) -> None:
+def check_same_weights(recorded: dict | None, identity, where: str) -> None:
     """Refuse to mix outputs of different networks: the digest in a file must be the model's."""
-    if found is None:
+    if recorded is None:
         log.warning("%s records no weights identity; cannot check it matches %s", where, identity.label)
         return
-    if found.get("state_dict_sha256") != identity.state_dict_sha256:
+    if recorded.get("state_dict_sha256") != identity.state_dict_sha256:
         raise AnalysisError(
-            f"{where} was made with weights '{found.get('label', found.get('source'))}' "
-            f"(sha256 {str(found.get('state_dict_sha256'))[:12]}) but the analysis uses '{identity.label}'. "
+            f"{where} was made with weights '{recorded.get('label', recorded.get('source'))}' "
+            f"(sha256 {str(recorded.get('state_dict_sha256'))[:12]}) but the analysis uses '{identity.label}'. "
             f"Fix: rerun that stage with the current model.weights (delete the file), or set model.weights back."
         )
 
@@ -158,7 +144,7 @@ def check_same_weights(found: dict | None, identity, where: str) -> None:
 # --- FV stimuli -------------------------------------------------------------------------------------------
 
 
-def fv_units(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[str, str]]:
+def fv_png_and_status(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[str, str]]:
     """``{channel: (png path, FV status)}`` for the requested channels of one FV layer, from the
     chunk folders ``fv_dirs`` (the measurement job's inputs; folders of other layers are ignored).
 
@@ -170,7 +156,7 @@ def fv_units(fv_dirs, layer: str, channels, identity=None) -> dict[int, tuple[st
     status: dict[int, str] = {}
     for d in fv_dirs:
         if _chunk_layer(d) == layer:
-            status.update(_chunk_status(os.path.join(d, "fv.h5"), identity))
+            status.update(_chunk_status(d, identity))
     out = {}
     for c in wanted:
         png = pngs.get((layer, c), "")
@@ -182,30 +168,26 @@ def _chunk_layer(chunk_dir: str) -> str:
     return os.path.basename(os.path.dirname(os.path.normpath(chunk_dir)))
 
 
-def _chunk_status(h5_path: str, identity) -> dict[int, str]:
-    if not os.path.exists(h5_path):
-        log.warning("FV file %s is missing: its channels are measured as missing", h5_path)
+def _chunk_status(chunk_dir: str, identity) -> dict[int, str]:
+    if not os.path.exists(fv_file_path(chunk_dir)):
+        log.warning("FV file %s is missing: its channels are measured as missing", fv_file_path(chunk_dir))
         return {}
-    with h5py.File(h5_path, "r") as f:
-        if identity is not None:
-            check_same_weights(weights_attr(f.attrs, h5_path), identity, h5_path)
-        chans = f["channels"][:]
-        stat = f["status"].asstr()[:] if f["status"].dtype.kind in "OS" else f["status"][:]
-        return {int(c): str(s) for c, s in zip(chans, stat)}
+    record = read_fv_file(chunk_dir)
+    if identity is not None:
+        check_same_weights(record.weights, identity, record.path)
+    return record.status_by_channel()
 
 
-def fv_settings_used(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
-    """``{role: settings}`` the FVs of each role's layer were made with (the ``fv.h5`` attribute
-    ``settings`` of its first chunk folder among ``fv_dirs``)."""
+def settings_by_role(fv_dirs, layers: dict[str, str]) -> dict[str, dict]:
+    """``{role: settings}`` the FVs of each role's layer were made with (as the ``fv.h5`` of its
+    first chunk folder among ``fv_dirs`` records them)."""
     used = {}
     for role, layer in layers.items():
         for d in fv_dirs:
-            h5_path = os.path.join(d, "fv.h5")
-            if _chunk_layer(d) == layer and os.path.exists(h5_path):
-                with h5py.File(h5_path, "r") as f:
-                    settings = f.attrs.get("settings")
+            if _chunk_layer(d) == layer and os.path.exists(fv_file_path(d)):
+                settings = read_fv_file(d).settings
                 if settings is not None:
-                    used[role] = json.loads(settings)
+                    used[role] = settings
                 break
     return used
 
@@ -222,7 +204,7 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
     folders ``fv_dirs`` of its I, B and O layers."""
     taps = block_role_taps(blocks, block, o_relu)
     layers = role_layers(blocks, block, o_relu)
-    units = {role: fv_units(fv_dirs, layers[role], channels, identity) for role in ROLES}
+    units = {role: fv_png_and_status(fv_dirs, layers[role], channels, identity) for role in ROLES}
 
     prep = for_arch(identity.arch)
     x_in = [_load_or_nan(*units["I"][c], prep) for c in channels]  # X_I of every channel
@@ -233,7 +215,7 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
         df[f"fv_status_{role}"] = [units[role][c][1] for c in channels]
     df["stimulus_status"] = "ok"
     meta = table_meta(identity, blocks, block, layers, o_relu, "fv")
-    used = fv_settings_used(fv_dirs, layers)
+    used = settings_by_role(fv_dirs, layers)
     meta["fv_hook"] = next((u.get("hook") for u in used.values()), None)
     meta["fv_settings"] = used
     return df, meta
@@ -289,36 +271,3 @@ def table_meta(identity, blocks, block: str, layers: dict, o_relu: str, stimulus
         "scale_transforms": "S = Resize(224, bilinear, antialias=False) o CenterCrop(112); "
         "S^-1 = Pad(56, reflect) o Resize(112, bilinear, antialias=False); on normalised tensors",
     }
-
-
-# --- entry point for the workflow ---------------------------------------------------------------------------
-
-
-def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu: str, model: dict, activations_path: str,
-                          out_csv: str, *, batch_size: int, device: str, fv_dirs=(), gpus: int | None = None) -> pd.DataFrame:
-    """The measurement job of one block (``stimulus`` fv | imagenet): its raw table with provenance.
-    ``fv_dirs``: the FV chunk folders of the block's I, B and O layers (fv only); ``model``: the
-    rule's model param (:func:`resstream.model.weights.model_param`); ``batch_size``, ``device`` and
-    ``gpus`` (what the job declared, :func:`resstream.model.device.resolve_device`) change how it runs."""
-    from resstream.model.device import resolve_device
-    from resstream.base.tables import write_table
-    from resstream.model.weights import load_model_param
-
-    net, identity = load_model_param(model)
-    run_on = resolve_device(device, gpus)
-    net = net.to(run_on)
-    blocks = model_blocks(net)
-    log.info("measuring block %s with %s stimuli on %s; weights %s", block, stimulus, run_on, identity.label)
-    from resstream.analysis.measure_dataset import add_weights_and_rho, measure_imagenet_block, read_top_images
-
-    if stimulus == "fv":
-        df, meta = measure_fv_block(net, identity, blocks, block, channels, o_relu, fv_dirs, batch_size, run_on)
-        dataset_columns = None
-    else:  # the columns rho needs are among those the measurement reads: the file is read once
-        found = read_top_images(activations_path, identity, blocks, block, o_relu, channels)
-        df, meta = measure_imagenet_block(net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on,
-                                          found=found)
-        dataset_columns = found.rho_columns()
-    df = add_weights_and_rho(df, net.cpu(), blocks, block, o_relu, activations_path, identity, dataset_columns)
-    write_table(df, out_csv, meta)
-    return df

@@ -28,10 +28,9 @@ from resstream.analysis.measure import (
     scale_up,
     table_meta,
     weight_magnitudes,
-    weights_attr,
 )
 from resstream.analysis.stats import spearman_where_input_positive
-from resstream.base.tables import AnalysisError
+from resstream.base.tables import AnalysisError, weights_attr
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
 from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.model import blocks as blk
@@ -116,30 +115,30 @@ class _Responses:
 
 
 def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
-                           activations_path: str, batch_size: int, device=None, found: _TopImages | None = None
+                           activations_path: str, batch_size: int, device=None, top_images: _TopImages | None = None
                            ) -> tuple[pd.DataFrame, dict]:
     """The raw ImageNet table of one block: as :func:`measure_fv_block` with each channel's top-9
     dataset images of its I and of its B layer in place of X_I and X_B; every value is the mean
     over the 9 images, the ReLU'd deltas means of ReLU (docs/method.md#imagenet-variant-a3).  The images are read from the
-    folder the activations file was made from (its ``dataset_root_resolved``).  ``found``: what
+    folder the activations file was made from (its ``dataset_root_resolved``).  ``top_images``: what
     :func:`read_top_images` read of that file for this block, else read here."""
     channels = np.asarray(channels)
     taps = block_role_taps(blocks, block, o_relu)
     layers = role_layers(blocks, block, o_relu)
-    if found is None:
-        found = read_top_images(activations_path, identity, blocks, block, o_relu, channels)
+    if top_images is None:
+        top_images = read_top_images(activations_path, identity, blocks, block, o_relu, channels)
     # index -1 pads a unit with fewer than k valid images; such slots are left out of the means
-    need_up = set(found.top["I"].ravel().tolist()) - {-1}
-    need_down = set(found.top["B"].ravel().tolist()) - {-1}
+    need_up = set(top_images.top["I"].ravel().tolist()) - {-1}
+    need_down = set(top_images.top["B"].ravel().tolist()) - {-1}
     indices = sorted(need_up | need_down)
     log.info("block %s: %d channels, %d distinct top-9 images (I=%s, B=%s)", block, len(channels), len(indices), layers["I"], layers["B"])
     plain_taps = dict(taps, **o_relu_taps(blocks, block))
-    responses = _top_image_responses(model, blocks, found, indices, need_up, need_down, plain_taps, batch_size, device,
+    responses = _top_image_responses(model, blocks, top_images, indices, need_up, need_down, plain_taps, batch_size, device,
                                      for_arch(identity.arch))
-    df = _imagenet_rows(block, channels, found.top, responses)
+    df = _imagenet_rows(block, channels, top_images.top, responses)
     meta = table_meta(identity, blocks, block, layers, o_relu, "imagenet")
-    meta["dataset"] = found.dataset_root
-    meta["max_abs_diff_vs_activations_h5"] = _stored_difference(found.stored, responses, indices, channels)
+    meta["dataset"] = top_images.dataset_root
+    meta["max_abs_diff_vs_activations_h5"] = _stored_difference(top_images.stored, responses, indices, channels)
     log.info("block %s: largest difference to the stored dataset activations %.3g", block, meta["max_abs_diff_vs_activations_h5"] or 0.0)
     return df, meta
 
@@ -159,21 +158,21 @@ def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str
         return _TopImages(store.dataset_root(f), top, store.image_paths(f), store.image_ok(f), stored)
 
 
-def _top_image_responses(model, blocks, found: _TopImages, indices: list[int], need_up: set, need_down: set,
+def _top_image_responses(model, blocks, top_images: _TopImages, indices: list[int], need_up: set, need_down: set,
                          plain_taps: dict[str, blk.TapRef], batch_size: int, device,
                          preprocessing: Preprocessing = TORCHVISION) -> _Responses:
     """Each image is loaded once and sent through at most three forwards: plain (every tap of
     ``plain_taps``), S (if it is some channel's I exemplar) and S^-1 (if it is some channel's B
     exemplar); the images are read as the dataset pass read them (``preprocessing``)."""
-    records = [ImageRecord(i, str(p), -1, "") for i, p in enumerate(found.paths)]
-    dataset = ImageFolderDataset(found.dataset_root, on_bad_image="skip", records=records, preprocessing=preprocessing)
+    records = [ImageRecord(i, str(p), -1, "") for i, p in enumerate(top_images.paths)]
+    dataset = ImageFolderDataset(top_images.dataset_root, on_bad_image="skip", records=records, preprocessing=preprocessing)
     out = _Responses()
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
         items = [dataset[i] for i in batch]
         x = torch.stack([it[0] for it in items])
         for i, it in zip(batch, items):
-            out.readable[i] = bool(it[2]) and bool(found.ok[i])
+            out.readable[i] = bool(it[2]) and bool(top_images.ok[i])
         _store(out.plain, batch, center_responses(model, x, plain_taps, blocks, device))
         sel = [k for k, i in enumerate(batch) if i in need_up]
         if sel:

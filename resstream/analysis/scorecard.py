@@ -21,16 +21,15 @@ scorecard's header prints them.
 
 Outputs (rule ``paper_check``): ``paper_check.csv`` (the rows; provenance in its JSON sidecar),
 ``paper_check.md`` and ``paper_check.html`` (the same as text and as a page for the report; the
-atlas index embeds it).  With random weights the title says that the comparison is meaningless.
-
-One module of about 630 lines on purpose: each kind of claim's comparison sits beside the verdict
-words it must use, so that a verdict means the same for every claim.
+atlas index embeds it; templates/scorecard_*.html.j2 and scorecard.css).  With random weights the
+title says that the comparison is meaningless.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -161,7 +160,7 @@ def _listing(channels) -> str:
     return ", ".join(str(int(c)) for c in channels) if len(channels) else "none"
 
 
-def _g(x, digits: int = 3) -> str:
+def _short_number(x, digits: int = 3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
 
@@ -186,13 +185,13 @@ def _not_studied(missing: list[int]) -> str:
     return f"; not studied: {_listing(missing)}" if missing else ""
 
 
-def _found_among(claim: dict, run: RunTables, found: list[int], what: str, rule: str) -> dict:
-    """Verdict by how many of the named channels are in ``found`` (the run's list)."""
+def _found_among(claim: dict, run: RunTables, run_channels: list[int], what: str, rule: str) -> dict:
+    """Verdict by how many of the named channels are in ``run_channels`` (the run's list)."""
     named, missing = _named(claim, run.fv[claim["block"]])
     if not named:
         return _na(claim, run, f"channel(s) {_listing(claim['channels'])} not studied", rule)
-    hits = [c for c in named if c in found]
-    return _row(claim, run, f"{what}: {_listing(found)}", _capped(_by_count(len(hits), len(named)), missing), rule,
+    hits = [c for c in named if c in run_channels]
+    return _row(claim, run, f"{what}: {_listing(run_channels)}", _capped(_by_count(len(hits), len(named)), missing), rule,
                 f"{len(hits)} of {len(named)} channels found{_not_studied(missing)}")
 
 
@@ -206,7 +205,7 @@ def check_group(claim, run: RunTables) -> list[dict]:
     if row.empty:
         return [_na(claim, run, f"channel {claim['channel']} not studied", rule)]
     group, m = row["mix_group"].iloc[0], float(row["M"].iloc[0])
-    return [_row(claim, run, f"{group} (M = {_g(m)})", REPRODUCED if group == claim["expected"] else NOT_REPRODUCED, rule)]
+    return [_row(claim, run, f"{group} (M = {_short_number(m)})", REPRODUCED if group == claim["expected"] else NOT_REPRODUCED, rule)]
 
 
 def check_pass_all(claim, run: RunTables) -> list[dict]:
@@ -227,8 +226,8 @@ def check_share(claim, run: RunTables) -> list[dict]:
         return [_na(claim, run, f"no {among}", rule)]
     share = float(np.mean(m < claim["below"])) if "below" in claim else float(np.mean(m > claim["above"]))
     verdict = REPRODUCED if share >= reproduced_at else PARTLY if share >= claim["partly_at"] else NOT_REPRODUCED
-    found = f"{share:.1%} of {len(m)} {among}" + (f" ({without} without M: dead or missing)" if without else "")
-    return [_row(claim, run, found, verdict, rule)]
+    this_run = f"{share:.1%} of {len(m)} {among}" + (f" ({without} without M: dead or missing)" if without else "")
+    return [_row(claim, run, this_run, verdict, rule)]
 
 
 def _share_below_one(df) -> float:
@@ -258,7 +257,7 @@ def check_spearman_negative(claim, run: RunTables) -> list[dict]:
     if not np.isfinite(r.statistic):
         return [_na(claim, run, r.status, rule)]
     verdict = (REPRODUCED if r.pvalue < run.alpha else PARTLY) if r.statistic < 0 else NOT_REPRODUCED
-    return [_row(claim, run, f"rho = {r.statistic:.3f}, p = {_g(r.pvalue, 2)} (n = {r.n})", verdict, rule)]
+    return [_row(claim, run, f"rho = {r.statistic:.3f}, p = {_short_number(r.pvalue, 2)} (n = {r.n})", verdict, rule)]
 
 
 def check_overwrite_lower(claim, run: RunTables) -> list[dict]:
@@ -276,9 +275,9 @@ def check_overwrite_lower(claim, run: RunTables) -> list[dict]:
         verdict = REPRODUCED if significant else PARTLY if lower else NOT_REPRODUCED
     else:
         verdict = NOT_REPRODUCED if significant else REPRODUCED
-    found = (f"overwrite mean {_g(means[metrics.OVERWRITE])}, skip mean {_g(means[metrics.SKIP])}, "
-             f"F = {_g(a.statistic)}, p = {_g(a.pvalue, 2)}")
-    return [_row(claim, run, found, verdict, rule)]
+    this_run = (f"overwrite mean {_short_number(means[metrics.OVERWRITE])}, skip mean {_short_number(means[metrics.SKIP])}, "
+                f"F = {_short_number(a.statistic)}, p = {_short_number(a.pvalue, 2)}")
+    return [_row(claim, run, this_run, verdict, rule)]
 
 
 def check_negative_share(claim, run: RunTables) -> list[dict]:
@@ -288,12 +287,12 @@ def check_negative_share(claim, run: RunTables) -> list[dict]:
     df = run.fv[claim["block"]]
     values, skip = df[claim["column"]].to_numpy(dtype=float), (df["fig4_group"] == metrics.SKIP).to_numpy()
     shares = [_negative_percent(values), _negative_percent(values[skip])]
-    found = (f"{_pct(shares[0])} of {len(values)} channels, {_pct(shares[1])} of {int(skip.sum())} skip channels "
+    this_run = (f"{_pct(shares[0])} of {len(values)} channels, {_pct(shares[1])} of {int(skip.sum())} skip channels "
              f"with {claim['column']} < 0")
     if not np.isfinite(shares[0]):
-        return [_na(claim, run, found, rule)]
+        return [_na(claim, run, this_run, rule)]
     hits = sum(bool(x >= many) for x in shares)  # NaN (no skip channel) is no hit
-    return [_row(claim, run, found, REPRODUCED if hits == 2 else PARTLY if hits else NOT_REPRODUCED, rule)]
+    return [_row(claim, run, this_run, REPRODUCED if hits == 2 else PARTLY if hits else NOT_REPRODUCED, rule)]
 
 
 def _negative_percent(values: np.ndarray) -> float:
@@ -312,25 +311,25 @@ def _pass_percent(df, flag: str) -> tuple[int, float]:
 
 def check_pass_share(claim, run: RunTables) -> list[dict]:
     count, pct = _pass_percent(run.fv[claim["block"]], claim["flag"])
-    found = f"{count} of {len(run.fv[claim['block']])} channels ({pct:.1f} %)"
+    this_run = f"{count} of {len(run.fv[claim['block']])} channels ({pct:.1f} %)"
     if "at_most" in claim:
         bound = percent(run, claim["at_most"])
         if bound == 0:
-            return [_row(claim, run, found, REPRODUCED if count == 0 else NOT_REPRODUCED, "reproduced: no channel")]
+            return [_row(claim, run, this_run, REPRODUCED if count == 0 else NOT_REPRODUCED, "reproduced: no channel")]
         verdict = REPRODUCED if pct <= bound else PARTLY if pct <= 2 * bound else NOT_REPRODUCED
-        return [_row(claim, run, found, verdict, f"reproduced: at most {bound:g} %; partly: at most {2 * bound:g} %")]
+        return [_row(claim, run, this_run, verdict, f"reproduced: at most {bound:g} %; partly: at most {2 * bound:g} %")]
     at_least = percent(run, claim["at_least"])
     conditions = [pct >= at_least]
     neighbours = [b for b in claim.get("below", []) if b in run.fv]
     for b in neighbours:
         other = _pass_percent(run.fv[b], claim["flag"])[1]
         conditions.append(pct < other)
-        found += f"; {b}: {other:.1f} %"
+        this_run += f"; {b}: {other:.1f} %"
     if len(conditions) == 1:
         verdict = REPRODUCED if conditions[0] else PARTLY if count else NOT_REPRODUCED
-        return [_row(claim, run, found, verdict, f"reproduced: at least {at_least:g} %; partly: some")]
+        return [_row(claim, run, this_run, verdict, f"reproduced: at least {at_least:g} %; partly: some")]
     rule = f"reproduced: at least {at_least:g} % and below {', '.join(neighbours)}; partly: some of these"
-    return [_row(claim, run, found, _by_count(sum(conditions), len(conditions)), rule)]
+    return [_row(claim, run, this_run, _by_count(sum(conditions), len(conditions)), rule)]
 
 
 def check_top_sm(claim, run: RunTables) -> list[dict]:
@@ -358,13 +357,13 @@ def check_fig7(claim, run: RunTables) -> list[dict]:
     rows = []
     for o_relu in _o_relu_readings(run):
         for a3_mean in _a3_mean_readings(run):
-            found = run.fig7(claim["block"], o_relu, a3_mean)
+            run_channels = run.fig7(claim["block"], o_relu, a3_mean)
             if claim["block"] not in run.fv:
                 row = _na(claim, run, f"block {claim['block']} not studied", FIG7_RULE)
-            elif found is None:
+            elif run_channels is None:
                 row = _na(claim, run, f"no ImageNet table with o_relu {o_relu} readings", FIG7_RULE)
             else:
-                row = _fig7_row(claim, run, found)
+                row = _fig7_row(claim, run, run_channels)
             row["claim"] += _reading(o_relu == run.o_relu, a3_mean == run.a3_mean)
             rows.append(dict(row, o_relu=o_relu, a3_mean=a3_mean))
     return rows
@@ -377,16 +376,17 @@ def _reading(same_o_relu: bool, same_a3_mean: bool) -> str:
     return f" (A.3 with {' and '.join(other)}, same top-9 images)"
 
 
-def _fig7_row(claim, run: RunTables, found: list[int]) -> dict:
+def _fig7_row(claim, run: RunTables, run_channels: list[int]) -> dict:
     if not claim["channels"]:
-        return _row(claim, run, _listing(found), REPRODUCED if not found else NOT_REPRODUCED, "reproduced: no channel, as the paper")
+        return _row(claim, run, _listing(run_channels), REPRODUCED if not run_channels else NOT_REPRODUCED,
+                    "reproduced: no channel, as the paper")
     named, missing = _named(claim, run.fv[claim["block"]])
     if not named:
         return _na(claim, run, f"channel(s) {_listing(claim['channels'])} not studied", FIG7_RULE)
-    hits = [c for c in named if c in found]
-    precision = f"{len(hits) / len(found):.2g}" if found else "n/a"
-    verdict = _capped(REPRODUCED if set(found) == set(named) else PARTLY if hits else NOT_REPRODUCED, missing)
-    return _row(claim, run, _listing(found), verdict, FIG7_RULE,
+    hits = [c for c in named if c in run_channels]
+    precision = f"{len(hits) / len(run_channels):.2g}" if run_channels else "n/a"
+    verdict = _capped(REPRODUCED if set(run_channels) == set(named) else PARTLY if hits else NOT_REPRODUCED, missing)
+    return _row(claim, run, _listing(run_channels), verdict, FIG7_RULE,
                 f"{len(hits)} of {len(named)} channels found, precision {precision}{_not_studied(missing)}")
 
 
@@ -407,15 +407,15 @@ def check_fig8_below(claim, run: RunTables) -> list[dict]:
         return [_na(claim, run, "no channel has a mix ratio", rule)]
     m = {c: float(df.loc[df["channel"] == c, "M"].iloc[0]) for c in closest}
     below = [c for c in closest if m[c] < claim["below"]]
-    return [_row(claim, run, ", ".join(f"{c} (M = {_g(m[c])})" for c in closest), _by_count(len(below), len(closest)), rule)]
+    return [_row(claim, run, ", ".join(f"{c} (M = {_short_number(m[c])})" for c in closest), _by_count(len(below), len(closest)), rule)]
 
 
 def _criteria_violations(df: pd.DataFrame, channels, stimulus: str, mix_factor: float) -> list[str]:
     out = []
     for c in channels:
         r = df[df["channel"] == c].iloc[0]
-        bad = [f"M = {_g(r['M_raw'])}"] if not metrics.mix_ok([r["M_raw"]], mix_factor)[0] else []
-        bad += [f"{k} = {_g(r[k])}" for k in ("m", "n") if not r[k] > 0]
+        bad = [f"M = {_short_number(r['M_raw'])}"] if not metrics.mix_ok([r["M_raw"]], mix_factor)[0] else []
+        bad += [f"{k} = {_short_number(r[k])}" for k in ("m", "n") if not r[k] > 0]
         if bad:
             out.append(f"{c} ({stimulus}: {', '.join(bad)})")
     return out
@@ -425,22 +425,22 @@ def check_fig7_criteria(claim, run: RunTables) -> list[dict]:
     rule = "reproduced: every channel of this run's Fig 7 meets the criteria as the paper states them"
     listed, violations = 0, []
     for block in run.fv:
-        found = run.fig7(block, run.o_relu) or []
-        listed += len(found)
+        run_channels = run.fig7(block, run.o_relu) or []
+        listed += len(run_channels)
         for stimulus, df in (("FV", run.fv[block]), ("ImageNet", run.imagenet.get(block))):
-            violations += [f"{block} ch {v}" for v in _criteria_violations(df, found, stimulus, run.mix_factor)] if found else []
+            violations += [f"{block} ch {v}" for v in _criteria_violations(df, run_channels, stimulus, run.mix_factor)] if run_channels else []
     if not listed:
         return [_na(claim, run, "this run's Fig 7 lists no channel", rule)]
-    found = f"{listed} channels; " + (f"{len(violations)} violation(s): {'; '.join(violations)}" if violations else "all meet them")
-    return [_row(claim, run, found, NOT_REPRODUCED if violations else REPRODUCED, rule)]
+    this_run = f"{listed} channels; " + (f"{len(violations)} violation(s): {'; '.join(violations)}" if violations else "all meet them")
+    return [_row(claim, run, this_run, NOT_REPRODUCED if violations else REPRODUCED, rule)]
 
 
 def check_in_fig7(claim, run: RunTables) -> list[dict]:
-    found = run.fig7(claim["block"], run.o_relu)
+    run_channels = run.fig7(claim["block"], run.o_relu)
     rule = "reproduced: all in this run's Fig 7; partly: some"
-    if found is None:
+    if run_channels is None:
         return [_na(claim, run, "no ImageNet table", rule)]
-    return [_found_among(claim, run, found, "Fig 7", rule)]
+    return [_found_among(claim, run, run_channels, "Fig 7", rule)]
 
 
 CHECKS = {
@@ -461,11 +461,11 @@ def score(claims: dict, run: RunTables) -> pd.DataFrame:
         block = claim.get("block")
         unjudged = weights_unjudged(run.weights)
         if block is not None and block not in run.fv and claim["check"] != "fig7":  # fig7: a row per reading
-            found = [_na(claim, run, f"block {block} not studied")]
+            claim_rows = [_na(claim, run, f"block {block} not studied")]
         else:
-            found = CHECKS[claim["check"]](claim, run)
+            claim_rows = CHECKS[claim["check"]](claim, run)
             unjudged = unjudged or unjudged_because(claim, run)
-        for row in found:
+        for row in claim_rows:
             if unjudged and (row["verdict"] != NOT_APPLICABLE or not is_judged(run.weights)):
                 row["verdict"] = f"{NOT_JUDGED} ({unjudged})"
             rows.append({"claim_id": claim["id"], "figure": claim["figure"], "block": block or "all",
@@ -592,37 +592,12 @@ def markdown(df: pd.DataFrame, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-HTML_FRAGMENT = jinja2.Environment(autoescape=True).from_string("""\
-<section class="scorecard" id="paper-check">
-<h2 id="paper-check-title">{{ meta.title }}</h2>
-<p>{{ meta.paper }} against this run. Settings: {{ settings }}.</p>
-<p>Readings of the paper's words: {{ readings }}.</p>
-<p class="verdicts">{% for v, n in meta.verdicts.items() %}<span class="verdict v-{{ v.replace(' ', '-') }}" data-verdict="{{ v }}">{{ v }}: <b>{{ n }}</b></span> {% endfor %}</p>
-<table class="paper-check"><thead><tr><th>figure</th><th>block</th><th>claim</th><th>o_relu</th><th>a3_mean</th><th>paper</th><th>this run</th><th>verdict</th><th>overlap</th></tr></thead>
-<tbody>{% for r in rows %}
-<tr data-claim="{{ r.claim_id }}" data-verdict="{{ kind(r.verdict) }}" title="{{ r.rule }} | paper: {{ r.sentence }}{% if r.note %} | note: {{ r.note }}{% endif %}"><td>{{ r.figure }}</td><td>{{ r.block }}</td><td>{{ r.claim }}</td><td>{{ r.o_relu }}</td><td>{{ r.a3_mean }}</td><td>{{ r.paper }}</td><td>{{ r.this_run }}</td><td class="v-{{ kind(r.verdict).replace(' ', '-') }}">{{ r.verdict }}</td><td>{{ r.overlap }}</td></tr>{% endfor %}
-</tbody></table>
-</section>
-""")
-
-HTML_PAGE = jinja2.Environment(autoescape=True).from_string("""\
-<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ meta.title }}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em}
-.banner{background:#b00020;color:#fff;font-weight:bold;padding:.5em 1em;text-align:center}{{ css }}</style></head>
-<body>{% if not trained %}<div class="banner">{{ meaningless }}</div>{% endif %}
-<p>Weights: {{ weights }}</p>
-{{ fragment }}
-</body></html>
-""")
-
-SCORECARD_CSS = """
-.scorecard table { border-collapse: collapse; font-size: 12px; }
-.scorecard td, .scorecard th { padding: 2px 6px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
-.v-reproduced { color: #1a7f37; font-weight: bold; } .v-partly { color: #9a6700; font-weight: bold; }
-.v-not-reproduced { color: #b00020; font-weight: bold; } .v-not-applicable, .v-not-judged { color: #777; }
-.verdicts .verdict { margin-right: 1.2em; }
-"""
+# The page's templates and stylesheet (package data, autoescaped); their names stay spelled out
+# here so that editing one reruns the jobs that render them (the code fingerprint).
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("resstream.analysis", "templates"), autoescape=True)
+HTML_FRAGMENT = TEMPLATES.get_template("scorecard_fragment.html.j2")
+HTML_PAGE = TEMPLATES.get_template("scorecard_page.html.j2")
+SCORECARD_CSS = resources.files("resstream.analysis").joinpath("templates", "scorecard.css").read_text(encoding="utf-8")
 
 
 def html_fragment(df: pd.DataFrame, meta: dict) -> str:

@@ -83,6 +83,13 @@ def summary_json(results: str) -> str:
     return os.path.join(results, "summary.json")
 
 
+def read_summary(path: str) -> dict:
+    """The summary :func:`build_summary` wrote (OSError where the file is missing, ValueError where
+    it is not JSON: each reader says what that means for it)."""
+    with open(path) as f:
+        return json.load(f)
+
+
 def table_settings(analysis_cfg: dict) -> dict:
     """The keyword arguments of :func:`resstream.analysis.metrics.metric_table` from the config's
     ``analysis`` section (``TABLE_SETTINGS``)."""

@@ -6,7 +6,6 @@ values and the analysis' factor from the block's table."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -124,11 +123,6 @@ class IndexCard:
 
     def counts(self) -> dict:
         return {"channels": self.channels, "groups": self.groups, "scale_invariant": self.scale_invariant, "not_ok": self.not_ok}
-
-
-def read_summary(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
 
 
 def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -> IndexCard:

@@ -26,6 +26,7 @@ import os
 from markupsafe import Markup
 
 from resstream.analysis import scorecard
+from resstream.analysis.summary import read_summary
 from resstream.base.tables import read_table
 from resstream.atlas.content import unit_page_name
 from resstream.atlas.histogram import mix_histogram
@@ -36,7 +37,6 @@ from resstream.atlas.load import (
     read_block_tables,
     read_index_card,
     read_pictures,
-    read_summary,
     table_settings,
 )
 from resstream.atlas.render import render, static_text

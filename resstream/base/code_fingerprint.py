@@ -77,10 +77,10 @@ def reachable_modules(entry: Path, package_dir: Path = PACKAGE_DIR) -> list[Path
         for name in imported_names(current, package_dir):
             parts = name.split(".")
             for depth in range(1, len(parts) + 1):
-                found = module_file(".".join(parts[:depth]), package_dir)
-                if found is not None and found not in seen:
-                    seen.add(found)
-                    todo.append(found)
+                module_path = module_file(".".join(parts[:depth]), package_dir)
+                if module_path is not None and module_path not in seen:
+                    seen.add(module_path)
+                    todo.append(module_path)
     return sorted(seen)
 
 

@@ -29,8 +29,11 @@ def fv_chunk_dir(results: str, layer: str, chunk: str) -> str:
     return os.path.join(results, "fv", layer, chunk)
 
 
+FV_FILE_NAME = "fv.h5"  # beside a chunk's PNGs; written and read by resstream.fv.fv_file
+
+
 def fv_chunk_h5(results: str, layer: str, chunk: str) -> str:
-    return os.path.join(fv_chunk_dir(results, layer, chunk), "fv.h5")
+    return os.path.join(fv_chunk_dir(results, layer, chunk), FV_FILE_NAME)
 
 
 def fv_png(results: str, layer: str, chunk: str, channel: int) -> str:

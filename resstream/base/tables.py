@@ -21,6 +21,20 @@ class AnalysisError(UserError, RuntimeError):
 WEIGHTS_COLUMN = "weights"
 
 
+def weights_attr(attrs, where: str) -> dict | None:
+    """The weights identity an HDF5 output records (its JSON attribute ``weights``), None when it records
+    none; an attribute that is not JSON is refused with one line."""
+    raw = attrs.get("weights")
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        raise AnalysisError(f"{where}: attribute 'weights' is not JSON. Fix: rerun the stage that wrote it.") from None
+
+
 def recorded_mix_factor(meta: dict, path: str) -> float:
     """The factor f a metric table's spectrum groups were made with, as its sidecar records it
     (``analysis.mix_factor``).  Everything that reads the groups (summary, scorecard, atlas) takes

@@ -28,14 +28,13 @@ so a second comparison never replaces a first:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.analysis.summary import AnalysisError, metric_table_csv, read_table, summary_json, write_table
+from resstream.analysis.summary import AnalysisError, metric_table_csv, read_summary, read_table, summary_json, write_table
 from resstream.model.weights_source import combined_weights_source, weights_source
 
 OUTPUTS = {
@@ -88,8 +87,7 @@ def read_run_summary(name: str, results: str) -> tuple[dict, str, dict]:
     if not os.path.exists(path):
         raise AnalysisError(f"compare.runs.{name}: {path} does not exist. Fix: run that workflow to its summary first.")
     try:
-        with open(path) as f:
-            summary = json.load(f)
+        summary = read_summary(path)
     except ValueError as exc:
         raise AnalysisError(f"compare.runs.{name}: {path} is not JSON ({exc}). Fix: rerun that run's analysis_summary.") from None
     arch = (summary.get("weights") or {}).get("arch")
@@ -206,7 +204,7 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
     }
     if any(r["weights"].get("kind") == "custom" for r in loaded):
-        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figures.is_custom)
+        meta["weights"]["kind"] = "custom"  # the figure's CUSTOM CHECKPOINT mark (figure_marks.is_custom)
     write_table(blocks, out["blocks"], meta)
     write_table(hists, out["histograms"], meta)
     write_table(depth_bin_rows(blocks, depth_bins), out["by_depth"], meta)
@@ -226,7 +224,7 @@ def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bin
     so the runs' weights are never cut off at the figure's edge however many runs it compares."""
     import matplotlib.pyplot as plt
 
-    from resstream.analysis.figures import finish
+    from resstream.analysis.figure_marks import finish
 
     models = list(dict.fromkeys(blocks["model"]))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}

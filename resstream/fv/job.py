@@ -1,19 +1,17 @@
 """One FV job: a chunk of channels of one layer, written atomically to its own folder.
 
 The folder holds ``unit{c:04d}.png`` per channel (the 8-bit image measurement reads) and
-``fv.h5`` (float images, final activation, per-step curve, seed, status, settings, weights).  It
-is assembled under a temporary name and renamed into place only when complete, so a killed job
-never leaves a folder that looks finished.
+``fv.h5`` (:mod:`resstream.fv.fv_file`: float images, final activation, per-step curve, seed, status,
+settings, weights).  It is assembled under a temporary name and renamed into place only when
+complete, so a killed job never leaves a folder that looks finished.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 
-import h5py
 import numpy as np
 from PIL import Image
 
@@ -22,6 +20,7 @@ from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
 from resstream.model.preprocessing import for_arch
 from resstream.base.disk_space import DiskSpaceError, check_free_space, disk_full_named
+from resstream.fv.fv_file import fv_file_path, write_fv_file
 from resstream.fv.render import FVError, FVResult, render_units
 from resstream.fv.settings import FVSettings
 from resstream.base.outputs import partial_dir, publish_dir, remove_stale_partials
@@ -54,20 +53,7 @@ def write_fv_folder(result, out_dir: str, weights: dict, layer_tap: str) -> None
 def _write_files(result, tmp: str, weights: dict, layer_tap: str) -> None:
     for c, arr in zip(result.channels, result.png_arrays()):
         Image.fromarray(arr).save(os.path.join(tmp, unit_png_name(c)))
-    with h5py.File(os.path.join(tmp, "fv.h5"), "w") as f:
-        f["channels"] = np.asarray(result.channels, dtype=np.int64)
-        f["status"] = np.asarray(result.status, dtype=object).astype("S")
-        f["final_activation"] = result.final_activation
-        f["seed"] = np.asarray(result.seeds, dtype=np.int64)
-        f.create_dataset("curve", data=result.curve, compression="gzip")
-        f.create_dataset("image", data=result.images, compression="gzip", chunks=(1, 3, 224, 224))
-        f.attrs["layer"] = result.layer
-        f.attrs["tap"] = layer_tap
-        f.attrs["objective"] = result.objective
-        f.attrs["settings"] = json.dumps(result.settings)
-        f.attrs["weights"] = json.dumps(weights)
-        f.attrs["seconds"] = result.seconds
-        f.attrs["preprocessing"] = json.dumps(result.preprocessing, sort_keys=True)
+    write_fv_file(fv_file_path(tmp), result, weights, layer_tap)
 
 
 def _refuse_all_non_finite(result: FVResult, what: str, settings: FVSettings) -> None:
@@ -82,19 +68,14 @@ def _refuse_all_non_finite(result: FVResult, what: str, settings: FVSettings) ->
         )
 
 
-def read_fv_status(out_dir: str) -> dict[int, str]:
-    with h5py.File(os.path.join(out_dir, "fv.h5"), "r") as f:
-        return {int(c): s.decode() for c, s in zip(f["channels"][:], f["status"][:])}
-
-
-def run_fv_chunk(model: dict, layer: str, channels: list[int], settings: dict, out_dir: str, *,
+def run_fv_chunk(model: dict, layer: str, channels: list[int], settings: FVSettings | dict, out_dir: str, *,
                  device: str, log_every: int, objective: str = "center", gpus: int | None = None) -> dict:
     """The FV chunk job: render ``channels`` of ``layer`` with ``settings`` (an
-    :class:`~resstream.fv.settings.FVSettings` as a dict) into ``out_dir``.  ``model``: the rule's
+    :class:`~resstream.fv.settings.FVSettings`, or the rule's param :meth:`~FVSettings.as_params`) into ``out_dir``.  ``model``: the rule's
     model param (:func:`resstream.model.weights.model_param`); ``device``, ``gpus`` (what the job
     declared, :func:`resstream.model.device.resolve_device`) and ``log_every`` change how it runs, not
     what it writes."""
-    settings = FVSettings(**settings)
+    settings = FVSettings.from_params(settings)
     check_free_space(out_dir, folder_bytes(len(channels), settings.steps),
                      f"the FV chunk {out_dir} ({len(channels)} units x {settings.steps} steps)")
     net, identity = load_model_param(model)

@@ -1,7 +1,7 @@
 """Checks of finished files a later stage reads, for errors that name the file and the fix.
 
 ``check_fv_png`` is meant for the measurement stage: ``resstream.analysis.measure.load_fv_png`` (and
-``fv_units``) open whatever PNG sits in a chunk folder; a file replaced by an image of another
+``fv_png_and_status``) open whatever PNG sits in a chunk folder; a file replaced by an image of another
 size is then measured at the wrong centre neuron (all of one size) or fails inside ``torch.stack``
 with a message that names no file (mixed sizes).
 """

@@ -37,10 +37,7 @@ whenever CUDA is visible) and its colour decorrelation always moves its matrix t
 CUDA is visible.  Here every lucent tensor goes to the model's device: lucent's module devices are
 set for the duration of a render, and the decorrelation is lucent's with the matrix on the image's
 device.  tests/fv/test_lucent_equivalence.py checks the whole loop against lucent's ``render_vis``.
-
-About 380 lines on purpose: the optimisation loop, the unit forward and their failure handling are
-one unit of correctness (proved against lucent's render_vis by tests/fv/test_lucent_equivalence.py);
-sizing and transforms already live in :mod:`resstream.fv.memory` and :mod:`resstream.fv.transforms`.
+Sizing and transforms live in :mod:`resstream.fv.memory` and :mod:`resstream.fv.transforms`.
 """
 
 from __future__ import annotations

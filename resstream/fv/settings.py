@@ -24,4 +24,15 @@ class FVSettings:
     tf32: bool
 
     def as_params(self) -> dict:
+        """The settings as a rule's param (JSON) and as keyword arguments of the renderer."""
         return dict(self.__dict__)
+
+    @classmethod
+    def from_params(cls, params: dict | FVSettings) -> FVSettings:
+        """The settings from a rule's param (:meth:`as_params`); every field, no other key."""
+        return params if isinstance(params, cls) else cls(**params)
+
+    @classmethod
+    def from_record(cls, recorded: dict) -> FVSettings:
+        """The settings among what an FV file records (which also says how the job ran)."""
+        return cls(**{name: recorded[name] for name in cls.__dataclass_fields__})

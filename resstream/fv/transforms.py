@@ -21,8 +21,7 @@ resizing and ``grid_sample`` for fixed-order ones (the forward is torch's): on C
 add with atomics in an order that changes from run to run.  Their gradients equal torch's to float
 rounding (the sample coordinates' last bits), tested on CPU.
 
-About 380 lines on purpose: the per-unit and the batched way must draw and compute the same, so
-they live side by side.
+The per-unit and the batched way live side by side: they must draw and compute the same.
 """
 
 from __future__ import annotations

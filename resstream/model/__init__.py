@@ -7,5 +7,5 @@ from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, weights="load_model model_param", walk="model_blocks", blocks="parse_layer", taps="block_taps",
-    families="check_arch arch_family", card="write_model_card", device="resolve_device"
+    families="arch_family", structure="check_arch", card="write_model_card", device="resolve_device"
 )

@@ -31,23 +31,10 @@ last BN is not what enters the sum; StochasticDepth is the identity in eval mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torchvision.models import convnext, efficientnet, mobilenetv2, mobilenetv3, regnet, resnet
 
-
-@dataclass(frozen=True)
-class BlockAdapter:
-    """Where one block class keeps its I, B and O (module paths relative to the block)."""
-
-    has_sum: Callable[[torch.nn.Module], bool]
-    branch_out: Callable[[torch.nn.Module], str]  # the submodule whose output is B as it enters the sum
-    skip_module: Callable[[torch.nn.Module], str | None]  # the skip path's projection, if any
-    after_sum: str | None  # the nonlinearity applied to the sum ("ReLU"), None when O is the sum itself
-    channels: Callable[[torch.nn.Module], int]  # output channels (= channels of B and O)
-    branch_weights: Callable[[torch.nn.Module], tuple[torch.Tensor, torch.Tensor]]  # (per-channel scale, last weight)
+from resstream.model.block_adapter import BlockAdapter
 
 
 def _resnet_bn(m) -> str:

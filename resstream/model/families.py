@@ -63,21 +63,3 @@ def supported_families_line() -> str:
 
     return ("; ".join(f"{family} ({listed(archs)})" for family, archs in FAMILY_ARCHS.items())
             + f"; timm models (model.arch: timm:NAME): {timm_models.supported_line()} (see: resstream families)")
-
-
-class ArchError(ConfigError):
-    """A model.arch resstream cannot study."""
-
-
-def check_arch(arch: str) -> str:
-    """The arch's family; an arch outside the supported families is refused with one line."""
-    if timm_models.is_timm(arch):
-        return timm_models.family_of(arch)
-    family = arch_family(arch)
-    if family is not None:
-        return family
-    from resstream.model.structure import torchvision_models
-
-    why = ("is a torchvision model without residual blocks of a supported family"
-           if arch in torchvision_models() else "is not a torchvision model resstream knows")
-    raise ArchError(f"model.arch '{arch}' {why}. Fix: choose an arch of a supported family: {supported_families_line()}")

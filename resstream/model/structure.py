@@ -13,17 +13,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from dataclasses import astuple, fields
-from importlib.metadata import version
+from dataclasses import astuple
 from pathlib import Path
 
+from resstream.base.errors import ConfigError
 from resstream.model import timm_models
 from resstream.model.blocks import BlockInfo
-from resstream.model.families import ARCHS, check_arch
+from resstream.model.families import ARCHS, arch_family, supported_families_line
+from resstream.model.recorded_tables import (BLOCK_FIELDS, RECORDED_INPUT_SIZE, model_map_sizes, torchvision_release,
+                                            write_recorded)
 
 TABLES = Path(__file__).with_name("arch_tables.json")
-RECORDED_INPUT_SIZE = 224
-BLOCK_FIELDS = [f.name for f in fields(BlockInfo)]
 
 
 @contextlib.contextmanager
@@ -56,13 +56,23 @@ def build_on_meta(arch: str):
         return getattr(torchvision.models, arch)(weights=None).eval()
 
 
+class ArchError(ConfigError):
+    """A model.arch resstream cannot study."""
+
+
+def check_arch(arch: str) -> str:
+    """The arch's family; an arch outside the supported families is refused with one line."""
+    if timm_models.is_timm(arch):
+        return timm_models.family_of(arch)
+    family = arch_family(arch)
+    if family is not None:
+        return family
+    why = ("is a torchvision model without residual blocks of a supported family"
+           if arch in torchvision_models() else "is not a torchvision model resstream knows")
+    raise ArchError(f"model.arch '{arch}' {why}. Fix: choose an arch of a supported family: {supported_families_line()}")
+
+
 # -- recorded ------------------------------------------------------------------------------------------
-
-
-def torchvision_release() -> str:
-    """The installed torchvision's version without its local part: a CUDA build (``0.29.1+cu128``)
-    builds the same networks as the CPU build it was recorded with."""
-    return version("torchvision").split("+")[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -132,33 +142,6 @@ def live_map_sizes(arch: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str
     return model_map_sizes(build_on_meta(arch), input_size)
 
 
-def model_map_sizes(model, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tuple[int, int]]:
-    """:func:`map_sizes` of a built (meta) network."""
-    import torch
-
-    from resstream.model.walk import model_blocks
-
-    sizes: dict[str, tuple[int, int]] = {}
-
-    def record(key):
-        return lambda m, a, o: sizes.__setitem__(key, tuple(o.shape[-2:]))
-
-    handles = []
-    blocks = model_blocks(model)
-    block_modules = {info.module for info in blocks}
-    for info in blocks:
-        module = model.get_submodule(info.module)
-        handles.append(module.register_forward_hook(record(info.name)))
-        if info.input_from not in block_modules:
-            handles.append(module.register_forward_pre_hook(
-                lambda m, a, key=info.input_from: sizes.__setitem__(key, tuple(a[0].shape[-2:]))))
-    with torch.no_grad():
-        model(torch.empty(1, 3, input_size, input_size, device="meta"))
-    for h in handles:
-        h.remove()
-    return sizes
-
-
 def live_weights_files(arch: str) -> dict[str, str]:
     import torchvision
 
@@ -178,16 +161,6 @@ def live_table(arch: str) -> dict:
         "map_sizes": {key: list(size) for key, size in live_map_sizes(arch).items()},
         "weights": live_weights_files(arch),
     }
-
-
-def write_recorded(path: Path, header: str, section: str, tables: dict[str, dict]) -> Path:
-    """A tables file: ``{header, "section": {key: table, ...}}`` with one table per line (an upgrade
-    shows as a readable diff); written atomically."""
-    lines = [f'  "{key}": {json.dumps(table, separators=(",", ":"))}' for key, table in tables.items()]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("{" + header + f',\n "{section}": {{\n' + ",\n".join(lines) + "\n}}\n")
-    tmp.replace(path)
-    return path
 
 
 def write_tables(path: Path = TABLES) -> Path:

@@ -1,4 +1,4 @@
-"""Block adapters (:class:`resstream.model.adapters.BlockAdapter`) for timm's residual blocks.
+"""Block adapters (:class:`resstream.model.block_adapter.BlockAdapter`) for timm's residual blocks.
 
 Imported by :func:`resstream.model.adapters.adapter_of` the first time it meets a module of timm, so
 a torchvision run never imports timm.  Every timm block below ends its branch in ``drop_path``
@@ -37,7 +37,7 @@ from timm.models import _efficientnet_blocks as effnet
 from timm.layers import BlurPool2d
 from timm.models import convnext, regnet, resnet, resnetv2
 
-from resstream.model.adapters import BlockAdapter
+from resstream.model.block_adapter import BlockAdapter
 
 
 def _is_module(m, attr: str) -> bool:

@@ -82,7 +82,7 @@ def _recorded_file() -> dict:
     if not TABLES.exists():
         return {}
     tables = json.loads(TABLES.read_text())
-    from resstream.model.structure import BLOCK_FIELDS, torchvision_release
+    from resstream.model.recorded_tables import BLOCK_FIELDS, torchvision_release
 
     same = (tables["timm"], tables["torchvision"], tables["block_fields"]) == (
         _installed_timm(), torchvision_release(), BLOCK_FIELDS)
@@ -148,7 +148,7 @@ def preprocessing(arch: str) -> dict:
 
 def structure(arch: str):
     from resstream.model.blocks import BlockInfo
-    from resstream.model.structure import BLOCK_FIELDS
+    from resstream.model.recorded_tables import BLOCK_FIELDS
 
     name, _ = split_name(arch)
     table = recorded(name) or live_table(name)
@@ -181,7 +181,7 @@ def build_on_meta(name: str):
 
 
 def live_map_sizes(name: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, tuple[int, int]]:
-    from resstream.model.structure import model_map_sizes
+    from resstream.model.recorded_tables import model_map_sizes
 
     return model_map_sizes(build_on_meta(name), input_size)
 
@@ -216,7 +216,7 @@ def live_table(name: str) -> dict:
 
 def write_tables(path: Path = TABLES) -> Path:
     """Record every tested timm model's tables under the installed timm and torchvision."""
-    from resstream.model.structure import BLOCK_FIELDS, torchvision_release, write_recorded
+    from resstream.model.recorded_tables import BLOCK_FIELDS, torchvision_release, write_recorded
 
     header = (f'"timm": "{_installed_timm()}", "torchvision": "{torchvision_release()}", "input_size": '
               f'{RECORDED_INPUT_SIZE},\n "block_fields": {json.dumps(BLOCK_FIELDS)}')

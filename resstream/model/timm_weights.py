@@ -36,7 +36,7 @@ def hub_offline() -> bool:
 
 
 def _repo(arch: str) -> str:
-    from resstream.model.weights import WeightsError
+    from resstream.model.checkpoint_files import WeightsError
 
     repo = timm_models.preprocessing(arch).get("hf_hub_id")
     if not repo:
@@ -62,7 +62,7 @@ def cached_hub_file(arch: str) -> Path | None:
 
 
 def check_spec(arch: str, weights: str, checkpoint: str, is_file: bool, seed: int | None) -> None:
-    from resstream.model.weights import WeightsError
+    from resstream.model.checkpoint_files import WeightsError
 
     timm_models.family_of(arch)
     if is_file and checkpoint != "any":
@@ -86,8 +86,8 @@ def _missing_message(arch: str, why: str) -> str:
 
 def fetch_pretrained(arch: str, allow_download: bool, fetch: bool = True) -> Path | None:
     """The cached file, downloaded first when missing and allowed (``fetch=False``: a dry run, which
-    only reports); offline with no cached file raises :class:`WeightsError` naming the cache path."""
-    from resstream.model.weights import WeightsError
+    only reports); offline with no cached file raises :class:`~resstream.model.checkpoint_files.WeightsError` naming the cache path."""
+    from resstream.model.checkpoint_files import WeightsError
 
     cached = cached_hub_file(arch)
     if cached is not None:
@@ -108,13 +108,13 @@ def fetch_pretrained(arch: str, allow_download: bool, fetch: bool = True) -> Pat
 
 def _create_from_file(arch: str, path: Path, on_meta: bool = False):
     """``timm.create_model`` loading ``path`` through timm's own loader; a file that does not fit
-    raises :class:`WeightsError`."""
+    raises :class:`~resstream.model.checkpoint_files.WeightsError`."""
     import contextlib
     import warnings
 
     import torch
 
-    from resstream.model.weights import WeightsError
+    from resstream.model.checkpoint_files import WeightsError
 
     name, _ = timm_models.split_name(arch)
     tag = timm_models.resolved_tag(arch)
@@ -142,7 +142,7 @@ def build(arch: str, weights: str, seed: int | None, path: Path | None, allow_do
     """``(model, kind, file sha256)``."""
     import torch
 
-    from resstream.model.weights import file_sha256
+    from resstream.model.checkpoint_files import file_sha256
 
     if seed is not None:
         torch.manual_seed(seed)

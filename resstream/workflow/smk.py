@@ -56,7 +56,7 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
     from resstream.dictionary.settings import check_dictionary
     from resstream.analysis.summary import fig3_fig4_blocks
     from resstream.compare.runs import check_runs
-    from resstream.model.weights import check_weights_spec
+    from resstream.model.weights_spec import check_weights_spec
 
     cfg = study.config
     for block in study.study_blocks:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from resstream.analysis import summary as analysis
-from resstream.analysis import figures
+from resstream.analysis import figures, figure_marks, grid_figures, table_figures
 from resstream.analysis import metrics
 from resstream.analysis.summary import AnalysisError, build_summary, metric_table_csv
 from resstream.analysis.scorecard import MEANINGLESS, scorecard_outputs
@@ -66,10 +66,10 @@ def test_summary_refuses_tables_of_different_weights(tmp_path):
 
 
 def test_fig2_layout():
-    rows, cols, slots = figures.fig2_layout(list(figures.PAPER_BLOCKS))
+    rows, cols, slots = table_figures.fig2_layout(list(table_figures.PAPER_BLOCKS))
     assert (rows, cols) == (2, 4) and slots == {"1.1": 0, "2.0": 1, "2.1": 2, "3.0": 4, "3.1": 5, "4.0": 6, "4.1": 7}
-    assert figures.fig2_layout(["2.1", "3.1"]) == (1, 2, {"2.1": 0, "3.1": 1})
-    rows, cols, slots = figures.fig2_layout(["1.1", "2.0", "2.1", "3.0", "3.1"])
+    assert table_figures.fig2_layout(["2.1", "3.1"]) == (1, 2, {"2.1": 0, "3.1": 1})
+    rows, cols, slots = table_figures.fig2_layout(["1.1", "2.0", "2.1", "3.0", "3.1"])
     assert (rows, cols) == (2, 4) and slots["3.1"] == 4
 
 
@@ -94,7 +94,7 @@ def test_every_figure_from_csv_tables(tmp_path, pictures, fig):
     png, pdf = tmp_path / f"{fig}.png", tmp_path / f"{fig}.pdf"
     texts = figures.make_figure(fig, fv, imnet, str(png), str(pdf), **picture_folders(pictures))
     check_figure_files(png, pdf)
-    assert figures.RANDOM_MARK in texts  # random weights: marked
+    assert figure_marks.RANDOM_MARK in texts  # random weights: marked
     assert any("RANDOM WEIGHTS (random:0" in t for t in texts)  # and named in the title
     assert any(f"Fig {fig[3:]}" in t for t in texts)
     if fig in ("fig2", "fig3", "fig4"):
@@ -104,7 +104,7 @@ def test_every_figure_from_csv_tables(tmp_path, pictures, fig):
 def test_pretrained_figures_carry_no_random_mark(tmp_path):
     fv, _ = write_hand_tables(tmp_path, weights=PRETRAINED)
     texts = figures.make_figure("fig5", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
-    assert figures.RANDOM_MARK not in texts and any("IMAGENET1K_V1" in t for t in texts)
+    assert figure_marks.RANDOM_MARK not in texts and any("IMAGENET1K_V1" in t for t in texts)
 
 
 def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
@@ -113,7 +113,7 @@ def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
               "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
     fv, _ = write_hand_tables(tmp_path, weights=custom)
     texts = figures.make_figure("fig2", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
-    assert figures.RANDOM_MARK not in texts
+    assert figure_marks.RANDOM_MARK not in texts
     assert "CUSTOM CHECKPOINT — not torchvision's weights (file sha256 0123456789ab)" in texts
     assert any("custom checkpoint robust.pth" in t for t in texts)
     # the summary says what is known of the weights: a checkpoint of one's own, not "pretrained"
@@ -131,7 +131,7 @@ def test_grids_draw_missing_pictures_as_blank_cells(tmp_path):
 def test_fig1_channels_default_and_listed(tmp_path, pictures):
     t = metrics.metric_table(hand_raw("2.1"))
     # lowest M = ch4? no: ch4 is dead (NaN) and left out -> lowest ch1 (.5), closest to 1 ch0, highest ch3 (5)
-    assert figures.spectrum_examples(t) == [1, 0, 3]
+    assert grid_figures.spectrum_examples(t) == [1, 0, 3]
     fv, _ = write_hand_tables(tmp_path)
     texts = figures.make_figure("fig1", fv, {}, str(tmp_path / "a.png"), str(tmp_path / "a.pdf"),
                                 figure_channels={"2.1": [5, 99]}, **picture_folders(pictures))
@@ -142,19 +142,19 @@ def test_image_grids_show_the_pictures_they_are_given(tmp_path, pictures):
     """Fig 8's cells hold the FV PNG and exemplar grid of each row's unit, from the folders given
     (and only those): without them every cell says "missing"."""
     fv, _ = write_hand_tables(tmp_path)
-    source = figures.ImageSource(**picture_folders(pictures))
+    source = grid_figures.ImageSource(**picture_folders(pictures))
     layer = "layer2.1.bn2"
     png = next(Path(pictures).glob(f"fv/{layer}/c*/unit0003.png"))
     assert np.array_equal(source.fv(layer, 3), np.asarray(Image.open(png).convert("RGB")))
     grid = Path(pictures) / "activations" / "exemplars" / layer / "unit0003.png"
     assert np.array_equal(source.exemplars(layer, 3), np.asarray(Image.open(grid).convert("RGB")))
-    assert figures.ImageSource().fv(layer, 3) is None and source.channel_fv(layer, 3) is None
+    assert grid_figures.ImageSource().fv(layer, 3) is None and source.channel_fv(layer, 3) is None
 
 
 def test_channel_fv_columns_are_those_of_the_roles_that_have_them(tmp_path, pictures):
     """Figs 1 and 6 show the channel FVs of the roles atlas.channel_fvs renders (default O only)."""
-    assert figures.channel_grid_columns(("O",)) == figures.GRID_COLUMNS[:3] + (("chfv", "O"),) + figures.GRID_COLUMNS[3:]
-    assert figures.channel_grid_columns(()) == figures.GRID_COLUMNS
+    assert grid_figures.channel_grid_columns(("O",)) == grid_figures.GRID_COLUMNS[:3] + (("chfv", "O"),) + grid_figures.GRID_COLUMNS[3:]
+    assert grid_figures.channel_grid_columns(()) == grid_figures.GRID_COLUMNS
     fv, _ = write_hand_tables(tmp_path)
     texts = figures.make_figure("fig6", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"),
                                 channel_fv_roles=["O"], **picture_folders(pictures))
@@ -227,8 +227,8 @@ def test_channel_grids_fit_about_a_page(tmp_path, rows, height_px):
     grid = [{"block": "2.1", "channel": c, "label": f"2.1 ch {c}"} for c in range(rows)]
     layers = {"2.1": {"I": "layer2.1.bn2", "B": "layer2.1.bn2", "O": "layer2.1.bn2"}}
     png, pdf = tmp_path / "grid.png", tmp_path / "grid.pdf"
-    figures.channel_grid(grid, layers, figures.ImageSource(fv_dirs=[str(chunk)]), "t", None, str(png), str(pdf))
+    grid_figures.channel_grid(grid, layers, grid_figures.ImageSource(fv_dirs=[str(chunk)]), "t", None, str(png), str(pdf))
     check_figure_files(png, pdf)
     with Image.open(png) as img:
         assert abs(img.size[1] - height_px) <= 2 and img.mode == "P"
-    assert figures.grid_row_inches(rows) == (1.9 if rows == 2 else 0.8)
+    assert grid_figures.grid_row_inches(rows) == (1.9 if rows == 2 else 0.8)

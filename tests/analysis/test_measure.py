@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from resstream.analysis import measure, measure_dataset
+from resstream.analysis import measure, measure_dataset, measure_job
 from resstream.analysis.summary import AnalysisError
 from resstream.workflow.plan import Study
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
@@ -116,7 +116,7 @@ def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir,
     post = Study(post_cfg)
     # same stimuli: the FVs of the pre study, looked up under the post layer names
     df_pre, meta_pre = measure_fv(model, identity, study, "2.0")
-    x_units = {r: measure.fv_units(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"}
+    x_units = {r: measure.fv_png_and_status(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"}
     assert measure.role_layers(post.blocks, "2.0", "post")["O"] == "layer2.0"
     assert measure.role_layers(post.blocks, "2.1", "post")["I"] == "layer2.0"
     taps = measure.block_role_taps(post.blocks, "2.0", "post")
@@ -215,7 +215,7 @@ def test_the_imagenet_job_reads_the_activations_file_once_for_the_same_rho(study
     opened, open_checked = [], measure_dataset._open_checked
     monkeypatch.setattr(measure_dataset, "_open_checked", lambda *args: opened.append(args[0]) or open_checked(*args))
     out = tmp_path / "imagenet_raw.csv"
-    job = measure.run_block_measurement("imagenet", "2.1", list(CHANNELS), study.o_relu, {"arch": "resnet18", "weights": "random:0",
+    job = measure_job.run_block_measurement("imagenet", "2.1", list(CHANNELS), study.o_relu, {"arch": "resnet18", "weights": "random:0",
                                         "checkpoint": "torchvision"}, path, str(out), batch_size=5, device="cpu")
     assert opened == [path]
     rho_columns = ["bn_gamma_abs", "conv_w_abs_mean", "rho_BI", "rho_BI_p", "rho_n", "rho_status"]

@@ -268,3 +268,35 @@ def test_fig7_for_both_a3_mean_readings(tmp_path):
             assert code["verdict"] == sc.PARTLY and code["overlap"].startswith("8 of 9") and "108" not in code["this_run"]
         assert df.loc[df["claim_id"] == "fig7_2.1", "a3_mean"].iloc[0] == a3_mean
         assert f"o_relu pre and a3_mean {a3_mean} (Fig 7 rows show every reading of A.3)" in open(out["md"]).read()
+
+
+# sha256 of the page and the text the scorecard wrote for these hand-made tables when its HTML and
+# CSS were strings in scorecard.py: moving them into template files changed no byte
+PAGES_BEFORE_TEMPLATES = {
+    ("agreeing", "CUSTOM"): ("16a0ac4ad06ef292d6acea15dd1e259948bcd85945e18e952cbd45ab4312d875",
+                             "6c2a3ca76ea4dae6ef29f4873993b96738fbc3643fe73f0b2d23a81e1e2b2276"),
+    ("mixed", "RANDOM"): ("66e42081ffc822fbcf12e2c1e58404ab81220e21d0cab912a31b5d9d44fdee3d",
+                          "7948d26201843860fd233df1934f42305d218ded3d91ee460e4da1eab1b74820"),
+}
+
+
+@pytest.mark.parametrize("blocks, weights", sorted(PAGES_BEFORE_TEMPLATES))
+def test_the_templates_write_the_same_bytes_as_the_inline_strings_did(tmp_path, blocks, weights):
+    import hashlib
+
+    fv, imagenet = pt.write_tables(tmp_path, getattr(pt, blocks)(), weights=getattr(pt, weights))
+    out = sc.scorecard_outputs(str(tmp_path))
+    sc.write_scorecard(fv, imagenet, out, block_channels=pt.WIDTH)
+    digests = tuple(hashlib.sha256(Path(out[kind]).read_bytes()).hexdigest() for kind in ("html", "md"))
+    assert digests == PAGES_BEFORE_TEMPLATES[(blocks, weights)]
+    assert sc.SCORECARD_CSS in Path(out["html"]).read_text()
+
+
+def test_editing_a_scorecard_template_reruns_the_jobs_that_render_it():
+    from helpers import REPO
+    from resstream.base.code_fingerprint import fingerprinted_files
+
+    templates = {"analysis/templates/scorecard_page.html.j2", "analysis/templates/scorecard_fragment.html.j2",
+                 "analysis/templates/scorecard.css"}
+    for script in ("paper_check.py", "atlas.py"):
+        assert templates <= set(fingerprinted_files(str(REPO / "scripts" / script))), script

@@ -136,7 +136,7 @@ def _with_nan_bn2_weights(model, channels):
 def _render_folder(model, channels, out_dir):
     from resstream.fv.job import render_fv_folder
     from resstream.fv.settings import FVSettings
-    from resstream.model.weights import WeightsIdentity
+    from resstream.model.weights_identity import WeightsIdentity
 
     identity = WeightsIdentity(arch="resnet18", source="random:0", kind="random", state_dict_sha256="0" * 64)
     settings = FVSettings(**schema_fv_settings(steps=2, jitter=0))
@@ -158,13 +158,13 @@ def test_a_chunk_whose_every_unit_ends_non_finite_fails_and_writes_nothing(net, 
 
 
 def test_a_chunk_with_some_non_finite_units_records_each_units_status(net, tmp_path, caplog):
-    from resstream.fv.job import read_fv_status
+    from resstream.fv.fv_file import read_fv_file
 
     model, _ = net
     out = tmp_path / "c0000-0063"
     with caplog.at_level("WARNING", logger="resstream.fv.render"):
         _render_folder(_with_nan_bn2_weights(model, [2]), [0, 2], out)
-    assert read_fv_status(str(out)) == {0: "dead", 2: "nan"}  # 2 steps of a random net: 0 stays below 0
+    assert read_fv_file(str(out)).status_by_channel() == {0: "dead", 2: "nan"}  # 2 steps of a random net: 0 stays below 0
     assert ("unit layer1.1.bn2 channel 2 produced NaN during optimisation (lr 0.05): recorded as 'nan'; "
             "fix: lower fv.lr (or fv.overrides) and rerun this chunk") in caplog.messages
 
@@ -206,7 +206,7 @@ def test_fv_job_writes_pngs_and_h5_atomically(demo_cfg, tmp_path):
 def test_channel_objective_fvs_for_display(demo_cfg, tmp_path):
     """The fv_channel_chunk job: whole-map FVs of the studied channels of an O layer, never cropped
     to a receptive field whatever fv.rf_crop says (so that setting does not rerun them)."""
-    from resstream.fv.job import read_fv_status
+    from resstream.fv.fv_file import read_fv_file
 
     out = str(tmp_path / "results" / "channel_fv" / "layer1.1.prerelu_out" / "c0000-0063")
     cfg = copy.deepcopy(demo_cfg)
@@ -219,4 +219,4 @@ def test_channel_objective_fvs_for_display(demo_cfg, tmp_path):
         assert json.loads(f.attrs["settings"])["rf_crop"] is False and cfg["fv"]["rf_crop"] is True
         curve = f["curve"][:]
     assert (curve[:, -1] > curve[:, 0]).all()  # the channel's mean activation rose
-    assert read_fv_status(out) == dict(zip(done["channels"], done["status"]))
+    assert read_fv_file(out).status_by_channel() == dict(zip(done["channels"], done["status"]))

@@ -8,6 +8,11 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import SqueezeExcitation
 
+from resstream.model.weights_spec import check_weights_spec
+from resstream.model.weights_identity import state_dict_sha256
+from resstream.model.checkpoint_files import file_sha256
+from resstream.model.checkpoint_files import WeightsError
+from resstream.model import torchvision_weights as TW
 from resstream.model.blocks import B, D, O_POST, O_PRE, X, TapRef, default_study_blocks, parse_layer, role_tap, layer_name
 from resstream.model.walk import model_blocks
 from resstream.model.taps import block_taps
@@ -338,13 +343,13 @@ def test_hub_weights_of_each_family_are_checked_by_their_published_hash(tmp_path
     cached = tmp_path / "hub" / "checkpoints" / file
     cached.parent.mkdir(parents=True)
     torch.save(model.state_dict(), cached)
-    with pytest.raises(W.WeightsError, match=f"corrupt or not torchvision's"):
+    with pytest.raises(WeightsError, match=f"corrupt or not torchvision's"):
         W.load_model(arch, name, allow_download=False)
-    monkeypatch.setitem(W.KNOWN_SHA256, file, W.file_sha256(cached))  # as if it were the published file
+    monkeypatch.setitem(TW.KNOWN_SHA256, file, file_sha256(cached))  # as if it were the published file
     loaded, ident = W.load_model(arch, name, allow_download=False)
-    assert ident.weights_source == "torchvision" and ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
-    with pytest.raises(W.WeightsError, match="is not a weights set of"):
-        W.check_weights_spec(arch, "IMAGENET1K_V9")
+    assert ident.weights_source == "torchvision" and ident.state_dict_sha256 == state_dict_sha256(model.state_dict())
+    with pytest.raises(WeightsError, match="is not a weights set of"):
+        check_weights_spec(arch, "IMAGENET1K_V9")
 
 
 def test_custom_checkpoints_of_other_families_fit_their_classifier(tmp_path):

@@ -9,7 +9,11 @@ import torch
 
 from helpers.manual_forward import assert_taps_match_manual_forward, manual_maps
 from helpers.workflow import smk
-from resstream.analysis import figures
+from resstream.model.weights_identity import state_dict_sha256
+from resstream.model.checkpoint_files import file_sha256
+from resstream.model.checkpoint_files import WeightsError
+from resstream.model import torchvision_weights as TW
+from resstream.analysis import table_figures
 from resstream.model import weights as W
 from resstream.analysis.summary import fig3_fig4_blocks
 from resstream.model.blocks import B, BlockError, TapRef, parse_layer, study_layers
@@ -121,32 +125,32 @@ def test_resnet50_weights_enum_and_checkpoint_paths(tmp_path, monkeypatch, offli
     import torchvision
 
     torch.manual_seed(0)
-    assert W.state_dict_sha256(torchvision.models.resnet50(weights=None).state_dict()) == identity.state_dict_sha256
+    assert state_dict_sha256(torchvision.models.resnet50(weights=None).state_dict()) == identity.state_dict_sha256
     assert identity.label == "resnet50 RANDOM WEIGHTS (random:0, not pretrained)"
     # IMAGENET1K_V2 exists for resnet50 (not for resnet18/34): offline, the message names its file
-    with pytest.raises(W.WeightsError) as err:
+    with pytest.raises(WeightsError) as err:
         W.load_model("resnet50", "IMAGENET1K_V2")
     assert "resnet50-11ad3fa6.pth" in str(err.value) and "download failed" in str(err.value)
-    with pytest.raises(W.WeightsError, match="not a weights set of resnet34; torchvision offers: IMAGENET1K_V1\\."):
+    with pytest.raises(WeightsError, match="not a weights set of resnet34; torchvision offers: IMAGENET1K_V1\\."):
         W.load_model("resnet34", "IMAGENET1K_V2")
     # a hub-cache file that is not torchvision's is refused against the published prefix
-    cached = W.hub_checkpoint_path(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url)
+    cached = TW.hub_checkpoint_path(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url)
     cached.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cached)
-    with pytest.raises(W.WeightsError, match="expected 11ad3fa6 for resnet50-11ad3fa6.pth: the file is corrupt"):
+    with pytest.raises(WeightsError, match="expected 11ad3fa6 for resnet50-11ad3fa6.pth: the file is corrupt"):
         W.load_model("resnet50", "IMAGENET1K_V2")
     # a checkpoint path named like V1 is checked against V1's prefix; a renamed file against all
     path = tmp_path / "resnet50-0676ba61.pth"
     path.write_bytes(cached.read_bytes())
-    with pytest.raises(W.WeightsError, match="expected 0676ba61"):
+    with pytest.raises(WeightsError, match="expected 0676ba61"):
         W.load_model("resnet50", str(path))
     renamed = tmp_path / "mine.pth"
     renamed.write_bytes(cached.read_bytes())
-    with pytest.raises(W.WeightsError, match="matches none of torchvision's resnet50 checkpoints \\(resnet50-0676ba61.pth, resnet50-11ad3fa6.pth\\)"):
+    with pytest.raises(WeightsError, match="matches none of torchvision's resnet50 checkpoints \\(resnet50-0676ba61.pth, resnet50-11ad3fa6.pth\\)"):
         W.load_model("resnet50", str(renamed))
     # the accept path (a file whose digest is the published one), recorded like resnet18's
-    digest = W.file_sha256(cached)
-    monkeypatch.setitem(W.KNOWN_SHA256, "resnet50-11ad3fa6.pth", digest)
+    digest = file_sha256(cached)
+    monkeypatch.setitem(TW.KNOWN_SHA256, "resnet50-11ad3fa6.pth", digest)
     loaded, ident = W.load_model("resnet50", "IMAGENET1K_V2")
     assert ident.kind == "pretrained" and ident.arch == "resnet50" and ident.file_sha256 == digest
     assert ident.state_dict_sha256 == identity.state_dict_sha256
@@ -167,10 +171,10 @@ def test_study_plan_and_figure_blocks_of_deeper_resnets(sample_dir):
     assert fig3_fig4_blocks(study("resnet18")) == ["1.1", "2.1", "3.1"]
     assert fig3_fig4_blocks(study("resnet34", blocks=["2.2", "2.3", "4.2"])) == ["2.2"]
     # Fig 2: one row per stage for resnet34's 15 studied blocks (3-4-6-3 minus 1.0), 6 columns
-    rows, cols, slots = figures.fig2_layout(study("resnet34").study_blocks)
+    rows, cols, slots = table_figures.fig2_layout(study("resnet34").study_blocks)
     assert (rows, cols) == (4, 6)
     assert [slots[b] for b in ("1.1", "2.0", "3.0", "3.5", "4.0", "4.2")] == [0, 6, 12, 17, 18, 20]
-    rows, cols, slots = figures.fig2_layout(study("resnet152").study_blocks)
+    rows, cols, slots = table_figures.fig2_layout(study("resnet152").study_blocks)
     assert cols == 6 and rows == 1 + 2 + 6 + 1 and slots["3.35"] == 6 * 9 - 1 and slots["4.0"] == 6 * 9
     assert len(set(slots.values())) == 49
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from helpers import REPO
-from resstream.model import structure
+from resstream.model import recorded_tables, structure
 from resstream.model.families import ARCHS
 
 
@@ -32,9 +32,9 @@ def test_another_torchvision_or_input_size_is_computed_live(monkeypatch):
     for cached in (structure._recorded_file, structure.structure, structure.map_sizes):
         monkeypatch.setattr(structure, cached.__name__, cached.__wrapped__)
     release = structure.torchvision_release()
-    monkeypatch.setattr(structure, "version", lambda package: f"{release}+cu128")  # a CUDA build: the same networks
+    monkeypatch.setattr(recorded_tables, "version", lambda package: f"{release}+cu128")  # a CUDA build: the same networks
     assert "resnet18" in structure._recorded()
-    monkeypatch.setattr(structure, "version", lambda package: "0.0.0")
+    monkeypatch.setattr(recorded_tables, "version", lambda package: "0.0.0")
     assert structure._recorded() == {} and "vgg16" in structure.torchvision_models()
     calls = []
     monkeypatch.setattr(structure, "build_on_meta", lambda arch, build=structure.build_on_meta: calls.append(arch) or build(arch))

@@ -104,7 +104,7 @@ def test_recorded_tables_match_the_network(name):
 
 def test_planning_a_timm_arch_imports_neither_torch_nor_timm():
     code = ("import sys; from resstream.model.structure import structure, map_sizes; "
-            "from resstream.model.families import check_arch; "
+            "from resstream.model.structure import check_arch; "
             "assert check_arch('timm:convnext_tiny.fb_in1k') == 'timm ConvNeXt'; "
             "b = structure('timm:resnet50.a1_in1k'); assert [x.name for x in b][:2] == ['1.0', '1.1']; "
             "assert map_sizes('timm:resnet50')['2.1'] == (28, 28); "
@@ -119,7 +119,7 @@ SUPPORTED = ("timm ResNet (e.g. timm:resnet18); timm ResNetV2 (e.g. timm:resnetv
 
 @pytest.mark.parametrize("arch,module", [("timm:vgg16", "vgg"), ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vision_transformer")])
 def test_a_timm_model_without_residual_sum_is_refused_naming_the_families(arch, module):
-    from resstream.model.families import check_arch
+    from resstream.model.structure import check_arch
 
     with pytest.raises(ConfigError) as err:
         check_arch(arch)
@@ -129,8 +129,8 @@ def test_a_timm_model_without_residual_sum_is_refused_naming_the_families(arch, 
 
 
 def test_an_unknown_tag_and_torchvision_weights_are_refused():
-    from resstream.model.families import check_arch
-    from resstream.model.weights import check_weights_spec
+    from resstream.model.structure import check_arch
+    from resstream.model.weights_spec import check_weights_spec
 
     with pytest.raises(ConfigError, match=r"timm has no pretrained tag 'v9' for resnet18\. Fix: use one of a1_in1k, "):
         check_arch("timm:resnet18.v9")
@@ -167,7 +167,8 @@ def test_pretrained_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
     """A hub cache laid out as huggingface_hub lays it out, holding a file of known tensors."""
     from safetensors.torch import save_file
 
-    from resstream.model.weights import file_sha256, load_model
+    from resstream.model.checkpoint_files import file_sha256
+    from resstream.model.weights import load_model
 
     snapshot = tmp_path / "hub" / "models--timm--resnet18.tv_in1k" / "snapshots" / ("ab" * 20)
     snapshot.mkdir(parents=True)

@@ -1,6 +1,11 @@
 import pytest
 import torch
 
+from resstream.model.weights_spec import check_weights_spec
+from resstream.model.weights_identity import state_dict_sha256
+from resstream.model.checkpoint_files import file_sha256
+from resstream.model.checkpoint_files import WeightsError
+from resstream.model import torchvision_weights as TW
 from resstream.model import weights as W
 
 
@@ -14,7 +19,7 @@ def test_random_weights_are_reproducible_and_marked():
     import torchvision
     torch.manual_seed(7)
     ref = torchvision.models.resnet18(weights=None)
-    assert W.state_dict_sha256(ref.state_dict()) == id1.state_dict_sha256
+    assert state_dict_sha256(ref.state_dict()) == id1.state_dict_sha256
     assert not m1.training and not any(p.requires_grad for p in m1.parameters())
 
 
@@ -28,16 +33,16 @@ def saved_random_weights(path, seed=0):
 def test_checkpoint_with_wrong_sha256_is_refused(tmp_path):
     path = tmp_path / "resnet18-f37072fd.pth"
     saved_random_weights(path)
-    with pytest.raises(W.WeightsError) as err:
+    with pytest.raises(WeightsError) as err:
         W.load_model("resnet18", str(path))
     msg = str(err.value)
-    assert str(path) in msg and W.KNOWN_SHA256["resnet18-f37072fd.pth"] in msg
+    assert str(path) in msg and TW.KNOWN_SHA256["resnet18-f37072fd.pth"] in msg
 
 
 def test_renamed_unknown_checkpoint_is_refused(tmp_path):
     path = tmp_path / "my_weights.pth"
     saved_random_weights(path)
-    with pytest.raises(W.WeightsError, match="matches none of torchvision's resnet18 checkpoints"):
+    with pytest.raises(WeightsError, match="matches none of torchvision's resnet18 checkpoints"):
         W.load_model("resnet18", str(path))
 
 
@@ -46,7 +51,7 @@ def published_checkpoint(tmp_path, monkeypatch):
     the published one."""
     path = tmp_path / "resnet18-f37072fd.pth"
     model = saved_random_weights(path, seed=3)
-    monkeypatch.setitem(W.KNOWN_SHA256, "resnet18-f37072fd.pth", W.file_sha256(path))
+    monkeypatch.setitem(TW.KNOWN_SHA256, "resnet18-f37072fd.pth", file_sha256(path))
     return path, model
 
 
@@ -55,29 +60,29 @@ def test_checkpoint_with_published_digest_loads(tmp_path, monkeypatch):
     path, model = published_checkpoint(tmp_path, monkeypatch)
     loaded, ident = W.load_model("resnet18", str(path))
     assert ident.kind == "checkpoint" and ident.weights_source == "torchvision"
-    assert ident.file_sha256 == W.file_sha256(path)
-    assert ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
+    assert ident.file_sha256 == file_sha256(path)
+    assert ident.state_dict_sha256 == state_dict_sha256(model.state_dict())
 
 
 def test_missing_checkpoint_path_names_it(tmp_path):
-    with pytest.raises(W.WeightsError, match="does not exist"):
+    with pytest.raises(WeightsError, match="does not exist"):
         W.load_model("resnet18", str(tmp_path / "nope.pth"))
 
 
 def test_offline_without_cache_names_both_fixes(offline_hub):
-    with pytest.raises(W.WeightsError) as err:
+    with pytest.raises(WeightsError) as err:
         W.load_model("resnet18", "IMAGENET1K_V1")
     msg = str(err.value)
     assert "resnet18-f37072fd.pth" in msg and "checkpoint path" in msg and "download failed" in msg
     assert "\n" not in msg
-    with pytest.raises(W.WeightsError, match="downloads are disabled"):
+    with pytest.raises(WeightsError, match="downloads are disabled"):
         W.load_model("resnet18", "IMAGENET1K_V1", allow_download=False)
 
 
 def test_preflight_downloads_missing_hub_weights_once(offline_hub, monkeypatch):
     """check_weights_available (Snakemake's main process, before any job) fetches a missing hub
     file when downloads are allowed, checks it, and never fetches it again; offline it fails."""
-    with pytest.raises(W.WeightsError, match="download failed"):
+    with pytest.raises(WeightsError, match="download failed"):
         W.check_weights_available("resnet18", "IMAGENET1K_V1", allow_download=True)
     model, _ = W.load_model("resnet18", "random:3")
     fetched = []
@@ -87,11 +92,11 @@ def test_preflight_downloads_missing_hub_weights_once(offline_hub, monkeypatch):
         torch.save(model.state_dict(), dst)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    with pytest.raises(W.WeightsError, match="corrupt or not torchvision's"):  # a file that is not torchvision's
+    with pytest.raises(WeightsError, match="corrupt or not torchvision's"):  # a file that is not torchvision's
         W.check_weights_available("resnet18", "IMAGENET1K_V1", allow_download=True)
     cached = offline_hub / "checkpoints" / "resnet18-f37072fd.pth"
     assert fetched == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"] and cached.exists()
-    monkeypatch.setitem(W.KNOWN_SHA256, "resnet18-f37072fd.pth", W.file_sha256(cached))
+    monkeypatch.setitem(TW.KNOWN_SHA256, "resnet18-f37072fd.pth", file_sha256(cached))
     W.check_weights_available("resnet18", "IMAGENET1K_V1", allow_download=True)
     _, ident = W.load_model("resnet18", "IMAGENET1K_V1")
     assert len(fetched) == 1 and ident.kind == "pretrained"
@@ -101,19 +106,19 @@ def test_hub_cache_is_used_and_checked(tmp_path, monkeypatch):
     """A file in the hub cache is loaded without any download, and its digest is checked."""
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     model, _ = W.load_model("resnet18", "random:5")
-    cached = W.hub_checkpoint_path("https://download.pytorch.org/models/resnet18-f37072fd.pth")
+    cached = TW.hub_checkpoint_path("https://download.pytorch.org/models/resnet18-f37072fd.pth")
     cached.parent.mkdir(parents=True)
     torch.save(model.state_dict(), cached)
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("must not download"))
-    with pytest.raises(W.WeightsError, match="corrupt or not torchvision's"):
+    with pytest.raises(WeightsError, match="corrupt or not torchvision's"):
         W.load_model("resnet18", "IMAGENET1K_V1")
-    monkeypatch.setitem(W.KNOWN_SHA256, "resnet18-f37072fd.pth", W.file_sha256(cached))
+    monkeypatch.setitem(TW.KNOWN_SHA256, "resnet18-f37072fd.pth", file_sha256(cached))
     _, ident = W.load_model("resnet18", "IMAGENET1K_V1")
-    assert ident.kind == "pretrained" and ident.state_dict_sha256 == W.state_dict_sha256(model.state_dict())
+    assert ident.kind == "pretrained" and ident.state_dict_sha256 == state_dict_sha256(model.state_dict())
 
 
 def test_unknown_weights_name_lists_choices():
-    with pytest.raises(W.WeightsError, match="IMAGENET1K_V1"):
+    with pytest.raises(WeightsError, match="IMAGENET1K_V1"):
         W.load_model("resnet18", "IMAGENET1K_V2")
 
 
@@ -167,7 +172,7 @@ def test_custom_checkpoint_is_refused_in_torchvision_mode(tmp_path, finetuned):
     path = tmp_path / "finetuned.pth"
     torch.save(finetuned, path)
     # the fix names the way to allow it in each place that takes weights
-    with pytest.raises(W.WeightsError, match="matches none of torchvision's resnet18 checkpoints .*Fix: use the unmodified "
+    with pytest.raises(WeightsError, match="matches none of torchvision's resnet18 checkpoints .*Fix: use the unmodified "
                                              "file torchvision publishes, or, for a checkpoint of your own, set "
                                              "model.checkpoint: any \\(resstream fv / activations: --checkpoint any; "
                                              "the Python API: checkpoint=\"any\"\\)\\.$"):
@@ -186,7 +191,7 @@ def test_keys_that_do_not_fit_are_listed_in_one_line(tmp_path, finetuned):
                 f"resnet18 checkpoint (understood: a 'state_dict' or 'model' entry, keys prefixed 'module.' or 'model.').")
     for check in (lambda: W.load_model("resnet18", str(path), checkpoint="any"),
                   lambda: W.check_weights_available("resnet18", str(path), False, checkpoint="any")):
-        with pytest.raises(W.WeightsError) as err:
+        with pytest.raises(WeightsError) as err:
             check()
         assert str(err.value) == expected
 
@@ -204,17 +209,17 @@ def test_a_pickled_model_or_a_wrong_spec_is_one_line(tmp_path):
     model, _ = W.load_model("resnet18", "random:0")
     path = tmp_path / "whole_model.pth"
     torch.save(model, path)  # the nn.Module itself: cannot be read without running code from the file
-    with pytest.raises(W.WeightsError) as err:
+    with pytest.raises(WeightsError) as err:
         W.load_model("resnet18", str(path), checkpoint="any")
     # torch's own message advises weights_only=False (it would run the file's code) and holds ANSI escapes
     assert str(err.value) == (
         f"model.weights checkpoint {path} cannot be read as tensors (it holds the Python object "
         f"torchvision.models.resnet.ResNet, and loading that would run code from the file; it was not loaded). "
         f"Fix: save the weights with torch.save(model.state_dict(), path).")
-    with pytest.raises(W.WeightsError, match="model.checkpoint: any is for a checkpoint file, but model.weights is 'IMAGENET1K_V1'"):
-        W.check_weights_spec("resnet18", "IMAGENET1K_V1", "any")
-    with pytest.raises(W.WeightsError, match="random weights need an integer seed"):
-        W.check_weights_spec("resnet18", "random:zero")
+    with pytest.raises(WeightsError, match="model.checkpoint: any is for a checkpoint file, but model.weights is 'IMAGENET1K_V1'"):
+        check_weights_spec("resnet18", "IMAGENET1K_V1", "any")
+    with pytest.raises(WeightsError, match="random weights need an integer seed"):
+        check_weights_spec("resnet18", "random:zero")
 
 
 class RunsCode:
@@ -230,7 +235,7 @@ def test_a_code_running_pickle_is_refused_without_torchs_unsafe_advice(tmp_path,
     path = tmp_path / "evil.pth"
     torch.save({"conv1.weight": torch.zeros(1), "x": RunsCode()}, path)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(W.WeightsError) as err:
+    with pytest.raises(WeightsError) as err:
         W.check_weights_available("resnet18", str(path), False, checkpoint="any")
     assert str(err.value) == (
         f"model.weights checkpoint {path} cannot be read as tensors (it holds the Python object posix.system, and "
@@ -257,10 +262,10 @@ def nan_refusal(path) -> str:
 
 def test_non_finite_weights_are_refused_naming_the_first_tensor(tmp_path):
     path = nan_checkpoint(tmp_path / "diverged.pth")
-    with pytest.raises(W.WeightsError) as before_any_job:
+    with pytest.raises(WeightsError) as before_any_job:
         W.check_weights_available("resnet18", str(path), False, checkpoint="any")
     assert str(before_any_job.value) == nan_refusal(path)
-    with pytest.raises(W.WeightsError) as loading:
+    with pytest.raises(WeightsError) as loading:
         W.load_model("resnet18", str(path), checkpoint="any")
     assert str(loading.value) == nan_refusal(path)
 
@@ -308,7 +313,7 @@ def test_model_param_changes_with_the_custom_file(tmp_path, finetuned):
 
 def test_a_job_never_downloads_weights(offline_hub):
     """The hub file is missing where the job looks: one line that says jobs never download."""
-    with pytest.raises(W.WeightsError, match="jobs never download them"):
+    with pytest.raises(WeightsError, match="jobs never download them"):
         W.load_model_param({"arch": "resnet18", "weights": "IMAGENET1K_V1", "checkpoint": "torchvision"})
 
 

@@ -14,7 +14,8 @@ import glob
 import json
 import os
 
-from resstream.analysis.summary import sidecar_json, summary_json
+from resstream.analysis.summary import read_summary, sidecar_json, summary_json
+from resstream.base.errors import UserError
 from resstream.model.weights_source import weights_source
 from resstream.base.paths import activations_h5
 
@@ -29,19 +30,19 @@ def _read_json(path: str) -> dict:
         return {}
 
 
-def fv_settings_used(results: str, layers) -> dict[str, list]:
-    """``{setting: [distinct values]}`` over the ``fv.h5`` files of ``layers``' chunk folders."""
-    import h5py
+def distinct_fv_settings(results: str, layers) -> dict[str, list]:
+    """``{setting: [distinct values]}`` over the ``fv.h5`` files of ``layers``' chunk folders (an
+    unreadable file is passed over: the report says what it can)."""
+    from resstream.fv.fv_file import FV_FILE_NAME, read_fv_file
 
     seen: dict[str, list] = {}
     for layer in sorted(set(layers)):
-        for path in sorted(glob.glob(os.path.join(glob.escape(results), "fv", glob.escape(layer), "c*", "fv.h5"))):
+        for path in sorted(glob.glob(os.path.join(glob.escape(results), "fv", glob.escape(layer), "c*", FV_FILE_NAME))):
             try:
-                with h5py.File(path, "r") as f:
-                    settings = json.loads(f.attrs["settings"])
-            except (OSError, KeyError, ValueError):
+                settings = read_fv_file(os.path.dirname(path)).settings
+            except (OSError, KeyError, ValueError, UserError):
                 continue
-            for key, value in settings.items():
+            for key, value in (settings or {}).items():
                 if value not in seen.setdefault(key, []):
                     seen[key].append(value)
     return seen
@@ -55,27 +56,28 @@ def _values(values: list | None) -> str:
 
 def dataset_used(results: str) -> tuple[str, int | None]:
     """``(dataset root, number of images)`` recorded in ``activations.h5``."""
-    import h5py
-
     from resstream.activations import store
 
     try:
-        with h5py.File(activations_h5(results), "r") as f:
+        with store.open_activations(activations_h5(results)) as f:
             return store.dataset_root_given(f, UNKNOWN), store.image_count(f)
-    except (OSError, KeyError):
+    except (OSError, KeyError, store.IncompleteActivationsError):
         return UNKNOWN, None
 
 
 def run_facts(results: str) -> dict:
     """The settings that made the run under ``results``, from its outputs (``UNKNOWN`` where a
     file is missing)."""
-    summary = _read_json(summary_json(results))
+    try:
+        summary = read_summary(summary_json(results))
+    except (OSError, ValueError):
+        summary = {}
     weights = summary.get("weights") or {}
     settings = summary.get("settings") or {}
     analysis = settings.get("analysis") or {}
     blocks = summary.get("blocks") or {}
     layers = [layer for entry in blocks.values() for layer in (entry.get("layers") or {}).values()]
-    fv = fv_settings_used(results, layers)
+    fv = distinct_fv_settings(results, layers)
     dataset, images = dataset_used(results)
     return {
         "weights_label": weights.get("label", UNKNOWN),
@@ -129,8 +131,8 @@ def settings_line(facts: dict) -> str:
 def config_differences(facts: dict, study) -> list[str]:
     """Where the config given to this snakemake command differs from what made the outputs."""
     cfg = study.config
-    given_steps = sorted({study.fv_settings(layer).steps for layer in study.layers})
-    given_lr = sorted({study.fv_settings(layer).lr for layer in study.layers})
+    configured_steps = sorted({study.fv_settings(layer).steps for layer in study.layers})
+    configured_lr = sorted({study.fv_settings(layer).lr for layer in study.layers})
     pairs = [
         ("model.weights", cfg["model"]["weights"], facts["weights_source"]),
         ("study.o_relu", cfg["study"]["o_relu"], facts["o_relu"]),
@@ -139,12 +141,12 @@ def config_differences(facts: dict, study) -> list[str]:
         ("analysis.mix_factor", cfg["analysis"]["mix_factor"], facts["mix_factor"]),
         ("analysis.scale_rule", cfg["analysis"]["scale_rule"], facts["scale_rule"]),
         ("analysis.scale_sign", cfg["analysis"]["scale_sign"], facts["scale_sign"]),
-        ("fv.steps", _values(given_steps), facts["fv_steps"]),
-        ("fv.lr", _values(given_lr), facts["fv_lr"]),
+        ("fv.steps", _values(configured_steps), facts["fv_steps"]),
+        ("fv.lr", _values(configured_lr), facts["fv_lr"]),
         ("fv.hook", cfg["fv"]["hook"], facts["fv_hook"]),
     ]
-    out = [f"{key} {given} given, outputs made with {made}" for key, given, made in pairs
-           if made != UNKNOWN and str(given) != str(made)]
+    out = [f"{key} {configured} given, outputs made with {made}" for key, configured, made in pairs
+           if made != UNKNOWN and str(configured) != str(made)]
     path = cfg["dataset"]["path"]
     if facts["dataset"] != UNKNOWN and path and os.path.realpath(path) != os.path.realpath(facts["dataset"]):
         out.append(f"dataset.path {path} given, outputs made from {facts['dataset']}")
