@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from timm.models import _efficientnet_blocks as effnet
 from timm.layers import BlurPool2d
-from timm.models import convnext, regnet, resnet, resnetv2
+from timm.models import byobnet, convnext, cspnet, regnet, res2net, resnest, resnet, resnetv2
 
 from resstream.model.adapters import BlockAdapter
 
@@ -105,12 +105,30 @@ def _drop_path(m) -> str:
     return "drop_path"
 
 
+def _has_shortcut(m) -> bool:
+    return m.shortcut is not None
+
+
+def _final_activation(attr: str):
+    """The class name of the activation module ``attr`` applied to the sum, None where it is the identity
+    (byobnet's ``linear_out`` blocks)."""
+    def after_sum(m) -> str | None:
+        act = getattr(m, attr)
+        return None if isinstance(act, torch.nn.Identity) else type(act).__name__
+
+    return after_sum
+
+
 def _adapter(has_sum, branch_out, skip_module, after_sum) -> BlockAdapter:
     return BlockAdapter(has_sum, branch_out, skip_module, after_sum, _out_channels, _branch_weights)
 
 
 _RESNET = _adapter(_always, _resnet_branch, _projection("downsample"), "ReLU")
 _EFFNET = _adapter(_has_skip, _drop_path, lambda m: None, None)
+# byobnet's blocks: a shortcut of None means no sum (shapes differ, downsample=''), nn.Identity the identity
+_BYOB = _adapter(_has_shortcut, _drop_path, _projection("shortcut"), _final_activation("act"))
+# CSPNet's inner blocks sum their input (half of the stage's conv_exp output in a cross stage) and B
+_CSP_DARK = _adapter(_always, _drop_path, lambda m: None, None)
 
 TIMM_ADAPTERS: dict[type, BlockAdapter] = {
     resnet.BasicBlock: _RESNET,
@@ -120,6 +138,16 @@ TIMM_ADAPTERS: dict[type, BlockAdapter] = {
     resnetv2.Bottleneck: _adapter(_always, _drop_path, _projection("downsample"), "ReLU"),
     convnext.ConvNeXtBlock: _adapter(_always, _drop_path, _projection("shortcut"), None),
     regnet.Bottleneck: _adapter(_has_downsample, _drop_path, _projection("downsample"), "ReLU"),
+    res2net.Bottle2neck: _RESNET,
+    # ResNeSt applies its drop_path to the block input, not the branch: B is bn3 (after SplitAttn conv2)
+    resnest.ResNestBottleneck: _adapter(_always, lambda m: "bn3", _projection("downsample"), "ReLU"),
+    cspnet.BottleneckBlock: _adapter(_always, _drop_path, lambda m: None, _final_activation("act3")),
+    cspnet.DarkBlock: _CSP_DARK,
+    cspnet.EdgeBlock: _CSP_DARK,
+    byobnet.BasicBlock: _BYOB,
+    byobnet.BottleneckBlock: _BYOB,
+    byobnet.DarkBlock: _BYOB,
+    byobnet.EdgeBlock: _BYOB,
     effnet.ConvBnAct: _EFFNET,
     effnet.DepthwiseSeparableConv: _EFFNET,
     effnet.InvertedResidual: _EFFNET,

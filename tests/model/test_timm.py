@@ -30,9 +30,19 @@ BLOCK_KINDS = {
     ("efficientnet_b0", ()): {"InvertedResidual"},
     ("efficientnetv2_rw_t", ()): {"ConvBnAct", "EdgeResidual", "InvertedResidual"},
     ("mobilenetv4_conv_small", ()): {"UniversalInvertedResidual"},
+    ("res2net50_26w_4s", ()): {"Bottle2neck"},
+    ("resnest14d", ()): {"ResNestBottleneck"},  # SplitAttn conv2, avd pooling, avg_down shortcut
+    ("resnest14d", (("drop_path_rate", 0.1),)): {"ResNestBottleneck"},  # its drop_path is on the input: B stays bn3
+    ("cspresnet50", ()): {"BottleneckBlock"},  # cross stage: blocks read half of conv_exp; LeakyReLU after the sum
+    ("cs3darknet_s", ()): {"DarkBlock"},  # CrossStage3
+    ("darknet17", ()): {"DarkBlock"},  # DarkStage (no cross-stage split)
+    ("cs3edgenet_x", ()): {"EdgeBlock"},
+    ("test_byobnet", ()): {"EdgeBlock", "DarkBlock", "BasicBlock", "BottleneckBlock"},  # avg shortcuts, se
+    ("resnet51q", ()): {"BottleneckBlock"},  # SiLU after the sum, conv1x1 shortcuts
+    ("regnetz_b16", ()): {"BottleneckBlock"},  # linear_out: nothing after the sum; blocks without shortcut: no sum
 }
-# the module that applies the nonlinearity after the sum, where there is one: its input is the sum
-AFTER_SUM_MODULE = {"BasicBlock": "act2", "Bottleneck": "act3"}
+# the modules that may apply the nonlinearity after the sum (the block's last of them does): its input is the sum
+AFTER_SUM_MODULES = ("relu", "act", "act2", "act3")
 
 
 def _true_sums(model, blocks) -> tuple[dict, list]:
@@ -44,11 +54,16 @@ def _true_sums(model, blocks) -> tuple[dict, list]:
             continue
         module = model.get_submodule(info.module)
         if info.after_sum:
-            act = module.get_submodule(AFTER_SUM_MODULE[info.block_class])
+            act = _after_sum_module(module)
             handles.append(act.register_forward_pre_hook(lambda m, a, n=info.name: sums.__setitem__(n, a[0].clone())))
         else:
             handles.append(module.register_forward_hook(lambda m, a, o, n=info.name: sums.__setitem__(n, o.clone())))
     return sums, handles
+
+
+def _after_sum_module(block):
+    """The block's nonlinearity after the sum (a shared ``relu`` is called last on the sum)."""
+    return getattr(block, [a for a in AFTER_SUM_MODULES if hasattr(block, a)][-1])
 
 
 def randomise_scales(model) -> None:
@@ -86,7 +101,9 @@ def test_every_timm_block_kind_sums_its_taps(name, kwargs):
         scale = total.abs().max().item() + 1e-12
         assert (i + branch - total).abs().max().item() <= 1e-5 * scale, f"{name} {b.name}: O != I + B"
         if b.after_sum:  # the in-place ReLU after `x += shortcut` did not reach the B tap
-            assert (branch < 0).any() and torch.equal(out, torch.relu(total))
+            act = _after_sum_module(model.get_submodule(b.module))
+            assert type(act).__name__ == b.after_sum
+            assert (branch < 0).any() and torch.equal(out, act(total.clone()))
         else:
             assert torch.equal(out, total)
 
