@@ -21,13 +21,21 @@ DepthwiseSeparableConv,
 InvertedResidual,
 EdgeResidual,
 UniversalInvertedResidual
+res2net.Bottle2neck         drop_path / se / bn3   ``downsample`` or input  ReLU
+resnest.ResNestBottleneck   bn3                    ``downsample`` or input  ReLU
+cspnet.BottleneckBlock      drop_path              input                    act3
+cspnet.DarkBlock, EdgeBlock drop_path              input                    none
+byobnet.BasicBlock,         drop_path              ``shortcut`` or input    act (none
+BottleneckBlock, DarkBlock,                                                 if linear)
+EdgeBlock
 ==========================  =====================  =======================  =========
 
 A ResNetV2 pre-activation block's projection reads the *pre-activated* input (``norm1(x)``), so
 its I is that projection's output, as for every block with a projection.  A RegNet block whose
 ``downsample`` is None has no sum (timm's ``linear_out`` blocks); an EfficientNet-family block
-without ``has_skip`` has none either.  Not supported: RegNet's ``PreBottleneck`` (``preact=True``),
-whose skip path carries ``norm1(x)`` rather than the block input, so its I is no tap of the study.
+without ``has_skip`` has none either, nor a byobnet block whose ``shortcut`` is None.  Refused
+(:data:`resstream.model.timm_models.REFUSED_BLOCKS`): RegNet's ``PreBottleneck``, RepVGG's and
+MobileOne's re-parameterisable blocks; DLA as a whole.
 """
 
 from __future__ import annotations

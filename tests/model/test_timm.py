@@ -111,7 +111,7 @@ def test_every_timm_block_kind_sums_its_taps(name, kwargs):
 # -- tables, refusals, weights ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["resnet18", "convnext_atto", "mobilenetv3_small_050"])
+@pytest.mark.parametrize("name", ["resnet18", "convnext_atto", "mobilenetv3_small_050", "test_byobnet", "cs3darknet_s"])
 def test_recorded_tables_match_the_network(name):
     recorded = timm_models.recorded(name)
     assert recorded is not None, "run make arch-tables"
@@ -131,7 +131,9 @@ def test_planning_a_timm_arch_imports_neither_torch_nor_timm():
 
 
 SUPPORTED = ("timm ResNet (e.g. timm:resnet18); timm ResNetV2 (e.g. timm:resnetv2_50x1_bit); timm ConvNeXt (e.g. "
-             "timm:convnext_tiny); timm RegNet (e.g. timm:regnety_008); timm EfficientNet/MobileNet (e.g. timm:efficientnet_b0)")
+             "timm:convnext_tiny); timm RegNet (e.g. timm:regnety_008); timm EfficientNet/MobileNet (e.g. timm:efficientnet_b0); "
+             "timm Res2Net (e.g. timm:res2net50_26w_4s); timm ResNeSt (e.g. timm:resnest14d); timm CSPNet/DarkNet (e.g. "
+             "timm:cspresnet50); timm ByobNet (e.g. timm:gernet_s)")
 
 
 @pytest.mark.parametrize("arch,module", [("timm:vgg16", "vgg"), ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vision_transformer")])
@@ -143,6 +145,27 @@ def test_a_timm_model_without_residual_sum_is_refused_naming_the_families(arch, 
     assert str(err.value) == (f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
                               f"(timm.models.{module}). Fix: choose a timm model of a supported family: {SUPPORTED} "
                               f"(see: resstream families)")
+
+
+FIX = f"Fix: choose a timm model of a supported family: {SUPPORTED} (see: resstream families)"
+SUM_ONLY_IN_TRAINING = ("whose sum ({}) exists only in the training form and is folded into one conv without a sum in "
+                        "the deployed form")
+
+
+@pytest.mark.parametrize("arch,what,why", [
+    ("timm:dla34", "model of timm.models.dla", "whose Tree feeds each block's skip path in from outside the block and "
+     "merges blocks by concatenation (Root), so a block's I is no tap of one residual stream"),
+    ("timm:repvgg_a0", "model with RepVggBlocks", SUM_ONLY_IN_TRAINING.format("a BN of the input plus two conv branches")),
+    ("timm:mobileone_s0", "model with MobileOneBlocks", SUM_ONLY_IN_TRAINING.format("a BN of the input plus conv branches")),
+    ("timm:regnetv_040", "model with PreBottlenecks", "whose sum adds B to norm1 of the block input rather than to the "
+     "input, so O != I + B for the stream the blocks pass on"),
+])
+def test_a_timm_residual_model_the_study_cannot_read_is_refused_naming_why(arch, what, why):
+    from resstream.model.families import check_arch
+
+    with pytest.raises(ConfigError) as err:
+        check_arch(arch)
+    assert str(err.value) == f"model.arch '{arch}' is a timm {what}, {why}. {FIX}"
 
 
 def test_an_unknown_tag_and_torchvision_weights_are_refused():
