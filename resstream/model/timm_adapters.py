@@ -85,10 +85,23 @@ def _out_channels(m) -> int:
     return last.out_channels if isinstance(last, torch.nn.Conv2d) else last.out_features
 
 
+# Attributes holding a block's channel attention (squeeze-excitation and kin): its 1x1 convs act on a
+# pooled vector, so the last of them is not the conv whose output the branch's last norm scales.
+ATTENTION_ATTRS = ("se", "attn", "attn_last", "attn2", "attn3")
+
+
+def _weight_layer(m) -> torch.nn.Module:
+    """The branch's last conv (or linear) outside its channel attention."""
+    inside_attention = {id(x) for a in ATTENTION_ATTRS if _is_module(m, a) for x in getattr(m, a).modules()}
+    return [x for x in _branch_layers(m) if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear))
+            and id(x) not in inside_attention][-1]
+
+
 def _branch_weights(m):
     """(per-channel scale, last weight): ConvNeXt's ``gamma`` where set, else the last norm's weight
-    when it has B's channels, else ones; the branch's last conv (or linear) weight."""
-    last = _last(m, (torch.nn.Conv2d, torch.nn.Linear))
+    when it has B's channels, else ones; the branch's last conv (or linear) weight outside a
+    squeeze-excitation."""
+    last = _weight_layer(m)
     channels = _out_channels(m)
     gamma = getattr(m, "gamma", None)
     norms = [x for x in _branch_layers(m) if getattr(x, "weight", None) is not None and x.weight.dim() == 1

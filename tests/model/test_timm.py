@@ -108,6 +108,41 @@ def test_every_timm_block_kind_sums_its_taps(name, kwargs):
             assert torch.equal(out, total)
 
 
+# Blocks whose branch ends in a conv without a norm after it (pre-activation) or in a layer scale: their
+# (scale, weight) pair is no "last norm and the conv it normalises".
+NO_NORM_AFTER_LAST_CONV = {"PreActBasic", "PreActBottleneck", "ConvNeXtBlock"}
+
+
+@pytest.mark.parametrize("name", ["seresnext26d_32x4d", "test_byobnet", "efficientnet_b0", "cspresnet50",
+                                  "res2net50_26w_4s", "resnest14d", "regnety_002", "cs3edgenet_x"])
+def test_branch_weights_are_the_last_norm_and_the_conv_it_normalises(name):
+    """Fig 3's pair: the scale is the last norm's gamma and the weight the conv whose output that norm
+    reads, not a squeeze-excitation's 1x1 conv after it (read from a forward, not from the names)."""
+    from resstream.model.adapters import branch_weights
+
+    torch.manual_seed(0)
+    model = timm_models.build(name)
+    seen, handles, pairs = {}, [], {}
+    for b in model_blocks(model):
+        block = model.get_submodule(b.module)
+        if not b.has_sum or b.block_class in NO_NORM_AFTER_LAST_CONV:
+            continue
+        scale, weight = branch_weights(block)
+        owner = {id(p): mod for mod in block.modules() for p in mod.parameters(recurse=False)}
+        conv, norm = owner[id(weight)], owner[id(scale)]
+        assert weight.shape[0] == scale.shape[0] == b.channels
+        handles.append(conv.register_forward_hook(lambda m, a, o, n=b.name: seen.__setitem__((n, "conv"), o.clone())))
+        handles.append(norm.register_forward_pre_hook(lambda m, a, n=b.name: seen.__setitem__((n, "norm"), a[0].clone())))
+        pairs[b.name] = None
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+    for h in handles:
+        h.remove()
+    assert pairs
+    for block in pairs:
+        assert torch.equal(seen[(block, "conv")], seen[(block, "norm")]), f"{name} {block}: the weight's conv does not feed the norm"
+
+
 # -- tables, refusals, weights ---------------------------------------------------------------------------
 
 
@@ -125,6 +160,9 @@ def test_planning_a_timm_arch_imports_neither_torch_nor_timm():
             "assert check_arch('timm:convnext_tiny.fb_in1k') == 'timm ConvNeXt'; "
             "b = structure('timm:resnet50.a1_in1k'); assert [x.name for x in b][:2] == ['1.0', '1.1']; "
             "assert map_sizes('timm:resnet50')['2.1'] == (28, 28); "
+            "assert check_arch('timm:cspresnet50.ra_in1k') == 'timm CSPNet/DarkNet'; "
+            "assert [x.after_sum for x in structure('timm:regnetz_b16')][:2] == [None, None]; "
+            "assert map_sizes('timm:gernet_s')['stages.1.0'] == (28, 28); "
             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
