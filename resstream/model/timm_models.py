@@ -234,7 +234,8 @@ def live_map_sizes(name: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str
 def _pretrained_cfgs(name: str) -> dict[str, dict]:
     import timm
 
-    keep = ("hf_hub_id", "mean", "std", "input_size", "interpolation", "crop_pct", "crop_mode")
+    keep = ("hf_hub_id", "mean", "std", "input_size", "interpolation", "crop_pct", "crop_mode", "test_input_size",
+            "test_crop_pct")
     cfgs = {}
     for full in timm.list_pretrained(f"{name}.*"):
         cfg = timm.models.get_pretrained_cfg(full).to_dict()
