@@ -161,10 +161,16 @@ def _check_tag(arch: str, name: str, tag: str | None, table: dict | None) -> Non
 def _check_blocks(arch: str, name: str) -> None:
     """Refuse a model of a supported timm module built from a block class the study cannot read
     (recorded models are all readable, so this runs only for a model walked live)."""
-    refused = sorted(REFUSED_BLOCKS.keys() & {type(m).__name__ for m in build_on_meta(name).modules()})
+    refused = sorted(REFUSED_BLOCKS.keys() & _module_classes(name))
     if refused:
         raise TimmArchError(f"model.arch '{arch}' is a timm model with {refused[0]}s, {REFUSED_BLOCKS[refused[0]]}. "
                             f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)")
+
+
+@functools.lru_cache(maxsize=8)
+def _module_classes(name: str) -> frozenset[str]:
+    """The class names of every module of the model (built on meta once per name)."""
+    return frozenset(type(m).__name__ for m in build_on_meta(name).modules())
 
 
 def _live_module(arch: str, name: str) -> str:
