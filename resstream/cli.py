@@ -104,6 +104,11 @@ def families(args: argparse.Namespace) -> None:
         tested = ", ".join(f"timm:{name}" for name in timm_models.TESTED_MODELS[family])
         print(f"{family} (any model of timm.models.{'/'.join(modules)}; recorded and tested: {tested})")
         print(f"  {timm_models.SEMANTICS[family]}")
+    print("timm residual models refused (their sum is no I + B of one stream):")
+    for module, why in timm_models.REFUSED_MODULES.items():
+        print(f"  models of timm.models.{module}, {why}")
+    for block, why in timm_models.REFUSED_BLOCKS.items():
+        print(f"  models with {block}s, {why}")
 
 
 # -- info --------------------------------------------------------------------------------------------

@@ -39,9 +39,15 @@ def test_info_of_a_timm_model_and_families_list_the_timm_families(capsys):
     assert rows["2.0"][1:6] == ["Bottleneck", "downsample", "layer2.0.downsample.1", "layer2.0.se", "layer2.0.prerelu_out"]
     assert main(["families"]) == 0
     out = capsys.readouterr().out
-    for family in ("timm ResNet", "timm ResNetV2", "timm ConvNeXt", "timm RegNet", "timm EfficientNet/MobileNet"):
+    for family in ("timm ResNet", "timm ResNetV2", "timm ConvNeXt", "timm RegNet", "timm EfficientNet/MobileNet",
+                   "timm Res2Net", "timm ResNeSt", "timm CSPNet/DarkNet", "timm ByobNet"):
         assert f"\n{family} (any model of timm.models." in out
     assert "recorded and tested: timm:resnet18, timm:resnet50" in out
+    assert "recorded and tested: timm:gernet_s, timm:resnet51q" in out
+    refused = out.split("timm residual models refused (their sum is no I + B of one stream):\n")[1].splitlines()
+    assert [line.split(",")[0] for line in refused] == [
+        "  models of timm.models.dla", "  models with RepVggBlocks", "  models with MobileOneBlocks",
+        "  models with PreBottlenecks"]
 
 
 @pytest.mark.parametrize("args, says", [

@@ -17,6 +17,8 @@ class BlockAdapter:
     has_sum: Callable[[torch.nn.Module], bool]
     branch_out: Callable[[torch.nn.Module], str]  # the submodule whose output is B as it enters the sum
     skip_module: Callable[[torch.nn.Module], str | None]  # the skip path's projection, if any
-    after_sum: str | None  # the nonlinearity applied to the sum ("ReLU"), None when O is the sum itself
+    # the nonlinearity applied to the sum ("ReLU"), None when O is the sum itself; or a function of the
+    # block giving either (timm blocks that may end linear)
+    after_sum: str | None | Callable[[torch.nn.Module], str | None]
     channels: Callable[[torch.nn.Module], int]  # output channels (= channels of B and O)
     branch_weights: Callable[[torch.nn.Module], tuple[torch.Tensor, torch.Tensor]]  # (per-channel scale, last weight)

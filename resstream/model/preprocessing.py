@@ -6,7 +6,7 @@ crop_pct and crop_mode of its ``pretrained_cfg`` (recorded in the timm tables, s
 neither torch nor timm).  The crop stays the study's 224 px for every model: the centre neuron,
 the FV image and the scale transforms S/S^-1 are defined on it, so a tag trained at another
 input_size is read at 224 with its own resize ratio (shorter side ``floor(224 / crop_pct)``);
-its trained size is recorded beside.  No torch here.
+its trained size and timm's evaluation size (``test_input_size``) are recorded beside.  No torch here.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class Preprocessing:
     crop_pct: float
     crop_mode: str
     trained_input_size: int  # the pretrained_cfg's input_size (recorded; the crop is STUDY_CROP)
+    # the pretrained_cfg's test_input_size, where timm evaluates the tag at a larger size than it was
+    # trained at (resnet50.a1_in1k: 288); recorded and said, the crop stays STUDY_CROP
+    test_input_size: int | None = None
     crop_size: int = STUDY_CROP
 
     @property
@@ -74,6 +77,7 @@ def for_arch(arch: str) -> Preprocessing:
         interpolation=cfg.get("interpolation") or TORCHVISION.interpolation,
         crop_pct=float(cfg.get("crop_pct") or TORCHVISION.crop_pct), crop_mode=mode,
         trained_input_size=int(cfg.get("input_size", [3, STUDY_CROP])[-1]),
+        test_input_size=int(cfg["test_input_size"][-1]) if cfg.get("test_input_size") else None,
     )
 
 
@@ -89,4 +93,6 @@ def applied_line(arch: str) -> str:
     if prep.trained_input_size != prep.crop_size:
         line += (f"; it was trained at {prep.trained_input_size} px, the study crops {prep.crop_size} px "
                  f"(the centre neuron, FV image and scale transforms are defined there)")
+    if prep.test_input_size not in (None, prep.crop_size):
+        line += f"; timm evaluates it at {prep.test_input_size} px (its test_input_size), the study at {prep.crop_size} px"
     return line

@@ -29,6 +29,10 @@ FAMILY_MODULES: dict[str, tuple[str, ...]] = {
     "timm ConvNeXt": ("convnext",),
     "timm RegNet": ("regnet",),
     "timm EfficientNet/MobileNet": ("efficientnet", "mobilenetv3"),
+    "timm Res2Net": ("res2net",),
+    "timm ResNeSt": ("resnest",),
+    "timm CSPNet/DarkNet": ("cspnet",),
+    "timm ByobNet": ("byobnet",),
 }
 # Family -> the models resstream records and tests (tests/model/test_timm.py), first = the example.
 TESTED_MODELS: dict[str, tuple[str, ...]] = {
@@ -38,6 +42,10 @@ TESTED_MODELS: dict[str, tuple[str, ...]] = {
     "timm RegNet": ("regnety_008", "regnetx_002", "regnety_002"),
     "timm EfficientNet/MobileNet": ("efficientnet_b0", "mobilenetv3_large_100", "mobilenetv3_small_050",
                                     "efficientnetv2_rw_t", "mobilenetv4_conv_small"),
+    "timm Res2Net": ("res2net50_26w_4s",),
+    "timm ResNeSt": ("resnest14d",),
+    "timm CSPNet/DarkNet": ("cspresnet50", "cspdarknet53", "cs3darknet_s", "cs3edgenet_x", "darknet17"),
+    "timm ByobNet": ("gernet_s", "resnet51q", "regnetz_b16", "test_byobnet"),
 }
 SEMANTICS = {
     "timm ResNet": "BasicBlock/Bottleneck (se, drop_path, anti-aliasing, avg_down): B = drop_path if built "
@@ -52,6 +60,29 @@ SEMANTICS = {
     "timm EfficientNet/MobileNet": "ConvBnAct/DepthwiseSeparableConv/InvertedResidual/EdgeResidual/"
                                    "UniversalInvertedResidual with has_skip: B = drop_path (ends in BN); I = the "
                                    "block input; nothing after the sum; blocks without a sum are not studied",
+    "timm Res2Net": "Bottle2neck: B = drop_path if built, else se, else bn3; I = downsample or the block input; "
+                    "ReLU after the sum",
+    "timm ResNeSt": "ResNestBottleneck: B = bn3 (its drop_path acts on the block input, not the branch); I = "
+                    "downsample or the block input; ReLU after the sum",
+    "timm CSPNet/DarkNet": "BottleneckBlock/DarkBlock/EdgeBlock inside a stage: B = drop_path; I = the block input (a "
+                           "cross stage's first block: half of conv_exp's output, the layer named after conv_exp); "
+                           "BottleneckBlock: its act3 after the sum, the others nothing",
+    "timm ByobNet": "BasicBlock/BottleneckBlock/DarkBlock/EdgeBlock with a shortcut: B = drop_path; I = shortcut "
+                    "(a projection) or the block input; the block's act after the sum, nothing for linear_out blocks; "
+                    "blocks without a shortcut have no sum (not studied)",
+}
+# timm modules and block classes that have residual sums the study cannot read, and why.
+REFUSED_MODULES = {
+    "dla": "whose Tree feeds each block's skip path in from outside the block and merges blocks by concatenation "
+           "(Root), so a block's I is no tap of one residual stream",
+}
+REFUSED_BLOCKS = {
+    "RepVggBlock": "whose sum (a BN of the input plus two conv branches) exists only in the training form and is "
+                   "folded into one conv without a sum in the deployed form",
+    "MobileOneBlock": "whose sum (a BN of the input plus conv branches) exists only in the training form and is "
+                      "folded into one conv without a sum in the deployed form",
+    "PreBottleneck": "whose sum adds B to norm1 of the block input rather than to the input, so O != I + B "
+                     "for the stream the blocks pass on",
 }
 
 
@@ -106,8 +137,13 @@ def family_of(arch: str) -> str:
     name, tag = split_name(arch)
     table = recorded(name)
     module = table["module"] if table is not None else _live_module(arch, name)
+    if module in REFUSED_MODULES:
+        raise TimmArchError(f"model.arch '{arch}' is a timm model of timm.models.{module}, {REFUSED_MODULES[module]}. "
+                            f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)")
     for family, modules in FAMILY_MODULES.items():
         if module in modules:
+            if table is None:
+                _check_blocks(arch, name)
             _check_tag(arch, name, tag, table)
             return family
     raise TimmArchError(f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
@@ -120,6 +156,21 @@ def _check_tag(arch: str, name: str, tag: str | None, table: dict | None) -> Non
         return
     raise TimmArchError(f"model.arch '{arch}': timm has no pretrained tag '{tag}' for {name}. Fix: use one of "
                         f"{', '.join(table['pretrained_cfgs'])}, or no tag (timm's default, {table['default_tag']}).")
+
+
+def _check_blocks(arch: str, name: str) -> None:
+    """Refuse a model of a supported timm module built from a block class the study cannot read
+    (recorded models are all readable, so this runs only for a model walked live)."""
+    refused = sorted(REFUSED_BLOCKS.keys() & _module_classes(name))
+    if refused:
+        raise TimmArchError(f"model.arch '{arch}' is a timm model with {refused[0]}s, {REFUSED_BLOCKS[refused[0]]}. "
+                            f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)")
+
+
+@functools.lru_cache(maxsize=8)
+def _module_classes(name: str) -> frozenset[str]:
+    """The class names of every module of the model (built on meta once per name)."""
+    return frozenset(type(m).__name__ for m in build_on_meta(name).modules())
 
 
 def _live_module(arch: str, name: str) -> str:
@@ -189,7 +240,8 @@ def live_map_sizes(name: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str
 def _pretrained_cfgs(name: str) -> dict[str, dict]:
     import timm
 
-    keep = ("hf_hub_id", "mean", "std", "input_size", "interpolation", "crop_pct", "crop_mode")
+    keep = ("hf_hub_id", "mean", "std", "input_size", "interpolation", "crop_pct", "crop_mode", "test_input_size",
+            "test_crop_pct")
     cfgs = {}
     for full in timm.list_pretrained(f"{name}.*"):
         cfg = timm.models.get_pretrained_cfg(full).to_dict()

@@ -55,6 +55,14 @@ def _stage_keys(model: torch.nn.Module, found) -> list[str]:
     return keys
 
 
+def _after_sum(adapter, module) -> str | None:
+    """The nonlinearity after the block's sum: fixed per block class, or (timm's byobnet and CSPNet,
+    where a block may end linear) read from the block."""
+    if not adapter.has_sum(module):
+        return None
+    return adapter.after_sum(module) if callable(adapter.after_sum) else adapter.after_sum
+
+
 def model_blocks(model: torch.nn.Module) -> list[BlockInfo]:
     """Every block (with or without a residual sum) of the model in forward order."""
     found = _found_blocks(model)
@@ -78,7 +86,7 @@ def model_blocks(model: torch.nn.Module) -> list[BlockInfo]:
             input_from=_producer(model, path),
             branch_out=adapter.branch_out(module),
             skip_module=adapter.skip_module(module),
-            after_sum=adapter.after_sum if adapter.has_sum(module) else None,
+            after_sum=_after_sum(adapter, module),
             block_class=type(module).__name__,
             has_sum=adapter.has_sum(module),
             stage=stage,

@@ -76,10 +76,16 @@ def test_the_pretrained_cfg_is_resolved_and_said_in_one_line():
                                                                                      0.875, 256)
     assert prep.applied_line("timm:resnet50.a1_in1k") == (
         "timm:resnet50.a1_in1k reads images with its pretrained_cfg's preprocessing: Resize(235, bicubic) antialiased, "
-        "CenterCrop(224), ToTensor, Normalize(mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225])")
-    assert prep.applied_line("timm:resnet18.a3_in1k").endswith(
-        "; it was trained at 160 px, the study crops 224 px (the centre neuron, FV image and scale transforms are "
-        "defined there)")
+        "CenterCrop(224), ToTensor, Normalize(mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]); timm evaluates "
+        "it at 288 px (its test_input_size), the study at 224 px")
+    trained_elsewhere = ("; it was trained at {} px, the study crops 224 px (the centre neuron, FV image and scale "
+                         "transforms are defined there)")
+    assert prep.applied_line("timm:resnet18.a3_in1k").endswith(trained_elsewhere.format(160))  # test size 224
+    assert prep.applied_line("timm:efficientnet_b3.ra2_in1k").endswith(  # not recorded: read from timm
+        trained_elsewhere.format(288) + "; timm evaluates it at 320 px (its test_input_size), the study at 224 px")
+    recorded = prep.for_arch("timm:resnet50.a1_in1k").as_dict()
+    assert (recorded["trained_input_size"], recorded["test_input_size"], recorded["crop_size"]) == (224, 288, 224)
+    assert prep.TORCHVISION.as_dict()["test_input_size"] is None
 
 
 def test_a_border_crop_is_refused_naming_the_tag(monkeypatch):
