@@ -206,7 +206,7 @@ SUM_ONLY_IN_TRAINING = ("whose sum ({}) exists only in the training form and is 
      "input, so O != I + B for the stream the blocks pass on"),
 ])
 def test_a_timm_residual_model_the_study_cannot_read_is_refused_naming_why(arch, what, why):
-    from resstream.model.families import check_arch
+    from resstream.model.structure import check_arch
 
     with pytest.raises(ConfigError) as err:
         check_arch(arch)
