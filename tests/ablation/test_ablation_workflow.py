@@ -39,8 +39,13 @@ def test_stage_writes_table_and_figure(data, tmp_path):
     assert (tmp_path / "results" / "ablation" / "ablation.json").exists()
     mix = pd.read_csv(tmp_path / "results" / "ablation" / "mix_classes.csv")
     assert mix.empty and "agrees" in mix.columns  # no mix-class set was lesioned
-    followup = pd.read_csv(tmp_path / "results" / "ablation" / "followup_check.csv")
-    assert followup.empty and "paper_accuracy" in followup.columns  # the paper lesioned 2.1 and 3.1 only
+    ratios = pd.read_csv(tmp_path / "results" / "ablation" / "lesion_ratios.csv", keep_default_na=False)
+    assert len(ratios) == 2 and list(ratios["scale"]) == [1.0, 1.2]  # the target, per scale
+    for r in ratios.itertuples():
+        same = lesioned[(lesioned["scale"] == r.scale) & (lesioned["set"] == "random:list") & lesioned["kept"]]
+        target = lesioned[(lesioned["scale"] == r.scale) & (lesioned["set"] == "list")]["accuracy"].iloc[0]
+        assert r.accuracy == target and r.trials == len(same)
+        assert r.random_accuracy == pytest.approx(same["accuracy"].mean())
     with Image.open(tmp_path / "results" / "ablation" / "ablation.png") as img:
         assert img.size[0] > 300
 
