@@ -28,8 +28,8 @@ def _se(values: np.ndarray) -> float:
 def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per target condition and scale (and fill): the target's ``accuracy``, the kept
     random trials' mean ``random_accuracy`` and its standard error ``random_se``, ``ratio`` (mean
-    over kept trials of target / random accuracy), ``se`` (its standard error), ``trials`` (kept
-    trials) and ``n`` (images).  Written as ``lesion_ratios.csv``: the atlas and the scorecard read it."""
+    over kept trials of target / random accuracy; NaN when a kept trial has accuracy 0), ``se`` (its
+    standard error), ``trials`` (kept trials) and ``n`` (images).  Written as ``lesion_ratios.csv``: the atlas and the scorecard read it."""
     rows = []
     targets = df[(df["trial"] == -1) & (df["set"] != "none")]
     for _, t in targets.iterrows():
@@ -40,7 +40,7 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
         ratios = t["accuracy"] / acc if len(acc) and (acc > 0).all() else np.array([])
         rows.append({**{k: t[k] for k in CONDITION}, "scale": t["scale"], "fill": t["fill"], "accuracy": t["accuracy"],
                      "random_accuracy": acc.mean() if len(acc) else np.nan, "random_se": _se(acc),
-                     "ratio": ratios.mean() if len(ratios) else np.nan, "se": _se(ratios), "trials": len(ratios),
+                     "ratio": ratios.mean() if len(ratios) else np.nan, "se": _se(ratios), "trials": len(acc),
                      "n": t["n"]})
     return pd.DataFrame(rows, columns=RATIO_COLUMNS)
 
