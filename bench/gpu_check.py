@@ -71,7 +71,7 @@ FULL = dict(units=64, steps=256, lucent_units=16, agree_units=3, agree_steps=32,
             repeat_units=16, repeat_steps=64, images=2000, lesion_images=512, option_groups=list(GROUPS),
             repeat_groups=list(GROUPS))
 TINY = dict(units=2, steps=2, lucent_units=1, agree_units=1, agree_steps=2, option_steps=2,
-            repeat_units=2, repeat_steps=2, images=16, lesion_images=8, workers=0, option_groups=["layer2"],
+            repeat_units=2, repeat_steps=2, images=16, lesion_images=2, workers=0, option_groups=["layer2"],
             repeat_groups=["layer2"])
 STUDY_STEPS = 2560
 DATASET_IMAGES = 50_000
