@@ -55,6 +55,10 @@ def ratio_figure(table: pd.DataFrame, weights: dict, png: str, pdf: str) -> list
         ax.errorbar(g["scale"], g["ratio"], yerr=g["se"].fillna(0), marker="o", capsize=3,
                     label=f"{key[0]} {key[1]} ({key[2]}, {key[3]}{fill})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    if not table["ratio"].notna().any():  # e.g. random weights: every accuracy 0, no ratio defined
+        ax.text(0.5, 0.5, "no ratio defined: a kept random lesion's accuracy is 0 (or no trial was kept)\n"
+                "see ablation.csv (accuracy, kl) and lesion_ratios.csv", transform=ax.transAxes, ha="center",
+                va="center", fontsize=8)
     ax.set_xlabel("scale (1: unscaled; >1 scaled up, <1 scaled down)")
     ax.set_ylabel("accuracy / random-lesion accuracy")
     if len(table):
