@@ -143,7 +143,7 @@ def main():
     conds = author_conditions(info, args.block, args.set_size)
     scale = Scale(1.0)
     with tempfile.TemporaryDirectory() as tmp:
-        root = link_images(Path(sample), Path(tmp), args.images)
+        root = link_images(Path(sample).resolve(), Path(tmp), args.images)  # links work from any folder
         records = scan_image_folder(root)
         author_acc, author_s = author_way(model, info, conds, root, records, scale, args.batch_size, args.workers)
         ours_acc, ours_s = batched_way(model, blocks, args.block, conds, root, records, scale, args.batch_size,
