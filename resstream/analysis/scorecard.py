@@ -637,7 +637,8 @@ def markdown(df: pd.DataFrame, meta: dict) -> str:
     lines += ["", "## Rules and sources", ""]
     for r in df.drop_duplicates("claim_id").itertuples(index=False):
         note = f" Note: {_md_cell(r.note)}." if r.note else ""
-        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}. Paper: \"{_md_cell(r.sentence)}\"{note}")
+        quote = f" Paper: \"{_md_cell(r.sentence)}\"" if r.sentence else ""  # the follow-up's claims: no quote
+        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}.{quote}{note}")
     return "\n".join(lines) + "\n"
 
 

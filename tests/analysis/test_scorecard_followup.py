@@ -69,3 +69,9 @@ def test_no_follow_up_rows_without_the_ablation_stage(tmp_path):
     df, out = scorecard(tmp_path, pt.CUSTOM, None)
     assert not followup_rows(df) and len(df) == 80
     assert "Second source" not in open(out["md"]).read() and "Second source" not in open(out["html"]).read()
+
+
+def test_rules_and_sources_give_no_empty_quote_for_the_paraphrased_claims(tmp_path):
+    _, out = scorecard(tmp_path, pt.RANDOM, lesion_csv(tmp_path, 40.0))
+    line = next(x for x in open(out["md"]).read().splitlines() if x.startswith("- `followup_2.1_scale_lesion`"))
+    assert 'Paper: ""' not in line and "Note: the author's mean-ablation accuracies from scale_robust.py" in line
