@@ -62,7 +62,22 @@ class AuthorFolder(torch.utils.data.Dataset):
             return self.transform(img.convert("RGB")), rec.class_id
 
 
-def author_way(model, info, conds, root, records, scale, batch_size, workers) -> tuple[list[float], float]:
+def author_conditions(info, block: str, set_size: int) -> list[Condition]:
+    """The author's 11 conditions: a mean lesion of ``set_size`` channels at the block's sum and 10
+    size-matched random trials (the constants do not change the work)."""
+    target = tuple(range(0, 2 * set_size, 2))
+    values = tuple(0.1 for _ in target)
+    conds = [Condition("list", "mean", -1, Lesion(block, "O", target, values))]
+    return conds + [Condition("random:list", "mean", t, Lesion(block, "O", c, values))
+                    for t, c in enumerate(random_sets(info.channels, target, 10, set_seed(0, block, "list")))]
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def author_way(model, info, conds, root, records, scale, batch_size, workers, device="cpu") -> tuple[list[float], float]:
     t0 = time.perf_counter()
     accs = []
     for cond in conds:
@@ -71,9 +86,19 @@ def author_way(model, info, conds, root, records, scale, batch_size, workers) ->
                                              num_workers=workers)
         with torch.inference_mode(), lesioned(model, info, cond.lesion):
             for x, y in loader:
-                correct += int((model(x).argmax(1) == y).sum())
+                correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
         accs.append(100 * correct / len(records))
+    _sync(device)
     return accs, time.perf_counter() - t0
+
+
+def batched_way(model, blocks, block, conds, root, records, scale, batch_size, workers, device="cpu") -> tuple[list[float], float]:
+    """resstream's evaluation of the same conditions: (accuracies of the conditions, seconds)."""
+    t0 = time.perf_counter()
+    rows = evaluate_lesions(model, blocks, {block: conds},
+                            image_batches(root, records, [scale], batch_size, workers), [scale], device)
+    _sync(device)
+    return [r["accuracy"] for r in rows if r["set"] != "none"], time.perf_counter() - t0
 
 
 def flops(fn) -> int:
@@ -115,21 +140,14 @@ def main():
     model, _ = load_model("resnet18", "random:0", allow_download=False)
     blocks = model_blocks(model)
     info = block_lookup(blocks, args.block)
-    target = tuple(range(0, 2 * args.set_size, 2))
-    values = tuple(0.1 for _ in target)  # constants do not change the work
-    conds = [Condition("list", "mean", -1, Lesion(args.block, "O", target, values))]
-    conds += [Condition("random:list", "mean", t, Lesion(args.block, "O", c, values))
-              for t, c in enumerate(random_sets(info.channels, target, 10, set_seed(0, args.block, "list")))]
+    conds = author_conditions(info, args.block, args.set_size)
     scale = Scale(1.0)
     with tempfile.TemporaryDirectory() as tmp:
-        root = link_images(Path(sample), Path(tmp), args.images)
+        root = link_images(Path(sample).resolve(), Path(tmp), args.images)  # links work from any folder
         records = scan_image_folder(root)
         author_acc, author_s = author_way(model, info, conds, root, records, scale, args.batch_size, args.workers)
-        t0 = time.perf_counter()
-        rows = evaluate_lesions(model, blocks, {args.block: conds},
-                                image_batches(root, records, [scale], args.batch_size, args.workers), [scale], "cpu")
-        ours_s = time.perf_counter() - t0
-    ours_acc = [r["accuracy"] for r in rows if r["set"] != "none"]
+        ours_acc, ours_s = batched_way(model, blocks, args.block, conds, root, records, scale, args.batch_size,
+                                       args.workers)
     n, k = len(records), len(conds)
     print(f"{n} images x {k} conditions at scale 1, block {args.block}, {args.threads} threads, batch {args.batch_size}")
     print(f"author:    {author_s:8.1f} s  {n * k / author_s:7.1f} images/s per condition")

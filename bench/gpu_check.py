@@ -26,6 +26,11 @@ units per group from the default study plan) is an upper bound.
   operations without a deterministic CUDA kernel.
 * dataset: the dataset pass (``extract_activations``) over generated JPEGs with N decoding workers:
   img/s and the projection for 50,000 images.
+* lesions: the ablation stage's batched lesion evaluation against the author's way (one full pass
+  per condition, images decoded each time; ``bench/bench_ablation.py``) on generated JPEGs, the
+  author's 11 conditions at one scale (block 2.1, 23 channels): images/s per condition each way,
+  the speed-up, equal accuracies, and the author's full experiment (50,000 images × 66 conditions)
+  projected from the measured rates.
 * gpus: with two or more GPUs visible, two FV jobs started together must land on distinct devices
   (``resstream/base/gpu_slots.py``); with one, skipped and says why; with ``--device cpu``, the lock-slot
   logic runs with two pretended devices (CUDA_VISIBLE_DEVICES=0,1) and FVs on the CPU.
@@ -63,9 +68,11 @@ OPTIONS = {  # name: render_units arguments on top of GPU_PATH
     "per-unit transforms": dict(batched_transforms=False, deterministic_backward=False),
 }
 FULL = dict(units=64, steps=256, lucent_units=16, agree_units=3, agree_steps=32, option_steps=128,
-            repeat_units=16, repeat_steps=64, images=2000, option_groups=list(GROUPS), repeat_groups=list(GROUPS))
+            repeat_units=16, repeat_steps=64, images=2000, lesion_images=512, option_groups=list(GROUPS),
+            repeat_groups=list(GROUPS))
 TINY = dict(units=2, steps=2, lucent_units=1, agree_units=1, agree_steps=2, option_steps=2,
-            repeat_units=2, repeat_steps=2, images=16, workers=0, option_groups=["layer2"], repeat_groups=["layer2"])
+            repeat_units=2, repeat_steps=2, images=16, lesion_images=2, workers=0, option_groups=["layer2"],
+            repeat_groups=["layer2"])
 STUDY_STEPS = 2560
 DATASET_IMAGES = 50_000
 
@@ -275,6 +282,31 @@ def dataset_pass(check: Check) -> dict:
             "note": "end to end: model load, worker start, decoding, one forward per batch, HDF5 writing"}
 
 
+def lesions(check: Check) -> dict:
+    from bench_ablation import FULL_CONDITIONS, FULL_IMAGES, author_conditions, author_way, batched_way
+    from resstream.ablation.scales import Scale
+    from resstream.data.image_folder import scan_image_folder
+    from resstream.model.blocks import block_lookup
+
+    block, n = "2.1", check.sizes["lesion_images"]
+    workers, batch = check.sizes.get("workers", min(8, os.cpu_count() or 1)), 64
+    model = copy.deepcopy(check.model).to(check.device).eval()
+    conds = author_conditions(block_lookup(check.blocks, block), block, 23)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = generated_images(os.path.join(tmp, "images"), n)
+        records = scan_image_folder(root)
+        run = (model, block_lookup(check.blocks, block), conds, root, records, Scale(1.0), batch, workers, check.device)
+        author_acc, author_s = author_way(*run)
+        ours_acc, ours_s = batched_way(model, check.blocks, block, *run[2:])
+    k = len(conds)
+    return {"block": block, "images": n, "conditions": k, "workers": workers, "batch_size": batch,
+            "author_seconds": author_s, "seconds": ours_s, "author_img_per_s_per_condition": n * k / author_s,
+            "img_per_s_per_condition": n * k / ours_s, "speedup": author_s / ours_s,
+            "accuracies_equal": author_acc == ours_acc,
+            "projected_hours_full": FULL_IMAGES * FULL_CONDITIONS * ours_s / (n * k) / 3600,
+            "author_projected_hours_full": FULL_IMAGES * FULL_CONDITIONS * author_s / (n * k) / 3600}
+
+
 PIN_JOB = """
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
@@ -345,7 +377,7 @@ def main(argv=None) -> int:
     check = Check(args, sizes)
     report = _environment(check)
     sections = [("agreement", agreement), ("throughput", throughput), ("options", options), ("repeat", repeat),
-                ("dataset", dataset_pass), ("gpus", several_gpus)]
+                ("dataset", dataset_pass), ("lesions", lesions), ("gpus", several_gpus)]
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -408,6 +440,12 @@ def print_table(r: dict) -> None:
     d = r["dataset"]
     print(f"\nDataset pass: {d['images']} generated JPEGs, {d['workers']} decoding workers, batch {d['batch_size']}: "
           f"{d['img_per_s']:.1f} img/s -> 50,000 images in {d['projected_minutes_50000']:.1f} min")
+    les = r["lesions"]
+    print(f"\nLesions (block {les['block']}, {les['conditions']} conditions, {les['images']} generated JPEGs, "
+          f"{les['workers']} workers): author {les['author_img_per_s_per_condition']:.1f}, resstream "
+          f"{les['img_per_s_per_condition']:.1f} images/s per condition: x{les['speedup']:.2f}, accuracies equal "
+          f"{les['accuracies_equal']}; 50,000 images x 66 conditions: author {les['author_projected_hours_full']:.2f} h, "
+          f"resstream {les['projected_hours_full']:.2f} h")
     gp = r["gpus"]
     if "skipped" in gp:
         print(f"\nSeveral GPUs: skipped ({gp['skipped']})")

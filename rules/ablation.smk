@@ -39,7 +39,7 @@ if ABLATION["enabled"]:
             csv=f"{RESULTS}/ablation/ablation.csv",
             json=f"{RESULTS}/ablation/ablation.json",
             mix=f"{RESULTS}/ablation/mix_classes.csv",
-            followup=f"{RESULTS}/ablation/followup_check.csv",
+            ratios=f"{RESULTS}/ablation/lesion_ratios.csv",
             png=report(
                 f"{RESULTS}/ablation/ablation.png",
                 caption="../report/ablation.rst",

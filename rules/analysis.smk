@@ -15,7 +15,7 @@ from resstream.analysis.summary import (
     raw_table_csv,
     summary_json,
 )
-from resstream.base.paths import activations_h5
+from resstream.base.paths import ablation_file, activations_h5
 from resstream.analysis.scorecard import CLAIMS_PATH, scorecard_outputs
 
 ANALYSIS = STUDY.config["analysis"]
@@ -149,6 +149,12 @@ rule paper_check:
         fv=FV_TABLES,
         imagenet=IMAGENET_TABLES,
         claims=CLAIMS_PATH,
+        # the follow-up paper's rows compare its lesions, when the ablation stage runs
+        lesions=(
+            [ablation_file(RESULTS, "lesion_ratios.csv")]
+            if STUDY.config["ablation"]["enabled"]
+            else []
+        ),
     output:
         csv=SCORECARD["csv"],
         md=SCORECARD["md"],

@@ -11,13 +11,28 @@ from resstream.workflow.job_resources import (
     per_unit_runtime,
     small_job_mem_mb,
 )
-from resstream.base.paths import atlas_block_dir, atlas_dir, channel_fv_chunk_dir
+from resstream.base.paths import (
+    ablation_file,
+    atlas_block_dir,
+    atlas_dir,
+    channel_fv_chunk_dir,
+)
 
 ATLAS = STUDY.config["atlas"]
 ATLAS_SETTINGS = {
     k: ATLAS[k] for k in ("channel_fvs", "fv_px", "top9_px", "row_px", "jpeg_quality")
 }
 CHANNEL_FV_LAYERS = STUDY.channel_fv_layers()
+LESION_FILES = ("lesion_ratios.csv", "mix_classes.csv", "ablation.png")
+
+
+def atlas_lesion_inputs(block):
+    """The ablation stage's tables and figure a block's page shows (its lesion section), only
+    when the stage is on and lesions the block: the atlas must not need the stage."""
+    ablation = STUDY.config["ablation"]
+    if not (ablation["enabled"] and block in ablation["blocks"]):
+        return []
+    return [ablation_file(RESULTS, name) for name in LESION_FILES]
 
 
 rule fv_channel_chunk:
@@ -65,6 +80,7 @@ rule atlas_block:
         fv_images=lambda w: block_fv_chunk_dirs(w.block),
         channel_fvs=lambda w: block_channel_fv_dirs(w.block),
         exemplars=lambda w: block_exemplar_dirs(w.block),
+        lesions=lambda w: atlas_lesion_inputs(w.block),
     output:
         directory(atlas_block_dir(RESULTS, "{block}")),
     log:

@@ -15,8 +15,10 @@ def index():
 
 
 def block():
+    # the ablation stage's ratios, mix-class table and figure, when it lesioned this block
+    lesions = dict(zip(("ratios", "mix", "figure"), given.lesions)) if given.lesions else None
     return write_block(snakemake.wildcards.block, given.fv, given.imagenet, params.layers, given.fv_images,
-                       given.channel_fvs, given.exemplars, out[0], params.settings)
+                       given.channel_fvs, given.exemplars, out[0], params.settings, lesion_files=lesions)
 
 
 script_main(snakemake, index if snakemake.rule == "atlas_index" else block)

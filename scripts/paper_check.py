@@ -15,5 +15,6 @@ script_main(
         snakemake.input.claims,
         block_channels=snakemake.params.block_channels,
         readings=snakemake.params.readings,
+        lesions_csv=snakemake.input.lesions[0] if snakemake.input.lesions else None,
     ),
 )

@@ -84,3 +84,16 @@ def test_without_a_gpu_the_full_check_refuses_in_one_line(monkeypatch, capsys):
     assert gpu_check.main(["--out", "/nonexistent/x.json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["resstream: no CUDA device is usable here. Fix: run on a GPU machine, or use --device cpu --tiny for the dry run"]
+
+
+def test_lesions_batched_against_the_authors_way(dry_run):
+    report, table = dry_run
+    les = report["lesions"]
+    assert les["block"] == "2.1" and les["images"] == 2 and les["conditions"] == 11 and les["workers"] == 0
+    assert les["accuracies_equal"] is True  # the same lesions give the same accuracies both ways
+    n = les["images"] * les["conditions"]
+    assert les["img_per_s_per_condition"] == pytest.approx(n / les["seconds"])
+    assert les["author_img_per_s_per_condition"] == pytest.approx(n / les["author_seconds"])
+    assert les["speedup"] == pytest.approx(les["author_seconds"] / les["seconds"])
+    assert les["projected_hours_full"] == pytest.approx(50000 * 66 / les["img_per_s_per_condition"] / 3600)
+    assert "Lesions (block 2.1, 11 conditions" in table

@@ -1,8 +1,9 @@
 """The ``ablation`` job: every lesion condition of the config, evaluated in one batched pass over
 the labelled folder, written to ``ablation.csv`` (with a JSON sidecar), drawn as the follow-up
 paper's figure, the mix classes' causal table ``mix_classes.csv`` (empty unless the sets hold
-mix classes and the paths I and B) and ``followup_check.csv``, the follow-up paper's numbers beside
-this run's.
+mix classes and the paths I and B) and ``lesion_ratios.csv`` (per target condition and scale: its
+accuracy, the random lesions' mean and standard error, the ratio; what the figure draws, the
+atlas's lesion sections and the scorecard's follow-up rows show).
 
 Conditions: for each block, set, kind and path, the target set (trial -1) and ``trials`` random
 sets of its size from the block's other channels (set ``random:<set>``, the same channels for
@@ -24,8 +25,7 @@ from resstream.ablation.channel_sets import (
     table_channel_set,
 )
 from resstream.ablation.evaluate import Condition, evaluate_lesions, image_batches
-from resstream.ablation.figure import ratio_figure
-from resstream.ablation.followup import followup_check
+from resstream.ablation.figure import ratio_figure, ratio_table
 from resstream.ablation.lesion import Lesion, clamped_means, lesion_constants
 from resstream.ablation.mix_table import mix_class_table
 from resstream.ablation.scales import study_scales
@@ -38,6 +38,7 @@ from resstream.model.walk import model_blocks
 from resstream.model.weights import load_model_param
 
 log = logging.getLogger(__name__)
+RATIOS_CSV = "lesion_ratios.csv"  # beside ablation.csv (resstream.base.paths.ablation_file)
 CSV_COLUMNS = ["block", "set", "kind", "path", "trial", "scale", "fill", "accuracy", "kl", "n", "kept"]
 
 
@@ -96,6 +97,7 @@ def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dat
     write_table(df, csv, meta)
     write_table(mix_class_table(df, set_sizes), mix_csv, {**meta, "agrees": "the paper's reading: branch (B) "
                 "lesions hurt overwrite channels more, skip (I) lesions hurt skip channels more (KL beyond random)"})
-    write_table(followup_check(df, identity.weights_source != "random"), os.path.join(os.path.dirname(csv), "followup_check.csv"), meta)
-    ratio_figure(df, identity.as_dict(), png, pdf)
+    ratios = ratio_table(df)
+    write_table(ratios, os.path.join(os.path.dirname(csv), RATIOS_CSV), meta)
+    ratio_figure(ratios, identity.as_dict(), png, pdf)
     return df

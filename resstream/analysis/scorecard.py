@@ -91,6 +91,7 @@ class RunTables:
     alpha: float = 0.05
     block_channels: dict[str, int] = field(default_factory=dict)  # channels of each block (studied or not)
     readings: dict = field(default_factory=lambda: readings_with_defaults(None))  # analysis.scorecard
+    lesions: pd.DataFrame | None = None  # the ablation stage's lesion_ratios.csv, when it ran
 
     @property
     def a3_mean(self) -> str:
@@ -443,11 +444,55 @@ def check_in_fig7(claim, run: RunTables) -> list[dict]:
     return [_found_among(claim, run, run_channels, "Fig 7", rule)]
 
 
+# --- the follow-up paper (a second source, from the ablation stage's lesions) ----------------------
+
+LESION_RULE = ("reproduced: the accuracy ratio to the random lesions is below 1 at the largest scale-up and below the "
+               "unscaled ratio (set, kind and path as the paper's)")
+
+
+def followup_claims(claims: dict, run: RunTables) -> list[dict]:
+    """The follow-up paper's claims, scored only when the ablation stage ran (its lesions given);
+    the claims are paraphrases, so they carry no quote."""
+    if run.lesions is None or "followup" not in claims:
+        return []
+    return [{"sentence": "", **claim} for claim in claims["followup"]["claims"]]
+
+
+def _accuracies(by_scale) -> str:
+    """"63.8 % unscaled; 61.4, 59.4 % at s = 1.1, 1.2" from {scale: accuracy}."""
+    up = {float(k): v for k, v in by_scale.items() if float(k) > 1.0}
+    text = f"{_short_number(by_scale.get(1.0, np.nan), 4)} % unscaled" if 1.0 in by_scale else "unscaled not run"
+    if up:
+        text += f"; {', '.join(_short_number(v, 4) for v in up.values())} % at s = {', '.join(f'{k:g}' for k in up)}"
+    return text
+
+
+def check_lesion_scale(claim, run: RunTables) -> list[dict]:
+    """The run's lesion of the claim's set, kind and path in its block (scales 1 and up) against
+    the author's accuracies; judged on the ratio to the kept random lesions."""
+    r = run.lesions
+    pick = r[(r["block"] == claim["block"]) & (r["set"] == claim["set"]) & (r["kind"] == claim["kind"])
+             & (r["path"] == claim["path"]) & (r["scale"] >= 1.0)].set_index("scale").sort_index()
+    paper = f"{_accuracies(claim['accuracy'])} ({claim['set_size']} channels); ratio to random below 1 at s = 1.5, below unscaled"
+    if pick.empty:
+        what = f"{claim['set']} not lesioned ({claim['kind']} at {claim['path']}) in block {claim['block']}"
+        return [dict(_na(claim, run, what, LESION_RULE), paper=paper)]
+    ratios = pick["ratio"].dropna()
+    found = (f"{_accuracies(pick['accuracy'].to_dict())}; ratio to random: "
+             + (", ".join(f"{_short_number(v)} at s = {k:g}" for k, v in ratios.items()) or "no kept random trial"))
+    up = ratios[ratios.index > 1.0]
+    if 1.0 not in ratios.index or up.empty:
+        return [dict(_na(claim, run, found + " (needs scale 1 and a scale-up with kept trials)", LESION_RULE), paper=paper)]
+    verdict = REPRODUCED if up.iloc[-1] < 1 and up.iloc[-1] < ratios[1.0] else NOT_REPRODUCED
+    return [dict(_row(claim, run, found, verdict, LESION_RULE), paper=paper)]
+
+
 CHECKS = {
     "group": check_group, "pass_all": check_pass_all, "share": check_share, "less_skewed": check_less_skewed,
     "spearman_negative": check_spearman_negative, "overwrite_lower": check_overwrite_lower, "pass_share": check_pass_share,
     "top_sm": check_top_sm, "fig7": check_fig7, "fig8": check_fig8, "fig8_below": check_fig8_below,
     "fig7_criteria": check_fig7_criteria, "in_fig7": check_in_fig7, "negative_share": check_negative_share,
+    "lesion_scale": check_lesion_scale,
 }
 
 
@@ -457,7 +502,7 @@ CHECKS = {
 def score(claims: dict, run: RunTables) -> pd.DataFrame:
     """One row per claim (Fig 7: one per reading of A.3), in the order of the claims file."""
     rows = []
-    for claim in claims["claims"]:
+    for claim in claims["claims"] + followup_claims(claims, run):
         block = claim.get("block")
         unjudged = weights_unjudged(run.weights)
         if block is not None and block not in run.fv and claim["check"] != "fig7":  # fig7: a row per reading
@@ -520,9 +565,10 @@ def verdict_counts(df: pd.DataFrame) -> dict[str, int]:
 
 
 def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05, block_channels: dict | None = None,
-             readings: dict | None = None) -> RunTables:
+             readings: dict | None = None, lesions_csv: str | None = None) -> RunTables:
     """The tables of a run (``{block: csv}`` each; ImageNet tables may be missing); ``block_channels``:
-    ``{block: channels}`` of the model; ``readings``: the config's ``analysis.scorecard``."""
+    ``{block: channels}`` of the model; ``readings``: the config's ``analysis.scorecard``;
+    ``lesions_csv``: the ablation stage's ``lesion_ratios.csv`` (the follow-up paper's rows), if it ran."""
     fv, imagenet, meta, factors = {}, {}, {}, []
     for block, path in fv_csvs.items():
         fv[block], block_meta = read_table(path)
@@ -533,20 +579,22 @@ def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05, block_chan
     return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", default("study.o_relu")),
                      mix_factor=factors[0] if factors else None, analysis=meta.get("analysis") or {},
                      weights=meta.get("weights"), alpha=alpha, block_channels=dict(block_channels or {}),
-                     readings=readings_with_defaults(readings))
+                     readings=readings_with_defaults(readings),
+                     lesions=read_table(lesions_csv)[0] if lesions_csv else None)
 
 
 def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_path=CLAIMS_PATH,
-                    block_channels: dict | None = None, readings: dict | None = None) -> pd.DataFrame:
+                    block_channels: dict | None = None, readings: dict | None = None,
+                    lesions_csv: str | None = None) -> pd.DataFrame:
     """Score a run's tables against the claims; write ``outputs`` (keys csv, md, html).
     ``block_channels`` (``{block: channels}``) lets claims about whole blocks be judged;
     ``readings`` is the config's ``analysis.scorecard`` (the schema's defaults where left out)."""
     claims = load_claims(claims_path)
-    run = read_run(fv_csvs, imagenet_csvs, float(claims.get("alpha", 0.05)), block_channels, readings)
+    run = read_run(fv_csvs, imagenet_csvs, float(claims.get("alpha", 0.05)), block_channels, readings, lesions_csv)
     df = score(claims, run)
     meta = {"weights": run.weights, "title": title(run.weights), "paper": claims["paper"], "o_relu": run.o_relu,
             "analysis": run.analysis, "readings": run.readings, "alpha": run.alpha, "verdicts": verdict_counts(df),
-            "claims": str(claims_path)}
+            "claims": str(claims_path), "second_source": claims["followup"]["paper"] if followup_claims(claims, run) else ""}
     write_table(df, outputs["csv"], meta)
     write_text_atomic(outputs["md"], markdown(df, meta))
     write_text_atomic(outputs["html"], html_page(df, meta))
@@ -579,6 +627,7 @@ def markdown(df: pd.DataFrame, meta: dict) -> str:
     lines = [f"# {meta['title']}", "", f"{meta['paper']} against this run. Weights: {weights}.", "",
              f"Settings: {_settings_line(meta)}.", "",
              f"Readings of the paper's words: {readings_line(meta.get('readings'))}.", "",
+             *([f"Second source: {meta['second_source']}: {SECOND_SOURCE_LINE}.", ""] if meta.get("second_source") else []),
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
              "| figure | block | claim | o_relu | a3_mean | paper | this run | verdict | overlap |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -588,9 +637,13 @@ def markdown(df: pd.DataFrame, meta: dict) -> str:
     lines += ["", "## Rules and sources", ""]
     for r in df.drop_duplicates("claim_id").itertuples(index=False):
         note = f" Note: {_md_cell(r.note)}." if r.note else ""
-        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}. Paper: \"{_md_cell(r.sentence)}\"{note}")
+        quote = f" Paper: \"{_md_cell(r.sentence)}\"" if r.sentence else ""  # the follow-up's claims: no quote
+        lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}.{quote}{note}")
     return "\n".join(lines) + "\n"
 
+
+SECOND_SOURCE_LINE = ("its rows (figure \"Follow-up\") show the author's numbers in the paper column and this run's "
+                      "lesions (the ablation stage) beside them")
 
 # The page's templates and stylesheet (package data, autoescaped); their names stay spelled out
 # here so that editing one reruns the jobs that render them (the code fingerprint).
@@ -603,7 +656,8 @@ SCORECARD_CSS = resources.files("resstream.analysis").joinpath("templates", "sco
 def html_fragment(df: pd.DataFrame, meta: dict) -> str:
     """The scorecard as an HTML section (autoescaped), for its own page and the atlas index."""
     return HTML_FRAGMENT.render(meta=meta, rows=df.fillna("").to_dict("records"), settings=_settings_line(meta),
-                                readings=readings_line(meta.get("readings")), kind=verdict_kind)
+                                readings=readings_line(meta.get("readings")), kind=verdict_kind,
+                                second_source_line=SECOND_SOURCE_LINE)
 
 
 def html_page(df: pd.DataFrame, meta: dict) -> str:

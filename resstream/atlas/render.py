@@ -10,12 +10,12 @@ from importlib import resources
 import jinja2
 
 from resstream.analysis import metrics
-from resstream.atlas import content
+from resstream.atlas import content, lesions
 from resstream.model.weights_source import weights_source
 
 # Every template and static file, named here so that an edit of one changes the atlas jobs' code
 # fingerprint (resstream/base/code_fingerprint.py hashes the package files its modules name).
-TEMPLATES = ("base.html.j2", "macros.html.j2", "block.html.j2", "unit.html.j2", "index.html.j2")
+TEMPLATES = ("base.html.j2", "macros.html.j2", "block.html.j2", "unit.html.j2", "index.html.j2", "lesions.html.j2")
 STATIC = ("atlas.css", "atlas.js")
 
 
@@ -36,6 +36,7 @@ def environment() -> jinja2.Environment:
         TABLE_COLUMNS=content.TABLE_COLUMNS, UNIT_NUMBERS=content.UNIT_NUMBERS, KEY_NUMBERS=content.KEY_NUMBERS,
         RANDOM_BANNER=content.RANDOM_BANNER, CUSTOM_BANNER=content.CUSTOM_BANNER, WEIGHTS_KEYS=content.WEIGHTS_KEYS,
         weights_source=weights_source,
+        LESION_RATIO_COLUMNS=lesions.RATIO_COLUMNS, LESION_MIX_COLUMNS=lesions.MIX_COLUMNS,
     )
     return env
 

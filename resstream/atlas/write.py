@@ -30,6 +30,7 @@ from resstream.analysis.summary import read_summary
 from resstream.base.tables import read_table
 from resstream.atlas.content import unit_page_name
 from resstream.atlas.histogram import mix_histogram
+from resstream.atlas.lesions import LesionSection, read_lesion_section
 from resstream.atlas.load import (
     AtlasError,
     BlockTables,
@@ -59,18 +60,22 @@ def write_block(
     exemplar_dirs,
     out_dir: str,
     settings: dict,
+    lesion_files: dict | None = None,
 ) -> dict:
     """The block's table page, one page per unit and their thumbnails, into ``out_dir`` (built
     under a temporary name, renamed into place when complete), from the block's tables, its FV and
     channel-FV chunk folders and the exemplar folders of its layers.  ``settings``: the config's
-    ``atlas`` picture sizes, JPEG quality and ``channel_fvs`` roles."""
+    ``atlas`` picture sizes, JPEG quality and ``channel_fvs`` roles.  ``lesion_files`` (when the
+    ablation stage ran): ``{ratios, mix, figure}``, the stage's files the block page's lesion
+    section shows."""
     tables = read_block_tables(block, fv_csv, imagenet_csv)
+    lesions = read_lesion_section(block, **lesion_files, page_dir=out_dir) if lesion_files else None
     pictures = read_pictures(fv_dirs, channel_fv_dirs, exemplar_dirs)
     remove_stale_partials(out_dir)
     building = partial_dir(out_dir)
     thumbs = Thumbnails(building, out_dir, settings["jpeg_quality"])
     row_thumbs = write_unit_pages(building, block, tables, layers, pictures, thumbs, settings)
-    write_block_page(building, block, tables, layers, row_thumbs)
+    write_block_page(building, block, tables, layers, row_thumbs, lesions)
     channels = [u["channel"] for u in tables.units]
     with open(os.path.join(building, "atlas_block.json"), "w") as f:
         json.dump({"block": block, "channels": channels, "layers": layers, "weights": tables.weights,
@@ -99,9 +104,10 @@ def write_unit_pages(building: str, block: str, tables: BlockTables, layers: dic
     return row_thumbs
 
 
-def write_block_page(building: str, block: str, tables: BlockTables, layers: dict, row_thumbs: dict) -> None:
+def write_block_page(building: str, block: str, tables: BlockTables, layers: dict, row_thumbs: dict,
+                     lesions: LesionSection | None = None) -> None:
     page = render("block.html.j2", root="../", weights=tables.weights, block=block, units=tables.units, layers=layers,
-                  row_thumbs=row_thumbs, settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str))
+                  row_thumbs=row_thumbs, lesions=lesions, settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str))
     with open(os.path.join(building, "index.html"), "w") as f:
         f.write(page)
 

@@ -13,6 +13,9 @@ Layout under ``results`` (config key):
 * ``activations/exemplars/{layer}/unit{c:04d}.png`` 3x3 grid of a unit's top-9 images (one folder,
                                                    and one job, per layer, with its ``exemplars.csv``)
 * ``analysis/...``, ``figures/...``                analyses and figures
+* ``ablation/...``                                 the lesion stage (when on): ``ablation.csv``,
+                                                   ``lesion_ratios.csv`` (the atlas and scorecard
+                                                   read it), ``mix_classes.csv``, ``ablation.png``
 * ``logs/...``                                     one log per job
 """
 
@@ -65,6 +68,11 @@ def atlas_dir(results: str) -> str:
 
 def atlas_block_dir(results: str, block: str) -> str:
     return os.path.join(atlas_dir(results), block)
+
+
+def ablation_file(results: str, name: str) -> str:
+    """A file of the ablation stage, e.g. ``lesion_ratios.csv``."""
+    return os.path.join(results, "ablation", name)
 
 
 def chunk_unit_pngs(chunk_dirs) -> dict[tuple[str, int], str]:
