@@ -13,7 +13,7 @@ from helpers.sample_images import make_image_folder
 from helpers.synthetic import write_activations
 from resstream.ablation.lesion import Lesion, lesioned
 from resstream.ablation.scales import Scale, scale_transform
-from resstream.ablation.stage import run_ablation
+from resstream.ablation.stage import every_nth_class, run_ablation
 from resstream.activations.store import read_layer
 from resstream.analysis.summary import metric_table_csv
 from resstream.data.image_folder import load_rgb, scan_image_folder
@@ -26,7 +26,7 @@ from resstream.workflow.plan import Study
 
 SETTINGS = {"blocks": ["2.0", "2.1"], "sets": ["skip", "overwrite"], "table": "fv", "channels": {},
             "kinds": ["mean"], "paths": ["I", "B"], "scales": [1.0], "down_fills": [0], "trials": 2, "seed": 0,
-            "margin": 100.0, "dataset": ""}
+            "margin": 100.0, "dataset": "", "class_stride": 1}
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,11 @@ def test_mean_constants_come_from_the_activation_layer_of_the_path(finished, ran
     row = df[(df["block"] == "2.1") & (df["set"] == "skip") & (df["path"] == "I")].iloc[0]
     assert row["kl"] == pytest.approx(kl / len(records), rel=1e-4)
     assert row["kl"] > 0
+
+
+def test_every_nth_class_keeps_the_images_of_classes_0_n_2n(tmp_path):
+    data = make_image_folder(tmp_path / "data", n_classes=5)
+    records = scan_image_folder(str(data))
+    kept = every_nth_class(records, 2)
+    assert sorted({r.class_id for r in kept}) == [0, 2, 4]
+    assert len(kept) == sum(r.class_id in (0, 2, 4) for r in records) and every_nth_class(records, 1) == records
