@@ -25,6 +25,7 @@ from PIL import Image  # noqa: E402
 
 from resstream.analysis import metrics  # noqa: E402
 from resstream.model.weights_source import weights_source  # noqa: E402
+from resstream.base.job_spec import by_block  # noqa: E402
 from resstream.base.paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
 
 RANDOM_MARK = "RANDOM WEIGHTS — not pretrained"
@@ -423,3 +424,13 @@ def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, png: str, pdf: str, *
     if fig == "fig8":
         return fig8_closest_mixes(fv, layers, source, weights, png, pdf)
     raise ValueError(f"figure '{fig}' unknown; one of fig1..fig8")
+
+
+def figure_job(job) -> list[str]:
+    """Entry point of a figure job (its spec: :mod:`resstream.analysis.jobs`): figure
+    ``params.figure`` as ``output.png`` and ``output.pdf``, with its options ``params.options``."""
+    params, given = job.params, job.input
+    return make_figure(params.figure, by_block(params.blocks, given.get("fv")),
+                       by_block(params.blocks, given.get("imagenet")), job.output.png, job.output.pdf,
+                       fv_dirs=given.get("fv_images", []), exemplar_dirs=given.get("exemplars", []),
+                       channel_fv_dirs=given.get("channel_fvs", []), **params.options)
