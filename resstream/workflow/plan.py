@@ -1,6 +1,7 @@
-"""The study plan (:class:`Study`): everything the Snakefile needs to lay out jobs (blocks, FV layers,
+"""The study plan (:class:`Study`): what every stage lays its jobs out from (blocks, FV layers,
 channels per layer, channel chunks and per-layer FV settings), derived from a validated config and
-the model's structure alone (:mod:`resstream.model.structure`), so a dry run is fast.
+the model's structure alone (:mod:`resstream.model.structure`), so a dry run is fast.  Each stage's
+``jobs`` module (``resstream/<stage>/jobs.py``) builds its rules' job specs from it.
 """
 
 from __future__ import annotations
