@@ -29,7 +29,7 @@ report: "../report/workflow.rst"
 # The two measurements of a block (on its FVs, docs/method.md#measurements; on the dataset's top
 # images, docs/method.md#imagenet-variant-a3): one rule each, the same job but for what it reads.
 for stimulus in STIMULI:
-    MEASURE_SPEC = measure_spec(PLAN, stimulus, gpu_per_job)
+    MEASURE_SPEC = measure_spec(PLAN, stimulus)
 
     rule:
         name:

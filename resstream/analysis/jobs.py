@@ -36,7 +36,7 @@ def with_sidecars(**tables: list[str]) -> dict:
     return {**tables, **{f"{name}_meta": [sidecar_json(t) for t in paths] for name, paths in tables.items()}}
 
 
-def measure_spec(plan, stimulus: str, gpus=lambda: 0) -> JobSpec:
+def measure_spec(plan, stimulus: str) -> JobSpec:
     """A block's measurement (wildcard ``block``) on its FVs (``stimulus="fv"``) or on the dataset's
     top images of its units (``"imagenet"``, which opens the images the manifest lists)."""
     config = plan.config
