@@ -38,6 +38,8 @@ class JobSpec:
         named = SimpleNamespace(**wildcards)
         parts = {part: {name: _value(value, named, attempt) for name, value in getattr(self, part).items()}
                  for part in ("input", "params", "resources")}
+        # an input path may name the job's wildcards ({block}), which Snakemake fills in
+        parts["input"] = {name: _filled(value, wildcards) for name, value in parts["input"].items()}
         parts["input"].update(input or {})
         return SimpleNamespace(**{part: Named(**values) for part, values in parts.items()}, output=Named(**output),
                                wildcards=named, threads=threads)
@@ -51,6 +53,12 @@ def _value(value, wildcards: SimpleNamespace, attempt: int):
     if "attempt" in inspect.signature(value).parameters:
         return value(wildcards, attempt=attempt)
     return value(wildcards)
+
+
+def _filled(paths, wildcards: dict):
+    if isinstance(paths, str):
+        return paths.format(**wildcards)
+    return [_filled(path, wildcards) for path in paths] if isinstance(paths, list) else paths
 
 
 def by_block(blocks: list[str], paths) -> dict[str, str]:

@@ -40,7 +40,7 @@ def compared_run(shared_run, tmp_path_factory):
     (run.root / "data").unlink()
     shutil.copytree(shared_run.data, run.data, symlinks=True)
     config = changed_config_file(run.config_file, run.root, COMPARE)
-    run.smk("--cores", "1", "--configfile", "demo.yaml", config, "compare_models", "--rerun-triggers", "mtime", "params")
+    run.smk("compare_models", "--cores", "1", "--rerun-triggers", "mtime", "params", "--configfile", "demo.yaml", config)
     assert planned(run, config) == set()
     return run, config
 

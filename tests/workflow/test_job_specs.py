@@ -16,6 +16,7 @@ from resstream.activations.jobs import activations_spec, dataset_manifest_spec, 
 from resstream.analysis.jobs import figure_spec, measure_spec, metric_table_spec, summary_spec
 from resstream.atlas.jobs import atlas_block_spec, atlas_index_spec
 from resstream.base.code_fingerprint import code_fingerprint
+from resstream.data.image_manifest import listed_records, listing_fingerprint
 from resstream.fv.jobs import fv_chunk_spec
 from resstream.model.jobs import model_card_spec
 from resstream.workflow.config import validate_config
@@ -54,8 +55,20 @@ def plan(shared_run):
     return Study(validate_config(config))
 
 
+@pytest.fixture
+def in_the_run(shared_run, monkeypatch):
+    """Where Snakemake planned (the config's paths are relative to it), with the listings of the
+    dataset taken there and forgotten after."""
+    monkeypatch.chdir(shared_run.root)
+    for cache in (listed_records, listing_fingerprint):
+        cache.cache_clear()
+    yield
+    for cache in (listed_records, listing_fingerprint):
+        cache.cache_clear()
+
+
 @pytest.mark.parametrize("make_spec, output, wildcards, script, loads_network", JOBS, ids=[job[1] for job in JOBS])
-def test_a_rule_declares_its_spec(shared_run, plan, make_spec, output, wildcards, script, loads_network):
+def test_a_rule_declares_its_spec(shared_run, plan, in_the_run, make_spec, output, wildcards, script, loads_network):
     job = make_spec(plan).job(output={}, **wildcards)
     workflow_only = [code_fingerprint(str(shared_run.root / "scripts" / script), str(shared_run.root / "resstream"))]
     if loads_network:
