@@ -26,6 +26,7 @@ from resstream.base.errors import ConfigError
 
 from resstream.workflow.plan import Study
 
+from resstream.workflow.command_line import yaml_error_place
 from resstream.workflow.config import validate_config
 from resstream.base.errors import UserError
 
@@ -302,19 +303,6 @@ def check_yaml_or_exit(path: str) -> None:
         _die(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
     except yaml.YAMLError as exc:
         _die(f"{path} is not valid YAML: {yaml_error_place(exc)}; fix the file there")
-
-
-def yaml_error_place(exc) -> str:
-    """``line L, column C: problem (context at line L', column C')`` of a YAML parse error."""
-    mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
-    text = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        text = f"line {mark.line + 1}, column {mark.column + 1}: {text}"
-    if getattr(exc, "context", None) and context_mark is not None:
-        text += f" ({exc.context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
-    return text
-
-
 
 
 def needs_run_lock(dry_run: bool, argv: list[str] | None = None) -> bool:
