@@ -30,11 +30,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from resstream.activations.store import open_activations  # noqa: E402
-from resstream.activations.stream import extract_activations  # noqa: E402
+from resstream.activations.jobs import activations_spec  # noqa: E402
+from resstream.activations.stream import activations_job  # noqa: E402
 from resstream.workflow.plan import Study  # noqa: E402
 from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.data.dataset import ImageFolderDataset  # noqa: E402
-from resstream.model.weights import load_model, model_param  # noqa: E402
+from resstream.model.weights import load_model  # noqa: E402
 
 
 def link_images(sample: Path, dest: Path, n: int) -> Path:
@@ -86,12 +87,9 @@ def run_one(which: str, args) -> dict:
         if which == "author":
             values, seconds = author_way(config, layers, args.batch_size, args.workers)
             return {"seconds": seconds, "values": values, "layers": layers}
+        job = activations_spec(Study(config)).job(output={"h5": str(Path(tmp) / "activations.h5")}, input={"images": None})
         t0 = time.perf_counter()
-        run = config["activations"]  # the job's arguments, as the activations rule declares them
-        path = extract_activations(
-            str(Path(tmp) / "activations.h5"), model=model_param(config["model"]), dataset=str(root),
-            on_bad_image=config["dataset"]["on_bad_image"], layers=layers, spatial_layers=[], topk=run["topk"],
-            o_relu="post", batch_size=run["batch_size"], workers=run["workers"], log_every=run["log_every"], device="cpu")
+        path = activations_job(job)  # the activations rule's job
         seconds = time.perf_counter() - t0
         with open_activations(path) as f:
             values = {name: f["layers"][name][:] for name in layers}

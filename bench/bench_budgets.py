@@ -1,6 +1,6 @@
 """Cluster budgets against measurements: each kind of job, run here on a CPU through its entry point
 (random weights, one thread), timed and its peak memory read, next to the runtime and memory the
-rules ask a cluster for (resstream/workflow/job_resources.py).
+rules ask a cluster for (resstream/base/job_resources.py).
 
 Prints per job kind: units, measured seconds (whole process: Python, torch, the work), seconds per
 unit of work, the budget's seconds for the same size, budget / measured, peak RSS and the memory
@@ -33,7 +33,8 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    from resstream.activations.stream import extract_activations
+    from resstream.activations.jobs import activations_spec
+    from resstream.activations.stream import activations_job
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
     from resstream.base.paths import activations_h5, exemplar_dir, fv_chunk_dir
@@ -45,15 +46,16 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     study, model = Study(config), model_param(config["model"])
     h5 = activations_h5(work)
     if kind == "activations":
-        arguments = study.activations_pass()  # what the activations rule hands its job
-        extract_activations(h5, **arguments["params"], **arguments["resources"])
+        activations_job(activations_spec(study).job(output={"h5": h5}, input={"images": None}))
         return {"units": images}
     if kind == "fv_chunk":
-        from resstream.fv.job import run_fv_chunk
+        from resstream.fv.job import fv_chunk_job
+        from resstream.fv.jobs import fv_chunk_spec
 
-        steps, n = 8, 4
-        run_fv_chunk(model, LAYER, list(range(n)), {**study.fv_settings(LAYER).as_params(), "steps": steps},
-                     f"{work}/fv-bench", device="cpu", log_every=config["fv"]["log_every"])
+        steps, n = 8, 4  # the first chunk of LAYER, its first n channels at `steps` steps
+        job = fv_chunk_spec(study).job(output={"folder": f"{work}/fv-bench"}, layer=LAYER, chunk=study.chunks(LAYER)[0].name)
+        job.params.channels, job.params.settings = list(range(n)), {**job.params.settings, "steps": steps}
+        fv_chunk_job(job)
         return {"units": n * steps}
     if kind == "exemplar_grids":
         from resstream.activations.exemplars import write_exemplar_grids
@@ -81,7 +83,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
 
 def budget(kind: str, units: int, images: int) -> tuple[float, int]:
     """(seconds, MB) the rules ask for at attempt 1, before rounding up to minutes."""
-    from resstream.workflow import job_resources as jr
+    from resstream.base import job_resources as jr
 
     if kind == "fv_chunk":
         return 60 * jr.START_MINUTES + units * jr.FV_SECONDS_PER_UNIT_STEP["cpu"], jr.fv_mem_mb(4)

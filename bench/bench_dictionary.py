@@ -34,7 +34,7 @@ from resstream.model.blocks import default_study_blocks, role_tap  # noqa: E402
 from resstream.model.taps import block_taps  # noqa: E402
 from resstream.model.walk import model_blocks  # noqa: E402
 from resstream.model.weights import load_model  # noqa: E402
-from resstream.workflow.job_resources import PASS_IMAGES_PER_SECOND  # noqa: E402
+from resstream.base.job_resources import PASS_IMAGES_PER_SECOND  # noqa: E402
 from resstream.base.schema import default  # noqa: E402
 
 

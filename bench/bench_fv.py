@@ -58,13 +58,11 @@ sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
 from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
-from resstream.fv.job import run_fv_chunk
-from resstream.model.weights import model_param
+from resstream.fv.job import fv_chunk_job
+from resstream.fv.jobs import fv_chunk_spec
 cfg = validate_config(json.loads({cfg!r}))
-study = Study(cfg)  # the chunk's arguments, as the fv_chunk rule declares them
-channels = list(study.chunk({layer!r}, {chunk!r}).channels)
-run_fv_chunk(model_param(cfg["model"]), {layer!r}, channels, study.fv_settings({layer!r}).as_params(), {out!r},
-             device=cfg["model"]["device"], log_every=cfg["fv"]["log_every"])
+# the fv_chunk job as its rule declares it
+fv_chunk_job(fv_chunk_spec(Study(cfg)).job(output={{"folder": {out!r}}}, layer={layer!r}, chunk={chunk!r}))
 """
 
 

@@ -261,7 +261,8 @@ def generated_images(root: str, n: int) -> str:
 
 
 def dataset_pass(check: Check) -> dict:
-    from resstream.activations.stream import extract_activations
+    from resstream.activations.jobs import activations_spec
+    from resstream.activations.stream import activations_job
     from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
 
@@ -272,9 +273,9 @@ def dataset_pass(check: Check) -> dict:
                                   "dataset": {"path": root},
                                   "activations": {"workers": workers, "log_every": 10**6}})
         run = config["activations"]
-        arguments = Study(config).activations_pass()  # what the activations rule hands its job
+        job = activations_spec(Study(config)).job(output={"h5": os.path.join(tmp, "activations.h5")}, input={"images": None})
         t0 = time.perf_counter()
-        extract_activations(os.path.join(tmp, "activations.h5"), **arguments["params"], **arguments["resources"])
+        activations_job(job)  # the activations rule's job
         seconds = time.perf_counter() - t0
     rate = check.sizes["images"] / seconds
     return {"images": check.sizes["images"], "workers": workers, "batch_size": run["batch_size"],

@@ -103,7 +103,8 @@ def extract_activations(data: str, out: str, *, arch: str = default("model.arch"
     ``out`` (layout: :mod:`resstream.activations.store`): the centre neuron of every layer the study of
     ``blocks`` taps, and the top-k images of every unit.  ``activations``: the config's
     ``activations`` settings (``batch_size``, ``workers``, ``topk``, ``spatial_layers``, ``log_every``)."""
-    from resstream.activations.stream import extract_activations as extract
+    from resstream.activations.jobs import activations_spec
+    from resstream.activations.stream import activations_job
     from resstream.workflow.plan import Study
     from resstream.model.weights import check_weights_available
 
@@ -113,8 +114,8 @@ def extract_activations(data: str, out: str, *, arch: str = default("model.arch"
     model = config["model"]
     # as Snakemake's main process does before any job: the job itself never downloads
     check_weights_available(model["arch"], model["weights"], model["allow_download"], checkpoint=model["checkpoint"])
-    arguments = Study(config).activations_pass()  # what the activations rule hands its job
-    return extract(str(out), **arguments["params"], **arguments["resources"])
+    # the activations rule's job, reading the folder itself (no image manifest outside the workflow)
+    return activations_job(activations_spec(Study(config)).job(output={"h5": str(out)}, input={"images": None}))
 
 
 def _fv_provenance(png: str, channel: int, identity) -> str | None:

@@ -1,25 +1,42 @@
-# Dataset activations (docs/method.md#imagenet-variant-a3): one streaming pass over dataset.path tapping every layer of
-# the study, the top-k images of every unit, and one job per layer drawing the exemplar grids of its
-# studied units. params hold only what changes the results: batch size, workers and threads are
-# resources (how the job runs), so they rerun nothing.
+# Dataset activations (docs/method.md#imagenet-variant-a3): the image manifest of dataset.path, one
+# streaming pass over the images it lists tapping every layer of the study, the top-k images of
+# every unit, and one job per layer drawing the exemplar grids of its studied units.  The jobs'
+# specs come from resstream/activations/jobs.py.
 import re
 
-from resstream.workflow.job_resources import (
-    pass_mem_mb,
-    pass_runtime,
-    per_unit_runtime,
-    small_job_mem_mb,
+from resstream.activations.jobs import (
+    activations_spec,
+    dataset_manifest_spec,
+    exemplar_dirs,
+    exemplar_grids_spec,
 )
 from resstream.base.paths import activations_h5, exemplar_dir
+from resstream.data.image_manifest import image_manifest_tsv
 
-ACTIVATIONS = STUDY.config["activations"]
-EXEMPLAR_UNITS = STUDY.exemplar_units()
-# the pass's arguments (model, dataset, layers, ...; batch size, workers, log frequency), as the
-# library's extract_activations and the benchmarks take them too
-PASS = STUDY.activations_pass()
+ACTIVATIONS = PLAN.config["activations"]
+MANIFEST_SPEC = dataset_manifest_spec(PLAN)
+PASS_SPEC = activations_spec(PLAN)
+GRIDS_SPEC = exemplar_grids_spec(PLAN)
+
+
+rule dataset_manifest:
+    output:
+        tsv=image_manifest_tsv(RESULTS),
+    log:
+        f"{RESULTS}/logs/dataset_manifest.log",
+    localrule: True
+    conda:
+        f"{ENVS}/torch.yaml"
+    params:
+        **MANIFEST_SPEC.params,
+        code=code("dataset_manifest.py"),
+    script:
+        "../scripts/dataset_manifest.py"
 
 
 rule activations:
+    input:
+        **PASS_SPEC.input,
     output:
         h5=activations_h5(RESULTS),
     log:
@@ -30,50 +47,36 @@ rule activations:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
     resources:
-        **PASS["resources"],
+        **PASS_SPEC.resources,
         gpu=gpu_per_job,
-        runtime=lambda w, attempt: pass_runtime(
-            dataset_images(PASS["params"]["dataset"]), attempt
-        ),
-        mem_mb=lambda w, attempt: pass_mem_mb(
-            PASS["resources"]["batch_size"],
-            PASS["resources"]["workers"],
-            STUDY.spatial_bytes_per_image(),
-            attempt,
-        ),
     params:
-        **PASS["params"],
+        **PASS_SPEC.params,
         gpu_slots=GPU_SLOTS,
         code=code("activations.py"),
     script:
         "../scripts/activations.py"
 
 
-# One job per layer draws its studied units' grids; the layer's channels are a param, so a new
-# channel selection redraws only the layers it touches.
 rule exemplar_grids:
     input:
-        h5=rules.activations.output.h5,
+        **GRIDS_SPEC.input,
     output:
-        directory(exemplar_dir(RESULTS, "{layer}")),
+        folder=directory(exemplar_dir(RESULTS, "{layer}")),
     log:
         f"{RESULTS}/logs/exemplar_grids/{{layer}}.log",
     wildcard_constraints:
-        layer="|".join(re.escape(name) for name in EXEMPLAR_UNITS) or "(?!)",
+        layer="|".join(re.escape(name) for name in PLAN.exemplar_units()) or "(?!)",
     conda:
         f"{ENVS}/torch.yaml"
     threads: ACTIVATIONS["threads"]
     resources:
-        runtime=lambda w, attempt: per_unit_runtime(
-            "exemplar_grids", len(EXEMPLAR_UNITS[w.layer]), attempt
-        ),
-        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
+        **GRIDS_SPEC.resources,
     params:
-        channels=lambda w: EXEMPLAR_UNITS[w.layer],
+        **GRIDS_SPEC.params,
         code=code("exemplar_grids.py"),
     script:
         "../scripts/exemplar_grids.py"
 
 
 FINAL_OUTPUTS += rules.activations.output
-FINAL_OUTPUTS += [exemplar_dir(RESULTS, layer) for layer in EXEMPLAR_UNITS]
+FINAL_OUTPUTS += exemplar_dirs(PLAN)

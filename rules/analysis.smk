@@ -2,54 +2,43 @@
 # Per block: measure (heavy: forwards of FVs / top-9 images) -> metric table (cheap; holds the
 # analysis settings as params, so changing mix_factor or scale_rule never re-measures).
 # Figures and summary.json read only the tables (and the pictures they show); the eight figure
-# rules are made from one registry (resstream.analysis.summary.FIGURE_READS).
-# `snakemake --report report.html` embeds the PNGs.
+# rules are made from one registry (resstream.analysis.summary.FIGURE_READS).  The jobs' specs come
+# from resstream/analysis/jobs.py.  `snakemake --report report.html` embeds the PNGs.
 import re
 
-from resstream.analysis.summary import (
-    FIG34,
-    FIGURES,
-    TABLE_SETTINGS,
-    fig3_fig4_blocks,
-    figure_file,
-    raw_table_csv,
-    summary_json,
+from resstream.analysis.jobs import (
+    STIMULI,
+    figure_spec,
+    measure_spec,
+    metric_table_spec,
+    paper_check_spec,
+    summary_spec,
 )
-from resstream.base.paths import ablation_file, activations_h5
-from resstream.analysis.scorecard import CLAIMS_PATH, scorecard_outputs
+from resstream.analysis.summary import FIGURES, figure_file, raw_table_csv, summary_json
+from resstream.analysis.scorecard import scorecard_outputs
+from resstream.base.tables import sidecar_json
 
-ANALYSIS = STUDY.config["analysis"]
-ANALYSIS_SETTINGS = {k: ANALYSIS[k] for k in TABLE_SETTINGS}
-FIG34_BLOCKS = fig3_fig4_blocks(STUDY, ANALYSIS["fig3_fig4_blocks"])
-BLOCK_PATTERN = "|".join(re.escape(b) for b in STUDY.study_blocks)
+ANALYSIS = PLAN.config["analysis"]
+BLOCK_PATTERN = "|".join(re.escape(b) for b in PLAN.study_blocks)
 SCORECARD = scorecard_outputs(RESULTS)
-
-
-FV_TABLES = [metric_table_csv(RESULTS, b, "fv") for b in STUDY.study_blocks]
-IMAGENET_TABLES = [metric_table_csv(RESULTS, b, "imagenet") for b in STUDY.study_blocks]
-ALL_FV_DIRS = [d for layer in STUDY.layers for d in fv_chunk_dirs(layer)]
-ALL_CHANNEL_FV_DIRS = [d for b in STUDY.study_blocks for d in block_channel_fv_dirs(b)]
-ALL_EXEMPLAR_DIRS = sorted(
-    {d for b in STUDY.study_blocks for d in block_exemplar_dirs(b)}
-)
 
 
 report: "../report/workflow.rst"
 
 
-# The two measurements of a block (on its FVs, docs/method.md#measurements; on the dataset's top images, docs/method.md#imagenet-variant-a3): one
-# rule each, the same job but for what it reads (the FV measurement also reads the block's FVs).
-for stimulus in ("fv", "imagenet"):
+# The two measurements of a block (on its FVs, docs/method.md#measurements; on the dataset's top
+# images, docs/method.md#imagenet-variant-a3): one rule each, the same job but for what it reads.
+for stimulus in STIMULI:
+    MEASURE_SPEC = measure_spec(PLAN, stimulus)
 
     rule:
         name:
             f"measure_{stimulus}"
         input:
-            fv=(lambda w: block_fv_chunk_dirs(w.block)) if stimulus == "fv" else [],
-            activations=activations_h5(RESULTS),
+            **MEASURE_SPEC.input,
         output:
             csv=raw_table_csv(RESULTS, "{block}", stimulus),
-            json=raw_table_csv(RESULTS, "{block}", stimulus).replace(".csv", ".json"),
+            json=sidecar_json(raw_table_csv(RESULTS, "{block}", stimulus)),
         log:
             f"{RESULTS}/logs/analysis/measure_{stimulus}_{{block}}.log",
         benchmark:
@@ -60,24 +49,22 @@ for stimulus in ("fv", "imagenet"):
             f"{ENVS}/torch.yaml"
         threads: ANALYSIS["threads"]
         resources:
-            **measurement_resources(stimulus),
+            **MEASURE_SPEC.resources,
             gpu=gpu_per_job,
-            batch_size=ANALYSIS["batch_size"],
         params:
-            stimulus=stimulus,
-            model=MODEL,
-            device=DEVICE,
+            **MEASURE_SPEC.params,
             gpu_slots=GPU_SLOTS,
-            o_relu=STUDY.o_relu,
-            channels=lambda w: STUDY.block_channels(w.block),
             code=code("measure_block.py"),
         script:
             "../scripts/measure_block.py"
 
 
+TABLE_SPEC = metric_table_spec(PLAN)
+
+
 rule metric_table:
     input:
-        csv=f"{RESULTS}/analysis/{{block}}/{{stimulus}}_raw.csv",
+        **TABLE_SPEC.input,
     output:
         csv=f"{RESULTS}/analysis/{{block}}/{{stimulus}}_table.csv",
         json=f"{RESULTS}/analysis/{{block}}/{{stimulus}}_table.json",
@@ -85,21 +72,23 @@ rule metric_table:
         f"{RESULTS}/logs/analysis/metric_table_{{block}}_{{stimulus}}.log",
     wildcard_constraints:
         block=BLOCK_PATTERN,
-        stimulus="fv|imagenet",
+        stimulus="|".join(STIMULI),
     localrule: True
     conda:
         f"{ENVS}/torch.yaml"
     params:
-        analysis=ANALYSIS_SETTINGS,
+        **TABLE_SPEC.params,
         code=code("metric_table.py"),
     script:
         "../scripts/metric_table.py"
 
 
+SUMMARY_SPEC = summary_spec(PLAN)
+
+
 rule analysis_summary:
     input:
-        fv=FV_TABLES,
-        imagenet=IMAGENET_TABLES,
+        **SUMMARY_SPEC.input,
     output:
         json=summary_json(RESULTS),
     log:
@@ -108,20 +97,20 @@ rule analysis_summary:
     conda:
         f"{ENVS}/torch.yaml"
     params:
-        blocks=STUDY.study_blocks,
-        fig34_blocks=FIG34_BLOCKS,
+        **SUMMARY_SPEC.params,
         code=code("analysis_summary.py"),
     script:
         "../scripts/analysis_summary.py"
 
 
 for fig, fig_rule in FIGURES.items():
+    FIGURE_SPEC = figure_spec(PLAN, fig)
 
     rule:
         name:
             fig_rule
         input:
-            **figure_inputs(fig),
+            **FIGURE_SPEC.input,
         output:
             png=report(
                 figure_file(RESULTS, fig, "png"),
@@ -135,28 +124,23 @@ for fig, fig_rule in FIGURES.items():
         conda:
             f"{ENVS}/torch.yaml"
         params:
-            figure=fig,
-            blocks=FIG34_BLOCKS if fig in FIG34 else STUDY.study_blocks,
-            options=figure_options(fig),
+            **FIGURE_SPEC.params,
             code=code("figure.py"),
         script:
             "../scripts/figure.py"
 
 
-# The reproduction scorecard: every claim of resstream/analysis/paper_claims.yaml against the tables.
+PAPER_CHECK_SPEC = paper_check_spec(PLAN)
+
+
+# The reproduction scorecard: every claim of resstream/analysis/paper_claims.yaml against the tables;
+# its CSV's JSON sidecar (what the atlas's index reads of it) is an output of its own.
 rule paper_check:
     input:
-        fv=FV_TABLES,
-        imagenet=IMAGENET_TABLES,
-        claims=CLAIMS_PATH,
-        # the follow-up paper's rows compare its lesions, when the ablation stage runs
-        lesions=(
-            [ablation_file(RESULTS, "lesion_ratios.csv")]
-            if STUDY.config["ablation"]["enabled"]
-            else []
-        ),
+        **PAPER_CHECK_SPEC.input,
     output:
         csv=SCORECARD["csv"],
+        json=sidecar_json(SCORECARD["csv"]),
         md=SCORECARD["md"],
         html=report(
             SCORECARD["html"],
@@ -169,9 +153,7 @@ rule paper_check:
     conda:
         f"{ENVS}/torch.yaml"
     params:
-        blocks=STUDY.study_blocks,
-        block_channels={b: STUDY.block_info(b).channels for b in STUDY.study_blocks},
-        readings=ANALYSIS["scorecard"],
+        **PAPER_CHECK_SPEC.params,
         code=code("paper_check.py"),
     script:
         "../scripts/paper_check.py"

@@ -1,88 +1,20 @@
 # Stage 4: the unit atlas, a static HTML site under results/atlas (resstream/atlas/).
 # One job per block (its table page, unit pages and thumbnails), so changing one block's settings
-# rebuilds only that block's folder; the index reads the summary's counts and the FV tables' M values.
-# The channel-objective FVs the unit pages (and Figs 1 and 6) show come from their own chunk jobs, per
-# (layer, chunk), for the roles atlas.channel_fvs names; each gets its own layer's settings only.
-import re
+# rebuilds only that block's folder; the index reads the summary's counts, the FV tables' M values
+# and the scorecard.  The channel-objective FVs the unit pages (and Figs 1 and 6) show come from
+# rules/fv.smk's fv_channel_chunk.  The jobs' specs come from resstream/atlas/jobs.py.
+from resstream.atlas.jobs import atlas_block_spec, atlas_index_spec
+from resstream.base.paths import atlas_block_dir, atlas_dir
 
-from resstream.workflow.job_resources import (
-    fv_mem_mb,
-    fv_runtime,
-    per_unit_runtime,
-    small_job_mem_mb,
-)
-from resstream.base.paths import (
-    ablation_file,
-    atlas_block_dir,
-    atlas_dir,
-    channel_fv_chunk_dir,
-)
-
-ATLAS = STUDY.config["atlas"]
-ATLAS_SETTINGS = {
-    k: ATLAS[k] for k in ("channel_fvs", "fv_px", "top9_px", "row_px", "jpeg_quality")
-}
-CHANNEL_FV_LAYERS = STUDY.channel_fv_layers()
-LESION_FILES = ("lesion_ratios.csv", "mix_classes.csv", "ablation.png")
-
-
-def atlas_lesion_inputs(block):
-    """The ablation stage's tables and figure a block's page shows (its lesion section), only
-    when the stage is on and lesions the block: the atlas must not need the stage."""
-    ablation = STUDY.config["ablation"]
-    if not (ablation["enabled"] and block in ablation["blocks"]):
-        return []
-    return [ablation_file(RESULTS, name) for name in LESION_FILES]
-
-
-rule fv_channel_chunk:
-    output:
-        directory(channel_fv_chunk_dir(RESULTS, "{layer}", "{chunk}")),
-    log:
-        f"{RESULTS}/logs/channel_fv/{{layer}}/{{chunk}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/channel_fv/{{layer}}/{{chunk}}.tsv"
-    wildcard_constraints:
-        layer="|".join(re.escape(name) for name in CHANNEL_FV_LAYERS) or "(?!)",
-        chunk=r"c\d{4}-\d{4}",
-    conda:
-        f"{ENVS}/torch.yaml"
-    threads: FV["threads"]
-    resources:
-        gpu=gpu_per_job,
-        allocation_slot=1,
-        runtime=lambda w, attempt: fv_runtime(
-            len(fv_units(w.layer, w.chunk, STUDY.channel_fv_roles)),
-            STUDY.fv_settings(w.layer, "channel").steps,
-            gpu_per_job(),
-            attempt,
-        ),
-        mem_mb=lambda w, attempt: fv_mem_mb(
-            len(fv_units(w.layer, w.chunk, STUDY.channel_fv_roles)), attempt
-        ),
-        log_every=FV["log_every"],
-    params:
-        model=MODEL,
-        device=DEVICE,
-        gpu_slots=GPU_SLOTS,
-        channels=lambda w: fv_units(w.layer, w.chunk, STUDY.channel_fv_roles),
-        settings=lambda w: STUDY.fv_settings(w.layer, "channel").as_params(),
-        objective="channel",
-        code=code("fv_chunk.py"),
-    script:
-        "../scripts/fv_chunk.py"
+ATLAS_BLOCK_SPEC = atlas_block_spec(PLAN)
+ATLAS_INDEX_SPEC = atlas_index_spec(PLAN)
 
 
 rule atlas_block:
     input:
-        fv=lambda w: metric_table_csv(RESULTS, w.block, "fv"),
-        imagenet=lambda w: metric_table_csv(RESULTS, w.block, "imagenet"),
-        fv_images=lambda w: block_fv_chunk_dirs(w.block),
-        channel_fvs=lambda w: block_channel_fv_dirs(w.block),
-        exemplars=lambda w: block_exemplar_dirs(w.block),
-        lesions=lambda w: atlas_lesion_inputs(w.block),
+        **ATLAS_BLOCK_SPEC.input,
     output:
-        directory(atlas_block_dir(RESULTS, "{block}")),
+        folder=directory(atlas_block_dir(RESULTS, "{block}")),
     log:
         f"{RESULTS}/logs/atlas/{{block}}.log",
     wildcard_constraints:
@@ -90,13 +22,9 @@ rule atlas_block:
     conda:
         f"{ENVS}/torch.yaml"
     resources:
-        runtime=lambda w, attempt: per_unit_runtime(
-            "atlas_block", len(STUDY.block_channels(w.block)), attempt
-        ),
-        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
+        **ATLAS_BLOCK_SPEC.resources,
     params:
-        layers=lambda w: STUDY.block_layers(w.block),
-        settings=ATLAS_SETTINGS,
+        **ATLAS_BLOCK_SPEC.params,
         code=code("atlas.py"),
     script:
         "../scripts/atlas.py"
@@ -104,10 +32,7 @@ rule atlas_block:
 
 rule atlas_index:
     input:
-        blocks=[atlas_block_dir(RESULTS, b) for b in STUDY.study_blocks],
-        fv=FV_TABLES,
-        summary=rules.analysis_summary.output.json,
-        scorecard=rules.paper_check.output.csv,
+        **ATLAS_INDEX_SPEC.input,
     output:
         html=f"{atlas_dir(RESULTS)}/index.html",
         css=f"{atlas_dir(RESULTS)}/atlas.css",
@@ -118,11 +43,11 @@ rule atlas_index:
     conda:
         f"{ENVS}/torch.yaml"
     params:
-        blocks=STUDY.study_blocks,
+        **ATLAS_INDEX_SPEC.params,
         code=code("atlas.py"),
     script:
         "../scripts/atlas.py"
 
 
-if STUDY.atlas_enabled:
+if PLAN.atlas_enabled:
     FINAL_OUTPUTS += rules.atlas_index.output

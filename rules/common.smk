@@ -1,28 +1,15 @@
-# Shared set-up: config validation, the study plan and the paths every stage uses.
+# Shared set-up: config validation, the study plan (PLAN: blocks, taps, channels; each stage's
+# resstream/<stage>/jobs.py builds its rules' specs from it) and what every rule uses; its functions
+# read nothing a later rule file defines.
 import functools
 import sys
 
 sys.path.insert(0, workflow.basedir)
 
-from resstream.analysis.summary import (
-    FIG34,
-    FIGURE_READS,
-    metric_table_csv,
-)  # noqa: E402
 from resstream.base.code_fingerprint import code_fingerprint  # noqa: E402
 from resstream.workflow.config_types import coerce_command_line  # noqa: E402
 from resstream.base.gpu_slots import SLOTS_FOLDER  # noqa: E402
 from resstream.workflow.renamed_outputs import move_renamed_outputs  # noqa: E402
-from resstream.workflow.job_resources import (  # noqa: E402
-    dataset_images,
-    measure_mem_mb,
-    per_unit_runtime,
-)
-from resstream.base.paths import (  # noqa: E402
-    channel_fv_chunk_dir,
-    exemplar_dir,
-    fv_chunk_dir,
-)
 from resstream.workflow.smk import (  # noqa: E402
     check_config_or_exit,
     check_inputs_or_exit,
@@ -36,8 +23,6 @@ from resstream.workflow.smk import (  # noqa: E402
 )
 from resstream.workflow.refusals import keep_refused_outputs  # noqa: E402
 from resstream.workflow.run_lock import release_results_lock  # noqa: E402
-from resstream.model.weights import model_param  # noqa: E402
-from resstream.model.blocks import ROLES  # noqa: E402
 
 # `--config 'analysis={mix_factor: 2}'` reaches the workflow as the string '2': typed by the schema first.
 coerce_command_line(config, workflow.config_settings.config)
@@ -45,7 +30,7 @@ coerce_command_line(config, workflow.config_settings.config)
 # The one validation pass (resstream/workflow/config.py): the schema, with its defaults filled into
 # `config`, and every config value a job would refuse, each error one line naming the key, before
 # Snakemake plans (and removes) anything.
-STUDY = check_config_or_exit(
+PLAN = check_config_or_exit(
     config, workflow.basedir, preflight=workflow.is_main_process
 )
 
@@ -53,7 +38,7 @@ STUDY = check_config_or_exit(
 # (a second run, from any working folder, stops here with one line naming the first), keeps it to the
 # end (released in onsuccess/onerror and at exit) and makes Ctrl-C stop the jobs it started.
 if workflow.is_main_process and needs_run_lock(workflow.output_settings.dryrun):
-    take_run_lock_or_exit(STUDY.config["results"])
+    take_run_lock_or_exit(PLAN.config["results"])
 
 # Snakemake removes a failed job's outputs; not one its job refused to overwrite (written by another)
 keep_refused_outputs()
@@ -62,12 +47,12 @@ keep_refused_outputs()
 # here, without fetching; a real run checks in onstart (below), before any job starts and before
 # Snakemake removes outputs; --lint, --unlock and --report need neither weights nor data.
 if workflow.is_main_process and workflow.output_settings.dryrun:
-    check_inputs_or_exit(STUDY, dry_run=True)
+    check_inputs_or_exit(PLAN, dry_run=True)
 
 
 onstart:
     if workflow.is_main_process:
-        check_inputs_or_exit(STUDY, local_exec=workflow.local_exec)
+        check_inputs_or_exit(PLAN, local_exec=workflow.local_exec)
         one_slot_per_allocation(workflow)
         check_slurm_or_exit(workflow)
 
@@ -79,20 +64,20 @@ REPORT = report_requested() if workflow.is_main_process else None
 if REPORT:
     from resstream.workflow.provenance import report_facts
 
-    config["report_facts"] = report_facts(STUDY)
+    config["report_facts"] = report_facts(PLAN)
 
 
 onsuccess:
-    release_results_lock(STUDY.config["results"])
+    release_results_lock(PLAN.config["results"])
     if REPORT == "after-run":
-        config["report_facts"] = report_facts(STUDY)
+        config["report_facts"] = report_facts(PLAN)
 
 
 onerror:
-    release_results_lock(STUDY.config["results"])
+    release_results_lock(PLAN.config["results"])
 
 
-RESULTS = STUDY.config["results"]
+RESULTS = PLAN.config["results"]
 # Folders a results folder made before a rename holds under their old names move to the new ones
 # (resstream/workflow/renamed_outputs.py) before Snakemake plans: nothing finished is recomputed.
 if workflow.is_main_process:
@@ -102,13 +87,10 @@ if workflow.is_main_process:
 # stops, before Snakemake plans: it never removes the finished outputs of jobs that would then fail
 # on it (resstream/workflow/smk.py); commands that run no job leave it for a run.
 if workflow.is_main_process and not maintenance_requested():
-    move_damaged_outputs_or_exit(STUDY, dry_run=workflow.output_settings.dryrun)
+    move_damaged_outputs_or_exit(PLAN, dry_run=workflow.output_settings.dryrun)
 # What a job is handed (docs/reruns.md "What reruns"): params hold everything that changes its outputs,
 # so a change reruns it; resources hold how it runs (threads, batch sizes, workers, log frequency,
 # GPU, runtime, memory), which never reruns anything.
-# the network a job loads: arch, weights spec, checkpoint kind (+ the file's sha256 for one's own)
-MODEL = model_param(STUDY.config["model"])
-DEVICE = STUDY.config["model"]["device"]
 # the lock files pinning each GPU job to a device of its own
 GPU_SLOTS = f"{RESULTS}/{SLOTS_FOLDER}"
 ENVS = f"{workflow.basedir}/envs"
@@ -122,90 +104,9 @@ def code(script):
     return code_fingerprint(f"{workflow.basedir}/scripts/{script}")
 
 
-def fv_chunk_dirs(layer):
-    """Every FV chunk folder of a layer (the FV stage's outputs), for rules that read FVs."""
-    return [fv_chunk_dir(RESULTS, layer, c.name) for c in STUDY.chunks(layer)]
-
-
-def block_fv_chunk_dirs(block):
-    """FV chunk folders of the I, B and O layers of one studied block."""
-    return [d for layer in STUDY.block_fv_layers(block) for d in fv_chunk_dirs(layer)]
-
-
-def channel_fv_chunk_dirs(layer):
-    return [
-        channel_fv_chunk_dir(RESULTS, layer, c.name)
-        for c in STUDY.channel_fv_chunks(layer)
-    ]
-
-
-def block_channel_fv_dirs(block):
-    """Channel-FV chunk folders of the roles of one block that atlas.channel_fvs names."""
-    layers = STUDY.block_layers(block)
-    return [
-        d
-        for role in STUDY.channel_fv_roles
-        for d in channel_fv_chunk_dirs(layers[role])
-    ]
-
-
-def block_exemplar_dirs(block):
-    """Exemplar-grid folders of the I, B and O layers of one studied block."""
-    return [
-        exemplar_dir(RESULTS, layer) for layer in STUDY.block_layers(block).values()
-    ]
-
-
-def fv_units(layer, chunk, roles=ROLES):
-    """The channels of one chunk: of every role's layers, or (the atlas's channel FVs) of ``roles``."""
-    return list(STUDY.chunk(layer, chunk, roles).channels)
-
-
-def measurement_resources(stimulus):
-    """runtime and mem_mb of a block's measurement, from its channels and the dataset's images."""
-    channels = lambda w: len(STUDY.block_channels(w.block))
-    return {
-        "runtime": lambda w, attempt: per_unit_runtime(
-            f"measure_{stimulus}", channels(w), attempt
-        ),
-        "mem_mb": lambda w, attempt: measure_mem_mb(
-            channels(w), dataset_images(STUDY.config["dataset"]["path"]), attempt
-        ),
-    }
-
-
-def figure_inputs(fig):
-    """What figure ``fig`` reads (FIGURE_READS), as named inputs of its rule (rules/analysis.smk
-    defines the lists it draws from; the functions live here because Snakemake's linter wants a
-    rule file's functions in common.smk)."""
-    blocks = FIG34_BLOCKS if fig in FIG34 else STUDY.study_blocks
-    inputs = {"fv": [metric_table_csv(RESULTS, b, "fv") for b in blocks]}
-    reads = FIGURE_READS[fig]
-    if "imagenet" in reads:
-        inputs["imagenet"] = [metric_table_csv(RESULTS, b, "imagenet") for b in blocks]
-    if "fv_images" in reads:
-        inputs["fv_images"] = ALL_FV_DIRS
-    if "exemplars" in reads:
-        inputs["exemplars"] = ALL_EXEMPLAR_DIRS
-    if "channel_fvs" in reads:
-        inputs["channel_fvs"] = ALL_CHANNEL_FV_DIRS
-    return inputs
-
-
-def figure_options(fig):
-    """The options figure ``fig`` takes, and only those: the channels Fig 1 lists, the roles whose
-    channel FVs Figs 1 and 6 show."""
-    options = {}
-    if fig == "fig1":
-        options["figure_channels"] = ANALYSIS["figure_channels"]
-    if "channel_fvs" in FIGURE_READS[fig]:
-        options["channel_fv_roles"] = list(STUDY.channel_fv_roles)
-    return options
-
-
 @functools.lru_cache(maxsize=2)
 def _gpus_where(local_exec):
-    device = STUDY.config["model"]["device"]
+    device = PLAN.config["model"]["device"]
     if device in ("cpu", "cuda"):
         return int(device == "cuda")
     if not local_exec:  # auto under a cluster executor: the jobs run on its GPU nodes

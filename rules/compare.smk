@@ -2,20 +2,22 @@
 # finished runs (compare.runs: {name: results folder}) side by side by relative depth, in a folder of
 # compare.results named after the runs (resnet18+resnet50), so one comparison never replaces another.
 # Inactive unless compare.runs lists a run; a listed folder that is this run's RESULTS is built first.
+# The job's spec (every run's summary and tables as inputs) comes from resstream/compare/jobs.py.
 import os
 
-from resstream.analysis.summary import summary_json
+from resstream.compare.jobs import compare_spec
 from resstream.compare.runs import compare_outputs, comparison_folder
 
-COMPARE = STUDY.config["compare"]
+COMPARE = PLAN.config["compare"]
 
 if COMPARE["runs"]:
     COMPARE_DIR = comparison_folder(COMPARE["results"], COMPARE["runs"])
     COMPARE_OUT = compare_outputs(COMPARE_DIR)
+    COMPARE_SPEC = compare_spec(PLAN)
 
     rule compare_models:
         input:
-            summaries=[summary_json(path) for path in COMPARE["runs"].values()],
+            **COMPARE_SPEC.input,
         output:
             png=report(
                 COMPARE_OUT["png"],
@@ -33,9 +35,7 @@ if COMPARE["runs"]:
         conda:
             f"{ENVS}/torch.yaml"
         params:
-            runs=COMPARE["runs"],
-            out=lambda w, output: os.path.dirname(output.blocks),
-            depth_bins=COMPARE["depth_bins"],
+            **COMPARE_SPEC.params,
             code=code("compare.py"),
         script:
             "../scripts/compare.py"

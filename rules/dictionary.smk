@@ -1,15 +1,24 @@
 # Dictionary features (off by default; dictionary.enabled): per studied block a TopK crosscoder trained
 # on tokens streamed from the dataset (encoder on I+B, decoders into I, B, O), read on held-out images,
-# and one figure of the features' M beside the channels' M.
+# and one figure of the features' M beside the channels' M.  The jobs' specs come from
+# resstream/dictionary/jobs.py.
 import re
 
-from resstream.workflow.job_resources import pass_runtime, small_job_mem_mb
+from resstream.dictionary.jobs import (
+    dictionary_blocks,
+    dictionary_dirs,
+    dictionary_figure_spec,
+    dictionary_spec,
+)
 
-DICTIONARY = STUDY.config["dictionary"]
-DICTIONARY_BLOCKS = STUDY.study_blocks if DICTIONARY["enabled"] else []
+DICTIONARY = PLAN.config["dictionary"]
+DICTIONARY_SPEC = dictionary_spec(PLAN)
+DICTIONARY_FIGURE_SPEC = dictionary_figure_spec(PLAN)
 
 
 rule dictionary:
+    input:
+        **DICTIONARY_SPEC.input,
     output:
         folder=directory(f"{RESULTS}/dictionary/{{block}}"),
     log:
@@ -17,26 +26,15 @@ rule dictionary:
     benchmark:
         f"{RESULTS}/benchmarks/dictionary/{{block}}.tsv"
     wildcard_constraints:
-        block="|".join(re.escape(b) for b in DICTIONARY_BLOCKS) or "(?!)",
+        block="|".join(re.escape(b) for b in dictionary_blocks(PLAN)) or "(?!)",
     conda:
         f"{ENVS}/torch.yaml"
     threads: DICTIONARY["threads"]
     resources:
+        **DICTIONARY_SPEC.resources,
         gpu=gpu_per_job,
-        # one truncated forward per image read, as the dataset pass
-        runtime=lambda w, attempt: pass_runtime(
-            DICTIONARY["tokens"] // DICTIONARY["positions_per_image"]
-            + DICTIONARY["heldout_images"],
-            attempt,
-        ),
-        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
     params:
-        model=MODEL,
-        device=DEVICE,
-        dataset=STUDY.config["dataset"]["path"],
-        on_bad_image=STUDY.config["dataset"]["on_bad_image"],
-        o_relu=STUDY.o_relu,
-        section={k: v for k, v in DICTIONARY.items() if k != "threads"},
+        **DICTIONARY_SPEC.params,
         gpu_slots=GPU_SLOTS,
         code=code("dictionary.py"),
     script:
@@ -45,8 +43,7 @@ rule dictionary:
 
 rule dictionary_figure:
     input:
-        folders=[f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS],
-        tables=[f"{RESULTS}/analysis/{b}/fv_table.csv" for b in DICTIONARY_BLOCKS],
+        **DICTIONARY_FIGURE_SPEC.input,
     output:
         png=f"{RESULTS}/figures/dictionary_feature_m.png",
         summary=f"{RESULTS}/dictionary/summary.json",
@@ -56,12 +53,12 @@ rule dictionary_figure:
     conda:
         f"{ENVS}/torch.yaml"
     params:
-        blocks=DICTIONARY_BLOCKS,
+        **DICTIONARY_FIGURE_SPEC.params,
         code=code("dictionary_figure.py"),
     script:
         "../scripts/dictionary_figure.py"
 
 
-if DICTIONARY_BLOCKS:
+if dictionary_blocks(PLAN):
     FINAL_OUTPUTS += rules.dictionary_figure.output
-    FINAL_OUTPUTS += [f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS]
+    FINAL_OUTPUTS += dictionary_dirs(PLAN)

@@ -1,6 +1,8 @@
-# Stage 0: the model card (docs/method.md#taps-i-b-and-o layer table + weights identity). Fails first when weights are missing.
-from resstream.model.card import card_facts
-from resstream.workflow.job_resources import small_job_mem_mb, small_job_runtime
+# Stage 0: the model card (docs/method.md#taps-i-b-and-o layer table + weights identity). Fails first
+# when weights are missing.  The job's spec comes from resstream/model/jobs.py.
+from resstream.model.jobs import model_card_spec
+
+CARD_SPEC = model_card_spec(PLAN)
 
 
 rule model_card:
@@ -12,11 +14,9 @@ rule model_card:
     conda:
         f"{ENVS}/torch.yaml"
     resources:
-        runtime=lambda w, attempt: small_job_runtime(attempt),
-        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
+        **CARD_SPEC.resources,
     params:
-        model=MODEL,
-        card=lambda w: card_facts(STUDY),
+        **CARD_SPEC.params,
         code=code("model_card.py"),
     script:
         "../scripts/model_card.py"

@@ -107,3 +107,12 @@ def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dat
     write_table(ratios, os.path.join(os.path.dirname(csv), RATIOS_CSV), meta)
     ratio_figure(ratios, identity.as_dict(), png, pdf)
     return df
+
+
+def ablation_job(job, gpus: int | None = None) -> pd.DataFrame:
+    """Entry point of the ``ablation`` job (its spec: :mod:`resstream.ablation.jobs`)."""
+    params, resources, out = job.params, job.resources, job.output
+    return run_ablation(out.csv, out.mix, out.png, out.pdf, model=params.model, dataset=params.dataset,
+                        activations=params.activations, tables=params.tables, layers=params.layers,
+                        settings=params.settings, device=params.device, batch_size=resources.batch_size,
+                        workers=resources.workers, gpus=gpus)

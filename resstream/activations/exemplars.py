@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from resstream.activations import store
+from resstream.data.image_manifest import manifest_folder
 from resstream.base.errors import UserError
 from resstream.data.image_folder import load_rgb, view_pixels
 from resstream.model.preprocessing import for_arch
@@ -38,10 +39,12 @@ def exemplar_grid_image(tiles: list[np.ndarray | None], columns: int = GRID_COLU
     return grid
 
 
-def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir: str, threads: int = 1) -> int:
+def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir: str, threads: int = 1,
+                         images: str | None = None) -> int:
     """The ``exemplar_grids`` job of one layer: a grid PNG of the top-k views of each of ``channels``
     (``unit{c:04d}.png``) and ``exemplars.csv`` listing their images, in the folder ``out_dir``
-    (built under a temporary name and renamed into place when complete)."""
+    (built under a temporary name and renamed into place when complete).  ``images``: the dataset's
+    image manifest, whose folder the images are opened from (else the one the file records)."""
     import pandas as pd
     from PIL import Image
 
@@ -52,13 +55,14 @@ def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir:
         paths = store.image_paths(f)
         top_index, top_value = store.topk_index(f, layer)[channels], store.topk_value(f, layer)[channels]
         weights = store.weights_identity(f)
+    folder = Path(manifest_folder(images, paths, h5_path)) if images else root
     prep = for_arch(weights["arch"])
     remove_stale_partials(out_dir)
     tmp = partial_dir(out_dir)
 
     @lru_cache(maxsize=512)  # top images repeat across units; 512 views = 77 MB of uint8
     def view(row: int) -> np.ndarray:  # as the dataset pass read the image (the arch's preprocessing)
-        return view_pixels(load_rgb(root / paths[row]), prep.resize_size, prep.crop_size, prep.interpolation,
+        return view_pixels(load_rgb(folder / paths[row]), prep.resize_size, prep.crop_size, prep.interpolation,
                            prep.crop_mode == "squash")
 
     def draw(job):
@@ -84,3 +88,10 @@ def write_exemplar_grids(h5_path: str, layer: str, channels: list[int], out_dir:
                                          f"the job) to redraw them"))
     log.info("wrote %d exemplar grids of %s in %s", len(channels), layer, out_dir)
     return len(channels)
+
+
+def exemplar_grids_job(job) -> int:
+    """Entry point of an ``exemplar_grids`` job (its spec: :mod:`resstream.activations.jobs`): one
+    layer's grids into ``output.folder``."""
+    return write_exemplar_grids(job.input.h5, job.wildcards.layer, job.params.channels, job.output.folder, job.threads,
+                                images=job.input.images)

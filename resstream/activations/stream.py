@@ -30,6 +30,7 @@ from resstream.activations import store
 from resstream.activations.heap import limit_heap_growth
 from resstream.activations.row_blocks import RowBlockWriter
 from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
+from resstream.data.image_manifest import read_image_manifest
 from resstream.model.blocks import TapRef, parse_layer
 from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
@@ -75,15 +76,16 @@ class _Pass:
 
 def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_image: str, layers: list[str],
                         spatial_layers: list[str], topk: int, o_relu: str, batch_size: int, workers: int,
-                        log_every: int, device: str, gpus: int | None = None) -> str:
+                        log_every: int, device: str, gpus: int | None = None, images: str | None = None) -> str:
     """The dataset pass (the ``activations`` job): the centre neuron of every layer in ``layers``
     (and the full maps of ``spatial_layers``) for every image of the folder ``dataset``, written to
     ``out_path``; resumes a partial run.  ``model``: the rule's model param
     (:func:`resstream.model.weights.model_param`); ``batch_size``, ``workers``, ``log_every``, ``device``
     and ``gpus`` (what the job declared, :func:`resstream.model.device.resolve_device`) change how it
-    runs, not what it writes."""
+    runs, not what it writes.  ``images``: the folder's image manifest
+    (:mod:`resstream.data.image_manifest`), whose listing the pass reads instead of listing the folder."""
     limit_heap_growth()
-    run = _prepare(model, dataset, on_bad_image, layers, spatial_layers, o_relu, device, gpus)
+    run = _prepare(model, dataset, on_bad_image, layers, spatial_layers, o_relu, device, gpus, images)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     partial = out_path + store.PARTIAL_SUFFIX
     f, start = _open_partial(partial, out_path, run, spatial_layers, topk)
@@ -109,12 +111,12 @@ def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_imag
 
 
 def _prepare(model: dict, dataset: str, on_bad_image: str, layers: list[str], spatial_layers: list[str], o_relu: str,
-             device: str, gpus: int | None) -> _Pass:
+             device: str, gpus: int | None, images: str | None = None) -> _Pass:
     """The dataset listing, the network on its device, the tapped layers' shapes and the fingerprint
     a partial file must match."""
     if dataset is None:
         raise DatasetError("dataset.path is not set. Fix: point it at an image folder (ImageNet val: class sub-folders).")
-    records = scan_image_folder(dataset)
+    records = read_image_manifest(images).records if images else scan_image_folder(dataset)
     net, identity = load_model_param(model)
     run_on = resolve_device(device, gpus)
     net.to(run_on)
@@ -228,3 +230,14 @@ def _log_progress(batch: int, n_batches: int, written: int, n: int, done: int, l
     # the images counted are those whose block reached the file, never buffered ones
     log.info("batch %d/%d: %d/%d images written, %.1f img/s, ETA %s", batch, n_batches, written, n,
              rate, _format_eta(left / rate) if rate > 0 else "?")
+
+
+def activations_job(job, gpus: int | None = None) -> str:
+    """Entry point of the ``activations`` job (its spec: :mod:`resstream.activations.jobs`): the pass
+    over the images ``input.images`` lists, into ``output.h5``."""
+    params, resources = job.params, job.resources
+    return extract_activations(job.output.h5, model=params.model, dataset=params.dataset,
+                               on_bad_image=params.on_bad_image, layers=params.layers,
+                               spatial_layers=params.spatial_layers, topk=params.topk, o_relu=params.o_relu,
+                               batch_size=resources.batch_size, workers=resources.workers, log_every=resources.log_every,
+                               device=params.device, gpus=gpus, images=job.input.images)

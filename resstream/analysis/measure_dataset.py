@@ -32,6 +32,7 @@ from resstream.analysis.measure import (
 from resstream.analysis.stats import spearman_where_input_positive
 from resstream.base.tables import AnalysisError, weights_attr
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
+from resstream.data.image_manifest import manifest_folder
 from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.model import blocks as blk
 
@@ -89,6 +90,7 @@ class _TopImages:
     paths: np.ndarray  # [N] image paths relative to dataset_root
     ok: np.ndarray  # [N] bool, False for images the pass skipped
     stored: dict[str, np.ndarray]  # role -> [N, C] stored centre activations of the selected channels
+    image_root: str | None = None  # the folder the job opens the images from (its manifest's), else dataset_root
 
     def rho_columns(self):
         """What :func:`add_weights_and_rho` reads: ``(I, B, ok)`` (None where the file lacks a layer:
@@ -143,9 +145,12 @@ def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: 
     return df, meta
 
 
-def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str, o_relu: str, channels) -> _TopImages:
+def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str, o_relu: str, channels,
+                    images: str | None = None) -> _TopImages:
     """What the ImageNet measurement of ``block`` reads of the activations file (checked to come
-    from ``identity``): the top-k image rows of I and B, the image list and the stored columns."""
+    from ``identity``): the top-k image rows of I and B, the image list and the stored columns.
+    ``images``: the dataset's image manifest, which must list the file's images; they are opened
+    from its folder."""
     layers = role_layers(blocks, block, o_relu)
     channels = np.asarray(channels)
     with _open_checked(path, identity) as f:
@@ -155,7 +160,10 @@ def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str
                 raise AnalysisError(f"{path} has no /topk/{layers[role]}/index. Fix: rerun the activations stage with this study's config.")
             top[role] = store.topk_index(f, layers[role])[channels].astype(np.int64)  # [C, k]
         stored = {role: store.layer_columns(f, layers[role], channels) for role in ROLES if store.has_layer(f, layers[role])}
-        return _TopImages(store.dataset_root(f), top, store.image_paths(f), store.image_ok(f), stored)
+        top_images = _TopImages(store.dataset_root(f), top, store.image_paths(f), store.image_ok(f), stored)
+    if images:
+        top_images.image_root = manifest_folder(images, top_images.paths, path)
+    return top_images
 
 
 def _top_image_responses(model, blocks, top_images: _TopImages, indices: list[int], need_up: set, need_down: set,
@@ -165,7 +173,7 @@ def _top_image_responses(model, blocks, top_images: _TopImages, indices: list[in
     ``plain_taps``), S (if it is some channel's I exemplar) and S^-1 (if it is some channel's B
     exemplar); the images are read as the dataset pass read them (``preprocessing``)."""
     records = [ImageRecord(i, str(p), -1, "") for i, p in enumerate(top_images.paths)]
-    dataset = ImageFolderDataset(top_images.dataset_root, on_bad_image="skip", records=records, preprocessing=preprocessing)
+    dataset = ImageFolderDataset(top_images.image_root or top_images.dataset_root, on_bad_image="skip", records=records, preprocessing=preprocessing)
     out = _Responses()
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]

@@ -40,6 +40,7 @@ from markupsafe import Markup
 
 from resstream.analysis import metrics
 from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
+from resstream.base.job_spec import by_block
 from resstream.base.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
 from resstream.model.weights_source import weights_source
@@ -664,3 +665,12 @@ def html_page(df: pd.DataFrame, meta: dict) -> str:
     weights = meta.get("weights") or {}
     return HTML_PAGE.render(meta=meta, css=Markup(SCORECARD_CSS), fragment=Markup(html_fragment(df, meta)),
                             trained=is_judged(weights), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))
+
+
+def paper_check_job(job) -> pd.DataFrame:
+    """Entry point of the ``paper_check`` job (its spec: :mod:`resstream.analysis.jobs`)."""
+    params, out = job.params, job.output
+    return write_scorecard(by_block(params.blocks, job.input.fv), by_block(params.blocks, job.input.imagenet),
+                           {"csv": out.csv, "md": out.md, "html": out.html}, job.input.claims,
+                           block_channels=params.block_channels, readings=params.readings,
+                           lesions_csv=job.input.lesions[0] if job.input.lesions else None)

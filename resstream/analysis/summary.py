@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
+from resstream.base.job_spec import by_block
 from resstream.base.errors import ConfigError
 from resstream.model.weights_source import weights_source
 from resstream.base.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
@@ -218,3 +219,15 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
         if stage != last_stage:
             firsts.setdefault(stage, b)
     return list(firsts.values()) or simple or list(study.study_blocks)
+
+
+def metric_table_job(job) -> pd.DataFrame:
+    """Entry point of a ``metric_table`` job (its spec: :mod:`resstream.analysis.jobs`)."""
+    return derive_table(job.input.csv, job.output.csv, job.params.analysis)
+
+
+def summary_job(job) -> dict:
+    """Entry point of the ``analysis_summary`` job: ``output.json`` from the blocks' metric tables."""
+    blocks = job.params.blocks
+    return build_summary(by_block(blocks, job.input.fv), by_block(blocks, job.input.imagenet), job.output.json,
+                         fig34_blocks=job.params.fig34_blocks)

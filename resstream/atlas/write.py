@@ -136,3 +136,18 @@ def scorecard_section(scorecard_csv: str) -> Markup:
     """The scorecard's HTML section, escaped by its own template (resstream.analysis.scorecard), so
     marked safe here."""
     return Markup(scorecard.html_fragment(*read_table(scorecard_csv)))
+
+
+def atlas_block_job(job) -> dict:
+    """Entry point of an ``atlas_block`` job (its spec: :mod:`resstream.atlas.jobs`)."""
+    given = job.input
+    lesions = dict(zip(("ratios", "mix", "figure"), given.lesions)) if given.lesions else None
+    return write_block(job.wildcards.block, given.fv, given.imagenet, job.params.layers, given.fv_images,
+                       given.channel_fvs, given.exemplars, job.output.folder, job.params.settings, lesion_files=lesions)
+
+
+def atlas_index_job(job) -> dict:
+    """Entry point of the ``atlas_index`` job (its spec: :mod:`resstream.atlas.jobs`)."""
+    given, out = job.input, job.output
+    return write_index(job.params.blocks, given.fv, given.summary, out.html, out.css, out.js,
+                       scorecard_csv=given.scorecard)

@@ -295,3 +295,9 @@ def _per_block_curves(ax_s, ax_g, blocks: pd.DataFrame, models: list[str], color
     ax_g.set_ylabel("fraction of channels", fontsize=8)
     ax_g.set_title("spectrum per block: overwrite ▼, mix ●, skip ▲", fontsize=9)
     ax_g.legend(fontsize=6, ncol=max(1, len(models)))
+
+
+def compare_job(job) -> dict:
+    """Entry point of the ``compare_models`` job (its spec: :mod:`resstream.compare.jobs`): the
+    comparison of ``params.runs`` in the folder of ``output.blocks``."""
+    return compare_runs(dict(job.params.runs), os.path.dirname(job.output.blocks), job.params.depth_bins)

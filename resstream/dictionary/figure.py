@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from resstream.base.job_spec import by_block  # noqa: E402
 from resstream.analysis.metrics import HIST_BINS  # noqa: E402
 
 
@@ -74,3 +75,12 @@ def dictionary_summary(folders: dict[str, str], channel_tables: dict[str, str], 
 
 def _median(values: np.ndarray):
     return float(np.median(values)) if len(values) else None
+
+
+def dictionary_figure_job(job) -> dict:
+    """Entry point of the ``dictionary_figure`` job (its spec: :mod:`resstream.dictionary.jobs`): the
+    feature-M figure ``output.png`` and the summary ``output.summary``."""
+    blocks = job.params.blocks
+    folders, tables = by_block(blocks, job.input.folders), by_block(blocks, job.input.tables)
+    feature_m_figure({b: f"{d}/features.json" for b, d in folders.items()}, tables, job.output.png)
+    return dictionary_summary(folders, tables, job.output.summary)

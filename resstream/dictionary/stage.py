@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder
+from resstream.data.image_manifest import read_image_manifest
 from resstream.dictionary import science
 from resstream.base.errors import ConfigError
 from resstream.dictionary.tokens import ImageTokens
@@ -39,15 +40,16 @@ def training_config(section: dict, dims: dict[str, int], images: int) -> dict:
 
 
 def dictionary_block(out_dir: str, *, model: dict, dataset: str, on_bad_image: str, block: str, o_relu: str,
-                     section: dict, device: str, gpus: int | None = None) -> str:
+                     section: dict, device: str, gpus: int | None = None, images: str | None = None) -> str:
     """Train and read block ``block``'s crosscoder; ``section``: the config's ``dictionary:``.  A
-    checkpoint beside ``out_dir`` (:func:`checkpoint_path`) lets a killed job resume."""
+    checkpoint beside ``out_dir`` (:func:`checkpoint_path`) lets a killed job resume.  ``images``: the
+    dataset's image manifest, whose listing it reads instead of listing the folder."""
     os.makedirs(out_dir, exist_ok=True)
     net, identity = load_model_param(model)
     run_on = resolve_device(device, gpus)
     net.to(run_on).eval()
     blocks = model_blocks(net)
-    records = scan_image_folder(dataset)
+    records = read_image_manifest(images).records if images else scan_image_folder(dataset)
     train_recs, heldout_recs = _split(records, section["heldout_images"], section["seed"])
     source = _tokens(net, blocks, block, o_relu, dataset, on_bad_image, train_recs, section, run_on)
     dims = {role: int(v.shape[1]) for role, v in source.chunk(0).items()}
@@ -122,3 +124,11 @@ def _write_readings(out_dir: str, crosscoder, heldout: ImageTokens, records: lis
 
 def _num(x: float):
     return float(x) if np.isfinite(x) else None
+
+
+def dictionary_job(job, gpus: int | None = None) -> str:
+    """Entry point of a ``dictionary`` job (its spec: :mod:`resstream.dictionary.jobs`)."""
+    params = job.params
+    return dictionary_block(job.output.folder, model=params.model, dataset=params.dataset,
+                            on_bad_image=params.on_bad_image, block=job.wildcards.block, o_relu=params.o_relu,
+                            section=params.section, device=params.device, gpus=gpus, images=job.input.images)

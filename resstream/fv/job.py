@@ -120,3 +120,12 @@ def render_fv_folder(model, identity, blocks, layer: str, channels: list[int], s
     write_fv_folder(result, out_dir, identity.as_dict(), f"{ref.block}:{ref.tensor}")
     log.info("done in %.1f s: %s", result.seconds, dict(zip(result.channels, result.status)))
     return result
+
+
+def fv_chunk_job(job, gpus: int | None = None) -> dict:
+    """Entry point of an FV chunk job (``fv_chunk`` or ``fv_channel_chunk``; its spec:
+    :mod:`resstream.fv.jobs`): the chunk's channels rendered into ``output.folder``.  ``job``: the
+    Snakemake job or a :meth:`~resstream.base.job_spec.JobSpec.job`; ``gpus``: the GPUs it may use."""
+    params = job.params
+    return run_fv_chunk(params.model, job.wildcards.layer, params.channels, params.settings, job.output.folder,
+                        objective=params.objective, device=params.device, gpus=gpus, log_every=job.resources.log_every)

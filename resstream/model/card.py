@@ -47,3 +47,8 @@ def write_model_card(model: dict, facts: dict, json_path: str, csv_path: str) ->
     card = {"arch": facts["arch"], "weights": identity.as_dict(), **{k: v for k, v in facts.items() if k != "arch"}}
     write_table(pd.DataFrame(facts["layers"]), csv_path, card)
     return card
+
+
+def model_card_job(job) -> dict:
+    """Entry point of the ``model_card`` job (its spec: :mod:`resstream.model.jobs`)."""
+    return write_model_card(job.params.model, job.params.card, job.output.json, job.output.csv)

@@ -70,6 +70,15 @@ def script_main(snakemake, work, level=logging.INFO):
         _stop(f"resstream: rule {snakemake.rule} failed: {type(exc).__name__}: {_first_line(exc)} ({where})")
 
 
+def job_gpus(snakemake) -> int:
+    """Make a job that loads the network run on the device it declares (its params ``device`` and
+    ``gpu_slots``, its resource ``gpu``); call it before torch is imported.  Returns the GPUs it may use."""
+    from resstream.base.gpu_slots import declared_gpus, prepare_job_device
+
+    params = snakemake.params
+    return prepare_job_device(params.device, declared_gpus(snakemake), params.gpu_slots)
+
+
 # beside an output its job refused to overwrite (it did not write it): Snakemake then keeps that output
 # (resstream/workflow/refusals.py, which is kept out of here so that its edits rerun no job)
 REFUSED_MARKER_SUFFIX = ".refused-by-job"

@@ -1,6 +1,7 @@
-"""The study plan (:class:`Study`): everything the Snakefile needs to lay out jobs (blocks, FV layers,
+"""The study plan (:class:`Study`): what every stage lays its jobs out from (blocks, FV layers,
 channels per layer, channel chunks and per-layer FV settings), derived from a validated config and
-the model's structure alone (:mod:`resstream.model.structure`), so a dry run is fast.
+the model's structure alone (:mod:`resstream.model.structure`), so a dry run is fast.  Each stage's
+``jobs`` module (``resstream/<stage>/jobs.py``) builds its rules' job specs from it.
 """
 
 from __future__ import annotations
@@ -220,22 +221,6 @@ class Study:
                 f"({', '.join(tapped)})"
             )
         return [n for n in tapped if n in names]
-
-    def activations_pass(self) -> dict[str, dict]:
-        """The dataset pass's arguments (:func:`resstream.activations.stream.extract_activations`
-        after the output path) from this config: ``params``, what changes the file, and
-        ``resources``, how the pass runs.  The activations rule declares them as its params and
-        resources; the library's and the benchmarks' passes take the same, so all of them run the
-        pass the workflow runs."""
-        from resstream.model.weights import model_param
-
-        model, dataset, run = self.config["model"], self.config["dataset"], self.config["activations"]
-        return {
-            "params": {"model": model_param(model), "device": model["device"], "dataset": dataset["path"],
-                       "on_bad_image": dataset["on_bad_image"], "layers": self.activation_layers(),
-                       "spatial_layers": self.spatial_layers(), "topk": run["topk"], "o_relu": self.o_relu},
-            "resources": {"batch_size": run["batch_size"], "workers": run["workers"], "log_every": run["log_every"]},
-        }
 
     def spatial_bytes_per_image(self) -> int:
         """Bytes of the full maps one image adds to the activations file (``spatial_layers``), each

@@ -100,7 +100,7 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
     fetched here once, or in a dry run only reported) and, for local execution, a requested CUDA
     device.  On a user error print one line and exit 1."""
     from resstream.model.weights import check_weights_available, missing_hub_file
-    from resstream.workflow.job_resources import listed_images
+    from resstream.data.image_manifest import listed_images
 
     cfg = study.config
     path, model = cfg["dataset"]["path"], cfg["model"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 FIGURE_RULES = ("fig1_channel_grids", "fig2_mix_histograms", "fig3_weights_vs_mix", "fig4_inhibition",
                 "fig5_scale_invariance", "fig6_top_scale_metric", "fig7_both_criteria", "fig8_closest_mixes")
 # the order rules are listed in (the pipeline's)
-RULE_ORDER = ("model_card", "fv_chunk", "fv_channel_chunk", "activations", "exemplar_grids", "measure_fv",
+RULE_ORDER = ("model_card", "fv_chunk", "fv_channel_chunk", "dataset_manifest", "activations", "exemplar_grids", "measure_fv",
               "measure_imagenet", "metric_table", "analysis_summary", *FIGURE_RULES, "paper_check", "atlas_block",
               "atlas_index")
 TABLE_HEADER = ("| change | jobs replanned |\n"

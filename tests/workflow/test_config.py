@@ -136,21 +136,24 @@ def test_the_pass_budgets_the_full_maps_of_its_spatial_layers_by_hand():
 
 
 def test_snakemakes_process_lists_the_dataset_once(sample_dir, monkeypatch):
-    """The pre-flight check and every job's budget (the pass's runtime, the measurements' memory)
-    read one listing of the dataset: a large folder is not listed again for each."""
+    """The pre-flight check, every job's budget (the pass's runtime, the measurements' memory) and
+    the image manifest's fingerprint read one listing of the dataset: a large folder is not listed
+    again for each."""
     from resstream.data import image_folder
-    from resstream.workflow import job_resources
+    from resstream.data import image_manifest
     from resstream.workflow.smk import check_inputs_or_exit
 
     listings = []
     scan = image_folder.scan_image_folder
     monkeypatch.setattr(image_folder, "scan_image_folder", lambda root: listings.append(root) or scan(root))
-    job_resources.listed_images.cache_clear()
+    image_manifest.listed_records.cache_clear()
     study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(sample_dir)}}))
     check_inputs_or_exit(study, dry_run=True)
-    counts = {job_resources.dataset_images(str(sample_dir)) for _ in range(3)}
+    counts = {image_manifest.dataset_images(str(sample_dir)) for _ in range(3)}
+    image_manifest.listing_fingerprint.cache_clear()
+    assert len(image_manifest.listing_fingerprint(str(sample_dir))) == 64
     assert counts == {len(scan(sample_dir))} and listings == [str(sample_dir)]
-    job_resources.listed_images.cache_clear()
+    image_manifest.listed_records.cache_clear()
 
 
 def _numeric_specs(spec, path=""):
@@ -231,7 +234,7 @@ def test_non_finite_command_line_values_are_refused(given, line):
 def test_no_job_declares_an_absurd_memory_at_the_schemas_largest_values():
     """The pass's and an FV chunk's mem_mb at the largest batch, workers and chunk the schema allows
     (spatial maps of the largest layer1 map of ResNet18, 64 x 56 x 56, float16): under 64 GB."""
-    from resstream.workflow.job_resources import fv_mem_mb, pass_mem_mb
+    from resstream.base.job_resources import fv_mem_mb, pass_mem_mb
     from resstream.base.schema import section_properties
 
     acts, fv = section_properties("activations"), section_properties("fv")

@@ -67,7 +67,9 @@ def test_rerun_matrix(shared_run, sample_dir, tmp_path):
          | seeds("measure_fv", block="2.1") | seeds("measure_imagenet", block="2.1")),
         ("`analysis.mix_factor: 2`", {"analysis": {"mix_factor": 2}}, rules("metric_table")),
         ("`analysis.scale_rule: mid_only`", {"analysis": {"scale_rule": "mid_only"}}, rules("metric_table")),
-        ("`dataset.path` (another image folder)", {"dataset": {"path": str(other_images)}}, rules("activations")),
+        # the manifest lists the other folder; the pass names it (its param dataset)
+        ("`dataset.path` (another image folder)", {"dataset": {"path": str(other_images)}},
+         rules("dataset_manifest", "activations")),
         ("`atlas.fv_px: 96`", {"atlas": {"fv_px": 96}}, rules("atlas_block")),
         ("an edit of `resstream/analysis/metrics.py`", "analysis/metrics.py",
          rules("metric_table", "analysis_summary", "paper_check", "atlas_block", "atlas_index")

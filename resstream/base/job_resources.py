@@ -12,7 +12,6 @@ override a rule with ``--set-resources rule:runtime=N`` where your nodes are slo
 
 from __future__ import annotations
 
-import functools
 import math
 
 # Python, torch and the weights, the model on its device, scheduling slack (one job's start measured
@@ -91,28 +90,3 @@ def small_job_mem_mb(attempt: int = 1) -> int:
 
 def small_job_runtime(attempt: int = 1) -> int:
     return _minutes(0, attempt)
-
-
-@functools.lru_cache(maxsize=8)
-def listed_images(path: str) -> int:
-    """Images in the listing of ``path`` (:func:`resstream.data.image_folder.scan_image_folder`),
-    remembered for the life of the process: in Snakemake's main process the pre-flight check lists
-    the dataset and every job's budget reuses the count, so a large folder (50,000 images, perhaps
-    on a network file system) is listed once.  A folder that cannot be listed raises the listing's
-    one-line error (not remembered)."""
-    from resstream.data.image_folder import scan_image_folder
-
-    return len(scan_image_folder(path))
-
-
-def dataset_images(path: str | None) -> int:
-    """Images the dataset pass will read (0 when ``dataset.path`` is unset or unreadable: the
-    pre-flight check reports that)."""
-    if not path:
-        return 0
-    from resstream.base.errors import UserError
-
-    try:
-        return listed_images(path)
-    except UserError:
-        return 0

@@ -1,0 +1,7 @@
+import sys
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # the library, also inside a conda env
+from resstream.data.image_manifest import dataset_manifest_job  # noqa: E402
+from resstream.workflow.job_runner import script_main  # noqa: E402
+
+script_main(snakemake, lambda: dataset_manifest_job(snakemake))
