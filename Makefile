@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup browser slurm sample demo test docs lint bench gpu-check clean-demo arch-tables
+.PHONY: setup browser slurm sample demo test docs style format lint bench gpu-check clean-demo arch-tables
 
 setup: $(STAMP)
 
@@ -63,13 +63,25 @@ demo: sample
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 test: $(STAMP) browser slurm
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict makes a broken link or a missing page an
 # error. docs/configuration.md and docs/troubleshooting.md are generated from the schema and the code
 # while it builds (docs/hooks.py).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The code's style, checked without the sample or a run: ruff's formatter and linter (pyproject.toml) and
+# snakefmt for the rules; .ci/run runs it before the tests. `make format` rewrites what it reports.
+style: $(STAMP)
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
+	$(BIN)/snakefmt --check Snakefile rules/
+
+format: $(STAMP)
+	$(BIN)/ruff format --quiet .
+	$(BIN)/ruff check --quiet --fix .
+	$(BIN)/snakefmt Snakefile rules/
 
 lint: sample
 	$(BIN)/snakemake --lint --configfile demo.yaml
