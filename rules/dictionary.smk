@@ -3,7 +3,13 @@
 # and one figure of the features' M beside the channels' M.
 import re
 
-from resstream.workflow.job_resources import pass_runtime, small_job_mem_mb
+from resstream.dictionary.settings import feature_fv_settings
+from resstream.workflow.job_resources import (
+    fv_mem_mb,
+    fv_runtime,
+    pass_runtime,
+    small_job_mem_mb,
+)
 
 DICTIONARY = STUDY.config["dictionary"]
 DICTIONARY_BLOCKS = STUDY.study_blocks if DICTIONARY["enabled"] else []
@@ -62,6 +68,46 @@ rule dictionary_figure:
         "../scripts/dictionary_figure.py"
 
 
+# Feature FVs: per block, the centre-position FV of its dictionary.feature_pages most often firing
+# features (objective: the encoder's pre-activation), with the FV stage's engine and settings.
+rule dictionary_fv:
+    input:
+        folder=f"{RESULTS}/dictionary/{{block}}",
+    output:
+        folder=directory(f"{RESULTS}/dictionary_fv/{{block}}"),
+    log:
+        f"{RESULTS}/logs/dictionary_fv/{{block}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dictionary_fv/{{block}}.tsv"
+    wildcard_constraints:
+        block="|".join(re.escape(b) for b in DICTIONARY_BLOCKS) or "(?!)",
+    conda:
+        f"{ENVS}/torch.yaml"
+    threads: STUDY.config["fv"]["threads"]
+    resources:
+        gpu=gpu_per_job,
+        allocation_slot=1,
+        runtime=lambda w, attempt: fv_runtime(
+            DICTIONARY["feature_pages"],
+            feature_fv_settings(STUDY, w.block).steps,
+            gpu_per_job(),
+            attempt,
+        ),
+        mem_mb=lambda w, attempt: fv_mem_mb(DICTIONARY["feature_pages"], attempt),
+        log_every=STUDY.config["fv"]["log_every"],
+    params:
+        model=MODEL,
+        device=DEVICE,
+        gpu_slots=GPU_SLOTS,
+        o_relu=STUDY.o_relu,
+        features=DICTIONARY["feature_pages"],
+        settings=lambda w: feature_fv_settings(STUDY, w.block).as_params(),
+        code=code("dictionary_fv.py"),
+    script:
+        "../scripts/dictionary_fv.py"
+
+
 if DICTIONARY_BLOCKS:
     FINAL_OUTPUTS += rules.dictionary_figure.output
     FINAL_OUTPUTS += [f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS]
+    FINAL_OUTPUTS += [f"{RESULTS}/dictionary_fv/{b}" for b in DICTIONARY_BLOCKS]

@@ -18,14 +18,15 @@ from resstream.dictionary.train import load_dictionary
 
 TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,
                    "positions_per_image": 16, "images_per_refill": 4, "batch_size": 64, "heldout_images": 2,
-                   "exemplars": 3, "threads": 1}
+                   "exemplars": 3, "feature_pages": 3, "threads": 1}
 
 
 def test_dictionary_stage_end_to_end(tmp_path):
     data = make_image_folder(tmp_path / "data", n_classes=10, seed=0)
     config = tiny_config_file(tmp_path, data, dictionary=TINY_DICTIONARY)
     out = tmp_path / "results" / "dictionary" / "1.1"
-    smk(out, "--cores", "1", "--configfile", "demo.yaml", config)
+    fv_out = tmp_path / "results" / "dictionary_fv" / "1.1"
+    smk(out, fv_out, "--cores", "1", "--configfile", "demo.yaml", config)
 
     model, cfg, identity = load_dictionary(str(out / "dictionary.safetensors"))
     assert cfg["dims"] == {"I": 64, "B": 64, "O": 64} and cfg["n_latents"] == 128 and cfg["training_images"] == 8
@@ -49,6 +50,14 @@ def test_dictionary_stage_end_to_end(tmp_path):
     # the checkpoint (beside the folder, so that a killed job's folder can go) is gone once done
     assert "ETA" in log and not (tmp_path / "results" / "dictionary" / "1.1.checkpoint.pt").exists()
     assert sorted(p.name for p in (tmp_path / "results" / "dictionary").iterdir()) == ["1.1"]
+    # feature FVs: the 3 most often firing features, one 224 px PNG each, with the FV stage's settings
+    top3 = sorted(sorted(live, key=lambda f: (-f["firing"], f["feature"]))[:3], key=lambda f: f["feature"])
+    record = json.loads((fv_out / "fv.json").read_text())
+    assert [f["feature"] for f in record["features"]] == [f["feature"] for f in top3]
+    assert record["settings"]["steps"] == 2 and record["weights"]["source"] == "random:0"
+    for f in record["features"]:
+        with Image.open(fv_out / f"feature{f['feature']:05d}.png") as im:
+            assert im.size == (224, 224) and im.mode == "RGB"
 
 
 def test_feature_m_figure_draws_every_block(tmp_path):
