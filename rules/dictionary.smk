@@ -68,17 +68,18 @@ rule dictionary_figure:
         "../scripts/dictionary_figure.py"
 
 
-# Feature FVs: per block, the centre-position FV of its dictionary.feature_pages most often firing
-# features (objective: the encoder's pre-activation), with the FV stage's engine and settings.
-rule dictionary_fv:
+# Feature pictures: per block, for its dictionary.feature_pages most often firing features, the
+# centre-position FV (objective: the encoder's pre-activation; the FV stage's engine and settings)
+# and grids of the top held-out images and of the patches around the peak cell.
+rule dictionary_pictures:
     input:
         folder=f"{RESULTS}/dictionary/{{block}}",
     output:
-        folder=directory(f"{RESULTS}/dictionary_fv/{{block}}"),
+        folder=directory(f"{RESULTS}/dictionary_pictures/{{block}}"),
     log:
-        f"{RESULTS}/logs/dictionary_fv/{{block}}.log",
+        f"{RESULTS}/logs/dictionary_pictures/{{block}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/dictionary_fv/{{block}}.tsv"
+        f"{RESULTS}/benchmarks/dictionary_pictures/{{block}}.tsv"
     wildcard_constraints:
         block="|".join(re.escape(b) for b in DICTIONARY_BLOCKS) or "(?!)",
     conda:
@@ -101,13 +102,15 @@ rule dictionary_fv:
         gpu_slots=GPU_SLOTS,
         o_relu=STUDY.o_relu,
         features=DICTIONARY["feature_pages"],
+        page_channels=DICTIONARY["page_channels"],
+        dataset=STUDY.config["dataset"]["path"],
         settings=lambda w: feature_fv_settings(STUDY, w.block).as_params(),
-        code=code("dictionary_fv.py"),
+        code=code("dictionary_pictures.py"),
     script:
-        "../scripts/dictionary_fv.py"
+        "../scripts/dictionary_pictures.py"
 
 
 if DICTIONARY_BLOCKS:
     FINAL_OUTPUTS += rules.dictionary_figure.output
     FINAL_OUTPUTS += [f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS]
-    FINAL_OUTPUTS += [f"{RESULTS}/dictionary_fv/{b}" for b in DICTIONARY_BLOCKS]
+    FINAL_OUTPUTS += [f"{RESULTS}/dictionary_pictures/{b}" for b in DICTIONARY_BLOCKS]

@@ -24,6 +24,7 @@ from PIL import Image
 
 from resstream.base.outputs import partial_dir, publish_dir, remove_stale_partials
 from resstream.dictionary.crosscoder import EPS, TopKCrosscoder
+from resstream.dictionary.exemplars import patch_box, write_exemplar_grids
 from resstream.dictionary.train import load_dictionary
 from resstream.fv.render import FVError, render_units
 from resstream.fv.settings import FVSettings
@@ -52,13 +53,20 @@ class FeatureMaps:
         return torch.einsum("nchw,nc->nhw", x, w) / scale + self.b_enc.to(x.device)[units][:, None, None]
 
 
-def chosen_features(features_json: str, count: int) -> list[int]:
-    """The ``count`` features that fired most often on the held-out images (ties: lower index first);
-    features that never fired are left out.  The same order chooses the atlas's feature pages."""
-    with open(features_json) as f:
-        features = json.load(f)["features"]
+def chosen_features(features: list[dict], count: int) -> list[dict]:
+    """The records (of ``features.json``) of the ``count`` features that fired most often on the
+    held-out images (ties: lower index first), in feature order; features that never fired are left
+    out.  These get an FV, exemplar grids and an atlas page."""
     live = sorted((x for x in features if x["firing"] > 0), key=lambda x: (-x["firing"], x["feature"]))
-    return sorted(x["feature"] for x in live[:count])
+    return sorted(live[:count], key=lambda x: x["feature"])
+
+
+def writes_most(crosscoder: TopKCrosscoder, feature: int, channels: int) -> list[list]:
+    """``[[channel, weight], ...]``: the ``channels`` channels of O the feature's decoder writes with
+    the largest magnitude, largest first (the atlas links the feature from their unit pages)."""
+    w = crosscoder.W_dec["O"][feature].detach().double()
+    order = torch.argsort(-w.abs(), stable=True)[:channels]
+    return [[int(c), float(w[c])] for c in order]
 
 
 def feature_png_name(feature: int) -> str:
@@ -80,29 +88,37 @@ def render_feature_fvs(net, identity, crosscoder: TopKCrosscoder, block: str, o_
                         preprocessing=for_arch(identity.arch), readout=FeatureMaps(crosscoder, blocks, block, o_relu))
 
 
-def feature_fv_folder(out_dir: str, *, model: dict, dictionary_dir: str, block: str, o_relu: str, count: int,
-                      settings: dict, device: str, log_every: int = 1, gpus: int | None = None) -> str:
-    """The ``dictionary_fv`` job: ``feature{f:05d}.png`` per chosen feature (:func:`chosen_features`)
-    and ``fv.json`` (per feature: objective at the first and last step, status; the settings and the
-    weights), built aside and renamed into place."""
+def feature_pictures_folder(out_dir: str, *, model: dict, dictionary_dir: str, dataset: str, block: str, o_relu: str,
+                      count: int, page_channels: int, settings: dict, device: str, log_every: int = 1,
+                      gpus: int | None = None) -> str:
+    """The ``dictionary_pictures`` job: per chosen feature (:func:`chosen_features`) ``feature{f:05d}.png``
+    (its FV) and its exemplar grids (:mod:`resstream.dictionary.exemplars`), and ``pictures.json``
+    (per feature: objective at the first and last step, status, exemplar patch boxes, the channels
+    its decoder writes most; the FV settings and the weights), built aside and renamed into place."""
     remove_stale_partials(out_dir)
     net, identity = load_model_param(model)
     net = net.to(resolve_device(device, gpus)).eval()
     crosscoder, _, _ = load_dictionary(os.path.join(dictionary_dir, "dictionary.safetensors"))
-    features = chosen_features(os.path.join(dictionary_dir, "features.json"), count)
+    with open(os.path.join(dictionary_dir, "features.json")) as f:
+        chosen = chosen_features(json.load(f)["features"], count)
+    features = [x["feature"] for x in chosen]
     log.info("feature FVs of block %s: %d features %s, %s", block, len(features), features, settings)
     # none to render when every feature was silent on the held-out images
     result = render_feature_fvs(net, identity, crosscoder, block, o_relu, features, FVSettings(**settings),
                                 log_every) if features else None
     tmp = partial_dir(out_dir)
+    blocks, prep = model_blocks(net), for_arch(identity.arch)
+    boxes = write_exemplar_grids(tmp, chosen, dataset, prep,
+                                 lambda cell: patch_box(net, blocks, block, o_relu, cell, prep.crop_size))
     record = {"block": block, "objective": "encoder pre-activation at the centre cell",
               "settings": result.settings if result else settings, "weights": identity.as_dict(), "features": []}
     if result is not None:
         for f, arr in zip(result.channels, result.png_arrays()):
             Image.fromarray(arr).save(os.path.join(tmp, feature_png_name(f)))
-        record["features"] = [{"feature": f, "status": s, "first": _num(c[0]), "final": _num(c[-1])}
+        record["features"] = [{"feature": f, "status": s, "first": _num(c[0]), "final": _num(c[-1]),
+                               "patch_boxes": boxes[f], "writes_most": writes_most(crosscoder, f, page_channels)}
                               for f, s, c in zip(result.channels, result.status, result.curve)]
-    with open(os.path.join(tmp, "fv.json"), "w") as fh:
+    with open(os.path.join(tmp, "pictures.json"), "w") as fh:
         json.dump(record, fh, indent=1)
     publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds feature FVs; delete it (or let snakemake rerun the "
                                       f"job) to recompute"))

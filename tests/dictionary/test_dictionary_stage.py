@@ -25,8 +25,8 @@ def test_dictionary_stage_end_to_end(tmp_path):
     data = make_image_folder(tmp_path / "data", n_classes=10, seed=0)
     config = tiny_config_file(tmp_path, data, dictionary=TINY_DICTIONARY)
     out = tmp_path / "results" / "dictionary" / "1.1"
-    fv_out = tmp_path / "results" / "dictionary_fv" / "1.1"
-    smk(out, fv_out, "--cores", "1", "--configfile", "demo.yaml", config)
+    pictures = tmp_path / "results" / "dictionary_pictures" / "1.1"
+    smk(out, pictures, "--cores", "1", "--configfile", "demo.yaml", config)
 
     model, cfg, identity = load_dictionary(str(out / "dictionary.safetensors"))
     assert cfg["dims"] == {"I": 64, "B": 64, "O": 64} and cfg["n_latents"] == 128 and cfg["training_images"] == 8
@@ -50,14 +50,23 @@ def test_dictionary_stage_end_to_end(tmp_path):
     # the checkpoint (beside the folder, so that a killed job's folder can go) is gone once done
     assert "ETA" in log and not (tmp_path / "results" / "dictionary" / "1.1.checkpoint.pt").exists()
     assert sorted(p.name for p in (tmp_path / "results" / "dictionary").iterdir()) == ["1.1"]
-    # feature FVs: the 3 most often firing features, one 224 px PNG each, with the FV stage's settings
+    # feature pictures: the 3 most often firing features, each with a 224 px FV and exemplar grids
     top3 = sorted(sorted(live, key=lambda f: (-f["firing"], f["feature"]))[:3], key=lambda f: f["feature"])
-    record = json.loads((fv_out / "fv.json").read_text())
+    record = json.loads((pictures / "pictures.json").read_text())
     assert [f["feature"] for f in record["features"]] == [f["feature"] for f in top3]
     assert record["settings"]["steps"] == 2 and record["weights"]["source"] == "random:0"
-    for f in record["features"]:
-        with Image.open(fv_out / f"feature{f['feature']:05d}.png") as im:
+    for f, features_record in zip(record["features"], top3):
+        with Image.open(pictures / f"feature{f['feature']:05d}.png") as im:
             assert im.size == (224, 224) and im.mode == "RGB"
+        # one patch per top image, inside the 224 px view, around the peak cell (4 px per cell in layer1)
+        assert len(f["patch_boxes"]) == len(features_record["top_images"])
+        for (y0, y1, x0, x1), top in zip(f["patch_boxes"], features_record["top_images"]):
+            assert 0 <= y0 <= 4 * top["cell"][0] < y1 <= 224 and 0 <= x0 <= 4 * top["cell"][1] < x1 <= 224
+        for grid in ("top", "patches"):
+            with Image.open(pictures / f"feature{f['feature']:05d}_{grid}.png") as im:
+                assert im.mode == "RGB"
+        o = model.W_dec["O"][f["feature"]].detach().numpy()
+        assert [c for c, _ in f["writes_most"]] == list(np.argsort(-np.abs(o), kind="stable")[:3])
 
 
 def test_feature_m_figure_draws_every_block(tmp_path):

@@ -1,13 +1,13 @@
 """Feature FVs: the objective is the crosscoder's encoder on the block's taps, and the FV engine
 raises it."""
 
-import json
-
 import numpy as np
+import pytest
 import torch
 
 from resstream.dictionary.crosscoder import TopKCrosscoder
-from resstream.dictionary.feature_fv import FeatureMaps, chosen_features, render_feature_fvs
+from resstream.dictionary.exemplars import patch_box
+from resstream.dictionary.feature_fv import FeatureMaps, chosen_features, render_feature_fvs, writes_most
 from resstream.fv.settings import FVSettings
 from resstream.model.blocks import role_tap
 from resstream.model.taps import block_taps
@@ -64,9 +64,31 @@ def test_feature_fv_raises_the_objective_and_its_crop_is_exact():
     assert np.allclose(full.curve[:, 0], cropped.curve[:, 0], rtol=1e-4, atol=1e-5)
 
 
-def test_chosen_features_are_the_most_often_firing(tmp_path):
-    path = tmp_path / "features.json"
+def test_chosen_features_are_the_most_often_firing():
     firing = [0.1, 0.0, 0.3, 0.1, 0.05]
-    path.write_text(json.dumps({"features": [{"feature": i, "firing": v} for i, v in enumerate(firing)]}))
-    assert chosen_features(str(path), 3) == [0, 2, 3]
-    assert chosen_features(str(path), 10) == [0, 2, 3, 4]  # feature 1 never fired
+    features = [{"feature": i, "firing": v} for i, v in enumerate(firing)]
+    assert [x["feature"] for x in chosen_features(features, 3)] == [0, 2, 3]
+    assert [x["feature"] for x in chosen_features(features, 10)] == [0, 2, 3, 4]  # feature 1 never fired
+
+
+def test_writes_most_orders_the_o_channels_by_decoder_magnitude():
+    _, _, crosscoder = _net_and_crosscoder()
+    with torch.no_grad():
+        crosscoder.W_dec["O"][7].zero_()
+        crosscoder.W_dec["O"][7, [4, 9, 60]] = torch.tensor([0.2, -0.5, 0.3])
+    assert writes_most(crosscoder, 7, 2) == [[9, -0.5], [60, pytest.approx(0.3)]]
+
+
+def test_patch_box_is_the_window_the_cell_sees():
+    net, _, _ = _net_and_crosscoder()
+    blocks = model_blocks(net)
+    x = torch.rand(1, 3, 96, 96, requires_grad=True)
+    o = block_taps(net, x, [role_tap(blocks, "2.0", "O", "pre")], blocks=blocks).popitem()[1]  # [1, 128, 12, 12]
+    for cell in ([0, 0], [5, 11]):
+        x.grad = None
+        o[0, :, cell[0], cell[1]].sum().backward(retain_graph=True)
+        y0, y1, x0, x1 = patch_box(net, blocks, "2.0", "pre", cell, 96)
+        seen = x.grad[0].abs().sum(0) > 0
+        rows, cols = seen.any(1).nonzero().flatten(), seen.any(0).nonzero().flatten()
+        # the gradient reaches every row and column of the box (a 3x3 conv's window is full) and none outside
+        assert (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1) == (y0, y1, x0, x1)
