@@ -65,6 +65,8 @@ rule atlas_block:
         fv_images=lambda w: block_fv_chunk_dirs(w.block),
         channel_fvs=lambda w: block_channel_fv_dirs(w.block),
         exemplars=lambda w: block_exemplar_dirs(w.block),
+        # the block's dictionary pictures (their pages are linked) when the dictionary stage is on
+        dictionary_pictures=lambda w: dictionary_pictures_dirs(w.block),
     output:
         directory(atlas_block_dir(RESULTS, "{block}")),
     log:

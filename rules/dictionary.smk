@@ -110,7 +110,42 @@ rule dictionary_pictures:
         "../scripts/dictionary_pictures.py"
 
 
+def dictionary_pictures_dirs(block):
+    """The block's dictionary pictures folder, which its atlas pages link, or none when the stage is off."""
+    return (
+        f"{RESULTS}/dictionary_pictures/{block}" if block in DICTIONARY_BLOCKS else []
+    )
+
+
+# The atlas's feature pages of a block (resstream/atlas/dictionary_pages.py), linked from its block
+# and unit pages (rule atlas_block declares the pictures folder they read).
+rule atlas_dictionary:
+    input:
+        dictionary=f"{RESULTS}/dictionary/{{block}}",
+        pictures=f"{RESULTS}/dictionary_pictures/{{block}}",
+    output:
+        directory(f"{atlas_dir(RESULTS)}/dictionary/{{block}}"),
+    log:
+        f"{RESULTS}/logs/atlas/dictionary/{{block}}.log",
+    wildcard_constraints:
+        block="|".join(re.escape(b) for b in DICTIONARY_BLOCKS) or "(?!)",
+    conda:
+        f"{ENVS}/torch.yaml"
+    resources:
+        mem_mb=lambda w, attempt: small_job_mem_mb(attempt),
+    params:
+        settings=ATLAS_SETTINGS,
+        studied=lambda w: STUDY.block_channels(w.block),
+        code=code("atlas_dictionary.py"),
+    script:
+        "../scripts/atlas_dictionary.py"
+
+
 if DICTIONARY_BLOCKS:
     FINAL_OUTPUTS += rules.dictionary_figure.output
     FINAL_OUTPUTS += [f"{RESULTS}/dictionary/{b}" for b in DICTIONARY_BLOCKS]
     FINAL_OUTPUTS += [f"{RESULTS}/dictionary_pictures/{b}" for b in DICTIONARY_BLOCKS]
+    if STUDY.atlas_enabled:
+        FINAL_OUTPUTS += [
+            f"{atlas_dir(RESULTS)}/dictionary/{b}" for b in DICTIONARY_BLOCKS
+        ]

@@ -16,7 +16,8 @@ def index():
 
 def block():
     return write_block(snakemake.wildcards.block, given.fv, given.imagenet, params.layers, given.fv_images,
-                       given.channel_fvs, given.exemplars, out[0], params.settings)
+                       given.channel_fvs, given.exemplars, out[0], params.settings,
+                       dictionary_pictures=given.get("dictionary_pictures"))
 
 
 script_main(snakemake, index if snakemake.rule == "atlas_index" else block)

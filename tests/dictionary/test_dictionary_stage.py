@@ -2,6 +2,7 @@
 tiny dictionary) and the feature-M figure."""
 
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from resstream.dictionary.train import load_dictionary
 
 TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,
                    "positions_per_image": 16, "images_per_refill": 4, "batch_size": 64, "heldout_images": 2,
-                   "exemplars": 3, "feature_pages": 3, "threads": 1}
+                   "exemplars": 3, "feature_pages": 3, "page_channels": 64, "threads": 1}
 
 
 def test_dictionary_stage_end_to_end(tmp_path):
@@ -26,7 +27,8 @@ def test_dictionary_stage_end_to_end(tmp_path):
     config = tiny_config_file(tmp_path, data, dictionary=TINY_DICTIONARY)
     out = tmp_path / "results" / "dictionary" / "1.1"
     pictures = tmp_path / "results" / "dictionary_pictures" / "1.1"
-    smk(out, pictures, "--cores", "1", "--configfile", "demo.yaml", config)
+    atlas = tmp_path / "results" / "atlas"
+    smk(out, pictures, atlas / "1.1", atlas / "dictionary" / "1.1", "--cores", "1", "--configfile", "demo.yaml", config)
 
     model, cfg, identity = load_dictionary(str(out / "dictionary.safetensors"))
     assert cfg["dims"] == {"I": 64, "B": 64, "O": 64} and cfg["n_latents"] == 128 and cfg["training_images"] == 8
@@ -66,7 +68,50 @@ def test_dictionary_stage_end_to_end(tmp_path):
             with Image.open(pictures / f"feature{f['feature']:05d}_{grid}.png") as im:
                 assert im.mode == "RGB"
         o = model.W_dec["O"][f["feature"]].detach().numpy()
-        assert [c for c, _ in f["writes_most"]] == list(np.argsort(-np.abs(o), kind="stable")[:3])
+        assert [c for c, _ in f["writes_most"]] == list(np.argsort(-np.abs(o), kind="stable"))
+    _check_feature_pages(atlas, record["features"], {f["feature"]: f for f in features})
+
+
+class _Page(HTMLParser):
+    """A page's links, images and numbers (``data-key`` -> ``data-value`` of its cells)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.links, self.images, self.values = [], [], {}
+        self.feed(path.read_text())
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "a":
+            self.links.append(a["href"])
+        elif tag == "img":
+            self.images.append(a["src"])
+        elif tag == "td" and "data-key" in a:
+            self.values[a["data-key"]] = a["data-value"]
+
+
+def _check_feature_pages(atlas, pictured, science):
+    """Every pictured feature has a page linked from the block page and from the unit page of each
+    studied channel its decoder writes most; every link and image resolves; the numbers are the
+    science tables' (features.json)."""
+    block_page = _Page(atlas / "1.1" / "index.html")
+    for f in pictured:
+        page_path = atlas / "dictionary" / "1.1" / f"feature{f['feature']:05d}.html"
+        assert f"../dictionary/1.1/{page_path.name}" in block_page.links
+        page = _Page(page_path)
+        for href in page.links + page.images:
+            if href != "../../index.html":  # the atlas's index: rule atlas_index, not run here
+                assert (page_path.parent / href).resolve().exists(), href
+        assert len(page.images) == 3  # the FV, the top images, the patches
+        truth = science[f["feature"]]
+        assert float(page.values["M"]) == pytest.approx(truth["M"], rel=1e-9)
+        for t in "IBO":
+            assert float(page.values[f"decoder_norm_{t}"]) == pytest.approx(truth["decoder_norm"][t], rel=1e-9)
+        assert float(page.values["firing"]) == pytest.approx(truth["firing"], rel=1e-9)
+        # it writes all 64 channels (dictionary.page_channels 64); only studied channel 0 has a unit page
+        assert [h for h in page.links if "unit" in h] == ["../../1.1/unit0000.html"]
+        assert f"../dictionary/1.1/{page_path.name}" in _Page(atlas / "1.1" / "unit0000.html").links
+    assert "../dictionary/1.1/index.html" in block_page.links and (atlas / "dictionary" / "1.1" / "index.html").exists()
 
 
 def test_feature_m_figure_draws_every_block(tmp_path):
