@@ -4,6 +4,7 @@
 import re
 
 from resstream.dictionary.settings import feature_fv_settings
+from resstream.dictionary.stage_scope import stage_groups
 from resstream.workflow.job_resources import (
     fv_mem_mb,
     fv_runtime,
@@ -12,7 +13,16 @@ from resstream.workflow.job_resources import (
 )
 
 DICTIONARY = STUDY.config["dictionary"]
-DICTIONARY_BLOCKS = STUDY.study_blocks if DICTIONARY["enabled"] else []
+DICTIONARY_ON = DICTIONARY["enabled"]
+DICTIONARY_BLOCKS = (
+    STUDY.study_blocks if DICTIONARY_ON and DICTIONARY["scope"] == "block" else []
+)
+# dictionary.scope: stage -> one crosscoder per network stage ("stage2": ["2.0", "2.1"])
+DICTIONARY_STAGES = (
+    stage_groups(STUDY.blocks, STUDY.study_blocks)
+    if DICTIONARY_ON and DICTIONARY["scope"] == "stage"
+    else {}
+)
 
 
 rule dictionary:
@@ -47,6 +57,28 @@ rule dictionary:
         code=code("dictionary.py"),
     script:
         "../scripts/dictionary.py"
+
+
+# The stage-level variant: the same job for one network stage's blocks together.
+use rule dictionary as dictionary_stage with:
+    output:
+        folder=directory(f"{RESULTS}/dictionary/{{stage}}"),
+    log:
+        f"{RESULTS}/logs/dictionary/{{stage}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/dictionary/{{stage}}.tsv"
+    wildcard_constraints:
+        stage="|".join(DICTIONARY_STAGES) or "(?!)",
+    params:
+        model=MODEL,
+        device=DEVICE,
+        dataset=STUDY.config["dataset"]["path"],
+        on_bad_image=STUDY.config["dataset"]["on_bad_image"],
+        o_relu=STUDY.o_relu,
+        section={k: v for k, v in DICTIONARY.items() if k != "threads"},
+        gpu_slots=GPU_SLOTS,
+        stage_blocks=lambda w: DICTIONARY_STAGES[w.stage],
+        code=code("dictionary.py"),
 
 
 rule dictionary_figure:
@@ -149,3 +181,4 @@ if DICTIONARY_BLOCKS:
         FINAL_OUTPUTS += [
             f"{atlas_dir(RESULTS)}/dictionary/{b}" for b in DICTIONARY_BLOCKS
         ]
+FINAL_OUTPUTS += [f"{RESULTS}/dictionary/{s}" for s in DICTIONARY_STAGES]

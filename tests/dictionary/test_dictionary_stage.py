@@ -158,3 +158,40 @@ def test_summary_compares_scale_invariant_channels_with_the_others(tmp_path):
     assert summary["1.1"]["features_per_channel_median"] == {"scale_invariant": 3.0, "other": 8.0}
     assert summary["1.1"]["scale_invariant_channels"] == 2 and summary["1.1"]["l0"] == 4.0
     assert json.loads((tmp_path / "s.json").read_text()) == summary
+
+
+def test_stage_scope_trains_one_crosscoder_per_network_stage(tmp_path):
+    from helpers.configs import tiny_config
+    from resstream.dictionary.stage import dictionary_stage_group
+    from resstream.model.weights import model_param
+    from resstream.workflow.config import validate_config
+
+    data = make_image_folder(tmp_path / "data", n_classes=6, seed=0)
+    config = validate_config(tiny_config(tmp_path / "results", data, dictionary={**TINY_DICTIONARY, "scope": "stage"}))
+    out = tmp_path / "stage2"
+    dictionary_stage_group(str(out), model=model_param(config["model"]), dataset=str(data), on_bad_image="fail",
+                           stage_blocks=["2.0", "2.1"], o_relu="pre", section=config["dictionary"], device="cpu")
+    model, cfg, _ = load_dictionary(str(out / "dictionary.safetensors"))
+    # one encoder on 2.0's I and B; decoders into 2.0's I, B, O and 2.1's B and O (2.1's I is 2.0's O)
+    assert cfg["inputs"] == ["2_0:I", "2_0:B"] and cfg["targets"] == ["2_0:I", "2_0:B", "2_0:O", "2_1:B", "2_1:O"]
+    assert cfg["n_latents"] == 256 and set(cfg["dims"].values()) == {128}
+    quality = json.loads((out / "quality.json").read_text())
+    assert set(quality["fve"]) == set(cfg["targets"]) and quality["tokens"] == 2 * 28 * 28
+    norms = {t: model.W_dec[t].detach().norm(dim=1).numpy() for t in cfg["targets"]}
+    features = json.loads((out / "features.json").read_text())["features"]
+    # each block's M from its own I and B decoders: 2.1's I is the stream 2.0 writes
+    assert np.allclose([f["blocks"]["2.0"]["M"] for f in features], norms["2_0:I"] / norms["2_0:B"], rtol=1e-5)
+    assert np.allclose([f["blocks"]["2.1"]["M"] for f in features], norms["2_0:O"] / norms["2_1:B"], rtol=1e-5)
+    needed = json.loads((out / "channels.json").read_text())["features_per_O_channel"]
+    assert set(needed) == {"2.0", "2.1"} and all(len(v) == 128 for v in needed.values())
+
+
+def test_stage_scope_plans_one_job_per_network_stage(tmp_path):
+    data = make_image_folder(tmp_path / "data", n_classes=4, seed=0)
+    config = tiny_config_file(tmp_path, data, dictionary={**TINY_DICTIONARY, "scope": "stage"},
+                              study={"blocks": ["1.1", "2.0", "2.1"], "channels": [0]})
+    proc = smk(tmp_path / "results" / "dictionary" / "stage2", tmp_path / "results" / "dictionary" / "stage1", "-n",
+               "--cores", "1", "--configfile", "demo.yaml", config)
+    stats = proc.stdout.split("Job stats:")[1].split("\n\n")[0]
+    counts = {row.split()[0]: int(row.split()[1]) for row in stats.splitlines()[3:] if row.strip()}
+    assert counts == {"dictionary_stage": 2, "total": 2}, stats
