@@ -45,19 +45,24 @@ def block_config(channels: int, args) -> dict:
     return cfg
 
 
-def training_rate(cfg: dict, steps: int) -> float:
-    """Tokens/s of Adam steps on synthetic tokens (the loss, backward, step, decoder renorm)."""
-    model = new_crosscoder(cfg)
+def training_rate(cfg: dict, steps: int, device: str = "cpu") -> float:
+    """Tokens/s of Adam steps on synthetic tokens (the loss, backward, step, decoder renorm) on
+    ``device`` (CUDA: timed between synchronisations)."""
+    model = new_crosscoder(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     tokens = SyntheticTokens(64, cfg["dims"]["I"], 4, cfg["batch_size"], seed=0, names=ROLES).chunk(0)
+    tokens = {name: t.to(device) for name, t in tokens.items()}
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     for i in range(steps + 2):
         if i == 2:  # two warm-up steps
+            sync()
             t0 = time.perf_counter()
         loss, _ = model.loss(tokens, cfg["aux_coef"])
         opt.zero_grad()
         loss.backward()
         opt.step()
         model.normalise_decoder()
+    sync()
     return steps * cfg["batch_size"] / (time.perf_counter() - t0)
 
 

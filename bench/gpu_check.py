@@ -31,6 +31,9 @@ units per group from the default study plan) is an upper bound.
   author's 11 conditions at one scale (block 2.1, 23 channels): images/s per condition each way,
   the speed-up, equal accuracies, and the author's full experiment (50,000 images × 66 conditions)
   projected from the measured rates.
+* dictionary: the dictionary stage's crosscoder training (schema defaults: encoder on I+B, 8 x 2C
+  latents, k 32, batch 4096) on synthetic tokens of each group's widest block, on the device:
+  tokens/s, and the projection for every studied block (``dictionary.tokens`` tokens each).
 * gpus: with two or more GPUs visible, two FV jobs started together must land on distinct devices
   (``resstream/base/gpu_slots.py``); with one, skipped and says why; with ``--device cpu``, the lock-slot
   logic runs with two pretended devices (CUDA_VISIBLE_DEVICES=0,1) and FVs on the CPU.
@@ -68,11 +71,12 @@ OPTIONS = {  # name: render_units arguments on top of GPU_PATH
     "per-unit transforms": dict(batched_transforms=False, deterministic_backward=False),
 }
 FULL = dict(units=64, steps=256, lucent_units=16, agree_units=3, agree_steps=32, option_steps=128,
+FULL = dict(units=64, steps=256, lucent_units=16, agree_units=3, agree_steps=32, option_steps=128,
             repeat_units=16, repeat_steps=64, images=2000, lesion_images=512, option_groups=list(GROUPS),
-            repeat_groups=list(GROUPS))
+            repeat_groups=list(GROUPS), dictionary_steps=40, dictionary_batch=4096)
 TINY = dict(units=2, steps=2, lucent_units=1, agree_units=1, agree_steps=2, option_steps=2,
             repeat_units=2, repeat_steps=2, images=16, lesion_images=2, workers=0, option_groups=["layer2"],
-            repeat_groups=["layer2"])
+            repeat_groups=["layer2"], dictionary_steps=2, dictionary_batch=64)
 STUDY_STEPS = 2560
 DATASET_IMAGES = 50_000
 
@@ -331,6 +335,31 @@ print(json.dumps(dict(slot=slot, visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
 """
 
 
+def dictionary_training(check: Check) -> dict:
+    """Crosscoder training tokens/s per group's last block (bench/bench_dictionary.py's step: loss,
+    backward, Adam, decoder renorm) on the device, and the hours to train every studied block."""
+    from types import SimpleNamespace
+
+    from bench_dictionary import block_config, training_rate
+
+    from resstream.base.schema import default
+    from resstream.model.blocks import default_study_blocks, parse_layer
+
+    sizes, rows = check.sizes, {}
+    channels = {b.name: b.channels for b in check.blocks}
+    for group, layer in GROUPS.items():
+        block = parse_layer(check.blocks, layer).block
+        cfg = block_config(channels[block], SimpleNamespace(batch_size=sizes["dictionary_batch"]))
+        rate = training_rate(cfg, sizes["dictionary_steps"], str(check.device))
+        rows[group] = {"block": block, "channels": channels[block], "latents": cfg["n_latents"], "batch_size": cfg["batch_size"],
+                       "steps": sizes["dictionary_steps"], "tokens_per_s": rate}
+    tokens = default("dictionary.tokens")
+    studied = default_study_blocks(check.blocks)
+    width_rate = {row["channels"]: row["tokens_per_s"] for row in rows.values()}
+    hours = sum(tokens / width_rate[channels[b]] for b in studied) / 3600
+    return {"groups": rows, "study_blocks": studied, "tokens_per_block": tokens, "projected_hours": hours}
+
+
 def several_gpus(check: Check) -> dict:
     torch = check.torch
     if check.device.type == "cuda":
@@ -378,7 +407,8 @@ def main(argv=None) -> int:
     check = Check(args, sizes)
     report = _environment(check)
     sections = [("agreement", agreement), ("throughput", throughput), ("options", options), ("repeat", repeat),
-                ("dataset", dataset_pass), ("lesions", lesions), ("gpus", several_gpus)]
+                ("dataset", dataset_pass), ("lesions", lesions), ("dictionary", dictionary_training),
+                ("gpus", several_gpus)]
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -447,6 +477,7 @@ def print_table(r: dict) -> None:
           f"{les['img_per_s_per_condition']:.1f} images/s per condition: x{les['speedup']:.2f}, accuracies equal "
           f"{les['accuracies_equal']}; 50,000 images x 66 conditions: author {les['author_projected_hours_full']:.2f} h, "
           f"resstream {les['projected_hours_full']:.2f} h")
+    print_dictionary(r["dictionary"])
     gp = r["gpus"]
     if "skipped" in gp:
         print(f"\nSeveral GPUs: skipped ({gp['skipped']})")
@@ -455,6 +486,12 @@ def print_table(r: dict) -> None:
         print(f"\nSeveral GPUs ({kind}): jobs on slots {[j['slot'] for j in gp['jobs']]}, ran together {gp['ran_together']}, "
               f"distinct devices {gp['distinct_devices']}: {'PASS' if gp['pass'] else 'FAIL'}")
     print(f"\ntotal {r['seconds']:.0f} s")
+
+
+def print_dictionary(d: dict) -> None:
+    print(f"\nDictionary training (crosscoder, batch {next(iter(d['groups'].values()))['batch_size']}): " + ", ".join(
+        f"{row['block']} {row['tokens_per_s']:,.0f} tokens/s" for row in d["groups"].values())
+        + f" -> {len(d['study_blocks'])} blocks x {d['tokens_per_block']:,} tokens in {d['projected_hours']:.2f} h")
 
 
 if __name__ == "__main__":

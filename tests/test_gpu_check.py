@@ -97,3 +97,17 @@ def test_lesions_batched_against_the_authors_way(dry_run):
     assert les["speedup"] == pytest.approx(les["author_seconds"] / les["seconds"])
     assert les["projected_hours_full"] == pytest.approx(50000 * 66 / les["img_per_s_per_condition"] / 3600)
     assert "Lesions (block 2.1, 11 conditions" in table
+
+
+def test_dictionary_training_rate_and_projection(dry_run):
+    report, table = dry_run
+    d = report["dictionary"]
+    # each group's last block at the schema's defaults: 8 x (I + B) latents, k 32
+    assert {g: (row["block"], row["latents"]) for g, row in d["groups"].items()} == {
+        "layer1": ("1.1", 1024), "layer2": ("2.1", 2048), "layer3": ("3.1", 4096), "layer4": ("4.1", 8192)}
+    assert all(row["tokens_per_s"] > 0 and row["batch_size"] == 64 for row in d["groups"].values())
+    rate = {row["channels"]: row["tokens_per_s"] for row in d["groups"].values()}
+    widths = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
+    assert d["study_blocks"] == list(widths) and d["tokens_per_block"] == 800_000
+    assert d["projected_hours"] == pytest.approx(sum(800_000 / rate[w] for w in widths.values()) / 3600)
+    assert "Dictionary training" in table

@@ -13,7 +13,7 @@ from resstream.analysis.scorecard import scorecard_outputs
 from resstream.analysis.summary import metric_table_csv, summary_json
 from resstream.base.job_resources import per_unit_runtime, small_job_mem_mb
 from resstream.base.job_spec import JobSpec
-from resstream.base.paths import ablation_file, atlas_block_dir
+from resstream.base.paths import ablation_file, atlas_block_dir, dictionary_dir, dictionary_pictures_dir
 from resstream.base.tables import sidecar_json
 from resstream.fv.jobs import block_channel_fv_dirs, block_fv_dirs
 
@@ -44,10 +44,30 @@ def atlas_block_spec(plan) -> JobSpec:
                "channel_fvs": lambda w: block_channel_fv_dirs(plan, w.block),
                "exemplars": lambda w: block_exemplar_dirs(plan, w.block),
                "lesions": lambda w: lesion_inputs(plan, w.block),
+               # the block's dictionary pictures (its feature pages are linked), when it has a crosscoder
+               "dictionary_pictures": lambda w: dictionary_pictures_inputs(plan, w.block),
                "lesions_meta": lambda w: [sidecar_json(p) for p in lesion_inputs(plan, w.block) if p.endswith(".csv")]},
         params={"layers": lambda w: plan.block_layers(w.block), "settings": {k: atlas[k] for k in PICTURE_SETTINGS}},
         resources={"runtime": lambda w, attempt: per_unit_runtime("atlas_block", len(plan.block_channels(w.block)), attempt),
                    "mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
+    )
+
+
+def dictionary_pictures_inputs(plan, block: str) -> list[str]:
+    section = plan.config["dictionary"]
+    if not (section["enabled"] and section["scope"] == "block" and block in plan.study_blocks):
+        return []
+    return [dictionary_pictures_dir(plan.config["results"], block)]
+
+
+def atlas_dictionary_spec(plan) -> JobSpec:
+    """A block's dictionary-feature pages (wildcard ``block``), from its crosscoder and pictures."""
+    results, atlas = plan.config["results"], plan.config["atlas"]
+    return JobSpec(
+        input={"dictionary": lambda w: dictionary_dir(results, w.block),
+               "pictures": lambda w: dictionary_pictures_dir(results, w.block)},
+        params={"settings": {k: atlas[k] for k in PICTURE_SETTINGS}, "studied": lambda w: plan.block_channels(w.block)},
+        resources={"mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
     )
 
 

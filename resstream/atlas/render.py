@@ -15,7 +15,8 @@ from resstream.model.weights_source import weights_source
 
 # Every template and static file, named here so that an edit of one changes the atlas jobs' code
 # fingerprint (resstream/base/code_fingerprint.py hashes the package files its modules name).
-TEMPLATES = ("base.html.j2", "macros.html.j2", "block.html.j2", "unit.html.j2", "index.html.j2", "lesions.html.j2")
+TEMPLATES = ("base.html.j2", "macros.html.j2", "block.html.j2", "unit.html.j2", "index.html.j2", "lesions.html.j2",
+             "dictionary_links.html.j2", "feature.html.j2", "features.html.j2")
 STATIC = ("atlas.css", "atlas.js")
 
 

@@ -29,6 +29,7 @@ from resstream.analysis import scorecard
 from resstream.analysis.summary import read_summary
 from resstream.base.tables import read_table
 from resstream.atlas.content import unit_page_name
+from resstream.atlas.dictionary_pages import feature_links
 from resstream.atlas.histogram import mix_histogram
 from resstream.atlas.lesions import LesionSection, read_lesion_section
 from resstream.atlas.load import (
@@ -61,21 +62,24 @@ def write_block(
     out_dir: str,
     settings: dict,
     lesion_files: dict | None = None,
+    dictionary_pictures: str | None = None,
 ) -> dict:
     """The block's table page, one page per unit and their thumbnails, into ``out_dir`` (built
     under a temporary name, renamed into place when complete), from the block's tables, its FV and
     channel-FV chunk folders and the exemplar folders of its layers.  ``settings``: the config's
     ``atlas`` picture sizes, JPEG quality and ``channel_fvs`` roles.  ``lesion_files`` (when the
     ablation stage ran): ``{ratios, mix, figure}``, the stage's files the block page's lesion
-    section shows."""
+    section shows.  ``dictionary_pictures``: the block's dictionary pictures folder when the
+    dictionary stage is on (its pages are linked)."""
     tables = read_block_tables(block, fv_csv, imagenet_csv)
     lesions = read_lesion_section(block, **lesion_files, page_dir=out_dir) if lesion_files else None
     pictures = read_pictures(fv_dirs, channel_fv_dirs, exemplar_dirs)
     remove_stale_partials(out_dir)
     building = partial_dir(out_dir)
     thumbs = Thumbnails(building, out_dir, settings["jpeg_quality"])
-    row_thumbs = write_unit_pages(building, block, tables, layers, pictures, thumbs, settings)
-    write_block_page(building, block, tables, layers, row_thumbs, lesions)
+    links = feature_links(dictionary_pictures, block) if dictionary_pictures else None
+    row_thumbs = write_unit_pages(building, block, tables, layers, pictures, thumbs, settings, links)
+    write_block_page(building, block, tables, layers, row_thumbs, lesions, links)
     channels = [u["channel"] for u in tables.units]
     with open(os.path.join(building, "atlas_block.json"), "w") as f:
         json.dump({"block": block, "channels": channels, "layers": layers, "weights": tables.weights,
@@ -88,7 +92,7 @@ def write_block(
 
 
 def write_unit_pages(building: str, block: str, tables: BlockTables, layers: dict, pictures: Pictures,
-                     thumbs: Thumbnails, settings: dict) -> dict:
+                     thumbs: Thumbnails, settings: dict, dictionary_links: dict | None = None) -> dict:
     """Every unit's page and thumbnails; returns the block table's thumbnail of each channel."""
     channels = [u["channel"] for u in tables.units]
     row_thumbs = {}
@@ -98,16 +102,18 @@ def write_unit_pages(building: str, block: str, tables: BlockTables, layers: dic
         row_thumbs[c] = row_thumbnail(thumbs, pictures, layers, c, settings)
         page = render("unit.html.j2", root="../", weights=tables.weights, block=block, unit=unit, c=c, layers=layers,
                       pictures=unit_pictures, top9_lists=pictures.top9_lists,
-                      prev=channels[i - 1] if i > 0 else None, next=channels[i + 1] if i + 1 < len(channels) else None)
+                      prev=channels[i - 1] if i > 0 else None, next=channels[i + 1] if i + 1 < len(channels) else None,
+                      dictionary_links=dictionary_links)
         with open(os.path.join(building, unit_page_name(c)), "w") as f:
             f.write(page)
     return row_thumbs
 
 
 def write_block_page(building: str, block: str, tables: BlockTables, layers: dict, row_thumbs: dict,
-                     lesions: LesionSection | None = None) -> None:
+                     lesions: LesionSection | None = None, dictionary_links: dict | None = None) -> None:
     page = render("block.html.j2", root="../", weights=tables.weights, block=block, units=tables.units, layers=layers,
-                  row_thumbs=row_thumbs, lesions=lesions, settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str))
+                  row_thumbs=row_thumbs, lesions=lesions, dictionary_links=dictionary_links,
+                  settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str))
     with open(os.path.join(building, "index.html"), "w") as f:
         f.write(page)
 
@@ -142,8 +148,10 @@ def atlas_block_job(job) -> dict:
     """Entry point of an ``atlas_block`` job (its spec: :mod:`resstream.atlas.jobs`)."""
     given = job.input
     lesions = dict(zip(("ratios", "mix", "figure"), given.lesions)) if given.lesions else None
+    pictures = given.dictionary_pictures[0] if given.dictionary_pictures else None
     return write_block(job.wildcards.block, given.fv, given.imagenet, job.params.layers, given.fv_images,
-                       given.channel_fvs, given.exemplars, job.output.folder, job.params.settings, lesion_files=lesions)
+                       given.channel_fvs, given.exemplars, job.output.folder, job.params.settings, lesion_files=lesions,
+                       dictionary_pictures=pictures)
 
 
 def atlas_index_job(job) -> dict:

@@ -70,6 +70,17 @@ def atlas_block_dir(results: str, block: str) -> str:
     return os.path.join(atlas_dir(results), block)
 
 
+def dictionary_dir(results: str, name: str) -> str:
+    """A crosscoder's folder: a block's (``"2.1"``) or, with ``dictionary.scope: stage``, a network
+    stage's (``"stage2"``)."""
+    return os.path.join(results, "dictionary", name)
+
+
+def dictionary_pictures_dir(results: str, block: str) -> str:
+    """A block's feature FVs and exemplar grids (the dictionary stage's pictures)."""
+    return os.path.join(results, "dictionary_pictures", block)
+
+
 def ablation_file(results: str, name: str) -> str:
     """A file of the ablation stage, e.g. ``lesion_ratios.csv``."""
     return os.path.join(results, "ablation", name)

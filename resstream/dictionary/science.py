@@ -69,12 +69,13 @@ def decoder_norms(model: TopKCrosscoder) -> dict[str, np.ndarray]:
     return {t: w.detach().norm(dim=1).double().numpy() for t, w in model.W_dec.items()}
 
 
-def feature_mix_ratio(model: TopKCrosscoder) -> MixRatio:
+def feature_mix_ratio(model: TopKCrosscoder, i_name: str = "I", b_name: str = "B") -> MixRatio:
     """A feature's M: the norm of its decoder into I over the norm of its decoder into B, read like the
     channel M (I dominating: the feature rides the skip; B dominating: the block writes it, an
-    overwrite); a feature with no B decoder is a skip (10), one with no I decoder an overwrite (0)."""
+    overwrite); a feature with no B decoder is a skip (10), one with no I decoder an overwrite (0).
+    ``i_name``, ``b_name``: the block's I and B among the crosscoder's targets."""
     norms = decoder_norms(model)
-    return mix_ratio(norms["I"], norms["B"])
+    return mix_ratio(norms[i_name], norms[b_name])
 
 
 def feature_groups(model: TopKCrosscoder, mix_factor: float) -> np.ndarray:

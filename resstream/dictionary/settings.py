@@ -3,6 +3,7 @@
 checks its own (resstream/ablation/settings.py)."""
 
 from resstream.base.errors import ConfigError
+from resstream.model.blocks import layer_name, role_tap
 
 
 def check_dictionary(study) -> None:
@@ -18,3 +19,9 @@ def check_dictionary(study) -> None:
             raise ConfigError(f"dictionary.{key}: {section[key]} is more than the {latents} latents of block {block} "
                               f"(dictionary.expansion {section['expansion']} x {len(section['inputs'])} input(s) x "
                               f"{study.block_info(block).channels} channels); lower it or raise dictionary.expansion")
+
+
+def feature_fv_settings(study, block: str):
+    """The FV settings of a block's feature FVs: those of the block's O layer (the channel FVs' steps,
+    lr, jitter and overrides), as the features read the block's own grid."""
+    return study.fv_settings(layer_name(study.blocks, role_tap(study.blocks, block, "O", study.o_relu)))

@@ -21,32 +21,46 @@ def _generator(seed: int, index: int) -> torch.Generator:
 
 class SyntheticTokens:
     """Tokens ``x = codes @ atoms`` with ``active`` non-negative codes per token out of ``atoms``
-    unit-norm atoms of ``dim`` channels; the same vector is served under every name in ``names``."""
+    unit-norm atoms of ``dim`` channels; the same vector is served under every name in ``names``.
+    With ``dims`` (``{name: channels}``) every name gets atoms of its own instead (the same codes):
+    one atom is then the concatenation of its parts, unit-norm as a whole (``self.atoms``)."""
 
-    def __init__(self, n_atoms: int, dim: int, active: int, chunk_tokens: int, seed: int, names=("I",)):
+    def __init__(self, n_atoms: int, dim: int, active: int, chunk_tokens: int, seed: int, names=("I",),
+                 dims: dict[str, int] | None = None):
         g = _generator(seed, -1)
-        atoms = torch.randn(n_atoms, dim, generator=g)
+        widths = dims or {"": dim}
+        atoms = torch.randn(n_atoms, sum(widths.values()), generator=g)
         self.atoms = atoms / atoms.norm(dim=1, keepdim=True)
-        self.active, self.chunk_tokens, self.seed, self.names = active, chunk_tokens, seed, tuple(names)
+        self.parts = dict(zip(widths, self.atoms.split(list(widths.values()), dim=1))) if dims else None
+        self.names = tuple(dims) if dims else tuple(names)
+        self.active, self.chunk_tokens, self.seed = active, chunk_tokens, seed
 
     def chunk(self, index: int) -> dict[str, torch.Tensor]:
         g = _generator(self.seed, index)
         n, n_atoms = self.chunk_tokens, self.atoms.shape[0]
         which = torch.rand(n, n_atoms, generator=g).argsort(dim=1)[:, :self.active]
         codes = torch.zeros(n, n_atoms).scatter(1, which, torch.rand(n, self.active, generator=g) + 0.5)
+        if self.parts:
+            return {name: codes @ atoms for name, atoms in self.parts.items()}
         x = codes @ self.atoms
         return {name: x for name in self.names}
 
 
-class ImageTokens:
-    """A block's ``roles`` (of I, B, O) at sampled positions of ``images_per_chunk`` images per chunk,
-    taken in a seeded order of ``dataset`` (an :class:`ImageFolderDataset`) and round again when the
-    stream outlasts it, with fresh positions each round."""
+def block_refs(blocks, block: str, roles: list[str], o_relu: str) -> dict:
+    """``{role: TapRef}``: the tensors behind a block's ``roles`` (of I, B, O)."""
+    return {role: role_tap(blocks, block, role, o_relu) for role in roles}
 
-    def __init__(self, net, blocks, block: str, roles: list[str], o_relu: str, dataset: ImageFolderDataset,
+
+class ImageTokens:
+    """The tensors ``refs`` (``{name: TapRef}``, maps of one grid: e.g. :func:`block_refs`) at sampled
+    positions of ``images_per_chunk`` images per chunk, taken in a seeded order of ``dataset`` (an
+    :class:`ImageFolderDataset`) and round again when the stream outlasts it, with fresh positions
+    each round."""
+
+    def __init__(self, net, blocks, refs: dict, dataset: ImageFolderDataset,
                  positions: int, images_per_chunk: int, seed: int, device: torch.device):
         self.net, self.blocks, self.dataset, self.device = net, blocks, dataset, device
-        self.refs = {role: role_tap(blocks, block, role, o_relu) for role in roles}
+        self.refs = dict(refs)
         self.positions, self.images_per_chunk, self.seed = positions, images_per_chunk, seed
         self.order = torch.randperm(len(dataset), generator=_generator(seed, -1))
 

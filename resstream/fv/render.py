@@ -171,6 +171,21 @@ def crop_planner(model, blocks, ref: TapRef, hook: str, rf_crop: bool, objective
     return CropPlanner(model, blocks, ref, hook) if (rf_crop and objective == "center") else None
 
 
+class ChannelMaps:
+    """The default readout of a render: each unit's map is its channel of the tapped tensor.
+
+    A readout is any object with ``taps`` (the tensors the forward must record) and a call
+    ``(taps {TapRef: [n, C, H, W]}, units [n]) -> [n, H, W]`` giving each unit's own map, on the
+    tapped tensors' grid; the objective is its centre cell (or its mean).  Another readout (e.g. a
+    dictionary feature read from a block's I and B) reuses the whole engine unchanged."""
+
+    def __init__(self, ref: TapRef):
+        self.ref, self.taps = ref, [ref]
+
+    def __call__(self, taps: dict, units: torch.Tensor) -> torch.Tensor:
+        return taps[self.ref][torch.arange(len(units), device=units.device), units]
+
+
 class _UnitForward:
     """One step's network passes for a chunk: per microbatch, the forward to each unit's objective
     and the backward to the microbatch's input (its graph then freed); then one backward through
@@ -180,8 +195,10 @@ class _UnitForward:
     one unless ``microbatch``; GPU: what free memory holds).  When CUDA runs out of memory anyway,
     the step is redone with half as many units per forward, for the rest of the run."""
 
-    def __init__(self, model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter):
+    def __init__(self, model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter,
+                 readout=None):
         self.device = next(model.parameters()).device
+        self.readout = readout or ChannelMaps(ref)
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.blocks, self.ref, self.hook, self.objective = blocks, ref, hook, objective
         self.bf16, self.microbatch, self.channels_last = bf16, microbatch, channels_last
@@ -213,13 +230,12 @@ class _UnitForward:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            act = block_taps(self.model, x, [self.ref], self.hook, self.blocks)[self.ref].float()
-        chans = self.channel_index[index]
-        rows = torch.arange(len(index), device=self.device)
+            taps = block_taps(self.model, x, self.readout.taps, self.hook, self.blocks)
+        unit_maps = self.readout({r: t.float() for r, t in taps.items()}, self.channel_index[index])  # [n, H, W]
         if self.objective == "channel":
-            return act[rows, chans].mean(dim=(-2, -1))
-        cy, cx = (plan.center, plan.center) if plan is not None else center_index(*act.shape[-2:])
-        return act[rows, chans, cy, cx]
+            return unit_maps.mean(dim=(-2, -1))
+        cy, cx = (plan.center, plan.center) if plan is not None else center_index(*unit_maps.shape[-2:])
+        return unit_maps[:, cy, cx]
 
     def _input_gradients(self, groups: list[InputGroup]):
         values = torch.empty(self.k, device=self.device)
@@ -274,7 +290,7 @@ def render_units(
     jitter: int, lr: float, hook: str, seed: int, rf_crop: bool, bf16: bool, microbatch: int | None,
     channels_last: bool, tf32: bool, objective: str = "center", batched_transforms: bool | None = None,
     deterministic_backward: bool | None = None, progress=None, log_every: int = 1,
-    preprocessing: Preprocessing = TORCHVISION,
+    preprocessing: Preprocessing = TORCHVISION, readout=None,
 ) -> FVResult:
     """Optimise one image per channel of ``layer`` and return the images, curves and status.
 
@@ -292,6 +308,8 @@ def render_units(
     FV then depends on the chunk it runs in (in its last bits, which Adam amplifies).  On a GPU
     the default is the whole chunk, or the largest equal microbatches its free memory holds.
     ``preprocessing``: the model's own; its mean and std normalise the image the network sees.
+    ``readout``: what a unit's map is (:class:`ChannelMaps` of ``ref`` by default; ``channels``
+    then index the readout's units, and ``ref`` still sizes the receptive-field crop and memory).
     ``channels_last`` runs convolutions in NHWC (×1.1-1.4 on CPU).  ``tf32``: TF32 tensor-core
     math on CUDA (changes results).  ``batched_transforms``: the whole chunk's transforms at once
     (None: on CUDA only; same bits on CPU, slower there).  ``deterministic_backward``: their
@@ -305,7 +323,8 @@ def render_units(
     with lucent_on(device), gpu_math(device, tf32):
         spectrum, image_f = _unit_images(seeds, device)
         make_inputs = _input_maker(jitter, UnitRandom(seeds), batched, deterministic)
-        forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter)
+        forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter,
+                               readout)
         loop = _Optimisation(spectrum, image_f, make_inputs, forward, lr, layer, preprocessing)
         curve, nan_seen = loop.run(steps, log_every, progress, t0)
         with torch.no_grad():

@@ -174,3 +174,10 @@ class CropPlanner:
                          self.ref.tensor, size, why)
             self._plans[size] = plan
         return self._plans[size]
+
+
+def cell_window(model: torch.nn.Module, blocks: list[BlockInfo], ref: TapRef, index: int, size: int) -> tuple[int, int]:
+    """The input rows (or columns) ``[lo, hi)`` that cell ``index`` of the tap's map sees along one
+    axis, clipped to an input of ``size`` pixels: the patch an exemplar shows around a unit's peak."""
+    lo, hi, _ = receptive_window(_conv_path(model, blocks, ref), index)
+    return max(lo, 0), min(hi, size - 1) + 1

@@ -78,7 +78,7 @@ def test_sampled_positions_are_the_same_cells_of_every_role():
 def test_image_tokens_are_the_same_chunk_every_call(tmp_path):
     from helpers.sample_images import make_image_folder
     from resstream.data.dataset import ImageFolderDataset
-    from resstream.dictionary.tokens import ImageTokens
+    from resstream.dictionary.tokens import ImageTokens, block_refs
     from resstream.model.blocks import role_tap
     from resstream.model.taps import block_taps
     from resstream.model.walk import model_blocks
@@ -88,8 +88,8 @@ def test_image_tokens_are_the_same_chunk_every_call(tmp_path):
     net.eval()
     blocks = model_blocks(net)
     pictures = ImageFolderDataset(make_image_folder(tmp_path / "data", n_classes=3, seed=0), on_bad_image="fail")
-    source = ImageTokens(net, blocks, "1.1", ["I", "B", "O"], "pre", pictures, positions=4, images_per_chunk=2, seed=7,
-                         device=torch.device("cpu"))
+    source = ImageTokens(net, blocks, block_refs(blocks, "1.1", ["I", "B", "O"], "pre"), pictures, positions=4,
+                         images_per_chunk=2, seed=7, device=torch.device("cpu"))
     first, again, second = source.chunk(0), source.chunk(0), source.chunk(1)
     assert all(torch.equal(first[r], again[r]) for r in "IBO") and first["I"].shape == (8, 64)
     assert not torch.equal(first["I"], second["I"])
@@ -102,3 +102,29 @@ def test_image_tokens_are_the_same_chunk_every_call(tmp_path):
         i_map = block_taps(net, x, [role_tap(blocks, "1.1", "I", "pre")], blocks=blocks).popitem()[1]
     cells = i_map.flatten(2).permute(0, 2, 1).reshape(-1, 64)
     assert all(torch.isclose(cells, tok).all(1).any() for tok in first["I"])
+
+
+def test_stage_crosscoder_recovers_a_known_dictionary_written_into_every_block():
+    # one encoder reads the stage's first point (16 channels); its decoders write three more tensors
+    # (two blocks' B and O); each atom has a part in every tensor, the codes are shared
+    dims = {"2_0:I": 16, "2_0:B": 16, "2_0:O": 16, "2_1:B": 16, "2_1:O": 16}
+    source = SyntheticTokens(n_atoms=24, dim=0, active=3, chunk_tokens=4096, seed=11, dims=dims)
+    model = train_crosscoder(_config(inputs=["2_0:I"], targets=list(dims), dims=dims), source)
+    decoder = torch.cat([model.W_dec[t].detach() for t in dims], dim=1)
+    cos = _matched_cosines(source.atoms, decoder)
+    assert cos.min() >= 0.9, sorted(cos)[:5]
+
+
+def test_stage_readout_names_each_tensor_once():
+    from resstream.dictionary.stage_scope import stage_groups, stage_readout
+    from resstream.model.blocks import TapRef
+    from resstream.model.walk import model_blocks
+    from resstream.model.weights import load_model
+
+    blocks = model_blocks(load_model("resnet18", "random:0", allow_download=False)[0])
+    assert stage_groups(blocks, ["1.1", "2.0", "2.1", "4.1"]) == {"stage1": ["1.1"], "stage2": ["2.0", "2.1"],
+                                                                   "stage4": ["4.1"]}
+    refs, inputs, roles = stage_readout(blocks, ["2.0", "2.1"], ["I", "B"], "pre")
+    # 2.1's I is 2.0's output before its ReLU (o_relu: pre): one tensor, decoded once
+    assert list(refs) == ["2_0:I", "2_0:B", "2_0:O", "2_1:B", "2_1:O"] and roles["2.1"]["I"] == "2_0:O"
+    assert refs["2_0:I"] == TapRef("2.0", "D") and inputs == ["2_0:I", "2_0:B"]

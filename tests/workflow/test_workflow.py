@@ -185,7 +185,7 @@ def test_jobs_take_what_their_rules_declare():
     scripts = sorted((REPO / "scripts").glob("*.py"))
     job_modules = {m for s in scripts for m in fingerprinted_files(str(s)) if m.endswith(".py")}
     assert {"fv/job.py", "activations/stream.py", "activations/exemplars.py", "analysis/measure.py", "analysis/figures.py",
-            "atlas/write.py", "dictionary/stage.py"} <= job_modules
+            "atlas/write.py", "dictionary/stage.py", "dictionary/feature_fv.py", "atlas/dictionary_pages.py"} <= job_modules
     for path in scripts + [REPO / "resstream" / m for m in sorted(job_modules)]:
         text = path.read_text()
         assert "snakemake.config" not in text and "Study(" not in text, path
@@ -197,7 +197,7 @@ def test_jobs_take_what_their_rules_declare():
                 rules_with_scripts += 1
                 code = re.search(r'code=code\("([\w.]+)"\)', block)
                 assert code and code.group(1) == script.group(1), (smk_file.name, block[:80])
-    assert rules_with_scripts == 16  # (the eight figure rules are one rule in a loop, as are the two measurements)
+    assert rules_with_scripts == 18  # (the eight figure rules are one rule in a loop, as are the two measurements)
 
 
 def test_a_code_fingerprint_follows_the_imports_and_the_data_files_named(tmp_path):
