@@ -71,7 +71,6 @@ OPTIONS = {  # name: render_units arguments on top of GPU_PATH
     "per-unit transforms": dict(batched_transforms=False, deterministic_backward=False),
 }
 FULL = dict(units=64, steps=256, lucent_units=16, agree_units=3, agree_steps=32, option_steps=128,
-FULL = dict(units=64, steps=256, lucent_units=16, agree_units=3, agree_steps=32, option_steps=128,
             repeat_units=16, repeat_steps=64, images=2000, lesion_images=512, option_groups=list(GROUPS),
             repeat_groups=list(GROUPS), dictionary_steps=40, dictionary_batch=4096)
 TINY = dict(units=2, steps=2, lucent_units=1, agree_units=1, agree_steps=2, option_steps=2,

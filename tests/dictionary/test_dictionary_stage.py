@@ -194,4 +194,5 @@ def test_stage_scope_plans_one_job_per_network_stage(tmp_path):
                "--cores", "1", "--configfile", "demo.yaml", config)
     stats = proc.stdout.split("Job stats:")[1].split("\n\n")[0]
     counts = {row.split()[0]: int(row.split()[1]) for row in stats.splitlines()[3:] if row.strip()}
-    assert counts == {"dictionary_stage": 2, "total": 2}, stats
+    # one crosscoder per network stage, after the image manifest its tokens are read from
+    assert counts == {"dataset_manifest": 1, "dictionary_stage": 2, "total": 3}, stats
