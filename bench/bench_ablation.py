@@ -29,10 +29,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
 from bench_activations import link_images  # noqa: E402
 from fv_flops import PEAKS_TFLOPS  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
 from resstream.ablation.channel_sets import random_sets, set_seed  # noqa: E402
 from resstream.ablation.evaluate import Condition, evaluate_lesions, forward_from, image_batches  # noqa: E402
 from resstream.ablation.lesion import Lesion, lesioned  # noqa: E402
@@ -68,8 +68,10 @@ def author_conditions(info, block: str, set_size: int) -> list[Condition]:
     target = tuple(range(0, 2 * set_size, 2))
     values = tuple(0.1 for _ in target)
     conds = [Condition("list", "mean", -1, Lesion(block, "O", target, values))]
-    return conds + [Condition("random:list", "mean", t, Lesion(block, "O", c, values))
-                    for t, c in enumerate(random_sets(info.channels, target, 10, set_seed(0, block, "list")))]
+    return conds + [
+        Condition("random:list", "mean", t, Lesion(block, "O", c, values))
+        for t, c in enumerate(random_sets(info.channels, target, 10, set_seed(0, block, "list")))
+    ]
 
 
 def _sync(device) -> None:
@@ -77,13 +79,16 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def author_way(model, info, conds, root, records, scale, batch_size, workers, device="cpu") -> tuple[list[float], float]:
+def author_way(
+    model, info, conds, root, records, scale, batch_size, workers, device="cpu"
+) -> tuple[list[float], float]:
     t0 = time.perf_counter()
     accs = []
     for cond in conds:
         correct = 0
-        loader = torch.utils.data.DataLoader(AuthorFolder(root, records, scale), batch_size=batch_size,
-                                             num_workers=workers)
+        loader = torch.utils.data.DataLoader(
+            AuthorFolder(root, records, scale), batch_size=batch_size, num_workers=workers
+        )
         with torch.inference_mode(), lesioned(model, info, cond.lesion):
             for x, y in loader:
                 correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
@@ -92,11 +97,14 @@ def author_way(model, info, conds, root, records, scale, batch_size, workers, de
     return accs, time.perf_counter() - t0
 
 
-def batched_way(model, blocks, block, conds, root, records, scale, batch_size, workers, device="cpu") -> tuple[list[float], float]:
+def batched_way(
+    model, blocks, block, conds, root, records, scale, batch_size, workers, device="cpu"
+) -> tuple[list[float], float]:
     """resstream's evaluation of the same conditions: (accuracies of the conditions, seconds)."""
     t0 = time.perf_counter()
-    rows = evaluate_lesions(model, blocks, {block: conds},
-                            image_batches(root, records, [scale], batch_size, workers), [scale], device)
+    rows = evaluate_lesions(
+        model, blocks, {block: conds}, image_batches(root, records, [scale], batch_size, workers), [scale], device
+    )
     _sync(device)
     return [r["accuracy"] for r in rows if r["set"] != "none"], time.perf_counter() - t0
 
@@ -146,22 +154,29 @@ def main():
         root = link_images(Path(sample).resolve(), Path(tmp), args.images)  # links work from any folder
         records = scan_image_folder(root)
         author_acc, author_s = author_way(model, info, conds, root, records, scale, args.batch_size, args.workers)
-        ours_acc, ours_s = batched_way(model, blocks, args.block, conds, root, records, scale, args.batch_size,
-                                       args.workers)
+        ours_acc, ours_s = batched_way(
+            model, blocks, args.block, conds, root, records, scale, args.batch_size, args.workers
+        )
     n, k = len(records), len(conds)
-    print(f"{n} images x {k} conditions at scale 1, block {args.block}, {args.threads} threads, batch {args.batch_size}")
+    print(
+        f"{n} images x {k} conditions at scale 1, block {args.block}, {args.threads} threads, batch {args.batch_size}"
+    )
     print(f"author:    {author_s:8.1f} s  {n * k / author_s:7.1f} images/s per condition")
     print(f"resstream: {ours_s:8.1f} s  {n * k / ours_s:7.1f} images/s per condition (plain network included)")
     print(f"speed-up:  {author_s / ours_s:.2f}x; accuracies equal: {author_acc == ours_acc}")
     per_image_author, per_image_ours = author_s / (n * k), ours_s / (n * k)
     full = FULL_IMAGES * FULL_CONDITIONS
-    print(f"projection, {FULL_IMAGES} images x {FULL_CONDITIONS} conditions on this CPU: "
-          f"author {full * per_image_author / 3600:.1f} h, resstream {full * per_image_ours / 3600:.1f} h")
+    print(
+        f"projection, {FULL_IMAGES} images x {FULL_CONDITIONS} conditions on this CPU: "
+        f"author {full * per_image_author / 3600:.1f} h, resstream {full * per_image_ours / 3600:.1f} h"
+    )
     gpu = gpu_projection(model, blocks, info, args.utilisation)
-    print(f"projection on one H100 (fp32 {PEAKS_TFLOPS['fp32']} TFLOP/s x {args.utilisation} assumed use; "
-          f"{gpu['flops_full'] / 1e9:.2f} GFLOP full forward, {gpu['flops_tail'] / 1e9:.2f} GFLOP after block "
-          f"{args.block}): author {gpu['author_s'] / 60:.1f} min, resstream {gpu['ours_s'] / 60:.1f} min "
-          f"(compute only; decoding 50,000 JPEGs x 66 vs x 1 comes on top)")
+    print(
+        f"projection on one H100 (fp32 {PEAKS_TFLOPS['fp32']} TFLOP/s x {args.utilisation} assumed use; "
+        f"{gpu['flops_full'] / 1e9:.2f} GFLOP full forward, {gpu['flops_tail'] / 1e9:.2f} GFLOP after block "
+        f"{args.block}): author {gpu['author_s'] / 60:.1f} min, resstream {gpu['ours_s'] / 60:.1f} min "
+        f"(compute only; decoding 50,000 JPEGs x 66 vs x 1 comes on top)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from resstream.activations.store import open_activations  # noqa: E402
 from resstream.activations.jobs import activations_spec  # noqa: E402
+from resstream.activations.store import open_activations  # noqa: E402
 from resstream.activations.stream import activations_job  # noqa: E402
-from resstream.workflow.plan import Study  # noqa: E402
-from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.data.dataset import ImageFolderDataset  # noqa: E402
 from resstream.model.weights import load_model  # noqa: E402
+from resstream.workflow.config import validate_config  # noqa: E402
+from resstream.workflow.plan import Study  # noqa: E402
 
 
 def link_images(sample: Path, dest: Path, n: int) -> Path:
@@ -55,8 +55,9 @@ def author_way(config: dict, layers: list[str], batch_size: int, workers: int) -
     """All images in RAM, then one full forward pass over them per layer (thingsvision-style hook)."""
     t0 = time.perf_counter()
     model, _ = load_model(config["model"]["arch"], config["model"]["weights"], allow_download=False)
-    loader = torch.utils.data.DataLoader(ImageFolderDataset(config["dataset"]["path"]), batch_size=batch_size,
-                                         num_workers=workers)
+    loader = torch.utils.data.DataLoader(
+        ImageFolderDataset(config["dataset"]["path"]), batch_size=batch_size, num_workers=workers
+    )
     images = torch.cat([x for x, _, _ in loader])  # the author's ~30 GB for ImageNet val
     out = {}
     for layer in layers:
@@ -76,18 +77,22 @@ def run_one(which: str, args) -> dict:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = link_images(Path(args.sample), Path(tmp) / "images", args.images)
-        config = validate_config({
-            "model": {"weights": "random:0", "device": "cpu", "allow_download": False},
-            "dataset": {"path": str(root)},
-            "study": {"o_relu": "post"},  # the paper-era code's 18 layers (docs/method.md#taps-i-b-and-o)
-            "activations": {"batch_size": args.batch_size, "workers": args.workers, "log_every": 10**6},
-        })
+        config = validate_config(
+            {
+                "model": {"weights": "random:0", "device": "cpu", "allow_download": False},
+                "dataset": {"path": str(root)},
+                "study": {"o_relu": "post"},  # the paper-era code's 18 layers (docs/method.md#taps-i-b-and-o)
+                "activations": {"batch_size": args.batch_size, "workers": args.workers, "log_every": 10**6},
+            }
+        )
         layers = Study(config).activation_layers()
         assert len(layers) == 18, layers
         if which == "author":
             values, seconds = author_way(config, layers, args.batch_size, args.workers)
             return {"seconds": seconds, "values": values, "layers": layers}
-        job = activations_spec(Study(config)).job(output={"h5": str(Path(tmp) / "activations.h5")}, input={"images": None})
+        job = activations_spec(Study(config)).job(
+            output={"h5": str(Path(tmp) / "activations.h5")}, input={"images": None}
+        )
         t0 = time.perf_counter()
         path = activations_job(job)  # the activations rule's job
         seconds = time.perf_counter() - t0
@@ -102,22 +107,29 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sample", default=str(REPO / "data" / "imagenet-sample"),
-                        help="image folder (default: the demo sample, resstream fetch-sample puts it there)")
+    parser.add_argument(
+        "--sample",
+        default=str(REPO / "data" / "imagenet-sample"),
+        help="image folder (default: the demo sample, resstream fetch-sample puts it there)",
+    )
     parser.add_argument("--only", choices=["ours", "author"], help=argparse.SUPPRESS)  # one run, pickled to stdout
     args = parser.parse_args()
     if args.only:
         sys.stdout.buffer.write(pickle.dumps(run_one(args.only, args)))
         return
 
-    print(f"{args.images} images, 18 layers, batch {args.batch_size}, {args.threads} torch threads, "
-          f"{args.workers} decoding workers, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print(
+        f"{args.images} images, 18 layers, batch {args.batch_size}, {args.threads} torch threads, "
+        f"{args.workers} decoding workers, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    )
     # Each run in its own process (extract_activations changes glibc's malloc settings process-wide);
     # ours before AND after the author's, so a change in the machine's load during the long author
     # run does not decide the ratio.
     runs = []
     for which in ("ours", "author", "ours"):
-        proc = subprocess.run([sys.executable, __file__, "--only", which] + sys.argv[1:], capture_output=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--only", which] + sys.argv[1:], capture_output=True, check=True
+        )
         runs.append(pickle.loads(proc.stdout))
     ours_s = [runs[0]["seconds"], runs[2]["seconds"]]
     author_s = runs[1]["seconds"]
@@ -126,13 +138,19 @@ def main():
     ours_rate = args.images / (sum(ours_s) / 2)
     author_rate = args.images / author_s
     print(f"{'approach':<46}{'seconds':>16}{'img/s':>9}")
-    print(f"{'resstream: one pass, 18 layers tapped, HDF5':<46}{ours_s[0]:>7.1f} / {ours_s[1]:>6.1f}{ours_rate:>9.2f}"
-          f"   (before / after the author's run; img/s of the mean)")
+    print(
+        f"{'resstream: one pass, 18 layers tapped, HDF5':<46}{ours_s[0]:>7.1f} / {ours_s[1]:>6.1f}{ours_rate:>9.2f}"
+        f"   (before / after the author's run; img/s of the mean)"
+    )
     print(f"{'author: images in RAM, one full pass per layer':<46}{author_s:>16.1f}{author_rate:>9.2f}")
-    print(f"speed-up: x{ours_rate / author_rate:.1f} (goal >= 10); max |difference| of the 18 layers' values: "
-          f"{diff:.2e}; file {runs[0]['mb']:.1f} MB")
-    print(f"projected for 50,000 images: resstream {50000 / ours_rate / 3600:.2f} h, author {50000 / author_rate / 3600:.1f} h "
-          f"(+ {50000 * 3 * 224 * 224 * 4 / 1e9:.0f} GB of images in RAM)")
+    print(
+        f"speed-up: x{ours_rate / author_rate:.1f} (goal >= 10); max |difference| of the 18 layers' values: "
+        f"{diff:.2e}; file {runs[0]['mb']:.1f} MB"
+    )
+    print(
+        f"projected for 50,000 images: resstream {50000 / ours_rate / 3600:.2f} h, author {50000 / author_rate / 3600:.1f} h "
+        f"(+ {50000 * 3 * 224 * 224 * 4 / 1e9:.0f} GB of images in RAM)"
+    )
 
 
 if __name__ == "__main__":

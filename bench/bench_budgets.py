@@ -35,14 +35,20 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
 
     from resstream.activations.jobs import activations_spec
     from resstream.activations.stream import activations_job
-    from resstream.workflow.plan import Study
-    from resstream.workflow.config import validate_config
     from resstream.base.paths import activations_h5, exemplar_dir, fv_chunk_dir
     from resstream.model.weights import model_param
+    from resstream.workflow.config import validate_config
+    from resstream.workflow.plan import Study
 
-    config = validate_config({"results": work, "model": {"weights": "random:0", "device": "cpu"},
-                              "study": {"blocks": [BLOCK], "channels": units}, "dataset": {"path": f"{work}/images"},
-                              "activations": {"workers": 0}})
+    config = validate_config(
+        {
+            "results": work,
+            "model": {"weights": "random:0", "device": "cpu"},
+            "study": {"blocks": [BLOCK], "channels": units},
+            "dataset": {"path": f"{work}/images"},
+            "activations": {"workers": 0},
+        }
+    )
     study, model = Study(config), model_param(config["model"])
     h5 = activations_h5(work)
     if kind == "activations":
@@ -53,7 +59,9 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
         from resstream.fv.jobs import fv_chunk_spec
 
         steps, n = 8, 4  # the first chunk of LAYER, its first n channels at `steps` steps
-        job = fv_chunk_spec(study).job(output={"folder": f"{work}/fv-bench"}, layer=LAYER, chunk=study.chunks(LAYER)[0].name)
+        job = fv_chunk_spec(study).job(
+            output={"folder": f"{work}/fv-bench"}, layer=LAYER, chunk=study.chunks(LAYER)[0].name
+        )
         job.params.channels, job.params.settings = list(range(n)), {**job.params.settings, "steps": steps}
         fv_chunk_job(job)
         return {"units": n * steps}
@@ -76,8 +84,18 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
                 f["channels"] = np.arange(units)
                 f["status"] = np.array([b"ok"] * units)
             fv_dirs.append(str(folder))
-    run_block_measurement(kind.split("_")[1], BLOCK, list(range(units)), study.o_relu, model, h5, f"{work}/{kind}.csv",
-                          fv_dirs=fv_dirs, batch_size=config["analysis"]["batch_size"], device="cpu")
+    run_block_measurement(
+        kind.split("_")[1],
+        BLOCK,
+        list(range(units)),
+        study.o_relu,
+        model,
+        h5,
+        f"{work}/{kind}.csv",
+        fv_dirs=fv_dirs,
+        batch_size=config["analysis"]["batch_size"],
+        device="cpu",
+    )
     return {"units": units}
 
 
@@ -117,15 +135,32 @@ def main():
         print(f"{'job':<17}{'units':>7}{'s':>8}{'s/unit':>9}{'budget s':>10}{'ratio':>7}{'RSS MB':>8}{'budget MB':>10}")
         for kind in ("activations", "fv_chunk", "exemplar_grids", "measure_fv", "measure_imagenet"):
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--job", kind, "--work", work, "--units", str(args.units),
-                                   "--images", str(args.images)], capture_output=True, text=True, cwd=REPO)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--job",
+                    kind,
+                    "--work",
+                    work,
+                    "--units",
+                    str(args.units),
+                    "--images",
+                    str(args.images),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            )
             if proc.returncode:
                 sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
             did = json.loads(proc.stdout.splitlines()[-1])
             wall = time.perf_counter() - t0  # the whole process, start included
             allowed, mb = budget(kind, did["units"], args.images)
-            print(f"{kind:<17}{did['units']:>7}{wall:>8.1f}{did['seconds'] / did['units']:>9.3f}{allowed:>10.0f}"
-                  f"{allowed / wall:>7.1f}{did['rss_mb']:>8.0f}{mb:>10}")
+            print(
+                f"{kind:<17}{did['units']:>7}{wall:>8.1f}{did['seconds'] / did['units']:>9.3f}{allowed:>10.0f}"
+                f"{allowed / wall:>7.1f}{did['rss_mb']:>8.0f}{mb:>10}"
+            )
 
 
 if __name__ == "__main__":

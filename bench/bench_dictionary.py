@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from resstream.base.job_resources import PASS_IMAGES_PER_SECOND  # noqa: E402
+from resstream.base.schema import default  # noqa: E402
 from resstream.dictionary.stage import ROLES  # noqa: E402
 from resstream.dictionary.tokens import SyntheticTokens, sample_positions  # noqa: E402
 from resstream.dictionary.train import new_crosscoder  # noqa: E402
@@ -34,14 +36,16 @@ from resstream.model.blocks import default_study_blocks, role_tap  # noqa: E402
 from resstream.model.taps import block_taps  # noqa: E402
 from resstream.model.walk import model_blocks  # noqa: E402
 from resstream.model.weights import load_model  # noqa: E402
-from resstream.base.job_resources import PASS_IMAGES_PER_SECOND  # noqa: E402
-from resstream.base.schema import default  # noqa: E402
 
 
 def block_config(channels: int, args) -> dict:
     cfg = {k: default(f"dictionary.{k}") for k in ("inputs", "k", "aux_k", "dead_tokens", "seed", "lr", "aux_coef")}
-    cfg.update(targets=ROLES, dims={r: channels for r in ROLES}, batch_size=args.batch_size,
-               n_latents=default("dictionary.expansion") * 2 * channels)
+    cfg.update(
+        targets=ROLES,
+        dims={r: channels for r in ROLES},
+        batch_size=args.batch_size,
+        n_latents=default("dictionary.expansion") * 2 * channels,
+    )
     return cfg
 
 
@@ -103,8 +107,10 @@ def main() -> None:
     tokens = args.project_images * args.positions
     decode_rate = PASS_IMAGES_PER_SECOND * args.gpu_host_cores / 2
     total_gpu, total_read = 0.0, 0.0
-    print(f"CPU, {args.threads} threads; training batch {args.batch_size}; projection: {args.project_images} images x "
-          f"{args.positions} positions per block, {args.gpu_tflops} TFLOP/s sustained, {decode_rate:.0f} images/s decoded")
+    print(
+        f"CPU, {args.threads} threads; training batch {args.batch_size}; projection: {args.project_images} images x "
+        f"{args.positions} positions per block, {args.gpu_tflops} TFLOP/s sustained, {decode_rate:.0f} images/s decoded"
+    )
     print("block  C  latents  train tok/s  image tok/s  GPU train+forward s  reading s")
     for block in default_study_blocks(blocks):
         channels = next(b.channels for b in blocks if b.name == block)
@@ -115,8 +121,10 @@ def main() -> None:
         read_s = args.project_images / decode_rate
         total_gpu, total_read = total_gpu + gpu_s, total_read + read_s
         print(f"{block:5} {channels:3} {cfg['n_latents']:7} {train:12.0f} {read:12.0f} {gpu_s:20.1f} {read_s:10.0f}")
-    print(f"projection, all blocks on one GPU: compute {total_gpu / 60:.1f} min, image reading {total_read / 60:.1f} min "
-          f"-> about {max(total_gpu, total_read) / 60:.0f} min (the larger bounds it)")
+    print(
+        f"projection, all blocks on one GPU: compute {total_gpu / 60:.1f} min, image reading {total_read / 60:.1f} min "
+        f"-> about {max(total_gpu, total_read) / 60:.0f} min (the larger bounds it)"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,19 @@ def run_author(layer, channels, steps, jitter, threads, tmp):
     for c in channels:
         out = os.path.join(tmp, f"author_{layer}_{c}.npy")
         subprocess.run(
-            [sys.executable, os.path.join(REPO, "bench", "author_fv_unit.py"), layer, str(c), str(steps), str(jitter), "0", str(threads), out],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                os.path.join(REPO, "bench", "author_fv_unit.py"),
+                layer,
+                str(c),
+                str(steps),
+                str(jitter),
+                "0",
+                str(threads),
+                out,
+            ],
+            check=True,
+            capture_output=True,
         )
         images.append(np.load(out))
     return time.time() - t0, np.stack(images)
@@ -75,8 +86,8 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
         "study": {"blocks": [block], "channels": list(channels)},
         "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024, "microbatch": microbatch},
     }
-    from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
+    from resstream.workflow.plan import Study
 
     chunk = Study(validate_config(cfg)).chunks(layer)[0].name
     out = os.path.join(tmp, "fv", layer, chunk)
@@ -93,10 +104,10 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
 def centre_activations(layer, channels, images_hwc, hook):
     import torch
 
-    from resstream.model.blocks import parse_layer
-    from resstream.model.walk import model_blocks
     from resstream.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+    from resstream.model.blocks import parse_layer
     from resstream.model.taps import block_taps, center_activation
+    from resstream.model.walk import model_blocks
     from resstream.model.weights import load_model
 
     model, _ = load_model("resnet18", "random:0")
@@ -111,8 +122,8 @@ def centre_activations(layer, channels, images_hwc, hook):
 
 def study_units() -> dict[str, int]:
     """Units per layer group in the default study plan (4,672 in all)."""
-    from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
+    from resstream.workflow.plan import Study
 
     study = Study(validate_config({}))
     units: dict[str, int] = {}
@@ -126,15 +137,23 @@ def run_layer(layer, group, jitter, args, tmp) -> dict:
     channels = list(range(args.channels))
     t_author, im_author = run_author(layer, channels, args.steps, jitter, args.threads, tmp)
     t_ours, im_ours = run_resstream(layer, channels, args.steps, args.threads, tmp, args.device)
-    row = {"group": group, "layer": layer, "author": t_author, "ours": t_ours,
-           "act_author": centre_activations(layer, channels, im_author, "author_alias"),
-           "act_ours": centre_activations(layer, channels, im_ours, "author_alias")}
-    line = (f"{group:7s} {layer:24s} author {t_author:7.1f} s   resstream {t_ours:7.1f} s   speed-up x{t_author / t_ours:5.2f}")
+    row = {
+        "group": group,
+        "layer": layer,
+        "author": t_author,
+        "ours": t_ours,
+        "act_author": centre_activations(layer, channels, im_author, "author_alias"),
+        "act_ours": centre_activations(layer, channels, im_ours, "author_alias"),
+    }
+    line = f"{group:7s} {layer:24s} author {t_author:7.1f} s   resstream {t_ours:7.1f} s   speed-up x{t_author / t_ours:5.2f}"
     if args.microbatch:
         row["mb"], im_mb = run_resstream(layer, channels, args.steps, args.threads, tmp, args.device, args.microbatch)
         row["act_mb"] = centre_activations(layer, channels, im_mb, "author_alias")
         line += f"   microbatch {args.microbatch}: {row['mb']:7.1f} s (x{t_author / row['mb']:5.2f})"
-    print(line + f"   median act author {np.median(row['act_author']):7.3f} resstream {np.median(row['act_ours']):7.3f}", flush=True)
+    print(
+        line + f"   median act author {np.median(row['act_author']):7.3f} resstream {np.median(row['act_ours']):7.3f}",
+        flush=True,
+    )
     return row
 
 
@@ -145,24 +164,41 @@ def summarise(rows, args) -> None:
     weighted_a = sum(weight[r["group"]] * r["author"] for r in rows)
     weighted_o = sum(weight[r["group"]] * r["ours"] for r in rows)
     print(f"\n{args.channels} channels x {args.steps} steps per layer, {args.threads} thread(s), device {args.device}")
-    print(f"overall (equal weights): author {total_a:.1f} s, resstream {total_o:.1f} s, speed-up x{total_a / total_o:.2f}")
-    print(f"study-weighted ({', '.join(f'{g} {units[g]}' for g in weight)} of {sum(units.values())} units): "
-          f"speed-up x{weighted_a / weighted_o:.2f}")
+    print(
+        f"overall (equal weights): author {total_a:.1f} s, resstream {total_o:.1f} s, speed-up x{total_a / total_o:.2f}"
+    )
+    print(
+        f"study-weighted ({', '.join(f'{g} {units[g]}' for g in weight)} of {sum(units.values())} units): "
+        f"speed-up x{weighted_a / weighted_o:.2f}"
+    )
     ratios = np.concatenate([r["act_ours"] / np.where(r["act_author"] == 0, np.nan, r["act_author"]) for r in rows])
-    print(f"final centre activation, median of per-unit ratios resstream/author: {np.nanmedian(ratios):.3f} "
-          f"(units where the author's stayed at 0 are left out: {int(np.isnan(ratios).sum())})")
+    print(
+        f"final centre activation, median of per-unit ratios resstream/author: {np.nanmedian(ratios):.3f} "
+        f"(units where the author's stayed at 0 are left out: {int(np.isnan(ratios).sum())})"
+    )
     if args.microbatch:
         weighted_m = sum(weight[r["group"]] * r["mb"] for r in rows)
-        moved = np.concatenate([np.abs(r["act_mb"] - r["act_ours"]) / np.maximum(np.abs(r["act_ours"]), 1e-6) for r in rows])
-        print(f"fv.microbatch {args.microbatch}: study-weighted speed-up x{weighted_a / weighted_m:.2f} over the author's "
-              f"(x{weighted_o / weighted_m:.2f} over the default); final activations moved from the default's by "
-              f"median {np.median(moved):.2e}, max {moved.max():.2e} (relative; 0 = the same bits)")
+        moved = np.concatenate(
+            [np.abs(r["act_mb"] - r["act_ours"]) / np.maximum(np.abs(r["act_ours"]), 1e-6) for r in rows]
+        )
+        print(
+            f"fv.microbatch {args.microbatch}: study-weighted speed-up x{weighted_a / weighted_m:.2f} over the author's "
+            f"(x{weighted_o / weighted_m:.2f} over the default); final activations moved from the default's by "
+            f"median {np.median(moved):.2e}, max {moved.max():.2e} (relative; 0 = the same bits)"
+        )
     if {r["group"] for r in rows} == set(units):
-        def core_hours(key):
-            return sum(units[r["group"]] * 2560 * r[key] / (args.channels * args.steps) for r in rows) * args.threads / 3600
 
-        print(f"projection for the study (4,672 units x 2,560 steps) from these per-unit-step costs: resstream "
-              f"{core_hours('ours'):.0f} core-hours, author {core_hours('author'):.0f} (process starts included at this step count)")
+        def core_hours(key):
+            return (
+                sum(units[r["group"]] * 2560 * r[key] / (args.channels * args.steps) for r in rows)
+                * args.threads
+                / 3600
+            )
+
+        print(
+            f"projection for the study (4,672 units x 2,560 steps) from these per-unit-step costs: resstream "
+            f"{core_hours('ours'):.0f} core-hours, author {core_hours('author'):.0f} (process starts included at this step count)"
+        )
 
 
 def main():
@@ -176,14 +212,17 @@ def main():
     ap.add_argument("--microbatch", type=int, help="also run resstream with fv.microbatch N")
     args = ap.parse_args()
     sys.path.insert(0, REPO)
-    from resstream.workflow.plan import Study
     from resstream.workflow.config import validate_config
+    from resstream.workflow.plan import Study
 
     study = Study(validate_config({}))
     with tempfile.TemporaryDirectory() as tmp:
         chosen = [(name, name.split(".")[0]) for name in args.layer.split(",")] if args.layer else LAYERS
-        rows = [run_layer(layer, group, study.fv_settings(layer).jitter, args, tmp)
-                for layer, group in chosen if group in args.layers.split(",")]
+        rows = [
+            run_layer(layer, group, study.fv_settings(layer).jitter, args, tmp)
+            for layer, group in chosen
+            if group in args.layers.split(",")
+        ]
     summarise(rows, args)
 
 

@@ -28,11 +28,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from resstream.model.blocks import parse_layer  # noqa: E402
-from resstream.model.walk import model_blocks  # noqa: E402
-from resstream.workflow.plan import Study  # noqa: E402
-from resstream.workflow.config import validate_config  # noqa: E402
 from resstream.model.receptive_field import CropPlanner  # noqa: E402
 from resstream.model.taps import block_taps  # noqa: E402
+from resstream.model.walk import model_blocks  # noqa: E402
+from resstream.workflow.config import validate_config  # noqa: E402
+from resstream.workflow.plan import Study  # noqa: E402
 
 # Dense peaks, TFLOP/s, NVIDIA H100 SXM5 datasheet and Hopper architecture whitepaper (the H200 SXM
 # shares the H100's GH100 compute; NVIDIA quotes the Tensor Core figures "with sparsity", i.e. twice
@@ -72,8 +72,16 @@ def study_rows(model, config: dict | None = None) -> list[dict]:
     for layer in study.layers:
         flops, side = step_flops(model, blocks, layer, study.config["fv"]["hook"], study.config["fv"]["rf_crop"])
         units = sum(len(c.channels) for c in study.chunks(layer))
-        rows.append({"layer": layer, "group": layer.split(".")[0], "units": units, "side": side,
-                     "gflop_per_unit_step": flops / 1e9, "steps": study.fv_settings(layer).steps})
+        rows.append(
+            {
+                "layer": layer,
+                "group": layer.split(".")[0],
+                "units": units,
+                "side": side,
+                "gflop_per_unit_step": flops / 1e9,
+                "steps": study.fv_settings(layer).steps,
+            }
+        )
     return rows
 
 
@@ -96,10 +104,14 @@ def main():
         by_group[r["group"]] = by_group.get(r["group"], 0.0) + pflop
         print(f"{r['layer']:24s} {r['units']:6d} {r['side']:5d}px {r['gflop_per_unit_step']:16.2f} {pflop:12.2f}")
     units = sum(r["units"] for r in rows)
-    print(f"{'study':24s} {units:6d} {'':6s} {total * 1e6 / (units * rows[0]['steps']):16.2f} {total:12.2f}   "
-          f"(by group: {', '.join(f'{g} {v:.1f}' for g, v in by_group.items())})")
-    print(f"lucent (author's way): {lucent:.2f} GFLOP per unit-step, {lucent_total:.1f} PFLOP for the study "
-          f"(x{lucent_total / total:.1f} resstream's)")
+    print(
+        f"{'study':24s} {units:6d} {'':6s} {total * 1e6 / (units * rows[0]['steps']):16.2f} {total:12.2f}   "
+        f"(by group: {', '.join(f'{g} {v:.1f}' for g, v in by_group.items())})"
+    )
+    print(
+        f"lucent (author's way): {lucent:.2f} GFLOP per unit-step, {lucent_total:.1f} PFLOP for the study "
+        f"(x{lucent_total / total:.1f} resstream's)"
+    )
     print(f"\nestimated GPU time for the study's FLOPs at {args.utilisation:.0%} of the dense peak (H100/H200 SXM):")
     for name, peak in PEAKS_TFLOPS.items():
         seconds = total * 1e15 / (peak * 1e12 * args.utilisation)

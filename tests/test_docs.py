@@ -46,11 +46,32 @@ def test_use_from_python_snippets_run_as_printed(tmp_path, sample_dir):
     one_fv, activations, unit = snippets("tutorial.md", "Use from Python")
     data = link_images(sample_dir, tmp_path / "images", 12)
     h5 = tmp_path / "results" / "demo" / "activations" / "activations.h5"
-    subprocess.run([sys.executable, "-m", "resstream.cli", "activations", "--data", str(data), "--out", str(h5),
-                    "--weights", "random:0", "--device", "cpu", "--workers", "0"], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resstream.cli",
+            "activations",
+            "--data",
+            str(data),
+            "--out",
+            str(h5),
+            "--weights",
+            "random:0",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
     out = run_python(one_fv, tmp_path)
-    assert (tmp_path / "fv-layer2.1.bn2" / "unit0005.png").is_file() and (tmp_path / "fv-layer2.1.bn2" / "fv.h5").is_file()
+    assert (tmp_path / "fv-layer2.1.bn2" / "unit0005.png").is_file() and (
+        tmp_path / "fv-layer2.1.bn2" / "fv.h5"
+    ).is_file()
     assert out.rstrip().endswith("(1, 3, 224, 224)"), out
 
     out = run_python(activations, tmp_path)
@@ -87,19 +108,32 @@ def test_every_config_key_is_in_the_reference_with_a_description():
 
 def test_a_new_schema_key_shows_up_in_the_reference():
     schema = yaml.safe_load(reference.SCHEMA.read_text())
-    schema["properties"]["fv"]["properties"]["brand_new"] = {"type": "number", "minimum": 0, "maximum": 1,
-                                                             "default": 0.5, "description": "a new knob"}
-    assert "| `fv.brand_new` | number | `0.5` | ≥ 0; ≤ 1 | a new knob | `fv: {brand_new: 0.5}` |" in \
-        reference.config_reference(schema)
+    schema["properties"]["fv"]["properties"]["brand_new"] = {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1,
+        "default": 0.5,
+        "description": "a new knob",
+    }
+    assert (
+        "| `fv.brand_new` | number | `0.5` | ≥ 0; ≤ 1 | a new knob | `fv: {brand_new: 0.5}` |"
+        in reference.config_reference(schema)
+    )
 
 
 def test_error_list_holds_the_codes_messages():
     messages = reference.error_messages()
     templates = [m.template for m in messages]
     # the ones users meet most (each a message of the code, found by the generator)
-    for common in ("dataset.path is not set. Fix:", "are not in torch's hub cache", "the demo's sample is not fetched yet",
-                   "model.device is 'cuda' but no CUDA device is visible", "study.blocks: unknown block",
-                   "model.weights checkpoint {path} does not exist", "model.arch '{arch}' {why}. Fix:"):
+    for common in (
+        "dataset.path is not set. Fix:",
+        "are not in torch's hub cache",
+        "the demo's sample is not fetched yet",
+        "model.device is 'cuda' but no CUDA device is visible",
+        "study.blocks: unknown block",
+        "model.weights checkpoint {path} does not exist",
+        "model.arch '{arch}' {why}. Fix:",
+    ):
         assert any(common in t for t in templates), common
     assert len(messages) > 60 and all(m.where.startswith("resstream/") for m in messages)
     assert not any(t.startswith("How a Snakemake job") for t in templates)  # docstrings are not messages
@@ -122,9 +156,11 @@ def test_error_list_holds_the_lines_a_run_says_and_their_notes():
     said = [e for problem, e in entries.items() if problem.startswith(("note: results folder", "stopping: ending the"))]
     assert len(said) == 2 and all("(says what the run does)" in e for e in said), said
     assert "lock is the ended run's too" in said[0] and "no --unlock is needed" in said[1]
-    for problem, note in (("results folder {results} is in use by another snakemake run", "Each run locks its results folder"),
-                          ("{path} is damaged ({why}); moved", "nothing downstream is removed"),
-                          ("model.weights checkpoint {where} holds non-finite weights", "training diverged")):
+    for problem, note in (
+        ("results folder {results} is in use by another snakemake run", "Each run locks its results folder"),
+        ("{path} is damaged ({why}); moved", "nothing downstream is removed"),
+        ("model.weights checkpoint {where} holds non-finite weights", "training diverged"),
+    ):
         (entry,) = [e for listed, e in entries.items() if listed.startswith(problem)]
         assert note in entry, (problem, entry)
 
@@ -135,7 +171,9 @@ def test_readme_first_screen_and_length():
     first = "\n".join(lines[:25])
     assert "make demo" in first and "make test" in first and "![" in first and ".venv/bin/snakemake" in first
     for line in lines:  # every command line of the README runs an installed command from .venv or an activated one
-        assert not re.match(r"^(snakemake|resstream) ", line) or "activate" in "\n".join(lines[:lines.index(line)]), line
+        assert not re.match(r"^(snakemake|resstream) ", line) or "activate" in "\n".join(lines[: lines.index(line)]), (
+            line
+        )
 
 
 @pytest.mark.parametrize("marker", ["configuration", "errors", "cli"])

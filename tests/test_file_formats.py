@@ -14,13 +14,24 @@ def modules_opening_hdf5() -> set[str]:
     found = set()
     for path in PACKAGE_DIR.rglob("*.py"):
         tree = ast.parse(path.read_text())
-        from_h5py = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "h5py"
-                     for a in n.names}
+        from_h5py = {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "h5py"
+            for a in n.names
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 f = node.func
-                if (isinstance(f, ast.Attribute) and f.attr == "File" and isinstance(f.value, ast.Name) and f.value.id == "h5py"
-                        or isinstance(f, ast.Name) and f.id in from_h5py and f.id == "File"):
+                if (
+                    isinstance(f, ast.Attribute)
+                    and f.attr == "File"
+                    and isinstance(f.value, ast.Name)
+                    and f.value.id == "h5py"
+                    or isinstance(f, ast.Name)
+                    and f.id in from_h5py
+                    and f.id == "File"
+                ):
                     found.add(str(path.relative_to(PACKAGE_DIR)))
     return found
 

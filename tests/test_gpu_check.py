@@ -18,8 +18,13 @@ STUDY_UNITS = {"layer1": 192, "layer2": 640, "layer3": 1280, "layer4": 2560}  # 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check") / "check.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--device", "cpu", "--tiny", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--device", "cpu", "--tiny", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -56,8 +61,15 @@ def test_throughput_and_the_study_projection(dry_run):
 def test_speed_options_report_their_effect(dry_run):
     report, _ = dry_run
     rows = report["options"]["layer2"]["options"]
-    assert list(rows) == ["default", "fv.tf32", "fv.bf16", "channels_last off", "rf_crop off", "torch's backward",
-                          "per-unit transforms"]
+    assert list(rows) == [
+        "default",
+        "fv.tf32",
+        "fv.bf16",
+        "channels_last off",
+        "rf_crop off",
+        "torch's backward",
+        "per-unit transforms",
+    ]
     assert rows["default"]["speedup"] == 1 and rows["default"]["max_relative_difference"] == 0
     assert rows["fv.tf32"]["max_relative_difference"] == 0  # TF32 is a CUDA setting: no effect on the CPU
     assert rows["fv.bf16"]["median_relative_difference"] > 1e-3  # bf16 changes the results
@@ -83,7 +95,9 @@ def test_without_a_gpu_the_full_check_refuses_in_one_line(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main(["--out", "/nonexistent/x.json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["resstream: no CUDA device is usable here. Fix: run on a GPU machine, or use --device cpu --tiny for the dry run"]
+    assert err == [
+        "resstream: no CUDA device is usable here. Fix: run on a GPU machine, or use --device cpu --tiny for the dry run"
+    ]
 
 
 def test_lesions_batched_against_the_authors_way(dry_run):
@@ -104,7 +118,11 @@ def test_dictionary_training_rate_and_projection(dry_run):
     d = report["dictionary"]
     # each group's last block at the schema's defaults: 8 x (I + B) latents, k 32
     assert {g: (row["block"], row["latents"]) for g, row in d["groups"].items()} == {
-        "layer1": ("1.1", 1024), "layer2": ("2.1", 2048), "layer3": ("3.1", 4096), "layer4": ("4.1", 8192)}
+        "layer1": ("1.1", 1024),
+        "layer2": ("2.1", 2048),
+        "layer3": ("3.1", 4096),
+        "layer4": ("4.1", 8192),
+    }
     assert all(row["tokens_per_s"] > 0 and row["batch_size"] == 64 for row in d["groups"].values())
     rate = {row["channels"]: row["tokens_per_s"] for row in d["groups"].values()}
     widths = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}

@@ -13,10 +13,17 @@ from pathlib import Path
 
 from helpers import REPO
 
-PACKAGE_DATA = ("resstream/schemas/config.schema.yaml", "resstream/manifests/imagenet-sample.sha256", "resstream/model/arch_tables.json",
-                "resstream/model/timm_tables.json", "resstream/analysis/templates/scorecard_page.html.j2",
-                "resstream/analysis/templates/scorecard.css",
-                "resstream/atlas/templates/unit.html.j2", "resstream/atlas/static/atlas.css", "resstream/atlas/static/atlas.js")
+PACKAGE_DATA = (
+    "resstream/schemas/config.schema.yaml",
+    "resstream/manifests/imagenet-sample.sha256",
+    "resstream/model/arch_tables.json",
+    "resstream/model/timm_tables.json",
+    "resstream/analysis/templates/scorecard_page.html.j2",
+    "resstream/analysis/templates/scorecard.css",
+    "resstream/atlas/templates/unit.html.j2",
+    "resstream/atlas/static/atlas.css",
+    "resstream/atlas/static/atlas.js",
+)
 # the installed package renders a unit page from its own templates (every template and static file it names)
 # and finds the scorecard's
 RENDER_ATLAS = """\
@@ -43,7 +50,19 @@ def test_wheel_installs_into_a_fresh_environment_and_finds_its_data(tmp_path):
     shutil.copytree(REPO / "resstream", src / "resstream", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, src / name)
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", src, cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        tmp_path / "dist",
+        src,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("resstream-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
@@ -55,22 +74,43 @@ def test_wheel_installs_into_a_fresh_environment_and_finds_its_data(tmp_path):
     env = tmp_path / "env"
     run(sys.executable, "-m", "venv", "--without-pip", env, cwd=tmp_path)
     env_python = env / "bin" / "python"
-    env_site = Path(run(env_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip())
+    env_site = Path(
+        run(env_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
+    )
     (env_site / "project_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    run(sys.executable, "-m", "pip", "--python", env_python, "install", "-q", "--no-deps", "--no-index", wheel, cwd=tmp_path)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        env_python,
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-index",
+        wheel,
+        cwd=tmp_path,
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    where = run(env_python, "-c", "import resstream; print(resstream.__file__)", cwd=elsewhere, env=clean).stdout.strip()
+    where = run(
+        env_python, "-c", "import resstream; print(resstream.__file__)", cwd=elsewhere, env=clean
+    ).stdout.strip()
     assert Path(where).is_relative_to(env_site), where  # the installed copy, not the checkout
     info = run(env / "bin" / "resstream", "info", "resnet18", cwd=elsewhere, env=clean).stdout.splitlines()
     assert info[0] == "resnet18: 8 blocks; studied by default: 1.1, 2.0, 2.1, 3.0, 3.1, 4.0, 4.1"
     assert [line.split()[0] for line in info[2:]] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
     timm_info = run(env / "bin" / "resstream", "info", "timm:resnet50.a1_in1k", cwd=elsewhere, env=clean).stdout
     assert timm_info.startswith("timm:resnet50.a1_in1k: 16 blocks;")  # from the installed timm tables
-    count = run(env_python, "-c", "from resstream.data.sample import load_manifest; print(len(load_manifest()))",
-                cwd=elsewhere, env=clean)
+    count = run(
+        env_python,
+        "-c",
+        "from resstream.data.sample import load_manifest; print(len(load_manifest()))",
+        cwd=elsewhere,
+        env=clean,
+    )
     assert count.stdout == "1000\n"
     atlas = run(env_python, "-c", RENDER_ATLAS, cwd=elsewhere, env=clean)
     assert atlas.stdout == "5 2 True True scorecard_page.html.j2 True\n"

@@ -48,9 +48,12 @@ def stage(module: str) -> str:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return [f"{source} imports {target}: {stage(target) or 'resstream'} is not below {stage(source) or 'resstream'}"
-            for source, targets in sorted(graph.items()) for target in sorted(targets)
-            if stage(source) != stage(target) and FLOOR_OF[stage(target)] >= FLOOR_OF[stage(source)]]
+    return [
+        f"{source} imports {target}: {stage(target) or 'resstream'} is not below {stage(source) or 'resstream'}"
+        for source, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if stage(source) != stage(target) and FLOOR_OF[stage(target)] >= FLOOR_OF[stage(source)]
+    ]
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -83,7 +86,9 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_every_package_has_a_floor():
     packages = {stage(m) for m in library_imports()}
-    assert packages <= set(FLOOR_OF), f"packages without a floor in this test's table: {sorted(packages - set(FLOOR_OF))}"
+    assert packages <= set(FLOOR_OF), (
+        f"packages without a floor in this test's table: {sorted(packages - set(FLOOR_OF))}"
+    )
 
 
 def test_no_import_points_up():
@@ -94,20 +99,31 @@ def test_no_import_circle():
     assert circles(library_imports()) == []
 
 
-@pytest.mark.parametrize("graph, expected", [
-    ({"resstream.model.a": {"resstream.analysis.b"}, "resstream.analysis.b": set()},
-     ["resstream.model.a imports resstream.analysis.b: analysis is not below model"]),
-    ({"resstream.fv.a": {"resstream.activations.b"}, "resstream.activations.b": set()},
-     ["resstream.fv.a imports resstream.activations.b: activations is not below fv"]),
-    ({"resstream.cli": {"resstream.api", "resstream"}, "resstream.api": {"resstream.base.x"}}, []),
-])
+@pytest.mark.parametrize(
+    "graph, expected",
+    [
+        (
+            {"resstream.model.a": {"resstream.analysis.b"}, "resstream.analysis.b": set()},
+            ["resstream.model.a imports resstream.analysis.b: analysis is not below model"],
+        ),
+        (
+            {"resstream.fv.a": {"resstream.activations.b"}, "resstream.activations.b": set()},
+            ["resstream.fv.a imports resstream.activations.b: activations is not below fv"],
+        ),
+        ({"resstream.cli": {"resstream.api", "resstream"}, "resstream.api": {"resstream.base.x"}}, []),
+    ],
+)
 def test_the_check_names_an_upward_import(graph, expected):
     assert upward_imports(graph) == expected
 
 
 def test_the_check_finds_a_circle_through_an_import_inside_a_function(tmp_path):
-    graph = {"resstream.model.a": {"resstream.model.b"}, "resstream.model.b": {"resstream.model.c"},
-             "resstream.model.c": {"resstream.model.a"}, "resstream.model.d": {"resstream.model.a"}}
+    graph = {
+        "resstream.model.a": {"resstream.model.b"},
+        "resstream.model.b": {"resstream.model.c"},
+        "resstream.model.c": {"resstream.model.a"},
+        "resstream.model.d": {"resstream.model.a"},
+    }
     assert circles(graph) == [["resstream.model.a", "resstream.model.b", "resstream.model.c"]]
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from resstream.model.weights import load_model\n")

@@ -24,6 +24,7 @@ MARKER = "<!-- generated: {} -->"
 
 # --- the configuration reference ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ConfigKey:
     key: str  # dotted: "fv.steps"
@@ -105,15 +106,23 @@ def config_reference(schema: dict | None = None) -> str:
     for key in schema_keys(schema):
         if key.section != section:
             section = key.section
-            out += ["", f"### `{section}`" if section else "### Top level", "",
-                    "| key | type | default | range | what it is | example |", "|---|---|---|---|---|---|"]
+            out += [
+                "",
+                f"### `{section}`" if section else "### Top level",
+                "",
+                "| key | type | default | range | what it is | example |",
+                "|---|---|---|---|---|---|",
+            ]
         default = json.dumps(key.schema.get("default"))
-        out.append(f"| `{key.key}` | {_cell(_type(key.schema, defs))} | `{default}` | {_cell(_range(key.schema, defs)) or '—'} "
-                   f"| {_cell(key.schema.get('description', ''))} | {_cell(_example(key))} |")
+        out.append(
+            f"| `{key.key}` | {_cell(_type(key.schema, defs))} | `{default}` | {_cell(_range(key.schema, defs)) or '—'} "
+            f"| {_cell(key.schema.get('description', ''))} | {_cell(_example(key))} |"
+        )
     return "\n".join(out).strip() + "\n"
 
 
 # --- the one-line errors --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ErrorMessage:
@@ -134,7 +143,9 @@ def _template(node: ast.AST) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}" for v in node.values)
+        return "".join(
+            v.value if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}" for v in node.values
+        )
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _template(node.left), _template(node.right)
         return None if left is None or right is None else left + right
@@ -154,8 +165,14 @@ def error_messages(root: Path = REPO / "resstream") -> list[ErrorMessage]:
     found = []
     for path, tree in trees.items():
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
-        raised = {id(call.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Raise)
-                  and isinstance(call := node.exc, ast.Call) and call.args and _name(call.func) in user_errors}
+        raised = {
+            id(call.args[0])
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Raise)
+            and isinstance(call := node.exc, ast.Call)
+            and call.args
+            and _name(call.func) in user_errors
+        }
         for node in ast.walk(tree):
             if isinstance(parents.get(node), (ast.BinOp, ast.JoinedStr, ast.Expr)):
                 continue  # a part of a longer string (that one is the message), or a docstring
@@ -171,8 +188,12 @@ def _name(node: ast.AST) -> str:
 
 def _user_error_classes(trees) -> set[str]:
     """UserError and every class derived from it (the errors that end a job with one line)."""
-    bases = {node.name: {_name(b) for b in node.bases} for tree in trees for node in ast.walk(tree)
-             if isinstance(node, ast.ClassDef)}
+    bases = {
+        node.name: {_name(b) for b in node.bases}
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
     found = {"UserError"}
     while grown := {name for name, of in bases.items() if of & found} - found:
         found |= grown
@@ -198,10 +219,19 @@ def errors_reference() -> str:
             part = here
             out += [f"### `{part}`", ""]
         note = note_for(message, notes)
-        fix = (f"Fix: {_cell(message.fix)}" if message.fix else "(says what the run does)"
-               if message.template.startswith(SAYS_WHAT_IT_DOES) else "(the line itself names what to change)")
-        out += [f"- **`resstream: {_cell(_readable(message.problem))}`**  ", f"  {_readable(fix)}  ",
-                f"  <small>`{message.where}`</small>" + (f"  \n  {_cell(note)}" if note else ""), ""]
+        fix = (
+            f"Fix: {_cell(message.fix)}"
+            if message.fix
+            else "(says what the run does)"
+            if message.template.startswith(SAYS_WHAT_IT_DOES)
+            else "(the line itself names what to change)"
+        )
+        out += [
+            f"- **`resstream: {_cell(_readable(message.problem))}`**  ",
+            f"  {_readable(fix)}  ",
+            f"  <small>`{message.where}`</small>" + (f"  \n  {_cell(note)}" if note else ""),
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -214,6 +244,7 @@ PLACEHOLDER = re.compile(r"\{((?:[^{}]|\{[^{}]*\})*)\}")  # one level of nested 
 
 
 # --- the command line -----------------------------------------------------------------------------
+
 
 def cli_reference() -> str:
     """``resstream --help`` and each subcommand's, as argparse prints them."""

@@ -46,8 +46,10 @@ def random_sets(n_channels: int, target, trials: int, seed) -> list[tuple[int, .
     """``trials`` random sets of ``len(target)`` channels, none in ``target``, from ``seed``."""
     others = np.setdiff1d(np.arange(n_channels), np.asarray(target, dtype=int))
     if len(others) < len(target):
-        raise ChannelSetError(f"a random set of {len(target)} channels cannot avoid the target's {len(target)} "
-                              f"among {n_channels}; Fix: lesion a smaller set")
+        raise ChannelSetError(
+            f"a random set of {len(target)} channels cannot avoid the target's {len(target)} "
+            f"among {n_channels}; Fix: lesion a smaller set"
+        )
     rng = np.random.default_rng(seed)
     return [tuple(sorted(int(c) for c in rng.choice(others, size=len(target), replace=False))) for _ in range(trials)]
 
@@ -65,7 +67,7 @@ def mark_kept(rows: pd.DataFrame, margin: float) -> pd.DataFrame:
     out["kept"] = True
     unscaled = out[out["scale"] == 1.0].set_index(["block", "set", "kind", "path", "trial"])["accuracy"]
     for i, row in out[out["set"].astype(str).str.startswith(RANDOM_PREFIX)].iterrows():
-        target = unscaled[(row["block"], row["set"][len(RANDOM_PREFIX):], row["kind"], row["path"], -1)]
+        target = unscaled[(row["block"], row["set"][len(RANDOM_PREFIX) :], row["kind"], row["path"], -1)]
         mine = unscaled[(row["block"], row["set"], row["kind"], row["path"], row["trial"])]
         out.at[i, "kept"] = trial_kept(target, mine, margin)
     return out

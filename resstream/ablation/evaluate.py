@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from resstream.ablation.lesion import Lesion, check_lesion, held_output, lesioned
 from resstream.ablation.scales import Scale, scale_transform
-from resstream.data.image_folder import DatasetError, ImageRecord, load_rgb
 from resstream.base.errors import UserError
+from resstream.data.image_folder import DatasetError, ImageRecord, load_rgb
 from resstream.model.blocks import BlockInfo, block_lookup
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,10 @@ class ScaledImages(torch.utils.data.Dataset):
     def __init__(self, root, records: list[ImageRecord], scales: list[Scale]):
         unlabelled = [r.path for r in records if r.class_id < 0]
         if unlabelled:
-            raise DatasetError(f"ablation.dataset {root} has images outside class folders ({unlabelled[0]}, ...); "
-                               "accuracy needs labels. Fix: use an ImageNet-val folder made by prepare-imagenet-val")
+            raise DatasetError(
+                f"ablation.dataset {root} has images outside class folders ({unlabelled[0]}, ...); "
+                "accuracy needs labels. Fix: use an ImageNet-val folder made by prepare-imagenet-val"
+            )
         self.root, self.records = root, records
         self.transforms = [scale_transform(s) for s in scales]
 
@@ -58,11 +60,12 @@ class ScaledImages(torch.utils.data.Dataset):
         return torch.stack([t(img) for t in self.transforms]), rec.class_id, True
 
 
-def forward_from(model: torch.nn.Module, blocks: list[BlockInfo], info: BlockInfo, x: torch.Tensor,
-                 after: bool = False) -> torch.Tensor:
+def forward_from(
+    model: torch.nn.Module, blocks: list[BlockInfo], info: BlockInfo, x: torch.Tensor, after: bool = False
+) -> torch.Tensor:
     """A ResNet's logits from block ``info``'s input ``x`` (that block, every later one, pool, fc),
     or with ``after`` from its output ``x`` (the later blocks, pool, fc)."""
-    for later in blocks[info.index + after:]:
+    for later in blocks[info.index + after :]:
         x = model.get_submodule(later.module)(x)
     return model.fc(torch.flatten(model.avgpool(x), 1))
 
@@ -109,15 +112,26 @@ class Tally:
     def rows(self):
         for (block, cond, scale), (correct, n, kl) in self.counts.items():
             if n == 0:
-                raise UserError("ablation found no readable image in the dataset; Fix: point ablation.dataset at a folder of readable images")
-            yield {"block": block, "set": cond.set if cond else PLAIN, "kind": cond.kind if cond else "",
-                   "path": cond.lesion.path if cond else "", "trial": cond.trial if cond else -1,
-                   "scale": scale.factor, "fill": scale.fill if scale.fill is not None else "",
-                   "accuracy": 100.0 * correct / n, "kl": kl / n, "n": n}
+                raise UserError(
+                    "ablation found no readable image in the dataset; Fix: point ablation.dataset at a folder of readable images"
+                )
+            yield {
+                "block": block,
+                "set": cond.set if cond else PLAIN,
+                "kind": cond.kind if cond else "",
+                "path": cond.lesion.path if cond else "",
+                "trial": cond.trial if cond else -1,
+                "scale": scale.factor,
+                "fill": scale.fill if scale.fill is not None else "",
+                "accuracy": 100.0 * correct / n,
+                "kl": kl / n,
+                "n": n,
+            }
 
 
-def evaluate_lesions(model, blocks: list[BlockInfo], conditions: dict[str, list[Condition]], batches,
-                     scales: list[Scale], device) -> list[dict]:
+def evaluate_lesions(
+    model, blocks: list[BlockInfo], conditions: dict[str, list[Condition]], batches, scales: list[Scale], device
+) -> list[dict]:
     """Rows of ``ablation.csv`` for every condition (grouped by block) at every scale, plus the
     unlesioned network's rows (set ``none``).  ``batches`` yields ``(views, labels, ok)``."""
     tally = Tally()
@@ -139,5 +153,6 @@ def evaluate_lesions(model, blocks: list[BlockInfo], conditions: dict[str, list[
 
 def image_batches(root, records, scales, batch_size: int, workers: int):
     """``(views, labels, ok)`` batches of an image folder, each image decoded once."""
-    return torch.utils.data.DataLoader(ScaledImages(root, records, scales), batch_size=batch_size,
-                                       num_workers=workers, shuffle=False)
+    return torch.utils.data.DataLoader(
+        ScaledImages(root, records, scales), batch_size=batch_size, num_workers=workers, shuffle=False
+    )

@@ -33,15 +33,31 @@ def ratio_table(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     targets = df[(df["trial"] == -1) & (df["set"] != "none")]
     for _, t in targets.iterrows():
-        same = df[(df["block"] == t["block"]) & (df["set"] == RANDOM_PREFIX + t["set"]) & (df["kind"] == t["kind"])
-                  & (df["path"] == t["path"]) & (df["scale"] == t["scale"]) & (df["fill"].astype(str) == str(t["fill"]))
-                  & df["kept"]]
+        same = df[
+            (df["block"] == t["block"])
+            & (df["set"] == RANDOM_PREFIX + t["set"])
+            & (df["kind"] == t["kind"])
+            & (df["path"] == t["path"])
+            & (df["scale"] == t["scale"])
+            & (df["fill"].astype(str) == str(t["fill"]))
+            & df["kept"]
+        ]
         acc = same["accuracy"].to_numpy(dtype=float)
         ratios = t["accuracy"] / acc if len(acc) and (acc > 0).all() else np.array([])
-        rows.append({**{k: t[k] for k in CONDITION}, "scale": t["scale"], "fill": t["fill"], "accuracy": t["accuracy"],
-                     "random_accuracy": acc.mean() if len(acc) else np.nan, "random_se": _se(acc),
-                     "ratio": ratios.mean() if len(ratios) else np.nan, "se": _se(ratios), "trials": len(acc),
-                     "n": t["n"]})
+        rows.append(
+            {
+                **{k: t[k] for k in CONDITION},
+                "scale": t["scale"],
+                "fill": t["fill"],
+                "accuracy": t["accuracy"],
+                "random_accuracy": acc.mean() if len(acc) else np.nan,
+                "random_se": _se(acc),
+                "ratio": ratios.mean() if len(ratios) else np.nan,
+                "se": _se(ratios),
+                "trials": len(acc),
+                "n": t["n"],
+            }
+        )
     return pd.DataFrame(rows, columns=RATIO_COLUMNS)
 
 
@@ -52,13 +68,26 @@ def ratio_figure(table: pd.DataFrame, weights: dict, png: str, pdf: str) -> list
     for key, g in table.groupby(CONDITION + ["fill"], sort=False, dropna=False):
         g = g.sort_values("scale")
         fill = f", fill {key[-1]}" if str(key[-1]) not in ("", "nan") else ""
-        ax.errorbar(g["scale"], g["ratio"], yerr=g["se"].fillna(0), marker="o", capsize=3,
-                    label=f"{key[0]} {key[1]} ({key[2]}, {key[3]}{fill})")
+        ax.errorbar(
+            g["scale"],
+            g["ratio"],
+            yerr=g["se"].fillna(0),
+            marker="o",
+            capsize=3,
+            label=f"{key[0]} {key[1]} ({key[2]}, {key[3]}{fill})",
+        )
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     if not table["ratio"].notna().any():  # e.g. random weights: every accuracy 0, no ratio defined
-        ax.text(0.5, 0.5, "no ratio defined: a kept random lesion's accuracy is 0 (or no trial was kept)\n"
-                "see ablation.csv (accuracy, kl) and lesion_ratios.csv", transform=ax.transAxes, ha="center",
-                va="center", fontsize=8)
+        ax.text(
+            0.5,
+            0.5,
+            "no ratio defined: a kept random lesion's accuracy is 0 (or no trial was kept)\n"
+            "see ablation.csv (accuracy, kl) and lesion_ratios.csv",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlabel("scale (1: unscaled; >1 scaled up, <1 scaled down)")
     ax.set_ylabel("accuracy / random-lesion accuracy")
     if len(table):

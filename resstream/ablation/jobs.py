@@ -40,18 +40,30 @@ def ablation_spec(plan) -> JobSpec:
     dataset = ablation_dataset(plan)
     tables = ablation_tables(plan)
     listed = [t for t in tables.values() if t]
-    inputs = {"tables": listed, "tables_meta": [sidecar_json(t) for t in listed],
-              "h5": [activations_h5(plan.config["results"])] if "mean" in section["kinds"] else []}
+    inputs = {
+        "tables": listed,
+        "tables_meta": [sidecar_json(t) for t in listed],
+        "h5": [activations_h5(plan.config["results"])] if "mean" in section["kinds"] else [],
+    }
     if dataset == plan.config["dataset"]["path"]:
         inputs["images"] = manifest_path(plan)
     return JobSpec(
         input=inputs,
-        params={"model": model_param(model), "device": model["device"], "dataset": dataset,
-                "activations": inputs["h5"][0] if inputs["h5"] else None, "tables": tables,
-                "layers": {b: plan.block_layers(b) for b in section["blocks"]},
-                "settings": {k: v for k, v in section.items() if k not in HOW_IT_RUNS}},
-        resources={"batch_size": section["batch_size"], "workers": section["workers"],
-                   "runtime": lambda w, attempt: pass_runtime(dataset_images(dataset) * forwards_per_image(section), attempt),
-                   "mem_mb": lambda w, attempt: pass_mem_mb(section["batch_size"] * len(section["scales"]),
-                                                            section["workers"], 0, attempt)},
+        params={
+            "model": model_param(model),
+            "device": model["device"],
+            "dataset": dataset,
+            "activations": inputs["h5"][0] if inputs["h5"] else None,
+            "tables": tables,
+            "layers": {b: plan.block_layers(b) for b in section["blocks"]},
+            "settings": {k: v for k, v in section.items() if k not in HOW_IT_RUNS},
+        },
+        resources={
+            "batch_size": section["batch_size"],
+            "workers": section["workers"],
+            "runtime": lambda w, attempt: pass_runtime(dataset_images(dataset) * forwards_per_image(section), attempt),
+            "mem_mb": lambda w, attempt: pass_mem_mb(
+                section["batch_size"] * len(section["scales"]), section["workers"], 0, attempt
+            ),
+        },
     )

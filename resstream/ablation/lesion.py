@@ -45,7 +45,9 @@ class Lesion:
         if self.path not in PATHS:
             raise LesionError(f"lesion path '{self.path}' unknown; use one of {', '.join(PATHS)}")
         if len(self.channels) != len(self.values):
-            raise LesionError(f"lesion of block {self.block}: {len(self.channels)} channels but {len(self.values)} values")
+            raise LesionError(
+                f"lesion of block {self.block}: {len(self.channels)} channels but {len(self.values)} values"
+            )
         if self.path == "O" and any(v < 0 for v in self.values):
             raise LesionError(f"lesion of block {self.block} at O: constants must be >= 0 (the sum's ReLU follows)")
 
@@ -58,7 +60,7 @@ def lesion_constants(kind: str, channels, means) -> tuple[float, ...]:
     return tuple(0.0 if kind == "zero" else float(means[c]) for c in channels)
 
 
-def clamped_means(centre_activations) -> "torch.Tensor":
+def clamped_means(centre_activations) -> torch.Tensor:
     """``[N, C]`` centre activations (NaN rows: skipped images) -> ``[C]`` mean over images of
     ``max(a, 0)``, as the author's mean ablation takes it."""
     a = torch.as_tensor(centre_activations, dtype=torch.float64)
@@ -84,12 +86,16 @@ def _set_channels(t: torch.Tensor, channels: torch.Tensor, values: torch.Tensor)
 def check_lesion(info: BlockInfo, lesion: Lesion) -> None:
     """Refuse a lesion of a block that is not a ResNet block, or of channels it does not have."""
     if info.block_class not in RESNET_BLOCKS:
-        raise LesionError(f"block {info.name} is a {info.block_class}; lesions support ResNet blocks "
-                          f"({', '.join(RESNET_BLOCKS)}). Fix: choose ResNet blocks in ablation.blocks")
+        raise LesionError(
+            f"block {info.name} is a {info.block_class}; lesions support ResNet blocks "
+            f"({', '.join(RESNET_BLOCKS)}). Fix: choose ResNet blocks in ablation.blocks"
+        )
     bad = [c for c in lesion.channels if not 0 <= c < info.channels]
     if bad:
-        raise LesionError(f"block {info.name} has {info.channels} channels; channel(s) {bad[:5]} do not exist. "
-                          f"Fix: list channels 0..{info.channels - 1}")
+        raise LesionError(
+            f"block {info.name} has {info.channels} channels; channel(s) {bad[:5]} do not exist. "
+            f"Fix: list channels 0..{info.channels - 1}"
+        )
 
 
 def register_lesion(model: torch.nn.Module, info: BlockInfo, lesion: Lesion) -> list:

@@ -18,8 +18,18 @@ import pandas as pd
 from resstream.ablation.channel_sets import RANDOM_PREFIX
 
 PREDICTED_WORSE = {"overwrite": ("B", "I"), "skip": ("I", "B")}  # class -> (path predicted worse, other)
-MIX_TABLE_COLUMNS = ["block", "mix_class", "channels", "path", "accuracy_drop", "accuracy_drop_random", "kl",
-                     "kl_random", "kl_excess", "agrees"]
+MIX_TABLE_COLUMNS = [
+    "block",
+    "mix_class",
+    "channels",
+    "path",
+    "accuracy_drop",
+    "accuracy_drop_random",
+    "kl",
+    "kl_random",
+    "kl_excess",
+    "agrees",
+]
 
 
 def _path_row(df: pd.DataFrame, plain_acc: float, block: str, cls: str, path: str) -> dict | None:
@@ -30,9 +40,16 @@ def _path_row(df: pd.DataFrame, plain_acc: float, block: str, cls: str, path: st
     rand = pick[(pick["set"] == RANDOM_PREFIX + cls) & pick["kept"]]
     t = target.iloc[0]
     kl_random = float(rand["kl"].mean()) if len(rand) else np.nan
-    return {"block": block, "mix_class": cls, "path": path, "accuracy_drop": plain_acc - t["accuracy"],
-            "accuracy_drop_random": plain_acc - float(rand["accuracy"].mean()) if len(rand) else np.nan,
-            "kl": t["kl"], "kl_random": kl_random, "kl_excess": t["kl"] - kl_random}
+    return {
+        "block": block,
+        "mix_class": cls,
+        "path": path,
+        "accuracy_drop": plain_acc - t["accuracy"],
+        "accuracy_drop_random": plain_acc - float(rand["accuracy"].mean()) if len(rand) else np.nan,
+        "kl": t["kl"],
+        "kl_random": kl_random,
+        "kl_excess": t["kl"] - kl_random,
+    }
 
 
 def mix_class_table(df: pd.DataFrame, set_sizes: dict) -> pd.DataFrame:

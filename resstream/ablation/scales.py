@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from torchvision import transforms
 
+from resstream.base.errors import UserError
 from resstream.data.dataset import normalize_transform
 from resstream.data.image_folder import VIEW_CROP, VIEW_RESIZE
-from resstream.base.errors import UserError
 
 
 class ScaleError(UserError, ValueError):
@@ -48,7 +48,11 @@ def scale_steps(scale: Scale) -> list:
     if s <= 1 and scale.fill is None and s != 1:
         raise ScaleError(f"ablation scale-down {s} needs a pad fill; set ablation.down_fills (0 black, 127 grey)")
     if s > 1:
-        return [transforms.Resize(VIEW_RESIZE), transforms.CenterCrop(int(VIEW_CROP * (2 - s))), transforms.Resize(VIEW_CROP)]
+        return [
+            transforms.Resize(VIEW_RESIZE),
+            transforms.CenterCrop(int(VIEW_CROP * (2 - s))),
+            transforms.Resize(VIEW_CROP),
+        ]
     steps = [transforms.Resize(VIEW_RESIZE), transforms.CenterCrop(VIEW_CROP)]
     if s < 1:
         size = scaled_down_size(s)

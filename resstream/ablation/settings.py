@@ -16,22 +16,29 @@ def check_ablation(study) -> None:
         return
     for block in cfg["blocks"]:
         if block not in study.study_blocks:
-            raise ConfigError(f"ablation.blocks: block {block} is not studied (study.blocks: "
-                              f"{', '.join(study.study_blocks)}); its tables and activations give the sets and means. "
-                              f"Fix: add it to study.blocks or remove it from ablation.blocks")
+            raise ConfigError(
+                f"ablation.blocks: block {block} is not studied (study.blocks: "
+                f"{', '.join(study.study_blocks)}); its tables and activations give the sets and means. "
+                f"Fix: add it to study.blocks or remove it from ablation.blocks"
+            )
         info = study.block_info(block)
         if info.block_class not in RESNET_BLOCKS:
-            raise ConfigError(f"ablation.blocks: block {block} is a {info.block_class}; lesions support ResNet "
-                              f"blocks ({', '.join(RESNET_BLOCKS)}). Fix: use a ResNet model.arch")
+            raise ConfigError(
+                f"ablation.blocks: block {block} is a {info.block_class}; lesions support ResNet "
+                f"blocks ({', '.join(RESNET_BLOCKS)}). Fix: use a ResNet model.arch"
+            )
         if "list" in cfg["sets"]:
             _check_list(block, cfg["channels"].get(block), info.channels)
 
 
 def _check_list(block: str, channels, n_channels: int) -> None:
     if not channels:
-        raise ConfigError(f"ablation.channels: block {block} has no list, but ablation.sets has list. "
-                          f"Fix: set ablation.channels.{block} to its channels, e.g. [0, 5, 9]")
+        raise ConfigError(
+            f"ablation.channels: block {block} has no list, but ablation.sets has list. "
+            f"Fix: set ablation.channels.{block} to its channels, e.g. [0, 5, 9]"
+        )
     bad = [c for c in channels if c >= n_channels]
     if bad:
-        raise ConfigError(f"ablation.channels.{block}: channel(s) {bad} out of range; block {block} has "
-                          f"channels 0..{n_channels - 1}")
+        raise ConfigError(
+            f"ablation.channels.{block}: channel(s) {bad} out of range; block {block} has channels 0..{n_channels - 1}"
+        )

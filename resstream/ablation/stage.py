@@ -17,6 +17,7 @@ import logging
 import os
 
 import pandas as pd
+
 from resstream.ablation.channel_sets import (
     RANDOM_PREFIX,
     mark_kept,
@@ -49,8 +50,10 @@ def block_conditions(block: str, n_channels: int, targets: dict, means: dict, se
         controls = random_sets(n_channels, target, settings["trials"], set_seed(settings["seed"], block, set_name))
         for kind in settings["kinds"]:
             for path in settings["paths"]:
+
                 def lesion(channels):
                     return Lesion(block, path, channels, lesion_constants(kind, channels, means[path]))
+
                 out.append(Condition(set_name, kind, -1, lesion(target)))
                 out += [Condition(RANDOM_PREFIX + set_name, kind, t, lesion(c)) for t, c in enumerate(controls)]
     return out
@@ -58,8 +61,9 @@ def block_conditions(block: str, n_channels: int, targets: dict, means: dict, se
 
 def _targets(block: str, settings: dict, table_csv: str | None) -> dict:
     table = read_table(table_csv)[0] if table_csv else None
-    return {name: table_channel_set(table, block, name, settings["channels"].get(block, ()))
-            for name in settings["sets"]}
+    return {
+        name: table_channel_set(table, block, name, settings["channels"].get(block, ())) for name in settings["sets"]
+    }
 
 
 def _means(activations: str, layers: dict, settings: dict) -> dict:
@@ -75,9 +79,23 @@ def every_nth_class(records: list, stride: int) -> list:
     return [r for r in records if r.class_id % stride == 0]
 
 
-def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dataset: str, activations: str | None,
-                 tables: dict, layers: dict, settings: dict, device: str, batch_size: int, workers: int,
-                 gpus: int | None = None) -> pd.DataFrame:
+def run_ablation(
+    csv: str,
+    mix_csv: str,
+    png: str,
+    pdf: str,
+    *,
+    model: dict,
+    dataset: str,
+    activations: str | None,
+    tables: dict,
+    layers: dict,
+    settings: dict,
+    device: str,
+    batch_size: int,
+    workers: int,
+    gpus: int | None = None,
+) -> pd.DataFrame:
     """The whole stage: ``tables`` {block: metric-table CSV or None (list sets only)}, ``layers``
     {block: {role: activations layer}}, ``settings`` the config's ``ablation`` section."""
     net, identity = load_model_param(model)
@@ -93,16 +111,33 @@ def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dat
         conditions[block] = block_conditions(block, info.channels, targets, means, settings)
     scales = study_scales(settings["scales"], settings["down_fills"])
     records = every_nth_class(scan_image_folder(dataset), settings["class_stride"])
-    log.info("ablation: %d conditions x %d scales on %d images", sum(map(len, conditions.values())), len(scales),
-             len(records))
-    rows = evaluate_lesions(net, blocks, conditions, image_batches(dataset, records, scales, batch_size, workers),
-                            scales, dev)
+    log.info(
+        "ablation: %d conditions x %d scales on %d images",
+        sum(map(len, conditions.values())),
+        len(scales),
+        len(records),
+    )
+    rows = evaluate_lesions(
+        net, blocks, conditions, image_batches(dataset, records, scales, batch_size, workers), scales, dev
+    )
     df = mark_kept(pd.DataFrame(rows), settings["margin"])[CSV_COLUMNS]
-    meta = {"weights": identity.as_dict(), "ablation": settings, "dataset": os.path.abspath(dataset),
-            "accuracy": "top-1, percent of readable images", "kl": "mean KL(plain || lesioned) of the softmax, nats"}
+    meta = {
+        "weights": identity.as_dict(),
+        "ablation": settings,
+        "dataset": os.path.abspath(dataset),
+        "accuracy": "top-1, percent of readable images",
+        "kl": "mean KL(plain || lesioned) of the softmax, nats",
+    }
     write_table(df, csv, meta)
-    write_table(mix_class_table(df, set_sizes), mix_csv, {**meta, "agrees": "the paper's reading: branch (B) "
-                "lesions hurt overwrite channels more, skip (I) lesions hurt skip channels more (KL beyond random)"})
+    write_table(
+        mix_class_table(df, set_sizes),
+        mix_csv,
+        {
+            **meta,
+            "agrees": "the paper's reading: branch (B) "
+            "lesions hurt overwrite channels more, skip (I) lesions hurt skip channels more (KL beyond random)",
+        },
+    )
     ratios = ratio_table(df)
     write_table(ratios, os.path.join(os.path.dirname(csv), RATIOS_CSV), meta)
     ratio_figure(ratios, identity.as_dict(), png, pdf)
@@ -112,7 +147,19 @@ def run_ablation(csv: str, mix_csv: str, png: str, pdf: str, *, model: dict, dat
 def ablation_job(job, gpus: int | None = None) -> pd.DataFrame:
     """Entry point of the ``ablation`` job (its spec: :mod:`resstream.ablation.jobs`)."""
     params, resources, out = job.params, job.resources, job.output
-    return run_ablation(out.csv, out.mix, out.png, out.pdf, model=params.model, dataset=params.dataset,
-                        activations=params.activations, tables=params.tables, layers=params.layers,
-                        settings=params.settings, device=params.device, batch_size=resources.batch_size,
-                        workers=resources.workers, gpus=gpus)
+    return run_ablation(
+        out.csv,
+        out.mix,
+        out.png,
+        out.pdf,
+        model=params.model,
+        dataset=params.dataset,
+        activations=params.activations,
+        tables=params.tables,
+        layers=params.layers,
+        settings=params.settings,
+        device=params.device,
+        batch_size=resources.batch_size,
+        workers=resources.workers,
+        gpus=gpus,
+    )

@@ -5,6 +5,5 @@ for every image, in one HDF5 file with each unit's top-k images, and the exempla
 from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
-    __name__, stream="extract_activations", store="open_activations read_layer",
-    exemplars="write_exemplar_grids"
+    __name__, stream="extract_activations", store="open_activations read_layer", exemplars="write_exemplar_grids"
 )

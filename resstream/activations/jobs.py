@@ -35,13 +35,25 @@ def activations_spec(plan) -> JobSpec:
     model, dataset, section = plan.config["model"], plan.config["dataset"], plan.config["activations"]
     return JobSpec(
         input={"images": manifest_path(plan)},
-        params={"model": model_param(model), "device": model["device"], "dataset": dataset["path"],
-                "on_bad_image": dataset["on_bad_image"], "layers": plan.activation_layers(),
-                "spatial_layers": plan.spatial_layers(), "topk": section["topk"], "o_relu": plan.o_relu},
-        resources={"batch_size": section["batch_size"], "workers": section["workers"], "log_every": section["log_every"],
-                   "runtime": lambda w, attempt: pass_runtime(dataset_images(dataset["path"]), attempt),
-                   "mem_mb": lambda w, attempt: pass_mem_mb(section["batch_size"], section["workers"],
-                                                            plan.spatial_bytes_per_image(), attempt)},
+        params={
+            "model": model_param(model),
+            "device": model["device"],
+            "dataset": dataset["path"],
+            "on_bad_image": dataset["on_bad_image"],
+            "layers": plan.activation_layers(),
+            "spatial_layers": plan.spatial_layers(),
+            "topk": section["topk"],
+            "o_relu": plan.o_relu,
+        },
+        resources={
+            "batch_size": section["batch_size"],
+            "workers": section["workers"],
+            "log_every": section["log_every"],
+            "runtime": lambda w, attempt: pass_runtime(dataset_images(dataset["path"]), attempt),
+            "mem_mb": lambda w, attempt: pass_mem_mb(
+                section["batch_size"], section["workers"], plan.spatial_bytes_per_image(), attempt
+            ),
+        },
     )
 
 
@@ -52,8 +64,10 @@ def exemplar_grids_spec(plan) -> JobSpec:
     return JobSpec(
         input={"h5": activations_h5(plan.config["results"]), "images": manifest_path(plan)},
         params={"channels": lambda w: units[w.layer]},
-        resources={"runtime": lambda w, attempt: per_unit_runtime("exemplar_grids", len(units[w.layer]), attempt),
-                   "mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
+        resources={
+            "runtime": lambda w, attempt: per_unit_runtime("exemplar_grids", len(units[w.layer]), attempt),
+            "mem_mb": lambda w, attempt: small_job_mem_mb(attempt),
+        },
     )
 
 

@@ -36,7 +36,9 @@ class RowBlockWriter:
         self.fill = 0
         self.ok = np.zeros(chunk_rows, dtype=bool)
         self.centre = {t.name: np.empty((chunk_rows, t.channels), np.float32) for t in layers}
-        self.maps = {t.name: np.empty((chunk_rows, t.channels, t.height, t.width), store.SPATIAL_DTYPE) for t in self.spatial}
+        self.maps = {
+            t.name: np.empty((chunk_rows, t.channels, t.height, t.width), store.SPATIAL_DTYPE) for t in self.spatial
+        }
 
     def add(self, first_row: int, ok: np.ndarray, centre: dict, maps: dict):
         if first_row != self.start + self.fill:
@@ -65,7 +67,10 @@ class RowBlockWriter:
 
     def _write_block(self):
         r0, r1, n = self.start, self.start + self.fill, self.fill
-        if shutil.disk_usage(os.path.dirname(os.path.abspath(self.f.filename))).free < self._block_bytes(n) + self.WRITE_MARGIN:
+        if (
+            shutil.disk_usage(os.path.dirname(os.path.abspath(self.f.filename))).free
+            < self._block_bytes(n) + self.WRITE_MARGIN
+        ):
             raise disk_full_error(self.f.filename)  # nothing of this block was handed to HDF5
         with disk_full_named(self.f.filename):
             self.ok_dataset[r0:r1] = self.ok[:n]

@@ -47,8 +47,8 @@ import h5py
 import numpy as np
 
 from resstream.activations.topk import TIE_RULE, TopK
-from resstream.base.errors import UserError
 from resstream.base.disk_space import disk_full_named
+from resstream.base.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,9 @@ def listing_digest(records) -> str:
     return h.hexdigest()
 
 
-def run_fingerprint(dataset: str, on_bad_image: str, o_relu: str, records, layers, spatial: list[str], identity) -> dict:
+def run_fingerprint(
+    dataset: str, on_bad_image: str, o_relu: str, records, layers, spatial: list[str], identity
+) -> dict:
     """What a partial file must match to be resumed: everything that changes its content."""
     return {
         "format": FORMAT,
@@ -197,15 +199,30 @@ def _create_partial(path: str, fingerprint: dict, records, layers, spatial, chun
     lay = f.create_group("layers")
     for t in layers:
         # fillvalue NaN: rows no batch has written read as "no value", never as a zero activation
-        lay.create_dataset(t.name, shape=(n, t.channels), dtype=np.float32, chunks=(chunk_rows, t.channels),
-                           compression="gzip", compression_opts=4, shuffle=True, fillvalue=np.nan)
+        lay.create_dataset(
+            t.name,
+            shape=(n, t.channels),
+            dtype=np.float32,
+            chunks=(chunk_rows, t.channels),
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+            fillvalue=np.nan,
+        )
     if spatial:
         sp = f.create_group("spatial")
         for t in layers:
             if t.name in spatial:
-                sp.create_dataset(t.name, shape=(n, t.channels, t.height, t.width), dtype=SPATIAL_DTYPE,
-                                  chunks=(1, t.channels, t.height, t.width), compression="gzip",
-                                  compression_opts=1, shuffle=True, fillvalue=np.nan)
+                sp.create_dataset(
+                    t.name,
+                    shape=(n, t.channels, t.height, t.width),
+                    dtype=SPATIAL_DTYPE,
+                    chunks=(1, t.channels, t.height, t.width),
+                    compression="gzip",
+                    compression_opts=1,
+                    shuffle=True,
+                    fillvalue=np.nan,
+                )
     for key, value in attrs.items():
         f.attrs[key] = value
     f.attrs["format"] = FORMAT

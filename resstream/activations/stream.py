@@ -29,15 +29,15 @@ import torch
 from resstream.activations import store
 from resstream.activations.heap import limit_heap_growth
 from resstream.activations.row_blocks import RowBlockWriter
+from resstream.base.disk_space import DiskSpaceError, check_free_space
 from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
 from resstream.data.image_manifest import read_image_manifest
 from resstream.model.blocks import TapRef, parse_layer
-from resstream.model.walk import model_blocks
 from resstream.model.device import resolve_device
 from resstream.model.preprocessing import Preprocessing, for_arch
 from resstream.model.taps import block_taps, center_activation
+from resstream.model.walk import model_blocks
 from resstream.model.weights import load_model_param
-from resstream.base.disk_space import DiskSpaceError, check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ class TappedLayer:
     width: int
 
 
-def probe_layers(model: torch.nn.Module, blocks, layer_names: list[str], device: torch.device,
-                 size: int = 224) -> list[TappedLayer]:
+def probe_layers(
+    model: torch.nn.Module, blocks, layer_names: list[str], device: torch.device, size: int = 224
+) -> list[TappedLayer]:
     """Channels and map size of every tapped layer, from one forward of a blank image (the model's
     own structure decides, e.g. a Bottleneck stage's input has fewer channels than its output)."""
     refs = [parse_layer(blocks, n) for n in layer_names]
@@ -64,6 +65,7 @@ def probe_layers(model: torch.nn.Module, blocks, layer_names: list[str], device:
 @dataclass
 class _Pass:
     """What one run of the pass works with, once the listing, network and layers are known."""
+
     records: list
     net: torch.nn.Module
     blocks: list  # the network's block table, listed once (not per batch)
@@ -74,9 +76,23 @@ class _Pass:
     preprocessing: Preprocessing  # how the arch reads an image (its pretrained_cfg's for a timm arch)
 
 
-def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_image: str, layers: list[str],
-                        spatial_layers: list[str], topk: int, o_relu: str, batch_size: int, workers: int,
-                        log_every: int, device: str, gpus: int | None = None, images: str | None = None) -> str:
+def extract_activations(
+    out_path: str,
+    *,
+    model: dict,
+    dataset: str,
+    on_bad_image: str,
+    layers: list[str],
+    spatial_layers: list[str],
+    topk: int,
+    o_relu: str,
+    batch_size: int,
+    workers: int,
+    log_every: int,
+    device: str,
+    gpus: int | None = None,
+    images: str | None = None,
+) -> str:
     """The dataset pass (the ``activations`` job): the centre neuron of every layer in ``layers``
     (and the full maps of ``spatial_layers``) for every image of the folder ``dataset``, written to
     ``out_path``; resumes a partial run.  ``model``: the rule's model param
@@ -91,17 +107,32 @@ def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_imag
     f, start = _open_partial(partial, out_path, run, spatial_layers, topk)
     if f is None:
         chunk_rows = min(batch_size, len(run.records))
-        f = store.create_partial(partial, run.fingerprint, run.records, run.layers, spatial_layers, chunk_rows,
-                                 _file_attrs(run, dataset, o_relu, spatial_layers))
+        f = store.create_partial(
+            partial,
+            run.fingerprint,
+            run.records,
+            run.layers,
+            spatial_layers,
+            chunk_rows,
+            _file_attrs(run, dataset, o_relu, spatial_layers),
+        )
     else:
         chunk_rows = store.chunk_rows_of(f)
         _log_resume(partial, f, start, len(run.records), batch_size, chunk_rows)
-    log.info("%d images from %s, %d layers (%s), weights %s, device %s", len(run.records), dataset, len(run.layers),
-             ", ".join(t.name for t in run.layers), run.identity.label, run.device)
+    log.info(
+        "%d images from %s, %d layers (%s), weights %s, device %s",
+        len(run.records),
+        dataset,
+        len(run.layers),
+        ", ".join(t.name for t in run.layers),
+        run.identity.label,
+        run.device,
+    )
     with store.closed_even_when_full(f):
         if start < len(run.records):
-            pictures = ImageFolderDataset(dataset, on_bad_image=on_bad_image, records=run.records,
-                                          preprocessing=run.preprocessing)
+            pictures = ImageFolderDataset(
+                dataset, on_bad_image=on_bad_image, records=run.records, preprocessing=run.preprocessing
+            )
             writer = RowBlockWriter(f, run.layers, spatial_layers, chunk_rows, start)
             _stream(writer, run, pictures, spatial_layers, start, batch_size, workers, log_every)
         store.finish(f, run.layers, chunk_rows, topk)
@@ -110,12 +141,23 @@ def extract_activations(out_path: str, *, model: dict, dataset: str, on_bad_imag
     return out_path
 
 
-def _prepare(model: dict, dataset: str, on_bad_image: str, layers: list[str], spatial_layers: list[str], o_relu: str,
-             device: str, gpus: int | None, images: str | None = None) -> _Pass:
+def _prepare(
+    model: dict,
+    dataset: str,
+    on_bad_image: str,
+    layers: list[str],
+    spatial_layers: list[str],
+    o_relu: str,
+    device: str,
+    gpus: int | None,
+    images: str | None = None,
+) -> _Pass:
     """The dataset listing, the network on its device, the tapped layers' shapes and the fingerprint
     a partial file must match."""
     if dataset is None:
-        raise DatasetError("dataset.path is not set. Fix: point it at an image folder (ImageNet val: class sub-folders).")
+        raise DatasetError(
+            "dataset.path is not set. Fix: point it at an image folder (ImageNet val: class sub-folders)."
+        )
     records = read_image_manifest(images).records if images else scan_image_folder(dataset)
     net, identity = load_model_param(model)
     run_on = resolve_device(device, gpus)
@@ -134,8 +176,11 @@ def _open_partial(partial: str, out_path: str, run: _Pass, spatial_layers: list[
     start = store.finished_rows(f) if f is not None else 0
     left = 1 - start / max(1, len(run.records))
     try:
-        check_free_space(out_path, int(store.expected_bytes(len(run.records), run.layers, spatial_layers, topk) * left),
-                         f"the activations file {out_path} ({len(run.records) - start} images, {len(run.layers)} layers)")
+        check_free_space(
+            out_path,
+            int(store.expected_bytes(len(run.records), run.layers, spatial_layers, topk) * left),
+            f"the activations file {out_path} ({len(run.records) - start} images, {len(run.layers)} layers)",
+        )
     except DiskSpaceError:
         if f is not None:
             f.close()
@@ -162,10 +207,16 @@ def _file_attrs(run: _Pass, dataset: str, o_relu: str, spatial_layers: list[str]
 
 
 def _log_resume(partial: str, f, start: int, n_images: int, batch_size: int, chunk_rows: int) -> None:
-    log.info("resuming %s after %d finished batches (%d/%d images)", partial, store.finished_batches(f), start, n_images)
+    log.info(
+        "resuming %s after %d finished batches (%d/%d images)", partial, store.finished_batches(f), start, n_images
+    )
     if start < n_images and batch_size != chunk_rows:
-        log.info("batch_size %d differs from the partial file's %d: rows are buffered into its blocks; "
-                 "values may differ from an uninterrupted run in the last float bits", batch_size, chunk_rows)
+        log.info(
+            "batch_size %d differs from the partial file's %d: rows are buffered into its blocks; "
+            "values may differ from an uninterrupted run in the last float bits",
+            batch_size,
+            chunk_rows,
+        )
 
 
 def _worker_error(exc: DatasetError) -> DatasetError:
@@ -228,16 +279,34 @@ def _stream(writer: RowBlockWriter, run: _Pass, dataset, spatial_layers, start, 
 def _log_progress(batch: int, n_batches: int, written: int, n: int, done: int, left: int, elapsed: float) -> None:
     rate = done / elapsed if elapsed > 0 else float("nan")
     # the images counted are those whose block reached the file, never buffered ones
-    log.info("batch %d/%d: %d/%d images written, %.1f img/s, ETA %s", batch, n_batches, written, n,
-             rate, _format_eta(left / rate) if rate > 0 else "?")
+    log.info(
+        "batch %d/%d: %d/%d images written, %.1f img/s, ETA %s",
+        batch,
+        n_batches,
+        written,
+        n,
+        rate,
+        _format_eta(left / rate) if rate > 0 else "?",
+    )
 
 
 def activations_job(job, gpus: int | None = None) -> str:
     """Entry point of the ``activations`` job (its spec: :mod:`resstream.activations.jobs`): the pass
     over the images ``input.images`` lists, into ``output.h5``."""
     params, resources = job.params, job.resources
-    return extract_activations(job.output.h5, model=params.model, dataset=params.dataset,
-                               on_bad_image=params.on_bad_image, layers=params.layers,
-                               spatial_layers=params.spatial_layers, topk=params.topk, o_relu=params.o_relu,
-                               batch_size=resources.batch_size, workers=resources.workers, log_every=resources.log_every,
-                               device=params.device, gpus=gpus, images=job.input.images)
+    return extract_activations(
+        job.output.h5,
+        model=params.model,
+        dataset=params.dataset,
+        on_bad_image=params.on_bad_image,
+        layers=params.layers,
+        spatial_layers=params.spatial_layers,
+        topk=params.topk,
+        o_relu=params.o_relu,
+        batch_size=resources.batch_size,
+        workers=resources.workers,
+        log_every=resources.log_every,
+        device=params.device,
+        gpus=gpus,
+        images=job.input.images,
+    )

@@ -43,13 +43,33 @@ def finish(fig, title: str, weights: dict | None, png: str, pdf: str) -> list[st
     (the report embeds every PNG), no visible change at this size; the PDF keeps full colour."""
     fig.suptitle(f"{title}\n{weights_label(weights)}", fontsize=11)
     if not is_trained(weights):
-        fig.text(0.5, 0.5, RANDOM_MARK, color="red", alpha=0.35, fontsize=28, fontweight="bold",
-                 ha="center", va="center", rotation=20, transform=fig.transFigure, zorder=1000)
+        fig.text(
+            0.5,
+            0.5,
+            RANDOM_MARK,
+            color="red",
+            alpha=0.35,
+            fontsize=28,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            rotation=20,
+            transform=fig.transFigure,
+            zorder=1000,
+        )
         fig.text(0.01, 0.005, RANDOM_MARK, color="red", fontsize=10, fontweight="bold", ha="left", va="bottom")
     if is_custom(weights):
         digest = weights.get("file_sha256")
-        fig.text(0.99, 0.005, CUSTOM_MARK + (f" (file sha256 {digest[:12]})" if digest else ""), color="darkorange",
-                 fontsize=10, fontweight="bold", ha="right", va="bottom")
+        fig.text(
+            0.99,
+            0.005,
+            CUSTOM_MARK + (f" (file sha256 {digest[:12]})" if digest else ""),
+            color="darkorange",
+            fontsize=10,
+            fontweight="bold",
+            ha="right",
+            va="bottom",
+        )
     texts = [t.get_text() for t in fig.texts]
     texts += [ax.get_title() for ax in fig.axes]
     for path in (png, pdf):

@@ -6,16 +6,35 @@ grids of Figs 1, 6, 7 and 8: :mod:`resstream.analysis.grid_figures`.
 
 from __future__ import annotations
 
+from resstream.analysis.grid_figures import (
+    ImageSource,
+    fig1_channel_grids,
+    fig6_top_scale_metric,
+    fig7_both_criteria,
+    fig8_closest_mixes,
+)
+from resstream.analysis.table_figures import (
+    fig2_mix_histograms,
+    fig3_weights_vs_mix,
+    fig4_inhibition,
+    fig5_scale_invariance,
+)
 from resstream.base.job_spec import by_block
 
-from resstream.analysis.grid_figures import (ImageSource, fig1_channel_grids, fig6_top_scale_metric, fig7_both_criteria,
-                                             fig8_closest_mixes)
-from resstream.analysis.table_figures import (fig2_mix_histograms, fig3_weights_vs_mix, fig4_inhibition,
-                                              fig5_scale_invariance)
 
-
-def make_figure(fig: str, fv_csvs: dict, imnet_csvs: dict, png: str, pdf: str, *, fv_dirs=(), exemplar_dirs=(),
-                channel_fv_dirs=(), figure_channels: dict | None = None, channel_fv_roles=("I", "B", "O")) -> list[str]:
+def make_figure(
+    fig: str,
+    fv_csvs: dict,
+    imnet_csvs: dict,
+    png: str,
+    pdf: str,
+    *,
+    fv_dirs=(),
+    exemplar_dirs=(),
+    channel_fv_dirs=(),
+    figure_channels: dict | None = None,
+    channel_fv_roles=("I", "B", "O"),
+) -> list[str]:
     """Draw figure ``fig`` ("fig1".."fig8") from per-block table CSVs (``{block: path}``) and, for
     the image grids, the FV chunk folders, per-layer exemplar folders and channel-FV chunk folders
     the figure's job was given.  ``figure_channels`` (Fig 1) and ``channel_fv_roles`` (Figs 1, 6)
@@ -58,7 +77,14 @@ def figure_job(job) -> list[str]:
     """Entry point of a figure job (its spec: :mod:`resstream.analysis.jobs`): figure
     ``params.figure`` as ``output.png`` and ``output.pdf``, with its options ``params.options``."""
     params, given = job.params, job.input
-    return make_figure(params.figure, by_block(params.blocks, given.get("fv")),
-                       by_block(params.blocks, given.get("imagenet")), job.output.png, job.output.pdf,
-                       fv_dirs=given.get("fv_images", []), exemplar_dirs=given.get("exemplars", []),
-                       channel_fv_dirs=given.get("channel_fvs", []), **params.options)
+    return make_figure(
+        params.figure,
+        by_block(params.blocks, given.get("fv")),
+        by_block(params.blocks, given.get("imagenet")),
+        job.output.png,
+        job.output.pdf,
+        fv_dirs=given.get("fv_images", []),
+        exemplar_dirs=given.get("exemplars", []),
+        channel_fv_dirs=given.get("channel_fvs", []),
+        **params.options,
+    )

@@ -17,6 +17,7 @@ from resstream.analysis import metrics  # noqa: E402
 from resstream.analysis.figure_marks import empty_panel, figure_number, finish  # noqa: E402
 from resstream.base.paths import chunk_unit_pngs, layer_unit_pngs  # noqa: E402
 
+
 class ImageSource:
     """FV PNGs, channel-objective FV PNGs and exemplar grids by (layer, channel), from the folders a
     figure job was given: FV and channel-FV chunk folders, per-layer exemplar folders."""
@@ -52,18 +53,30 @@ def channel_grid_columns(roles=("I", "B", "O")) -> tuple:
     """Figs 1 and 6 add the channel-objective FVs (whole-map mean) of the roles that have them
     (``atlas.channel_fvs``), between the centre FVs and the top-9 grids."""
     return GRID_COLUMNS[:3] + tuple(("chfv", r) for r in ("I", "B", "O") if r in roles) + GRID_COLUMNS[3:]
+
+
 COLUMN_TITLES = {"fv": "centre FV", "chfv": "channel FV", "top9": "top-9"}
 
 
-def channel_grid(rows: list[dict], layers_by_block: dict, source: ImageSource, title: str, weights, png: str, pdf: str,
-                 empty_text: str = "no channels", columns=GRID_COLUMNS) -> list[str]:
+def channel_grid(
+    rows: list[dict],
+    layers_by_block: dict,
+    source: ImageSource,
+    title: str,
+    weights,
+    png: str,
+    pdf: str,
+    empty_text: str = "no channels",
+    columns=GRID_COLUMNS,
+) -> list[str]:
     """One row per channel: centre FV of I, B, O, (channel FVs,) then the top-9 grids of I, B, O.
 
     ``rows``: dicts with ``block``, ``channel`` and ``label`` (shown on the left)."""
     n = max(1, len(rows))
     row_in = grid_row_inches(n)
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * row_in / 1.9 * len(columns) + 1.6, row_in * n + 1.3),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n, len(columns), figsize=(1.7 * row_in / 1.9 * len(columns) + 1.6, row_in * n + 1.3), squeeze=False
+    )
     if not rows:
         for ax in axes.flat:
             ax.axis("off")
@@ -104,7 +117,9 @@ def grid_row_inches(rows: int) -> float:
 
 def _row(block: str, df, channel: int, extra: str = "") -> dict:
     r = df[df["channel"] == channel].iloc[0]
-    label = f"{block} ch {channel}\nM={figure_number(r['M'])}\nm={figure_number(r['m'])} n={figure_number(r['n'])}" + (f"\n{extra}" if extra else "")
+    label = f"{block} ch {channel}\nM={figure_number(r['M'])}\nm={figure_number(r['m'])} n={figure_number(r['n'])}" + (
+        f"\n{extra}" if extra else ""
+    )
     return {"block": block, "channel": int(channel), "label": label}
 
 
@@ -116,28 +131,63 @@ def fig6_rows(tables: dict, k: int = 3) -> list[dict]:
     return rows
 
 
-def fig6_top_scale_metric(tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf, k: int = 3,
-                          channel_fv_roles=("I", "B", "O")):
-    return channel_grid(fig6_rows(tables, k), layers_by_block, source,
-                        f"Fig 6: top {k} channels by scale metric SM per block (passing all criteria)",
-                        weights, png, pdf, empty_text="no channel passes all criteria in any block",
-                        columns=channel_grid_columns(channel_fv_roles))
+def fig6_top_scale_metric(
+    tables: dict,
+    layers_by_block: dict,
+    source: ImageSource,
+    weights,
+    png,
+    pdf,
+    k: int = 3,
+    channel_fv_roles=("I", "B", "O"),
+):
+    return channel_grid(
+        fig6_rows(tables, k),
+        layers_by_block,
+        source,
+        f"Fig 6: top {k} channels by scale metric SM per block (passing all criteria)",
+        weights,
+        png,
+        pdf,
+        empty_text="no channel passes all criteria in any block",
+        columns=channel_grid_columns(channel_fv_roles),
+    )
 
 
-def fig7_both_criteria(fv_tables: dict, imnet_tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf):
+def fig7_both_criteria(
+    fv_tables: dict, imnet_tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf
+):
     rows = []
     for block, df in fv_tables.items():
         im = imnet_tables[block]
         for c in metrics.both_criteria(df["channel"], df["pass_all"], df["SM"], im["channel"], im["pass_all"]):
             rows.append(_row(block, df, c, f"SM={figure_number(df.loc[df['channel'] == c, 'SM'].iloc[0])}"))
-    return channel_grid(rows, layers_by_block, source, "Fig 7: channels passing the FV and the ImageNet criteria, by FV SM",
-                        weights, png, pdf, empty_text="no channel passes both the FV and the ImageNet criteria")
+    return channel_grid(
+        rows,
+        layers_by_block,
+        source,
+        "Fig 7: channels passing the FV and the ImageNet criteria, by FV SM",
+        weights,
+        png,
+        pdf,
+        empty_text="no channel passes both the FV and the ImageNet criteria",
+    )
 
 
 def fig8_closest_mixes(tables: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf, k: int = 3):
-    rows = [_row(block, df, c) for block, df in tables.items() for c in metrics.closest_to_one(df["channel"], df["M"], k=k)]
-    return channel_grid(rows, layers_by_block, source, f"Fig 8: the {k} channels per block with M closest to 1",
-                        weights, png, pdf, empty_text="no channel has a mix ratio")
+    rows = [
+        _row(block, df, c) for block, df in tables.items() for c in metrics.closest_to_one(df["channel"], df["M"], k=k)
+    ]
+    return channel_grid(
+        rows,
+        layers_by_block,
+        source,
+        f"Fig 8: the {k} channels per block with M closest to 1",
+        weights,
+        png,
+        pdf,
+        empty_text="no channel has a mix ratio",
+    )
 
 
 def spectrum_examples(df) -> list[int]:
@@ -145,7 +195,11 @@ def spectrum_examples(df) -> list[int]:
     ok = df[np.isfinite(df["M"].to_numpy(dtype=float))].sort_values(["M", "channel"])
     if ok.empty:
         return []
-    picks = [int(ok["channel"].iloc[0])] + metrics.closest_to_one(ok["channel"], ok["M"], k=1) + [int(ok["channel"].iloc[-1])]
+    picks = (
+        [int(ok["channel"].iloc[0])]
+        + metrics.closest_to_one(ok["channel"], ok["M"], k=1)
+        + [int(ok["channel"].iloc[-1])]
+    )
     return list(dict.fromkeys(picks))
 
 
@@ -163,10 +217,25 @@ def fig1_rows(tables: dict, figure_channels: dict) -> list[dict]:
     return rows
 
 
-def fig1_channel_grids(tables: dict, figure_channels: dict, layers_by_block: dict, source: ImageSource, weights, png, pdf,
-                       channel_fv_roles=("I", "B", "O")):
+def fig1_channel_grids(
+    tables: dict,
+    figure_channels: dict,
+    layers_by_block: dict,
+    source: ImageSource,
+    weights,
+    png,
+    pdf,
+    channel_fv_roles=("I", "B", "O"),
+):
     how = "listed in analysis.figure_channels" if figure_channels else "per block: lowest M, M closest to 1, highest M"
-    return channel_grid(fig1_rows(tables, figure_channels), layers_by_block, source, f"Fig 1: channel grids ({how})",
-                        weights, png, pdf, empty_text="none of the listed channels is in the study",
-                        columns=channel_grid_columns(channel_fv_roles))
-
+    return channel_grid(
+        fig1_rows(tables, figure_channels),
+        layers_by_block,
+        source,
+        f"Fig 1: channel grids ({how})",
+        weights,
+        png,
+        pdf,
+        empty_text="none of the listed channels is in the study",
+        columns=channel_grid_columns(channel_fv_roles),
+    )

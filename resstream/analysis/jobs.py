@@ -27,7 +27,9 @@ STIMULI = ("fv", "imagenet")
 
 def metric_tables(plan, stimulus: str, blocks=None) -> list[str]:
     """The metric tables of ``stimulus`` of ``blocks`` (default: every studied block)."""
-    return [metric_table_csv(plan.config["results"], b, stimulus) for b in (plan.study_blocks if blocks is None else blocks)]
+    return [
+        metric_table_csv(plan.config["results"], b, stimulus) for b in (plan.study_blocks if blocks is None else blocks)
+    ]
 
 
 def with_sidecars(**tables: list[str]) -> dict:
@@ -40,8 +42,10 @@ def measure_spec(plan, stimulus: str) -> JobSpec:
     """A block's measurement (wildcard ``block``) on its FVs (``stimulus="fv"``) or on the dataset's
     top images of its units (``"imagenet"``, which opens the images the manifest lists)."""
     config = plan.config
-    inputs = {"fv": (lambda w: block_fv_dirs(plan, w.block)) if stimulus == "fv" else [],
-              "activations": activations_h5(config["results"])}
+    inputs = {
+        "fv": (lambda w: block_fv_dirs(plan, w.block)) if stimulus == "fv" else [],
+        "activations": activations_h5(config["results"]),
+    }
     if stimulus == "imagenet":
         inputs["images"] = manifest_path(plan)
 
@@ -50,12 +54,20 @@ def measure_spec(plan, stimulus: str) -> JobSpec:
 
     return JobSpec(
         input=inputs,
-        params={"stimulus": stimulus, "model": model_param(config["model"]), "device": config["model"]["device"],
-                "o_relu": plan.o_relu, "channels": lambda w: plan.block_channels(w.block)},
-        resources={"runtime": lambda w, attempt: per_unit_runtime(f"measure_{stimulus}", channels(w), attempt),
-                   "mem_mb": lambda w, attempt: measure_mem_mb(channels(w), dataset_images(config["dataset"]["path"]),
-                                                               attempt),
-                   "batch_size": config["analysis"]["batch_size"]},
+        params={
+            "stimulus": stimulus,
+            "model": model_param(config["model"]),
+            "device": config["model"]["device"],
+            "o_relu": plan.o_relu,
+            "channels": lambda w: plan.block_channels(w.block),
+        },
+        resources={
+            "runtime": lambda w, attempt: per_unit_runtime(f"measure_{stimulus}", channels(w), attempt),
+            "mem_mb": lambda w, attempt: measure_mem_mb(
+                channels(w), dataset_images(config["dataset"]["path"]), attempt
+            ),
+            "batch_size": config["analysis"]["batch_size"],
+        },
     )
 
 
@@ -63,8 +75,9 @@ def metric_table_spec(plan) -> JobSpec:
     """A measurement table to its metric table (wildcards ``block``, ``stimulus``)."""
     results, analysis = plan.config["results"], plan.config["analysis"]
     raw = f"{results}/analysis/{{block}}/{{stimulus}}_raw.csv"
-    return JobSpec(input={"csv": raw, "meta": sidecar_json(raw)},
-                   params={"analysis": {k: analysis[k] for k in TABLE_SETTINGS}})
+    return JobSpec(
+        input={"csv": raw, "meta": sidecar_json(raw)}, params={"analysis": {k: analysis[k] for k in TABLE_SETTINGS}}
+    )
 
 
 def fig34_blocks(plan) -> list[str]:
@@ -72,8 +85,10 @@ def fig34_blocks(plan) -> list[str]:
 
 
 def summary_spec(plan) -> JobSpec:
-    return JobSpec(input=with_sidecars(fv=metric_tables(plan, "fv"), imagenet=metric_tables(plan, "imagenet")),
-                   params={"blocks": plan.study_blocks, "fig34_blocks": fig34_blocks(plan)})
+    return JobSpec(
+        input=with_sidecars(fv=metric_tables(plan, "fv"), imagenet=metric_tables(plan, "imagenet")),
+        params={"blocks": plan.study_blocks, "fig34_blocks": fig34_blocks(plan)},
+    )
 
 
 def figure_blocks(plan, fig: str) -> list[str]:
@@ -112,10 +127,17 @@ def paper_check_spec(plan) -> JobSpec:
     """The reproduction scorecard: every claim of ``paper_claims.yaml`` against the tables (and the
     follow-up paper's against the lesions, when the ablation stage runs)."""
     return JobSpec(
-        input={**with_sidecars(fv=metric_tables(plan, "fv"), imagenet=metric_tables(plan, "imagenet"),
-                               lesions=lesion_ratio_tables(plan)),
-               "claims": str(CLAIMS_PATH)},
-        params={"blocks": plan.study_blocks,
-                "block_channels": {b: plan.block_info(b).channels for b in plan.study_blocks},
-                "readings": plan.config["analysis"]["scorecard"]},
+        input={
+            **with_sidecars(
+                fv=metric_tables(plan, "fv"),
+                imagenet=metric_tables(plan, "imagenet"),
+                lesions=lesion_ratio_tables(plan),
+            ),
+            "claims": str(CLAIMS_PATH),
+        },
+        params={
+            "blocks": plan.study_blocks,
+            "block_channels": {b: plan.block_info(b).channels for b in plan.study_blocks},
+            "readings": plan.config["analysis"]["scorecard"],
+        },
     )

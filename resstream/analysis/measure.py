@@ -27,16 +27,16 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from resstream.model import blocks as blk
-from resstream.data.dataset import normalize_transform
-from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.analysis.stats import relu_mean
 from resstream.base.paths import chunk_unit_pngs
 from resstream.base.tables import AnalysisError
-from resstream.model.adapters import branch_weights
-from resstream.model.taps import block_taps, center_activation
+from resstream.data.dataset import normalize_transform
 from resstream.fv.fv_file import fv_file_path, read_fv_file
 from resstream.fv.png_files import check_fv_png
+from resstream.model import blocks as blk
+from resstream.model.adapters import branch_weights
+from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
+from resstream.model.taps import block_taps, center_activation
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,11 @@ def block_role_taps(blocks: list[blk.BlockInfo], block: str, o_relu: str) -> dic
 def o_relu_taps(blocks: list[blk.BlockInfo], block: str) -> dict[str, blk.TapRef]:
     """O and I read both ways, ``{"O_pre", "O_post", "I_pre", "I_post"}``: A.3 averages O over nine
     images, where pre-ReLU sums can be negative, so its M depends on ``o_relu`` (docs/method.md#the-paper-and-the-authors-code)."""
-    return {f"{role}_{variant}": blk.role_tap(blocks, block, role, variant) for role in ("O", "I") for variant in blk.O_RELU_CHOICES}
+    return {
+        f"{role}_{variant}": blk.role_tap(blocks, block, role, variant)
+        for role in ("O", "I")
+        for variant in blk.O_RELU_CHOICES
+    }
 
 
 def role_layers(blocks: list[blk.BlockInfo], block: str, o_relu: str) -> dict[str, str]:
@@ -85,7 +89,9 @@ def role_layers(blocks: list[blk.BlockInfo], block: str, o_relu: str) -> dict[st
 
 
 @torch.no_grad()
-def center_responses(model, images: torch.Tensor, taps: dict[str, blk.TapRef], blocks, device=None) -> dict[str, np.ndarray]:
+def center_responses(
+    model, images: torch.Tensor, taps: dict[str, blk.TapRef], blocks, device=None
+) -> dict[str, np.ndarray]:
     """One tapped forward of a batch: ``{role: [N, C]}`` centre activations (float64 numpy)."""
     device = device or torch.device("cpu")
     out = block_taps(model, images.to(device), list(taps.values()), blocks=blocks)
@@ -198,8 +204,17 @@ def _load_or_nan(path: str, status: str, preprocessing: Preprocessing) -> torch.
     return load_fv_png(path, preprocessing)
 
 
-def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
-                     fv_dirs, batch_size: int, device=None) -> tuple[pd.DataFrame, dict]:
+def measure_fv_block(
+    model,
+    identity,
+    blocks: list[blk.BlockInfo],
+    block: str,
+    channels: list[int],
+    o_relu: str,
+    fv_dirs,
+    batch_size: int,
+    device=None,
+) -> tuple[pd.DataFrame, dict]:
     """The raw FV table of one block: every quantity of docs/method.md#measurements and #scale-invariance per channel, from the FV chunk
     folders ``fv_dirs`` of its I, B and O layers."""
     taps = block_role_taps(blocks, block, o_relu)
@@ -221,8 +236,9 @@ def measure_fv_block(model, identity, blocks: list[blk.BlockInfo], block: str, c
     return df, meta
 
 
-def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels, x_in, x_mid, batch_size: int,
-                device=None) -> pd.DataFrame:
+def fv_raw_rows(
+    model, blocks, taps: dict[str, blk.TapRef], block: str, channels, x_in, x_mid, batch_size: int, device=None
+) -> pd.DataFrame:
     """Raw table rows of ``channels`` from their stimuli: ``x_in[k]`` = X_I and ``x_mid[k]`` = X_B of
     channel k (normalised ``[3, H, W]`` tensors, :func:`load_fv_png`)."""
     # One forward per stimulus image, I, B and O tapped together.  X_O is never used (docs/method.md#measurements).
@@ -232,24 +248,40 @@ def fv_raw_rows(model, blocks, taps: dict[str, blk.TapRef], block: str, channels
     r_smid = batched_responses(model, x_mid, {"I": taps["I"]}, blocks, batch_size, device, transform=scale_down)
     ch = np.asarray(channels)
     df = pd.DataFrame({"block": block, "channel": ch, "stimulus": "fv"})
-    return df.assign(**raw_quantities(
-        out_in=pick(r_in["O"], ch), out_mid=pick(r_mid["O"], ch), in_in=pick(r_in["I"], ch),
-        mid_mid=pick(r_mid["B"], ch), in_mid=pick(r_in["B"], ch), i_of_xb=pick(r_mid["I"], ch),
-        b_of_sxi=pick(r_sin["B"], ch), i_of_sinvxb=pick(r_smid["I"], ch),
-    ))
+    return df.assign(
+        **raw_quantities(
+            out_in=pick(r_in["O"], ch),
+            out_mid=pick(r_mid["O"], ch),
+            in_in=pick(r_in["I"], ch),
+            mid_mid=pick(r_mid["B"], ch),
+            in_mid=pick(r_in["B"], ch),
+            i_of_xb=pick(r_mid["I"], ch),
+            b_of_sxi=pick(r_sin["B"], ch),
+            i_of_sinvxb=pick(r_smid["I"], ch),
+        )
+    )
 
 
 def raw_quantities(out_in, out_mid, in_in, mid_mid, in_mid, i_of_xb, b_of_sxi, i_of_sinvxb) -> dict:
     """Raw table columns from per-channel ``[C]`` or per-stimulus ``[C, K]`` readings (K averaged)."""
+
     def mean(x):
         x = np.asarray(x, dtype=np.float64)
         return nanmean_valid(x) if x.ndim == 2 else x
 
     return {
-        "out_in": mean(out_in), "out_mid": mean(out_mid), "in_in": mean(in_in), "mid_mid": mean(mid_mid),
-        "in_mid": mean(in_mid), "I_of_xB": mean(i_of_xb), "B_of_SxI": mean(b_of_sxi), "I_of_SinvxB": mean(i_of_sinvxb),
-        "relu_B_of_xI": relu_mean(in_mid), "relu_B_of_SxI": relu_mean(b_of_sxi),
-        "relu_I_of_xB": relu_mean(i_of_xb), "relu_I_of_SinvxB": relu_mean(i_of_sinvxb),
+        "out_in": mean(out_in),
+        "out_mid": mean(out_mid),
+        "in_in": mean(in_in),
+        "mid_mid": mean(mid_mid),
+        "in_mid": mean(in_mid),
+        "I_of_xB": mean(i_of_xb),
+        "B_of_SxI": mean(b_of_sxi),
+        "I_of_SinvxB": mean(i_of_sinvxb),
+        "relu_B_of_xI": relu_mean(in_mid),
+        "relu_B_of_SxI": relu_mean(b_of_sxi),
+        "relu_I_of_xB": relu_mean(i_of_xb),
+        "relu_I_of_SinvxB": relu_mean(i_of_sinvxb),
     }
 
 

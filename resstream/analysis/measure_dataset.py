@@ -33,14 +33,22 @@ from resstream.analysis.stats import spearman_where_input_positive
 from resstream.base.tables import AnalysisError, weights_attr
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
 from resstream.data.image_manifest import manifest_folder
-from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 from resstream.model import blocks as blk
+from resstream.model.preprocessing import TORCHVISION, Preprocessing, for_arch
 
 log = logging.getLogger(__name__)
 
 
-def add_weights_and_rho(df: pd.DataFrame, model, blocks: list[blk.BlockInfo], block: str, o_relu: str,
-                        activations_path: str, identity, dataset_columns=None) -> pd.DataFrame:
+def add_weights_and_rho(
+    df: pd.DataFrame,
+    model,
+    blocks: list[blk.BlockInfo],
+    block: str,
+    o_relu: str,
+    activations_path: str,
+    identity,
+    dataset_columns=None,
+) -> pd.DataFrame:
     """Columns ``bn_gamma_abs``, ``conv_w_abs_mean`` and the Spearman rho of B against I over the
     dataset images with I > 0 (``rho_BI``, ``rho_BI_p``, ``rho_n``, ``rho_status``).
     ``dataset_columns``: ``(I [N, C], B [N, C], ok [N])`` of ``df``'s channels, already read from the
@@ -52,8 +60,11 @@ def add_weights_and_rho(df: pd.DataFrame, model, blocks: list[blk.BlockInfo], bl
     if dataset_columns is None:
         layers = role_layers(blocks, block, o_relu)
         with _open_checked(activations_path, identity) as f:
-            dataset_columns = (_layer_columns(f, layers["I"], channels, activations_path),
-                               _layer_columns(f, layers["B"], channels, activations_path), store.image_ok(f))
+            dataset_columns = (
+                _layer_columns(f, layers["I"], channels, activations_path),
+                _layer_columns(f, layers["B"], channels, activations_path),
+                store.image_ok(f),
+            )
     i_curve, b_curve, ok = dataset_columns
     rho, p, n, status = spearman_where_input_positive(i_curve[ok], b_curve[ok])
     df["rho_BI"], df["rho_BI_p"], df["rho_n"], df["rho_status"] = rho, p, n, status
@@ -63,7 +74,9 @@ def add_weights_and_rho(df: pd.DataFrame, model, blocks: list[blk.BlockInfo], bl
 def _open_checked(path: str, identity):
     """The complete activations file, once it is known to come from the model being measured."""
     if not os.path.exists(path):
-        raise AnalysisError(f"dataset activations {path} do not exist. Fix: run the activations stage first (snakemake {path}).")
+        raise AnalysisError(
+            f"dataset activations {path} do not exist. Fix: run the activations stage first (snakemake {path})."
+        )
     f = store.open_activations(path)
     try:
         check_same_weights(weights_attr(f.attrs, path), identity, path)
@@ -75,7 +88,9 @@ def _open_checked(path: str, identity):
 
 def _layer_columns(f, layer: str, channels, where: str) -> np.ndarray:
     if not store.has_layer(f, layer):
-        raise AnalysisError(f"{where} has no /layers/{layer}. Fix: rerun the activations stage with this study's config (o_relu and blocks decide its layers).")
+        raise AnalysisError(
+            f"{where} has no /layers/{layer}. Fix: rerun the activations stage with this study's config (o_relu and blocks decide its layers)."
+        )
     return store.layer_columns(f, layer, channels).astype(np.float64)
 
 
@@ -85,6 +100,7 @@ def _layer_columns(f, layer: str, channels, where: str) -> np.ndarray:
 @dataclass
 class _TopImages:
     """What the A.3 measurement of one block reads from the activations file."""
+
     dataset_root: str
     top: dict[str, np.ndarray]  # role I | B -> [C, k] image rows of each channel's top-k (-1: none)
     paths: np.ndarray  # [N] image paths relative to dataset_root
@@ -103,6 +119,7 @@ class _TopImages:
 @dataclass
 class _Responses:
     """Centre responses ``{role: {image row: [C_layer]}}`` of the plain, S and S^-1 forwards."""
+
     plain: dict = field(default_factory=dict)
     up: dict = field(default_factory=dict)
     down: dict = field(default_factory=dict)
@@ -113,12 +130,23 @@ class _Responses:
         are full-width (every channel of the layer), so they are indexed by the channel's id, not
         by its position in the selection."""
         responses = getattr(self, table)[role]
-        return np.stack([[responses[i][c] if self.readable.get(i) else np.nan for i in row] for row, c in zip(role_top, channels)])
+        return np.stack(
+            [[responses[i][c] if self.readable.get(i) else np.nan for i in row] for row, c in zip(role_top, channels)]
+        )
 
 
-def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: str, channels: list[int], o_relu: str,
-                           activations_path: str, batch_size: int, device=None, top_images: _TopImages | None = None
-                           ) -> tuple[pd.DataFrame, dict]:
+def measure_imagenet_block(
+    model,
+    identity,
+    blocks: list[blk.BlockInfo],
+    block: str,
+    channels: list[int],
+    o_relu: str,
+    activations_path: str,
+    batch_size: int,
+    device=None,
+    top_images: _TopImages | None = None,
+) -> tuple[pd.DataFrame, dict]:
     """The raw ImageNet table of one block: as :func:`measure_fv_block` with each channel's top-9
     dataset images of its I and of its B layer in place of X_I and X_B; every value is the mean
     over the 9 images, the ReLU'd deltas means of ReLU (docs/method.md#imagenet-variant-a3).  The images are read from the
@@ -133,20 +161,33 @@ def measure_imagenet_block(model, identity, blocks: list[blk.BlockInfo], block: 
     need_up = set(top_images.top["I"].ravel().tolist()) - {-1}
     need_down = set(top_images.top["B"].ravel().tolist()) - {-1}
     indices = sorted(need_up | need_down)
-    log.info("block %s: %d channels, %d distinct top-9 images (I=%s, B=%s)", block, len(channels), len(indices), layers["I"], layers["B"])
+    log.info(
+        "block %s: %d channels, %d distinct top-9 images (I=%s, B=%s)",
+        block,
+        len(channels),
+        len(indices),
+        layers["I"],
+        layers["B"],
+    )
     plain_taps = dict(taps, **o_relu_taps(blocks, block))
-    responses = _top_image_responses(model, blocks, top_images, indices, need_up, need_down, plain_taps, batch_size, device,
-                                     for_arch(identity.arch))
+    responses = _top_image_responses(
+        model, blocks, top_images, indices, need_up, need_down, plain_taps, batch_size, device, for_arch(identity.arch)
+    )
     df = _imagenet_rows(block, channels, top_images.top, responses)
     meta = table_meta(identity, blocks, block, layers, o_relu, "imagenet")
     meta["dataset"] = top_images.dataset_root
     meta["max_abs_diff_vs_activations_h5"] = _stored_difference(top_images.stored, responses, indices, channels)
-    log.info("block %s: largest difference to the stored dataset activations %.3g", block, meta["max_abs_diff_vs_activations_h5"] or 0.0)
+    log.info(
+        "block %s: largest difference to the stored dataset activations %.3g",
+        block,
+        meta["max_abs_diff_vs_activations_h5"] or 0.0,
+    )
     return df, meta
 
 
-def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str, o_relu: str, channels,
-                    images: str | None = None) -> _TopImages:
+def read_top_images(
+    path: str, identity, blocks: list[blk.BlockInfo], block: str, o_relu: str, channels, images: str | None = None
+) -> _TopImages:
     """What the ImageNet measurement of ``block`` reads of the activations file (checked to come
     from ``identity``): the top-k image rows of I and B, the image list and the stored columns.
     ``images``: the dataset's image manifest, which must list the file's images; they are opened
@@ -157,23 +198,41 @@ def read_top_images(path: str, identity, blocks: list[blk.BlockInfo], block: str
         top = {}
         for role in ("I", "B"):
             if not store.has_topk(f, layers[role]):
-                raise AnalysisError(f"{path} has no /topk/{layers[role]}/index. Fix: rerun the activations stage with this study's config.")
+                raise AnalysisError(
+                    f"{path} has no /topk/{layers[role]}/index. Fix: rerun the activations stage with this study's config."
+                )
             top[role] = store.topk_index(f, layers[role])[channels].astype(np.int64)  # [C, k]
-        stored = {role: store.layer_columns(f, layers[role], channels) for role in ROLES if store.has_layer(f, layers[role])}
+        stored = {
+            role: store.layer_columns(f, layers[role], channels) for role in ROLES if store.has_layer(f, layers[role])
+        }
         top_images = _TopImages(store.dataset_root(f), top, store.image_paths(f), store.image_ok(f), stored)
     if images:
         top_images.image_root = manifest_folder(images, top_images.paths, path)
     return top_images
 
 
-def _top_image_responses(model, blocks, top_images: _TopImages, indices: list[int], need_up: set, need_down: set,
-                         plain_taps: dict[str, blk.TapRef], batch_size: int, device,
-                         preprocessing: Preprocessing = TORCHVISION) -> _Responses:
+def _top_image_responses(
+    model,
+    blocks,
+    top_images: _TopImages,
+    indices: list[int],
+    need_up: set,
+    need_down: set,
+    plain_taps: dict[str, blk.TapRef],
+    batch_size: int,
+    device,
+    preprocessing: Preprocessing = TORCHVISION,
+) -> _Responses:
     """Each image is loaded once and sent through at most three forwards: plain (every tap of
     ``plain_taps``), S (if it is some channel's I exemplar) and S^-1 (if it is some channel's B
     exemplar); the images are read as the dataset pass read them (``preprocessing``)."""
     records = [ImageRecord(i, str(p), -1, "") for i, p in enumerate(top_images.paths)]
-    dataset = ImageFolderDataset(top_images.image_root or top_images.dataset_root, on_bad_image="skip", records=records, preprocessing=preprocessing)
+    dataset = ImageFolderDataset(
+        top_images.image_root or top_images.dataset_root,
+        on_bad_image="skip",
+        records=records,
+        preprocessing=preprocessing,
+    )
     out = _Responses()
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
@@ -184,10 +243,18 @@ def _top_image_responses(model, blocks, top_images: _TopImages, indices: list[in
         _store(out.plain, batch, center_responses(model, x, plain_taps, blocks, device))
         sel = [k for k, i in enumerate(batch) if i in need_up]
         if sel:
-            _store(out.up, [batch[k] for k in sel], center_responses(model, scale_up(x[sel]), {"B": plain_taps["B"]}, blocks, device))
+            _store(
+                out.up,
+                [batch[k] for k in sel],
+                center_responses(model, scale_up(x[sel]), {"B": plain_taps["B"]}, blocks, device),
+            )
         sel = [k for k, i in enumerate(batch) if i in need_down]
         if sel:
-            _store(out.down, [batch[k] for k in sel], center_responses(model, scale_down(x[sel]), {"I": plain_taps["I"]}, blocks, device))
+            _store(
+                out.down,
+                [batch[k] for k in sel],
+                center_responses(model, scale_down(x[sel]), {"I": plain_taps["I"]}, blocks, device),
+            )
     return out
 
 
@@ -199,11 +266,18 @@ def _imagenet_rows(block: str, channels: np.ndarray, top: dict[str, np.ndarray],
         return r.gather(table, role, role_top, channels)
 
     df = pd.DataFrame({"block": block, "channel": channels, "stimulus": "imagenet"})
-    df = df.assign(**raw_quantities(
-        out_in=gather("plain", "O", v_in), out_mid=gather("plain", "O", v_mid), in_in=gather("plain", "I", v_in),
-        mid_mid=gather("plain", "B", v_mid), in_mid=gather("plain", "B", v_in), i_of_xb=gather("plain", "I", v_mid),
-        b_of_sxi=gather("up", "B", v_in), i_of_sinvxb=gather("down", "I", v_mid),
-    ))
+    df = df.assign(
+        **raw_quantities(
+            out_in=gather("plain", "O", v_in),
+            out_mid=gather("plain", "O", v_mid),
+            in_in=gather("plain", "I", v_in),
+            mid_mid=gather("plain", "B", v_mid),
+            in_mid=gather("plain", "B", v_in),
+            i_of_xb=gather("plain", "I", v_mid),
+            b_of_sxi=gather("up", "B", v_in),
+            i_of_sinvxb=gather("down", "I", v_mid),
+        )
+    )
     for variant in blk.O_RELU_CHOICES:  # both readings of O and I over the same images (the scorecard's A.3 rows)
         df[f"out_in_{variant}"] = nanmean_valid(gather("plain", f"O_{variant}", v_in))
         df[f"out_mid_{variant}"] = nanmean_valid(gather("plain", f"O_{variant}", v_mid))

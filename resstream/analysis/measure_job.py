@@ -19,9 +19,21 @@ from resstream.model.weights import load_model_param
 log = logging.getLogger(__name__)
 
 
-def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu: str, model: dict, activations_path: str,
-                          out_csv: str, *, batch_size: int, device: str, fv_dirs=(), gpus: int | None = None,
-                          images: str | None = None) -> pd.DataFrame:
+def run_block_measurement(
+    stimulus: str,
+    block: str,
+    channels: list[int],
+    o_relu: str,
+    model: dict,
+    activations_path: str,
+    out_csv: str,
+    *,
+    batch_size: int,
+    device: str,
+    fv_dirs=(),
+    gpus: int | None = None,
+    images: str | None = None,
+) -> pd.DataFrame:
     """The measurement job of one block (``stimulus`` fv | imagenet): its raw table with provenance.
     ``fv_dirs``: the FV chunk folders of the block's I, B and O layers (fv only); ``model``: the
     rule's model param (:func:`resstream.model.weights.model_param`); ``batch_size``, ``device`` and
@@ -37,8 +49,9 @@ def run_block_measurement(stimulus: str, block: str, channels: list[int], o_relu
         dataset_columns = None
     else:  # the columns rho needs are among those the measurement reads: the file is read once
         top_images = read_top_images(activations_path, identity, blocks, block, o_relu, channels, images)
-        df, meta = measure_imagenet_block(net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on,
-                                          top_images=top_images)
+        df, meta = measure_imagenet_block(
+            net, identity, blocks, block, channels, o_relu, activations_path, batch_size, run_on, top_images=top_images
+        )
         dataset_columns = top_images.rho_columns()
     df = add_weights_and_rho(df, net.cpu(), blocks, block, o_relu, activations_path, identity, dataset_columns)
     write_table(df, out_csv, meta)
@@ -51,7 +64,16 @@ def measure_job(job, gpus: int | None = None) -> pd.DataFrame:
     params = job.params
     imagenet = params.stimulus == "imagenet"
     return run_block_measurement(
-        params.stimulus, job.wildcards.block, params.channels, params.o_relu, params.model, job.input.activations,
-        job.output.csv, fv_dirs=[] if imagenet else job.input.fv, batch_size=job.resources.batch_size,
-        device=params.device, gpus=gpus, images=job.input.images if imagenet else None,
+        params.stimulus,
+        job.wildcards.block,
+        params.channels,
+        params.o_relu,
+        params.model,
+        job.input.activations,
+        job.output.csv,
+        fv_dirs=[] if imagenet else job.input.fv,
+        batch_size=job.resources.batch_size,
+        device=params.device,
+        gpus=gpus,
+        images=job.input.images if imagenet else None,
     )

@@ -18,8 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from resstream.analysis.stats import (
+    STAT_OK,
+    StatResult,
+    as_f64,
+)  # noqa: F401  (re-exported)
 from resstream.base.schema import default
-from resstream.analysis.stats import STAT_OK, StatResult, as_f64, json_float, relu_mean, spearman, spearman_where_input_positive  # noqa: F401  (re-exported)
 
 # --- mix ratio (docs/method.md#mix-ratio) --------------------------------------------------------------------------
 
@@ -122,7 +126,10 @@ SCALE_RULES = ("paper", "mid_only")
 SCALE_SIGNS = ("paper", "code")  # Eqs 3-4 on the raw deltas | on the normalised ones (author's code)
 
 
-A3_MEANS = ("paper", "code")  # over a stimuli set: ReLU of the mean (Eq 3 as A.3 writes it) | mean of ReLU (author's code)
+A3_MEANS = (
+    "paper",
+    "code",
+)  # over a stimuli set: ReLU of the mean (Eq 3 as A.3 writes it) | mean of ReLU (author's code)
 SM_RULES = ("paper", "code")  # the scaled term of Eqs 3-5: raw (as written) | ReLU'd (author's code)
 
 
@@ -163,7 +170,9 @@ def scale_deltas(scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in) -> 
     A non-positive normaliser keeps the raw division as the author's code does (its sign flips the
     normalised delta; 0 gives NaN, not inf) and is recorded in ``status``.
     """
-    a, b, mm, c, d, ii = np.broadcast_arrays(*(_f64(v) for v in (scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in)))
+    a, b, mm, c, d, ii = np.broadcast_arrays(
+        *(_f64(v) for v in (scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in))
+    )
     m_delta, n_delta = a - b, c - d  # NaN in, NaN out
     with np.errstate(divide="ignore", invalid="ignore"):
         m = np.where(mm != 0, m_delta / np.where(mm != 0, mm, 1.0), np.nan)
@@ -184,10 +193,14 @@ def scale_deltas(scaled_b, unscaled_b, mid_mid, scaled_i, unscaled_i, in_in) -> 
 
 def table_scale_deltas(t, a3_mean: str, sm_rule: str) -> ScaleDeltas:
     """:func:`scale_deltas` of a measurement table's columns under the two readings."""
-    return scale_deltas(scaled_term(t["B_of_SxI"], t["relu_B_of_SxI"], a3_mean, sm_rule),
-                        unscaled_term(t["in_mid"], t["relu_B_of_xI"], a3_mean), t["mid_mid"],
-                        scaled_term(t["I_of_SinvxB"], t["relu_I_of_SinvxB"], a3_mean, sm_rule),
-                        unscaled_term(t["I_of_xB"], t["relu_I_of_xB"], a3_mean), t["in_in"])
+    return scale_deltas(
+        scaled_term(t["B_of_SxI"], t["relu_B_of_SxI"], a3_mean, sm_rule),
+        unscaled_term(t["in_mid"], t["relu_B_of_xI"], a3_mean),
+        t["mid_mid"],
+        scaled_term(t["I_of_SinvxB"], t["relu_I_of_SinvxB"], a3_mean, sm_rule),
+        unscaled_term(t["I_of_xB"], t["relu_I_of_xB"], a3_mean),
+        t["in_in"],
+    )
 
 
 def _check_scale_rule(scale_rule: str):
@@ -314,9 +327,15 @@ RAW_COLUMNS = (
 )
 
 
-def metric_table(raw, mix_factor: float = default("analysis.mix_factor"), scale_rule: str = default("analysis.scale_rule"),
-                 mix_rules: str = default("analysis.mix_rules"), scale_sign: str = default("analysis.scale_sign"),
-                 a3_mean: str = default("analysis.a3_mean"), sm_rule: str = default("analysis.sm_rule")):
+def metric_table(
+    raw,
+    mix_factor: float = default("analysis.mix_factor"),
+    scale_rule: str = default("analysis.scale_rule"),
+    mix_rules: str = default("analysis.mix_rules"),
+    scale_sign: str = default("analysis.scale_sign"),
+    a3_mean: str = default("analysis.a3_mean"),
+    sm_rule: str = default("analysis.sm_rule"),
+):
     """Add every derived per-channel quantity to a measurement table (a pandas DataFrame); the
     settings default to the config schema's (``analysis.*``).
 
@@ -328,7 +347,9 @@ def metric_table(raw, mix_factor: float = default("analysis.mix_factor"), scale_
     _check_choice("mix_rules", mix_rules, MIX_RULES)
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
-        raise ValueError(f"measurement table lacks column(s) {', '.join(missing)}: it was not written by resstream.analysis.measure; rerun the measurement")
+        raise ValueError(
+            f"measurement table lacks column(s) {', '.join(missing)}: it was not written by resstream.analysis.measure; rerun the measurement"
+        )
     t = raw.copy()
     mix = mix_ratio(t["out_in"].to_numpy(), t["out_mid"].to_numpy())
     t["M_raw"], t["M"], t["mix_status"] = mix.raw, mix.clamped, mix.status

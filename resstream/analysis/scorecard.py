@@ -41,22 +41,45 @@ from markupsafe import Markup
 from resstream.analysis import metrics
 from resstream.analysis.summary import TABLE_SETTINGS, read_table, write_table
 from resstream.base.job_spec import by_block
+from resstream.base.outputs import write_text_atomic
+from resstream.base.schema import default
 from resstream.base.tables import recorded_mix_factor
 from resstream.model.blocks import O_RELU_CHOICES
 from resstream.model.weights_source import weights_source
-from resstream.base.outputs import write_text_atomic
-from resstream.base.schema import default
 
 CLAIMS_PATH = Path(__file__).with_name("paper_claims.yaml")
 REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE = "reproduced", "partly", "not reproduced", "not applicable"
 NOT_JUDGED = "not judged"  # written "not judged (why)"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_APPLICABLE, NOT_JUDGED)
-COLUMNS = ("claim_id", "figure", "block", "claim", "o_relu", "a3_mean", "paper", "this_run", "verdict", "overlap", "rule",
-           "sentence", "note")
+COLUMNS = (
+    "claim_id",
+    "figure",
+    "block",
+    "claim",
+    "o_relu",
+    "a3_mean",
+    "paper",
+    "this_run",
+    "verdict",
+    "overlap",
+    "rule",
+    "sentence",
+    "note",
+)
 # Checks whose claim is about a whole block (a share, a top-k list, a ranking, a statistic over its
 # channels): judged only when enough of the block's channels were studied.
-WHOLE_BLOCK_CHECKS = ("share", "less_skewed", "pass_share", "negative_share", "top_sm", "fig7", "fig8", "fig8_below",
-                      "spearman_negative", "overwrite_lower")
+WHOLE_BLOCK_CHECKS = (
+    "share",
+    "less_skewed",
+    "pass_share",
+    "negative_share",
+    "top_sm",
+    "fig7",
+    "fig8",
+    "fig8_below",
+    "spearman_negative",
+    "overwrite_lower",
+)
 WORDS = {"many": "many_percent", "few": "few_percent", "dominated": "dominated_percent"}  # claims file -> setting
 READINGS = (*WORDS.values(), "studied_fraction")  # the keys of analysis.scorecard
 
@@ -150,8 +173,14 @@ def percent(run: RunTables, bar) -> float:
 
 
 def _row(claim: dict, run: RunTables, this_run: str, verdict: str, rule: str, overlap: str = "") -> dict:
-    return {"claim": claim["claim"], "paper": paper_value(claim, run.alpha), "this_run": this_run, "verdict": verdict,
-            "overlap": overlap, "rule": rule}
+    return {
+        "claim": claim["claim"],
+        "paper": paper_value(claim, run.alpha),
+        "this_run": this_run,
+        "verdict": verdict,
+        "overlap": overlap,
+        "rule": rule,
+    }
 
 
 def _na(claim: dict, run: RunTables, why: str, rule: str = "") -> dict:
@@ -193,8 +222,14 @@ def _found_among(claim: dict, run: RunTables, run_channels: list[int], what: str
     if not named:
         return _na(claim, run, f"channel(s) {_listing(claim['channels'])} not studied", rule)
     hits = [c for c in named if c in run_channels]
-    return _row(claim, run, f"{what}: {_listing(run_channels)}", _capped(_by_count(len(hits), len(named)), missing), rule,
-                f"{len(hits)} of {len(named)} channels found{_not_studied(missing)}")
+    return _row(
+        claim,
+        run,
+        f"{what}: {_listing(run_channels)}",
+        _capped(_by_count(len(hits), len(named)), missing),
+        rule,
+        f"{len(hits)} of {len(named)} channels found{_not_studied(missing)}",
+    )
 
 
 # --- checks: one function per ``check`` of paper_claims.yaml ---------------------------------------
@@ -207,14 +242,29 @@ def check_group(claim, run: RunTables) -> list[dict]:
     if row.empty:
         return [_na(claim, run, f"channel {claim['channel']} not studied", rule)]
     group, m = row["mix_group"].iloc[0], float(row["M"].iloc[0])
-    return [_row(claim, run, f"{group} (M = {_short_number(m)})", REPRODUCED if group == claim["expected"] else NOT_REPRODUCED, rule)]
+    return [
+        _row(
+            claim,
+            run,
+            f"{group} (M = {_short_number(m)})",
+            REPRODUCED if group == claim["expected"] else NOT_REPRODUCED,
+            rule,
+        )
+    ]
 
 
 def check_pass_all(claim, run: RunTables) -> list[dict]:
     df = run.fv[claim["block"]]
     passing = [int(c) for c in df.loc[df["pass_all"], "channel"] if int(c) in claim["channels"]]
-    return [_found_among(claim, run, passing, "of these, passing all criteria (FVs)",
-                         "reproduced: every named channel passes all criteria; partly: some")]
+    return [
+        _found_among(
+            claim,
+            run,
+            passing,
+            "of these, passing all criteria (FVs)",
+            "reproduced: every named channel passes all criteria; partly: some",
+        )
+    ]
 
 
 def check_share(claim, run: RunTables) -> list[dict]:
@@ -222,7 +272,11 @@ def check_share(claim, run: RunTables) -> list[dict]:
     without = int((~np.isfinite(m)).sum())
     among = "channels with M" + (f" < {claim['within']:g}" if "within" in claim else "")
     m = m[np.isfinite(m) & (m < claim.get("within", np.inf))]  # the channels the claim is about
-    reproduced_at = percent(run, claim["reproduced_at"]) / 100 if isinstance(claim["reproduced_at"], str) else claim["reproduced_at"]
+    reproduced_at = (
+        percent(run, claim["reproduced_at"]) / 100
+        if isinstance(claim["reproduced_at"], str)
+        else claim["reproduced_at"]
+    )
     rule = f"reproduced: a share of at least {reproduced_at:.0%}; partly: at least {claim['partly_at']:.0%}"
     if not len(m):
         return [_na(claim, run, f"no {among}", rule)]
@@ -248,8 +302,16 @@ def check_less_skewed(claim, run: RunTables) -> list[dict]:
     lowest = min(share[b] for b in downsample)
     below = [b for b in simple if share[b] < lowest]
     shares = ", ".join(f"{b} {share[b]:.0%}" for b in simple + downsample)
-    return [_row(claim, run, f"share of M < 1: {shares}", _by_count(len(below), len(simple)), rule,
-                 f"{len(below)} of {len(simple)} simple blocks below")]
+    return [
+        _row(
+            claim,
+            run,
+            f"share of M < 1: {shares}",
+            _by_count(len(below), len(simple)),
+            rule,
+            f"{len(below)} of {len(simple)} simple blocks below",
+        )
+    ]
 
 
 def check_spearman_negative(claim, run: RunTables) -> list[dict]:
@@ -263,8 +325,11 @@ def check_spearman_negative(claim, run: RunTables) -> list[dict]:
 
 
 def check_overwrite_lower(claim, run: RunTables) -> list[dict]:
-    rule = (f"reproduced: overwrite mean < skip mean with ANOVA p < {run.alpha:g}; partly: lower, not significant"
-            if claim["significant"] else f"reproduced: not (lower with ANOVA p < {run.alpha:g})")
+    rule = (
+        f"reproduced: overwrite mean < skip mean with ANOVA p < {run.alpha:g}; partly: lower, not significant"
+        if claim["significant"]
+        else f"reproduced: not (lower with ANOVA p < {run.alpha:g})"
+    )
     df = run.fv[claim["block"]]
     groups, y = df["fig4_group"].to_numpy(), df[claim["column"]].to_numpy(dtype=float)
     a = metrics.anova(y[groups == metrics.OVERWRITE], y[groups == metrics.SKIP])
@@ -277,8 +342,10 @@ def check_overwrite_lower(claim, run: RunTables) -> list[dict]:
         verdict = REPRODUCED if significant else PARTLY if lower else NOT_REPRODUCED
     else:
         verdict = NOT_REPRODUCED if significant else REPRODUCED
-    this_run = (f"overwrite mean {_short_number(means[metrics.OVERWRITE])}, skip mean {_short_number(means[metrics.SKIP])}, "
-                f"F = {_short_number(a.statistic)}, p = {_short_number(a.pvalue, 2)}")
+    this_run = (
+        f"overwrite mean {_short_number(means[metrics.OVERWRITE])}, skip mean {_short_number(means[metrics.SKIP])}, "
+        f"F = {_short_number(a.statistic)}, p = {_short_number(a.pvalue, 2)}"
+    )
     return [_row(claim, run, this_run, verdict, rule)]
 
 
@@ -289,8 +356,10 @@ def check_negative_share(claim, run: RunTables) -> list[dict]:
     df = run.fv[claim["block"]]
     values, skip = df[claim["column"]].to_numpy(dtype=float), (df["fig4_group"] == metrics.SKIP).to_numpy()
     shares = [_negative_percent(values), _negative_percent(values[skip])]
-    this_run = (f"{_pct(shares[0])} of {len(values)} channels, {_pct(shares[1])} of {int(skip.sum())} skip channels "
-             f"with {claim['column']} < 0")
+    this_run = (
+        f"{_pct(shares[0])} of {len(values)} channels, {_pct(shares[1])} of {int(skip.sum())} skip channels "
+        f"with {claim['column']} < 0"
+    )
     if not np.isfinite(shares[0]):
         return [_na(claim, run, this_run, rule)]
     hits = sum(bool(x >= many) for x in shares)  # NaN (no skip channel) is no hit
@@ -319,7 +388,9 @@ def check_pass_share(claim, run: RunTables) -> list[dict]:
         if bound == 0:
             return [_row(claim, run, this_run, REPRODUCED if count == 0 else NOT_REPRODUCED, "reproduced: no channel")]
         verdict = REPRODUCED if pct <= bound else PARTLY if pct <= 2 * bound else NOT_REPRODUCED
-        return [_row(claim, run, this_run, verdict, f"reproduced: at most {bound:g} %; partly: at most {2 * bound:g} %")]
+        return [
+            _row(claim, run, this_run, verdict, f"reproduced: at most {bound:g} %; partly: at most {2 * bound:g} %")
+        ]
     at_least = percent(run, claim["at_least"])
     conditions = [pct >= at_least]
     neighbours = [b for b in claim.get("below", []) if b in run.fv]
@@ -337,10 +408,16 @@ def check_pass_share(claim, run: RunTables) -> list[dict]:
 def check_top_sm(claim, run: RunTables) -> list[dict]:
     df = run.fv[claim["block"]]
     top = metrics.top_by_scale_metric(df["channel"], df["SM"], df["pass_all"], k=3)
-    return [_found_among(claim, run, top, "top 3 by SM", "reproduced: every named channel in this run's top 3 by SM; partly: some")]
+    return [
+        _found_among(
+            claim, run, top, "top 3 by SM", "reproduced: every named channel in this run's top 3 by SM; partly: some"
+        )
+    ]
 
 
-FIG7_RULE = "reproduced: the same channels; partly: some found (precision: found / this run's list); not reproduced: none"
+FIG7_RULE = (
+    "reproduced: the same channels; partly: some found (precision: found / this run's list); not reproduced: none"
+)
 
 
 def _o_relu_readings(run: RunTables) -> list[str]:
@@ -374,28 +451,45 @@ def check_fig7(claim, run: RunTables) -> list[dict]:
 def _reading(same_o_relu: bool, same_a3_mean: bool) -> str:
     if same_o_relu and same_a3_mean:
         return " (this run's o_relu and a3_mean)"
-    other = [what for what, same in (("O and I read the other way", same_o_relu), ("the other A.3 mean", same_a3_mean)) if not same]
+    other = [
+        what
+        for what, same in (("O and I read the other way", same_o_relu), ("the other A.3 mean", same_a3_mean))
+        if not same
+    ]
     return f" (A.3 with {' and '.join(other)}, same top-9 images)"
 
 
 def _fig7_row(claim, run: RunTables, run_channels: list[int]) -> dict:
     if not claim["channels"]:
-        return _row(claim, run, _listing(run_channels), REPRODUCED if not run_channels else NOT_REPRODUCED,
-                    "reproduced: no channel, as the paper")
+        return _row(
+            claim,
+            run,
+            _listing(run_channels),
+            REPRODUCED if not run_channels else NOT_REPRODUCED,
+            "reproduced: no channel, as the paper",
+        )
     named, missing = _named(claim, run.fv[claim["block"]])
     if not named:
         return _na(claim, run, f"channel(s) {_listing(claim['channels'])} not studied", FIG7_RULE)
     hits = [c for c in named if c in run_channels]
     precision = f"{len(hits) / len(run_channels):.2g}" if run_channels else "n/a"
     verdict = _capped(REPRODUCED if set(run_channels) == set(named) else PARTLY if hits else NOT_REPRODUCED, missing)
-    return _row(claim, run, _listing(run_channels), verdict, FIG7_RULE,
-                f"{len(hits)} of {len(named)} channels found, precision {precision}{_not_studied(missing)}")
+    return _row(
+        claim,
+        run,
+        _listing(run_channels),
+        verdict,
+        FIG7_RULE,
+        f"{len(hits)} of {len(named)} channels found, precision {precision}{_not_studied(missing)}",
+    )
 
 
 def check_fig8(claim, run: RunTables) -> list[dict]:
     df = run.fv[claim["block"]]
     closest = metrics.closest_to_one(df["channel"], df["M"], k=3)
-    row = _found_among(claim, run, closest, "3 closest to M = 1", "reproduced: the same 3 channels (any order); partly: some")
+    row = _found_among(
+        claim, run, closest, "3 closest to M = 1", "reproduced: the same 3 channels (any order); partly: some"
+    )
     if closest == [int(c) for c in claim["channels"]]:
         row["overlap"] += ", same order"
     return [row]
@@ -409,7 +503,15 @@ def check_fig8_below(claim, run: RunTables) -> list[dict]:
         return [_na(claim, run, "no channel has a mix ratio", rule)]
     m = {c: float(df.loc[df["channel"] == c, "M"].iloc[0]) for c in closest}
     below = [c for c in closest if m[c] < claim["below"]]
-    return [_row(claim, run, ", ".join(f"{c} (M = {_short_number(m[c])})" for c in closest), _by_count(len(below), len(closest)), rule)]
+    return [
+        _row(
+            claim,
+            run,
+            ", ".join(f"{c} (M = {_short_number(m[c])})" for c in closest),
+            _by_count(len(below), len(closest)),
+            rule,
+        )
+    ]
 
 
 def _criteria_violations(df: pd.DataFrame, channels, stimulus: str, mix_factor: float) -> list[str]:
@@ -430,10 +532,16 @@ def check_fig7_criteria(claim, run: RunTables) -> list[dict]:
         run_channels = run.fig7(block, run.o_relu) or []
         listed += len(run_channels)
         for stimulus, df in (("FV", run.fv[block]), ("ImageNet", run.imagenet.get(block))):
-            violations += [f"{block} ch {v}" for v in _criteria_violations(df, run_channels, stimulus, run.mix_factor)] if run_channels else []
+            violations += (
+                [f"{block} ch {v}" for v in _criteria_violations(df, run_channels, stimulus, run.mix_factor)]
+                if run_channels
+                else []
+            )
     if not listed:
         return [_na(claim, run, "this run's Fig 7 lists no channel", rule)]
-    this_run = f"{listed} channels; " + (f"{len(violations)} violation(s): {'; '.join(violations)}" if violations else "all meet them")
+    this_run = f"{listed} channels; " + (
+        f"{len(violations)} violation(s): {'; '.join(violations)}" if violations else "all meet them"
+    )
     return [_row(claim, run, this_run, NOT_REPRODUCED if violations else REPRODUCED, rule)]
 
 
@@ -447,8 +555,10 @@ def check_in_fig7(claim, run: RunTables) -> list[dict]:
 
 # --- the follow-up paper (a second source, from the ablation stage's lesions) ----------------------
 
-LESION_RULE = ("reproduced: the accuracy ratio to the random lesions is below 1 at the largest scale-up and below the "
-               "unscaled ratio (set, kind and path as the paper's)")
+LESION_RULE = (
+    "reproduced: the accuracy ratio to the random lesions is below 1 at the largest scale-up and below the "
+    "unscaled ratio (set, kind and path as the paper's)"
+)
 
 
 def followup_claims(claims: dict, run: RunTables) -> list[dict]:
@@ -460,7 +570,7 @@ def followup_claims(claims: dict, run: RunTables) -> list[dict]:
 
 
 def _accuracies(by_scale) -> str:
-    """"63.8 % unscaled; 61.4, 59.4 % at s = 1.1, 1.2" from {scale: accuracy}."""
+    """ "63.8 % unscaled; 61.4, 59.4 % at s = 1.1, 1.2" from {scale: accuracy}."""
     up = {float(k): v for k, v in by_scale.items() if float(k) > 1.0}
     text = f"{_short_number(by_scale.get(1.0, np.nan), 4)} % unscaled" if 1.0 in by_scale else "unscaled not run"
     if up:
@@ -472,27 +582,49 @@ def check_lesion_scale(claim, run: RunTables) -> list[dict]:
     """The run's lesion of the claim's set, kind and path in its block (scales 1 and up) against
     the author's accuracies; judged on the ratio to the kept random lesions."""
     r = run.lesions
-    pick = r[(r["block"] == claim["block"]) & (r["set"] == claim["set"]) & (r["kind"] == claim["kind"])
-             & (r["path"] == claim["path"]) & (r["scale"] >= 1.0)].set_index("scale").sort_index()
+    pick = (
+        r[
+            (r["block"] == claim["block"])
+            & (r["set"] == claim["set"])
+            & (r["kind"] == claim["kind"])
+            & (r["path"] == claim["path"])
+            & (r["scale"] >= 1.0)
+        ]
+        .set_index("scale")
+        .sort_index()
+    )
     paper = f"{_accuracies(claim['accuracy'])} ({claim['set_size']} channels); ratio to random below 1 at s = 1.5, below unscaled"
     if pick.empty:
         what = f"{claim['set']} not lesioned ({claim['kind']} at {claim['path']}) in block {claim['block']}"
         return [dict(_na(claim, run, what, LESION_RULE), paper=paper)]
     ratios = pick["ratio"].dropna()
-    found = (f"{_accuracies(pick['accuracy'].to_dict())}; ratio to random: "
-             + (", ".join(f"{_short_number(v)} at s = {k:g}" for k, v in ratios.items()) or "no kept random trial"))
+    found = f"{_accuracies(pick['accuracy'].to_dict())}; ratio to random: " + (
+        ", ".join(f"{_short_number(v)} at s = {k:g}" for k, v in ratios.items()) or "no kept random trial"
+    )
     up = ratios[ratios.index > 1.0]
     if 1.0 not in ratios.index or up.empty:
-        return [dict(_na(claim, run, found + " (needs scale 1 and a scale-up with kept trials)", LESION_RULE), paper=paper)]
+        return [
+            dict(_na(claim, run, found + " (needs scale 1 and a scale-up with kept trials)", LESION_RULE), paper=paper)
+        ]
     verdict = REPRODUCED if up.iloc[-1] < 1 and up.iloc[-1] < ratios[1.0] else NOT_REPRODUCED
     return [dict(_row(claim, run, found, verdict, LESION_RULE), paper=paper)]
 
 
 CHECKS = {
-    "group": check_group, "pass_all": check_pass_all, "share": check_share, "less_skewed": check_less_skewed,
-    "spearman_negative": check_spearman_negative, "overwrite_lower": check_overwrite_lower, "pass_share": check_pass_share,
-    "top_sm": check_top_sm, "fig7": check_fig7, "fig8": check_fig8, "fig8_below": check_fig8_below,
-    "fig7_criteria": check_fig7_criteria, "in_fig7": check_in_fig7, "negative_share": check_negative_share,
+    "group": check_group,
+    "pass_all": check_pass_all,
+    "share": check_share,
+    "less_skewed": check_less_skewed,
+    "spearman_negative": check_spearman_negative,
+    "overwrite_lower": check_overwrite_lower,
+    "pass_share": check_pass_share,
+    "top_sm": check_top_sm,
+    "fig7": check_fig7,
+    "fig8": check_fig8,
+    "fig8_below": check_fig8_below,
+    "fig7_criteria": check_fig7_criteria,
+    "in_fig7": check_in_fig7,
+    "negative_share": check_negative_share,
     "lesion_scale": check_lesion_scale,
 }
 
@@ -514,9 +646,18 @@ def score(claims: dict, run: RunTables) -> pd.DataFrame:
         for row in claim_rows:
             if unjudged and (row["verdict"] != NOT_APPLICABLE or not is_judged(run.weights)):
                 row["verdict"] = f"{NOT_JUDGED} ({unjudged})"
-            rows.append({"claim_id": claim["id"], "figure": claim["figure"], "block": block or "all",
-                         "o_relu": row.pop("o_relu", run.o_relu), "a3_mean": row.pop("a3_mean", run.a3_mean),
-                         "sentence": " [...] ".join(quotes(claim)), "note": claim.get("note", ""), **row})
+            rows.append(
+                {
+                    "claim_id": claim["id"],
+                    "figure": claim["figure"],
+                    "block": block or "all",
+                    "o_relu": row.pop("o_relu", run.o_relu),
+                    "a3_mean": row.pop("a3_mean", run.a3_mean),
+                    "sentence": " [...] ".join(quotes(claim)),
+                    "note": claim.get("note", ""),
+                    **row,
+                }
+            )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -565,8 +706,14 @@ def verdict_counts(df: pd.DataFrame) -> dict[str, int]:
     return {v: int((kinds == v).sum()) for v in VERDICTS}
 
 
-def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05, block_channels: dict | None = None,
-             readings: dict | None = None, lesions_csv: str | None = None) -> RunTables:
+def read_run(
+    fv_csvs: dict,
+    imagenet_csvs: dict,
+    alpha: float = 0.05,
+    block_channels: dict | None = None,
+    readings: dict | None = None,
+    lesions_csv: str | None = None,
+) -> RunTables:
     """The tables of a run (``{block: csv}`` each; ImageNet tables may be missing); ``block_channels``:
     ``{block: channels}`` of the model; ``readings``: the config's ``analysis.scorecard``;
     ``lesions_csv``: the ablation stage's ``lesion_ratios.csv`` (the follow-up paper's rows), if it ran."""
@@ -577,25 +724,47 @@ def read_run(fv_csvs: dict, imagenet_csvs: dict, alpha: float = 0.05, block_chan
         meta = meta or block_meta
     for block, path in imagenet_csvs.items():
         imagenet[block] = read_table(path)[0]
-    return RunTables(fv=fv, imagenet=imagenet, o_relu=meta.get("o_relu", default("study.o_relu")),
-                     mix_factor=factors[0] if factors else None, analysis=meta.get("analysis") or {},
-                     weights=meta.get("weights"), alpha=alpha, block_channels=dict(block_channels or {}),
-                     readings=readings_with_defaults(readings),
-                     lesions=read_table(lesions_csv)[0] if lesions_csv else None)
+    return RunTables(
+        fv=fv,
+        imagenet=imagenet,
+        o_relu=meta.get("o_relu", default("study.o_relu")),
+        mix_factor=factors[0] if factors else None,
+        analysis=meta.get("analysis") or {},
+        weights=meta.get("weights"),
+        alpha=alpha,
+        block_channels=dict(block_channels or {}),
+        readings=readings_with_defaults(readings),
+        lesions=read_table(lesions_csv)[0] if lesions_csv else None,
+    )
 
 
-def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_path=CLAIMS_PATH,
-                    block_channels: dict | None = None, readings: dict | None = None,
-                    lesions_csv: str | None = None) -> pd.DataFrame:
+def write_scorecard(
+    fv_csvs: dict,
+    imagenet_csvs: dict,
+    outputs: dict,
+    claims_path=CLAIMS_PATH,
+    block_channels: dict | None = None,
+    readings: dict | None = None,
+    lesions_csv: str | None = None,
+) -> pd.DataFrame:
     """Score a run's tables against the claims; write ``outputs`` (keys csv, md, html).
     ``block_channels`` (``{block: channels}``) lets claims about whole blocks be judged;
     ``readings`` is the config's ``analysis.scorecard`` (the schema's defaults where left out)."""
     claims = load_claims(claims_path)
     run = read_run(fv_csvs, imagenet_csvs, float(claims.get("alpha", 0.05)), block_channels, readings, lesions_csv)
     df = score(claims, run)
-    meta = {"weights": run.weights, "title": title(run.weights), "paper": claims["paper"], "o_relu": run.o_relu,
-            "analysis": run.analysis, "readings": run.readings, "alpha": run.alpha, "verdicts": verdict_counts(df),
-            "claims": str(claims_path), "second_source": claims["followup"]["paper"] if followup_claims(claims, run) else ""}
+    meta = {
+        "weights": run.weights,
+        "title": title(run.weights),
+        "paper": claims["paper"],
+        "o_relu": run.o_relu,
+        "analysis": run.analysis,
+        "readings": run.readings,
+        "alpha": run.alpha,
+        "verdicts": verdict_counts(df),
+        "claims": str(claims_path),
+        "second_source": claims["followup"]["paper"] if followup_claims(claims, run) else "",
+    }
     write_table(df, outputs["csv"], meta)
     write_text_atomic(outputs["md"], markdown(df, meta))
     write_text_atomic(outputs["html"], html_page(df, meta))
@@ -604,8 +773,10 @@ def write_scorecard(fv_csvs: dict, imagenet_csvs: dict, outputs: dict, claims_pa
 
 def _settings_line(meta: dict) -> str:
     a = meta.get("analysis") or {}
-    parts = [f"o_relu {meta.get('o_relu')} and a3_mean {a.get('a3_mean', default('analysis.a3_mean'))} "
-             "(Fig 7 rows show every reading of A.3)"]
+    parts = [
+        f"o_relu {meta.get('o_relu')} and a3_mean {a.get('a3_mean', default('analysis.a3_mean'))} "
+        "(Fig 7 rows show every reading of A.3)"
+    ]
     parts += [f"{k} {a[k]}" for k in ("mix_factor", "scale_rule", "scale_sign", "sm_rule", "mix_rules") if k in a]
     return "; ".join(parts) + f"; significance p < {meta.get('alpha', 0.05):g}"
 
@@ -613,9 +784,11 @@ def _settings_line(meta: dict) -> str:
 def readings_line(readings: dict) -> str:
     """The project's readings of the paper's words, as the header prints them."""
     r = readings_with_defaults(readings)
-    return (f'"many" channels: at least {r["many_percent"]:g} % of the block; "only a few": at most {r["few_percent"]:g} %; '
-            f'"dominated by overwrite": at least {r["dominated_percent"]:g} % with M < 1; claims about a whole block are '
-            f'judged when at least {100 * r["studied_fraction"]:g} % of its channels were studied')
+    return (
+        f'"many" channels: at least {r["many_percent"]:g} % of the block; "only a few": at most {r["few_percent"]:g} %; '
+        f'"dominated by overwrite": at least {r["dominated_percent"]:g} % with M < 1; claims about a whole block are '
+        f"judged when at least {100 * r['studied_fraction']:g} % of its channels were studied"
+    )
 
 
 def _md_cell(text) -> str:
@@ -625,26 +798,36 @@ def _md_cell(text) -> str:
 def markdown(df: pd.DataFrame, meta: dict) -> str:
     counts = meta["verdicts"]
     weights = (meta.get("weights") or {}).get("label", "unknown weights")
-    lines = [f"# {meta['title']}", "", f"{meta['paper']} against this run. Weights: {weights}.", "",
-             f"Settings: {_settings_line(meta)}.", "",
-             f"Readings of the paper's words: {readings_line(meta.get('readings'))}.", "",
-             *([f"Second source: {meta['second_source']}: {SECOND_SOURCE_LINE}.", ""] if meta.get("second_source") else []),
-             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
-             "| figure | block | claim | o_relu | a3_mean | paper | this run | verdict | overlap |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {meta['title']}",
+        "",
+        f"{meta['paper']} against this run. Weights: {weights}.",
+        "",
+        f"Settings: {_settings_line(meta)}.",
+        "",
+        f"Readings of the paper's words: {readings_line(meta.get('readings'))}.",
+        "",
+        *([f"Second source: {meta['second_source']}: {SECOND_SOURCE_LINE}.", ""] if meta.get("second_source") else []),
+        "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
+        "",
+        "| figure | block | claim | o_relu | a3_mean | paper | this run | verdict | overlap |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in df.fillna("").itertuples(index=False):
         cells = (r.figure, r.block, r.claim, r.o_relu, r.a3_mean, r.paper, r.this_run, f"**{r.verdict}**", r.overlap)
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines += ["", "## Rules and sources", ""]
     for r in df.drop_duplicates("claim_id").itertuples(index=False):
         note = f" Note: {_md_cell(r.note)}." if r.note else ""
-        quote = f" Paper: \"{_md_cell(r.sentence)}\"" if r.sentence else ""  # the follow-up's claims: no quote
+        quote = f' Paper: "{_md_cell(r.sentence)}"' if r.sentence else ""  # the follow-up's claims: no quote
         lines.append(f"- `{r.claim_id}` ({r.figure}): {_md_cell(r.rule)}.{quote}{note}")
     return "\n".join(lines) + "\n"
 
 
-SECOND_SOURCE_LINE = ("its rows (figure \"Follow-up\") show the author's numbers in the paper column and this run's "
-                      "lesions (the ablation stage) beside them")
+SECOND_SOURCE_LINE = (
+    "its rows (figure \"Follow-up\") show the author's numbers in the paper column and this run's "
+    "lesions (the ablation stage) beside them"
+)
 
 # The page's templates and stylesheet (package data, autoescaped); their names stay spelled out
 # here so that editing one reruns the jobs that render them (the code fingerprint).
@@ -656,21 +839,37 @@ SCORECARD_CSS = resources.files("resstream.analysis").joinpath("templates", "sco
 
 def html_fragment(df: pd.DataFrame, meta: dict) -> str:
     """The scorecard as an HTML section (autoescaped), for its own page and the atlas index."""
-    return HTML_FRAGMENT.render(meta=meta, rows=df.fillna("").to_dict("records"), settings=_settings_line(meta),
-                                readings=readings_line(meta.get("readings")), kind=verdict_kind,
-                                second_source_line=SECOND_SOURCE_LINE)
+    return HTML_FRAGMENT.render(
+        meta=meta,
+        rows=df.fillna("").to_dict("records"),
+        settings=_settings_line(meta),
+        readings=readings_line(meta.get("readings")),
+        kind=verdict_kind,
+        second_source_line=SECOND_SOURCE_LINE,
+    )
 
 
 def html_page(df: pd.DataFrame, meta: dict) -> str:
     weights = meta.get("weights") or {}
-    return HTML_PAGE.render(meta=meta, css=Markup(SCORECARD_CSS), fragment=Markup(html_fragment(df, meta)),
-                            trained=is_judged(weights), meaningless=MEANINGLESS, weights=weights.get("label", "unknown"))
+    return HTML_PAGE.render(
+        meta=meta,
+        css=Markup(SCORECARD_CSS),
+        fragment=Markup(html_fragment(df, meta)),
+        trained=is_judged(weights),
+        meaningless=MEANINGLESS,
+        weights=weights.get("label", "unknown"),
+    )
 
 
 def paper_check_job(job) -> pd.DataFrame:
     """Entry point of the ``paper_check`` job (its spec: :mod:`resstream.analysis.jobs`)."""
     params, out = job.params, job.output
-    return write_scorecard(by_block(params.blocks, job.input.fv), by_block(params.blocks, job.input.imagenet),
-                           {"csv": out.csv, "md": out.md, "html": out.html}, job.input.claims,
-                           block_channels=params.block_channels, readings=params.readings,
-                           lesions_csv=job.input.lesions[0] if job.input.lesions else None)
+    return write_scorecard(
+        by_block(params.blocks, job.input.fv),
+        by_block(params.blocks, job.input.imagenet),
+        {"csv": out.csv, "md": out.md, "html": out.html},
+        job.input.claims,
+        block_channels=params.block_channels,
+        readings=params.readings,
+        lesions_csv=job.input.lesions[0] if job.input.lesions else None,
+    )

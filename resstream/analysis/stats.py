@@ -46,7 +46,12 @@ class StatResult:
     status: str  # "ok" or why the value is NaN (and how many NaN pairs were dropped)
 
     def as_dict(self) -> dict:
-        return {"statistic": json_float(self.statistic), "pvalue": json_float(self.pvalue), "n": self.n, "status": self.status}
+        return {
+            "statistic": json_float(self.statistic),
+            "pvalue": json_float(self.pvalue),
+            "n": self.n,
+            "status": self.status,
+        }
 
 
 def json_float(x):

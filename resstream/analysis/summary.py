@@ -24,10 +24,16 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.base.job_spec import by_block
 from resstream.base.errors import ConfigError
+from resstream.base.job_spec import by_block
+from resstream.base.tables import (
+    AnalysisError,
+    json_default,
+    read_table,
+    recorded_mix_factor,
+    write_table,
+)  # noqa: F401  (re-exported)
 from resstream.model.weights_source import weights_source
-from resstream.base.tables import WEIGHTS_COLUMN, AnalysisError, json_default, read_table, recorded_mix_factor, sidecar_json, write_table  # noqa: F401  (re-exported)
 
 STIMULI = ("fv", "imagenet")
 # The analysis settings a metric table is derived with (config ``analysis:``; recorded in its sidecar).
@@ -121,14 +127,19 @@ def block_summary(fv: pd.DataFrame, imnet: pd.DataFrame | None, mix_factor: floa
         "channels": n,
         "spectrum_counts": counts,
         "spectrum_rule": f"overwrite M<=1/{mix_factor:g}, mix 1/{mix_factor:g}<M<{mix_factor:g}, skip M>={mix_factor:g}",
-        "mix_rules_applied": {s: int((fv["mix_status"] == s).sum()) for s in (metrics.MIX_RULE_SKIP, metrics.MIX_RULE_OVERWRITE, metrics.MIX_DEAD, metrics.MIX_NAN)},
+        "mix_rules_applied": {
+            s: int((fv["mix_status"] == s).sum())
+            for s in (metrics.MIX_RULE_SKIP, metrics.MIX_RULE_OVERWRITE, metrics.MIX_DEAD, metrics.MIX_NAN)
+        },
         "fv_not_ok": int(sum(1 for s in fv["status"] if "fv_" in s)),
         **_scale_invariant({"fv": fv} if imnet is None else {"fv": fv, "imagenet": imnet}),
         "top_by_scale_metric": metrics.top_by_scale_metric(ch, fv["SM"], fv["pass_all"], k=3),
         "closest_to_one": metrics.closest_to_one(ch, fv["M"], k=3),
     }
     if imnet is not None:
-        out["both_criteria_fig7"] = metrics.both_criteria(ch, fv["pass_all"], fv["SM"], imnet["channel"], imnet["pass_all"])
+        out["both_criteria_fig7"] = metrics.both_criteria(
+            ch, fv["pass_all"], fv["SM"], imnet["channel"], imnet["pass_all"]
+        )
     return out
 
 
@@ -170,7 +181,11 @@ def build_summary(fv_tables: dict, imnet_tables: dict, out_path: str | None = No
     for block, path in fv_tables.items():
         fv, meta = read_table(path)
         imnet, imnet_meta = read_table(imnet_tables[block]) if block in imnet_tables else (None, {})
-        if weights and meta.get("weights") and meta["weights"].get("state_dict_sha256") != weights.get("state_dict_sha256"):
+        if (
+            weights
+            and meta.get("weights")
+            and meta["weights"].get("state_dict_sha256") != weights.get("state_dict_sha256")
+        ):
             raise AnalysisError(
                 f"{path} was measured with weights '{meta['weights'].get('label')}', other tables with "
                 f"'{weights.get('label')}'. Fix: rerun the measurements of every block with one model.weights."
@@ -209,7 +224,9 @@ def fig3_fig4_blocks(study, setting="default") -> list[str]:
     if setting != "default":
         missing = [b for b in setting if b not in study.study_blocks]
         if missing:
-            raise ConfigError(f"analysis.fig3_fig4_blocks: block(s) {', '.join(missing)} not among study.blocks ({', '.join(study.study_blocks)})")
+            raise ConfigError(
+                f"analysis.fig3_fig4_blocks: block(s) {', '.join(missing)} not among study.blocks ({', '.join(study.study_blocks)})"
+            )
         return [b for b in study.study_blocks if b in setting]
     last_stage = study.blocks[-1].stage
     simple = [b for b in study.study_blocks if not study.block_info(b).downsample]
@@ -229,5 +246,9 @@ def metric_table_job(job) -> pd.DataFrame:
 def summary_job(job) -> dict:
     """Entry point of the ``analysis_summary`` job: ``output.json`` from the blocks' metric tables."""
     blocks = job.params.blocks
-    return build_summary(by_block(blocks, job.input.fv), by_block(blocks, job.input.imagenet), job.output.json,
-                         fig34_blocks=job.params.fig34_blocks)
+    return build_summary(
+        by_block(blocks, job.input.fv),
+        by_block(blocks, job.input.imagenet),
+        job.output.json,
+        fig34_blocks=job.params.fig34_blocks,
+    )

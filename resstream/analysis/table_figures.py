@@ -17,7 +17,12 @@ from resstream.analysis.figure_marks import figure_number, finish  # noqa: E402
 PAPER_BLOCKS = ("1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1")
 # Fig 2's panel positions in the paper: 1.1, 2.0, 2.1, blank / 3.0, 3.1, 4.0, 4.1
 PAPER_FIG2_SLOTS = {"1.1": 0, "2.0": 1, "2.1": 2, "3.0": 4, "3.1": 5, "4.0": 6, "4.1": 7}
-GROUP_COLORS = {metrics.OVERWRITE: "tab:red", metrics.MIX: "tab:green", metrics.SKIP: "tab:blue", metrics.NO_GROUP: "0.6"}
+GROUP_COLORS = {
+    metrics.OVERWRITE: "tab:red",
+    metrics.MIX: "tab:green",
+    metrics.SKIP: "tab:blue",
+    metrics.NO_GROUP: "0.6",
+}
 PASS_ALL_COLOR, PASS_NOMIX_COLOR = "purple", "gold"  # Fig 5 as in the paper
 
 
@@ -80,13 +85,21 @@ def fig3_weights_vs_mix(tables: dict, weights, png: str, pdf: str) -> list[str]:
     fig, axes = plt.subplots(2, max(1, len(blocks)), figsize=(3.6 * max(1, len(blocks)), 6.4), squeeze=False)
     for j, block in enumerate(blocks):
         df = tables[block]
-        for i, (col, label) in enumerate((("bn_gamma_abs", "|branch BN γ| (bn2; bn3 in Bottleneck)"),
-                                          ("conv_w_abs_mean", "mean |last branch conv W|"))):
+        for i, (col, label) in enumerate(
+            (
+                ("bn_gamma_abs", "|branch BN γ| (bn2; bn3 in Bottleneck)"),
+                ("conv_w_abs_mean", "mean |last branch conv W|"),
+            )
+        ):
             ax = axes[i, j]
             m, y = df["M"].to_numpy(dtype=float), df[col].to_numpy(dtype=float)
             ax.scatter(m, y, s=10, c=[GROUP_COLORS[g] for g in df["mix_group"]], edgecolors="none")
             r = metrics.spearman(m, y)
-            ax.set_title(f"{block}: ρ={figure_number(r.statistic)}, p={_fmt_p(r.pvalue)}" + ("" if r.status.startswith("ok") else f"\n({r.status})"), fontsize=9)
+            ax.set_title(
+                f"{block}: ρ={figure_number(r.statistic)}, p={_fmt_p(r.pvalue)}"
+                + ("" if r.status.startswith("ok") else f"\n({r.status})"),
+                fontsize=9,
+            )
             ax.set_xlim(-0.1, 5.1)
             ax.set_xlabel("mix ratio M", fontsize=8)
             ax.set_ylabel(label, fontsize=8)
@@ -129,7 +142,9 @@ def fig4_inhibition(tables: dict, weights, png: str, pdf: str) -> list[str]:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6, loc="best")
     fig.tight_layout(rect=(0, 0.02, 1, 0.88))
-    return finish(fig, "Fig 4: block response to the input's FV (top) and B-I rank correlation (bottom)", weights, png, pdf)
+    return finish(
+        fig, "Fig 4: block response to the input's FV (top) and B-I rank correlation (bottom)", weights, png, pdf
+    )
 
 
 # --- Fig 5 -------------------------------------------------------------------------------------------
@@ -153,4 +168,3 @@ def fig5_scale_invariance(tables: dict, weights, png: str, pdf: str) -> list[str
     ax.legend(fontsize=8)
     fig.tight_layout(rect=(0, 0.03, 1, 0.86))
     return finish(fig, "Fig 5: percent of channels passing the scale-invariance criteria", weights, png, pdf)
-

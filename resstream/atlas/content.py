@@ -15,7 +15,12 @@ from resstream.analysis import metrics
 ROLES = ("I", "B", "O")
 ROLE_TITLES = {"I": "I (block input)", "B": "B (block branch, bn2)", "O": "O (block output)"}
 GROUPS = (metrics.OVERWRITE, metrics.MIX, metrics.SKIP, metrics.NO_GROUP)
-GROUP_COLORS = {metrics.OVERWRITE: "#d62728", metrics.MIX: "#2ca02c", metrics.SKIP: "#1f77b4", metrics.NO_GROUP: "#999999"}
+GROUP_COLORS = {
+    metrics.OVERWRITE: "#d62728",
+    metrics.MIX: "#2ca02c",
+    metrics.SKIP: "#1f77b4",
+    metrics.NO_GROUP: "#999999",
+}
 RANDOM_BANNER = "RANDOM WEIGHTS — not pretrained: these pictures and numbers say nothing about the trained network"
 CUSTOM_BANNER = "CUSTOM CHECKPOINT — not torchvision's weights (model.checkpoint: any); its file sha256 is below"
 WEIGHTS_KEYS = ("source", "state_dict_sha256", "file_sha256")  # printed after the weights' label

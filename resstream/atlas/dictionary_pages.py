@@ -47,12 +47,16 @@ def feature_links(pictures_dir: str, block: str) -> dict:
     for p in pictured:
         for channel, weight in p["writes_most"]:
             by_channel.setdefault(channel, []).append([p["feature"], weight, base + feature_page_name(p["feature"])])
-    return {"index": base + "index.html", "features": [[p["feature"], base + feature_page_name(p["feature"])] for p in pictured],
-            "by_channel": by_channel}
+    return {
+        "index": base + "index.html",
+        "features": [[p["feature"], base + feature_page_name(p["feature"])] for p in pictured],
+        "by_channel": by_channel,
+    }
 
 
-def write_feature_pages(block: str, dictionary_dir: str, pictures_dir: str, out_dir: str, settings: dict,
-                        studied_channels: list[int]) -> dict:
+def write_feature_pages(
+    block: str, dictionary_dir: str, pictures_dir: str, out_dir: str, settings: dict, studied_channels: list[int]
+) -> dict:
     """The block's dictionary folder of the atlas, built aside and renamed into place; ``settings``:
     the config's ``atlas`` picture sizes and JPEG quality; ``studied_channels``: the channels with a
     unit page (the others a feature writes are named, not linked)."""
@@ -64,28 +68,63 @@ def write_feature_pages(block: str, dictionary_dir: str, pictures_dir: str, out_
     ordered = [f["feature"] for f in features]
     for i, feature in enumerate(features):
         f = feature["feature"]
-        pictures = {name: thumbs.make(os.path.join(pictures_dir, f"feature{f:05d}{suffix}.png"), f"{name}_{f:05d}.jpg", px,
-                                      f"{name} of feature {f}")
-                    for name, suffix, px in (("fv", "", settings["fv_px"]), ("top", "_top", settings["top9_px"]),
-                                             ("patches", "_patches", settings["top9_px"]))}
+        pictures = {
+            name: thumbs.make(
+                os.path.join(pictures_dir, f"feature{f:05d}{suffix}.png"),
+                f"{name}_{f:05d}.jpg",
+                px,
+                f"{name} of feature {f}",
+            )
+            for name, suffix, px in (
+                ("fv", "", settings["fv_px"]),
+                ("top", "_top", settings["top9_px"]),
+                ("patches", "_patches", settings["top9_px"]),
+            )
+        }
         feature["row_thumb"] = pictures["fv"]
-        page = render("feature.html.j2", root="../../", weights=record["weights"], block=block, block_href=block_href,
-                      feature=feature, pictures=pictures, unit_page=unit_page_name, studied=set(studied_channels),
-                      prev=ordered[i - 1] if i > 0 else None, next=ordered[i + 1] if i + 1 < len(ordered) else None,
-                      page_of=feature_page_name)
+        page = render(
+            "feature.html.j2",
+            root="../../",
+            weights=record["weights"],
+            block=block,
+            block_href=block_href,
+            feature=feature,
+            pictures=pictures,
+            unit_page=unit_page_name,
+            studied=set(studied_channels),
+            prev=ordered[i - 1] if i > 0 else None,
+            next=ordered[i + 1] if i + 1 < len(ordered) else None,
+            page_of=feature_page_name,
+        )
         with open(os.path.join(building, feature_page_name(f)), "w") as out:
             out.write(page)
-    index = render("features.html.j2", root="../../", weights=record["weights"], block=block, block_href=block_href,
-                   features=features, page_of=feature_page_name)
+    index = render(
+        "features.html.j2",
+        root="../../",
+        weights=record["weights"],
+        block=block,
+        block_href=block_href,
+        features=features,
+        page_of=feature_page_name,
+    )
     with open(os.path.join(building, "index.html"), "w") as out:
         out.write(index)
-    publish_dir(building, out_dir, AtlasError(f"{out_dir} already holds feature pages; delete it (or let snakemake "
-                                              f"rerun the job) to rebuild"))
+    publish_dir(
+        building,
+        out_dir,
+        AtlasError(f"{out_dir} already holds feature pages; delete it (or let snakemake rerun the job) to rebuild"),
+    )
     log.info("atlas block %s: %d feature pages in %s", block, len(features), out_dir)
     return {"block": block, "features": ordered, "missing_pictures": thumbs.missing}
 
 
 def atlas_dictionary_job(job) -> dict:
     """Entry point of an ``atlas_dictionary`` job (its spec: :func:`resstream.atlas.jobs.atlas_dictionary_spec`)."""
-    return write_feature_pages(job.wildcards.block, job.input.dictionary, job.input.pictures, job.output[0],
-                               job.params.settings, job.params.studied)
+    return write_feature_pages(
+        job.wildcards.block,
+        job.input.dictionary,
+        job.input.pictures,
+        job.output[0],
+        job.params.settings,
+        job.params.studied,
+    )

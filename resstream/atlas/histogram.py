@@ -44,7 +44,17 @@ def mix_histogram(m_values, mix_factor: float, width: int = 240, height: int = 9
     bars = []
     for i, count in enumerate(counts):
         bar_height = (height - 14) * count / top  # 12 px under the bars for the ticks, 2 above
-        bars.append(Bar(x=i * step, y=height - 12 - bar_height, width=step - 1, height=bar_height,
-                        fill=GROUP_COLORS[groups[i]], low=float(edges[i]), high=float(edges[i + 1]), count=int(count)))
+        bars.append(
+            Bar(
+                x=i * step,
+                y=height - 12 - bar_height,
+                width=step - 1,
+                height=bar_height,
+                fill=GROUP_COLORS[groups[i]],
+                low=float(edges[i]),
+                high=float(edges[i + 1]),
+                count=int(count),
+            )
+        )
     ticks = tuple((min(max(x / 5 * width, 4), width - 4), x) for x in range(0, 6))
     return Histogram(width=width, height=height, values=m.size - dropped, bars=tuple(bars), ticks=ticks)

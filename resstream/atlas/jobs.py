@@ -38,18 +38,24 @@ def atlas_block_spec(plan) -> JobSpec:
         return lambda w: metric_table_csv(results, w.block, stimulus)
 
     return JobSpec(
-        input={"fv": table("fv"), "imagenet": table("imagenet"),
-               "fv_meta": lambda w: sidecar_json(table("fv")(w)), "imagenet_meta": lambda w: sidecar_json(table("imagenet")(w)),
-               "fv_images": lambda w: block_fv_dirs(plan, w.block),
-               "channel_fvs": lambda w: block_channel_fv_dirs(plan, w.block),
-               "exemplars": lambda w: block_exemplar_dirs(plan, w.block),
-               "lesions": lambda w: lesion_inputs(plan, w.block),
-               # the block's dictionary pictures (its feature pages are linked), when it has a crosscoder
-               "dictionary_pictures": lambda w: dictionary_pictures_inputs(plan, w.block),
-               "lesions_meta": lambda w: [sidecar_json(p) for p in lesion_inputs(plan, w.block) if p.endswith(".csv")]},
+        input={
+            "fv": table("fv"),
+            "imagenet": table("imagenet"),
+            "fv_meta": lambda w: sidecar_json(table("fv")(w)),
+            "imagenet_meta": lambda w: sidecar_json(table("imagenet")(w)),
+            "fv_images": lambda w: block_fv_dirs(plan, w.block),
+            "channel_fvs": lambda w: block_channel_fv_dirs(plan, w.block),
+            "exemplars": lambda w: block_exemplar_dirs(plan, w.block),
+            "lesions": lambda w: lesion_inputs(plan, w.block),
+            # the block's dictionary pictures (its feature pages are linked), when it has a crosscoder
+            "dictionary_pictures": lambda w: dictionary_pictures_inputs(plan, w.block),
+            "lesions_meta": lambda w: [sidecar_json(p) for p in lesion_inputs(plan, w.block) if p.endswith(".csv")],
+        },
         params={"layers": lambda w: plan.block_layers(w.block), "settings": {k: atlas[k] for k in PICTURE_SETTINGS}},
-        resources={"runtime": lambda w, attempt: per_unit_runtime("atlas_block", len(plan.block_channels(w.block)), attempt),
-                   "mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
+        resources={
+            "runtime": lambda w, attempt: per_unit_runtime("atlas_block", len(plan.block_channels(w.block)), attempt),
+            "mem_mb": lambda w, attempt: small_job_mem_mb(attempt),
+        },
     )
 
 
@@ -64,8 +70,10 @@ def atlas_dictionary_spec(plan) -> JobSpec:
     """A block's dictionary-feature pages (wildcard ``block``), from its crosscoder and pictures."""
     results, atlas = plan.config["results"], plan.config["atlas"]
     return JobSpec(
-        input={"dictionary": lambda w: dictionary_dir(results, w.block),
-               "pictures": lambda w: dictionary_pictures_dir(results, w.block)},
+        input={
+            "dictionary": lambda w: dictionary_dir(results, w.block),
+            "pictures": lambda w: dictionary_pictures_dir(results, w.block),
+        },
         params={"settings": {k: atlas[k] for k in PICTURE_SETTINGS}, "studied": lambda w: plan.block_channels(w.block)},
         resources={"mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
     )
@@ -76,8 +84,12 @@ def atlas_index_spec(plan) -> JobSpec:
     results = plan.config["results"]
     scorecard = scorecard_outputs(results)["csv"]
     return JobSpec(
-        input={"blocks": [atlas_block_dir(results, b) for b in plan.study_blocks],
-               **with_sidecars(fv=metric_tables(plan, "fv")), "summary": summary_json(results),
-               "scorecard": scorecard, "scorecard_meta": sidecar_json(scorecard)},
+        input={
+            "blocks": [atlas_block_dir(results, b) for b in plan.study_blocks],
+            **with_sidecars(fv=metric_tables(plan, "fv")),
+            "summary": summary_json(results),
+            "scorecard": scorecard,
+            "scorecard_meta": sidecar_json(scorecard),
+        },
         params={"blocks": plan.study_blocks},
     )

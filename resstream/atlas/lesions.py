@@ -16,13 +16,28 @@ from resstream.base.tables import read_table
 
 # Columns of the section's two tables: (CSV column, header).
 RATIO_COLUMNS = (
-    ("set", "set"), ("kind", "kind"), ("path", "path"), ("scale", "scale"), ("fill", "fill"),
-    ("accuracy", "accuracy (%)"), ("random_accuracy", "random sets (%)"), ("random_se", "± s.e."),
-    ("ratio", "ratio to random"), ("se", "± s.e."), ("trials", "kept trials"), ("n", "images"),
+    ("set", "set"),
+    ("kind", "kind"),
+    ("path", "path"),
+    ("scale", "scale"),
+    ("fill", "fill"),
+    ("accuracy", "accuracy (%)"),
+    ("random_accuracy", "random sets (%)"),
+    ("random_se", "± s.e."),
+    ("ratio", "ratio to random"),
+    ("se", "± s.e."),
+    ("trials", "kept trials"),
+    ("n", "images"),
 )
 MIX_COLUMNS = (
-    ("mix_class", "mix class"), ("channels", "channels"), ("path", "path"), ("accuracy_drop", "accuracy drop"),
-    ("accuracy_drop_random", "random drop"), ("kl", "KL"), ("kl_random", "random KL"), ("kl_excess", "KL excess"),
+    ("mix_class", "mix class"),
+    ("channels", "channels"),
+    ("path", "path"),
+    ("accuracy_drop", "accuracy drop"),
+    ("accuracy_drop_random", "random drop"),
+    ("kl", "KL"),
+    ("kl_random", "random KL"),
+    ("kl_excess", "KL excess"),
     ("agrees", "agrees with the paper"),
 )
 
@@ -46,5 +61,6 @@ def read_lesion_section(block: str, ratios: str, mix: str, figure: str, page_dir
     rows = _block_rows(ratios, block)
     if not rows:
         return None
-    return LesionSection(ratios=rows, mix=_block_rows(mix, block),
-                         figure=os.path.relpath(figure, page_dir).replace(os.sep, "/"))
+    return LesionSection(
+        ratios=rows, mix=_block_rows(mix, block), figure=os.path.relpath(figure, page_dir).replace(os.sep, "/")
+    )

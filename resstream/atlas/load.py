@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.base.tables import read_table, recorded_mix_factor
 from resstream.base.errors import UserError
 from resstream.base.paths import EXEMPLAR_LIST, chunk_unit_pngs, layer_unit_pngs
+from resstream.base.tables import read_table, recorded_mix_factor
 
 
 class AtlasError(UserError, RuntimeError):
@@ -103,9 +103,18 @@ def read_exemplar_lists(exemplar_dirs) -> dict[tuple[str, int], list[tuple[str, 
 # --- the index -------------------------------------------------------------------------------------
 
 # summary.json's name of each spectrum group's count
-SUMMARY_GROUP_KEYS = {metrics.OVERWRITE: "overwrite", metrics.MIX: "mix", metrics.SKIP: "skip", metrics.NO_GROUP: "no_mix_ratio"}
+SUMMARY_GROUP_KEYS = {
+    metrics.OVERWRITE: "overwrite",
+    metrics.MIX: "mix",
+    metrics.SKIP: "skip",
+    metrics.NO_GROUP: "no_mix_ratio",
+}
 # index card's scale-invariance counts <- summary.json's percentages (of the block's channels)
-SUMMARY_COUNT_KEYS = {"all": "fv_all_criteria", "nomix": "fv_without_mix_criterion", "imagenet_all": "imagenet_all_criteria"}
+SUMMARY_COUNT_KEYS = {
+    "all": "fv_all_criteria",
+    "nomix": "fv_without_mix_criterion",
+    "imagenet_all": "imagenet_all_criteria",
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,12 @@ class IndexCard:
     mix_factor: float  # the factor f the table's groups were made with
 
     def counts(self) -> dict:
-        return {"channels": self.channels, "groups": self.groups, "scale_invariant": self.scale_invariant, "not_ok": self.not_ok}
+        return {
+            "channels": self.channels,
+            "groups": self.groups,
+            "scale_invariant": self.scale_invariant,
+            "not_ok": self.not_ok,
+        }
 
 
 def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -> IndexCard:
@@ -139,8 +153,10 @@ def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -
     else:
         said = None
     if said is not None:
-        raise AtlasError(f"{summary_path} {said}: the summary is older than the table. "
-                         "Fix: rerun the summary (snakemake -R analysis_summary)")
+        raise AtlasError(
+            f"{summary_path} {said}: the summary is older than the table. "
+            "Fix: rerun the summary (snakemake -R analysis_summary)"
+        )
     counts = entry["scale_invariant_counts"]
     return IndexCard(
         block=block,
@@ -152,4 +168,3 @@ def read_index_card(block: str, fv_csv: str, summary: dict, summary_path: str) -
         m_values=fv["M"].to_numpy(dtype=float),
         mix_factor=recorded_mix_factor(meta, fv_csv),
     )
-

@@ -49,18 +49,29 @@ def unit_thumbnails(thumbs: Thumbnails, pictures: Pictures, layers: dict, channe
     for role in ROLES:
         layer = layers[role]
         pics = {
-            "fv": thumbs.make(pictures.centre_fvs.get((layer, c)), f"{role}_fv_{c:04d}.jpg", px, f"centre FV {role} {layer} {c}"),
-            "top9": thumbs.make(pictures.top9_grids.get((layer, c)), f"{role}_top9_{c:04d}.jpg", settings["top9_px"],
-                                f"top-9 {role} {layer} {c}"),
+            "fv": thumbs.make(
+                pictures.centre_fvs.get((layer, c)), f"{role}_fv_{c:04d}.jpg", px, f"centre FV {role} {layer} {c}"
+            ),
+            "top9": thumbs.make(
+                pictures.top9_grids.get((layer, c)),
+                f"{role}_top9_{c:04d}.jpg",
+                settings["top9_px"],
+                f"top-9 {role} {layer} {c}",
+            ),
         }
         if role in settings["channel_fvs"]:
-            pics["channel_fv"] = thumbs.make(pictures.channel_fvs.get((layer, c)), f"{role}_chfv_{c:04d}.jpg", px,
-                                             f"channel FV {role} {layer} {c}")
+            pics["channel_fv"] = thumbs.make(
+                pictures.channel_fvs.get((layer, c)), f"{role}_chfv_{c:04d}.jpg", px, f"channel FV {role} {layer} {c}"
+            )
         out[role] = pics
     return out
 
 
 def row_thumbnail(thumbs: Thumbnails, pictures: Pictures, layers: dict, channel: int, settings: dict) -> dict | None:
     """The block table's picture of a channel: O's centre FV."""
-    return thumbs.make(pictures.centre_fvs.get((layers["O"], channel)), f"row_{channel:04d}.jpg", settings["row_px"],
-                       f"row thumbnail {channel}")
+    return thumbs.make(
+        pictures.centre_fvs.get((layers["O"], channel)),
+        f"row_{channel:04d}.jpg",
+        settings["row_px"],
+        f"row thumbnail {channel}",
+    )

@@ -27,7 +27,6 @@ from markupsafe import Markup
 
 from resstream.analysis import scorecard
 from resstream.analysis.summary import read_summary
-from resstream.base.tables import read_table
 from resstream.atlas.content import unit_page_name
 from resstream.atlas.dictionary_pages import feature_links
 from resstream.atlas.histogram import mix_histogram
@@ -44,6 +43,7 @@ from resstream.atlas.load import (
 from resstream.atlas.render import render, static_text
 from resstream.atlas.thumbnails import Thumbnails, row_thumbnail, unit_thumbnails
 from resstream.base.outputs import partial_dir, publish_dir, remove_stale_partials, write_text_atomic
+from resstream.base.tables import read_table
 
 log = logging.getLogger("resstream.atlas.write")
 
@@ -82,17 +82,38 @@ def write_block(
     write_block_page(building, block, tables, layers, row_thumbs, lesions, links)
     channels = [u["channel"] for u in tables.units]
     with open(os.path.join(building, "atlas_block.json"), "w") as f:
-        json.dump({"block": block, "channels": channels, "layers": layers, "weights": tables.weights,
-                   "missing_pictures": thumbs.missing}, f, indent=1)
-    publish_dir(building, out_dir, AtlasError(f"{out_dir} already holds atlas pages; delete it (or let snakemake rerun the job) to rebuild"))
+        json.dump(
+            {
+                "block": block,
+                "channels": channels,
+                "layers": layers,
+                "weights": tables.weights,
+                "missing_pictures": thumbs.missing,
+            },
+            f,
+            indent=1,
+        )
+    publish_dir(
+        building,
+        out_dir,
+        AtlasError(f"{out_dir} already holds atlas pages; delete it (or let snakemake rerun the job) to rebuild"),
+    )
     for what in thumbs.missing:
         log.warning("atlas block %s: no picture for %s (the page shows 'not available')", block, what)
     log.info("atlas block %s: %d unit pages in %s", block, len(channels), out_dir)
     return {"block": block, "units": len(channels), "missing_pictures": thumbs.missing}
 
 
-def write_unit_pages(building: str, block: str, tables: BlockTables, layers: dict, pictures: Pictures,
-                     thumbs: Thumbnails, settings: dict, dictionary_links: dict | None = None) -> dict:
+def write_unit_pages(
+    building: str,
+    block: str,
+    tables: BlockTables,
+    layers: dict,
+    pictures: Pictures,
+    thumbs: Thumbnails,
+    settings: dict,
+    dictionary_links: dict | None = None,
+) -> dict:
     """Every unit's page and thumbnails; returns the block table's thumbnail of each channel."""
     channels = [u["channel"] for u in tables.units]
     row_thumbs = {}
@@ -100,20 +121,46 @@ def write_unit_pages(building: str, block: str, tables: BlockTables, layers: dic
         c = unit["channel"]
         unit_pictures = unit_thumbnails(thumbs, pictures, layers, c, settings)
         row_thumbs[c] = row_thumbnail(thumbs, pictures, layers, c, settings)
-        page = render("unit.html.j2", root="../", weights=tables.weights, block=block, unit=unit, c=c, layers=layers,
-                      pictures=unit_pictures, top9_lists=pictures.top9_lists,
-                      prev=channels[i - 1] if i > 0 else None, next=channels[i + 1] if i + 1 < len(channels) else None,
-                      dictionary_links=dictionary_links)
+        page = render(
+            "unit.html.j2",
+            root="../",
+            weights=tables.weights,
+            block=block,
+            unit=unit,
+            c=c,
+            layers=layers,
+            pictures=unit_pictures,
+            top9_lists=pictures.top9_lists,
+            prev=channels[i - 1] if i > 0 else None,
+            next=channels[i + 1] if i + 1 < len(channels) else None,
+            dictionary_links=dictionary_links,
+        )
         with open(os.path.join(building, unit_page_name(c)), "w") as f:
             f.write(page)
     return row_thumbs
 
 
-def write_block_page(building: str, block: str, tables: BlockTables, layers: dict, row_thumbs: dict,
-                     lesions: LesionSection | None = None, dictionary_links: dict | None = None) -> None:
-    page = render("block.html.j2", root="../", weights=tables.weights, block=block, units=tables.units, layers=layers,
-                  row_thumbs=row_thumbs, lesions=lesions, dictionary_links=dictionary_links,
-                  settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str))
+def write_block_page(
+    building: str,
+    block: str,
+    tables: BlockTables,
+    layers: dict,
+    row_thumbs: dict,
+    lesions: LesionSection | None = None,
+    dictionary_links: dict | None = None,
+) -> None:
+    page = render(
+        "block.html.j2",
+        root="../",
+        weights=tables.weights,
+        block=block,
+        units=tables.units,
+        layers=layers,
+        row_thumbs=row_thumbs,
+        lesions=lesions,
+        dictionary_links=dictionary_links,
+        settings_json=json.dumps(table_settings(tables.meta), indent=1, default=str),
+    )
     with open(os.path.join(building, "index.html"), "w") as f:
         f.write(page)
 
@@ -121,17 +168,28 @@ def write_block_page(building: str, block: str, tables: BlockTables, layers: dic
 # --- the index -------------------------------------------------------------------------------------
 
 
-def write_index(blocks: list[str], fv_csvs: list[str], summary_json: str, out_html: str, out_css: str, out_js: str,
-                scorecard_csv: str | None = None) -> dict:
+def write_index(
+    blocks: list[str],
+    fv_csvs: list[str],
+    summary_json: str,
+    out_html: str,
+    out_css: str,
+    out_js: str,
+    scorecard_csv: str | None = None,
+) -> dict:
     """The atlas index: one card per block with its M histogram (from the FV tables) and the
     spectrum and scale-invariance counts of ``summary_json`` (the analysis_summary rule's
     ``summary.json``), then the reproduction scorecard (``paper_check.csv``) if given; plus the
     stylesheet and script every page links.  Returns each block's counts as shown."""
     summary = read_summary(summary_json)
     cards = [read_index_card(block, fv_csv, summary, summary_json) for block, fv_csv in zip(blocks, fv_csvs)]
-    page = render("index.html.j2", root="", weights=summary.get("weights"),
-                  cards=[(card, mix_histogram(card.m_values, card.mix_factor)) for card in cards],
-                  scorecard=scorecard_section(scorecard_csv) if scorecard_csv else None)
+    page = render(
+        "index.html.j2",
+        root="",
+        weights=summary.get("weights"),
+        cards=[(card, mix_histogram(card.m_values, card.mix_factor)) for card in cards],
+        scorecard=scorecard_section(scorecard_csv) if scorecard_csv else None,
+    )
     write_text_atomic(out_css, static_text("atlas.css") + scorecard.SCORECARD_CSS)
     write_text_atomic(out_js, static_text("atlas.js"))
     write_text_atomic(out_html, page)
@@ -149,13 +207,24 @@ def atlas_block_job(job) -> dict:
     given = job.input
     lesions = dict(zip(("ratios", "mix", "figure"), given.lesions)) if given.lesions else None
     pictures = given.dictionary_pictures[0] if given.dictionary_pictures else None
-    return write_block(job.wildcards.block, given.fv, given.imagenet, job.params.layers, given.fv_images,
-                       given.channel_fvs, given.exemplars, job.output.folder, job.params.settings, lesion_files=lesions,
-                       dictionary_pictures=pictures)
+    return write_block(
+        job.wildcards.block,
+        given.fv,
+        given.imagenet,
+        job.params.layers,
+        given.fv_images,
+        given.channel_fvs,
+        given.exemplars,
+        job.output.folder,
+        job.params.settings,
+        lesion_files=lesions,
+        dictionary_pictures=pictures,
+    )
 
 
 def atlas_index_job(job) -> dict:
     """Entry point of the ``atlas_index`` job (its spec: :mod:`resstream.atlas.jobs`)."""
     given, out = job.input, job.output
-    return write_index(job.params.blocks, given.fv, given.summary, out.html, out.css, out.js,
-                       scorecard_csv=given.scorecard)
+    return write_index(
+        job.params.blocks, given.fv, given.summary, out.html, out.css, out.js, scorecard_csv=given.scorecard
+    )

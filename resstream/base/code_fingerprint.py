@@ -87,12 +87,16 @@ def reachable_modules(entry: Path, package_dir: Path = PACKAGE_DIR) -> list[Path
 def data_files_named(modules: list[Path], package_dir: Path = PACKAGE_DIR) -> list[Path]:
     """Package data files (anything but Python sources and caches) whose file name appears in the
     source of one of ``modules``: the files that code reads."""
-    data = [p for p in package_dir.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    data = [
+        p
+        for p in package_dir.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
     sources = "\n".join(m.read_text() for m in modules)
     return sorted(p for p in data if p.name in sources)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_fingerprint(script: str, package_dir: str = str(PACKAGE_DIR)) -> str:
     """``sha256:<hex>`` over the library code the job script ``script`` runs: the sources of the
     modules it reaches (:func:`reachable_modules`) and the data files they name, each with its path

@@ -29,20 +29,27 @@ class JobSpec:
     params: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
 
-    def job(self, output: dict, input: dict | None = None, attempt: int = 1, threads: int = 1,
-            **wildcards) -> SimpleNamespace:
+    def job(
+        self, output: dict, input: dict | None = None, attempt: int = 1, threads: int = 1, **wildcards
+    ) -> SimpleNamespace:
         """One job as its entry point reads it (as a Snakemake job's ``input``, ``output``,
         ``params``, ``resources``, ``wildcards`` and ``threads``): the values for ``wildcards``, its
         outputs at the paths ``output`` names; ``input`` replaces inputs a caller outside the
         workflow has elsewhere (or not at all: None)."""
         named = SimpleNamespace(**wildcards)
-        parts = {part: {name: _value(value, named, attempt) for name, value in getattr(self, part).items()}
-                 for part in ("input", "params", "resources")}
+        parts = {
+            part: {name: _value(value, named, attempt) for name, value in getattr(self, part).items()}
+            for part in ("input", "params", "resources")
+        }
         # an input path may name the job's wildcards ({block}), which Snakemake fills in
         parts["input"] = {name: _filled(value, wildcards) for name, value in parts["input"].items()}
         parts["input"].update(input or {})
-        return SimpleNamespace(**{part: Named(**values) for part, values in parts.items()}, output=Named(**output),
-                               wildcards=named, threads=threads)
+        return SimpleNamespace(
+            **{part: Named(**values) for part, values in parts.items()},
+            output=Named(**output),
+            wildcards=named,
+            threads=threads,
+        )
 
 
 def _value(value, wildcards: SimpleNamespace, attempt: int):

@@ -21,8 +21,11 @@ def check_output_place(path: str | os.PathLike, option: str) -> None:
     while not os.path.lexists(above):
         above = os.path.dirname(above)
     if not os.path.isdir(above):
-        raise UserError(f"{option} {path}: {above} is a file, not a folder; nothing was computed. Fix: choose "
-                        f"{option} in a folder")
+        raise UserError(
+            f"{option} {path}: {above} is a file, not a folder; nothing was computed. Fix: choose {option} in a folder"
+        )
     if not os.access(above, os.W_OK | os.X_OK):
-        raise UserError(f"{option} {path}: you cannot write in {above}; nothing was computed. Fix: choose {option} in "
-                        f"a folder you can write to")
+        raise UserError(
+            f"{option} {path}: you cannot write in {above}; nothing was computed. Fix: choose {option} in "
+            f"a folder you can write to"
+        )

@@ -89,7 +89,11 @@ def ablation_file(results: str, name: str) -> str:
 def chunk_unit_pngs(chunk_dirs) -> dict[tuple[str, int], str]:
     """``{(layer, channel): png}`` in FV chunk folders ``.../{layer}/{chunk}/unit{c:04d}.png`` (the
     folders a job was given as input, never a search of the results folder)."""
-    return {key: path for d in chunk_dirs for key, path in _unit_pngs(d, os.path.basename(os.path.dirname(os.path.normpath(d))))}
+    return {
+        key: path
+        for d in chunk_dirs
+        for key, path in _unit_pngs(d, os.path.basename(os.path.dirname(os.path.normpath(d))))
+    }
 
 
 def layer_unit_pngs(layer_dirs) -> dict[tuple[str, int], str]:

@@ -42,8 +42,10 @@ def recorded_mix_factor(meta: dict, path: str) -> float:
     the groups the table holds."""
     factor = (meta.get("analysis") or {}).get("mix_factor")
     if factor is None:
-        raise AnalysisError(f"{path} does not record the analysis.mix_factor its groups were made with. "
-                            "Fix: rebuild the table (snakemake -R metric_table)")
+        raise AnalysisError(
+            f"{path} does not record the analysis.mix_factor its groups were made with. "
+            "Fix: rebuild the table (snakemake -R metric_table)"
+        )
     return float(factor)
 
 
@@ -83,7 +85,9 @@ def read_table(path: str) -> tuple[pd.DataFrame, dict]:
         raise AnalysisError(f"analysis table {path} does not exist. Fix: run the workflow up to it (snakemake {path}).")
     with open(path) as f:
         first = f.readline()
-    df = pd.read_csv(path, skiprows=1 if first.startswith("#") else 0, keep_default_na=False, na_values=["", "nan", "NaN"])
+    df = pd.read_csv(
+        path, skiprows=1 if first.startswith("#") else 0, keep_default_na=False, na_values=["", "nan", "NaN"]
+    )
     for col in ("pass_all", "pass_nomix"):
         if col in df.columns:
             df[col] = df[col].astype(str).str.lower().eq("true")

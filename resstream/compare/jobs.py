@@ -30,7 +30,10 @@ def compare_spec(plan) -> JobSpec:
     runs = section["runs"]
     tables = [metric_table_csv(results, b, "fv") for results in runs.values() for b in run_blocks(plan, results)]
     return JobSpec(
-        input={"summaries": [summary_json(results) for results in runs.values()], "tables": tables,
-               "tables_meta": [sidecar_json(t) for t in tables]},
+        input={
+            "summaries": [summary_json(results) for results in runs.values()],
+            "tables": tables,
+            "tables_meta": [sidecar_json(t) for t in tables],
+        },
         params={"runs": runs, "depth_bins": section["depth_bins"]},
     )

@@ -34,7 +34,14 @@ import numpy as np
 import pandas as pd
 
 from resstream.analysis import metrics
-from resstream.analysis.summary import AnalysisError, metric_table_csv, read_summary, read_table, summary_json, write_table
+from resstream.analysis.summary import (
+    AnalysisError,
+    metric_table_csv,
+    read_summary,
+    read_table,
+    summary_json,
+    write_table,
+)
 from resstream.model.weights_source import combined_weights_source, weights_source
 
 OUTPUTS = {
@@ -60,7 +67,7 @@ def comparison_folder(results: str, runs: dict[str, str]) -> str:
     folder = "+".join(names)
     if len(folder) > MAX_FOLDER_NAME:
         digest = hashlib.sha256(folder.encode()).hexdigest()[:12]
-        folder = f"{'+'.join(names[:3])[:MAX_FOLDER_NAME - 30]}+{len(names) - 3}-more-{digest}"
+        folder = f"{'+'.join(names[:3])[: MAX_FOLDER_NAME - 30]}+{len(names) - 3}-more-{digest}"
     return os.path.join(results, folder)
 
 
@@ -89,10 +96,14 @@ def read_run_summary(name: str, results: str) -> tuple[dict, str, dict]:
     try:
         summary = read_summary(path)
     except ValueError as exc:
-        raise AnalysisError(f"compare.runs.{name}: {path} is not JSON ({exc}). Fix: rerun that run's analysis_summary.") from None
+        raise AnalysisError(
+            f"compare.runs.{name}: {path} is not JSON ({exc}). Fix: rerun that run's analysis_summary."
+        ) from None
     arch = (summary.get("weights") or {}).get("arch")
     if not arch:
-        raise AnalysisError(f"compare.runs.{name}: {path} records no architecture (weights.arch). Fix: rerun its analysis stage.")
+        raise AnalysisError(
+            f"compare.runs.{name}: {path} records no architecture (weights.arch). Fix: rerun its analysis stage."
+        )
     blocks = {b.name: b for b in structure(arch)}
     if not summary.get("blocks"):
         raise AnalysisError(f"compare.runs.{name}: {path} has no blocks.")
@@ -118,8 +129,17 @@ def load_run(name: str, results: str) -> dict:
     tables = {block: read_table(metric_table_csv(results, block, "fv"))[0] for block in summary["blocks"]}
     from resstream.model.families import arch_family
 
-    return {"name": name, "results": results, "arch": arch, "family": arch_family(arch), "weights": summary["weights"], "summary": summary,
-            "tables": tables, "n_blocks": len(blocks), "index": {b: blocks[b].index for b in tables}}
+    return {
+        "name": name,
+        "results": results,
+        "arch": arch,
+        "family": arch_family(arch),
+        "weights": summary["weights"],
+        "summary": summary,
+        "tables": tables,
+        "n_blocks": len(blocks),
+        "index": {b: blocks[b].index for b in tables},
+    }
 
 
 def block_rows(runs: list[dict], bins: int) -> pd.DataFrame:
@@ -131,17 +151,28 @@ def block_rows(runs: list[dict], bins: int) -> pd.DataFrame:
             groups = df["mix_group"].to_numpy()
             m = df["M"].to_numpy(dtype=float)
             pct = s.get("percent_scale_invariant", {})
-            rows.append({
-                "model": run["name"], "arch": run["arch"], "family": run["family"], "weights": run["weights"].get("label"),
-                "weights_source": weights_source(run["weights"]), "block": block,
-                "block_index": run["index"][block], "n_blocks": run["n_blocks"], "relative_depth": rel,
-                "depth_bin": depth_bin(rel, bins), "channels": len(df),
-                "overwrite": int((groups == metrics.OVERWRITE).sum()), "mix": int((groups == metrics.MIX).sum()),
-                "skip": int((groups == metrics.SKIP).sum()), "no_mix_ratio": int((~np.isfinite(m)).sum()),
-                "median_M": float(np.median(m[np.isfinite(m)])) if np.isfinite(m).any() else np.nan,
-                "pct_scale_invariant_all": pct.get("fv_all_criteria"),
-                "pct_scale_invariant_nomix": pct.get("fv_without_mix_criterion"),
-            })
+            rows.append(
+                {
+                    "model": run["name"],
+                    "arch": run["arch"],
+                    "family": run["family"],
+                    "weights": run["weights"].get("label"),
+                    "weights_source": weights_source(run["weights"]),
+                    "block": block,
+                    "block_index": run["index"][block],
+                    "n_blocks": run["n_blocks"],
+                    "relative_depth": rel,
+                    "depth_bin": depth_bin(rel, bins),
+                    "channels": len(df),
+                    "overwrite": int((groups == metrics.OVERWRITE).sum()),
+                    "mix": int((groups == metrics.MIX).sum()),
+                    "skip": int((groups == metrics.SKIP).sum()),
+                    "no_mix_ratio": int((~np.isfinite(m)).sum()),
+                    "median_M": float(np.median(m[np.isfinite(m)])) if np.isfinite(m).any() else np.nan,
+                    "pct_scale_invariant_all": pct.get("fv_all_criteria"),
+                    "pct_scale_invariant_nomix": pct.get("fv_without_mix_criterion"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -149,16 +180,33 @@ def histogram_rows(runs: list[dict], bins: int) -> pd.DataFrame:
     rows = []
     for run in runs:
         for k in range(bins):
-            members = [b for b in run["tables"] if depth_bin(relative_depth(run["index"][b], run["n_blocks"]), bins) == k]
-            m = np.concatenate([run["tables"][b]["M"].to_numpy(dtype=float) for b in members]) if members else np.array([])
+            members = [
+                b for b in run["tables"] if depth_bin(relative_depth(run["index"][b], run["n_blocks"]), bins) == k
+            ]
+            m = (
+                np.concatenate([run["tables"][b]["M"].to_numpy(dtype=float) for b in members])
+                if members
+                else np.array([])
+            )
             counts, edges, dropped = metrics.mix_histogram(m)
             total = counts.sum()
             for c, lo, hi in zip(counts, edges[:-1], edges[1:]):
-                rows.append({
-                    "model": run["name"], "arch": run["arch"], "family": run["family"], "depth_bin": k, "depth_lo": k / bins, "depth_hi": (k + 1) / bins,
-                    "blocks": " ".join(members), "bin_lo": float(lo), "bin_hi": float(hi), "count": int(c),
-                    "fraction": float(c) / total if total else np.nan, "channels_without_M": dropped,
-                })
+                rows.append(
+                    {
+                        "model": run["name"],
+                        "arch": run["arch"],
+                        "family": run["family"],
+                        "depth_bin": k,
+                        "depth_lo": k / bins,
+                        "depth_hi": (k + 1) / bins,
+                        "blocks": " ".join(members),
+                        "bin_lo": float(lo),
+                        "bin_hi": float(hi),
+                        "count": int(c),
+                        "fraction": float(c) / total if total else np.nan,
+                        "channels_without_M": dropped,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -174,15 +222,30 @@ def depth_bin_rows(blocks: pd.DataFrame, bins: int) -> pd.DataFrame:
 
             def weighted(col, b=b, n=n):
                 values = b[col].to_numpy(dtype=float)
-                return float((values * b["channels"].to_numpy(dtype=float)).sum() / n) if n and np.isfinite(values).all() else np.nan
+                return (
+                    float((values * b["channels"].to_numpy(dtype=float)).sum() / n)
+                    if n and np.isfinite(values).all()
+                    else np.nan
+                )
 
-            rows.append({
-                "model": model, "family": mine["family"].iloc[0], "arch": mine["arch"].iloc[0], "depth_bin": k,
-                "depth_lo": k / bins, "depth_hi": (k + 1) / bins, "blocks": " ".join(b["block"]), "channels": n,
-                **{f"{g}_fraction": float(b[g].sum()) / n if n else np.nan for g in (metrics.OVERWRITE, metrics.MIX, metrics.SKIP)},
-                "pct_scale_invariant_all": weighted("pct_scale_invariant_all"),
-                "pct_scale_invariant_nomix": weighted("pct_scale_invariant_nomix"),
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "family": mine["family"].iloc[0],
+                    "arch": mine["arch"].iloc[0],
+                    "depth_bin": k,
+                    "depth_lo": k / bins,
+                    "depth_hi": (k + 1) / bins,
+                    "blocks": " ".join(b["block"]),
+                    "channels": n,
+                    **{
+                        f"{g}_fraction": float(b[g].sum()) / n if n else np.nan
+                        for g in (metrics.OVERWRITE, metrics.MIX, metrics.SKIP)
+                    },
+                    "pct_scale_invariant_all": weighted("pct_scale_invariant_all"),
+                    "pct_scale_invariant_nomix": weighted("pct_scale_invariant_nomix"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -197,8 +260,10 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
     hists = histogram_rows(loaded, depth_bins)
     labels = [f"{r['name']}: {r['weights'].get('label')}" for r in loaded]  # the tables' one line, the figure's lines
     meta = {
-        "weights": {"label": "; ".join(labels),
-                    "weights_source": combined_weights_source(weights_source(r["weights"]) for r in loaded)},
+        "weights": {
+            "label": "; ".join(labels),
+            "weights_source": combined_weights_source(weights_source(r["weights"]) for r in loaded),
+        },
         "runs": {r["name"]: {"results": r["results"], "weights": r["weights"]} for r in loaded},
         "depth_bins": depth_bins,
         "relative_depth": "block index (0-based over all the model's blocks) / number of blocks",
@@ -208,18 +273,31 @@ def compare_runs(runs: dict[str, str], out_dir: str, depth_bins: int = 4) -> dic
     write_table(blocks, out["blocks"], meta)
     write_table(hists, out["histograms"], meta)
     write_table(depth_bin_rows(blocks, depth_bins), out["by_depth"], meta)
-    runs_df = pd.DataFrame([{"model": r["name"], "results": r["results"], "arch": r["arch"], "family": r["family"],
-                             "n_blocks": r["n_blocks"],
-                             "studied_blocks": " ".join(r["tables"]), "weights": r["weights"].get("label"),
-                             "state_dict_sha256": r["weights"].get("state_dict_sha256"),
-                             "weights_source": weights_source(r["weights"])} for r in loaded])
+    runs_df = pd.DataFrame(
+        [
+            {
+                "model": r["name"],
+                "results": r["results"],
+                "arch": r["arch"],
+                "family": r["family"],
+                "n_blocks": r["n_blocks"],
+                "studied_blocks": " ".join(r["tables"]),
+                "weights": r["weights"].get("label"),
+                "state_dict_sha256": r["weights"].get("state_dict_sha256"),
+                "weights_source": weights_source(r["weights"]),
+            }
+            for r in loaded
+        ]
+    )
     write_table(runs_df, out["runs"], meta)
     figure_weights = dict(meta["weights"], label="\n".join(labels))
     compare_figure(blocks, hists, figure_weights, depth_bins, out["png"], out["pdf"])
     return out
 
 
-def compare_figure(blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bins: int, png: str, pdf: str) -> list[str]:
+def compare_figure(
+    blocks: pd.DataFrame, hists: pd.DataFrame, weights: dict, bins: int, png: str, pdf: str
+) -> list[str]:
     """The figure; ``weights["label"]`` holds one line per run (the title's lines under the first),
     so the runs' weights are never cut off at the figure's edge however many runs it compares."""
     import matplotlib.pyplot as plt
@@ -248,8 +326,13 @@ def _depth_bin_histograms(ax, hists: pd.DataFrame, k: int, bins: int, models: li
         if h["count"].sum() == 0:
             continue
         edges = np.append(h["bin_lo"].to_numpy(), h["bin_hi"].to_numpy()[-1])
-        ax.stairs(h["fraction"].to_numpy(), edges, color=colors[model], lw=1.6,
-                  label=f"{model} [{family[model]}] ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})")
+        ax.stairs(
+            h["fraction"].to_numpy(),
+            edges,
+            color=colors[model],
+            lw=1.6,
+            label=f"{model} [{family[model]}] ({h['blocks'].iloc[0]}; n={int(h['count'].sum())})",
+        )
     ax.axvline(1.0, color="k", ls=":", lw=0.8)
     ax.set_xlim(0, 5)
     ax.set_title(f"relative depth [{k / bins:.2f}, {(k + 1) / bins:.2f})", fontsize=9)
@@ -271,18 +354,43 @@ def _per_block_curves(ax_s, ax_g, blocks: pd.DataFrame, models: list[str], color
     for model in models:
         b = blocks[blocks["model"] == model].sort_values("relative_depth")
         x = b["relative_depth"].to_numpy(dtype=float)
-        ax_s.plot(x, b["pct_scale_invariant_all"].to_numpy(dtype=float), "o-", color=colors[model],
-                  label=f"{model} [{family[model]}]: all criteria")
-        ax_s.plot(x, b["pct_scale_invariant_nomix"].to_numpy(dtype=float), "s--", color=colors[model], alpha=0.6,
-                  label=f"{model}: without mix criterion")
+        ax_s.plot(
+            x,
+            b["pct_scale_invariant_all"].to_numpy(dtype=float),
+            "o-",
+            color=colors[model],
+            label=f"{model} [{family[model]}]: all criteria",
+        )
+        ax_s.plot(
+            x,
+            b["pct_scale_invariant_nomix"].to_numpy(dtype=float),
+            "s--",
+            color=colors[model],
+            alpha=0.6,
+            label=f"{model}: without mix criterion",
+        )
         for xi, name, y in zip(x, b["block"], b["pct_scale_invariant_all"].to_numpy(dtype=float)):
             # upright names: blocks of several runs at the same height and nearby depths stay legible
-            ax_s.annotate(name, (xi, y), fontsize=5, xytext=(0, 4), textcoords="offset points", rotation=90,
-                          ha="center", va="bottom")
+            ax_s.annotate(
+                name,
+                (xi, y),
+                fontsize=5,
+                xytext=(0, 4),
+                textcoords="offset points",
+                rotation=90,
+                ha="center",
+                va="bottom",
+            )
         n = b["channels"].to_numpy(dtype=float)
         for group, marker in ((metrics.OVERWRITE, "v"), (metrics.MIX, "o"), (metrics.SKIP, "^")):
-            ax_g.plot(x, b[group].to_numpy(dtype=float) / np.maximum(n, 1), marker + "-", color=colors[model], alpha=0.8,
-                      label=f"{model}: {group}")
+            ax_g.plot(
+                x,
+                b[group].to_numpy(dtype=float) / np.maximum(n, 1),
+                marker + "-",
+                color=colors[model],
+                alpha=0.8,
+                label=f"{model}: {group}",
+            )
     ax_s.set_xlim(-0.02, 1.0)
     ax_s.set_ylim(-2, 125)  # room above 100 % for the upright block names
     ax_s.set_xlabel("relative depth (block index / blocks)", fontsize=8)

@@ -35,20 +35,32 @@ class TopKCrosscoder(nn.Module):
     """``inputs``: the tensors the encoder reads, in order (e.g. ``["I", "B"]``); ``dims``: the channel
     count of every tensor named in ``inputs`` or ``targets``; ``targets``: the tensors the decoders write."""
 
-    def __init__(self, inputs: list[str], targets: list[str], dims: dict[str, int], n_latents: int, k: int,
-                 aux_k: int, dead_tokens: int, seed: int = 0):
+    def __init__(
+        self,
+        inputs: list[str],
+        targets: list[str],
+        dims: dict[str, int],
+        n_latents: int,
+        k: int,
+        aux_k: int,
+        dead_tokens: int,
+        seed: int = 0,
+    ):
         super().__init__()
         self.inputs, self.targets, self.dims = list(inputs), list(targets), dict(dims)
         self.n_latents, self.k, self.aux_k, self.dead_tokens = n_latents, k, aux_k, dead_tokens
-        d_in = sum(dims[t] for t in inputs)
         g = torch.Generator().manual_seed(seed)
         self.W_dec = nn.ParameterDict({t: nn.Parameter(torch.randn(n_latents, dims[t], generator=g)) for t in targets})
         self.b_dec = nn.ParameterDict({t: nn.Parameter(torch.zeros(dims[t])) for t in targets})
         self.normalise_decoder()
         # the encoder starts as the decoder's transpose on the parts it reads (Gao et al.), a random
         # matrix for an input no decoder writes
-        parts = [self.W_dec[t].detach().T if t in self.W_dec else torch.randn(dims[t], n_latents, generator=g)
-                 / math.sqrt(dims[t]) for t in inputs]
+        parts = [
+            self.W_dec[t].detach().T
+            if t in self.W_dec
+            else torch.randn(dims[t], n_latents, generator=g) / math.sqrt(dims[t])
+            for t in inputs
+        ]
         self.W_enc = nn.Parameter(torch.cat(parts, dim=0).clone())
         self.b_enc = nn.Parameter(torch.zeros(n_latents))
         # tokens seen since each latent last fired (training state, saved with the weights)

@@ -38,16 +38,23 @@ def write_exemplar_grids(out_dir: str, features: list[dict], dataset: str, prep:
 
     @lru_cache(maxsize=256)
     def view(path: str) -> np.ndarray:
-        return view_pixels(load_rgb(os.path.join(dataset, path)), prep.resize_size, prep.crop_size, prep.interpolation,
-                           prep.crop_mode == "squash")
+        return view_pixels(
+            load_rgb(os.path.join(dataset, path)),
+            prep.resize_size,
+            prep.crop_size,
+            prep.interpolation,
+            prep.crop_mode == "squash",
+        )
 
     out = {}
     for record in features:
         tops = record["top_images"]
         cut = [boxes(t["cell"]) for t in tops]
         views = [view(t["image"]) for t in tops]
-        patches = [np.asarray(Image.fromarray(v[y0:y1, x0:x1]).resize((PATCH_TILE, PATCH_TILE), Image.Resampling.NEAREST))
-                   for v, (y0, y1, x0, x1) in zip(views, cut)]
+        patches = [
+            np.asarray(Image.fromarray(v[y0:y1, x0:x1]).resize((PATCH_TILE, PATCH_TILE), Image.Resampling.NEAREST))
+            for v, (y0, y1, x0, x1) in zip(views, cut)
+        ]
         top_name, patch_name = exemplar_png_names(record["feature"])
         Image.fromarray(exemplar_grid_image(views or [None])).save(os.path.join(out_dir, top_name))
         Image.fromarray(exemplar_grid_image(patches or [None], tile=PATCH_TILE)).save(os.path.join(out_dir, patch_name))

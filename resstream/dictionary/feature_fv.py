@@ -73,8 +73,16 @@ def feature_png_name(feature: int) -> str:
     return f"feature{feature:05d}.png"
 
 
-def render_feature_fvs(net, identity, crosscoder: TopKCrosscoder, block: str, o_relu: str, features: list[int],
-                       settings: FVSettings, log_every: int = 1):
+def render_feature_fvs(
+    net,
+    identity,
+    crosscoder: TopKCrosscoder,
+    block: str,
+    o_relu: str,
+    features: list[int],
+    settings: FVSettings,
+    log_every: int = 1,
+):
     """The FVs of ``features`` of block ``block``'s crosscoder (an :class:`~resstream.fv.render.FVResult`
     whose ``channels`` are the features)."""
     blocks = model_blocks(net)
@@ -83,14 +91,35 @@ def render_feature_fvs(net, identity, crosscoder: TopKCrosscoder, block: str, o_
     def progress(step, steps, elapsed, values):
         log.info("step %d/%d  %.1f s  mean objective %.3f", step, steps, elapsed, float(np.nanmean(values)))
 
-    return render_units(net, blocks, f"dictionary.{block}", role_tap(blocks, block, "O", o_relu), features,
-                        **settings.as_params(), log_every=log_every, progress=progress,
-                        preprocessing=for_arch(identity.arch), readout=FeatureMaps(crosscoder, blocks, block, o_relu))
+    return render_units(
+        net,
+        blocks,
+        f"dictionary.{block}",
+        role_tap(blocks, block, "O", o_relu),
+        features,
+        **settings.as_params(),
+        log_every=log_every,
+        progress=progress,
+        preprocessing=for_arch(identity.arch),
+        readout=FeatureMaps(crosscoder, blocks, block, o_relu),
+    )
 
 
-def feature_pictures_folder(out_dir: str, *, model: dict, dictionary_dir: str, dataset: str, block: str, o_relu: str,
-                      count: int, page_channels: int, settings: dict, device: str, log_every: int = 1,
-                      gpus: int | None = None) -> str:
+def feature_pictures_folder(
+    out_dir: str,
+    *,
+    model: dict,
+    dictionary_dir: str,
+    dataset: str,
+    block: str,
+    o_relu: str,
+    count: int,
+    page_channels: int,
+    settings: dict,
+    device: str,
+    log_every: int = 1,
+    gpus: int | None = None,
+) -> str:
     """The ``dictionary_pictures`` job: per chosen feature (:func:`chosen_features`) ``feature{f:05d}.png``
     (its FV) and its exemplar grids (:mod:`resstream.dictionary.exemplars`), and ``pictures.json``
     (per feature: objective at the first and last step, status, exemplar patch boxes, the channels
@@ -104,24 +133,44 @@ def feature_pictures_folder(out_dir: str, *, model: dict, dictionary_dir: str, d
     features = [x["feature"] for x in chosen]
     log.info("feature FVs of block %s: %d features %s, %s", block, len(features), features, settings)
     # none to render when every feature was silent on the held-out images
-    result = render_feature_fvs(net, identity, crosscoder, block, o_relu, features, FVSettings(**settings),
-                                log_every) if features else None
+    result = (
+        render_feature_fvs(net, identity, crosscoder, block, o_relu, features, FVSettings(**settings), log_every)
+        if features
+        else None
+    )
     tmp = partial_dir(out_dir)
     blocks, prep = model_blocks(net), for_arch(identity.arch)
-    boxes = write_exemplar_grids(tmp, chosen, dataset, prep,
-                                 lambda cell: patch_box(net, blocks, block, o_relu, cell, prep.crop_size))
-    record = {"block": block, "objective": "encoder pre-activation at the centre cell",
-              "settings": result.settings if result else settings, "weights": identity.as_dict(), "features": []}
+    boxes = write_exemplar_grids(
+        tmp, chosen, dataset, prep, lambda cell: patch_box(net, blocks, block, o_relu, cell, prep.crop_size)
+    )
+    record = {
+        "block": block,
+        "objective": "encoder pre-activation at the centre cell",
+        "settings": result.settings if result else settings,
+        "weights": identity.as_dict(),
+        "features": [],
+    }
     if result is not None:
         for f, arr in zip(result.channels, result.png_arrays()):
             Image.fromarray(arr).save(os.path.join(tmp, feature_png_name(f)))
-        record["features"] = [{"feature": f, "status": s, "first": _num(c[0]), "final": _num(c[-1]),
-                               "patch_boxes": boxes[f], "writes_most": writes_most(crosscoder, f, page_channels)}
-                              for f, s, c in zip(result.channels, result.status, result.curve)]
+        record["features"] = [
+            {
+                "feature": f,
+                "status": s,
+                "first": _num(c[0]),
+                "final": _num(c[-1]),
+                "patch_boxes": boxes[f],
+                "writes_most": writes_most(crosscoder, f, page_channels),
+            }
+            for f, s, c in zip(result.channels, result.status, result.curve)
+        ]
     with open(os.path.join(tmp, "pictures.json"), "w") as fh:
         json.dump(record, fh, indent=1)
-    publish_dir(tmp, out_dir, FVError(f"{out_dir} already holds feature FVs; delete it (or let snakemake rerun the "
-                                      f"job) to recompute"))
+    publish_dir(
+        tmp,
+        out_dir,
+        FVError(f"{out_dir} already holds feature FVs; delete it (or let snakemake rerun the job) to recompute"),
+    )
     return out_dir
 
 
@@ -133,7 +182,16 @@ def dictionary_pictures_job(job, gpus: int | None = None) -> str:
     """Entry point of a ``dictionary_pictures`` job (its spec: :mod:`resstream.dictionary.jobs`)."""
     params = job.params
     return feature_pictures_folder(
-        job.output.folder, model=params.model, dictionary_dir=job.input.folder, dataset=params.dataset,
-        block=job.wildcards.block, o_relu=params.o_relu, count=params.features, page_channels=params.page_channels,
-        settings=params.settings, device=params.device, gpus=gpus, log_every=job.resources.log_every,
+        job.output.folder,
+        model=params.model,
+        dictionary_dir=job.input.folder,
+        dataset=params.dataset,
+        block=job.wildcards.block,
+        o_relu=params.o_relu,
+        count=params.features,
+        page_channels=params.page_channels,
+        settings=params.settings,
+        device=params.device,
+        gpus=gpus,
+        log_every=job.resources.log_every,
     )

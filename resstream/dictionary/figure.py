@@ -13,15 +13,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from resstream.base.job_spec import by_block  # noqa: E402
 from resstream.analysis.metrics import HIST_BINS  # noqa: E402
+from resstream.base.job_spec import by_block  # noqa: E402
 
 
 def feature_m(features_json: str, live_only: bool = True) -> np.ndarray:
     """The clamped M of a block's features (those that fired on held-out images, by default)."""
     with open(features_json) as f:
         features = json.load(f)["features"]
-    return np.array([x["M_clamped"] for x in features if x["M_clamped"] is not None and (x["firing"] > 0 or not live_only)])
+    return np.array(
+        [x["M_clamped"] for x in features if x["M_clamped"] is not None and (x["firing"] > 0 or not live_only)]
+    )
 
 
 def channel_m(table_csv: str) -> np.ndarray:
@@ -35,17 +37,21 @@ def feature_m_figure(features: dict[str, str], channels: dict[str, str], png: st
     histograms are shares (features and channels differ in number)."""
     blocks = list(features)
     cols = min(4, len(blocks))
-    fig, axes = plt.subplots(math.ceil(len(blocks) / cols), cols, figsize=(3.2 * cols, 2.6 * math.ceil(len(blocks) / cols)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        math.ceil(len(blocks) / cols), cols, figsize=(3.2 * cols, 2.6 * math.ceil(len(blocks) / cols)), squeeze=False
+    )
     for ax, block in zip(axes.flat, blocks):
         f, c = feature_m(features[block]), channel_m(channels[block])
-        for values, label, style in ((f, f"features ({len(f)})", {"alpha": 0.6}), (c, f"channels ({len(c)})", {"histtype": "step", "lw": 1.5})):
+        for values, label, style in (
+            (f, f"features ({len(f)})", {"alpha": 0.6}),
+            (c, f"channels ({len(c)})", {"histtype": "step", "lw": 1.5}),
+        ):
             if len(values):
                 ax.hist(values, bins=HIST_BINS, weights=np.full(len(values), 1 / len(values)), label=label, **style)
         ax.set_title(f"block {block}")
         ax.set_xlabel("M (skip > 1 > overwrite)")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(blocks):]:
+    for ax in list(axes.flat)[len(blocks) :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(png, dpi=120)
@@ -65,9 +71,14 @@ def dictionary_summary(folders: dict[str, str], channel_tables: dict[str, str], 
         table = pd.read_csv(channel_tables[block])
         invariant = table["pass_all"].fillna(False).astype(bool).to_numpy()
         channels = table["channel"].to_numpy()
-        summary[block] = {**quality, "features_per_channel_median": {
-            "scale_invariant": _median(needed[channels[invariant]]), "other": _median(needed[channels[~invariant]])},
-            "scale_invariant_channels": int(invariant.sum())}
+        summary[block] = {
+            **quality,
+            "features_per_channel_median": {
+                "scale_invariant": _median(needed[channels[invariant]]),
+                "other": _median(needed[channels[~invariant]]),
+            },
+            "scale_invariant_channels": int(invariant.sum()),
+        }
     with open(out_json, "w") as f:
         json.dump(summary, f, indent=1)
     return summary

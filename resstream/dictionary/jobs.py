@@ -47,11 +47,18 @@ def dictionary_spec(plan) -> JobSpec:
     images_read = section["tokens"] // section["positions_per_image"] + section["heldout_images"]
     return JobSpec(
         input={"images": manifest_path(plan)},
-        params={"model": model_param(model), "device": model["device"], "dataset": dataset["path"],
-                "on_bad_image": dataset["on_bad_image"], "o_relu": plan.o_relu,
-                "section": {k: v for k, v in section.items() if k != "threads"}},
-        resources={"runtime": lambda w, attempt: pass_runtime(images_read, attempt),
-                   "mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
+        params={
+            "model": model_param(model),
+            "device": model["device"],
+            "dataset": dataset["path"],
+            "on_bad_image": dataset["on_bad_image"],
+            "o_relu": plan.o_relu,
+            "section": {k: v for k, v in section.items() if k != "threads"},
+        },
+        resources={
+            "runtime": lambda w, attempt: pass_runtime(images_read, attempt),
+            "mem_mb": lambda w, attempt: small_job_mem_mb(attempt),
+        },
     )
 
 
@@ -59,8 +66,9 @@ def dictionary_stage_spec(plan) -> JobSpec:
     """One network stage's crosscoder (wildcard ``stage``): the block spec, with the stage's blocks."""
     spec = dictionary_spec(plan)
     stages = dictionary_stages(plan)
-    return JobSpec(input=spec.input, params={**spec.params, "stage_blocks": lambda w: stages[w.stage]},
-                   resources=spec.resources)
+    return JobSpec(
+        input=spec.input, params={**spec.params, "stage_blocks": lambda w: stages[w.stage]}, resources=spec.resources
+    )
 
 
 def dictionary_pictures_spec(plan, gpus=lambda: 0) -> JobSpec:
@@ -76,16 +84,26 @@ def dictionary_pictures_spec(plan, gpus=lambda: 0) -> JobSpec:
 
     return JobSpec(
         input={"folder": lambda w: dictionary_dir(results, w.block), "images": manifest_path(plan)},
-        params={"model": model_param(model), "device": model["device"], "o_relu": plan.o_relu, "features": count,
-                "page_channels": section["page_channels"], "dataset": plan.config["dataset"]["path"],
-                "settings": lambda w: settings(w).as_params()},
-        resources={"runtime": lambda w, attempt: fv_runtime(count, settings(w).steps, gpus(), attempt),
-                   "mem_mb": lambda w, attempt: fv_mem_mb(count, attempt), "log_every": plan.config["fv"]["log_every"]},
+        params={
+            "model": model_param(model),
+            "device": model["device"],
+            "o_relu": plan.o_relu,
+            "features": count,
+            "page_channels": section["page_channels"],
+            "dataset": plan.config["dataset"]["path"],
+            "settings": lambda w: settings(w).as_params(),
+        },
+        resources={
+            "runtime": lambda w, attempt: fv_runtime(count, settings(w).steps, gpus(), attempt),
+            "mem_mb": lambda w, attempt: fv_mem_mb(count, attempt),
+            "log_every": plan.config["fv"]["log_every"],
+        },
     )
 
 
 def dictionary_figure_spec(plan) -> JobSpec:
     blocks = dictionary_blocks(plan)
     folders = [dictionary_dir(plan.config["results"], b) for b in blocks]
-    return JobSpec(input={"folders": folders, **with_sidecars(tables=metric_tables(plan, "fv", blocks))},
-                   params={"blocks": blocks})
+    return JobSpec(
+        input={"folders": folders, **with_sidecars(tables=metric_tables(plan, "fv", blocks))}, params={"blocks": blocks}
+    )

@@ -60,8 +60,15 @@ def quality(model: TopKCrosscoder, chunks, dense_threshold: float) -> Quality:
         active += float(on.sum())
         n += z.shape[0]
     firing = (fired / max(n, 1)).numpy()
-    return Quality({t: m.fve() for t, m in moments.items()}, active / max(n, 1), firing, (total / max(n, 1)).numpy(), n,
-                   float(np.mean(firing == 0)), float(np.mean(firing > dense_threshold)))
+    return Quality(
+        {t: m.fve() for t, m in moments.items()},
+        active / max(n, 1),
+        firing,
+        (total / max(n, 1)).numpy(),
+        n,
+        float(np.mean(firing == 0)),
+        float(np.mean(firing > dense_threshold)),
+    )
 
 
 def decoder_norms(model: TopKCrosscoder) -> dict[str, np.ndarray]:
@@ -111,7 +118,7 @@ class TopImages:
         value = np.concatenate([self.value, peak.T.double().numpy()], axis=1)
         image = np.concatenate([self.image, np.broadcast_to(np.asarray(images)[None, :], peak.T.shape)], axis=1)
         cell = np.concatenate([self.cell, where.T.numpy()], axis=1)
-        keep = np.argsort(-value, axis=1, kind="stable")[:, :self.n]
+        keep = np.argsort(-value, axis=1, kind="stable")[:, : self.n]
         self.value, self.image, self.cell = (np.take_along_axis(a, keep, 1) for a in (value, image, cell))
 
 

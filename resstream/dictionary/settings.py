@@ -16,9 +16,11 @@ def check_dictionary(study) -> None:
     latents = section["expansion"] * len(section["inputs"]) * study.block_info(block).channels
     for key in ("k", "aux_k"):
         if section[key] > latents:
-            raise ConfigError(f"dictionary.{key}: {section[key]} is more than the {latents} latents of block {block} "
-                              f"(dictionary.expansion {section['expansion']} x {len(section['inputs'])} input(s) x "
-                              f"{study.block_info(block).channels} channels); lower it or raise dictionary.expansion")
+            raise ConfigError(
+                f"dictionary.{key}: {section[key]} is more than the {latents} latents of block {block} "
+                f"(dictionary.expansion {section['expansion']} x {len(section['inputs'])} input(s) x "
+                f"{study.block_info(block).channels} channels); lower it or raise dictionary.expansion"
+            )
 
 
 def feature_fv_settings(study, block: str):

@@ -25,8 +25,16 @@ class SyntheticTokens:
     With ``dims`` (``{name: channels}``) every name gets atoms of its own instead (the same codes):
     one atom is then the concatenation of its parts, unit-norm as a whole (``self.atoms``)."""
 
-    def __init__(self, n_atoms: int, dim: int, active: int, chunk_tokens: int, seed: int, names=("I",),
-                 dims: dict[str, int] | None = None):
+    def __init__(
+        self,
+        n_atoms: int,
+        dim: int,
+        active: int,
+        chunk_tokens: int,
+        seed: int,
+        names=("I",),
+        dims: dict[str, int] | None = None,
+    ):
         g = _generator(seed, -1)
         widths = dims or {"": dim}
         atoms = torch.randn(n_atoms, sum(widths.values()), generator=g)
@@ -38,7 +46,7 @@ class SyntheticTokens:
     def chunk(self, index: int) -> dict[str, torch.Tensor]:
         g = _generator(self.seed, index)
         n, n_atoms = self.chunk_tokens, self.atoms.shape[0]
-        which = torch.rand(n, n_atoms, generator=g).argsort(dim=1)[:, :self.active]
+        which = torch.rand(n, n_atoms, generator=g).argsort(dim=1)[:, : self.active]
         codes = torch.zeros(n, n_atoms).scatter(1, which, torch.rand(n, self.active, generator=g) + 0.5)
         if self.parts:
             return {name: codes @ atoms for name, atoms in self.parts.items()}
@@ -57,8 +65,17 @@ class ImageTokens:
     :class:`ImageFolderDataset`) and round again when the stream outlasts it, with fresh positions
     each round."""
 
-    def __init__(self, net, blocks, refs: dict, dataset: ImageFolderDataset,
-                 positions: int, images_per_chunk: int, seed: int, device: torch.device):
+    def __init__(
+        self,
+        net,
+        blocks,
+        refs: dict,
+        dataset: ImageFolderDataset,
+        positions: int,
+        images_per_chunk: int,
+        seed: int,
+        device: torch.device,
+    ):
         self.net, self.blocks, self.dataset, self.device = net, blocks, dataset, device
         self.refs = dict(refs)
         self.positions, self.images_per_chunk, self.seed = positions, images_per_chunk, seed

@@ -15,7 +15,8 @@ import logging
 import math
 import os
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -34,8 +35,16 @@ class TokenSource(Protocol):
 
 def new_crosscoder(cfg: dict) -> TopKCrosscoder:
     """The untrained crosscoder that a training config describes."""
-    return TopKCrosscoder(cfg["inputs"], cfg["targets"], cfg["dims"], cfg["n_latents"], cfg["k"], cfg["aux_k"],
-                          cfg["dead_tokens"], seed=cfg["seed"])
+    return TopKCrosscoder(
+        cfg["inputs"],
+        cfg["targets"],
+        cfg["dims"],
+        cfg["n_latents"],
+        cfg["k"],
+        cfg["aux_k"],
+        cfg["dead_tokens"],
+        seed=cfg["seed"],
+    )
 
 
 def _shuffled(tokens: dict[str, torch.Tensor], seed: int, refill: int) -> dict[str, torch.Tensor]:
@@ -44,8 +53,14 @@ def _shuffled(tokens: dict[str, torch.Tensor], seed: int, refill: int) -> dict[s
     return {t: v[order] for t, v in tokens.items()}
 
 
-def train_crosscoder(cfg: dict, source: TokenSource, checkpoint: str | None = None, *, device: str = "cpu",
-                     on_refill: Callable[[int], None] | None = None) -> TopKCrosscoder:
+def train_crosscoder(
+    cfg: dict,
+    source: TokenSource,
+    checkpoint: str | None = None,
+    *,
+    device: str = "cpu",
+    on_refill: Callable[[int], None] | None = None,
+) -> TopKCrosscoder:
     """Train the crosscoder ``cfg`` describes (:func:`new_crosscoder`; plus ``lr``, ``aux_coef``,
     ``batch_size``, ``refills``, ``checkpoint_every``) on ``source``; resumes from ``checkpoint`` when
     it holds the same config.  ``on_refill(r)`` is called after refill ``r`` (the tests stop a run there)."""
@@ -70,7 +85,7 @@ def _train_refill(model: TopKCrosscoder, opt, tokens: dict[str, torch.Tensor], c
     n = next(iter(tokens.values())).shape[0]
     stats = {}
     for lo in range(0, n - cfg["batch_size"] + 1, cfg["batch_size"]):
-        batch = {t: v[lo:lo + cfg["batch_size"]].to(device) for t, v in tokens.items()}
+        batch = {t: v[lo : lo + cfg["batch_size"]].to(device) for t, v in tokens.items()}
         loss, stats = model.loss(batch, cfg["aux_coef"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -81,16 +96,25 @@ def _train_refill(model: TopKCrosscoder, opt, tokens: dict[str, torch.Tensor], c
 
 def _log_progress(refill: int, refills: int, done: int, elapsed: float, stats: dict) -> None:
     eta = (refills - refill) * elapsed / done
-    log.info("refill %d/%d: mse %.4f, aux %.4f, %d dead latents, ETA %d:%02d:%02d", refill, refills,
-             stats.get("mse", math.nan), stats.get("aux", math.nan), stats.get("dead", 0),
-             eta // 3600, eta % 3600 // 60, eta % 60)
+    log.info(
+        "refill %d/%d: mse %.4f, aux %.4f, %d dead latents, ETA %d:%02d:%02d",
+        refill,
+        refills,
+        stats.get("mse", math.nan),
+        stats.get("aux", math.nan),
+        stats.get("dead", 0),
+        eta // 3600,
+        eta % 3600 // 60,
+        eta % 60,
+    )
 
 
 def _save_checkpoint(path: str, cfg: dict, model: TopKCrosscoder, opt, refills_done: int) -> None:
     """Written to a side file and renamed, so a kill mid-write leaves the previous checkpoint whole."""
     tmp = path + ".tmp"
-    torch.save({"config": cfg, "refills_done": refills_done, "model": model.state_dict(),
-                "optimiser": opt.state_dict()}, tmp)
+    torch.save(
+        {"config": cfg, "refills_done": refills_done, "model": model.state_dict(), "optimiser": opt.state_dict()}, tmp
+    )
     os.replace(tmp, path)
 
 
@@ -113,8 +137,11 @@ def save_dictionary(path: str, model: TopKCrosscoder, cfg: dict, weights_identit
     file's metadata (strings, as safetensors stores them)."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     tmp = path + ".partial"
-    save_file(tensors, tmp, metadata={"config": json.dumps(cfg, sort_keys=True),
-                                      "weights": json.dumps(weights_identity, sort_keys=True)})
+    save_file(
+        tensors,
+        tmp,
+        metadata={"config": json.dumps(cfg, sort_keys=True), "weights": json.dumps(weights_identity, sort_keys=True)},
+    )
     os.replace(tmp, path)
 
 

@@ -5,6 +5,10 @@ optimised together, each as if alone, as Lucent's render_vis makes them; one job
 from resstream.base.lazy_exports import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
-    __name__, render="render_units", job="run_fv_chunk", settings="FVSettings", png_files="check_fv_png",
-    fv_file="read_fv_file"
+    __name__,
+    render="render_units",
+    job="run_fv_chunk",
+    settings="FVSettings",
+    png_files="check_fv_png",
+    fv_file="read_fv_file",
 )

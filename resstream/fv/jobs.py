@@ -71,9 +71,16 @@ def fv_chunk_spec(plan, objective: str = "center", gpus=lambda: 0) -> JobSpec:
         return plan.fv_settings(w.layer, objective)
 
     return JobSpec(
-        params={"model": model_param(plan.config["model"]), "device": plan.config["model"]["device"],
-                "channels": channels, "settings": lambda w: settings(w).as_params(), "objective": objective},
-        resources={"runtime": lambda w, attempt: fv_runtime(len(channels(w)), settings(w).steps, gpus(), attempt),
-                   "mem_mb": lambda w, attempt: fv_mem_mb(len(channels(w)), attempt),
-                   "log_every": fv["log_every"]},
+        params={
+            "model": model_param(plan.config["model"]),
+            "device": plan.config["model"]["device"],
+            "channels": channels,
+            "settings": lambda w: settings(w).as_params(),
+            "objective": objective,
+        },
+        resources={
+            "runtime": lambda w, attempt: fv_runtime(len(channels(w)), settings(w).steps, gpus(), attempt),
+            "mem_mb": lambda w, attempt: fv_mem_mb(len(channels(w)), attempt),
+            "log_every": fv["log_every"],
+        },
     )

@@ -25,8 +25,10 @@ def check_fv_png(path: str, size: int = IMAGE_SIZE) -> None:
     """Raise :class:`FVFileError` unless ``path`` is a ``size`` x ``size`` 8-bit RGB PNG, as the
     FV stage writes every ``unit{c:04d}.png``."""
     chunk = os.path.dirname(path) or "."
-    fix = (f"Fix: delete the chunk folder {chunk} and rerun snakemake (it redoes that chunk), "
-           f"or restore the file from the chunk's fv.h5 (dataset 'image').")
+    fix = (
+        f"Fix: delete the chunk folder {chunk} and rerun snakemake (it redoes that chunk), "
+        f"or restore the file from the chunk's fv.h5 (dataset 'image')."
+    )
     try:
         with Image.open(path) as img:
             fmt, mode, (w, h) = img.format, img.mode, img.size

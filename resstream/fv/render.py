@@ -53,11 +53,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from resstream.base.errors import UserError
 from resstream.fv import memory as fv_memory
+from resstream.fv.transforms import (
+    IMAGE_SIZE,
+    BatchedTransforms,
+    InputGroup,
+    UnitRandom,
+    index_on,
+    lucent_transforms,
+    per_unit_inputs,
+)
 from resstream.model.blocks import BlockInfo, TapRef
 from resstream.model.preprocessing import TORCHVISION, Preprocessing
-from resstream.base.errors import UserError
-from resstream.fv.transforms import IMAGE_SIZE, BatchedTransforms, InputGroup, UnitRandom, index_on, lucent_transforms, per_unit_inputs
 from resstream.model.receptive_field import CropPlanner
 from resstream.model.taps import block_taps, center_index
 
@@ -195,8 +203,21 @@ class _UnitForward:
     one unless ``microbatch``; GPU: what free memory holds).  When CUDA runs out of memory anyway,
     the step is redone with half as many units per forward, for the rest of the run."""
 
-    def __init__(self, model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter,
-                 readout=None):
+    def __init__(
+        self,
+        model,
+        blocks,
+        ref,
+        hook,
+        channels,
+        objective,
+        rf_crop,
+        bf16,
+        microbatch,
+        channels_last,
+        jitter,
+        readout=None,
+    ):
         self.device = next(model.parameters()).device
         self.readout = readout or ChannelMaps(ref)
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
@@ -276,21 +297,45 @@ class _UnitForward:
             )
         self.cap = per // 2
         self.oom_splits.append([step, self.cap])
-        log.warning("out of memory on %s with %d units per forward: %d from step %d on", self.device, per, self.cap, step + 1)
+        log.warning(
+            "out of memory on %s with %d units per forward: %d from step %d on", self.device, per, self.cap, step + 1
+        )
 
     def memory_settings(self) -> dict:
         """What decided the microbatches (recorded in the results: a GPU run's bits depend on it)."""
         if self.free is None and not self.oom_splits:
             return {}
-        return {"free_bytes": self.free, "units_that_fit": {str(s): n for s, n in self.fit.items()}, "oom_splits": self.oom_splits}
+        return {
+            "free_bytes": self.free,
+            "units_that_fit": {str(s): n for s, n in self.fit.items()},
+            "oom_splits": self.oom_splits,
+        }
 
 
 def render_units(
-    model: torch.nn.Module, blocks: list[BlockInfo], layer: str, ref: TapRef, channels: list[int], *, steps: int,
-    jitter: int, lr: float, hook: str, seed: int, rf_crop: bool, bf16: bool, microbatch: int | None,
-    channels_last: bool, tf32: bool, objective: str = "center", batched_transforms: bool | None = None,
-    deterministic_backward: bool | None = None, progress=None, log_every: int = 1,
-    preprocessing: Preprocessing = TORCHVISION, readout=None,
+    model: torch.nn.Module,
+    blocks: list[BlockInfo],
+    layer: str,
+    ref: TapRef,
+    channels: list[int],
+    *,
+    steps: int,
+    jitter: int,
+    lr: float,
+    hook: str,
+    seed: int,
+    rf_crop: bool,
+    bf16: bool,
+    microbatch: int | None,
+    channels_last: bool,
+    tf32: bool,
+    objective: str = "center",
+    batched_transforms: bool | None = None,
+    deterministic_backward: bool | None = None,
+    progress=None,
+    log_every: int = 1,
+    preprocessing: Preprocessing = TORCHVISION,
+    readout=None,
 ) -> FVResult:
     """Optimise one image per channel of ``layer`` and return the images, curves and status.
 
@@ -323,21 +368,41 @@ def render_units(
     with lucent_on(device), gpu_math(device, tf32):
         spectrum, image_f = _unit_images(seeds, device)
         make_inputs = _input_maker(jitter, UnitRandom(seeds), batched, deterministic)
-        forward = _UnitForward(model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter,
-                               readout)
+        forward = _UnitForward(
+            model, blocks, ref, hook, channels, objective, rf_crop, bf16, microbatch, channels_last, jitter, readout
+        )
         loop = _Optimisation(spectrum, image_f, make_inputs, forward, lr, layer, preprocessing)
         curve, nan_seen = loop.run(steps, log_every, progress, t0)
         with torch.no_grad():
             final_images = image_f().float().cpu().numpy()
     return FVResult(
-        layer=layer, channels=list(channels), objective=objective, seeds=seeds, images=final_images.astype(np.float32),
-        final_activation=curve[:, -1].copy(), curve=curve, status=unit_status(curve, nan_seen, final_images),
+        layer=layer,
+        channels=list(channels),
+        objective=objective,
+        seeds=seeds,
+        images=final_images.astype(np.float32),
+        final_activation=curve[:, -1].copy(),
+        curve=curve,
+        status=unit_status(curve, nan_seen, final_images),
         settings=dict(
-            steps=steps, lr=lr, jitter=jitter, hook=hook, seed=seed, rf_crop=rf_crop, bf16=bf16,
-            objective=objective, microbatch=microbatch, channels_last=channels_last, tf32=tf32,
-            batched_transforms=batched, deterministic_backward=deterministic, device=str(device), **forward.memory_settings(),
+            steps=steps,
+            lr=lr,
+            jitter=jitter,
+            hook=hook,
+            seed=seed,
+            rf_crop=rf_crop,
+            bf16=bf16,
+            objective=objective,
+            microbatch=microbatch,
+            channels_last=channels_last,
+            tf32=tf32,
+            batched_transforms=batched,
+            deterministic_backward=deterministic,
+            device=str(device),
+            **forward.memory_settings(),
         ),
-        seconds=time.time() - t0, preprocessing=preprocessing.as_dict(),
+        seconds=time.time() - t0,
+        preprocessing=preprocessing.as_dict(),
     )
 
 
@@ -363,8 +428,9 @@ class _Optimisation:
     """The step loop: Adam on the units' spectra, each unit's objective value at every step and
     whether it ever saw a NaN, kept on the device (read back only for ``progress``)."""
 
-    def __init__(self, spectrum, image_f, make_inputs, forward: _UnitForward, lr: float, layer: str,
-                 preprocessing: Preprocessing):
+    def __init__(
+        self, spectrum, image_f, make_inputs, forward: _UnitForward, lr: float, layer: str, preprocessing: Preprocessing
+    ):
         self.spectrum, self.image_f, self.make_inputs, self.forward = spectrum, image_f, make_inputs, forward
         self.optimizer = torch.optim.Adam([spectrum], lr=lr)
         self.lr, self.layer = lr, layer
@@ -397,7 +463,9 @@ class _Optimisation:
         try:
             self.optimizer.step()
         except RuntimeError as exc:  # e.g. an lr so large that Adam's step overflows float32
-            raise FVError(f"FV of {self.layer} failed at step {step + 1} with lr {self.lr}: {exc}. Fix: lower fv.lr") from None
+            raise FVError(
+                f"FV of {self.layer} failed at step {step + 1} with lr {self.lr}: {exc}. Fix: lower fv.lr"
+            ) from None
         return values, bad
 
 

@@ -189,7 +189,9 @@ def warp(x: torch.Tensor, theta: torch.Tensor, inverse: torch.Tensor | None = No
     return F.grid_sample(x, grid, align_corners=False, mode="bilinear", padding_mode="zeros")
 
 
-def translate(x: torch.Tensor, shifts, deterministic: bool = False, matrices: WarpMatrices | None = None) -> torch.Tensor:
+def translate(
+    x: torch.Tensor, shifts, deterministic: bool = False, matrices: WarpMatrices | None = None
+) -> torch.Tensor:
     """lucent's ``jitter``: kornia ``translate`` by each unit's integer (dx, dy)."""
     matrices = matrices or WarpMatrices(x.device, deterministic)
     return warp(x, *matrices.stack("shift", [(int(dx), int(dy)) for dx, dy in shifts], x.shape[-1]))
@@ -341,8 +343,11 @@ class _GridSample(torch.autograd.Function):
 @functools.lru_cache(maxsize=32)
 def _pixel_grid(h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """([3, h, w] pixel coordinates (x, y, 1), the neighbour offsets -1, 0, 1) on ``device``."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
     return torch.stack([xs, ys, torch.ones_like(xs)]), torch.tensor([-1, 0, 1], device=device)
 
 
@@ -360,7 +365,9 @@ def _grid_sample_image_grad(g, grid, inverse) -> torch.Tensor:
     qy = near[:, 1, None, None] + offsets[None, :, None, None, None]  # [B, 3, 1, h, w]
     inside = ((qx >= 0) & (qx < w) & (qy >= 0) & (qy < h)).reshape(b, 9, h, w)
     index = (qy.clamp(0, h - 1) * w + qx.clamp(0, w - 1)).reshape(b, 9 * h * w)
-    sample = torch.stack([((grid[..., 0] + 1) * w - 1) / 2, ((grid[..., 1] + 1) * h - 1) / 2], 1).flatten(2)  # [B, 2, h*w]
+    sample = torch.stack([((grid[..., 0] + 1) * w - 1) / 2, ((grid[..., 1] + 1) * h - 1) / 2], 1).flatten(
+        2
+    )  # [B, 2, h*w]
     sx, sy = sample.gather(2, index[:, None].expand(b, 2, -1)).view(b, 2, 9, h, w).unbind(1)
     weight = (1 - (sx - xs).abs()).clamp(min=0) * (1 - (sy - ys).abs()).clamp(min=0) * inside
     neighbours = g.flatten(2).gather(2, index[:, None].expand(b, c, -1)).view(b, c, 9, h, w)

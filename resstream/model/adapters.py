@@ -72,25 +72,48 @@ def _no_skip_module(m) -> None:
     return None
 
 
-_RESNET = BlockAdapter(_always, _resnet_bn, lambda m: "downsample" if m.downsample is not None else None, "ReLU",
-                       lambda m: getattr(m, _resnet_bn(m)).num_features, _resnet_weights)
+_RESNET = BlockAdapter(
+    _always,
+    _resnet_bn,
+    lambda m: "downsample" if m.downsample is not None else None,
+    "ReLU",
+    lambda m: getattr(m, _resnet_bn(m)).num_features,
+    _resnet_weights,
+)
 _INVERTED = dict(has_sum=_uses_res_connect, skip_module=_no_skip_module, after_sum=None)
 # MobileNetV3, MBConv and FusedMBConv: the branch is `block`, ending in a conv-norm(-activation)
-_BLOCK_BRANCH = BlockAdapter(branch_out=lambda m: "block", channels=lambda m: _last_cna(m, "block")[1].num_features,
-                             branch_weights=_cna_weights("block"), **_INVERTED)
+_BLOCK_BRANCH = BlockAdapter(
+    branch_out=lambda m: "block",
+    channels=lambda m: _last_cna(m, "block")[1].num_features,
+    branch_weights=_cna_weights("block"),
+    **_INVERTED,
+)
 
 ADAPTERS: dict[type, BlockAdapter] = {
     resnet.BasicBlock: _RESNET,
     resnet.Bottleneck: _RESNET,
     regnet.ResBottleneckBlock: BlockAdapter(
-        _always, lambda m: "f.c", lambda m: "proj" if m.proj is not None else None, "ReLU",
-        lambda m: m.f.c[1].num_features, lambda m: (m.f.c[1].weight, m.f.c[0].weight)),
+        _always,
+        lambda m: "f.c",
+        lambda m: "proj" if m.proj is not None else None,
+        "ReLU",
+        lambda m: m.f.c[1].num_features,
+        lambda m: (m.f.c[1].weight, m.f.c[0].weight),
+    ),
     convnext.CNBlock: BlockAdapter(
-        _always, lambda m: "stochastic_depth", _no_skip_module, None,
-        lambda m: m.layer_scale.shape[0], lambda m: (m.layer_scale.flatten(), m.block[5].weight)),
+        _always,
+        lambda m: "stochastic_depth",
+        _no_skip_module,
+        None,
+        lambda m: m.layer_scale.shape[0],
+        lambda m: (m.layer_scale.flatten(), m.block[5].weight),
+    ),
     mobilenetv2.InvertedResidual: BlockAdapter(
-        branch_out=lambda m: "conv", channels=lambda m: m.conv[-1].num_features,
-        branch_weights=lambda m: (m.conv[-1].weight, m.conv[-2].weight), **_INVERTED),
+        branch_out=lambda m: "conv",
+        channels=lambda m: m.conv[-1].num_features,
+        branch_weights=lambda m: (m.conv[-1].weight, m.conv[-2].weight),
+        **_INVERTED,
+    ),
     mobilenetv3.InvertedResidual: _BLOCK_BRANCH,
     efficientnet.MBConv: _BLOCK_BRANCH,
     efficientnet.FusedMBConv: _BLOCK_BRANCH,

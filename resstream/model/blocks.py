@@ -159,7 +159,9 @@ def parse_layer(blocks: list[BlockInfo], name: str) -> TapRef:
             if suffix.endswith(".1") and not info.downsample:
                 raise BlockError(f"layer '{name}': block {info.name} has no skip projection (downsample)")
             if suffix == "prerelu_out":
-                raise BlockError(f"layer '{name}': block {info.name} has no nonlinearity after its sum; its O is {info.module}")
+                raise BlockError(
+                    f"layer '{name}': block {info.name} has no nonlinearity after its sum; its O is {info.module}"
+                )
             if not info.has_sum:
                 raise BlockError(f"layer '{name}': block {info.name} has no residual sum, so no branch B")
             raise BlockError(f"layer '{name}': block {info.name}'s branch ends in {info.branch_out}, not {suffix}")
@@ -167,7 +169,9 @@ def parse_layer(blocks: list[BlockInfo], name: str) -> TapRef:
     raise BlockError(f"unknown layer '{name}'; expected e.g. {', '.join(examples)} (see: resstream info)")
 
 
-def study_layers(blocks: list[BlockInfo], study_blocks: list[str], o_relu: str = "pre") -> dict[str, list[tuple[str, str]]]:
+def study_layers(
+    blocks: list[BlockInfo], study_blocks: list[str], o_relu: str = "pre"
+) -> dict[str, list[tuple[str, str]]]:
     """FV layers of a study: ``{layer name: [(block, role), ...]}`` in forward order.
 
     A simple block's I is the previous block's O, so one layer can serve two (block, role) pairs.

@@ -23,8 +23,15 @@ def card_facts(study) -> dict:
         "family": study.family,
         "block_semantics": SEMANTICS[study.family],
         "model_blocks": [
-            {"block": b.name, "module": b.module, "class": b.block_class, "stage": b.stage,
-             "residual_sum": b.has_sum, "after_sum": b.after_sum or "none", "studied": b.name in study.study_blocks}
+            {
+                "block": b.name,
+                "module": b.module,
+                "class": b.block_class,
+                "stage": b.stage,
+                "residual_sum": b.has_sum,
+                "after_sum": b.after_sum or "none",
+                "studied": b.name in study.study_blocks,
+            }
             for b in study.blocks
         ],
         "blocks_without_residual_sum": [b.name for b in study.blocks if not b.has_sum],

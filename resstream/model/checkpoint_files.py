@@ -59,11 +59,15 @@ def _unreadable_reason(exc: Exception) -> str:
     text = ANSI_ESCAPE.sub("", str(exc)).strip()
     pickled = re.search(r"GLOBAL ([\w.]+)", text)
     if pickled:
-        return (f"it holds the Python object {pickled.group(1)}, and loading that would run code from the file; "
-                f"it was not loaded")
+        return (
+            f"it holds the Python object {pickled.group(1)}, and loading that would run code from the file; "
+            f"it was not loaded"
+        )
     if text.startswith("Weights only load failed"):
-        return "it holds Python objects besides tensors, and loading them would run code from the file; it was not loaded"
-    return (text.splitlines()[0][:200] if text else type(exc).__name__)
+        return (
+            "it holds Python objects besides tensors, and loading them would run code from the file; it was not loaded"
+        )
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def check_finite(state: dict, where) -> None:
@@ -93,7 +97,9 @@ def unwrap_state_dict(obj, where) -> dict:
         if inner is None:
             break
         obj = inner
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)} if isinstance(obj, dict) else {}
+    tensors = (
+        {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)} if isinstance(obj, dict) else {}
+    )
     if not tensors:
         raise WeightsError(
             f"model.weights checkpoint {where} holds no state dict (no tensors at the top level nor under "
@@ -104,7 +110,7 @@ def unwrap_state_dict(obj, where) -> dict:
         stripped = False
         for prefix in WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in tensors):
-                tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+                tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
                 stripped = True
     return tensors
 
@@ -136,10 +142,16 @@ def check_state_dict_fits(model: torch.nn.Module, state: dict, arch: str, where)
     # num_batches_tracked: not in older checkpoints; BatchNorm fills it in when loading them
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
-    misshapen = [f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})"
-                 for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = [f"{what} {_listed(keys)}" for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshapen)) if keys]
+    misshapen = [
+        f"{k} {list(state[k].shape)} (expected {list(expected[k].shape)})"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{what} {_listed(keys)}"
+        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshapen))
+        if keys
+    ]
     if problems:
         raise WeightsError(
             f"model.weights checkpoint {where} does not fit {arch}: {'; '.join(problems)}. Fix: give a {arch} "

@@ -84,6 +84,8 @@ def resolve_device(setting: str = "auto", gpus: int | None = None) -> torch.devi
     if reason is None:
         return torch.device("cuda")
     if setting == "cuda":
-        raise DeviceError(f"model.device is 'cuda' but CUDA cannot be used: {reason}. Fix: set model.device: auto or cpu.")
+        raise DeviceError(
+            f"model.device is 'cuda' but CUDA cannot be used: {reason}. Fix: set model.device: auto or cpu."
+        )
     _say_once(f"model.device auto: running on the CPU because {reason}")
     return torch.device("cpu")

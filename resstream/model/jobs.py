@@ -13,6 +13,8 @@ from resstream.model.weights import model_param
 def model_card_spec(plan) -> JobSpec:
     return JobSpec(
         params={"model": model_param(plan.config["model"]), "card": lambda w: card_facts(plan)},
-        resources={"runtime": lambda w, attempt: small_job_runtime(attempt),
-                   "mem_mb": lambda w, attempt: small_job_mem_mb(attempt)},
+        resources={
+            "runtime": lambda w, attempt: small_job_runtime(attempt),
+            "mem_mb": lambda w, attempt: small_job_mem_mb(attempt),
+        },
     )

@@ -47,16 +47,24 @@ class Preprocessing:
     def describe(self) -> str:
         """``Resize(256, bilinear), CenterCrop(224), mean [...], std [...]``: what is applied."""
         resize = f"({self.resize_size}, {self.resize_size})" if self.crop_mode == "squash" else str(self.resize_size)
-        return (f"Resize({resize}, {self.interpolation}) antialiased, CenterCrop({self.crop_size}), ToTensor, "
-                f"Normalize(mean {_numbers(self.mean)}, std {_numbers(self.std)})")
+        return (
+            f"Resize({resize}, {self.interpolation}) antialiased, CenterCrop({self.crop_size}), ToTensor, "
+            f"Normalize(mean {_numbers(self.mean)}, std {_numbers(self.std)})"
+        )
 
 
 def _numbers(values) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-TORCHVISION = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation="bilinear",
-                            crop_pct=0.875, crop_mode="center", trained_input_size=STUDY_CROP)
+TORCHVISION = Preprocessing(
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    interpolation="bilinear",
+    crop_pct=0.875,
+    crop_mode="center",
+    trained_input_size=STUDY_CROP,
+)
 
 
 def for_arch(arch: str) -> Preprocessing:
@@ -71,11 +79,14 @@ def for_arch(arch: str) -> Preprocessing:
     if mode not in CROP_MODES:
         raise timm_models.TimmArchError(
             f"model.arch '{arch}': its pretrained_cfg's crop_mode '{mode}' (pad to keep the whole image) is not "
-            f"supported; fix: choose a tag with crop_mode {' or '.join(CROP_MODES)}")
+            f"supported; fix: choose a tag with crop_mode {' or '.join(CROP_MODES)}"
+        )
     return Preprocessing(
-        mean=tuple(cfg.get("mean", TORCHVISION.mean)), std=tuple(cfg.get("std", TORCHVISION.std)),
+        mean=tuple(cfg.get("mean", TORCHVISION.mean)),
+        std=tuple(cfg.get("std", TORCHVISION.std)),
         interpolation=cfg.get("interpolation") or TORCHVISION.interpolation,
-        crop_pct=float(cfg.get("crop_pct") or TORCHVISION.crop_pct), crop_mode=mode,
+        crop_pct=float(cfg.get("crop_pct") or TORCHVISION.crop_pct),
+        crop_mode=mode,
         trained_input_size=int(cfg.get("input_size", [3, STUDY_CROP])[-1]),
         test_input_size=int(cfg["test_input_size"][-1]) if cfg.get("test_input_size") else None,
     )
@@ -91,8 +102,12 @@ def applied_line(arch: str) -> str:
         arch = f"{timm_models.PREFIX}{timm_models.split_name(arch)[0]}.{timm_models.resolved_tag(arch)}"
     line = f"{arch} reads images with its pretrained_cfg's preprocessing: {prep.describe()}"
     if prep.trained_input_size != prep.crop_size:
-        line += (f"; it was trained at {prep.trained_input_size} px, the study crops {prep.crop_size} px "
-                 f"(the centre neuron, FV image and scale transforms are defined there)")
+        line += (
+            f"; it was trained at {prep.trained_input_size} px, the study crops {prep.crop_size} px "
+            f"(the centre neuron, FV image and scale transforms are defined there)"
+        )
     if prep.test_input_size not in (None, prep.crop_size):
-        line += f"; timm evaluates it at {prep.test_input_size} px (its test_input_size), the study at {prep.crop_size} px"
+        line += (
+            f"; timm evaluates it at {prep.test_input_size} px (its test_input_size), the study at {prep.crop_size} px"
+        )
     return line

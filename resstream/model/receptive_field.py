@@ -21,12 +21,17 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops.misc import SqueezeExcitation
 
-from resstream.model.blocks import X, BlockInfo, TapRef, block_lookup
 from resstream.model.adapters import main_path
+from resstream.model.blocks import BlockInfo, TapRef, X, block_lookup
 
 log = logging.getLogger(__name__)
-GLOBAL_LAYERS = (SqueezeExcitation, torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d, torch.nn.GroupNorm,
-                 torch.nn.InstanceNorm2d)
+GLOBAL_LAYERS = (
+    SqueezeExcitation,
+    torch.nn.AdaptiveAvgPool2d,
+    torch.nn.AdaptiveMaxPool2d,
+    torch.nn.GroupNorm,
+    torch.nn.InstanceNorm2d,
+)
 
 
 @dataclass(frozen=True)
@@ -170,8 +175,13 @@ class CropPlanner:
         if size not in self._plans:
             plan, why = _size_decision(self.model, self.blocks, self.ref, size, self.hook_mode)
             if why is not None:
-                log.info("receptive-field crop of %s:%s at %d px not used (%s): full forward", self.ref.block,
-                         self.ref.tensor, size, why)
+                log.info(
+                    "receptive-field crop of %s:%s at %d px not used (%s): full forward",
+                    self.ref.block,
+                    self.ref.tensor,
+                    size,
+                    why,
+                )
             self._plans[size] = plan
         return self._plans[size]
 

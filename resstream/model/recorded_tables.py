@@ -40,8 +40,11 @@ def model_map_sizes(model, input_size: int = RECORDED_INPUT_SIZE) -> dict[str, t
         module = model.get_submodule(info.module)
         handles.append(module.register_forward_hook(record(info.name)))
         if info.input_from not in block_modules:
-            handles.append(module.register_forward_pre_hook(
-                lambda m, a, key=info.input_from: sizes.__setitem__(key, tuple(a[0].shape[-2:]))))
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda m, a, key=info.input_from: sizes.__setitem__(key, tuple(a[0].shape[-2:]))
+                )
+            )
     with torch.no_grad():
         model(torch.empty(1, 3, input_size, input_size, device="meta"))
     for h in handles:

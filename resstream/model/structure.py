@@ -20,8 +20,13 @@ from resstream.base.errors import ConfigError
 from resstream.model import timm_models
 from resstream.model.blocks import BlockInfo
 from resstream.model.families import ARCHS, arch_family, supported_families_line
-from resstream.model.recorded_tables import (BLOCK_FIELDS, RECORDED_INPUT_SIZE, model_map_sizes, torchvision_release,
-                                            write_recorded)
+from resstream.model.recorded_tables import (
+    BLOCK_FIELDS,
+    RECORDED_INPUT_SIZE,
+    model_map_sizes,
+    torchvision_release,
+    write_recorded,
+)
 
 TABLES = Path(__file__).with_name("arch_tables.json")
 
@@ -67,9 +72,14 @@ def check_arch(arch: str) -> str:
     family = arch_family(arch)
     if family is not None:
         return family
-    why = ("is a torchvision model without residual blocks of a supported family"
-           if arch in torchvision_models() else "is not a torchvision model resstream knows")
-    raise ArchError(f"model.arch '{arch}' {why}. Fix: choose an arch of a supported family: {supported_families_line()}")
+    why = (
+        "is a torchvision model without residual blocks of a supported family"
+        if arch in torchvision_models()
+        else "is not a torchvision model resstream knows"
+    )
+    raise ArchError(
+        f"model.arch '{arch}' {why}. Fix: choose an arch of a supported family: {supported_families_line()}"
+    )
 
 
 # -- recorded ------------------------------------------------------------------------------------------
@@ -81,7 +91,10 @@ def _recorded_file() -> dict:
     input size, or another :class:`BlockInfo`)."""
     tables = json.loads(TABLES.read_text())
     same = (tables["torchvision"], tables["input_size"], tables["block_fields"]) == (
-        torchvision_release(), RECORDED_INPUT_SIZE, BLOCK_FIELDS)
+        torchvision_release(),
+        RECORDED_INPUT_SIZE,
+        BLOCK_FIELDS,
+    )
     return tables if same else {}
 
 
@@ -165,8 +178,10 @@ def live_table(arch: str) -> dict:
 
 def write_tables(path: Path = TABLES) -> Path:
     """Record every supported architecture's tables under the installed torchvision."""
-    header = (f'"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
-              f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())}')
+    header = (
+        f'"torchvision": "{torchvision_release()}", "input_size": {RECORDED_INPUT_SIZE},\n'
+        f' "block_fields": {json.dumps(BLOCK_FIELDS)},\n "torchvision_models": {json.dumps(live_torchvision_models())}'
+    )
     write_recorded(path, header, "archs", {arch: live_table(arch) for arch in ARCHS})
     _recorded_file.cache_clear()
     return path

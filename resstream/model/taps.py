@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from resstream.model.blocks import B, D, O_POST, O_PRE, X, BlockInfo, TapRef, block_lookup
+from resstream.model.blocks import O_POST, O_PRE, B, BlockInfo, D, TapRef, X, block_lookup
 from resstream.model.walk import model_blocks
 
 HOOK_MODES = ("intended", "author_alias")

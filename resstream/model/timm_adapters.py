@@ -41,8 +41,8 @@ MobileOne's re-parameterisable blocks; DLA as a whole.
 from __future__ import annotations
 
 import torch
-from timm.models import _efficientnet_blocks as effnet
 from timm.layers import BlurPool2d
+from timm.models import _efficientnet_blocks as effnet
 from timm.models import byobnet, convnext, cspnet, regnet, res2net, resnest, resnet, resnetv2
 
 from resstream.model.block_adapter import BlockAdapter
@@ -54,6 +54,7 @@ def _is_module(m, attr: str) -> bool:
 
 def _projection(attr: str):
     """The skip path's projection ``attr`` where it is a module other than the identity."""
+
     def skip(m) -> str | None:
         return attr if _is_module(m, attr) and not isinstance(getattr(m, attr), torch.nn.Identity) else None
 
@@ -93,8 +94,11 @@ ATTENTION_ATTRS = ("se", "attn", "attn_last", "attn2", "attn3")
 def _weight_layer(m) -> torch.nn.Module:
     """The branch's last conv (or linear) outside its channel attention."""
     inside_attention = {id(x) for a in ATTENTION_ATTRS if _is_module(m, a) for x in getattr(m, a).modules()}
-    return [x for x in _branch_layers(m) if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear))
-            and id(x) not in inside_attention][-1]
+    return [
+        x
+        for x in _branch_layers(m)
+        if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear)) and id(x) not in inside_attention
+    ][-1]
 
 
 def _branch_weights(m):
@@ -104,9 +108,17 @@ def _branch_weights(m):
     last = _weight_layer(m)
     channels = _out_channels(m)
     gamma = getattr(m, "gamma", None)
-    norms = [x for x in _branch_layers(m) if getattr(x, "weight", None) is not None and x.weight.dim() == 1
-             and x.weight.shape[0] == channels and x is not last]
-    scale = gamma if gamma is not None else norms[-1].weight if norms else torch.ones(channels, device=last.weight.device)
+    norms = [
+        x
+        for x in _branch_layers(m)
+        if getattr(x, "weight", None) is not None
+        and x.weight.dim() == 1
+        and x.weight.shape[0] == channels
+        and x is not last
+    ]
+    scale = (
+        gamma if gamma is not None else norms[-1].weight if norms else torch.ones(channels, device=last.weight.device)
+    )
     return scale.flatten(), last.weight
 
 
@@ -133,6 +145,7 @@ def _has_shortcut(m) -> bool:
 def _final_activation(attr: str):
     """The class name of the activation module ``attr`` applied to the sum, None where it is the identity
     (byobnet's ``linear_out`` blocks)."""
+
     def after_sum(m) -> str | None:
         act = getattr(m, attr)
         return None if isinstance(act, torch.nn.Identity) else type(act).__name__

@@ -40,8 +40,13 @@ TESTED_MODELS: dict[str, tuple[str, ...]] = {
     "timm ResNetV2": ("resnetv2_50x1_bit", "resnetv2_18", "resnetv2_50"),
     "timm ConvNeXt": ("convnext_tiny", "convnext_atto"),
     "timm RegNet": ("regnety_008", "regnetx_002", "regnety_002"),
-    "timm EfficientNet/MobileNet": ("efficientnet_b0", "mobilenetv3_large_100", "mobilenetv3_small_050",
-                                    "efficientnetv2_rw_t", "mobilenetv4_conv_small"),
+    "timm EfficientNet/MobileNet": (
+        "efficientnet_b0",
+        "mobilenetv3_large_100",
+        "mobilenetv3_small_050",
+        "efficientnetv2_rw_t",
+        "mobilenetv4_conv_small",
+    ),
     "timm Res2Net": ("res2net50_26w_4s",),
     "timm ResNeSt": ("resnest14d",),
     "timm CSPNet/DarkNet": ("cspresnet50", "cspdarknet53", "cs3darknet_s", "cs3edgenet_x", "darknet17"),
@@ -49,40 +54,40 @@ TESTED_MODELS: dict[str, tuple[str, ...]] = {
 }
 SEMANTICS = {
     "timm ResNet": "BasicBlock/Bottleneck (se, drop_path, anti-aliasing, avg_down): B = drop_path if built "
-                   "(drop_path_rate > 0), else se, else bn2/bn3; I = downsample or the block input; ReLU after the sum",
+    "(drop_path_rate > 0), else se, else bn2/bn3; I = downsample or the block input; ReLU after the sum",
     "timm ResNetV2": "PreActBasic/PreActBottleneck: B = drop_path (conv2/conv3 out); I = downsample (of the "
-                     "pre-activated input) or the block input; nothing after the sum. Bottleneck (preact=False): "
-                     "B = drop_path (norm3 out); ReLU after the sum",
+    "pre-activated input) or the block input; nothing after the sum. Bottleneck (preact=False): "
+    "B = drop_path (norm3 out); ReLU after the sum",
     "timm ConvNeXt": "ConvNeXtBlock: B = drop_path = gamma * mlp(norm(conv_dw(x))); I = the block input (a stage's "
-                     "first block: the stage's downsample output); nothing after the sum",
+    "first block: the stage's downsample output); nothing after the sum",
     "timm RegNet": "Bottleneck (not PreBottleneck): B = drop_path (conv3 out, after se in RegNetY); I = downsample (a projection) or "
-                   "the block input; ReLU after the sum",
+    "the block input; ReLU after the sum",
     "timm EfficientNet/MobileNet": "ConvBnAct/DepthwiseSeparableConv/InvertedResidual/EdgeResidual/"
-                                   "UniversalInvertedResidual with has_skip: B = drop_path (ends in BN); I = the "
-                                   "block input; nothing after the sum; blocks without a sum are not studied",
+    "UniversalInvertedResidual with has_skip: B = drop_path (ends in BN); I = the "
+    "block input; nothing after the sum; blocks without a sum are not studied",
     "timm Res2Net": "Bottle2neck: B = drop_path if built, else se, else bn3; I = downsample or the block input; "
-                    "ReLU after the sum",
+    "ReLU after the sum",
     "timm ResNeSt": "ResNestBottleneck: B = bn3 (its drop_path acts on the block input, not the branch); I = "
-                    "downsample or the block input; ReLU after the sum",
+    "downsample or the block input; ReLU after the sum",
     "timm CSPNet/DarkNet": "BottleneckBlock/DarkBlock/EdgeBlock inside a stage: B = drop_path; I = the block input (a "
-                           "cross stage's first block: half of conv_exp's output, the layer named after conv_exp); "
-                           "BottleneckBlock: its act3 after the sum, the others nothing",
+    "cross stage's first block: half of conv_exp's output, the layer named after conv_exp); "
+    "BottleneckBlock: its act3 after the sum, the others nothing",
     "timm ByobNet": "BasicBlock/BottleneckBlock/DarkBlock/EdgeBlock with a shortcut: B = drop_path; I = shortcut "
-                    "(a projection) or the block input; the block's act after the sum, nothing for linear_out blocks; "
-                    "blocks without a shortcut have no sum (not studied)",
+    "(a projection) or the block input; the block's act after the sum, nothing for linear_out blocks; "
+    "blocks without a shortcut have no sum (not studied)",
 }
 # timm modules and block classes that have residual sums the study cannot read, and why.
 REFUSED_MODULES = {
     "dla": "whose Tree feeds each block's skip path in from outside the block and merges blocks by concatenation "
-           "(Root), so a block's I is no tap of one residual stream",
+    "(Root), so a block's I is no tap of one residual stream",
 }
 REFUSED_BLOCKS = {
     "RepVggBlock": "whose sum (a BN of the input plus two conv branches) exists only in the training form and is "
-                   "folded into one conv without a sum in the deployed form",
+    "folded into one conv without a sum in the deployed form",
     "MobileOneBlock": "whose sum (a BN of the input plus conv branches) exists only in the training form and is "
-                      "folded into one conv without a sum in the deployed form",
+    "folded into one conv without a sum in the deployed form",
     "PreBottleneck": "whose sum adds B to norm1 of the block input rather than to the input, so O != I + B "
-                     "for the stream the blocks pass on",
+    "for the stream the blocks pass on",
 }
 
 
@@ -96,7 +101,7 @@ def is_timm(arch: str) -> bool:
 
 def split_name(arch: str) -> tuple[str, str | None]:
     """``timm:resnet50.a1_in1k`` -> ``("resnet50", "a1_in1k")``; no tag -> ``(name, None)``."""
-    name, _, tag = arch[len(PREFIX):].partition(".")
+    name, _, tag = arch[len(PREFIX) :].partition(".")
     return name, tag or None
 
 
@@ -116,7 +121,10 @@ def _recorded_file() -> dict:
     from resstream.model.recorded_tables import BLOCK_FIELDS, torchvision_release
 
     same = (tables["timm"], tables["torchvision"], tables["block_fields"]) == (
-        _installed_timm(), torchvision_release(), BLOCK_FIELDS)
+        _installed_timm(),
+        torchvision_release(),
+        BLOCK_FIELDS,
+    )
     return tables if same else {}
 
 
@@ -138,24 +146,30 @@ def family_of(arch: str) -> str:
     table = recorded(name)
     module = table["module"] if table is not None else _live_module(arch, name)
     if module in REFUSED_MODULES:
-        raise TimmArchError(f"model.arch '{arch}' is a timm model of timm.models.{module}, {REFUSED_MODULES[module]}. "
-                            f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)")
+        raise TimmArchError(
+            f"model.arch '{arch}' is a timm model of timm.models.{module}, {REFUSED_MODULES[module]}. "
+            f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)"
+        )
     for family, modules in FAMILY_MODULES.items():
         if module in modules:
             if table is None:
                 _check_blocks(arch, name)
             _check_tag(arch, name, tag, table)
             return family
-    raise TimmArchError(f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
-                        f"(timm.models.{module}). Fix: choose a timm model of a supported family: {supported_line()} "
-                        f"(see: resstream families)")
+    raise TimmArchError(
+        f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
+        f"(timm.models.{module}). Fix: choose a timm model of a supported family: {supported_line()} "
+        f"(see: resstream families)"
+    )
 
 
 def _check_tag(arch: str, name: str, tag: str | None, table: dict | None) -> None:
     if tag is None or table is None or tag in table["pretrained_cfgs"]:
         return
-    raise TimmArchError(f"model.arch '{arch}': timm has no pretrained tag '{tag}' for {name}. Fix: use one of "
-                        f"{', '.join(table['pretrained_cfgs'])}, or no tag (timm's default, {table['default_tag']}).")
+    raise TimmArchError(
+        f"model.arch '{arch}': timm has no pretrained tag '{tag}' for {name}. Fix: use one of "
+        f"{', '.join(table['pretrained_cfgs'])}, or no tag (timm's default, {table['default_tag']})."
+    )
 
 
 def _check_blocks(arch: str, name: str) -> None:
@@ -163,8 +177,10 @@ def _check_blocks(arch: str, name: str) -> None:
     (recorded models are all readable, so this runs only for a model walked live)."""
     refused = sorted(REFUSED_BLOCKS.keys() & _module_classes(name))
     if refused:
-        raise TimmArchError(f"model.arch '{arch}' is a timm model with {refused[0]}s, {REFUSED_BLOCKS[refused[0]]}. "
-                            f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)")
+        raise TimmArchError(
+            f"model.arch '{arch}' is a timm model with {refused[0]}s, {REFUSED_BLOCKS[refused[0]]}. "
+            f"Fix: choose a timm model of a supported family: {supported_line()} (see: resstream families)"
+        )
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,8 +193,10 @@ def _live_module(arch: str, name: str) -> str:
     import timm
 
     if not timm.is_model(name):
-        raise TimmArchError(f"model.arch '{arch}': timm {_installed_timm()} has no model '{name}'. Fix: choose a "
-                            f"timm model of a supported family: {supported_line()} (see: timm.list_models())")
+        raise TimmArchError(
+            f"model.arch '{arch}': timm {_installed_timm()} has no model '{name}'. Fix: choose a "
+            f"timm model of a supported family: {supported_line()} (see: timm.list_models())"
+        )
     return timm.models.model_entrypoint(name).__module__.rpartition(".")[2]
 
 
@@ -240,8 +258,17 @@ def live_map_sizes(name: str, input_size: int = RECORDED_INPUT_SIZE) -> dict[str
 def _pretrained_cfgs(name: str) -> dict[str, dict]:
     import timm
 
-    keep = ("hf_hub_id", "mean", "std", "input_size", "interpolation", "crop_pct", "crop_mode", "test_input_size",
-            "test_crop_pct")
+    keep = (
+        "hf_hub_id",
+        "mean",
+        "std",
+        "input_size",
+        "interpolation",
+        "crop_pct",
+        "crop_mode",
+        "test_input_size",
+        "test_crop_pct",
+    )
     cfgs = {}
     for full in timm.list_pretrained(f"{name}.*"):
         cfg = timm.models.get_pretrained_cfg(full).to_dict()
@@ -270,8 +297,10 @@ def write_tables(path: Path = TABLES) -> Path:
     """Record every tested timm model's tables under the installed timm and torchvision."""
     from resstream.model.recorded_tables import BLOCK_FIELDS, torchvision_release, write_recorded
 
-    header = (f'"timm": "{_installed_timm()}", "torchvision": "{torchvision_release()}", "input_size": '
-              f'{RECORDED_INPUT_SIZE},\n "block_fields": {json.dumps(BLOCK_FIELDS)}')
+    header = (
+        f'"timm": "{_installed_timm()}", "torchvision": "{torchvision_release()}", "input_size": '
+        f'{RECORDED_INPUT_SIZE},\n "block_fields": {json.dumps(BLOCK_FIELDS)}'
+    )
     write_recorded(path, header, "models", {n: live_table(n) for models in TESTED_MODELS.values() for n in models})
     _recorded_file.cache_clear()
     return path

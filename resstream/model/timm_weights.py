@@ -40,9 +40,11 @@ def _repo(arch: str) -> str:
 
     repo = timm_models.preprocessing(arch).get("hf_hub_id")
     if not repo:
-        raise WeightsError(f"model.weights pretrained: timm publishes no Hugging Face hub weights for {arch}. Fix: "
-                           f"use a tag that has them (resstream info {arch}), a checkpoint file with "
-                           f"model.checkpoint: any, or random:SEED.")
+        raise WeightsError(
+            f"model.weights pretrained: timm publishes no Hugging Face hub weights for {arch}. Fix: "
+            f"use a tag that has them (resstream info {arch}), a checkpoint file with "
+            f"model.checkpoint: any, or random:SEED."
+        )
     return repo
 
 
@@ -66,22 +68,30 @@ def check_spec(arch: str, weights: str, checkpoint: str, is_file: bool, seed: in
 
     timm_models.family_of(arch)
     if is_file and checkpoint != "any":
-        raise WeightsError(f"model.weights {weights} for {arch}: timm publishes no sha256 list to check a file "
-                           f"against. Fix: set model.checkpoint: any to load it as a checkpoint of your own.")
+        raise WeightsError(
+            f"model.weights {weights} for {arch}: timm publishes no sha256 list to check a file "
+            f"against. Fix: set model.checkpoint: any to load it as a checkpoint of your own."
+        )
     if not is_file and checkpoint == "any":
-        raise WeightsError(f"model.checkpoint: any is for a checkpoint file, but model.weights is '{weights}'. Fix: "
-                           f"set model.weights to the file's path, or model.checkpoint back to torchvision.")
+        raise WeightsError(
+            f"model.checkpoint: any is for a checkpoint file, but model.weights is '{weights}'. Fix: "
+            f"set model.weights to the file's path, or model.checkpoint back to torchvision."
+        )
     if not is_file and seed is None and weights != PRETRAINED:
-        raise WeightsError(f"model.weights '{weights}' does not fit {arch}: a timm model's weights are "
-                           f"'{PRETRAINED}' (the tag's, through the Hugging Face hub cache), a checkpoint file "
-                           f"with model.checkpoint: any, or random:SEED. Fix: set model.weights: {PRETRAINED}.")
+        raise WeightsError(
+            f"model.weights '{weights}' does not fit {arch}: a timm model's weights are "
+            f"'{PRETRAINED}' (the tag's, through the Hugging Face hub cache), a checkpoint file "
+            f"with model.checkpoint: any, or random:SEED. Fix: set model.weights: {PRETRAINED}."
+        )
 
 
 def _missing_message(arch: str, why: str) -> str:
-    return (f"weights {arch} pretrained are not in the Hugging Face hub cache ({repo_cache_path(arch)}) and {why}. "
-            f"Fix: run once where the hub is reachable (without HF_HUB_OFFLINE=1), copy that cache folder here "
-            f"(or point HF_HUB_CACHE at a cache holding it), or set model.weights to a local file with "
-            f"model.checkpoint: any; for a test run use model.weights: random:0.")
+    return (
+        f"weights {arch} pretrained are not in the Hugging Face hub cache ({repo_cache_path(arch)}) and {why}. "
+        f"Fix: run once where the hub is reachable (without HF_HUB_OFFLINE=1), copy that cache folder here "
+        f"(or point HF_HUB_CACHE at a cache holding it), or set model.weights to a local file with "
+        f"model.checkpoint: any; for a test run use model.weights: random:0."
+    )
 
 
 def fetch_pretrained(arch: str, allow_download: bool, fetch: bool = True) -> Path | None:
@@ -124,13 +134,16 @@ def _create_from_file(arch: str, path: Path, on_meta: bool = False):
         with torch.device("meta") if on_meta else contextlib.nullcontext(), warnings.catch_warnings():
             # on meta, copying the file's tensors is a no-op that torch warns about once per tensor
             warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
-            return timm.create_model(f"{name}.{tag}" if tag else name, pretrained=True,
-                                     pretrained_cfg_overlay=dict(file=str(path))).eval()
+            return timm.create_model(
+                f"{name}.{tag}" if tag else name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
+            ).eval()
     except Exception as exc:  # RuntimeError (keys, shapes), UnpicklingError, safetensors errors, ...
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise WeightsError(f"model.weights checkpoint {path} does not load into {arch} ({reason}). Fix: give a "
-                           f"{name} checkpoint (timm's or the original format timm converts, a state dict "
-                           f"under 'state_dict' or 'model' understood).") from None
+        raise WeightsError(
+            f"model.weights checkpoint {path} does not load into {arch} ({reason}). Fix: give a "
+            f"{name} checkpoint (timm's or the original format timm converts, a state dict "
+            f"under 'state_dict' or 'model' understood)."
+        ) from None
 
 
 def check_file(arch: str, path: Path) -> None:

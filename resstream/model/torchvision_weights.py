@@ -18,6 +18,7 @@ KNOWN_SHA256 = {
     "resnet18-f37072fd.pth": "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
 }
 
+
 def _expected_digest(arch: str, filename: str) -> str | None:
     """Full sha256 where published, else torchvision's file-name prefix (e.g. resnet34-b627a593)."""
     if filename in KNOWN_SHA256:
@@ -25,13 +26,16 @@ def _expected_digest(arch: str, filename: str) -> str | None:
     m = re.search(r"-([0-9a-f]{8,})\.pth$", filename)
     return m.group(1) if m else None
 
+
 def hub_checkpoint_path(url: str) -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
-def cached_checkpoint(arch: str, name: str, allow_download: bool,
-                       no_download_why: str = "downloads are disabled") -> tuple[Path, str]:
+
+def cached_checkpoint(
+    arch: str, name: str, allow_download: bool, no_download_why: str = "downloads are disabled"
+) -> tuple[Path, str]:
     """``(path, sha256)`` of torchvision's checkpoint in the hub cache, downloaded first if it is
     missing and downloads are allowed; the digest is checked."""
     url = enum_url(arch, name)
@@ -50,11 +54,13 @@ def cached_checkpoint(arch: str, name: str, allow_download: bool,
     check_digest(arch, cached, digest)
     return cached, digest
 
+
 def load_pretrained(arch: str, name: str, allow_download: bool, no_download_why: str = "downloads are disabled"):
     import torch
 
     cached, digest = cached_checkpoint(arch, name, allow_download, no_download_why)
     return torch.load(cached, map_location="cpu", weights_only=True), digest
+
 
 def _missing_weights_message(arch, name, cached, why):
     return (
@@ -63,14 +69,18 @@ def _missing_weights_message(arch, name, cached, why):
         f"or set model.weights to a local checkpoint path; for a test run use model.weights: random:0."
     )
 
+
 def is_torchvision_file(arch: str, path: Path, digest: str) -> bool:
     """True when the file is one of torchvision's published checkpoints of ``arch``, judged by its
     name's expected digest or else any published prefix (a renamed file)."""
     expected = _expected_digest(arch, path.name)
     if expected is not None:
         return digest.startswith(expected)
-    return any((exp := _expected_digest(arch, os.path.basename(url))) and digest.startswith(exp)
-               for url in weights_files(arch).values())
+    return any(
+        (exp := _expected_digest(arch, os.path.basename(url))) and digest.startswith(exp)
+        for url in weights_files(arch).values()
+    )
+
 
 def check_digest(arch: str, path: Path, digest: str) -> None:
     if is_torchvision_file(arch, path, digest):
@@ -87,4 +97,3 @@ def check_digest(arch: str, path: Path, digest: str) -> None:
         f"({', '.join(published)}). Fix: use the unmodified file torchvision publishes, or, for a checkpoint "
         f"of your own, {ANY_CHECKPOINT_HINT}."
     )
-

@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resstream.model import timm_models, timm_weights
-from resstream.model.checkpoint_files import (check_finite, check_state_dict_fits, file_sha256, read_checkpoint)
-from resstream.model.torchvision_weights import (cached_checkpoint, check_digest, hub_checkpoint_path,
-                                                 is_torchvision_file, load_pretrained)
+from resstream.model.checkpoint_files import check_finite, check_state_dict_fits, file_sha256, read_checkpoint
+from resstream.model.torchvision_weights import (
+    cached_checkpoint,
+    check_digest,
+    hub_checkpoint_path,
+    is_torchvision_file,
+    load_pretrained,
+)
 from resstream.model.weights_identity import WeightsIdentity, state_dict_sha256
-from resstream.model.weights_spec import checkpoint_file, check_weights_spec, enum_url, random_seed, is_checkpoint_path
+from resstream.model.weights_spec import check_weights_spec, checkpoint_file, enum_url, is_checkpoint_path, random_seed
 
 if TYPE_CHECKING:  # torch is imported where a network or a tensor is handled: checking a spec needs none
     import torch
@@ -31,8 +36,6 @@ def _check_custom_checkpoint(arch: str, path: Path) -> None:
     model = build_on_meta(arch)
     check_state_dict_fits(model, state, arch, path)
     check_finite(state, path)
-
-
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,8 +56,9 @@ def missing_hub_file(arch: str, weights: str) -> Path | None:
     return None if cached.exists() else cached
 
 
-def check_weights_available(arch: str, weights: str, allow_download: bool, fetch: bool = True,
-                            checkpoint: str = "torchvision") -> None:
+def check_weights_available(
+    arch: str, weights: str, allow_download: bool, fetch: bool = True, checkpoint: str = "torchvision"
+) -> None:
     """Check, before any job runs, that ``load_model`` will find the weights: the checkpoint or
     cached hub file exists and has the right sha256, or (``checkpoint: any``) holds a state dict
     that fits ``arch``.  A missing hub file with downloads allowed is downloaded here, once: an
@@ -69,7 +73,9 @@ def check_weights_available(arch: str, weights: str, allow_download: bool, fetch
         return
     path = checkpoint_file(weights)
     if timm_models.is_timm(arch):
-        return timm_weights.check_file(arch, path) if path else timm_weights.fetch_pretrained(arch, allow_download, fetch)
+        return (
+            timm_weights.check_file(arch, path) if path else timm_weights.fetch_pretrained(arch, allow_download, fetch)
+        )
     if path is not None:
         if checkpoint == "any":
             _check_custom_checkpoint(arch, path)
@@ -97,8 +103,9 @@ def _loadcheckpoint_file(model: torch.nn.Module, arch: str, path: Path, checkpoi
     return "checkpoint", digest
 
 
-def _build_torchvision(arch: str, weights: str, seed: int | None, allow_download: bool, checkpoint: str,
-                       no_download_why: str):
+def _build_torchvision(
+    arch: str, weights: str, seed: int | None, allow_download: bool, checkpoint: str, no_download_why: str
+):
     """``(model, kind, file sha256)`` of a torchvision arch."""
     import torch
     import torchvision
@@ -116,8 +123,13 @@ def _build_torchvision(arch: str, weights: str, seed: int | None, allow_download
     return model, "pretrained", file_digest
 
 
-def load_model(arch: str = "resnet18", weights: str = "IMAGENET1K_V1", allow_download: bool = True,
-               checkpoint: str = "torchvision", no_download_why: str = "downloads are disabled"):
+def load_model(
+    arch: str = "resnet18",
+    weights: str = "IMAGENET1K_V1",
+    allow_download: bool = True,
+    checkpoint: str = "torchvision",
+    no_download_why: str = "downloads are disabled",
+):
     """Return ``(model, identity)``: the network in eval mode with frozen weights."""
     weights = str(weights)
     check_weights_spec(arch, weights, checkpoint)
@@ -147,7 +159,11 @@ def model_param(model_cfg: dict) -> dict:
     weights spec and how a checkpoint is read, and for a checkpoint of one's own
     (``model.checkpoint: any``) also the file's sha256, since a retrained file may keep its path
     (torchvision's files are fixed by their digest).  New weights therefore rerun those jobs."""
-    param = {"arch": model_cfg["arch"], "weights": str(model_cfg["weights"]), "checkpoint": model_cfg.get("checkpoint", "torchvision")}
+    param = {
+        "arch": model_cfg["arch"],
+        "weights": str(model_cfg["weights"]),
+        "checkpoint": model_cfg.get("checkpoint", "torchvision"),
+    }
     weights = param["weights"]
     if param["checkpoint"] == "any" and os.path.isfile(weights):
         st = os.stat(weights)
@@ -158,12 +174,18 @@ def model_param(model_cfg: dict) -> dict:
 def load_model_param(param: dict):
     """:func:`load_model` in a job, from its ``model`` param (:func:`model_param`).  A job never
     downloads: Snakemake's main process fetched missing hub weights before the first job."""
-    return load_model(param["arch"], param["weights"], allow_download=False, checkpoint=param["checkpoint"],
-                      no_download_why="jobs never download them (Snakemake's main process fetches missing weights "
-                                      "before the first job, into its own cache; this job sees another one)")
+    return load_model(
+        param["arch"],
+        param["weights"],
+        allow_download=False,
+        checkpoint=param["checkpoint"],
+        no_download_why="jobs never download them (Snakemake's main process fetches missing weights "
+        "before the first job, into its own cache; this job sees another one)",
+    )
 
 
 def load_configured_model(model_cfg: dict):
     """:func:`load_model` with the config's ``model`` section (arch, weights, allow_download, checkpoint)."""
-    return load_model(model_cfg["arch"], model_cfg["weights"], model_cfg["allow_download"],
-                      model_cfg.get("checkpoint", "torchvision"))
+    return load_model(
+        model_cfg["arch"], model_cfg["weights"], model_cfg["allow_download"], model_cfg.get("checkpoint", "torchvision")
+    )

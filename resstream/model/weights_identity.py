@@ -33,8 +33,10 @@ class WeightsIdentity:
     def label(self) -> str:
         """Short human label used in plot titles and reports."""
         if self.kind == "custom":
-            return (f"{self.arch} custom checkpoint {os.path.basename(self.source)} "
-                    f"(file sha256 {str(self.file_sha256)[:12]}, not torchvision's weights)")
+            return (
+                f"{self.arch} custom checkpoint {os.path.basename(self.source)} "
+                f"(file sha256 {str(self.file_sha256)[:12]}, not torchvision's weights)"
+            )
         if self.kind == "timm":
             return f"timm:{self.timm_model} pretrained (file sha256 {str(self.file_sha256)[:12]})"
         if self.weights_source == "torchvision":
@@ -63,4 +65,3 @@ def state_dict_sha256(state_dict: dict) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
     return h.hexdigest()
-

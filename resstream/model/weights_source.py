@@ -8,8 +8,13 @@ from __future__ import annotations
 
 # An identity's kind, and what it says of the weights' origin (the ``weights_source`` of every output).
 # "timm": a timm model's published weights for its tag (Hugging Face hub), loaded through timm.
-KIND_SOURCES = {"pretrained": "torchvision", "checkpoint": "torchvision", "timm": "timm", "custom": "custom",
-                "random": "random"}
+KIND_SOURCES = {
+    "pretrained": "torchvision",
+    "checkpoint": "torchvision",
+    "timm": "timm",
+    "custom": "custom",
+    "random": "random",
+}
 WEIGHTS_SOURCES = ("torchvision", "timm", "custom", "random")
 
 

@@ -25,8 +25,9 @@ from resstream.model.structure import check_arch, weights_files
 CHECKPOINT_MODES = ("torchvision", "any")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 # how a user asks for a checkpoint of their own, in each place that takes weights
-ANY_CHECKPOINT_HINT = ("set model.checkpoint: any (resstream fv / activations: --checkpoint any; the Python API: "
-                       "checkpoint=\"any\")")
+ANY_CHECKPOINT_HINT = (
+    'set model.checkpoint: any (resstream fv / activations: --checkpoint any; the Python API: checkpoint="any")'
+)
 
 
 def enum_url(arch: str, name: str) -> str:
@@ -40,7 +41,6 @@ def enum_url(arch: str, name: str) -> str:
             f"model.weights '{name}' is not a weights set of {arch}; torchvision offers: {names}. "
             f"Or give a checkpoint path, or random:SEED."
         ) from None
-
 
 
 def is_checkpoint_path(weights: str) -> bool:
@@ -88,4 +88,3 @@ def check_weights_spec(arch: str, weights: str, checkpoint: str = "torchvision")
         )
     if random_seed(weights) is None and not path:
         enum_url(arch, weights)
-

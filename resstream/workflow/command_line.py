@@ -77,15 +77,21 @@ def check_configfile(path: str) -> None:
         with open(path, encoding="utf-8") as f:
             content = yaml.safe_load(f)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} (given to --configfile) does not exist; {closest_config_hint(path)}") from None
+        raise ConfigError(
+            f"config file {path} (given to --configfile) does not exist; {closest_config_hint(path)}"
+        ) from None
     except IsADirectoryError:
         raise ConfigError(f"config file {path} (given to --configfile) is a folder; give a .yaml file") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {yaml_error_place(exc)}; fix the file there") from None
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {yaml_error_place(exc)}; fix the file there"
+        ) from None
     if content is not None and not isinstance(content, dict):
-        raise ConfigError(f"config file {path} holds a {type(content).__name__}, not keys and values; write it as `key: value` lines")
+        raise ConfigError(
+            f"config file {path} holds a {type(content).__name__}, not keys and values; write it as `key: value` lines"
+        )
 
 
 def check_configfiles_or_exit(argv: list[str] | None = None) -> None:

@@ -36,8 +36,11 @@ def find_damaged(study) -> list[tuple[str, str, str]]:
     if os.path.exists(h5) and (why := activations_damage(h5)):
         found.append((h5, h5, why))
     folders = [fv_chunk_dir(results, layer, c.name) for layer in study.layers for c in study.chunks(layer)]
-    folders += [channel_fv_chunk_dir(results, layer, c.name)
-                for layer in study.channel_fv_layers() for c in study.channel_fv_chunks(layer)]
+    folders += [
+        channel_fv_chunk_dir(results, layer, c.name)
+        for layer in study.channel_fv_layers()
+        for c in study.channel_fv_chunks(layer)
+    ]
     for folder in folders:
         if os.path.isdir(folder) and (why := fv_folder_damage(folder)):
             found.append((folder, os.path.join(folder, "fv.h5"), why))

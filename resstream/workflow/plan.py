@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from resstream.base.errors import ConfigError
+from resstream.base.schema import section_defaults
 from resstream.fv.settings import FVSettings
 from resstream.model import blocks as blk
 from resstream.model.families import arch_family
 from resstream.model.structure import map_sizes, structure
-from resstream.base.schema import section_defaults
-
 
 JITTER_BY_INPUT_STRIDE = {1: 0, 2: 0, 4: 0, 8: 4}  # deeper (stride 16, 32): 16
 
@@ -61,11 +60,15 @@ class Study:
                 raise ConfigError(f"study.blocks: unknown block '{name}'; {self.arch} has blocks {', '.join(names)}")
             if not self.block_info(name).has_sum:
                 summed = ", ".join(b.name for b in self.blocks if b.has_sum)
-                raise ConfigError(f"study.blocks: block '{name}' of {self.arch} has no residual sum, so no I, B and O to "
-                                  f"study; blocks with a sum: {summed}")
+                raise ConfigError(
+                    f"study.blocks: block '{name}' of {self.arch} has no residual sum, so no I, B and O to "
+                    f"study; blocks with a sum: {summed}"
+                )
         for name in config["study"]["channels_by_block"]:
             if name not in self.study_blocks:
-                raise ConfigError(f"study.channels_by_block: block '{name}' is not among study.blocks ({', '.join(self.study_blocks)})")
+                raise ConfigError(
+                    f"study.channels_by_block: block '{name}' is not among study.blocks ({', '.join(self.study_blocks)})"
+                )
         order = {n: i for i, n in enumerate(names)}
         self.study_blocks.sort(key=order.__getitem__)
         self._check_o_relu()
@@ -77,9 +80,11 @@ class Study:
         studied blocks have none (ConvNeXt, MobileNet, EfficientNet: O is the sum itself)."""
         bare = [b for b in self.study_blocks if self.block_info(b).after_sum is None]
         if self.o_relu == "post" and bare:
-            raise ConfigError(f"study.o_relu: post asks for O after the nonlinearity that follows the residual sum, but "
-                              f"{self.arch} ({self.family}) has none after the sum of its blocks ({bare[0]}, ...): O is "
-                              f"the sum itself. Fix: set study.o_relu: pre")
+            raise ConfigError(
+                f"study.o_relu: post asks for O after the nonlinearity that follows the residual sum, but "
+                f"{self.arch} ({self.family}) has none after the sum of its blocks ({bare[0]}, ...): O is "
+                f"the sum itself. Fix: set study.o_relu: pre"
+            )
 
     # -- channels -------------------------------------------------------------------------------
     def block_info(self, name: str) -> blk.BlockInfo:
@@ -88,7 +93,11 @@ class Study:
     def block_channels(self, block: str) -> list[int]:
         info = self.block_info(block)
         spec = self.config["study"]["channels_by_block"].get(block, self.config["study"]["channels"])
-        key = f"study.channels_by_block.{block}" if block in self.config["study"]["channels_by_block"] else "study.channels"
+        key = (
+            f"study.channels_by_block.{block}"
+            if block in self.config["study"]["channels_by_block"]
+            else "study.channels"
+        )
         if spec == "all":
             return list(range(info.channels))
         if isinstance(spec, int):
@@ -125,8 +134,7 @@ class Study:
         n = self.layer_ref(layer)
         total = self.tap_channels(n)
         return [
-            Chunk(layer, k * per_job, min((k + 1) * per_job, total), tuple(cs))
-            for k, cs in sorted(by_range.items())
+            Chunk(layer, k * per_job, min((k + 1) * per_job, total), tuple(cs)) for k, cs in sorted(by_range.items())
         ]
 
     def chunk(self, layer: str, name: str, roles=blk.ROLES) -> Chunk:
@@ -157,7 +165,9 @@ class Study:
 
     def block_layers(self, block: str) -> dict[str, str]:
         """``{role: layer}`` of a studied block."""
-        return {role: blk.layer_name(self.blocks, blk.role_tap(self.blocks, block, role, self.o_relu)) for role in blk.ROLES}
+        return {
+            role: blk.layer_name(self.blocks, blk.role_tap(self.blocks, block, role, self.o_relu)) for role in blk.ROLES
+        }
 
     # -- layers and settings ----------------------------------------------------------------------
     def layer_ref(self, layer: str) -> blk.TapRef:
@@ -228,7 +238,9 @@ class Study:
         from resstream.activations.store import map_bytes
 
         sizes = map_sizes(self.arch)
-        return sum(map_bytes(self.layer_block(n).channels, *sizes[self.layer_ref(n).block]) for n in self.spatial_layers())
+        return sum(
+            map_bytes(self.layer_block(n).channels, *sizes[self.layer_ref(n).block]) for n in self.spatial_layers()
+        )
 
     def exemplar_units(self) -> dict[str, list[int]]:
         """The units that get exemplar grids: per FV layer the study's channels of it; per extra

@@ -16,8 +16,8 @@ import os
 
 from resstream.analysis.summary import read_summary, sidecar_json, summary_json
 from resstream.base.errors import UserError
-from resstream.model.weights_source import weights_source
 from resstream.base.paths import activations_h5
+from resstream.model.weights_source import weights_source
 
 UNKNOWN = "not recorded"
 
@@ -145,8 +145,11 @@ def config_differences(facts: dict, study) -> list[str]:
         ("fv.lr", _values(configured_lr), facts["fv_lr"]),
         ("fv.hook", cfg["fv"]["hook"], facts["fv_hook"]),
     ]
-    out = [f"{key} {configured} given, outputs made with {made}" for key, configured, made in pairs
-           if made != UNKNOWN and str(configured) != str(made)]
+    out = [
+        f"{key} {configured} given, outputs made with {made}"
+        for key, configured, made in pairs
+        if made != UNKNOWN and str(configured) != str(made)
+    ]
     path = cfg["dataset"]["path"]
     if facts["dataset"] != UNKNOWN and path and os.path.realpath(path) != os.path.realpath(facts["dataset"]):
         out.append(f"dataset.path {path} given, outputs made from {facts['dataset']}")

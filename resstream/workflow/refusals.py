@@ -37,14 +37,19 @@ def keep_refused_outputs() -> None:
 
     remove = Job.cleanup
     if getattr(remove, "keeps_refused_outputs", False) or list(inspect.signature(remove).parameters) != [
-            "self", "skip_outputs"]:
+        "self",
+        "skip_outputs",
+    ]:
         return
 
     async def cleanup(self, skip_outputs):
         kept = {f for f in self.output if claim_refusal(str(f))}
         for f in sorted(kept):
-            print(f"resstream: kept {f}: job {self} refused to overwrite it (it was written by something else "
-                  f"while the job ran); nothing of it was removed", file=sys.stderr)
+            print(
+                f"resstream: kept {f}: job {self} refused to overwrite it (it was written by something else "
+                f"while the job ran); nothing of it was removed",
+                file=sys.stderr,
+            )
         return await remove(self, set(skip_outputs) | kept)
 
     cleanup.keeps_refused_outputs = True

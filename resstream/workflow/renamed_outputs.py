@@ -32,9 +32,11 @@ def move_renamed_outputs(results: str) -> list[str]:
             continue
         kept = _move_entries(old_path, new_path, depth=2)
         if kept:
-            lines.append(f"{old_path} was renamed {new_path}: moved what it held there except {len(kept)} "
-                         f"entr{'y' if len(kept) == 1 else 'ies'} already present under the new name, left in "
-                         f"place (e.g. {kept[0]}). Fix: compare them and delete the one you do not want")
+            lines.append(
+                f"{old_path} was renamed {new_path}: moved what it held there except {len(kept)} "
+                f"entr{'y' if len(kept) == 1 else 'ies'} already present under the new name, left in "
+                f"place (e.g. {kept[0]}). Fix: compare them and delete the one you do not want"
+            )
         else:
             _remove_empty(old_path)
             lines.append(f"moved {old_path} to {new_path} (the folder's new name)")
@@ -59,6 +61,6 @@ def _move_entries(src: str, dst: str, depth: int) -> list[str]:
 
 def _remove_empty(path: str) -> None:
     """Remove the emptied old folder tree (never a file)."""
-    for root, dirs, files in os.walk(path, topdown=False):
+    for root, _dirs, files in os.walk(path, topdown=False):
         if not files and not os.listdir(root):
             os.rmdir(root)

@@ -41,8 +41,7 @@ class Owner:
     @classmethod
     def this_process(cls) -> Owner:
         pid = os.getpid()
-        return cls(socket.gethostname(), pid, process_start(pid), os.getcwd(),
-                   time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+        return cls(socket.gethostname(), pid, process_start(pid), os.getcwd(), time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
     def is_running_here(self) -> bool:
         """Whether the owner (on this host) is still running: its PID alive and, where the kernel
@@ -87,12 +86,14 @@ def _clear_stale(path: str, me: Owner, results: str) -> list[str]:
     if owner.host != me.host:
         raise UserError(
             f"results folder {results} is locked by a snakemake run on another host ({owner.describe()}), "
-            f"which this host cannot check; if that run has ended, clear the lock with: rm {path}")
+            f"which this host cannot check; if that run has ended, clear the lock with: rm {path}"
+        )
     if owner.is_running_here():
         raise UserError(
             f"results folder {results} is in use by another snakemake run ({owner.describe()}); wait for it "
             f"to finish or stop it (kill -INT {owner.pid}), or give this run a results: folder of its own "
-            f"(snakemake --unlock does not apply: that run is alive)")
+            f"(snakemake --unlock does not apply: that run is alive)"
+        )
     os.remove(path)
     note = f"note: results folder {results} was locked by a run that has ended ({owner.describe()}); this run takes the lock over"
     if owner.workdir == me.workdir:  # Snakemake's own lock in this folder may be that run's too

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
@@ -56,15 +56,19 @@ def status_command_problem(status_command: str, init_seconds: int, run: Runner =
         return None
     failure = f"sacct fails on this cluster ({_first_line(proc)}), so the SLURM executor would never see a job finish"
     if status_command != "squeue":
-        return (f"{failure}. Fix: add --slurm-status-command squeue to the snakemake command "
-                f"(or slurm-status-command: squeue to your copy of profiles/slurm)")
+        return (
+            f"{failure}. Fix: add --slurm-status-command squeue to the snakemake command "
+            f"(or slurm-status-command: squeue to your copy of profiles/slurm)"
+        )
     age = min_job_age(run)
     if age is None or age < 3 * init_seconds:
         # the plugin itself goes back to sacct then, squeue forgetting finished jobs too soon
-        return (f"{failure}, and with --slurm-status-command squeue it still asks sacct because MinJobAge "
-                f"({'unknown' if age is None else f'{age} s'}) is under 3 x --slurm-init-seconds-before-status-checks "
-                f"({init_seconds} s). Fix: pass --slurm-init-seconds-before-status-checks "
-                f"{max(1, (age or 0) // 3)} or less, or ask the admins for MinJobAge >= {3 * init_seconds}")
+        return (
+            f"{failure}, and with --slurm-status-command squeue it still asks sacct because MinJobAge "
+            f"({'unknown' if age is None else f'{age} s'}) is under 3 x --slurm-init-seconds-before-status-checks "
+            f"({init_seconds} s). Fix: pass --slurm-init-seconds-before-status-checks "
+            f"{max(1, (age or 0) // 3)} or less, or ask the admins for MinJobAge >= {3 * init_seconds}"
+        )
     return None
 
 
@@ -98,11 +102,19 @@ def oversized_requests(requests: list[Request], node: Request) -> list[str]:
     """One warning line per request that no node can hold (it would stay pending forever)."""
     lines = []
     for req in requests:
-        over = [f"{asked} {what} (the largest node has {has})"
-                for what, asked, has in (("CPUs", req.cpus, node.cpus), ("MB of memory", req.mem_mb, node.mem_mb),
-                                         ("GPUs", req.gpus, node.gpus)) if asked > has]
+        over = [
+            f"{asked} {what} (the largest node has {has})"
+            for what, asked, has in (
+                ("CPUs", req.cpus, node.cpus),
+                ("MB of memory", req.mem_mb, node.mem_mb),
+                ("GPUs", req.gpus, node.gpus),
+            )
+            if asked > has
+        ]
         if over:
-            lines.append(f"warning: {req.name} asks for {' and '.join(over)} according to sinfo: it would stay "
-                         f"pending forever. Fix: lower its request with --set-resources (e.g. {req.name.split()[0]}:"
-                         f"cpus_per_task=N or mem_mb=N), or use a partition whose nodes are larger (slurm_partition)")
+            lines.append(
+                f"warning: {req.name} asks for {' and '.join(over)} according to sinfo: it would stay "
+                f"pending forever. Fix: lower its request with --set-resources (e.g. {req.name.split()[0]}:"
+                f"cpus_per_task=N or mem_mb=N), or use a partition whose nodes are larger (slurm_partition)"
+            )
     return lines

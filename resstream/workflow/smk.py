@@ -22,13 +22,10 @@ from __future__ import annotations
 import os
 import sys
 
-from resstream.base.errors import ConfigError
-
-from resstream.workflow.plan import Study
-
+from resstream.base.errors import ConfigError, UserError
 from resstream.workflow.command_line import yaml_error_place
 from resstream.workflow.config import validate_config
-from resstream.base.errors import UserError
+from resstream.workflow.plan import Study
 
 
 def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) -> Study:
@@ -53,9 +50,9 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
     and (``other_runs``) the runs ``compare.runs`` lists.  ``study.blocks``,
     ``study.channels_by_block`` and ``fv.overrides`` are checked by :class:`Study` itself."""
     from resstream.ablation.settings import check_ablation
-    from resstream.dictionary.settings import check_dictionary
     from resstream.analysis.summary import fig3_fig4_blocks
     from resstream.compare.runs import check_runs
+    from resstream.dictionary.settings import check_dictionary
     from resstream.model.weights_spec import check_weights_spec
 
     cfg = study.config
@@ -90,8 +87,10 @@ def _check_figure_channels(study: Study) -> None:
         else:
             bad = [c for c in channels if c >= study.block_info(block).channels]
             if bad:
-                raise ConfigError(f"{key}: channel(s) {bad} out of range for block {block}, which has "
-                                  f"channels 0..{study.block_info(block).channels - 1}")
+                raise ConfigError(
+                    f"{key}: channel(s) {bad} out of range for block {block}, which has "
+                    f"channels 0..{study.block_info(block).channels - 1}"
+                )
 
 
 def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool = True) -> None:
@@ -99,8 +98,8 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
     refused), the weights (file present, sha256, a custom checkpoint's keys; missing hub weights
     fetched here once, or in a dry run only reported) and, for local execution, a requested CUDA
     device.  On a user error print one line and exit 1."""
-    from resstream.model.weights import check_weights_available, missing_hub_file
     from resstream.data.image_manifest import listed_images
+    from resstream.model.weights import check_weights_available, missing_hub_file
 
     cfg = study.config
     path, model = cfg["dataset"]["path"], cfg["model"]
@@ -113,13 +112,17 @@ def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool =
     try:
         _check_dataset_path(path, demo=bool(cfg.get("demo")))
         # a dry run never downloads weights; a real run fetches missing hub weights here, once
-        check_weights_available(model["arch"], model["weights"], model["allow_download"], fetch=not dry_run,
-                                checkpoint=model["checkpoint"])
+        check_weights_available(
+            model["arch"], model["weights"], model["allow_download"], fetch=not dry_run, checkpoint=model["checkpoint"]
+        )
         listed_images(path)  # the listing the jobs' budgets reuse
         if dry_run and (cached := missing_hub_file(model["arch"], model["weights"])) is not None:
             hub = "the Hugging Face hub cache" if model["arch"].startswith("timm:") else "torch's hub cache"
-            print(f"resstream: note: weights {model['arch']} {model['weights']} are not in {hub} "
-                  f"({cached}); the run downloads them before its first job (model.allow_download).", file=sys.stderr)
+            print(
+                f"resstream: note: weights {model['arch']} {model['weights']} are not in {hub} "
+                f"({cached}); the run downloads them before its first job (model.allow_download).",
+                file=sys.stderr,
+            )
         _note_timm_preprocessing(model["arch"])
         if not dry_run and local_exec and model["device"] == "cuda":
             _check_cuda_visible()
@@ -143,12 +146,16 @@ def _check_dataset_path(path: str, demo: bool) -> None:
     if os.path.isdir(path):
         return
     if demo and not os.path.exists(path) and os.path.normpath(path) == os.path.normpath(DEFAULT_DEST):
-        raise UserError(f"dataset.path {path} does not exist: the demo's sample is not fetched yet. Fix: make demo (or "
-                        f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline.")
+        raise UserError(
+            f"dataset.path {path} does not exist: the demo's sample is not fetched yet. Fix: make demo (or "
+            f"resstream fetch-sample --dest {path}) fetches it; set RESSTREAM_SAMPLE to a local copy when offline."
+        )
     what = "is a file, not a folder of images" if os.path.exists(path) else "does not exist"
     demo_hint = f" (the demo's sample is {DEFAULT_DEST}, from resstream fetch-sample)" if demo else ""
-    raise UserError(f"dataset.path {path} {what}. Fix: set dataset.path to an ImageNet-style validation folder "
-                    f"(class sub-folders) or a flat folder of images{demo_hint}.")
+    raise UserError(
+        f"dataset.path {path} {what}. Fix: set dataset.path to an ImageNet-style validation folder "
+        f"(class sub-folders) or a flat folder of images{demo_hint}."
+    )
 
 
 def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
@@ -172,26 +179,60 @@ def _moved_aside(output: str, path: str, why: str, dry_run: bool) -> str:
     from resstream.workflow.damaged_outputs import move_aside
 
     if dry_run:
-        return (f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
-                f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it")
-    return (f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not deleted). "
-            f"Fix: run the same snakemake command again: it remakes {output} and what reads it")
+        return (
+            f"{path} is damaged ({why}); a run without --dry-run moves {output} aside to "
+            f"{output}.damaged-<UTC time> (kept, not deleted) and the run after it remakes it"
+        )
+    return (
+        f"{path} is damaged ({why}); moved {output} aside to {move_aside(output)} (kept, not deleted). "
+        f"Fix: run the same snakemake command again: it remakes {output} and what reads it"
+    )
 
 
 # Snakemake commands that change nothing under the results folder: they take no results-folder lock,
 # so they work while a run is going (a dry run and --report are told apart by the workflow itself)
-READ_ONLY_COMMANDS = frozenset({
-    "--unlock", "--lint", "--list-rules", "--list", "-l", "--list-target-rules", "--lt", "--summary", "-S",
-    "--detailed-summary", "-D", "--list-changes", "--lc", "--list-untracked", "--lu", "--dag", "--rulegraph",
-    "--filegraph", "--d3dag", "--containerize", "--print-compilation",
-})
+READ_ONLY_COMMANDS = frozenset(
+    {
+        "--unlock",
+        "--lint",
+        "--list-rules",
+        "--list",
+        "-l",
+        "--list-target-rules",
+        "--lt",
+        "--summary",
+        "-S",
+        "--detailed-summary",
+        "-D",
+        "--list-changes",
+        "--lc",
+        "--list-untracked",
+        "--lu",
+        "--dag",
+        "--rulegraph",
+        "--filegraph",
+        "--d3dag",
+        "--containerize",
+        "--print-compilation",
+    }
+)
 
 # Snakemake commands that run no job: they read nothing a job reads, so no output is moved aside
 # in them (Snakemake tells the workflow nothing of them while it parses; its command line does).
 # The read-only ones and those that touch, delete or archive outputs without running a job.
 MAINTENANCE_FLAGS = READ_ONLY_COMMANDS | {
-    "--report", "--cleanup-metadata", "--cm", "--touch", "-t", "--delete-all-output", "--delete-temp-output",
-    "--archive", "--generate-unit-tests", "--export-cwl", "--conda-create-envs-only", "--conda-cleanup-envs",
+    "--report",
+    "--cleanup-metadata",
+    "--cm",
+    "--touch",
+    "-t",
+    "--delete-all-output",
+    "--delete-temp-output",
+    "--archive",
+    "--generate-unit-tests",
+    "--export-cwl",
+    "--conda-create-envs-only",
+    "--conda-cleanup-envs",
 }
 
 
@@ -209,8 +250,10 @@ def _check_cuda_visible() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise UserError("model.device is 'cuda' but no CUDA device is visible to this local run. Fix: set "
-                        "model.device: auto or cpu, or run where a GPU is visible (or through a cluster profile).")
+        raise UserError(
+            "model.device is 'cuda' but no CUDA device is visible to this local run. Fix: set "
+            "model.device: auto or cpu, or run where a GPU is visible (or through a cluster profile)."
+        )
 
 
 ALLOCATION_SLOT = "allocation_slot"
@@ -265,8 +308,12 @@ def _slurm_request(job):
         cpus = int(res.get("cpus_per_gpu")) * gpus
     else:
         cpus = int(res.get("cpus_per_task") or job.threads)
-    return Request(f"{job.rule.name} ({', '.join(f'{k}={v}' for k, v in job.wildcards.items()) or 'one job'})",
-                   cpus, int(res.get("mem_mb", 0) or 0), gpus)
+    return Request(
+        f"{job.rule.name} ({', '.join(f'{k}={v}' for k, v in job.wildcards.items()) or 'one job'})",
+        cpus,
+        int(res.get("mem_mb", 0) or 0),
+        gpus,
+    )
 
 
 def report_requested(argv: list[str] | None = None) -> str | None:
@@ -328,8 +375,10 @@ def take_run_lock_or_exit(results: str) -> None:
     except UserError as exc:
         _die(str(exc))
     except OSError as exc:  # cannot be made or written: a file in its path, no permission
-        _die(f"results folder {results} cannot be used: {exc.strerror} ({exc.filename}); set results: to a "
-             f"folder you can write to")
+        _die(
+            f"results folder {results} cannot be used: {exc.strerror} ({exc.filename}); set results: to a "
+            f"folder you can write to"
+        )
     install_stop_handler()
 
 

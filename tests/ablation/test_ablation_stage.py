@@ -16,34 +16,58 @@ from resstream.ablation.scales import Scale, scale_transform
 from resstream.ablation.stage import every_nth_class, run_ablation
 from resstream.activations.store import read_layer
 from resstream.analysis.summary import metric_table_csv
+from resstream.base.paths import activations_h5
 from resstream.data.image_folder import load_rgb, scan_image_folder
 from resstream.model.blocks import block_lookup
 from resstream.model.walk import model_blocks
 from resstream.model.weights import model_param
 from resstream.workflow.config import validate_config
-from resstream.base.paths import activations_h5
 from resstream.workflow.plan import Study
 
-SETTINGS = {"blocks": ["2.0", "2.1"], "sets": ["skip", "overwrite"], "table": "fv", "channels": {},
-            "kinds": ["mean"], "paths": ["I", "B"], "scales": [1.0], "down_fills": [0], "trials": 2, "seed": 0,
-            "margin": 100.0, "dataset": "", "class_stride": 1}
+SETTINGS = {
+    "blocks": ["2.0", "2.1"],
+    "sets": ["skip", "overwrite"],
+    "table": "fv",
+    "channels": {},
+    "kinds": ["mean"],
+    "paths": ["I", "B"],
+    "scales": [1.0],
+    "down_fills": [0],
+    "trials": 2,
+    "seed": 0,
+    "margin": 100.0,
+    "dataset": "",
+    "class_stride": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, random_model):
     tmp = tmp_path_factory.mktemp("stage")
     data = make_image_folder(tmp / "data", n_classes=3)
-    config = validate_config(tiny_config(tmp / "results", data, study={"blocks": ["2.0", "2.1"], "channels": [0, 1, 2, 3, 4, 5]}))
+    config = validate_config(
+        tiny_config(tmp / "results", data, study={"blocks": ["2.0", "2.1"], "channels": [0, 1, 2, 3, 4, 5]})
+    )
     write_hand_tables(config["results"], blocks=("2.0", "2.1"))
     write_activations(config, *random_model, n_images=3, grids=False)
     study = Study(config)
     out = tmp / "results" / "ablation"
     tables = {b: metric_table_csv(config["results"], b, "fv") for b in SETTINGS["blocks"]}
-    df = run_ablation(str(out / "ablation.csv"), str(out / "mix_classes.csv"), str(out / "ablation.png"),
-                      str(out / "ablation.pdf"), model=model_param(config["model"]), dataset=str(data),
-                      activations=activations_h5(config["results"]), tables=tables,
-                      layers={b: study.block_layers(b) for b in SETTINGS["blocks"]}, settings=SETTINGS,
-                      device="cpu", batch_size=2, workers=0)
+    df = run_ablation(
+        str(out / "ablation.csv"),
+        str(out / "mix_classes.csv"),
+        str(out / "ablation.png"),
+        str(out / "ablation.pdf"),
+        model=model_param(config["model"]),
+        dataset=str(data),
+        activations=activations_h5(config["results"]),
+        tables=tables,
+        layers={b: study.block_layers(b) for b in SETTINGS["blocks"]},
+        settings=SETTINGS,
+        device="cpu",
+        batch_size=2,
+        workers=0,
+    )
     return config, study, data, out, df
 
 

@@ -13,8 +13,17 @@ from helpers.sample_images import make_image_folder
 from helpers.workflow import one_line, smk
 from resstream.base.tables import read_table
 
-ABLATION = {"enabled": True, "blocks": ["1.1"], "sets": ["list"], "channels": {"1.1": [0, 5, 9]},
-            "scales": [1.0, 1.2], "trials": 2, "batch_size": 4, "workers": 0, "threads": 1}
+ABLATION = {
+    "enabled": True,
+    "blocks": ["1.1"],
+    "sets": ["list"],
+    "channels": {"1.1": [0, 5, 9]},
+    "scales": [1.0, 1.2],
+    "trials": 2,
+    "batch_size": 4,
+    "workers": 0,
+    "threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +38,20 @@ def test_stage_writes_table_and_figure(data, tmp_path):
     smk(csv, "--cores", "2", "--configfile", "demo.yaml", config)
     print(f"ablation workflow: {time.monotonic() - start:.1f} s")
     df = pd.read_csv(csv, keep_default_na=False)
-    assert list(df.columns) == ["block", "set", "kind", "path", "trial", "scale", "fill", "accuracy", "kl", "n",
-                                "kept", "weights"]
+    assert list(df.columns) == [
+        "block",
+        "set",
+        "kind",
+        "path",
+        "trial",
+        "scale",
+        "fill",
+        "accuracy",
+        "kl",
+        "n",
+        "kept",
+        "weights",
+    ]
     assert len(df) == 2 * (1 + 1 + 2)  # per scale: plain, target, 2 random trials
     assert (df["n"] == 3).all() and df["weights"].str.contains("RANDOM WEIGHTS").all()
     plain = df[df["set"] == "none"]
@@ -55,7 +76,10 @@ def test_stage_writes_table_and_figure(data, tmp_path):
 def section_rows(page: str) -> list[dict]:
     """{data-key: data-value} per row of the atlas block page's lesion table."""
     body = re.search(r'<table class="lesions" id="lesion-ratios">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
-    return [dict(re.findall(r'<td data-key="([^"]+)" data-value="([^"]*)"', tr)) for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+    return [
+        dict(re.findall(r'<td data-key="([^"]+)" data-value="([^"]*)"', tr))
+        for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
 
 
 def test_atlas_page_and_scorecard_show_the_lesions_only_with_the_stage(data, tmp_path):
@@ -88,15 +112,26 @@ def test_atlas_page_and_scorecard_show_the_lesions_only_with_the_stage(data, tmp
     assert not card["claim_id"].str.startswith("followup_").any()
 
 
-@pytest.mark.parametrize("change, line", [
-    ({"blocks": ["2.1"]}, "resstream: ablation.blocks: block 2.1 is not studied (study.blocks: 1.1); "
-                          "its tables and activations give the sets and means. Fix: add it to study.blocks or remove "
-                          "it from ablation.blocks"),
-    ({"channels": {"1.1": [70]}}, "resstream: ablation.channels.1.1: channel(s) [70] out of range; "
-                                  "block 1.1 has channels 0..63"),
-    ({"channels": {}}, "resstream: ablation.channels: block 1.1 has no list, but ablation.sets has "
-                       "list. Fix: set ablation.channels.1.1 to its channels, e.g. [0, 5, 9]"),
-])
+@pytest.mark.parametrize(
+    "change, line",
+    [
+        (
+            {"blocks": ["2.1"]},
+            "resstream: ablation.blocks: block 2.1 is not studied (study.blocks: 1.1); "
+            "its tables and activations give the sets and means. Fix: add it to study.blocks or remove "
+            "it from ablation.blocks",
+        ),
+        (
+            {"channels": {"1.1": [70]}},
+            "resstream: ablation.channels.1.1: channel(s) [70] out of range; block 1.1 has channels 0..63",
+        ),
+        (
+            {"channels": {}},
+            "resstream: ablation.channels: block 1.1 has no list, but ablation.sets has "
+            "list. Fix: set ablation.channels.1.1 to its channels, e.g. [0, 5, 9]",
+        ),
+    ],
+)
 def test_bad_ablation_settings_stop_with_one_line(data, tmp_path, change, line):
     config = tiny_config_file(tmp_path, data, ablation={**ABLATION, **change})
     proc = smk("-n", "--cores", "1", "--configfile", "demo.yaml", config, check=False)

@@ -51,10 +51,14 @@ def labelled_folder(tmp_path_factory, random_model):
 
 def conditions():
     return {
-        "1.1": [Condition("list", "mean", -1, Lesion("1.1", "O", (1, 5, 9, 33), (0.3, 0.1, 0.0, 0.7))),
-                Condition("random:list", "zero", 0, Lesion("1.1", "O", tuple(range(0, 64, 2)), (0.0,) * 32))],
-        "2.0": [Condition("list", "mean", -1, Lesion("2.0", "I", tuple(range(40)), (0.2,) * 40)),
-                Condition("list", "mean", -1, Lesion("2.0", "B", tuple(range(40)), (0.2,) * 40))],
+        "1.1": [
+            Condition("list", "mean", -1, Lesion("1.1", "O", (1, 5, 9, 33), (0.3, 0.1, 0.0, 0.7))),
+            Condition("random:list", "zero", 0, Lesion("1.1", "O", tuple(range(0, 64, 2)), (0.0,) * 32)),
+        ],
+        "2.0": [
+            Condition("list", "mean", -1, Lesion("2.0", "I", tuple(range(40)), (0.2,) * 40)),
+            Condition("list", "mean", -1, Lesion("2.0", "B", tuple(range(40)), (0.2,) * 40)),
+        ],
     }
 
 
@@ -73,7 +77,9 @@ def plain_loop(model, blocks, root, records, conds):
                         with lesioned(model, block_lookup(blocks, name), cond.lesion):
                             logits = model(x)
                     correct += int(logits.argmax()) == rec.class_id
-                    kl += float((plain[rec.path].exp() * (plain[rec.path] - F.log_softmax(logits.double(), dim=1))).sum())
+                    kl += float(
+                        (plain[rec.path].exp() * (plain[rec.path] - F.log_softmax(logits.double(), dim=1))).sum()
+                    )
                 rows[(name, cond, scale.factor)] = (100 * correct / len(records), kl / len(records))
     return rows
 
@@ -91,8 +97,11 @@ def test_batched_accuracies_equal_a_plain_loop(labelled_folder, random_model):
     for row in got:
         cond = None
         if row["set"] != "none":
-            cond = next(c for c in conds[row["block"]] if (c.set, c.kind, c.trial, c.lesion.path) ==
-                        (row["set"], row["kind"], row["trial"], row["path"]))
+            cond = next(
+                c
+                for c in conds[row["block"]]
+                if (c.set, c.kind, c.trial, c.lesion.path) == (row["set"], row["kind"], row["trial"], row["path"])
+            )
         by_key[(row["block"], cond, row["scale"])] = row
         assert row["n"] == 4
     for key, (accuracy, kl) in expected.items():

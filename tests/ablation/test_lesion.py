@@ -67,7 +67,9 @@ def test_lesion_equals_hand_written_forward_of_the_modified_block(model_x, block
     info = block_lookup(model_blocks(model), block)
     with torch.no_grad():
         block_in = manual_maps(model, x, upto=block)[block]["X"]
-        expected = hand_tail(model, block, hand_lesion(model.get_submodule(info.module), block_in, path, CHANNELS, VALUES))
+        expected = hand_tail(
+            model, block, hand_lesion(model.get_submodule(info.module), block_in, path, CHANNELS, VALUES)
+        )
         with lesioned(model, info, Lesion(block, path, CHANNELS, VALUES)):
             got = model(x)
         plain = model(x)

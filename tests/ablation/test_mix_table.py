@@ -22,7 +22,9 @@ def rows(skip_kl, overwrite_kl):
 
 
 def test_agreeing_run():
-    t = mix_class_table(rows(skip_kl=(0.9, 0.4), overwrite_kl=(0.3, 0.8)), {("2.1", "skip"): 5, ("2.1", "overwrite"): 3})
+    t = mix_class_table(
+        rows(skip_kl=(0.9, 0.4), overwrite_kl=(0.3, 0.8)), {("2.1", "skip"): 5, ("2.1", "overwrite"): 3}
+    )
     skip_i = t[(t["mix_class"] == "skip") & (t["path"] == "I")].iloc[0]
     assert skip_i["accuracy_drop"] == 10.0 and skip_i["accuracy_drop_random"] == 2.0  # trial 1 dropped
     assert skip_i["kl_random"] == pytest.approx(0.1) and skip_i["kl_excess"] == pytest.approx(0.8)

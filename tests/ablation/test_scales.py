@@ -28,13 +28,30 @@ def author_pipeline(s, fill=None):
     else:
         size = math.ceil(224 * s)
         size += size % 2
-        steps = [transforms.Resize(256), transforms.CenterCrop(224), transforms.Resize(size),
-                 transforms.Pad(int((224 - size) / 2), fill=fill)]
+        steps = [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.Resize(size),
+            transforms.Pad(int((224 - size) / 2), fill=fill),
+        ]
     return transforms.Compose(steps + [transforms.ToTensor(), NORM])
 
 
-@pytest.mark.parametrize("scale", [Scale(1.0), Scale(1.1), Scale(1.2), Scale(1.3), Scale(1.4), Scale(1.5),
-                                   Scale(0.9, 0), Scale(0.7, 127), Scale(0.5, 0), Scale(0.75, 127)])
+@pytest.mark.parametrize(
+    "scale",
+    [
+        Scale(1.0),
+        Scale(1.1),
+        Scale(1.2),
+        Scale(1.3),
+        Scale(1.4),
+        Scale(1.5),
+        Scale(0.9, 0),
+        Scale(0.7, 127),
+        Scale(0.5, 0),
+        Scale(0.75, 127),
+    ],
+)
 def test_scale_equals_the_authors_pipeline(picture, scale):
     got = scale_transform(scale)(picture)
     expected = author_pipeline(scale.factor, scale.fill)(picture)

@@ -24,11 +24,11 @@ from helpers.workflow import assert_same_h5_content, h5_content
 from resstream.activations import store as act
 from resstream.activations import topk
 from resstream.base.errors import ConfigError
-from resstream.workflow.plan import Study
-from resstream.workflow.config import validate_config
-from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
 from resstream.base.paths import activations_h5, exemplar_grid
+from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
 from resstream.model.weights import load_model
+from resstream.workflow.config import validate_config
+from resstream.workflow.plan import Study
 
 SMALL_STUDY = {"blocks": ["1.1"]}  # the forward stops after layer1: fast
 
@@ -48,16 +48,18 @@ def images40(sample_dir, tmp_path_factory):
 
 
 def make_config(root, study=None, **activations):
-    return validate_config(tiny_config(data=root, study=study or {"channels": [0, 2]},
-                                       activations={"batch_size": 16, "workers": 1, **activations}))
+    return validate_config(
+        tiny_config(
+            data=root, study=study or {"channels": [0, 2]}, activations={"batch_size": 16, "workers": 1, **activations}
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def extracted(images40, tmp_path_factory):
     """The default study (26 layers) on 40 images, batch 16 (last batch partial), one worker."""
     results = tmp_path_factory.mktemp("results")
-    config = make_config(images40, batch_size=16, workers=1,
-                         spatial_layers=["layer4.0.downsample.1", "layer1.1.bn2"])
+    config = make_config(images40, batch_size=16, workers=1, spatial_layers=["layer4.0.downsample.1", "layer1.1.bn2"])
     config["results"] = str(results)
     path = activations_h5(str(results))
     run_pass(config, path)
@@ -84,8 +86,9 @@ def test_stored_values_equal_an_independent_forward(extracted):
             assert values.shape == (40, t.shape[1])
             np.testing.assert_allclose(values[start : start + 8], centre, atol=1e-5, rtol=0, err_msg=name)
         for name, maps in spatial.items():
-            np.testing.assert_allclose(maps[start : start + 8].astype(np.float32), ref[name].numpy(),
-                                       atol=2e-3, rtol=1e-3, err_msg=name)  # float16 storage
+            np.testing.assert_allclose(
+                maps[start : start + 8].astype(np.float32), ref[name].numpy(), atol=2e-3, rtol=1e-3, err_msg=name
+            )  # float16 storage
     # the centre of a stored map is the stored centre
     np.testing.assert_allclose(spatial["layer1.1.bn2"][:, :, 28, 28], stored["layer1.1.bn2"], rtol=1e-3, atol=1e-3)
 
@@ -276,8 +279,13 @@ def small_run(images40, tmp_path_factory):
 def test_resume_after_sigkill_equals_an_uninterrupted_run(small_run, tmp_path, caplog, kill_at, rows_on_disk):
     config, _, whole = small_run
     out = str(tmp_path / "killed" / "activations.h5")
-    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(kill_at), json.dumps(config), out], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(kill_at), json.dumps(config), out],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     # nothing under the final name; the partial file says it is not complete and readers refuse it
     assert not os.path.exists(out)
@@ -346,8 +354,13 @@ def test_peak_memory_is_bounded_by_the_batch_not_the_dataset(sample_dir, tmp_pat
     images would add 0.6 MB each: 120 MB here, 30 GB for ImageNet val)."""
     images = link_classes(sample_dir, tmp_path / "images200", 200)
     config = make_config(images, SMALL_STUDY, batch_size=8, workers=1)
-    proc = subprocess.run([sys.executable, "-c", MEMORY_RUN, json.dumps(config), str(tmp_path / "a.h5")], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_RUN, json.dumps(config), str(tmp_path / "a.h5")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads(proc.stdout.splitlines()[-1])
     samples = m["samples"]
@@ -365,12 +378,25 @@ def test_workflow_makes_the_file_and_grids_and_ignores_batch_settings(shared_run
         assert f["layers/layer1.1.bn2"].shape == (24, 64)
     for layer in layers:
         assert sorted(os.listdir(target / layer)) == [  # (and Snakemake's own timestamp)
-            ".snakemake_timestamp", "exemplars.csv", "exemplars.json", "unit0000.png", "unit0001.png", "unit0002.png"]
+            ".snakemake_timestamp",
+            "exemplars.csv",
+            "exemplars.json",
+            "unit0000.png",
+            "unit0001.png",
+            "unit0002.png",
+        ]
     log = (results / "logs" / "activations.log").read_text()
     assert "batch 12/12: 24/24 images written" in log and "img/s, ETA" in log
 
     # batch size and workers do not change results, so they do not rerun the stage
     changed = changed_config_file(shared_run.config_file, tmp_path, {"activations": {"batch_size": 4, "workers": 1}})
-    proc = shared_run.smk(*[f"results/activations/exemplars/{layer}" for layer in layers], "-n", "--cores", "2",
-                         "--configfile", "demo.yaml", changed)
+    proc = shared_run.smk(
+        *[f"results/activations/exemplars/{layer}" for layer in layers],
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "demo.yaml",
+        changed,
+    )
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]

@@ -10,16 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from resstream.analysis import summary as analysis
-from resstream.analysis import figures, figure_marks, grid_figures, table_figures
-from resstream.analysis import metrics
-from resstream.analysis.summary import AnalysisError, build_summary, metric_table_csv
-from resstream.analysis.scorecard import MEANINGLESS, scorecard_outputs
 from helpers.configs import write_config
 from helpers.figure_files import check_figure_files
-from helpers.workflow import smk
 from helpers.hand_tables import PRETRAINED, hand_raw, write_hand_tables
 from helpers.synthetic import fabricated_study
+from helpers.workflow import smk
+from resstream.analysis import figure_marks, figures, grid_figures, metrics, table_figures
+from resstream.analysis import summary as analysis
+from resstream.analysis.scorecard import MEANINGLESS, scorecard_outputs
+from resstream.analysis.summary import AnalysisError, build_summary, metric_table_csv
 
 
 def test_hand_table_gives_the_worked_values():
@@ -36,15 +35,24 @@ def test_summary_by_hand(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(s))
     b = s["blocks"]["2.1"]
     assert b["spectrum_counts"] == {"overwrite": 1, "mix": 2, "skip": 2, "no_mix_ratio": 1}
-    assert b["mix_rules_applied"] == {metrics.MIX_RULE_SKIP: 1, metrics.MIX_RULE_OVERWRITE: 0, metrics.MIX_DEAD: 1, metrics.MIX_NAN: 0}
+    assert b["mix_rules_applied"] == {
+        metrics.MIX_RULE_SKIP: 1,
+        metrics.MIX_RULE_OVERWRITE: 0,
+        metrics.MIX_DEAD: 1,
+        metrics.MIX_NAN: 0,
+    }
     # 2 of 6 pass all criteria, 5 of 6 without the mix criterion
     assert b["percent_scale_invariant"]["fv_all_criteria"] == pytest.approx(33.333)
     assert b["percent_scale_invariant"]["fv_without_mix_criterion"] == pytest.approx(83.333)
     # ImageNet: ch1 (M .9) and ch5 pass all; ch0 fails (m = -.5)
     assert b["percent_scale_invariant"]["imagenet_all_criteria"] == pytest.approx(33.333)
     # the same as counts; ImageNet without the mix criterion: ch1, 3, 4, 5 (ch0 and ch2 fail m)
-    assert b["scale_invariant_counts"] == {"fv_all_criteria": 2, "fv_without_mix_criterion": 5, "imagenet_all_criteria": 2,
-                                           "imagenet_without_mix_criterion": 4}
+    assert b["scale_invariant_counts"] == {
+        "fv_all_criteria": 2,
+        "fv_without_mix_criterion": 5,
+        "imagenet_all_criteria": 2,
+        "imagenet_without_mix_criterion": 4,
+    }
     assert b["top_by_scale_metric"] == [0, 5]  # SM 1.0, 0.7
     assert b["closest_to_one"] == [0, 5, 1]  # |M-1| = 0, 0.2, 0.5
     assert b["both_criteria_fig7"] == [5]  # FV {0, 5} and ImageNet {1, 5}
@@ -84,8 +92,10 @@ def pictures(tmp_path_factory, random_model, sample_dir):
 def picture_folders(results):
     """What a figure job is given besides its tables: the FV chunk folders and the exemplar folders."""
     results = Path(results)
-    return {"fv_dirs": sorted(map(str, results.glob("fv/*/c*"))),
-            "exemplar_dirs": sorted(map(str, results.glob("activations/exemplars/*")))}
+    return {
+        "fv_dirs": sorted(map(str, results.glob("fv/*/c*"))),
+        "exemplar_dirs": sorted(map(str, results.glob("activations/exemplars/*"))),
+    }
 
 
 @pytest.mark.parametrize("fig", list(analysis.FIGURES))
@@ -108,9 +118,15 @@ def test_pretrained_figures_carry_no_random_mark(tmp_path):
 
 
 def test_custom_checkpoint_figures_carry_the_custom_mark(tmp_path):
-    custom = {"arch": "resnet18", "source": "/ckpt/robust.pth", "kind": "custom", "weights_source": "custom",
-              "state_dict_sha256": "cc" * 32, "file_sha256": "0123456789ab" + "d" * 52,
-              "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)"}
+    custom = {
+        "arch": "resnet18",
+        "source": "/ckpt/robust.pth",
+        "kind": "custom",
+        "weights_source": "custom",
+        "state_dict_sha256": "cc" * 32,
+        "file_sha256": "0123456789ab" + "d" * 52,
+        "label": "resnet18 custom checkpoint robust.pth (file sha256 0123456789ab, not torchvision's weights)",
+    }
     fv, _ = write_hand_tables(tmp_path, weights=custom)
     texts = figures.make_figure("fig2", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
     assert figure_marks.RANDOM_MARK not in texts
@@ -133,8 +149,15 @@ def test_fig1_channels_default_and_listed(tmp_path, pictures):
     # lowest M = ch4? no: ch4 is dead (NaN) and left out -> lowest ch1 (.5), closest to 1 ch0, highest ch3 (5)
     assert grid_figures.spectrum_examples(t) == [1, 0, 3]
     fv, _ = write_hand_tables(tmp_path)
-    texts = figures.make_figure("fig1", fv, {}, str(tmp_path / "a.png"), str(tmp_path / "a.pdf"),
-                                figure_channels={"2.1": [5, 99]}, **picture_folders(pictures))
+    texts = figures.make_figure(
+        "fig1",
+        fv,
+        {},
+        str(tmp_path / "a.png"),
+        str(tmp_path / "a.pdf"),
+        figure_channels={"2.1": [5, 99]},
+        **picture_folders(pictures),
+    )
     assert any("analysis.figure_channels" in t for t in texts)
 
 
@@ -153,27 +176,52 @@ def test_image_grids_show_the_pictures_they_are_given(tmp_path, pictures):
 
 def test_channel_fv_columns_are_those_of_the_roles_that_have_them(tmp_path, pictures):
     """Figs 1 and 6 show the channel FVs of the roles atlas.channel_fvs renders (default O only)."""
-    assert grid_figures.channel_grid_columns(("O",)) == grid_figures.GRID_COLUMNS[:3] + (("chfv", "O"),) + grid_figures.GRID_COLUMNS[3:]
+    assert (
+        grid_figures.channel_grid_columns(("O",))
+        == grid_figures.GRID_COLUMNS[:3] + (("chfv", "O"),) + grid_figures.GRID_COLUMNS[3:]
+    )
     assert grid_figures.channel_grid_columns(()) == grid_figures.GRID_COLUMNS
     fv, _ = write_hand_tables(tmp_path)
-    texts = figures.make_figure("fig6", fv, {}, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"),
-                                channel_fv_roles=["O"], **picture_folders(pictures))
+    texts = figures.make_figure(
+        "fig6",
+        fv,
+        {},
+        str(tmp_path / "f.png"),
+        str(tmp_path / "f.pdf"),
+        channel_fv_roles=["O"],
+        **picture_folders(pictures),
+    )
     assert "channel FV O" in texts and "channel FV I" not in texts and "centre FV I" in texts
 
 
 # --- the workflow ------------------------------------------------------------------------------------------
 
 
-
 def test_demo_dag_includes_every_figure_and_the_summary(tmp_path, sample_dir):
-    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"results={tmp_path}",
-               f"dataset={{path: {sample_dir}}}")
+    proc = smk(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "demo.yaml",
+        "--config",
+        f"results={tmp_path}",
+        f"dataset={{path: {sample_dir}}}",
+    )
     for fig in analysis.FIGURES:
         for fmt in analysis.FIGURE_FORMATS:
             assert analysis.figure_file(str(tmp_path), fig, fmt) in proc.stdout, (fig, fmt)
     assert analysis.summary_json(str(tmp_path)) in proc.stdout
     assert scorecard_outputs(str(tmp_path))["md"] in proc.stdout
-    for rule in ("measure_fv", "measure_imagenet", "metric_table", "analysis_summary", "fv_chunk", "activations", "paper_check"):
+    for rule in (
+        "measure_fv",
+        "measure_imagenet",
+        "metric_table",
+        "analysis_summary",
+        "fv_chunk",
+        "activations",
+        "paper_check",
+    ):
         assert f"rule {rule}:" in proc.stdout or f"localrule {rule}:" in proc.stdout, rule
 
 
@@ -190,10 +238,15 @@ def test_analysis_stage_runs_in_snakemake(tmp_path, random_model, sample_dir):
     # the scorecard: random weights, so its title says the comparison is meaningless and no row has a
     # verdict (the numbers are still shown: 2.1's 3 of 128 channels)
     md = open(card["md"]).read()
-    assert md.splitlines()[0].endswith(MEANINGLESS) and "Verdicts: 0 reproduced, 0 partly, 0 not reproduced, 0 not applicable, " in md
+    assert (
+        md.splitlines()[0].endswith(MEANINGLESS)
+        and "Verdicts: 0 reproduced, 0 partly, 0 not reproduced, 0 not applicable, " in md
+    )
     checked, _ = analysis.read_table(card["csv"])
     assert set(checked["verdict"]) == {"not judged (random weights)"}
-    assert re.match(r"\d of 3 channels \(\d+\.\d %\)$", checked.loc[checked["claim_id"] == "fig5_2.1_many", "this_run"].iloc[0])
+    assert re.match(
+        r"\d of 3 channels \(\d+\.\d %\)$", checked.loc[checked["claim_id"] == "fig5_2.1_many", "this_run"].iloc[0]
+    )
     summary = json.loads(open(analysis.summary_json(results)).read())
     assert list(summary["blocks"]) == ["2.1"] and summary["weights"]["state_dict_sha256"] == identity.state_dict_sha256
     assert summary["blocks"]["2.1"]["channels"] == 3
@@ -227,7 +280,9 @@ def test_channel_grids_fit_about_a_page(tmp_path, rows, height_px):
     grid = [{"block": "2.1", "channel": c, "label": f"2.1 ch {c}"} for c in range(rows)]
     layers = {"2.1": {"I": "layer2.1.bn2", "B": "layer2.1.bn2", "O": "layer2.1.bn2"}}
     png, pdf = tmp_path / "grid.png", tmp_path / "grid.pdf"
-    grid_figures.channel_grid(grid, layers, grid_figures.ImageSource(fv_dirs=[str(chunk)]), "t", None, str(png), str(pdf))
+    grid_figures.channel_grid(
+        grid, layers, grid_figures.ImageSource(fv_dirs=[str(chunk)]), "t", None, str(png), str(pdf)
+    )
     check_figure_files(png, pdf)
     with Image.open(png) as img:
         assert abs(img.size[1] - height_px) <= 2 and img.mode == "P"

@@ -12,14 +12,21 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
+from helpers.job_calls import fv_dirs_of_block
+from helpers.manual_forward import (
+    manual_fv_input,
+    manual_maps,
+    manual_png,
+    manual_role,
+    manual_scale_down,
+    manual_scale_up,
+)
+from helpers.synthetic import fabricated_study
 from resstream.analysis import measure, measure_dataset, measure_job
 from resstream.analysis.summary import AnalysisError
-from resstream.workflow.plan import Study
-from resstream.data.dataset import ImageFolderDataset, ImageRecord
 from resstream.base.paths import activations_h5, fv_png
-from helpers.job_calls import fv_dirs_of_block
-from helpers.manual_forward import manual_fv_input, manual_maps, manual_png, manual_role, manual_scale_down, manual_scale_up
-from helpers.synthetic import fabricated_study
+from resstream.data.dataset import ImageFolderDataset, ImageRecord
+from resstream.workflow.plan import Study
 
 BLOCKS = ("1.1", "2.0", "2.1")
 CHANNELS = (0, 1, 2)
@@ -38,8 +45,17 @@ def measure_fv(model, identity, study, block, results=None, **kwargs):
 @pytest.fixture(scope="module")
 def study_setup(tmp_path_factory, random_model, sample_dir):
     model, identity = random_model
-    config, study = fabricated_study(tmp_path_factory.mktemp("results"), sample_dir, random_model, BLOCKS, CHANNELS,
-                                     n_images=16, grids=False, status={("layer2.0.bn2", 1): "dead"}, bad=(5,))
+    config, study = fabricated_study(
+        tmp_path_factory.mktemp("results"),
+        sample_dir,
+        random_model,
+        BLOCKS,
+        CHANNELS,
+        n_images=16,
+        grids=False,
+        status={("layer2.0.bn2", 1): "dead"},
+        bad=(5,),
+    )
     return config, study, model, identity
 
 
@@ -71,10 +87,14 @@ def test_fv_measurement_matches_manual_forward(study_setup, block):
         m_i, m_b = manual_maps(model, x_i), manual_maps(model, x_b)
         m_si, m_sb = manual_maps(model, manual_scale_up(x_i)), manual_maps(model, manual_scale_down(x_b))
         expected = {
-            "out_in": manual_role(m_i, block, "O")[0, c], "out_mid": manual_role(m_b, block, "O")[0, c],
-            "in_in": manual_role(m_i, block, "I")[0, c], "mid_mid": manual_role(m_b, block, "B")[0, c],
-            "in_mid": manual_role(m_i, block, "B")[0, c], "I_of_xB": manual_role(m_b, block, "I")[0, c],
-            "B_of_SxI": manual_role(m_si, block, "B")[0, c], "I_of_SinvxB": manual_role(m_sb, block, "I")[0, c],
+            "out_in": manual_role(m_i, block, "O")[0, c],
+            "out_mid": manual_role(m_b, block, "O")[0, c],
+            "in_in": manual_role(m_i, block, "I")[0, c],
+            "mid_mid": manual_role(m_b, block, "B")[0, c],
+            "in_mid": manual_role(m_i, block, "B")[0, c],
+            "I_of_xB": manual_role(m_b, block, "I")[0, c],
+            "B_of_SxI": manual_role(m_si, block, "B")[0, c],
+            "I_of_SinvxB": manual_role(m_sb, block, "I")[0, c],
         }
         row = df.iloc[k]
         assert row["channel"] == c
@@ -116,7 +136,9 @@ def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir,
     post = Study(post_cfg)
     # same stimuli: the FVs of the pre study, looked up under the post layer names
     df_pre, meta_pre = measure_fv(model, identity, study, "2.0")
-    x_units = {r: measure.fv_png_and_status(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"}
+    x_units = {
+        r: measure.fv_png_and_status(fv_dirs_of_block(study, "2.0"), meta_pre["layers"][r], CHANNELS) for r in "IB"
+    }
     assert measure.role_layers(post.blocks, "2.0", "post")["O"] == "layer2.0"
     assert measure.role_layers(post.blocks, "2.1", "post")["I"] == "layer2.0"
     taps = measure.block_role_taps(post.blocks, "2.0", "post")
@@ -162,15 +184,23 @@ def test_other_weights_are_refused(study_setup):
     with pytest.raises(AnalysisError, match="was made with weights .*random:0.* but the analysis uses .*random:1"):
         measure_fv(other_model, other, study, "1.1")
     with pytest.raises(AnalysisError, match="activations.h5 was made with weights"):
-        measure_dataset.add_weights_and_rho(measure_fv(model, identity, study, "1.1")[0], other_model, study.blocks, "1.1",
-                                            study.o_relu, activations_h5(config["results"]), other)
+        measure_dataset.add_weights_and_rho(
+            measure_fv(model, identity, study, "1.1")[0],
+            other_model,
+            study.blocks,
+            "1.1",
+            study.o_relu,
+            activations_h5(config["results"]),
+            other,
+        )
 
 
 def test_imagenet_variant_means_over_top9(study_setup, sample_dir):
     config, study, model, identity = study_setup
     path = activations_h5(config["results"])
-    df, meta = measure_dataset.measure_imagenet_block(model, identity, study.blocks, "2.1", list(CHANNELS), study.o_relu, path,
-                                                      batch_size=5)
+    df, meta = measure_dataset.measure_imagenet_block(
+        model, identity, study.blocks, "2.1", list(CHANNELS), study.o_relu, path, batch_size=5
+    )
     assert meta["dataset"] == os.path.realpath(sample_dir)  # the folder the activations file was made from
     layers = meta["layers"]
     with h5py.File(path, "r") as f:
@@ -215,12 +245,22 @@ def test_the_imagenet_job_reads_the_activations_file_once_for_the_same_rho(study
     opened, open_checked = [], measure_dataset._open_checked
     monkeypatch.setattr(measure_dataset, "_open_checked", lambda *args: opened.append(args[0]) or open_checked(*args))
     out = tmp_path / "imagenet_raw.csv"
-    job = measure_job.run_block_measurement("imagenet", "2.1", list(CHANNELS), study.o_relu, {"arch": "resnet18", "weights": "random:0",
-                                        "checkpoint": "torchvision"}, path, str(out), batch_size=5, device="cpu")
+    job = measure_job.run_block_measurement(
+        "imagenet",
+        "2.1",
+        list(CHANNELS),
+        study.o_relu,
+        {"arch": "resnet18", "weights": "random:0", "checkpoint": "torchvision"},
+        path,
+        str(out),
+        batch_size=5,
+        device="cpu",
+    )
     assert opened == [path]
     rho_columns = ["bn_gamma_abs", "conv_w_abs_mean", "rho_BI", "rho_BI_p", "rho_n", "rho_status"]
-    apart = measure_dataset.add_weights_and_rho(job.drop(columns=rho_columns), model, study.blocks, "2.1", study.o_relu, path,
-                                                identity)
+    apart = measure_dataset.add_weights_and_rho(
+        job.drop(columns=rho_columns), model, study.blocks, "2.1", study.o_relu, path, identity
+    )
     assert len(opened) == 2
     assert list(apart.columns) == list(job.columns)
     assert list(read_table(str(out))[0]["channel"]) == list(CHANNELS)

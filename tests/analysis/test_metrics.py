@@ -25,8 +25,16 @@ def test_mix_ratio_rules_in_the_authors_order():
     np.testing.assert_array_equal(r.raw, [0.5, 10, 10, 0, 0, np.nan, 10, 10, np.nan, 6.0])
     np.testing.assert_array_equal(r.clamped, [0.5, 5, 5, 0, 0, np.nan, 5, 5, np.nan, 5.0])
     assert list(r.status) == [
-        mt.MIX_OK, mt.MIX_RULE_SKIP, mt.MIX_RULE_SKIP, mt.MIX_RULE_OVERWRITE, mt.MIX_RULE_OVERWRITE,
-        mt.MIX_DEAD, mt.MIX_RULE_SKIP, mt.MIX_RULE_SKIP, mt.MIX_NAN, mt.MIX_OK,
+        mt.MIX_OK,
+        mt.MIX_RULE_SKIP,
+        mt.MIX_RULE_SKIP,
+        mt.MIX_RULE_OVERWRITE,
+        mt.MIX_RULE_OVERWRITE,
+        mt.MIX_DEAD,
+        mt.MIX_RULE_SKIP,
+        mt.MIX_RULE_SKIP,
+        mt.MIX_NAN,
+        mt.MIX_OK,
     ]
 
 
@@ -43,7 +51,16 @@ def test_spectrum_groups_and_fig4_groups():
     # Fig 1 language with f = 1.5: overwrite M <= 2/3, mix 2/3 < M < 1.5, skip M >= 1.5
     assert list(mt.mix_group(m, 1.5)) == ["overwrite", "overwrite", "mix", "mix", "mix", "skip", "skip", "none"]
     # Fig 4 (code): skip M >= 1, overwrite M < 1; M = 1 counts as skip
-    assert list(mt.skip_overwrite_group(m)) == ["overwrite", "overwrite", "overwrite", "skip", "skip", "skip", "skip", "none"]
+    assert list(mt.skip_overwrite_group(m)) == [
+        "overwrite",
+        "overwrite",
+        "overwrite",
+        "skip",
+        "skip",
+        "skip",
+        "skip",
+        "none",
+    ]
 
 
 def test_mix_histogram_bins_and_closed_last_bin():
@@ -74,8 +91,12 @@ def test_scale_deltas_by_hand():
     # channel 2: mid_mid = -2 (raw denominator kept: the code's sign flip) m = (1 - 0) / -2 = -0.5
     #            in_in = 0 -> n undefined (NaN, not inf)
     sd = mt.scale_deltas(
-        scaled_b=[3.0, 0.0, 1.0], unscaled_b=[1.0, 0.5, 0.0], mid_mid=[4.0, 2.0, -2.0],
-        scaled_i=[2.0, 1.0, 5.0], unscaled_i=[0.0, 3.0, 1.0], in_in=[2.0, 4.0, 0.0],
+        scaled_b=[3.0, 0.0, 1.0],
+        unscaled_b=[1.0, 0.5, 0.0],
+        mid_mid=[4.0, 2.0, -2.0],
+        scaled_i=[2.0, 1.0, 5.0],
+        unscaled_i=[0.0, 3.0, 1.0],
+        in_in=[2.0, 4.0, 0.0],
     )
     np.testing.assert_allclose(sd.m, [0.5, -0.25, -0.5])
     np.testing.assert_allclose(sd.n, [1.0, -0.5, np.nan])
@@ -106,9 +127,14 @@ def test_scale_metric_paper_and_mid_only():
 #   3   .4-0 = .4      0        NaN    .1-0 = .1      1      .1     1
 #   4   .3-.3 = 0      1        0      .5-0 = .5      1      .5     1
 #   5   NaN            1        NaN    .5-0 = .5      1      .5     1
-SIGN_CASE = dict(scaled_b=[1.0, 1.0, 0.0, 0.4, 0.3, np.nan], unscaled_b=[0.5, 0.0, 1.0, 0.0, 0.3, 0.0],
-                 mid_mid=[2.0, -2.0, -1.0, 0.0, 1.0, 1.0], scaled_i=[0.3, 0.2, 0.0, 0.1, 0.5, 0.5],
-                 unscaled_i=[0.0, 0.0, 2.0, 0.0, 0.0, 0.0], in_in=[1.0, 1.0, -2.0, 1.0, 1.0, 1.0])
+SIGN_CASE = dict(
+    scaled_b=[1.0, 1.0, 0.0, 0.4, 0.3, np.nan],
+    unscaled_b=[0.5, 0.0, 1.0, 0.0, 0.3, 0.0],
+    mid_mid=[2.0, -2.0, -1.0, 0.0, 1.0, 1.0],
+    scaled_i=[0.3, 0.2, 0.0, 0.1, 0.5, 0.5],
+    unscaled_i=[0.0, 0.0, 2.0, 0.0, 0.0, 0.0],
+    in_in=[1.0, 1.0, -2.0, 1.0, 1.0, 1.0],
+)
 SIGN_M = [3.0, 1.0, 1.0, 1.0, 1.0, 1.0]
 
 
@@ -118,20 +144,29 @@ def test_scale_deltas_raw_and_normalised_by_hand():
     np.testing.assert_allclose(sd.n_delta, [0.3, 0.2, -2.0, 0.1, 0.5, 0.5])
     np.testing.assert_allclose(sd.m, [0.25, -0.5, 1.0, np.nan, 0.0, np.nan])
     np.testing.assert_allclose(sd.n, [0.3, 0.2, 1.0, 0.1, 0.5, 0.5])
-    assert list(sd.status) == ["ok", mt.SCALE_BAD_MID_MID, f"{mt.SCALE_BAD_MID_MID};{mt.SCALE_BAD_IN_IN}",
-                               mt.SCALE_BAD_MID_MID, "ok", mt.SCALE_NAN]
+    assert list(sd.status) == [
+        "ok",
+        mt.SCALE_BAD_MID_MID,
+        f"{mt.SCALE_BAD_MID_MID};{mt.SCALE_BAD_IN_IN}",
+        mt.SCALE_BAD_MID_MID,
+        "ok",
+        mt.SCALE_NAN,
+    ]
 
 
-@pytest.mark.parametrize("sign, pass_nomix, pass_all", [
-    # paper: the raw deltas of Eqs 3 and 4, m_delta > 0 and n_delta > 0 whatever the denominators:
-    # ch0, ch1 (mid_mid -2), ch3 (mid_mid 0); ch2's deltas are negative, ch4's m_delta is 0
-    # (strict), ch5's is NaN; pass_all also needs M: ch0's M is 3
-    ("paper", [True, True, False, True, False, False], [False, True, False, True, False, False]),
-    # code: the normalised deltas, m > 0 and n > 0: ch0; ch2 passes because both negative deltas are
-    # flipped by negative denominators; ch1's m is -0.5 (flipped), ch3's m is NaN (zero
-    # denominator), ch4's m is 0
-    ("code", [True, False, True, False, False, False], [False, False, True, False, False, False]),
-])
+@pytest.mark.parametrize(
+    "sign, pass_nomix, pass_all",
+    [
+        # paper: the raw deltas of Eqs 3 and 4, m_delta > 0 and n_delta > 0 whatever the denominators:
+        # ch0, ch1 (mid_mid -2), ch3 (mid_mid 0); ch2's deltas are negative, ch4's m_delta is 0
+        # (strict), ch5's is NaN; pass_all also needs M: ch0's M is 3
+        ("paper", [True, True, False, True, False, False], [False, True, False, True, False, False]),
+        # code: the normalised deltas, m > 0 and n > 0: ch0; ch2 passes because both negative deltas are
+        # flipped by negative denominators; ch1's m is -0.5 (flipped), ch3's m is NaN (zero
+        # denominator), ch4's m is 0
+        ("code", [True, False, True, False, False, False], [False, False, True, False, False, False]),
+    ],
+)
 def test_scale_sign_rules_test_raw_or_normalised_deltas(sign, pass_nomix, pass_all):
     sd = mt.scale_deltas(**SIGN_CASE)
     pa, pn = mt.pass_flags(SIGN_M, sd, 1.5, "paper", sign)
@@ -163,7 +198,9 @@ def test_closest_to_one():
 
 def test_both_criteria_ordered_by_fv_sm():
     # FV passes: 1 (SM .2), 2 (SM .9), 3 (SM .5); ImageNet passes 2, 3, 4 -> both: 2, 3 by FV SM desc
-    got = mt.both_criteria([1, 2, 3, 4], [True, True, True, False], [0.2, 0.9, 0.5, 3.0], [1, 2, 3, 4], [False, True, True, True])
+    got = mt.both_criteria(
+        [1, 2, 3, 4], [True, True, True, False], [0.2, 0.9, 0.5, 3.0], [1, 2, 3, 4], [False, True, True, True]
+    )
     assert got == [2, 3]
 
 
@@ -224,11 +261,17 @@ def _raw(**cols):
 def test_metric_table_from_raw_measurements():
     raw = _raw(
         channel=[0, 1, 2],
-        out_in=[1.0, -1.0, 2.0], out_mid=[1.25, -2.0, 2.0],  # M = 0.8 | dead | 1.0
-        mid_mid=[2.0, 2.0, 0.0], in_in=[4.0, 4.0, 1.0],
-        relu_B_of_SxI=[3.0, 1.0, 1.0], relu_B_of_xI=[1.0, 1.0, 0.0],  # m = (3-1)/2=1 | 0 | (1-0)/0 = NaN
-        relu_I_of_SinvxB=[2.0, 1.0, 1.0], relu_I_of_xB=[0.0, 1.0, 0.0],  # n = 2/4=0.5 | 0 | 1
-        fv_status_I=["ok", "ok", "nan"], fv_status_B=["ok", "dead", "ok"], fv_status_O=["ok"] * 3,
+        out_in=[1.0, -1.0, 2.0],
+        out_mid=[1.25, -2.0, 2.0],  # M = 0.8 | dead | 1.0
+        mid_mid=[2.0, 2.0, 0.0],
+        in_in=[4.0, 4.0, 1.0],
+        relu_B_of_SxI=[3.0, 1.0, 1.0],
+        relu_B_of_xI=[1.0, 1.0, 0.0],  # m = (3-1)/2=1 | 0 | (1-0)/0 = NaN
+        relu_I_of_SinvxB=[2.0, 1.0, 1.0],
+        relu_I_of_xB=[0.0, 1.0, 0.0],  # n = 2/4=0.5 | 0 | 1
+        fv_status_I=["ok", "ok", "nan"],
+        fv_status_B=["ok", "dead", "ok"],
+        fv_status_O=["ok"] * 3,
     )
     t = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper", a3_mean="code", sm_rule="code")  # the relu_* columns
     np.testing.assert_allclose(t["M"], [0.8, np.nan, 1.0])
@@ -239,7 +282,9 @@ def test_metric_table_from_raw_measurements():
     np.testing.assert_allclose(t["SM"], [1.5, 0.0, np.nan])
     # scale_sign paper (default): ch2's raw deltas are positive, so it passes although mid_mid = 0
     assert list(t["pass_all"]) == [True, False, True] and list(t["pass_nomix"]) == [True, False, True]
-    code = mt.metric_table(raw, mix_factor=1.5, scale_rule="paper", scale_sign="code", a3_mean="code", sm_rule="code")  # ch2: m NaN fails
+    code = mt.metric_table(
+        raw, mix_factor=1.5, scale_rule="paper", scale_sign="code", a3_mean="code", sm_rule="code"
+    )  # ch2: m NaN fails
     assert list(code["pass_all"]) == [True, False, False] and list(code["pass_nomix"]) == [True, False, False]
     assert list(t["mix_group"]) == ["mix", "none", "mix"] and list(t["fig4_group"]) == ["overwrite", "none", "skip"]
     assert t["status"][0] == "ok"
@@ -257,8 +302,16 @@ def _hand_case(in_mid, b_of_sxi, mid_mid, i_of_xb, i_of_sinvxb, in_in):
     from resstream.analysis.measure import raw_quantities
 
     k = len(in_mid)
-    cols = raw_quantities(out_in=[[1.0] * k], out_mid=[[1.0] * k], in_in=[[in_in] * k], mid_mid=[[mid_mid] * k],
-                          in_mid=[in_mid], i_of_xb=[[i_of_xb] * k], b_of_sxi=[b_of_sxi], i_of_sinvxb=[[i_of_sinvxb] * k])
+    cols = raw_quantities(
+        out_in=[[1.0] * k],
+        out_mid=[[1.0] * k],
+        in_in=[[in_in] * k],
+        mid_mid=[[mid_mid] * k],
+        in_mid=[in_mid],
+        i_of_xb=[[i_of_xb] * k],
+        b_of_sxi=[b_of_sxi],
+        i_of_sinvxb=[[i_of_sinvxb] * k],
+    )
     return pd.DataFrame({"channel": [0], **cols})
 
 
@@ -269,8 +322,9 @@ def _hand_case(in_mid, b_of_sxi, mid_mid, i_of_xb, i_of_sinvxb, in_in):
 @pytest.mark.parametrize("a3_mean, m, passes", [("paper", 2 / 9, True), ("code", -1 / 9, False)])
 @pytest.mark.parametrize("sm_rule", ["paper", "code"])
 def test_a3_mean_relu_of_mean_or_mean_of_relu_by_hand(a3_mean, m, passes, sm_rule):
-    raw = _hand_case(in_mid=[3.0, -3.0] + [0.0] * 7, b_of_sxi=[2.0] + [0.0] * 8, mid_mid=1.0,
-                     i_of_xb=0.0, i_of_sinvxb=1.0, in_in=1.0)
+    raw = _hand_case(
+        in_mid=[3.0, -3.0] + [0.0] * 7, b_of_sxi=[2.0] + [0.0] * 8, mid_mid=1.0, i_of_xb=0.0, i_of_sinvxb=1.0, in_in=1.0
+    )
     t = mt.metric_table(raw, a3_mean=a3_mean, sm_rule=sm_rule)
     assert t["m"][0] == pytest.approx(m, abs=1e-12) and t["n"][0] == 1.0
     assert t["SM"][0] == pytest.approx(m + 1.0, abs=1e-12)

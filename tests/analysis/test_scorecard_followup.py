@@ -44,7 +44,9 @@ def test_follow_up_claims_on_random_weights_show_the_numbers_and_are_not_judged(
     assert set(rows) == set(FOLLOWUP) and len(df) == 80 + 2
     r = rows["followup_2.1_scale_lesion"]
     assert r["figure"] == "Follow-up (arXiv 2504.16290): lesions" and r["block"] == "2.1"
-    assert r["paper"].startswith("63.75 % unscaled; 61.39, 59.39, 56.22, 51.69, 44.29 % at s = 1.1, 1.2, 1.3, 1.4, 1.5 (23 channels)")
+    assert r["paper"].startswith(
+        "63.75 % unscaled; 61.39, 59.39, 56.22, 51.69, 44.29 % at s = 1.1, 1.2, 1.3, 1.4, 1.5 (23 channels)"
+    )
     assert r["this_run"] == "60 % unscaled; 40 % at s = 1.5; ratio to random: 1 at s = 1, 0.8 at s = 1.5"
     assert r["verdict"] == "not judged (random weights)"
     assert rows["followup_3.1_scale_lesion"]["verdict"] == "not judged (random weights)"  # 3.1 not lesioned

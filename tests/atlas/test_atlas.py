@@ -11,21 +11,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import REPO
 from helpers.browser import (
-    assert_shown_equals, column_values, file_url, unit_numbers, visible_channels,
+    assert_shown_equals,
+    column_values,
+    file_url,
+    unit_numbers,
+    visible_channels,
     wait_for_images,
 )
-from helpers import REPO
 from helpers.hand_tables import LAYERS, PRETRAINED, write_hand_tables
+from helpers.synthetic import fabricated_study, write_fv_chunk
 from resstream.analysis import metrics
 from resstream.analysis.summary import AnalysisError, build_summary, read_table, write_table
 from resstream.atlas import content, load, render
 from resstream.atlas import write as atlas
 from resstream.atlas.histogram import mix_histogram
 from resstream.base.code_fingerprint import fingerprinted_files
-from resstream.workflow.plan import Study
 from resstream.workflow.config import validate_config
-from helpers.synthetic import fabricated_study, write_fv_chunk
+from resstream.workflow.plan import Study
 
 SETTINGS = {"channel_fvs": ["O"], "fv_px": 160, "top9_px": 240, "row_px": 48, "jpeg_quality": 85}
 BLOCKS = ("2.0", "2.1")
@@ -43,15 +47,32 @@ def build_atlas(results, fv_tables, imagenet_tables, out, settings=SETTINGS, blo
     fv_dirs = sorted(str(p) for p in (results / "fv").glob("*/*"))
     chfv_dirs = sorted(str(p) for p in (results / "chfv" / "fv").glob("*/*"))
     for block in blocks:
-        atlas.write_block(block, fv_tables[block], imagenet_tables[block], LAYERS[block], fv_dirs, chfv_dirs,
-                          exemplar_dirs(results), str(out / block), settings)
-    build_summary({b: fv_tables[b] for b in blocks}, {b: imagenet_tables[b] for b in blocks}, str(results / "summary.json"))
+        atlas.write_block(
+            block,
+            fv_tables[block],
+            imagenet_tables[block],
+            LAYERS[block],
+            fv_dirs,
+            chfv_dirs,
+            exemplar_dirs(results),
+            str(out / block),
+            settings,
+        )
+    build_summary(
+        {b: fv_tables[b] for b in blocks}, {b: imagenet_tables[b] for b in blocks}, str(results / "summary.json")
+    )
     return write_index(results, fv_tables, out, blocks)
 
 
 def write_index(results, fv_tables, out, blocks=BLOCKS):
-    return atlas.write_index(list(blocks), [fv_tables[b] for b in blocks], str(results / "summary.json"),
-                             str(out / "index.html"), str(out / "atlas.css"), str(out / "atlas.js"))
+    return atlas.write_index(
+        list(blocks),
+        [fv_tables[b] for b in blocks],
+        str(results / "summary.json"),
+        str(out / "index.html"),
+        str(out / "atlas.css"),
+        str(out / "atlas.js"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +112,9 @@ def test_mix_histogram_counts_equal_numpy():
     assert [b.count for b in hist.bars] == expected.tolist() and hist.values == 8
     assert [(b.low, b.high) for b in hist.bars] == list(zip(edges[:-1], edges[1:]))
     svg = histogram_svg(values)
-    assert svg.startswith('<svg class="hist" width="240" height="90"') and 'aria-label="histogram of M, 8 channels"' in svg
+    assert (
+        svg.startswith('<svg class="hist" width="240" height="90"') and 'aria-label="histogram of M, 8 channels"' in svg
+    )
     counts = [int(n) for n in re.findall(r"<title>M [^:]+: (\d+)</title>", svg)]
     assert counts == expected.tolist() and sum(counts) == 8
     # the tallest bars (2 values: [0, .25), [1, 1.25), [4.75, 5]) span 90 - 14 px, one value half of that
@@ -139,7 +162,9 @@ def test_unit_page_numbers_equal_the_tables(hand_atlas):
         tables = {"fv": read_table(fv[block])[0], "imagenet": read_table(imnet[block])[0]}
         for c in range(6):
             page = (out / block / f"unit{c:04d}.html").read_text()
-            cells = re.findall(r'<td data-key="([^"]+)" data-stimulus="([^"]+)" data-value="([^"]*)"[^>]*>([^<]*)</td>', page)
+            cells = re.findall(
+                r'<td data-key="([^"]+)" data-stimulus="([^"]+)" data-value="([^"]*)"[^>]*>([^<]*)</td>', page
+            )
             assert len(cells) == 2 * len(content.UNIT_NUMBERS)
             for key, stim, raw, shown in cells:
                 raw, shown = html.unescape(raw), html.unescape(shown)
@@ -180,8 +205,17 @@ def test_pretrained_atlas_has_no_banner_but_names_the_weights(tmp_path, hand_atl
     results, _out, _fv, _imnet, _summary = hand_atlas
     fv, imnet = write_hand_tables(tmp_path, weights=PRETRAINED, blocks=("2.1",))
     # pictures from the hand atlas, tables with pretrained weights
-    atlas.write_block("2.1", fv["2.1"], imnet["2.1"], LAYERS["2.1"], sorted(str(p) for p in (results / "fv").glob("*/*")), [],
-                      exemplar_dirs(results), str(tmp_path / "atlas" / "2.1"), SETTINGS)
+    atlas.write_block(
+        "2.1",
+        fv["2.1"],
+        imnet["2.1"],
+        LAYERS["2.1"],
+        sorted(str(p) for p in (results / "fv").glob("*/*")),
+        [],
+        exemplar_dirs(results),
+        str(tmp_path / "atlas" / "2.1"),
+        SETTINGS,
+    )
     text = (tmp_path / "atlas" / "2.1" / "unit0001.html").read_text()
     assert "random-weights-banner" not in text and "RANDOM WEIGHTS" not in text
     assert PRETRAINED["label"] in text and "bb" * 32 in text
@@ -204,10 +238,14 @@ def test_index_counts_equal_the_tables(hand_atlas):
 def index_cards(index_html: str) -> dict[str, dict]:
     """Per card of the index page: its channel count, group chips and scale-invariance counts."""
     cards = {}
-    for block, body in re.findall(r'<section class="card" data-block="([^"]+)">(.*?)</section>', index_html, flags=re.S):
+    for block, body in re.findall(
+        r'<section class="card" data-block="([^"]+)">(.*?)</section>', index_html, flags=re.S
+    ):
         cards[block] = {
             "channels": int(re.search(r"<p>(\d+) channels", body).group(1)),
-            "groups": {g: int(n) for g, n in re.findall(r'<span class="chip g-\w+" data-group="(\w+)">\w+ (\d+)</span>', body)},
+            "groups": {
+                g: int(n) for g, n in re.findall(r'<span class="chip g-\w+" data-group="(\w+)">\w+ (\d+)</span>', body)
+            },
             "scale_invariant": {k: int(n) for k, n in re.findall(r'<b data-key="(\w+)">(\d+)</b>', body)},
         }
     return cards
@@ -223,11 +261,18 @@ def test_index_numbers_equal_the_summary(hand_atlas):
         n = entry["channels"]
         assert card["channels"] == n == 6
         counts = entry["spectrum_counts"]
-        assert card["groups"] == {"overwrite": counts["overwrite"], "mix": counts["mix"], "skip": counts["skip"],
-                                  "none": counts["no_mix_ratio"]}
+        assert card["groups"] == {
+            "overwrite": counts["overwrite"],
+            "mix": counts["mix"],
+            "skip": counts["skip"],
+            "none": counts["no_mix_ratio"],
+        }
         counted = entry["scale_invariant_counts"]
-        assert card["scale_invariant"] == {"all": counted["fv_all_criteria"], "nomix": counted["fv_without_mix_criterion"],
-                                           "imagenet_all": counted["imagenet_all_criteria"]}
+        assert card["scale_invariant"] == {
+            "all": counted["fv_all_criteria"],
+            "nomix": counted["fv_without_mix_criterion"],
+            "imagenet_all": counted["imagenet_all_criteria"],
+        }
         assert card["scale_invariant"]["all"] == 2 and card["scale_invariant"]["nomix"] == 5  # the hand table's
 
 
@@ -245,8 +290,11 @@ def test_index_takes_its_counts_from_the_summary_and_refuses_a_stale_one(tmp_pat
 
     entry["channels"] = 7  # a summary made before the table changed
     (tmp_path / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(load.AtlasError, match=r"summary.json counts 7 channels in block 2.1, .*2.1/fv_table.csv holds 6: "
-                                              r"the summary is older than the table. Fix: rerun the summary"):
+    with pytest.raises(
+        load.AtlasError,
+        match=r"summary.json counts 7 channels in block 2.1, .*2.1/fv_table.csv holds 6: "
+        r"the summary is older than the table. Fix: rerun the summary",
+    ):
         write_index(tmp_path, fv, tmp_path)
 
 
@@ -256,8 +304,11 @@ def test_index_refuses_a_table_without_its_mix_factor(tmp_path):
     build_summary(fv, imnet, str(tmp_path / "summary.json"))
     table, meta = read_table(fv["2.0"])
     write_table(table, fv["2.0"], {k: v for k, v in meta.items() if k != "analysis"})
-    with pytest.raises(AnalysisError, match=r"2.0/fv_table.csv does not record the analysis.mix_factor .* "
-                                              r"Fix: rebuild the table"):
+    with pytest.raises(
+        AnalysisError,
+        match=r"2.0/fv_table.csv does not record the analysis.mix_factor .* "
+        r"Fix: rebuild the table",
+    ):
         write_index(tmp_path, fv, tmp_path)
     assert not (tmp_path / "index.html").exists()
 
@@ -273,16 +324,27 @@ def test_labels_and_names_are_escaped_in_every_page(tmp_path, hand_atlas):
     block = "2.1&<blink>"
     layers = dict(LAYERS["2.1"], B="layer2.1.bn2<i>&")
     out = tmp_path / "atlas"
-    atlas.write_block(block, fv["2.1"], imnet["2.1"], layers, [], [], exemplar_dirs(results), str(out / block), SETTINGS)
+    atlas.write_block(
+        block, fv["2.1"], imnet["2.1"], layers, [], [], exemplar_dirs(results), str(out / block), SETTINGS
+    )
     build_summary({block: fv["2.1"]}, {block: imnet["2.1"]}, str(tmp_path / "summary.json"))
-    atlas.write_index([block], [fv["2.1"]], str(tmp_path / "summary.json"), str(out / "index.html"), str(out / "atlas.css"),
-                      str(out / "atlas.js"))
+    atlas.write_index(
+        [block],
+        [fv["2.1"]],
+        str(tmp_path / "summary.json"),
+        str(out / "index.html"),
+        str(out / "atlas.css"),
+        str(out / "atlas.js"),
+    )
     for path in [out / "index.html"] + sorted((out / block).glob("*.html")):
         text = path.read_text()
         assert "<script>alert" not in text and "<blink>" not in text and "<i>&" not in text, path
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; R&amp;D" in text, path  # the weights line
         assert "2.1&amp;&lt;blink&gt;" in text, path
-    assert 'data-value="&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; R&amp;D"' in (out / block / "index.html").read_text()
+    assert (
+        'data-value="&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; R&amp;D"'
+        in (out / block / "index.html").read_text()
+    )
     assert "layer2.1.bn2&lt;i&gt;&amp;" in (out / block / "unit0002.html").read_text()
 
 
@@ -290,7 +352,9 @@ def test_templates_and_static_files_are_in_the_atlas_jobs_code_fingerprint():
     # an edit of a template or of atlas.css / atlas.js must rerun the atlas jobs like an edit of their Python
     files = fingerprinted_files(str(REPO / "scripts" / "atlas.py"))
     shipped = sorted(str(p.relative_to(REPO / "resstream")) for p in (REPO / "resstream" / "atlas").glob("*/*.*"))
-    assert shipped == sorted([f"atlas/templates/{t}" for t in render.TEMPLATES] + [f"atlas/static/{s}" for s in render.STATIC])
+    assert shipped == sorted(
+        [f"atlas/templates/{t}" for t in render.TEMPLATES] + [f"atlas/static/{s}" for s in render.STATIC]
+    )
     assert set(shipped) <= set(files), sorted(set(shipped) - set(files))
 
 
@@ -298,21 +362,28 @@ def test_an_existing_block_folder_is_never_overwritten(hand_atlas):
     results, out, fv, imnet, _summary = hand_atlas
     before = {p: p.read_bytes() for p in (out / "2.0").rglob("*") if p.is_file()}
     with pytest.raises(load.AtlasError, match="already holds atlas pages"):
-        atlas.write_block("2.0", fv["2.0"], imnet["2.0"], LAYERS["2.0"], [], [], exemplar_dirs(results),
-                          str(out / "2.0"), SETTINGS)
+        atlas.write_block(
+            "2.0", fv["2.0"], imnet["2.0"], LAYERS["2.0"], [], [], exemplar_dirs(results), str(out / "2.0"), SETTINGS
+        )
     assert {p: p.read_bytes() for p in (out / "2.0").rglob("*") if p.is_file()} == before
     assert not list(out.glob("2.0.partial-*"))
 
 
 def test_channel_fv_chunks_cover_only_the_roles_asked_for():
-    cfg = validate_config({"study": {"blocks": ["1.1", "2.0", "2.1"], "channels": [0], "channels_by_block": {"2.1": [0, 70]}},
-                           "atlas": {"channel_fvs": ["O"]}})
+    cfg = validate_config(
+        {
+            "study": {"blocks": ["1.1", "2.0", "2.1"], "channels": [0], "channels_by_block": {"2.1": [0, 70]}},
+            "atlas": {"channel_fvs": ["O"]},
+        }
+    )
     study = Study(cfg)
     # the O layers only (2.0's I is its downsample branch, 2.1's I = 2.0's O is not asked for as I)
     assert study.channel_fv_layers() == ["layer1.1.prerelu_out", "layer2.0.prerelu_out", "layer2.1.prerelu_out"]
     assert [c.name for c in study.channel_fv_chunks("layer2.1.prerelu_out")] == ["c0000-0063", "c0064-0127"]
     assert [c.channels for c in study.channel_fv_chunks("layer1.1.prerelu_out")] == [(0,)]  # 1.1 has 64 channels
-    off = Study(validate_config({"study": {"blocks": ["1.1"]}, "atlas": {"enabled": False}}))  # no atlas, no channel FVs
+    off = Study(
+        validate_config({"study": {"blocks": ["1.1"]}, "atlas": {"enabled": False}})
+    )  # no atlas, no channel FVs
     assert off.channel_fv_layers() == [] and off.channel_fv_roles == ()
     both = Study(validate_config({"study": {"blocks": ["1.1", "2.1"]}, "atlas": {"channel_fvs": ["I", "B"]}}))
     assert both.channel_fv_layers() == ["layer1.0.prerelu_out", "layer1.1.bn2", "layer2.0.prerelu_out", "layer2.1.bn2"]

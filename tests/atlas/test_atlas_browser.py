@@ -13,16 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers import REPO
 from helpers.browser import (
-    assert_shown_equals, column_values, file_url, unit_numbers, visible_channels,
+    assert_shown_equals,
+    column_values,
+    file_url,
+    unit_numbers,
+    visible_channels,
     wait_for_images,
 )
-from helpers import REPO
-from resstream.atlas import content as atlas
-from resstream.analysis.summary import metric_table_csv, read_table
 from helpers.configs import changed_config_file
 from helpers.runs import SMALL_STUDY
 from helpers.workflow import planned_jobs
+from resstream.analysis.summary import metric_table_csv, read_table
+from resstream.atlas import content as atlas
 
 BLOCKS = SMALL_STUDY["blocks"]
 CHANNELS = SMALL_STUDY["channels"]
@@ -93,7 +97,9 @@ def test_unit_page_images_load_and_numbers_equal_the_csv(shared_run, chromium):
             assert_shown_equals(numbers[(stimulus, key)], row[key], f"1.1 ch1 {stimulus} {key}")
     # the first of O's top-9 images is the first one its layer's exemplars.csv lists
     exemplars = pd.read_csv(results / "activations" / "exemplars" / "layer1.1.prerelu_out" / "exemplars.csv")
-    first = exemplars[(exemplars["layer"] == "layer1.1.prerelu_out") & (exemplars["channel"] == 1) & (exemplars["rank"] == 0)]
+    first = exemplars[
+        (exemplars["layer"] == "layer1.1.prerelu_out") & (exemplars["channel"] == 1) & (exemplars["rank"] == 0)
+    ]
     listed = chromium.find_elements("css selector", "#role-O details li")
     assert len(listed) == 9 and listed[0].get_attribute("textContent").startswith(first["path"].iloc[0])
 

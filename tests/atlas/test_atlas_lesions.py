@@ -28,7 +28,9 @@ def lesion_rows() -> pd.DataFrame:
     rows = [("2.1", "none", "", "", -1, s, "", 60.0, 0.0, 10, True) for s in TARGET_ACC]
     for s, target in TARGET_ACC.items():
         rows.append(("2.1", "pass_all", "mean", "O", -1, s, "", target, 0.5, 10, True))
-        rows += [("2.1", "random:pass_all", "mean", "O", t, s, "", a, 0.3, 10, t != 1) for t, a in enumerate(RANDOM_ACC[s])]
+        rows += [
+            ("2.1", "random:pass_all", "mean", "O", t, s, "", a, 0.3, 10, t != 1) for t, a in enumerate(RANDOM_ACC[s])
+        ]
     for cls, kl in (("skip", {"I": 0.9, "B": 0.2}), ("overwrite", {"I": 0.1, "B": 0.8})):
         for path in ("I", "B"):
             rows.append(("2.1", cls, "mean", path, -1, 1.0, "", 55.0, kl[path], 10, True))
@@ -40,8 +42,11 @@ def lesion_rows() -> pd.DataFrame:
 def lesion_files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lesions")
     df = lesion_rows()
-    files = {"ratios": str(tmp / "ablation" / "lesion_ratios.csv"), "mix": str(tmp / "ablation" / "mix_classes.csv"),
-             "figure": str(tmp / "ablation" / "ablation.png")}
+    files = {
+        "ratios": str(tmp / "ablation" / "lesion_ratios.csv"),
+        "mix": str(tmp / "ablation" / "mix_classes.csv"),
+        "figure": str(tmp / "ablation" / "ablation.png"),
+    }
     write_table(ratio_table(df), files["ratios"], {"weights": RANDOM})
     write_table(mix_class_table(df, {("2.1", "skip"): 4, ("2.1", "overwrite"): 7}), files["mix"], {"weights": RANDOM})
     open(files["figure"], "wb").close()
@@ -51,23 +56,33 @@ def lesion_files(tmp_path_factory):
 def block_page(tmp, block, lesion_files) -> str:
     fv, imnet = write_hand_tables(tmp / block, blocks=(block,))
     out = tmp / "atlas" / block
-    atlas.write_block(block, fv[block], imnet[block], LAYERS[block], [], [], [], str(out), SETTINGS,
-                      lesion_files=lesion_files)
+    atlas.write_block(
+        block, fv[block], imnet[block], LAYERS[block], [], [], [], str(out), SETTINGS, lesion_files=lesion_files
+    )
     return (out / "index.html").read_text()
 
 
 def table_rows(page: str, table_id: str) -> list[dict]:
     """{data-key: data-value} per row of the table with ``table_id``."""
     body = re.search(rf'<table class="lesions" id="{table_id}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
-    return [dict(re.findall(r'<td data-key="([^"]+)" data-value="([^"]*)"', tr)) for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+    return [
+        dict(re.findall(r'<td data-key="([^"]+)" data-value="([^"]*)"', tr))
+        for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
 
 
 def test_lesioned_block_page_shows_its_lesions_against_the_random_sets(lesion_files):
     tmp, files = lesion_files
     page = block_page(tmp, "2.1", files)
     rows = {(r["set"], r["path"], float(r["scale"])): r for r in table_rows(page, "lesion-ratios")}
-    assert set(rows) == {("pass_all", "O", 1.0), ("pass_all", "O", 1.3), ("skip", "I", 1.0), ("skip", "B", 1.0),
-                         ("overwrite", "I", 1.0), ("overwrite", "B", 1.0)}
+    assert set(rows) == {
+        ("pass_all", "O", 1.0),
+        ("pass_all", "O", 1.3),
+        ("skip", "I", 1.0),
+        ("skip", "B", 1.0),
+        ("overwrite", "I", 1.0),
+        ("overwrite", "B", 1.0),
+    }
     for scale, target in TARGET_ACC.items():
         kept = np.array([a for t, a in enumerate(RANDOM_ACC[scale]) if t != 1])
         r = rows[("pass_all", "O", scale)]

@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-from helpers import browser
-from helpers import REPO
+from helpers import REPO, browser
 
 
 @pytest.fixture
@@ -23,7 +22,9 @@ def test_without_a_browser_the_tests_skip_with_one_line_naming_how_to_get_one(no
         browser.start_chromium()
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("no browser for the atlas tests (none found on PATH or at RESSTREAM_CHROME, RESSTREAM_CHROMEDRIVER)")
+    assert message.startswith(
+        "no browser for the atlas tests (none found on PATH or at RESSTREAM_CHROME, RESSTREAM_CHROMEDRIVER)"
+    )
     assert "apt-get install chromium chromium-driver" in message and "RESSTREAM_CHROME" in message
 
 
@@ -45,11 +46,15 @@ def test_a_browser_that_does_not_start_is_reported_in_one_line(tmp_path, no_brow
 
 
 def test_check_names_what_it_found_or_the_fix(no_browser, tmp_path):
-    proc = subprocess.run([sys.executable, "tests/helpers/browser.py", "--check"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "tests/helpers/browser.py", "--check"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 1 and proc.stdout.startswith("the atlas browser tests will be skipped")
     chrome, driver = tmp_path / "chrome", tmp_path / "chromedriver"
     for f in (chrome, driver):
         f.write_text("#!/bin/sh\n")
     env = {"PATH": str(tmp_path), "RESSTREAM_CHROME": str(chrome), "RESSTREAM_CHROMEDRIVER": str(driver)}
-    proc = subprocess.run([sys.executable, "tests/helpers/browser.py", "--check"], cwd=REPO, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "tests/helpers/browser.py", "--check"], cwd=REPO, capture_output=True, text=True, env=env
+    )
     assert (proc.returncode, proc.stdout) == (0, f"atlas browser tests: {chrome} with {driver}\n")

@@ -18,9 +18,9 @@ import pytest
 from helpers import REPO
 from helpers.configs import tiny_config
 from helpers.job_calls import render_chunk, run_pass
+from helpers.workflow import link_images, resstream_lines
 from resstream.base import disk_space
 from resstream.workflow.config import validate_config
-from helpers.workflow import link_images, resstream_lines
 
 SMALL_STUDY = {"blocks": ["1.1"], "channels": [0]}
 
@@ -32,8 +32,13 @@ class SmallDisk:
         self.root = root
         self.monkeypatch = monkeypatch
         root.mkdir()
-        self.tmpfs = os.geteuid() == 0 and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True).returncode == 0
+        self.tmpfs = (
+            os.geteuid() == 0
+            and subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True
+            ).returncode
+            == 0
+        )
         if not self.tmpfs:
             self.leave_free(4 << 20)  # as a fresh 4 MB device
 
@@ -45,8 +50,7 @@ class SmallDisk:
                 f.write(b"\0" * max(0, free - n_bytes))
             return
         usage = disk_space.shutil.disk_usage(self.root)
-        self.monkeypatch.setattr(disk_space.shutil, "disk_usage",
-                                 lambda path: usage._replace(free=n_bytes))
+        self.monkeypatch.setattr(disk_space.shutil, "disk_usage", lambda path: usage._replace(free=n_bytes))
 
     @property
     def device(self) -> str:
@@ -65,8 +69,9 @@ def small_disk(tmp_path, monkeypatch):
 
 
 def config_on(disk: SmallDisk, data, **activations) -> dict:
-    return validate_config(tiny_config(disk.root / "results", data, study=SMALL_STUDY, fv={"steps": 3},
-                                       activations=activations))
+    return validate_config(
+        tiny_config(disk.root / "results", data, study=SMALL_STUDY, fv={"steps": 3}, activations=activations)
+    )
 
 
 def test_the_dataset_pass_stops_before_any_work_when_the_file_cannot_fit(small_disk, sample_dir, tmp_path):
@@ -133,14 +138,20 @@ def test_a_disk_that_fills_up_during_the_pass_stops_with_one_line(small_disk, sa
     out = small_disk.root / "results" / "activations" / "activations.h5"
     if small_disk.tmpfs:
         small_disk.leave_free(400_000)  # the file's first blocks fit, not all 30
-    proc = subprocess.run([sys.executable, "-c", FILLED_RUN, json.dumps(config), str(out),
-                           "tmpfs" if small_disk.tmpfs else "patched"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", FILLED_RUN, json.dumps(config), str(out), "tmpfs" if small_disk.tmpfs else "patched"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])  # an error, not a crash (SIGSEGV is -11)
     partial = f"{out}.partial"
-    assert resstream_lines(proc) == [f"resstream: the disk filled up while writing {partial}: no space left on {small_disk.device}. "
-                     f"Fix: free space there (or set results: to a folder on a larger disk) and rerun; finished "
-                     f"outputs are kept"], proc.stderr[-3000:]
+    assert resstream_lines(proc) == [
+        f"resstream: the disk filled up while writing {partial}: no space left on {small_disk.device}. "
+        f"Fix: free space there (or set results: to a folder on a larger disk) and rerun; finished "
+        f"outputs are kept"
+    ], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and proc.stderr.count("No space left") <= 1, proc.stderr[-3000:]
     # the batches counted as written are those whose block reached the file
     written = [int(line.split(": ")[1].split("/")[0]) for line in proc.stderr.splitlines() if line.startswith("batch ")]

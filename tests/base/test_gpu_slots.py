@@ -17,8 +17,13 @@ time.sleep({hold})
 
 
 def claim(lock, hold, env):
-    return subprocess.Popen([sys.executable, "-c", CLAIM.format(repo=str(REPO), lock=str(lock), hold=hold)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", CLAIM.format(repo=str(REPO), lock=str(lock), hold=hold)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_concurrent_jobs_get_distinct_devices_and_a_third_waits(tmp_path):

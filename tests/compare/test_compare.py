@@ -9,16 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.figure_files import check_figure_files
+from helpers.hand_tables import RANDOM, write_hand_tables
+from helpers.runs import arch_run
 from resstream.analysis import summary as analysis
 from resstream.analysis.summary import AnalysisError, build_summary, read_table
-from resstream.compare.runs import compare_outputs, compare_runs, comparison_folder
 from resstream.base.errors import ConfigError
+from resstream.compare.runs import compare_outputs, compare_runs, comparison_folder
 from resstream.workflow.config import validate_config
-from helpers.hand_tables import RANDOM, write_hand_tables
-from helpers.figure_files import check_figure_files
-from helpers.runs import arch_run
 
-R34 = dict(RANDOM, arch="resnet34", state_dict_sha256="cc" * 32, label="resnet34 RANDOM WEIGHTS (random:0, not pretrained)")
+R34 = dict(
+    RANDOM, arch="resnet34", state_dict_sha256="cc" * 32, label="resnet34 RANDOM WEIGHTS (random:0, not pretrained)"
+)
 
 
 def hand_run(root, weights):
@@ -42,12 +44,18 @@ def test_comparison_tables_by_hand(hand_comparison):
     blocks, meta = read_table(out["blocks"])
     # relative depth = index / blocks: resnet18 2.0 = 2/8, 2.1 = 3/8; resnet34 2.0 = 3/16, 2.1 = 4/16
     assert list(zip(blocks["model"], blocks["block"], blocks["relative_depth"], blocks["depth_bin"])) == [
-        ("r18", "2.0", 0.25, 1), ("r18", "2.1", 0.375, 1), ("r34", "2.0", 0.1875, 0), ("r34", "2.1", 0.25, 1)]
+        ("r18", "2.0", 0.25, 1),
+        ("r18", "2.1", 0.375, 1),
+        ("r34", "2.0", 0.1875, 0),
+        ("r34", "2.1", 0.25, 1),
+    ]
     assert list(blocks["n_blocks"]) == [8, 8, 16, 16] and list(blocks["arch"]) == ["resnet18"] * 2 + ["resnet34"] * 2
     row = blocks.iloc[0]
     assert (row["channels"], row["overwrite"], row["mix"], row["skip"], row["no_mix_ratio"]) == (6, 1, 2, 2, 1)
     assert row["median_M"] == pytest.approx(1.2)  # median of 1, .5, 3, 5, 1.2
-    assert row["pct_scale_invariant_all"] == pytest.approx(33.333) and row["pct_scale_invariant_nomix"] == pytest.approx(83.333)
+    assert row["pct_scale_invariant_all"] == pytest.approx(33.333) and row[
+        "pct_scale_invariant_nomix"
+    ] == pytest.approx(83.333)
     hist, _ = read_table(out["histograms"])
     assert len(hist) == 2 * 4 * 20
     h18 = hist[(hist["model"] == "r18") & (hist["depth_bin"] == 1)]
@@ -79,8 +87,9 @@ def resnet34_run(tmp_path_factory, sample_dir):
     r18 = hand_run(tmp / "r18", RANDOM)
     runs = {"resnet18": r18, "resnet34": str(tmp / "results")}
     out = compare_outputs(str(tmp / "cmp" / "resnet18+resnet34"))  # the folder is named after the runs
-    results = arch_run(tmp, sample_dir, "resnet34", ["2.0", "2.1"], [out["png"]],
-                       compare={"runs": runs, "results": str(tmp / "cmp")})
+    results = arch_run(
+        tmp, sample_dir, "resnet34", ["2.0", "2.1"], [out["png"]], compare={"runs": runs, "results": str(tmp / "cmp")}
+    )
     return results, out
 
 
@@ -89,8 +98,16 @@ def test_resnet34_run_reaches_its_summary(resnet34_run):
     summary = json.loads(open(analysis.summary_json(str(results))).read())
     assert summary["weights"]["arch"] == "resnet34" and summary["weights"]["kind"] == "random"
     assert list(summary["blocks"]) == ["2.0", "2.1"]
-    assert summary["blocks"]["2.0"]["layers"] == {"I": "layer2.0.downsample.1", "B": "layer2.0.bn2", "O": "layer2.0.prerelu_out"}
-    assert summary["blocks"]["2.1"]["layers"] == {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"}
+    assert summary["blocks"]["2.0"]["layers"] == {
+        "I": "layer2.0.downsample.1",
+        "B": "layer2.0.bn2",
+        "O": "layer2.0.prerelu_out",
+    }
+    assert summary["blocks"]["2.1"]["layers"] == {
+        "I": "layer2.0.prerelu_out",
+        "B": "layer2.1.bn2",
+        "O": "layer2.1.prerelu_out",
+    }
     # stage 2's first block keeps stage 1's jitter 0, the rest of stage 2 get 4 (per-stage rule)
     assert {r: s["jitter"] for r, s in summary["blocks"]["2.0"]["fv_settings"].items()} == {"I": 0, "B": 0, "O": 0}
     assert {r: s["jitter"] for r, s in summary["blocks"]["2.1"]["fv_settings"].items()} == {"I": 0, "B": 4, "O": 4}
@@ -107,9 +124,14 @@ def test_comparison_rule_from_two_runs(resnet34_run):
     r34 = blocks[blocks["model"] == "resnet34"]
     assert list(r34["block"]) == ["2.0", "2.1"] and list(r34["relative_depth"]) == [3 / 16, 4 / 16]
     assert list(r34["depth_bin"]) == [0, 1]
-    assert list(r34["channels"]) == [2, 2] and (r34["overwrite"] + r34["mix"] + r34["skip"] + r34["no_mix_ratio"] == 2).all()
+    assert (
+        list(r34["channels"]) == [2, 2]
+        and (r34["overwrite"] + r34["mix"] + r34["skip"] + r34["no_mix_ratio"] == 2).all()
+    )
     summary = json.loads(open(analysis.summary_json(str(results))).read())
-    assert list(r34["pct_scale_invariant_all"]) == [summary["blocks"][b]["percent_scale_invariant"]["fv_all_criteria"] for b in ("2.0", "2.1")]
+    assert list(r34["pct_scale_invariant_all"]) == [
+        summary["blocks"][b]["percent_scale_invariant"]["fv_all_criteria"] for b in ("2.0", "2.1")
+    ]
     assert list(blocks[blocks["model"] == "resnet18"]["block"]) == ["2.0", "2.1"]
     assert meta["runs"]["resnet34"]["weights"]["state_dict_sha256"] == summary["weights"]["state_dict_sha256"]
     hist = pd.read_csv(out["histograms"])  # plain CSVs
@@ -127,8 +149,12 @@ def test_depth_bin_table_puts_the_families_side_by_side(hand_comparison):
     # r18 bin 1 pools 2.0 and 2.1 (hand tables: 6 channels each, 1 overwrite, 2 mix, 2 skip, 1 without M)
     row = by_depth[(by_depth["model"] == "r18") & (by_depth["depth_bin"] == 1)].iloc[0]
     assert (row["blocks"], row["channels"]) == ("2.0 2.1", 12)
-    assert (row["overwrite_fraction"], row["mix_fraction"], row["skip_fraction"]) == pytest.approx((2 / 12, 4 / 12, 4 / 12))
-    assert row["pct_scale_invariant_all"] == pytest.approx(33.333) and row["pct_scale_invariant_nomix"] == pytest.approx(83.333)
+    assert (row["overwrite_fraction"], row["mix_fraction"], row["skip_fraction"]) == pytest.approx(
+        (2 / 12, 4 / 12, 4 / 12)
+    )
+    assert row["pct_scale_invariant_all"] == pytest.approx(33.333) and row[
+        "pct_scale_invariant_nomix"
+    ] == pytest.approx(83.333)
     empty = by_depth[(by_depth["model"] == "r18") & (by_depth["depth_bin"] == 0)].iloc[0]
     assert empty["channels"] == 0 and np.isnan(empty["mix_fraction"])
     r34 = by_depth[(by_depth["model"] == "r34") & (by_depth["depth_bin"] == 0)].iloc[0]
@@ -140,8 +166,10 @@ def test_every_run_in_the_title_stays_inside_the_figure(tmp_path, monkeypatch):
     every line of the title lies inside the figure (with them on one line the right end was cut)."""
     import matplotlib.pyplot as plt
 
-    long = {name: dict(RANDOM, arch=arch, label=f"{arch} RANDOM WEIGHTS (random:0, not pretrained)")
-            for name, arch in (("resnet18", "resnet18"), ("resnet50", "resnet50"), ("convnext_tiny", "resnet34"))}
+    long = {
+        name: dict(RANDOM, arch=arch, label=f"{arch} RANDOM WEIGHTS (random:0, not pretrained)")
+        for name, arch in (("resnet18", "resnet18"), ("resnet50", "resnet50"), ("convnext_tiny", "resnet34"))
+    }
     runs = {name: hand_run(tmp_path / name, weights) for name, weights in long.items()}
     closed, close = [], plt.close
     monkeypatch.setattr(plt, "close", lambda fig=None: closed.append(fig))  # kept open to measure

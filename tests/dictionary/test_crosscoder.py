@@ -10,8 +10,9 @@ from resstream.dictionary.crosscoder import TopKCrosscoder, topk_relu
 
 def _hand_model(k=2, aux_k=1, dead_tokens=3):
     """I and B of 2 channels each, 4 latents, decoders into I, B, O (2 channels each)."""
-    m = TopKCrosscoder(["I", "B"], ["I", "B", "O"], {"I": 2, "B": 2, "O": 2}, n_latents=4, k=k, aux_k=aux_k,
-                       dead_tokens=dead_tokens)
+    m = TopKCrosscoder(
+        ["I", "B"], ["I", "B", "O"], {"I": 2, "B": 2, "O": 2}, n_latents=4, k=k, aux_k=aux_k, dead_tokens=dead_tokens
+    )
     with torch.no_grad():
         m.W_enc.copy_(torch.tensor([[1.0, 0, 0, -1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 2]]))
         m.b_enc.copy_(torch.tensor([0.0, 0.0, 0.5, 0.0]))

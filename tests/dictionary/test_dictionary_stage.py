@@ -12,14 +12,27 @@ from PIL import Image
 from helpers.configs import tiny_config_file
 from helpers.sample_images import make_image_folder
 from helpers.workflow import one_line, smk
+from resstream.base.errors import ConfigError
 from resstream.dictionary.figure import dictionary_summary, feature_m_figure
 from resstream.dictionary.stage import _split
-from resstream.base.errors import ConfigError
 from resstream.dictionary.train import load_dictionary
 
-TINY_DICTIONARY = {"enabled": True, "expansion": 1, "k": 4, "aux_k": 8, "dead_tokens": 128, "tokens": 256,
-                   "positions_per_image": 16, "images_per_refill": 4, "batch_size": 64, "heldout_images": 2,
-                   "exemplars": 3, "feature_pages": 3, "page_channels": 64, "threads": 1}
+TINY_DICTIONARY = {
+    "enabled": True,
+    "expansion": 1,
+    "k": 4,
+    "aux_k": 8,
+    "dead_tokens": 128,
+    "tokens": 256,
+    "positions_per_image": 16,
+    "images_per_refill": 4,
+    "batch_size": 64,
+    "heldout_images": 2,
+    "exemplars": 3,
+    "feature_pages": 3,
+    "page_channels": 64,
+    "threads": 1,
+}
 
 
 def test_dictionary_stage_end_to_end(tmp_path):
@@ -45,7 +58,7 @@ def test_dictionary_stage_end_to_end(tmp_path):
     assert np.allclose([f["M"] for f in features], norms_i / norms_b, rtol=1e-5)
     live = [f for f in features if f["firing"] > 0]
     assert live and all(1 <= len(f["top_images"]) <= 3 for f in live)
-    assert (np.mean([f["firing"] == 0 for f in features]) == pytest.approx(quality["dead_share"]))
+    assert np.mean([f["firing"] == 0 for f in features]) == pytest.approx(quality["dead_share"])
     needed = json.loads((out / "channels.json").read_text())["features_per_O_channel"]
     assert len(needed) == 64 and all(0 <= n <= 128 for n in needed)
     log = (tmp_path / "results" / "logs" / "dictionary" / "1.1.log").read_text()
@@ -122,8 +135,9 @@ def test_feature_m_figure_draws_every_block(tmp_path):
         features[b].write_text(json.dumps({"features": [{"M_clamped": m, "firing": 0.1} for m in (0.2, 1.0, 5.0 - i)]}))
         channels[b] = tmp_path / f"{b}.csv"
         pd.DataFrame({"M": [0.5, 2.0, np.nan]}).to_csv(channels[b], index=False)
-    png = feature_m_figure({b: str(p) for b, p in features.items()}, {b: str(p) for b, p in channels.items()},
-                           str(tmp_path / "fig.png"))
+    png = feature_m_figure(
+        {b: str(p) for b, p in features.items()}, {b: str(p) for b, p in channels.items()}, str(tmp_path / "fig.png")
+    )
     with Image.open(png) as im:
         assert im.size[0] > 3 * im.size[1] / 2  # three panels side by side
 
@@ -133,15 +147,18 @@ def test_k_beyond_the_latents_is_one_line_before_any_job(tmp_path):
     config = tiny_config_file(tmp_path, data, dictionary={**TINY_DICTIONARY, "k": 200})
     proc = smk("-n", "--cores", "1", "--configfile", "demo.yaml", config, check=False)
     assert proc.returncode != 0
-    assert one_line(proc) == ("resstream: dictionary.k: 200 is more than the 128 latents of block 1.1 "
-                              "(dictionary.expansion 1 x 2 input(s) x 64 channels); lower it or raise dictionary.expansion")
+    assert one_line(proc) == (
+        "resstream: dictionary.k: 200 is more than the 128 latents of block 1.1 "
+        "(dictionary.expansion 1 x 2 input(s) x 64 channels); lower it or raise dictionary.expansion"
+    )
 
 
 def test_heldout_images_leaving_no_training_image_names_the_key():
     with pytest.raises(ConfigError) as err:
         _split(list(range(5)), heldout=5, seed=0)
-    assert str(err.value) == ("dictionary.heldout_images: 5 held-out images leave none of the dataset's 5 for "
-                              "training; set it below 5")
+    assert str(err.value) == (
+        "dictionary.heldout_images: 5 held-out images leave none of the dataset's 5 for training; set it below 5"
+    )
     train, heldout = _split(list(range(5)), heldout=2, seed=0)
     assert len(heldout) == 2 and sorted(train + heldout) == list(range(5))
 
@@ -169,8 +186,16 @@ def test_stage_scope_trains_one_crosscoder_per_network_stage(tmp_path):
     data = make_image_folder(tmp_path / "data", n_classes=6, seed=0)
     config = validate_config(tiny_config(tmp_path / "results", data, dictionary={**TINY_DICTIONARY, "scope": "stage"}))
     out = tmp_path / "stage2"
-    dictionary_stage_group(str(out), model=model_param(config["model"]), dataset=str(data), on_bad_image="fail",
-                           stage_blocks=["2.0", "2.1"], o_relu="pre", section=config["dictionary"], device="cpu")
+    dictionary_stage_group(
+        str(out),
+        model=model_param(config["model"]),
+        dataset=str(data),
+        on_bad_image="fail",
+        stage_blocks=["2.0", "2.1"],
+        o_relu="pre",
+        section=config["dictionary"],
+        device="cpu",
+    )
     model, cfg, _ = load_dictionary(str(out / "dictionary.safetensors"))
     # one encoder on 2.0's I and B; decoders into 2.0's I, B, O and 2.1's B and O (2.1's I is 2.0's O)
     assert cfg["inputs"] == ["2_0:I", "2_0:B"] and cfg["targets"] == ["2_0:I", "2_0:B", "2_0:O", "2_1:B", "2_1:O"]
@@ -188,10 +213,22 @@ def test_stage_scope_trains_one_crosscoder_per_network_stage(tmp_path):
 
 def test_stage_scope_plans_one_job_per_network_stage(tmp_path):
     data = make_image_folder(tmp_path / "data", n_classes=4, seed=0)
-    config = tiny_config_file(tmp_path, data, dictionary={**TINY_DICTIONARY, "scope": "stage"},
-                              study={"blocks": ["1.1", "2.0", "2.1"], "channels": [0]})
-    proc = smk(tmp_path / "results" / "dictionary" / "stage2", tmp_path / "results" / "dictionary" / "stage1", "-n",
-               "--cores", "1", "--configfile", "demo.yaml", config)
+    config = tiny_config_file(
+        tmp_path,
+        data,
+        dictionary={**TINY_DICTIONARY, "scope": "stage"},
+        study={"blocks": ["1.1", "2.0", "2.1"], "channels": [0]},
+    )
+    proc = smk(
+        tmp_path / "results" / "dictionary" / "stage2",
+        tmp_path / "results" / "dictionary" / "stage1",
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        "demo.yaml",
+        config,
+    )
     stats = proc.stdout.split("Job stats:")[1].split("\n\n")[0]
     counts = {row.split()[0]: int(row.split()[1]) for row in stats.splitlines()[3:] if row.strip()}
     # one crosscoder per network stage, after the image manifest its tokens are read from

@@ -14,15 +14,26 @@ from resstream.model.taps import block_taps
 from resstream.model.walk import model_blocks
 from resstream.model.weights import load_model
 
-SETTINGS = dict(steps=6, lr=0.05, jitter=0, hook="intended", seed=0, rf_crop=True, bf16=False, microbatch=None,
-                channels_last=False, tf32=False)
+SETTINGS = dict(
+    steps=6,
+    lr=0.05,
+    jitter=0,
+    hook="intended",
+    seed=0,
+    rf_crop=True,
+    bf16=False,
+    microbatch=None,
+    channels_last=False,
+    tf32=False,
+)
 
 
 def _net_and_crosscoder():
     net, identity = load_model("resnet18", "random:0", allow_download=False)
     net.eval()
-    crosscoder = TopKCrosscoder(["I", "B"], ["I", "B", "O"], {"I": 64, "B": 64, "O": 64}, n_latents=32, k=4, aux_k=4,
-                                dead_tokens=100, seed=2)
+    crosscoder = TopKCrosscoder(
+        ["I", "B"], ["I", "B", "O"], {"I": 64, "B": 64, "O": 64}, n_latents=32, k=4, aux_k=4, dead_tokens=100, seed=2
+    )
     with torch.no_grad():
         crosscoder.b_enc.copy_(torch.linspace(-0.5, 0.5, 32))
     return net, identity, crosscoder
@@ -59,8 +70,9 @@ def test_feature_fv_raises_the_objective_and_its_crop_is_exact():
     assert cropped.channels == features and cropped.images.shape == (2, 3, 224, 224)
     assert np.all(cropped.curve[:, -1] > cropped.curve[:, 0] + 0.1), cropped.curve
     # the receptive-field crop, planned on O, leaves I's and B's centre cell (and the objective) unchanged
-    full = render_feature_fvs(net, identity, crosscoder, "1.1", "pre", features,
-                              FVSettings(**{**SETTINGS, "rf_crop": False, "steps": 1}))
+    full = render_feature_fvs(
+        net, identity, crosscoder, "1.1", "pre", features, FVSettings(**{**SETTINGS, "rf_crop": False, "steps": 1})
+    )
     assert np.allclose(full.curve[:, 0], cropped.curve[:, 0], rtol=1e-4, atol=1e-5)
 
 

@@ -5,13 +5,20 @@ import torch
 
 from resstream.analysis.metrics import MIX, OVERWRITE, SKIP
 from resstream.dictionary.crosscoder import TopKCrosscoder
-from resstream.dictionary.science import (TopImages, feature_groups, feature_mix_ratio, features_per_channel,
-                                          map_activations, quality)
+from resstream.dictionary.science import (
+    TopImages,
+    feature_groups,
+    feature_mix_ratio,
+    features_per_channel,
+    map_activations,
+    quality,
+)
 
 
 def _model(k=2):
-    return TopKCrosscoder(["I", "B"], ["I", "B", "O"], {"I": 2, "B": 2, "O": 2}, n_latents=4, k=k, aux_k=1,
-                          dead_tokens=100)
+    return TopKCrosscoder(
+        ["I", "B"], ["I", "B", "O"], {"I": 2, "B": 2, "O": 2}, n_latents=4, k=k, aux_k=1, dead_tokens=100
+    )
 
 
 def _set_decoders(m, rows_i, rows_b, rows_o):

@@ -12,9 +12,21 @@ from resstream.dictionary.train import load_dictionary, save_dictionary, train_c
 
 
 def _config(**over):
-    cfg = {"inputs": ["I"], "targets": ["I"], "dims": {"I": 16}, "n_latents": 48, "k": 3, "aux_k": 8,
-           "dead_tokens": 2048, "seed": 3, "lr": 1e-2, "aux_coef": 1 / 32, "batch_size": 256, "refills": 20,
-           "checkpoint_every": 5}
+    cfg = {
+        "inputs": ["I"],
+        "targets": ["I"],
+        "dims": {"I": 16},
+        "n_latents": 48,
+        "k": 3,
+        "aux_k": 8,
+        "dead_tokens": 2048,
+        "seed": 3,
+        "lr": 1e-2,
+        "aux_coef": 1 / 32,
+        "batch_size": 256,
+        "refills": 20,
+        "checkpoint_every": 5,
+    }
     cfg.update(over)
     return cfg
 
@@ -88,8 +100,16 @@ def test_image_tokens_are_the_same_chunk_every_call(tmp_path):
     net.eval()
     blocks = model_blocks(net)
     pictures = ImageFolderDataset(make_image_folder(tmp_path / "data", n_classes=3, seed=0), on_bad_image="fail")
-    source = ImageTokens(net, blocks, block_refs(blocks, "1.1", ["I", "B", "O"], "pre"), pictures, positions=4,
-                         images_per_chunk=2, seed=7, device=torch.device("cpu"))
+    source = ImageTokens(
+        net,
+        blocks,
+        block_refs(blocks, "1.1", ["I", "B", "O"], "pre"),
+        pictures,
+        positions=4,
+        images_per_chunk=2,
+        seed=7,
+        device=torch.device("cpu"),
+    )
     first, again, second = source.chunk(0), source.chunk(0), source.chunk(1)
     assert all(torch.equal(first[r], again[r]) for r in "IBO") and first["I"].shape == (8, 64)
     assert not torch.equal(first["I"], second["I"])
@@ -122,8 +142,11 @@ def test_stage_readout_names_each_tensor_once():
     from resstream.model.weights import load_model
 
     blocks = model_blocks(load_model("resnet18", "random:0", allow_download=False)[0])
-    assert stage_groups(blocks, ["1.1", "2.0", "2.1", "4.1"]) == {"stage1": ["1.1"], "stage2": ["2.0", "2.1"],
-                                                                   "stage4": ["4.1"]}
+    assert stage_groups(blocks, ["1.1", "2.0", "2.1", "4.1"]) == {
+        "stage1": ["1.1"],
+        "stage2": ["2.0", "2.1"],
+        "stage4": ["4.1"],
+    }
     refs, inputs, roles = stage_readout(blocks, ["2.0", "2.1"], ["I", "B"], "pre")
     # 2.1's I is 2.0's output before its ReLU (o_relu: pre): one tensor, decoded once
     assert list(refs) == ["2_0:I", "2_0:B", "2_0:O", "2_1:B", "2_1:O"] and roles["2.1"]["I"] == "2_0:O"

@@ -13,16 +13,35 @@ from resstream.fv.fv_file import FV_FILE_DATASETS, fv_file_path, read_fv_file, w
 from resstream.fv.render import FVResult
 from resstream.fv.settings import FVSettings
 
-SETTINGS = FVSettings(steps=3, lr=0.05, jitter=4, hook="clone", seed=0, rf_crop=True, bf16=False, microbatch=None,
-                      channels_last=False, tf32=False)
+SETTINGS = FVSettings(
+    steps=3,
+    lr=0.05,
+    jitter=4,
+    hook="clone",
+    seed=0,
+    rf_crop=True,
+    bf16=False,
+    microbatch=None,
+    channels_last=False,
+    tf32=False,
+)
 WEIGHTS = {"arch": "resnet18", "source": "random:0", "kind": "random", "state_dict_sha256": "ab" * 32}
 
 
 def written_chunk(tmp_path, settings: dict) -> str:
-    result = FVResult(layer="layer2.1", channels=[3, 7], objective="center", seeds=[11, 12],
-                      images=np.zeros((2, 3, 224, 224), np.float32), final_activation=np.array([1.5, 0.0]),
-                      curve=np.zeros((2, 3)), status=["ok", "dead"], settings=settings, seconds=2.5,
-                      preprocessing={"mean": [0.5], "std": [0.25]})
+    result = FVResult(
+        layer="layer2.1",
+        channels=[3, 7],
+        objective="center",
+        seeds=[11, 12],
+        images=np.zeros((2, 3, 224, 224), np.float32),
+        final_activation=np.array([1.5, 0.0]),
+        curve=np.zeros((2, 3)),
+        status=["ok", "dead"],
+        settings=settings,
+        seconds=2.5,
+        preprocessing={"mean": [0.5], "std": [0.25]},
+    )
     write_fv_file(fv_file_path(str(tmp_path)), result, WEIGHTS, "2.1:out")
     return str(tmp_path)
 
@@ -63,4 +82,6 @@ def test_weights_that_are_not_json_are_refused_naming_the_file(tmp_path):
         f.attrs["weights"] = "{not json"
     with pytest.raises(UserError) as err:
         read_fv_file(chunk)
-    assert str(err.value) == f"{fv_file_path(chunk)}: attribute 'weights' is not JSON. Fix: rerun the stage that wrote it."
+    assert (
+        str(err.value) == f"{fv_file_path(chunk)}: attribute 'weights' is not JSON. Fix: rerun the stage that wrote it."
+    )

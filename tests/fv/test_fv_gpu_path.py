@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from resstream.fv import render as fv
 from resstream.fv import memory as fv_memory
+from resstream.fv import render as fv
 from resstream.model.blocks import TapRef
 from resstream.workflow.plan import schema_fv_settings
 
@@ -132,9 +132,16 @@ def test_no_read_back_from_the_device_inside_the_step_loop(net, monkeypatch, bat
     reports = []
 
     def run(steps):
-        return lambda: fv.render_units(model, blocks, layer, ref, [0, 1, 2],
-                                       **schema_fv_settings(steps=steps, jitter=4, log_every=5, batched_transforms=batched,
-                                                            progress=lambda *a: reports.append(a)))
+        return lambda: fv.render_units(
+            model,
+            blocks,
+            layer,
+            ref,
+            [0, 1, 2],
+            **schema_fv_settings(
+                steps=steps, jitter=4, log_every=5, batched_transforms=batched, progress=lambda *a: reports.append(a)
+            ),
+        )
 
     short = count_read_backs(monkeypatch, run(6))
     long = count_read_backs(monkeypatch, run(18))
@@ -144,20 +151,25 @@ def test_no_read_back_from_the_device_inside_the_step_loop(net, monkeypatch, bat
     assert [r[0] for r in reports] == [5, 6, 5, 10, 15, 18]
 
 
-@pytest.mark.parametrize("layer,ref,jitter", [
-    ("layer1.1.bn2", TapRef("1.1", "B"), 0),  # sizes 224-236, several size groups per step, cropped
-    ("layer2.1.bn2", TapRef("2.1", "B"), 4),
-    DEEP,
-])
+@pytest.mark.parametrize(
+    "layer,ref,jitter",
+    [
+        ("layer1.1.bn2", TapRef("1.1", "B"), 0),  # sizes 224-236, several size groups per step, cropped
+        ("layer2.1.bn2", TapRef("2.1", "B"), 4),
+        DEEP,
+    ],
+)
 def test_batched_transforms_give_the_per_unit_bits_on_cpu(net, layer, ref, jitter):
     """The GPU default (the chunk's transforms at once, units grouped by their drawn scale) draws and
     computes what lucent's per-unit calls do: on CPU the FVs are bit-identical."""
     model, blocks = net
     channels = [0, 3, 7, 9, 11, 12]
-    per_unit = fv.render_units(model, blocks, layer, ref, channels,
-                               **schema_fv_settings(steps=3, jitter=jitter, batched_transforms=False))
-    batched = fv.render_units(model, blocks, layer, ref, channels,
-                              **schema_fv_settings(steps=3, jitter=jitter, batched_transforms=True))
+    per_unit = fv.render_units(
+        model, blocks, layer, ref, channels, **schema_fv_settings(steps=3, jitter=jitter, batched_transforms=False)
+    )
+    batched = fv.render_units(
+        model, blocks, layer, ref, channels, **schema_fv_settings(steps=3, jitter=jitter, batched_transforms=True)
+    )
     assert batched.settings["batched_transforms"] and not per_unit.settings["batched_transforms"]
     assert np.array_equal(batched.images, per_unit.images) and np.array_equal(batched.curve, per_unit.curve)
     assert not np.array_equal(batched.images[0], batched.images[1])
@@ -167,8 +179,14 @@ def test_gpu_math_sets_tf32_and_determinism_only_on_cuda(monkeypatch):
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
 
     def flags():
-        return (cudnn.allow_tf32, matmul.allow_tf32, cudnn.deterministic, cudnn.benchmark,
-                torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        return (
+            cudnn.allow_tf32,
+            matmul.allow_tf32,
+            cudnn.deterministic,
+            cudnn.benchmark,
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     before = flags()
@@ -206,20 +224,29 @@ def test_fixed_order_backward_passes_equal_torchs(size):
     for pad in (4, 16):
         g = torch.randn(11, 3, size + 2 * pad, size + 2 * pad, generator=gen)
         assert torch.equal(T.reflect_pad(x, pad, True), T.reflect_pad(x, pad))
-        torch.testing.assert_close(grads(lambda t: T.reflect_pad(t, pad, True), x, g),
-                                   grads(lambda t: T.reflect_pad(t, pad), x, g), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            grads(lambda t: T.reflect_pad(t, pad, True), x, g),
+            grads(lambda t: T.reflect_pad(t, pad), x, g),
+            rtol=0,
+            atol=1e-5,
+        )
     for scale in T.SCALES[1:]:
         g = torch.randn_like(T.rescale(x, np.float64(scale)))
         assert torch.equal(T.rescale(x, np.float64(scale), True), T.rescale(x, np.float64(scale)))
-        torch.testing.assert_close(grads(lambda t: T.rescale(t, np.float64(scale), True), x, g),
-                                   grads(lambda t: T.rescale(t, np.float64(scale)), x, g), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            grads(lambda t: T.rescale(t, np.float64(scale), True), x, g),
+            grads(lambda t: T.rescale(t, np.float64(scale)), x, g),
+            rtol=0,
+            atol=1e-5,
+        )
     g = torch.randn(11, 3, size, size, generator=gen)
     angles = list(T.ANGLES)  # -5..5 degrees, one per image
     shifts = [(dx, dy) for dx, dy in zip([0, 1, 15, 7, 3, 0, 8, 2, 11, 5, 14], [0, 3, 2, 7, 0, 15, 9, 1, 13, 6, 4])]
     for warp, draws in ((T.rotate, angles), (T.translate, shifts)):
         assert torch.equal(warp(x, draws, True), warp(x, draws))
-        torch.testing.assert_close(grads(lambda t: warp(t, draws, True), x, g),
-                                   grads(lambda t: warp(t, draws), x, g), rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            grads(lambda t: warp(t, draws, True), x, g), grads(lambda t: warp(t, draws), x, g), rtol=0, atol=1e-4
+        )
 
 
 def test_deterministic_backward_keeps_each_unit_its_own(net):

@@ -91,7 +91,9 @@ def author_transforms(jitter: int) -> list:
     return [lt.pad(jitter, mode="reflect"), lt.jitter(jitter), scale, rotate, lt.jitter(jitter // 2), CenterCrop(224)]
 
 
-def lucent_run(model, layer: str, channel: int, jitter: int, seed: int, numpy_state, steps: int, wrap: str | None = None):
+def lucent_run(
+    model, layer: str, channel: int, jitter: int, seed: int, numpy_state, steps: int, wrap: str | None = None
+):
     """lucent's render_vis on one unit: ``(objective per step [steps], image [3, 224, 224])``."""
     model, hooked = lucent_model(model, layer, wrap)
     neuron = objectives.neuron(hooked, channel)
@@ -105,16 +107,28 @@ def lucent_run(model, layer: str, channel: int, jitter: int, seed: int, numpy_st
     torch.manual_seed(seed)
     np.random.set_state(numpy_state)
     images = render.render_vis(
-        model, objective, param_f=lambda: param.image(224, decorrelate=True), transforms=author_transforms(jitter),
-        thresholds=(steps,), preprocess=True, progress=False, show_image=False,
+        model,
+        objective,
+        param_f=lambda: param.image(224, decorrelate=True),
+        transforms=author_transforms(jitter),
+        thresholds=(steps,),
+        preprocess=True,
+        progress=False,
+        show_image=False,
     )
     return np.asarray(values, dtype=np.float32), images[-1][0].transpose(2, 0, 1)
 
 
 def ours_run(model, layer, ref, jitter, hook, channel, steps: int, rf_crop: bool = False):
     blocks = model_blocks(model)
-    return fv.render_units(model, blocks, layer, ref, [channel], **schema_fv_settings(
-        steps=steps, jitter=jitter, hook=hook, rf_crop=rf_crop, channels_last=False, microbatch=1))
+    return fv.render_units(
+        model,
+        blocks,
+        layer,
+        ref,
+        [channel],
+        **schema_fv_settings(steps=steps, jitter=jitter, hook=hook, rf_crop=rf_crop, channels_last=False, microbatch=1),
+    )
 
 
 def png_bytes(uint8_hwc: np.ndarray) -> bytes:
@@ -130,7 +144,9 @@ def model():
     return load_model("resnet18", "random:0")[0]
 
 
-@pytest.mark.parametrize("layer,ref,jitter,hook,channel,wrap", UNITS, ids=[f"{u[1].tensor}-{u[0]}-j{u[2]}-{u[3]}" for u in UNITS])
+@pytest.mark.parametrize(
+    "layer,ref,jitter,hook,channel,wrap", UNITS, ids=[f"{u[1].tensor}-{u[0]}-j{u[2]}-{u[3]}" for u in UNITS]
+)
 def test_fv_loop_is_bit_identical_to_lucent_render_vis(model, layer, ref, jitter, hook, channel, wrap):
     ours = ours_run(model, layer, ref, jitter, hook, channel, LUCENT_STEPS)
     seed = ours.seeds[0]
@@ -166,7 +182,9 @@ def first_gradients(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("layer,ref,jitter,hook,channel,wrap", [UNITS[1], UNITS[3]], ids=["D-j0", "B-j4-clone_branch"])
-def test_crop_on_first_gradient_equals_lucent_to_float_precision(model, monkeypatch, layer, ref, jitter, hook, channel, wrap):
+def test_crop_on_first_gradient_equals_lucent_to_float_precision(
+    model, monkeypatch, layer, ref, jitter, hook, channel, wrap
+):
     """The receptive-field crop computes the same first gradient as lucent's full image (to float
     rounding: the cropped convolutions sum in another order); Adam then amplifies that rounding."""
     grads = first_gradients(monkeypatch)
@@ -186,10 +204,22 @@ def test_crop_and_batching_leave_each_unit_unchanged(model, layer, ref, jitter, 
     """The unit alone, full image, batch 1 against the job's way: receptive-field crop and the unit
     in a batch of five with all units in one forward (the GPU default)."""
     blocks = model_blocks(model)
-    alone = fv.render_units(model, blocks, layer, ref, [channel],
-                            **schema_fv_settings(steps=STEPS, jitter=jitter, rf_crop=False, microbatch=1))
+    alone = fv.render_units(
+        model,
+        blocks,
+        layer,
+        ref,
+        [channel],
+        **schema_fv_settings(steps=STEPS, jitter=jitter, rf_crop=False, microbatch=1),
+    )
     others = [channel + 1, channel + 2, channel + 3, channel + 4]
-    batch = fv.render_units(model, blocks, layer, ref, [channel] + others,
-                            **schema_fv_settings(steps=STEPS, jitter=jitter, rf_crop=True, microbatch=5))
+    batch = fv.render_units(
+        model,
+        blocks,
+        layer,
+        ref,
+        [channel] + others,
+        **schema_fv_settings(steps=STEPS, jitter=jitter, rf_crop=True, microbatch=5),
+    )
     np.testing.assert_allclose(batch.curve[0], alone.curve[0], rtol=0, atol=1e-4)
     np.testing.assert_allclose(batch.images[0], alone.images[0], rtol=0, atol=1e-4)

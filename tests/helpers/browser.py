@@ -23,8 +23,14 @@ import pytest
 
 # The flags the workplace documents for a closed network: no background connections, no GPU.
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1300,1000",
 )
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -81,7 +87,9 @@ def start_chromium():
         shutil.rmtree(profile, ignore_errors=True)
         text = (exc.msg or str(exc)).strip()
         first_line = text.splitlines()[0] if text else type(exc).__name__
-        browser_unavailable(f"{chromium or 'Chrome'} with {driver or 'a driver Selenium finds'} did not start: {first_line}")
+        browser_unavailable(
+            f"{chromium or 'Chrome'} with {driver or 'a driver Selenium finds'} did not start: {first_line}"
+        )
     browser.set_page_load_timeout(60)
     browser._resstream_profile = profile
     return browser
@@ -120,7 +128,8 @@ def column_values(browser, key: str) -> list[str]:
     """data-value of one column over the shown rows, in display order."""
     return browser.execute_script(
         "return Array.from(document.querySelectorAll('#channels tbody tr')).filter(r => !r.hidden)"
-        ".map(r => r.querySelector('td[data-key=\"' + arguments[0] + '\"]').dataset.value)", key
+        ".map(r => r.querySelector('td[data-key=\"' + arguments[0] + '\"]').dataset.value)",
+        key,
     )
 
 

@@ -7,10 +7,22 @@ import pandas as pd
 from resstream.analysis import metrics
 from resstream.analysis.summary import metric_table_csv, write_table
 
-RANDOM = {"arch": "resnet18", "source": "random:0", "kind": "random", "state_dict_sha256": "aa" * 32,
-          "weights_source": "random", "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)"}
-PRETRAINED = {"arch": "resnet18", "source": "IMAGENET1K_V1", "kind": "pretrained", "state_dict_sha256": "bb" * 32,
-              "weights_source": "torchvision", "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)"}
+RANDOM = {
+    "arch": "resnet18",
+    "source": "random:0",
+    "kind": "random",
+    "state_dict_sha256": "aa" * 32,
+    "weights_source": "random",
+    "label": "resnet18 RANDOM WEIGHTS (random:0, not pretrained)",
+}
+PRETRAINED = {
+    "arch": "resnet18",
+    "source": "IMAGENET1K_V1",
+    "kind": "pretrained",
+    "state_dict_sha256": "bb" * 32,
+    "weights_source": "torchvision",
+    "label": "resnet18 IMAGENET1K_V1 (sha256 bbbbbbbbbbbb)",
+}
 LAYERS = {
     "2.0": {"I": "layer2.0.downsample.1", "B": "layer2.0.bn2", "O": "layer2.0.prerelu_out"},
     "2.1": {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"},
@@ -38,7 +50,14 @@ def hand_raw(block: str, imagenet: bool = False) -> pd.DataFrame:
     df["mid_mid"] = df["in_in"] = 1.0
     df["in_mid"] = [-0.5, -1.0, 0.5, 0.2, -0.3, 0.1]
     df["relu_B_of_xI"] = np.maximum(df["in_mid"], 0.0)
-    df["B_of_SxI"] = df["relu_B_of_SxI"] = df["relu_B_of_xI"] + [0.5, 0.2, 0.1, 0.3, 0.4, 0.6]  # m_delta as in the table above
+    df["B_of_SxI"] = df["relu_B_of_SxI"] = df["relu_B_of_xI"] + [
+        0.5,
+        0.2,
+        0.1,
+        0.3,
+        0.4,
+        0.6,
+    ]  # m_delta as in the table above
     df["I_of_SinvxB"] = df["relu_I_of_SinvxB"] = [0.5, 0.1, 0.0, 0.3, 0.4, 0.1]
     df["I_of_xB"] = df["relu_I_of_xB"] = [0.0, 0.0, 0.1, 0.0, 0.0, 0.0]  # ch2: n = 0 - 0.1 = -0.1
     df["bn_gamma_abs"] = [0.9, 1.2, 0.3, 0.2, 0.5, 0.8]
@@ -57,8 +76,15 @@ def hand_raw(block: str, imagenet: bool = False) -> pd.DataFrame:
 def write_hand_tables(results, weights=RANDOM, blocks=("2.0", "2.1")):
     fv, imnet = {}, {}
     for block in blocks:
-        meta = {"weights": weights, "block": block, "layers": LAYERS[block], "block_type": "simple" if block == "2.1" else "downsample",
-                "analysis": {"mix_rules": "code", "mix_factor": 1.5, "scale_rule": "paper", "scale_sign": "paper"}, "o_relu": "pre", "fv_hook": "intended"}
+        meta = {
+            "weights": weights,
+            "block": block,
+            "layers": LAYERS[block],
+            "block_type": "simple" if block == "2.1" else "downsample",
+            "analysis": {"mix_rules": "code", "mix_factor": 1.5, "scale_rule": "paper", "scale_sign": "paper"},
+            "o_relu": "pre",
+            "fv_hook": "intended",
+        }
         for stim, dest in (("fv", fv), ("imagenet", imnet)):
             path = metric_table_csv(str(results), block, stim)
             write_table(metrics.metric_table(hand_raw(block, stim == "imagenet")), path, meta)

@@ -13,7 +13,9 @@ def render_chunk(config: dict, layer: str, chunk: str, out_dir: str, objective: 
     from resstream.fv.job import fv_chunk_job
     from resstream.fv.jobs import fv_chunk_spec
 
-    return fv_chunk_job(fv_chunk_spec(Study(config), objective).job(output={"folder": out_dir}, layer=layer, chunk=chunk))
+    return fv_chunk_job(
+        fv_chunk_spec(Study(config), objective).job(output={"folder": out_dir}, layer=layer, chunk=chunk)
+    )
 
 
 def run_pass(config: dict, out_path: str) -> str:
@@ -32,6 +34,14 @@ def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
 
     plan = Study(config)
     spec = exemplar_grids_spec(plan)
-    return sum(exemplar_grids_job(spec.job(output={"folder": exemplar_dir(config["results"], layer)},
-                                           input={"h5": h5_path, "images": None}, threads=threads, layer=layer))
-               for layer in plan.exemplar_units())
+    return sum(
+        exemplar_grids_job(
+            spec.job(
+                output={"folder": exemplar_dir(config["results"], layer)},
+                input={"h5": h5_path, "images": None},
+                threads=threads,
+                layer=layer,
+            )
+        )
+        for layer in plan.exemplar_units()
+    )

@@ -47,7 +47,7 @@ def assert_taps_match_manual_forward(model, x, block, x_in):
     model's input ``x`` equal :func:`manual_block` from the block's input ``x_in``; O_pre is exactly
     B + identity and O_post exactly relu(O_pre) and what the torchvision block returns; B really has
     negative values (else an aliasing bug would go unseen).  Returns the taps."""
-    from resstream.model.blocks import B, D, O_POST, O_PRE, X, TapRef
+    from resstream.model.blocks import O_POST, O_PRE, B, D, TapRef, X
     from resstream.model.taps import block_taps
 
     module = model.get_submodule(f"layer{block}")
@@ -119,13 +119,17 @@ def manual_scale_up(x):
 
 
 def manual_scale_down(x):
-    return F.pad(F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False), (56, 56, 56, 56), mode="reflect")
+    return F.pad(
+        F.interpolate(x, size=(112, 112), mode="bilinear", align_corners=False), (56, 56, 56, 56), mode="reflect"
+    )
 
 
 def manual_image(path):
     """A dataset image as the paper reads it (docs/method.md#imagenet-variant-a3): PIL Resize(256), CenterCrop(224), ToTensor, Normalize."""
     with Image.open(path) as img:
-        x = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])(img.convert("RGB"))
+        x = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])(
+            img.convert("RGB")
+        )
     return (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
 
 

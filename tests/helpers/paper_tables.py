@@ -15,15 +15,32 @@ from resstream.analysis.summary import metric_table_csv, write_table
 
 WIDTH = {"1.1": 64, "2.0": 128, "2.1": 128, "3.0": 256, "3.1": 256, "4.0": 512, "4.1": 512}
 SIMPLE, DOWNSAMPLE = ("1.1", "2.1", "3.1"), ("2.0", "3.0", "4.0")
-FIG7 = {"1.1": [19], "2.0": [7, 15, 53, 3], "2.1": [108, 36, 13, 21, 60, 52, 93, 5, 58],
-        "3.1": [113, 178, 22, 215, 204, 25, 29, 154, 200]}
-FIG8 = {"1.1": [44, 27, 55], "2.0": [42, 9, 78], "2.1": [22, 116, 72], "3.0": [105, 250, 204], "3.1": [128, 246, 41],
-        "4.0": [163, 3, 51], "4.1": [154, 68, 496]}
+FIG7 = {
+    "1.1": [19],
+    "2.0": [7, 15, 53, 3],
+    "2.1": [108, 36, 13, 21, 60, 52, 93, 5, 58],
+    "3.1": [113, 178, 22, 215, 204, 25, 29, 154, 200],
+}
+FIG8 = {
+    "1.1": [44, 27, 55],
+    "2.0": [42, 9, 78],
+    "2.1": [22, 116, 72],
+    "3.0": [105, 250, 204],
+    "3.1": [128, 246, 41],
+    "4.0": [163, 3, 51],
+    "4.1": [154, 68, 496],
+}
 IN_WINDOW = 1.2  # a mix ratio inside 2/3 < M < 3/2
 # A user's own trained checkpoint (the scorecard judges it, with its label)
-CUSTOM = {"arch": "resnet18", "source": "/data/ckpt/my_resnet18.pt", "kind": "custom", "state_dict_sha256": "cc" * 32,
-          "file_sha256": "dd" * 32, "pretrained": True,
-          "label": "resnet18 custom checkpoint my_resnet18.pt (file sha256 dddddddddddd, not torchvision's weights)"}
+CUSTOM = {
+    "arch": "resnet18",
+    "source": "/data/ckpt/my_resnet18.pt",
+    "kind": "custom",
+    "state_dict_sha256": "cc" * 32,
+    "file_sha256": "dd" * 32,
+    "pretrained": True,
+    "label": "resnet18 custom checkpoint my_resnet18.pt (file sha256 dddddddddddd, not torchvision's weights)",
+}
 
 
 class Block:
@@ -49,7 +66,11 @@ class Block:
 
     def free(self, count: int, avoid=()):
         """``count`` channels not used by any list so far (from the top down)."""
-        used = set(avoid) | {c for b in (FIG7, FIG8) for c in b.get(self.name, [])} | set(np.flatnonzero(np.isfinite(self.fv_sm)))
+        used = (
+            set(avoid)
+            | {c for b in (FIG7, FIG8) for c in b.get(self.name, [])}
+            | set(np.flatnonzero(np.isfinite(self.fv_sm)))
+        )
         return [int(c) for c in self.c[::-1] if c not in used][:count]
 
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -146,7 +167,7 @@ def contrary() -> dict[str, Block]:
     blocks["4.1"] = Block("4.1", lambda c: 3.0 if c % 5 < 3 else 0.0)  # 40 % in the lowest bin, all of them zero
     b11 = blocks["1.1"]
     b11.M[[38, 19, 25]] = [3.0, 0.3, IN_WINDOW]  # Fig 1A groups swapped
-    for name, b in blocks.items():
+    for b in blocks.values():
         for k, c in enumerate((0, 1, 2)):  # Fig 8: other channels closest to 1 (4.1: M = 1, not < 0.25)
             b.M[c] = 1.0 + 0.01 * k
         b.fig3 = "positive"

@@ -9,14 +9,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-FIGURE_RULES = ("fig1_channel_grids", "fig2_mix_histograms", "fig3_weights_vs_mix", "fig4_inhibition",
-                "fig5_scale_invariance", "fig6_top_scale_metric", "fig7_both_criteria", "fig8_closest_mixes")
+FIGURE_RULES = (
+    "fig1_channel_grids",
+    "fig2_mix_histograms",
+    "fig3_weights_vs_mix",
+    "fig4_inhibition",
+    "fig5_scale_invariance",
+    "fig6_top_scale_metric",
+    "fig7_both_criteria",
+    "fig8_closest_mixes",
+)
 # the order rules are listed in (the pipeline's)
-RULE_ORDER = ("model_card", "fv_chunk", "fv_channel_chunk", "dataset_manifest", "activations", "exemplar_grids", "measure_fv",
-              "measure_imagenet", "metric_table", "analysis_summary", *FIGURE_RULES, "paper_check", "atlas_block",
-              "atlas_index")
-TABLE_HEADER = ("| change | jobs replanned |\n"
-                "|---|---|\n")
+RULE_ORDER = (
+    "model_card",
+    "fv_chunk",
+    "fv_channel_chunk",
+    "dataset_manifest",
+    "activations",
+    "exemplar_grids",
+    "measure_fv",
+    "measure_imagenet",
+    "metric_table",
+    "analysis_summary",
+    *FIGURE_RULES,
+    "paper_check",
+    "atlas_block",
+    "atlas_index",
+)
+TABLE_HEADER = "| change | jobs replanned |\n|---|---|\n"
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,7 @@ class Job:
 @dataclass
 class Dag:
     """Jobs with their inputs and outputs, from a forced dry run of the whole workflow."""
+
     inputs: dict[Job, set[str]] = field(default_factory=dict)
     outputs: dict[Job, set[str]] = field(default_factory=dict)
 

@@ -31,8 +31,14 @@ SMALL_STUDY = {"blocks": ["1.1", "2.1"], "channels": [0, 1, 2]}
 SMALL_IMAGES = 24
 SMALL_ACTIVATIONS = {"batch_size": 2}
 SMALL_ATLAS = {"channel_fvs": ["O"]}
-SMALL_LAYERS = ["layer1.0.prerelu_out", "layer1.1.bn2", "layer1.1.prerelu_out",
-                "layer2.0.prerelu_out", "layer2.1.bn2", "layer2.1.prerelu_out"]  # I, B, O of 1.1 and 2.1
+SMALL_LAYERS = [
+    "layer1.0.prerelu_out",
+    "layer1.1.bn2",
+    "layer1.1.prerelu_out",
+    "layer2.0.prerelu_out",
+    "layer2.1.bn2",
+    "layer2.1.prerelu_out",
+]  # I, B, O of 1.1 and 2.1
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,9 @@ class FinishedRun:
         """The folder copied to ``dest`` (links kept, mtimes kept): a run to change.  Its ``data`` is
         a link to this run's image folder, so that the dataset resolves to the same folder (the
         activations file records the resolved path)."""
-        shutil.copytree(self.root, dest, symlinks=True, ignore=lambda folder, names: ["data"] if Path(folder) == self.root else [])
+        shutil.copytree(
+            self.root, dest, symlinks=True, ignore=lambda folder, names: ["data"] if Path(folder) == self.root else []
+        )
         (Path(dest) / "data").symlink_to(self.data.resolve(), target_is_directory=True)
         return FinishedRun(Path(dest))
 
@@ -87,8 +95,9 @@ def finish_run(root: Path, sample_dir: Path, n_images: int, targets=(), **config
 
 
 def finish_small_run(root: Path, sample_dir: Path) -> FinishedRun:
-    return finish_run(root, sample_dir, SMALL_IMAGES, study=SMALL_STUDY, activations=SMALL_ACTIVATIONS,
-                      atlas=SMALL_ATLAS)
+    return finish_run(
+        root, sample_dir, SMALL_IMAGES, study=SMALL_STUDY, activations=SMALL_ACTIVATIONS, atlas=SMALL_ATLAS
+    )
 
 
 def arch_run(tmp: Path, sample_dir: Path, arch: str, blocks: list[str], extra_targets=(), **sections) -> Path:
@@ -96,15 +105,26 @@ def arch_run(tmp: Path, sample_dir: Path, arch: str, blocks: list[str], extra_ta
     0-1, 3 FV steps, 20 images) and ``extra_targets``, with the results in ``tmp/results``; returns
     that folder.  ``sections``: more config (``compare``)."""
     data = link_images(sample_dir, tmp / "data", n=20)
-    cfg = tiny_config_file(tmp, data, model={"arch": arch}, study={"blocks": blocks, "channels": [0, 1]}, fv={"steps": 3},
-                           **sections)
+    cfg = tiny_config_file(
+        tmp, data, model={"arch": arch}, study={"blocks": blocks, "channels": [0, 1]}, fv={"steps": 3}, **sections
+    )
     results = tmp / "results"
-    smk(analysis.summary_json(str(results)), analysis.figure_file(str(results), "fig2", "png"), *extra_targets,
-        "--cores", "2", "--configfile", cfg)
+    smk(
+        analysis.summary_json(str(results)),
+        analysis.figure_file(str(results), "fig2", "png"),
+        *extra_targets,
+        "--cores",
+        "2",
+        "--configfile",
+        cfg,
+    )
     return results
 
 
 def output_stamps(results: Path) -> dict[str, tuple[int, int]]:
     """{file: (mtime_ns, size)} of everything under ``results``: what a read-only use must keep."""
-    return {str(p.relative_to(results)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in sorted(results.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(results)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(results.rglob("*"))
+        if p.is_file()
+    }

@@ -113,7 +113,7 @@ class SlurmCluster:
         self.node = _node_line()
         self.node_name = self.node.split()[0].split("=", 1)[1]
 
-    def start(self, timeout: float = 60) -> "SlurmCluster":
+    def start(self, timeout: float = 60) -> SlurmCluster:
         root = self.root
         for sub in ("munge", "state", "spool"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -121,13 +121,31 @@ class SlurmCluster:
         munge_socket = root / "munge" / "munge.socket"
         key = root / "munge" / "munge.key"
         subprocess.run([_which("mungekey"), "--create", f"--keyfile={key}"], check=True, capture_output=True)
-        self._spawn("munged", [_which("munged"), "--foreground", "--force", f"--socket={munge_socket}",
-                               f"--key-file={key}", f"--log-file={root}/munge/munged.log",
-                               f"--pid-file={root}/munge/munged.pid", f"--seed-file={root}/munge/munged.seed"])
+        self._spawn(
+            "munged",
+            [
+                _which("munged"),
+                "--foreground",
+                "--force",
+                f"--socket={munge_socket}",
+                f"--key-file={key}",
+                f"--log-file={root}/munge/munged.log",
+                f"--pid-file={root}/munge/munged.pid",
+                f"--seed-file={root}/munge/munged.seed",
+            ],
+        )
         self._wait(lambda: munge_socket.exists(), "munged's socket", timeout)
         conf = root / "slurm.conf"
-        conf.write_text(SLURM_CONF.format(host=self.node_name, ctld_port=_free_port(), d_port=_free_port(),
-                                          munge_socket=munge_socket, root=root, node=self.node))
+        conf.write_text(
+            SLURM_CONF.format(
+                host=self.node_name,
+                ctld_port=_free_port(),
+                d_port=_free_port(),
+                munge_socket=munge_socket,
+                root=root,
+                node=self.node,
+            )
+        )
         self.env["SLURM_CONF"] = str(conf)
         self._wrap_srun(conf)
         self._spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-i", "-f", str(conf)])
@@ -148,16 +166,26 @@ class SlurmCluster:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / f"{name}.out", "w")
-        self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                               start_new_session=True, preexec_fn=_die_with_parent))
+        self.processes.append(
+            subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        )
 
     def _wait(self, ready, what: str, timeout: float) -> None:
         end = time.monotonic() + timeout
         while not ready():
             dead = [p for p in self.processes if p.poll() is not None]
             if dead or time.monotonic() > end:
-                raise RuntimeError(f"the test cluster did not start ({what}; "
-                                   f"{'a daemon exited' if dead else 'timed out'}): {self.logs()}")
+                raise RuntimeError(
+                    f"the test cluster did not start ({what}; "
+                    f"{'a daemon exited' if dead else 'timed out'}): {self.logs()}"
+                )
             time.sleep(0.5)
 
     def _node_idle(self) -> bool:
@@ -165,8 +193,9 @@ class SlurmCluster:
         return out.strip().rstrip("*") == "idle"
 
     def run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([_which(tool), *args], capture_output=True, text=True, env=self.env, check=check,
-                              timeout=60)
+        return subprocess.run(
+            [_which(tool), *args], capture_output=True, text=True, env=self.env, check=check, timeout=60
+        )
 
     def logs(self, tail: int = 15) -> str:
         lines = []

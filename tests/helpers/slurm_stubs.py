@@ -25,7 +25,7 @@ import stat
 import sys
 from pathlib import Path
 
-COMMON = r'''#!{python}
+COMMON = r"""#!{python}
 import json, os, subprocess, sys
 from pathlib import Path
 STATE = Path({state!r})
@@ -33,7 +33,7 @@ STATE = Path({state!r})
 with open(STATE / "calls" / "{tool}.jsonl", "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\n")
 args = sys.argv[1:]
-'''
+"""
 
 SBATCH = r'''
 import shlex
@@ -127,16 +127,16 @@ else:
 print(jobid)
 '''
 
-SRUN = r'''
+SRUN = r"""
 rest = list(args)
 while rest and rest[0].startswith("-"):
     rest.pop(0)
 if rest == ["sh", "-s"]:
     os.execv("/bin/sh", ["/bin/sh", "-s"])
 os.execv("/bin/sh", ["/bin/sh", "-c", " ".join(rest)])
-'''
+"""
 
-STATUS = r'''
+STATUS = r"""
 name = None
 for i, a in enumerate(args):
     if a == "--name":
@@ -148,14 +148,14 @@ for p in sorted((STATE / "jobs").glob("*.json")) if (STATE / "jobs").is_dir() el
         rows.append(f"{{p.stem}}|{{'COMPLETED' if job['rc'] == 0 else 'FAILED'}}")
 if name is not None:
     print("\n".join(rows))
-'''
+"""
 
-SINFO = r'''
+SINFO = r"""
 if any(a.startswith("--format=%c") for a in args):  # the nodes' CPUs|memory|GRES: STUB_SINFO_NODES
     print(os.environ.get("STUB_SINFO_NODES", "").replace(";", "\n"))
 else:
     print("PARTITION\ngpu*")
-'''
+"""
 SCONTROL = 'print("MinJobAge               = 300 sec\\nMaxArraySize            = 1001")\n'
 
 TOOLS = {"sbatch": SBATCH, "srun": SRUN, "sacct": STATUS, "squeue": STATUS, "sinfo": SINFO, "scontrol": SCONTROL}

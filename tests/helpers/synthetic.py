@@ -17,22 +17,31 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resstream.activations.store import FORMAT
 from helpers.configs import tiny_config
-from resstream.workflow.plan import Study
-from resstream.workflow.config import validate_config
-from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
+from resstream.activations.store import FORMAT
 from resstream.analysis.measure import center_responses
 from resstream.base.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png
+from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
+from resstream.workflow.config import validate_config
+from resstream.workflow.plan import Study
 
 
 def small_config(results, dataset, blocks=("1.1", "2.0", "2.1"), channels=(0, 1, 2), **analysis) -> dict:
-    return validate_config(tiny_config(results, dataset, demo=True, study={"blocks": list(blocks), "channels": list(channels)},
-                                       fv={"channels_per_job": 2}, analysis=analysis))
+    return validate_config(
+        tiny_config(
+            results,
+            dataset,
+            demo=True,
+            study={"blocks": list(blocks), "channels": list(channels)},
+            fv={"channels_per_job": 2},
+            analysis=analysis,
+        )
+    )
 
 
-def fabricated_study(results, dataset, random_model, blocks, channels, n_images: int, grids: bool = True,
-                     status=None, bad: tuple = ()) -> tuple[dict, Study]:
+def fabricated_study(
+    results, dataset, random_model, blocks, channels, n_images: int, grids: bool = True, status=None, bad: tuple = ()
+) -> tuple[dict, Study]:
     """The small config of ``blocks`` and ``channels`` with its FV chunks fabricated
     (:func:`write_study_fvs`) and its dataset activations from real forwards of ``n_images`` sample
     images (:func:`write_activations`)."""
@@ -51,7 +60,9 @@ def smooth_image(rng: np.random.Generator, size: int = 224) -> np.ndarray:
     return np.clip(np.asarray(img, dtype=np.int64) + noise, 0, 255).astype(np.uint8)
 
 
-def write_fv_chunk(results, layer: str, chunk: str, channels, weights: dict, seed: int = 0, status=None, steps: int = 4):
+def write_fv_chunk(
+    results, layer: str, chunk: str, channels, weights: dict, seed: int = 0, status=None, steps: int = 4
+):
     """One FV chunk folder; ``status`` maps channel -> 'ok' | 'dead' | 'nan' (default all ok)."""
     rng = np.random.default_rng(seed)
     out = fv_chunk_dir(str(results), layer, chunk)
@@ -82,7 +93,15 @@ def write_study_fvs(config: dict, weights: dict, status=None) -> Study:
     for k, layer in enumerate(study.layers):
         for chunk in study.chunks(layer):
             st = {c: status[(layer, c)] for c in chunk.channels if (layer, c) in status}
-            write_fv_chunk(config["results"], layer, chunk.name, list(chunk.channels), weights, seed=100 * k + chunk.start, status=st)
+            write_fv_chunk(
+                config["results"],
+                layer,
+                chunk.name,
+                list(chunk.channels),
+                weights,
+                seed=100 * k + chunk.start,
+                status=st,
+            )
     return study
 
 
@@ -93,7 +112,9 @@ def topk_desc(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return order.T.astype(np.int64), np.take_along_axis(values, order, axis=0).T
 
 
-def write_activations(config: dict, model, identity, n_images: int = 16, k: int = 9, bad: tuple = (), grids: bool = True) -> str:
+def write_activations(
+    config: dict, model, identity, n_images: int = 16, k: int = 9, bad: tuple = (), grids: bool = True
+) -> str:
     """activations.h5 over the first ``n_images`` images of the dataset folder (real forwards)."""
     study = Study(config)
     root = config["dataset"]["path"]

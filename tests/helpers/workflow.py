@@ -44,10 +44,13 @@ def copy_workflow(dest):
 def smk(*args, env=None, check=True, timeout=600, cwd=REPO):
     """``python -m snakemake ARGS`` in ``cwd`` (the checkout, or a copy of the workflow); with
     ``check``, a failed run raises with the end of its output."""
-    proc = subprocess.run(SNAKEMAKE + [str(a) for a in args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    proc = subprocess.run(
+        SNAKEMAKE + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(map(str, args))} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -76,7 +79,7 @@ def planned_jobs(*args, cwd=REPO) -> dict[str, list[dict]]:
             rule = s.split()[1].rstrip(":")
             jobs.setdefault(rule, []).append({})
         elif rule and s.startswith("wildcards:"):
-            jobs[rule][-1] = dict(kv.split("=", 1) for kv in s[len("wildcards:"):].strip().split(", "))
+            jobs[rule][-1] = dict(kv.split("=", 1) for kv in s[len("wildcards:") :].strip().split(", "))
         elif not s:
             rule = None
     return jobs

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from helpers.workflow import smk
-from resstream.model import device as dev
-from resstream.fv import render as fv
-from resstream.model.blocks import TapRef
-from resstream.workflow.plan import schema_fv_settings
 from resstream.base.errors import UserError
 from resstream.base.gpu_slots import declared_gpus, prepare_job_device
+from resstream.fv import render as fv
+from resstream.model import device as dev
+from resstream.model.blocks import TapRef
+from resstream.workflow.plan import schema_fv_settings
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def fresh_log(caplog):
 
 def cuda(monkeypatch, available=True, warn=None, error=None, built=True):
     """Make torch report CUDA as this test needs (the machine has none)."""
+
     def is_available():
         if error:
             raise error
@@ -69,21 +70,37 @@ def test_a_job_that_declares_no_gpu_runs_on_the_cpu(monkeypatch, fresh_log):
         dev.resolve_device("cuda", gpus=0)
 
 
-@pytest.mark.parametrize("case,words", [
-    (dict(available=False, built=False), "CPU-only"),
-    (dict(available=False), "no CUDA device is visible"),
-    (dict(available=False, warn="CUDA initialization: The NVIDIA driver on your system is too old (found version 10020)."),
-     "driver on your system is too old"),
-    (dict(error=RuntimeError("cudaGetDeviceCount failed\nmore detail")), "raised RuntimeError: cudaGetDeviceCount failed"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        (dict(available=False, built=False), "CPU-only"),
+        (dict(available=False), "no CUDA device is visible"),
+        (
+            dict(
+                available=False,
+                warn="CUDA initialization: The NVIDIA driver on your system is too old (found version 10020).",
+            ),
+            "driver on your system is too old",
+        ),
+        (
+            dict(error=RuntimeError("cudaGetDeviceCount failed\nmore detail")),
+            "raised RuntimeError: cudaGetDeviceCount failed",
+        ),
+    ],
+)
 def test_auto_falls_back_to_cpu_and_says_why_once(monkeypatch, fresh_log, case, words):
     cuda(monkeypatch, **case)
     assert dev.resolve_device("auto") == torch.device("cpu")
     assert dev.resolve_device("auto") == torch.device("cpu")  # a second call says nothing more
     lines = said(fresh_log)
-    assert len(lines) == 1 and lines[0].startswith("model.device auto: running on the CPU because") and words in lines[0]
+    assert (
+        len(lines) == 1 and lines[0].startswith("model.device auto: running on the CPU because") and words in lines[0]
+    )
     assert "\n" not in lines[0]
-    with pytest.raises(dev.DeviceError, match=f"model.device is 'cuda' but CUDA cannot be used: .*{re.escape(words)}.*Fix: set model.device: auto or cpu"):
+    with pytest.raises(
+        dev.DeviceError,
+        match=f"model.device is 'cuda' but CUDA cannot be used: .*{re.escape(words)}.*Fix: set model.device: auto or cpu",
+    ):
         dev.resolve_device("cuda")
     assert issubclass(dev.DeviceError, UserError)
 
@@ -97,11 +114,14 @@ class TorchSeeingCuda:
         return getattr(torch, name)
 
 
-@pytest.mark.parametrize("layer,ref,jitter", [
-    ("layer2.0.downsample.1", TapRef("2.0", "D"), 0),
-    ("layer3.0.downsample.1", TapRef("3.0", "D"), 4),
-    ("layer4.0.downsample.1", TapRef("4.0", "D"), 16),
-])
+@pytest.mark.parametrize(
+    "layer,ref,jitter",
+    [
+        ("layer2.0.downsample.1", TapRef("2.0", "D"), 0),
+        ("layer3.0.downsample.1", TapRef("3.0", "D"), 4),
+        ("layer4.0.downsample.1", TapRef("4.0", "D"), 16),
+    ],
+)
 def test_fv_of_a_cpu_model_stays_on_the_cpu_while_cuda_is_visible(monkeypatch, net, layer, ref, jitter):
     """As on a GPU host with model.device: cpu: torch-lucent sees CUDA (its colour decorrelation asks
     torch.cuda.is_available() at every call) and its module-level devices, fixed at import, say
@@ -152,8 +172,17 @@ MODEL_RULES = {"fv_chunk", "fv_channel_chunk", "activations", "measure_fv", "mea
 def test_every_job_that_runs_the_model_declares_the_gpu(tmp_path, sample_dir):
     """A dry run with model.device: cuda: the FV, channel-FV, dataset and measurement jobs declare
     gpu=1 (so --resources gpu=N caps them), the others none."""
-    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", "--config", f"dataset={{path: {sample_dir}}}",
-               f"results={tmp_path}", "model={device: cuda}")
+    proc = smk(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "demo.yaml",
+        "--config",
+        f"dataset={{path: {sample_dir}}}",
+        f"results={tmp_path}",
+        "model={device: cuda}",
+    )
     declared: dict[str, set[str]] = {}
     for block in proc.stdout.split("\n\n"):
         rule = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M)

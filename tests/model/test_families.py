@@ -8,14 +8,24 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import SqueezeExcitation
 
-from resstream.model.weights_spec import check_weights_spec
-from resstream.model.weights_identity import state_dict_sha256
-from resstream.model.checkpoint_files import file_sha256
-from resstream.model.checkpoint_files import WeightsError
 from resstream.model import torchvision_weights as TW
-from resstream.model.blocks import B, D, O_POST, O_PRE, X, TapRef, default_study_blocks, parse_layer, role_tap, layer_name
-from resstream.model.walk import model_blocks
+from resstream.model.blocks import (
+    O_POST,
+    O_PRE,
+    B,
+    D,
+    TapRef,
+    X,
+    default_study_blocks,
+    layer_name,
+    parse_layer,
+    role_tap,
+)
+from resstream.model.checkpoint_files import WeightsError, file_sha256
 from resstream.model.taps import block_taps
+from resstream.model.walk import model_blocks
+from resstream.model.weights_identity import state_dict_sha256
+from resstream.model.weights_spec import check_weights_spec
 
 
 def random_model(arch: str) -> nn.Module:
@@ -40,7 +50,9 @@ def random_model(arch: str) -> nn.Module:
 
 
 def bn(m: nn.BatchNorm2d, h):
-    return (h - m.running_mean[:, None, None]) / torch.sqrt(m.running_var[:, None, None] + m.eps) * m.weight[:, None, None] + m.bias[:, None, None]
+    return (h - m.running_mean[:, None, None]) / torch.sqrt(m.running_var[:, None, None] + m.eps) * m.weight[
+        :, None, None
+    ] + m.bias[:, None, None]
 
 
 def conv(m: nn.Conv2d, h):
@@ -211,11 +223,18 @@ def test_names_stages_and_shared_layers_follow_the_module_tree():
     # I of the next block is the previous block's O layer: shared, as in the paper
     assert role_tap(cn, "features.3.1", "I") == TapRef("features.3.0", O_POST)
     assert layer_name(cn, role_tap(cn, "features.3.1", "B")) == "features.3.1.stochastic_depth"
-    assert [b.in_stride for b in cn if b.index == 0 or cn[b.index - 1].stage != b.stage] == [4, 8, 16, 32]  # stages' first
+    assert [b.in_stride for b in cn if b.index == 0 or cn[b.index - 1].stage != b.stage] == [
+        4,
+        8,
+        16,
+        32,
+    ]  # stages' first
     rg = list(structure("regnet_y_400mf"))
     assert [b.name for b in rg if b.downsample] == [f"trunk_output.block{s}.block{s}-0" for s in (1, 2, 3, 4)]
     assert layer_name(rg, role_tap(rg, "trunk_output.block2.block2-0", "I")) == "trunk_output.block2.block2-0.proj.1"
-    assert layer_name(rg, role_tap(rg, "trunk_output.block2.block2-1", "O")) == "trunk_output.block2.block2-1.prerelu_out"
+    assert (
+        layer_name(rg, role_tap(rg, "trunk_output.block2.block2-1", "O")) == "trunk_output.block2.block2-1.prerelu_out"
+    )
     assert map_sizes("convnext_tiny")["features.7.2"] == (7, 7) and map_sizes("convnext_tiny")["features.2"] == (28, 28)
     mn = list(structure("mobilenet_v2"))
     assert sorted({b.stage for b in mn}) == [1, 2, 3, 4, 5]  # stride groups 2, 4, 8, 16, 32
@@ -229,7 +248,9 @@ def test_o_relu_post_is_refused_where_nothing_follows_the_sum():
     for arch in ("convnext_tiny", "mobilenet_v2", "efficientnet_b0"):
         with pytest.raises(UserError) as err:
             Study(validate_config({"model": {"arch": arch}, "study": {"o_relu": "post"}}))
-        assert str(err.value).startswith("study.o_relu: post asks for O after the nonlinearity that follows the residual sum")
+        assert str(err.value).startswith(
+            "study.o_relu: post asks for O after the nonlinearity that follows the residual sum"
+        )
         assert str(err.value).endswith("Fix: set study.o_relu: pre") and "\n" not in str(err.value)
     # RegNet has a ReLU after its sum: post is read there
     study = Study(validate_config({"model": {"arch": "regnet_x_400mf"}, "study": {"o_relu": "post"}}))
@@ -238,16 +259,27 @@ def test_o_relu_post_is_refused_where_nothing_follows_the_sum():
         Study(validate_config({"model": {"arch": "mobilenet_v2"}, "study": {"blocks": ["features.3", "features.4"]}}))
 
 
-@pytest.mark.parametrize("arch, says", [
-    ("vgg16", "model.arch 'vgg16' is a torchvision model without residual blocks of a supported family"),
-    ("alexnet", "model.arch 'alexnet' is a torchvision model without residual blocks of a supported family"),
-    ("resnet19", "model.arch 'resnet19' is not a torchvision model resstream knows"),
-])
+@pytest.mark.parametrize(
+    "arch, says",
+    [
+        ("vgg16", "model.arch 'vgg16' is a torchvision model without residual blocks of a supported family"),
+        ("alexnet", "model.arch 'alexnet' is a torchvision model without residual blocks of a supported family"),
+        ("resnet19", "model.arch 'resnet19' is not a torchvision model resstream knows"),
+    ],
+)
 def test_other_models_are_refused_before_any_job_with_one_line(tmp_path, sample_dir, arch, says):
     from helpers.workflow import one_line, smk
 
-    proc = smk("-n", "--cores", "1", "--config", f"results={tmp_path}", f"dataset={{path: {sample_dir}}}",
-               f"model={{arch: {arch}, weights: 'random:0'}}", check=False)
+    proc = smk(
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        f"results={tmp_path}",
+        f"dataset={{path: {sample_dir}}}",
+        f"model={{arch: {arch}, weights: 'random:0'}}",
+        check=False,
+    )
     line = one_line(proc, stdout=True)
     assert proc.returncode != 0
     assert line.startswith(f"resstream: {says}. Fix: choose an arch of a supported family: ResNet (")
@@ -259,8 +291,17 @@ def test_other_models_are_refused_before_any_job_with_one_line(tmp_path, sample_
 def test_o_relu_post_stops_the_workflow_before_any_job(tmp_path, sample_dir):
     from helpers.workflow import one_line, smk
 
-    proc = smk("-n", "--cores", "1", "--config", f"results={tmp_path}", f"dataset={{path: {sample_dir}}}",
-               "model={arch: convnext_tiny, weights: 'random:0'}", "study={o_relu: post}", check=False)
+    proc = smk(
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        f"results={tmp_path}",
+        f"dataset={{path: {sample_dir}}}",
+        "model={arch: convnext_tiny, weights: 'random:0'}",
+        "study={o_relu: post}",
+        check=False,
+    )
     assert proc.returncode != 0 and one_line(proc, stdout=True).startswith("resstream: study.o_relu: post asks")
     assert "rule " not in proc.stdout + proc.stderr
 
@@ -274,8 +315,14 @@ def centre_of(model, blocks, ref, x):
     return out[0, :, out.shape[-2] // 2, out.shape[-1] // 2]
 
 
-@pytest.mark.parametrize("arch, layer", [("mobilenet_v3_large", "features.3.block"), ("convnext_tiny", "features.1.1.stochastic_depth"),
-                                         ("efficientnet_v2_s", "features.2.1.block")])
+@pytest.mark.parametrize(
+    "arch, layer",
+    [
+        ("mobilenet_v3_large", "features.3.block"),
+        ("convnext_tiny", "features.1.1.stochastic_depth"),
+        ("efficientnet_v2_s", "features.2.1.block"),
+    ],
+)
 def test_the_crop_is_taken_where_exact_and_agrees_with_the_full_forward(arch, layer):
     from resstream.model.receptive_field import CropPlanner, crop_refusal
 
@@ -288,14 +335,21 @@ def test_the_crop_is_taken_where_exact_and_agrees_with_the_full_forward(arch, la
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
     full = centre_of(model, blocks, ref, x)
     with torch.no_grad():
-        part = block_taps(model, x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size], [ref], blocks=blocks)[ref]
-    torch.testing.assert_close(part[0, :, plan.center, plan.center], full, atol=1e-5 * float(full.abs().max()), rtol=1e-4)
+        part = block_taps(
+            model, x[..., plan.y0 : plan.y0 + plan.size, plan.y0 : plan.y0 + plan.size], [ref], blocks=blocks
+        )[ref]
+    torch.testing.assert_close(
+        part[0, :, plan.center, plan.center], full, atol=1e-5 * float(full.abs().max()), rtol=1e-4
+    )
 
 
-@pytest.mark.parametrize("arch, layer, se_path", [
-    ("regnet_y_400mf", "trunk_output.block2.block2-1.f.c", "trunk_output.block1.block1-0.f.se"),
-    ("mobilenet_v3_large", "features.5.block", "features.4.block.2"),
-])
+@pytest.mark.parametrize(
+    "arch, layer, se_path",
+    [
+        ("regnet_y_400mf", "trunk_output.block2.block2-1.f.c", "trunk_output.block1.block1-0.f.se"),
+        ("mobilenet_v3_large", "features.5.block", "features.4.block.2"),
+    ],
+)
 def test_the_crop_falls_back_to_the_full_forward_after_a_squeeze_excitation(arch, layer, se_path, caplog):
     import logging
 
@@ -310,8 +364,10 @@ def test_the_crop_falls_back_to_the_full_forward_after_a_squeeze_excitation(arch
         planner = CropPlanner(model, blocks, ref, "intended")
         assert [planner.plan(size) for size in (224, 226, 230)] == [None] * 3  # every size: the structure refuses
     said = [r.getMessage() for r in caplog.records]
-    assert said == [f"receptive-field crop of {ref.block}:{ref.tensor} not used ({se_path} (SqueezeExcitation) "
-                    f"mixes the whole map): full forward"]  # once, not once per size
+    assert said == [
+        f"receptive-field crop of {ref.block}:{ref.tensor} not used ({se_path} (SqueezeExcitation) "
+        f"mixes the whole map): full forward"
+    ]  # once, not once per size
     # the numeric check alone catches it too: the cropped forward's centre differs from the full one
     plan = _plan(model, blocks, ref, 224)
     assert plan is not None, "the conv-path window is small enough to be tried"
@@ -326,13 +382,16 @@ def test_the_crop_falls_back_to_the_full_forward_after_a_squeeze_excitation(arch
 # --- weights: each family's torchvision enum, its hub file checked by hash, custom checkpoints -------
 
 
-@pytest.mark.parametrize("arch, name, file", [
-    ("resnext50_32x4d", "IMAGENET1K_V2", "resnext50_32x4d-1a0047aa.pth"),
-    ("regnet_y_400mf", "IMAGENET1K_V1", "regnet_y_400mf-c65dace8.pth"),
-    ("convnext_tiny", "IMAGENET1K_V1", "convnext_tiny-983f1562.pth"),
-    ("mobilenet_v3_large", "IMAGENET1K_V2", "mobilenet_v3_large-5c1a4163.pth"),
-    ("efficientnet_v2_s", "IMAGENET1K_V1", "efficientnet_v2_s-dd5fe13b.pth"),
-])
+@pytest.mark.parametrize(
+    "arch, name, file",
+    [
+        ("resnext50_32x4d", "IMAGENET1K_V2", "resnext50_32x4d-1a0047aa.pth"),
+        ("regnet_y_400mf", "IMAGENET1K_V1", "regnet_y_400mf-c65dace8.pth"),
+        ("convnext_tiny", "IMAGENET1K_V1", "convnext_tiny-983f1562.pth"),
+        ("mobilenet_v3_large", "IMAGENET1K_V2", "mobilenet_v3_large-5c1a4163.pth"),
+        ("efficientnet_v2_s", "IMAGENET1K_V1", "efficientnet_v2_s-dd5fe13b.pth"),
+    ],
+)
 def test_hub_weights_of_each_family_are_checked_by_their_published_hash(tmp_path, monkeypatch, arch, name, file):
     from resstream.model import weights as W
 
@@ -343,7 +402,7 @@ def test_hub_weights_of_each_family_are_checked_by_their_published_hash(tmp_path
     cached = tmp_path / "hub" / "checkpoints" / file
     cached.parent.mkdir(parents=True)
     torch.save(model.state_dict(), cached)
-    with pytest.raises(WeightsError, match=f"corrupt or not torchvision's"):
+    with pytest.raises(WeightsError, match="corrupt or not torchvision's"):
         W.load_model(arch, name, allow_download=False)
     monkeypatch.setitem(TW.KNOWN_SHA256, file, file_sha256(cached))  # as if it were the published file
     loaded, ident = W.load_model(arch, name, allow_download=False)
@@ -355,7 +414,11 @@ def test_hub_weights_of_each_family_are_checked_by_their_published_hash(tmp_path
 def test_custom_checkpoints_of_other_families_fit_their_classifier(tmp_path):
     from resstream.model import weights as W
 
-    for arch, head in (("convnext_tiny", "classifier.2"), ("regnet_y_400mf", "fc"), ("mobilenet_v3_small", "classifier.3")):
+    for arch, head in (
+        ("convnext_tiny", "classifier.2"),
+        ("regnet_y_400mf", "fc"),
+        ("mobilenet_v3_small", "classifier.3"),
+    ):
         model, _ = W.load_model(arch, "random:2")
         sd = model.state_dict()
         width = sd[f"{head}.weight"].shape[1]
@@ -374,11 +437,21 @@ def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
     from resstream.workflow.plan import Study, default_jitter
 
     expected = {  # 0 while the block's input is at stride <= 4, 4 at stride 8, 16 from stride 16
-        "convnext_tiny": {"features.1.1": 0, "features.3.0": 4, "features.3.2": 4, "features.5.0": 16, "features.7.2": 16},
+        "convnext_tiny": {
+            "features.1.1": 0,
+            "features.3.0": 4,
+            "features.3.2": 4,
+            "features.5.0": 16,
+            "features.7.2": 16,
+        },
         "mobilenet_v2": {"features.3": 0, "features.5": 4, "features.6": 4, "features.8": 16, "features.16": 16},
         "efficientnet_v2_s": {"features.1.1": 0, "features.2.1": 0, "features.3.1": 4, "features.4.1": 16},
-        "regnet_x_400mf": {"trunk_output.block2.block2-0": 0, "trunk_output.block2.block2-1": 4,
-                           "trunk_output.block3.block3-0": 4, "trunk_output.block3.block3-1": 16},
+        "regnet_x_400mf": {
+            "trunk_output.block2.block2-0": 0,
+            "trunk_output.block2.block2-1": 4,
+            "trunk_output.block3.block3-0": 4,
+            "trunk_output.block3.block3-1": 16,
+        },
         "resnet50": {"1.1": 0, "2.0": 0, "2.1": 4, "3.0": 4, "3.1": 16, "4.0": 16},
     }
     for arch, jitters in expected.items():
@@ -387,13 +460,24 @@ def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
     study = Study(validate_config({"model": {"arch": "mobilenet_v2"}}))
     card = card_facts(study)
     assert card["family"] == "MobileNetV2" and card["blocks_without_residual_sum"] == [
-        f"features.{i}" for i in (1, 2, 4, 7, 11, 14, 17)]
+        f"features.{i}" for i in (1, 2, 4, 7, 11, 14, 17)
+    ]
     rows = {row["block"]: row for row in card["model_blocks"]}
-    assert rows["features.4"] == {"block": "features.4", "module": "features.4", "class": "InvertedResidual", "stage": 3,
-                                  "residual_sum": False, "after_sum": "none", "studied": False}
+    assert rows["features.4"] == {
+        "block": "features.4",
+        "module": "features.4",
+        "class": "InvertedResidual",
+        "stage": 3,
+        "residual_sum": False,
+        "after_sum": "none",
+        "studied": False,
+    }
     assert rows["features.5"]["studied"] and rows["features.5"]["residual_sum"]
     assert {row["layer"] for row in card["layers"] if row["block"] == "features.5"} == {
-        "features.4", "features.5.conv", "features.5"}
+        "features.4",
+        "features.5.conv",
+        "features.5",
+    }
 
 
 def test_the_command_line_lists_families_and_blocks_without_a_sum(capsys):
@@ -403,11 +487,29 @@ def test_the_command_line_lists_families_and_blocks_without_a_sum(capsys):
     out = capsys.readouterr().out
     lines = out.split("timm residual models refused")[0].splitlines()
     assert [line.split(":")[0].split(" (")[0] for line in lines[::2]] == [
-        "ResNet", "ResNeXt", "RegNet", "ConvNeXt", "MobileNetV2", "MobileNetV3", "EfficientNet",
-        "timm ResNet", "timm ResNetV2", "timm ConvNeXt", "timm RegNet", "timm EfficientNet/MobileNet",
-        "timm Res2Net", "timm ResNeSt", "timm CSPNet/DarkNet", "timm ByobNet"]
+        "ResNet",
+        "ResNeXt",
+        "RegNet",
+        "ConvNeXt",
+        "MobileNetV2",
+        "MobileNetV3",
+        "EfficientNet",
+        "timm ResNet",
+        "timm ResNetV2",
+        "timm ConvNeXt",
+        "timm RegNet",
+        "timm EfficientNet/MobileNet",
+        "timm Res2Net",
+        "timm ResNeSt",
+        "timm CSPNet/DarkNet",
+        "timm ByobNet",
+    ]
     assert "B = stochastic_depth = layer_scale * block(x)" in out
     assert main(["info", "mobilenet_v2"]) == 0
     info = capsys.readouterr().out.splitlines()
     row = {line.split()[0]: line.split() for line in info[2:]}
-    assert row["features.4"][3:6] == ["-", "-", "no"] and row["features.5"][3:6] == ["features.4", "features.5.conv", "features.5"]
+    assert row["features.4"][3:6] == ["-", "-", "no"] and row["features.5"][3:6] == [
+        "features.4",
+        "features.5.conv",
+        "features.5",
+    ]

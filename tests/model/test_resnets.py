@@ -2,28 +2,26 @@
 crops of Bottleneck layers, the per-stage jitter rule, weights of resnet50/34, figure layouts and
 the resnet50 demo DAG."""
 
-
 import numpy as np
 import pytest
 import torch
 
 from helpers.manual_forward import assert_taps_match_manual_forward, manual_maps
 from helpers.workflow import smk
-from resstream.model.weights_identity import state_dict_sha256
-from resstream.model.checkpoint_files import file_sha256
-from resstream.model.checkpoint_files import WeightsError
-from resstream.model import torchvision_weights as TW
 from resstream.analysis import table_figures
-from resstream.model import weights as W
-from resstream.analysis.summary import fig3_fig4_blocks
-from resstream.model.blocks import B, BlockError, TapRef, parse_layer, study_layers
-from resstream.model.walk import model_blocks
-from resstream.workflow.plan import Study, default_jitter
-from resstream.model.structure import structure
-from resstream.workflow.config import validate_config
 from resstream.analysis.measure import weight_magnitudes
+from resstream.analysis.summary import fig3_fig4_blocks
+from resstream.model import torchvision_weights as TW
+from resstream.model import weights as W
+from resstream.model.blocks import B, BlockError, TapRef, parse_layer, study_layers
+from resstream.model.checkpoint_files import WeightsError, file_sha256
 from resstream.model.receptive_field import _conv_path, verify_plan
+from resstream.model.structure import structure
 from resstream.model.taps import block_taps
+from resstream.model.walk import model_blocks
+from resstream.model.weights_identity import state_dict_sha256
+from resstream.workflow.config import validate_config
+from resstream.workflow.plan import Study, default_jitter
 
 BOTTLENECK_BLOCKS = ["1.0", "1.1", "2.0", "2.1", "3.0", "4.2"]
 
@@ -61,13 +59,21 @@ def test_bottleneck_layer_names(resnet50):
     # every stage's first block has a projection (1.0 too: 64 -> 256 channels)
     assert [b.name for b in blocks if b.downsample] == ["1.0", "2.0", "3.0", "4.0"]
     layers = study_layers(blocks, ["1.1", "2.0"], o_relu="pre")
-    assert list(layers) == ["layer1.0.prerelu_out", "layer1.1.bn3", "layer1.1.prerelu_out",
-                            "layer2.0.downsample.1", "layer2.0.bn3", "layer2.0.prerelu_out"]
+    assert list(layers) == [
+        "layer1.0.prerelu_out",
+        "layer1.1.bn3",
+        "layer1.1.prerelu_out",
+        "layer2.0.downsample.1",
+        "layer2.0.bn3",
+        "layer2.0.prerelu_out",
+    ]
     with pytest.raises(BlockError, match="ends in bn3, not bn2"):
         parse_layer(blocks, "layer2.1.bn2")
 
 
-@pytest.mark.parametrize("layer", ["layer1.1.bn3", "layer2.0.downsample.1", "layer2.0.bn3", "layer2.1.prerelu_out", "layer3.0.bn3"])
+@pytest.mark.parametrize(
+    "layer", ["layer1.1.bn3", "layer2.0.downsample.1", "layer2.0.bn3", "layer2.1.prerelu_out", "layer3.0.bn3"]
+)
 def test_receptive_field_crop_of_bottleneck_layers(resnet50, layer):
     model, _ = resnet50
     blocks = model_blocks(model)
@@ -92,7 +98,9 @@ def test_receptive_field_crop_of_bottleneck_layers(resnet50, layer):
 
 
 def test_default_jitter_per_stage_for_any_block_count():
-    by_arch = {arch: {b.name: default_jitter(b) for b in structure(arch)} for arch in ("resnet18", "resnet34", "resnet101")}
+    by_arch = {
+        arch: {b.name: default_jitter(b) for b in structure(arch)} for arch in ("resnet18", "resnet34", "resnet101")
+    }
     assert by_arch["resnet18"] == {"1.0": 0, "1.1": 0, "2.0": 0, "2.1": 4, "3.0": 4, "3.1": 16, "4.0": 16, "4.1": 16}
     r34 = by_arch["resnet34"]
     assert {r34[b] for b in ("1.0", "1.1", "1.2", "2.0")} == {0}
@@ -146,7 +154,10 @@ def test_resnet50_weights_enum_and_checkpoint_paths(tmp_path, monkeypatch, offli
         W.load_model("resnet50", str(path))
     renamed = tmp_path / "mine.pth"
     renamed.write_bytes(cached.read_bytes())
-    with pytest.raises(WeightsError, match="matches none of torchvision's resnet50 checkpoints \\(resnet50-0676ba61.pth, resnet50-11ad3fa6.pth\\)"):
+    with pytest.raises(
+        WeightsError,
+        match="matches none of torchvision's resnet50 checkpoints \\(resnet50-0676ba61.pth, resnet50-11ad3fa6.pth\\)",
+    ):
         W.load_model("resnet50", str(renamed))
     # the accept path (a file whose digest is the published one), recorded like resnet18's
     digest = file_sha256(cached)
@@ -180,8 +191,17 @@ def test_study_plan_and_figure_blocks_of_deeper_resnets(sample_dir):
 
 
 def test_demo_resnet50_dry_run(sample_dir, tmp_path):
-    proc = smk("-n", "--cores", "2", "--configfile", "demo-resnet50.yaml", "--config", f"results={tmp_path}",
-               f"dataset={{path: {sample_dir}}}", timeout=300)
+    proc = smk(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "demo-resnet50.yaml",
+        "--config",
+        f"results={tmp_path}",
+        f"dataset={{path: {sample_dir}}}",
+        timeout=300,
+    )
     out = proc.stdout
     assert f"{tmp_path}/fv/layer4.2.bn3/c0000-0063" in out and f"{tmp_path}/fv/layer1.1.bn3/c0000-0063" in out
     assert f"{tmp_path}/analysis/3.5/fv_table.csv" in out and f"{tmp_path}/summary.json" in out

@@ -32,14 +32,20 @@ def test_another_torchvision_or_input_size_is_computed_live(monkeypatch):
     for cached in (structure._recorded_file, structure.structure, structure.map_sizes):
         monkeypatch.setattr(structure, cached.__name__, cached.__wrapped__)
     release = structure.torchvision_release()
-    monkeypatch.setattr(recorded_tables, "version", lambda package: f"{release}+cu128")  # a CUDA build: the same networks
+    monkeypatch.setattr(
+        recorded_tables, "version", lambda package: f"{release}+cu128"
+    )  # a CUDA build: the same networks
     assert "resnet18" in structure._recorded()
     monkeypatch.setattr(recorded_tables, "version", lambda package: "0.0.0")
     assert structure._recorded() == {} and "vgg16" in structure.torchvision_models()
     calls = []
-    monkeypatch.setattr(structure, "build_on_meta", lambda arch, build=structure.build_on_meta: calls.append(arch) or build(arch))
+    monkeypatch.setattr(
+        structure, "build_on_meta", lambda arch, build=structure.build_on_meta: calls.append(arch) or build(arch)
+    )
     assert (structure.structure("convnext_tiny"), structure.map_sizes("convnext_tiny")) == recorded
-    assert structure.weights_files("resnet18") == {"IMAGENET1K_V1": "https://download.pytorch.org/models/resnet18-f37072fd.pth"}
+    assert structure.weights_files("resnet18") == {
+        "IMAGENET1K_V1": "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    }
     assert calls == ["convnext_tiny", "convnext_tiny"]
 
 
@@ -59,9 +65,25 @@ runpy.run_module("snakemake", run_name="__main__")
 
 @pytest.mark.parametrize("demo", ["demo.yaml", "demo-convnext.yaml", "demo-timm.yaml"])
 def test_a_dry_run_plans_every_job_without_importing_torch_or_scipy(demo, sample_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH_OR_SCIPY, "-n", "--cores", "2", "--configfile", demo, "--config",
-                           f"dataset={{path: {sample_dir}}}", f"results={tmp_path / 'results'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_TORCH_OR_SCIPY,
+            "-n",
+            "--cores",
+            "2",
+            "--configfile",
+            demo,
+            "--config",
+            f"dataset={{path: {sample_dir}}}",
+            f"results={tmp_path / 'results'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fv_chunk" in proc.stdout and "activations" in proc.stdout and "model_card" in proc.stdout
     assert not (tmp_path / "results").exists()

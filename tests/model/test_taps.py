@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from resstream.model.blocks import B, O_POST, O_PRE, TapRef, parse_layer, layer_name, study_layers
-from resstream.model.walk import model_blocks
-from resstream.model.taps import block_taps, center_activation, center_index
-from resstream.model.weights import load_model
 from helpers.manual_forward import assert_taps_match_manual_forward, manual_block, manual_maps
+from resstream.model.blocks import O_POST, O_PRE, B, TapRef, layer_name, parse_layer, study_layers
+from resstream.model.taps import block_taps, center_activation, center_index
+from resstream.model.walk import model_blocks
+from resstream.model.weights import load_model
 
 
 @pytest.mark.parametrize("block", ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"])
@@ -54,8 +54,10 @@ def test_taps_are_differentiable_and_give_the_true_gradient(random_model):
 def test_forward_stops_after_deepest_tap(random_model):
     model, _ = random_model
     called = []
-    hooks = [model.layer3.register_forward_hook(lambda *a: called.append("layer3")),
-             model.fc.register_forward_hook(lambda *a: called.append("fc"))]
+    hooks = [
+        model.layer3.register_forward_hook(lambda *a: called.append("layer3")),
+        model.fc.register_forward_hook(lambda *a: called.append("fc")),
+    ]
     with torch.no_grad():
         block_taps(model, torch.randn(1, 3, 224, 224), [TapRef("2.1", B), TapRef("1.1", O_PRE)])
     for h in hooks:
@@ -77,10 +79,24 @@ def test_layer_names_follow_spec_table(random_model):
     layers = study_layers(blocks, ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"], o_relu="post")
     # docs/method.md#taps-i-b-and-o, docs/method.md#feature-visualizations: 18 FV layers, a simple block's I is the previous block's O
     assert list(layers) == [
-        "layer1.0", "layer1.1.bn2", "layer1.1",
-        "layer2.0.downsample.1", "layer2.0.bn2", "layer2.0", "layer2.1.bn2", "layer2.1",
-        "layer3.0.downsample.1", "layer3.0.bn2", "layer3.0", "layer3.1.bn2", "layer3.1",
-        "layer4.0.downsample.1", "layer4.0.bn2", "layer4.0", "layer4.1.bn2", "layer4.1",
+        "layer1.0",
+        "layer1.1.bn2",
+        "layer1.1",
+        "layer2.0.downsample.1",
+        "layer2.0.bn2",
+        "layer2.0",
+        "layer2.1.bn2",
+        "layer2.1",
+        "layer3.0.downsample.1",
+        "layer3.0.bn2",
+        "layer3.0",
+        "layer3.1.bn2",
+        "layer3.1",
+        "layer4.0.downsample.1",
+        "layer4.0.bn2",
+        "layer4.0",
+        "layer4.1.bn2",
+        "layer4.1",
     ]
     assert layers["layer2.0"] == [("2.0", "O"), ("2.1", "I")]
     for name in layers:

@@ -11,7 +11,7 @@ import torch
 
 from resstream.base.errors import ConfigError, UserError
 from resstream.model import timm_models
-from resstream.model.blocks import B, D, O_POST, X, TapRef
+from resstream.model.blocks import O_POST, B, D, TapRef, X
 from resstream.model.taps import block_taps
 from resstream.model.walk import model_blocks
 
@@ -79,7 +79,9 @@ def randomise_scales(model) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-@pytest.mark.parametrize("name,kwargs", list(BLOCK_KINDS), ids=lambda v: str(v) if isinstance(v, str) else "-".join(map(str, v)))
+@pytest.mark.parametrize(
+    "name,kwargs", list(BLOCK_KINDS), ids=lambda v: str(v) if isinstance(v, str) else "-".join(map(str, v))
+)
 def test_every_timm_block_kind_sums_its_taps(name, kwargs):
     torch.manual_seed(0)
     model = timm_models.build(name, **dict(kwargs))
@@ -113,8 +115,19 @@ def test_every_timm_block_kind_sums_its_taps(name, kwargs):
 NO_NORM_AFTER_LAST_CONV = {"PreActBasic", "PreActBottleneck", "ConvNeXtBlock"}
 
 
-@pytest.mark.parametrize("name", ["seresnext26d_32x4d", "test_byobnet", "efficientnet_b0", "cspresnet50",
-                                  "res2net50_26w_4s", "resnest14d", "regnety_002", "cs3edgenet_x"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "seresnext26d_32x4d",
+        "test_byobnet",
+        "efficientnet_b0",
+        "cspresnet50",
+        "res2net50_26w_4s",
+        "resnest14d",
+        "regnety_002",
+        "cs3edgenet_x",
+    ],
+)
 def test_branch_weights_are_the_last_norm_and_the_conv_it_normalises(name):
     """Fig 3's pair: the scale is the last norm's gamma and the weight the conv whose output that norm
     reads, not a squeeze-excitation's 1x1 conv after it (read from a forward, not from the names)."""
@@ -132,7 +145,9 @@ def test_branch_weights_are_the_last_norm_and_the_conv_it_normalises(name):
         conv, norm = owner[id(weight)], owner[id(scale)]
         assert weight.shape[0] == scale.shape[0] == b.channels
         handles.append(conv.register_forward_hook(lambda m, a, o, n=b.name: seen.__setitem__((n, "conv"), o.clone())))
-        handles.append(norm.register_forward_pre_hook(lambda m, a, n=b.name: seen.__setitem__((n, "norm"), a[0].clone())))
+        handles.append(
+            norm.register_forward_pre_hook(lambda m, a, n=b.name: seen.__setitem__((n, "norm"), a[0].clone()))
+        )
         pairs[b.name] = None
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
@@ -140,7 +155,9 @@ def test_branch_weights_are_the_last_norm_and_the_conv_it_normalises(name):
         h.remove()
     assert pairs
     for block in pairs:
-        assert torch.equal(seen[(block, "conv")], seen[(block, "norm")]), f"{name} {block}: the weight's conv does not feed the norm"
+        assert torch.equal(seen[(block, "conv")], seen[(block, "norm")]), (
+            f"{name} {block}: the weight's conv does not feed the norm"
+        )
 
 
 # -- tables, refusals, weights ---------------------------------------------------------------------------
@@ -162,49 +179,77 @@ def test_the_tables_record_exactly_the_tested_models():
 
 
 def test_planning_a_timm_arch_imports_neither_torch_nor_timm():
-    code = ("import sys; from resstream.model.structure import structure, map_sizes; "
-            "from resstream.model.structure import check_arch; "
-            "assert check_arch('timm:convnext_tiny.fb_in1k') == 'timm ConvNeXt'; "
-            "b = structure('timm:resnet50.a1_in1k'); assert [x.name for x in b][:2] == ['1.0', '1.1']; "
-            "assert map_sizes('timm:resnet50')['2.1'] == (28, 28); "
-            "assert check_arch('timm:cspresnet50.ra_in1k') == 'timm CSPNet/DarkNet'; "
-            "assert [x.after_sum for x in structure('timm:regnetz_b16')][:2] == [None, None]; "
-            "assert map_sizes('timm:gernet_s')['stages.1.0'] == (28, 28); "
-            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    code = (
+        "import sys; from resstream.model.structure import structure, map_sizes; "
+        "from resstream.model.structure import check_arch; "
+        "assert check_arch('timm:convnext_tiny.fb_in1k') == 'timm ConvNeXt'; "
+        "b = structure('timm:resnet50.a1_in1k'); assert [x.name for x in b][:2] == ['1.0', '1.1']; "
+        "assert map_sizes('timm:resnet50')['2.1'] == (28, 28); "
+        "assert check_arch('timm:cspresnet50.ra_in1k') == 'timm CSPNet/DarkNet'; "
+        "assert [x.after_sum for x in structure('timm:regnetz_b16')][:2] == [None, None]; "
+        "assert map_sizes('timm:gernet_s')['stages.1.0'] == (28, 28); "
+        "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-2000:]
 
 
-SUPPORTED = ("timm ResNet (e.g. timm:resnet18); timm ResNetV2 (e.g. timm:resnetv2_50x1_bit); timm ConvNeXt (e.g. "
-             "timm:convnext_tiny); timm RegNet (e.g. timm:regnety_008); timm EfficientNet/MobileNet (e.g. timm:efficientnet_b0); "
-             "timm Res2Net (e.g. timm:res2net50_26w_4s); timm ResNeSt (e.g. timm:resnest14d); timm CSPNet/DarkNet (e.g. "
-             "timm:cspresnet50); timm ByobNet (e.g. timm:gernet_s)")
+SUPPORTED = (
+    "timm ResNet (e.g. timm:resnet18); timm ResNetV2 (e.g. timm:resnetv2_50x1_bit); timm ConvNeXt (e.g. "
+    "timm:convnext_tiny); timm RegNet (e.g. timm:regnety_008); timm EfficientNet/MobileNet (e.g. timm:efficientnet_b0); "
+    "timm Res2Net (e.g. timm:res2net50_26w_4s); timm ResNeSt (e.g. timm:resnest14d); timm CSPNet/DarkNet (e.g. "
+    "timm:cspresnet50); timm ByobNet (e.g. timm:gernet_s)"
+)
 
 
-@pytest.mark.parametrize("arch,module", [("timm:vgg16", "vgg"), ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vision_transformer")])
+@pytest.mark.parametrize(
+    "arch,module", [("timm:vgg16", "vgg"), ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vision_transformer")]
+)
 def test_a_timm_model_without_residual_sum_is_refused_naming_the_families(arch, module):
     from resstream.model.structure import check_arch
 
     with pytest.raises(ConfigError) as err:
         check_arch(arch)
-    assert str(err.value) == (f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
-                              f"(timm.models.{module}). Fix: choose a timm model of a supported family: {SUPPORTED} "
-                              f"(see: resstream families)")
+    assert str(err.value) == (
+        f"model.arch '{arch}' is a timm model without residual blocks of a supported family "
+        f"(timm.models.{module}). Fix: choose a timm model of a supported family: {SUPPORTED} "
+        f"(see: resstream families)"
+    )
 
 
 FIX = f"Fix: choose a timm model of a supported family: {SUPPORTED} (see: resstream families)"
-SUM_ONLY_IN_TRAINING = ("whose sum ({}) exists only in the training form and is folded into one conv without a sum in "
-                        "the deployed form")
+SUM_ONLY_IN_TRAINING = (
+    "whose sum ({}) exists only in the training form and is folded into one conv without a sum in the deployed form"
+)
 
 
-@pytest.mark.parametrize("arch,what,why", [
-    ("timm:dla34", "model of timm.models.dla", "whose Tree feeds each block's skip path in from outside the block and "
-     "merges blocks by concatenation (Root), so a block's I is no tap of one residual stream"),
-    ("timm:repvgg_a0", "model with RepVggBlocks", SUM_ONLY_IN_TRAINING.format("a BN of the input plus two conv branches")),
-    ("timm:mobileone_s0", "model with MobileOneBlocks", SUM_ONLY_IN_TRAINING.format("a BN of the input plus conv branches")),
-    ("timm:regnetv_040", "model with PreBottlenecks", "whose sum adds B to norm1 of the block input rather than to the "
-     "input, so O != I + B for the stream the blocks pass on"),
-])
+@pytest.mark.parametrize(
+    "arch,what,why",
+    [
+        (
+            "timm:dla34",
+            "model of timm.models.dla",
+            "whose Tree feeds each block's skip path in from outside the block and "
+            "merges blocks by concatenation (Root), so a block's I is no tap of one residual stream",
+        ),
+        (
+            "timm:repvgg_a0",
+            "model with RepVggBlocks",
+            SUM_ONLY_IN_TRAINING.format("a BN of the input plus two conv branches"),
+        ),
+        (
+            "timm:mobileone_s0",
+            "model with MobileOneBlocks",
+            SUM_ONLY_IN_TRAINING.format("a BN of the input plus conv branches"),
+        ),
+        (
+            "timm:regnetv_040",
+            "model with PreBottlenecks",
+            "whose sum adds B to norm1 of the block input rather than to the "
+            "input, so O != I + B for the stream the blocks pass on",
+        ),
+    ],
+)
 def test_a_timm_residual_model_the_study_cannot_read_is_refused_naming_why(arch, what, why):
     from resstream.model.structure import check_arch
 
@@ -221,9 +266,11 @@ def test_an_unknown_tag_and_torchvision_weights_are_refused():
         check_arch("timm:resnet18.v9")
     with pytest.raises(UserError) as err:
         check_weights_spec("timm:resnet18", "IMAGENET1K_V1")
-    assert str(err.value) == ("model.weights 'IMAGENET1K_V1' does not fit timm:resnet18: a timm model's weights are "
-                              "'pretrained' (the tag's, through the Hugging Face hub cache), a checkpoint file with "
-                              "model.checkpoint: any, or random:SEED. Fix: set model.weights: pretrained.")
+    assert str(err.value) == (
+        "model.weights 'IMAGENET1K_V1' does not fit timm:resnet18: a timm model's weights are "
+        "'pretrained' (the tag's, through the Hugging Face hub cache), a checkpoint file with "
+        "model.checkpoint: any, or random:SEED. Fix: set model.weights: pretrained."
+    )
 
 
 def test_offline_without_cached_weights_stops_naming_the_cache(tmp_path, monkeypatch):
@@ -238,7 +285,8 @@ def test_offline_without_cached_weights_stops_naming_the_cache(tmp_path, monkeyp
         f"({tmp_path / 'hub' / 'models--timm--resnet18.tv_in1k'}) and HF_HUB_OFFLINE is set. Fix: run once where the "
         f"hub is reachable (without HF_HUB_OFFLINE=1), copy that cache folder here (or point HF_HUB_CACHE at a cache "
         f"holding it), or set model.weights to a local file with model.checkpoint: any; for a test run use "
-        f"model.weights: random:0.")
+        f"model.weights: random:0."
+    )
 
 
 def _state(seed: int):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from resstream import api
 from helpers.sample_images import make_image_folder
+from resstream import api
 
 # the tag whose pretrained_cfg preprocessing is torchvision's (timm:resnet18's default, a1_in1k, reads
 # images bicubic with crop_pct 0.95)
@@ -37,7 +37,6 @@ def checkpoint(tmp_path_factory):
     return str(path)
 
 
-
 def test_fvs_activations_and_m_agree_with_torchvision(checkpoint, tmp_path):
     def render(arch, layer):
         out = tmp_path / arch.replace(":", "_") / layer
@@ -49,9 +48,20 @@ def test_fvs_activations_and_m_agree_with_torchvision(checkpoint, tmp_path):
     render(TV, I_LAYER)  # the I stimulus both measure M from
 
     data = make_image_folder(tmp_path / "images", n_classes=4)
-    files = {arch: api.extract_activations(str(data), str(tmp_path / f"{arch.replace(':', '_')}.h5"), arch=arch,
-                                           weights=checkpoint, checkpoint="any", blocks=["2.1"], batch_size=2,
-                                           workers=0, topk=2) for arch in (TV, TIMM)}
+    files = {
+        arch: api.extract_activations(
+            str(data),
+            str(tmp_path / f"{arch.replace(':', '_')}.h5"),
+            arch=arch,
+            weights=checkpoint,
+            checkpoint="any",
+            blocks=["2.1"],
+            batch_size=2,
+            workers=0,
+            topk=2,
+        )
+        for arch in (TV, TIMM)
+    }
     with h5py.File(files[TV]) as tv, h5py.File(files[TIMM]) as tm:
         names = []
         tv.visit(lambda n: names.append(n) if isinstance(tv[n], h5py.Dataset) else None)
@@ -65,7 +75,16 @@ def test_fvs_activations_and_m_agree_with_torchvision(checkpoint, tmp_path):
     pngs.mkdir()
     for role, layer in (("I", I_LAYER), ("B", B_LAYER)):
         shutil.copy(tmp_path / "resnet18" / layer / "unit0000.png", pngs / f"{role}.png")
-    rows = [api.unit_metrics("2.1", 0, {"I": str(pngs / "I.png"), "B": str(pngs / "B.png")}, arch=arch,
-                             weights=checkpoint, checkpoint="any") for arch in (TV, TIMM)]
+    rows = [
+        api.unit_metrics(
+            "2.1",
+            0,
+            {"I": str(pngs / "I.png"), "B": str(pngs / "B.png")},
+            arch=arch,
+            weights=checkpoint,
+            checkpoint="any",
+        )
+        for arch in (TV, TIMM)
+    ]
     for key in ("M_raw", "m", "n", "out_in", "out_mid", "in_in", "mid_mid", "in_mid"):
         assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-5, abs=1e-6), key

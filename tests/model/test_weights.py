@@ -1,12 +1,11 @@
 import pytest
 import torch
 
-from resstream.model.weights_spec import check_weights_spec
-from resstream.model.weights_identity import state_dict_sha256
-from resstream.model.checkpoint_files import file_sha256
-from resstream.model.checkpoint_files import WeightsError
 from resstream.model import torchvision_weights as TW
 from resstream.model import weights as W
+from resstream.model.checkpoint_files import WeightsError, file_sha256
+from resstream.model.weights_identity import state_dict_sha256
+from resstream.model.weights_spec import check_weights_spec
 
 
 def test_random_weights_are_reproducible_and_marked():
@@ -17,6 +16,7 @@ def test_random_weights_are_reproducible_and_marked():
     assert id1.weights_source == "random" and "RANDOM" in id1.label
     # the documented recipe rebuilds the same weights: torch.manual_seed(SEED); resnet18(weights=None)
     import torchvision
+
     torch.manual_seed(7)
     ref = torchvision.models.resnet18(weights=None)
     assert state_dict_sha256(ref.state_dict()) == id1.state_dict_sha256
@@ -132,9 +132,20 @@ def _wrapped(sd: dict, wrapping: str):
     if wrapping == "plain":
         return sd
     if wrapping == "state_dict":  # the PyTorch ImageNet example: state_dict, optimizer, epoch, arch
-        return {"state_dict": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}, "epoch": 90, "arch": "resnet18"}
+        return {
+            "state_dict": sd,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+            "epoch": 90,
+            "arch": "resnet18",
+        }
     if wrapping == "model+args":  # torchvision's reference scripts: model, optimizer, args (a Namespace)
-        return {"model": sd, "optimizer": {"state": {}}, "lr_scheduler": {}, "epoch": 3, "args": argparse.Namespace(lr=0.1)}
+        return {
+            "model": sd,
+            "optimizer": {"state": {}},
+            "lr_scheduler": {},
+            "epoch": 3,
+            "args": argparse.Namespace(lr=0.1),
+        }
     if wrapping == "module.":  # saved from DataParallel / DistributedDataParallel
         return {"state_dict": {f"module.{k}": v for k, v in sd.items()}}
     if wrapping == "model.":  # a wrapper module holding the net as .model
@@ -164,7 +175,10 @@ def test_custom_checkpoint_in_each_wrapping_loads_the_same_weights(tmp_path, fin
     assert ident.kind == "custom" and ident.file_sha256 == digest
     # what the outputs record: the source that is known, never a claim that the file was pretrained
     assert ident.weights_source == ident.as_dict()["weights_source"] == "custom" and "pretrained" not in ident.as_dict()
-    assert ident.label == f"resnet18 custom checkpoint finetuned.pth (file sha256 {digest[:12]}, not torchvision's weights)"
+    assert (
+        ident.label
+        == f"resnet18 custom checkpoint finetuned.pth (file sha256 {digest[:12]}, not torchvision's weights)"
+    )
     assert ident.as_dict()["label"] == ident.label and ident.as_dict()["file_sha256"] == digest
 
 
@@ -172,10 +186,13 @@ def test_custom_checkpoint_is_refused_in_torchvision_mode(tmp_path, finetuned):
     path = tmp_path / "finetuned.pth"
     torch.save(finetuned, path)
     # the fix names the way to allow it in each place that takes weights
-    with pytest.raises(WeightsError, match="matches none of torchvision's resnet18 checkpoints .*Fix: use the unmodified "
-                                             "file torchvision publishes, or, for a checkpoint of your own, set "
-                                             "model.checkpoint: any \\(resstream fv / activations: --checkpoint any; "
-                                             "the Python API: checkpoint=\"any\"\\)\\.$"):
+    with pytest.raises(
+        WeightsError,
+        match="matches none of torchvision's resnet18 checkpoints .*Fix: use the unmodified "
+        "file torchvision publishes, or, for a checkpoint of your own, set "
+        "model.checkpoint: any \\(resstream fv / activations: --checkpoint any; "
+        'the Python API: checkpoint="any"\\)\\.$',
+    ):
         W.load_model("resnet18", str(path))
 
 
@@ -185,12 +202,16 @@ def test_keys_that_do_not_fit_are_listed_in_one_line(tmp_path, finetuned):
     sd["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
     path = tmp_path / "other.pth"
     torch.save({"state_dict": sd}, path)
-    expected = (f"model.weights checkpoint {path} does not fit resnet18: missing keys layer4.1.conv1.weight, "
-                f"layer4.1.bn1.weight, layer4.1.bn1.bias, layer4.1.bn1.running_mean and 6 more; unexpected keys "
-                f"head.weight; wrong shapes layer1.0.conv1.weight [64, 64, 1, 1] (expected [64, 64, 3, 3]). Fix: give a "
-                f"resnet18 checkpoint (understood: a 'state_dict' or 'model' entry, keys prefixed 'module.' or 'model.').")
-    for check in (lambda: W.load_model("resnet18", str(path), checkpoint="any"),
-                  lambda: W.check_weights_available("resnet18", str(path), False, checkpoint="any")):
+    expected = (
+        f"model.weights checkpoint {path} does not fit resnet18: missing keys layer4.1.conv1.weight, "
+        f"layer4.1.bn1.weight, layer4.1.bn1.bias, layer4.1.bn1.running_mean and 6 more; unexpected keys "
+        f"head.weight; wrong shapes layer1.0.conv1.weight [64, 64, 1, 1] (expected [64, 64, 3, 3]). Fix: give a "
+        f"resnet18 checkpoint (understood: a 'state_dict' or 'model' entry, keys prefixed 'module.' or 'model.')."
+    )
+    for check in (
+        lambda: W.load_model("resnet18", str(path), checkpoint="any"),
+        lambda: W.check_weights_available("resnet18", str(path), False, checkpoint="any"),
+    ):
         with pytest.raises(WeightsError) as err:
             check()
         assert str(err.value) == expected
@@ -202,7 +223,9 @@ def test_a_classifier_for_other_classes_is_fine(tmp_path, finetuned):
     path = tmp_path / "ten_classes.pth"
     torch.save(sd, path)
     model, ident = W.load_model("resnet18", str(path), checkpoint="any")
-    assert model.fc.weight.shape == (10, 512) and torch.equal(model.layer4[1].bn2.weight, finetuned["layer4.1.bn2.weight"])
+    assert model.fc.weight.shape == (10, 512) and torch.equal(
+        model.layer4[1].bn2.weight, finetuned["layer4.1.bn2.weight"]
+    )
 
 
 def test_a_pickled_model_or_a_wrong_spec_is_one_line(tmp_path):
@@ -215,8 +238,11 @@ def test_a_pickled_model_or_a_wrong_spec_is_one_line(tmp_path):
     assert str(err.value) == (
         f"model.weights checkpoint {path} cannot be read as tensors (it holds the Python object "
         f"torchvision.models.resnet.ResNet, and loading that would run code from the file; it was not loaded). "
-        f"Fix: save the weights with torch.save(model.state_dict(), path).")
-    with pytest.raises(WeightsError, match="model.checkpoint: any is for a checkpoint file, but model.weights is 'IMAGENET1K_V1'"):
+        f"Fix: save the weights with torch.save(model.state_dict(), path)."
+    )
+    with pytest.raises(
+        WeightsError, match="model.checkpoint: any is for a checkpoint file, but model.weights is 'IMAGENET1K_V1'"
+    ):
         check_weights_spec("resnet18", "IMAGENET1K_V1", "any")
     with pytest.raises(WeightsError, match="random weights need an integer seed"):
         check_weights_spec("resnet18", "random:zero")
@@ -240,7 +266,8 @@ def test_a_code_running_pickle_is_refused_without_torchs_unsafe_advice(tmp_path,
     assert str(err.value) == (
         f"model.weights checkpoint {path} cannot be read as tensors (it holds the Python object posix.system, and "
         f"loading that would run code from the file; it was not loaded). Fix: save the weights with "
-        f"torch.save(model.state_dict(), path).")
+        f"torch.save(model.state_dict(), path)."
+    )
     assert not (tmp_path / "pwned").exists()
 
 
@@ -255,9 +282,11 @@ def nan_checkpoint(path):
 
 
 def nan_refusal(path) -> str:
-    return (f"model.weights checkpoint {path} holds non-finite weights: layer1.0.conv1.weight has 1 NaN or Inf "
-            f"value(s) of 36864 (the first such tensor). Fix: use a checkpoint saved before training diverged; "
-            f"every FV and activation of this network would be NaN.")
+    return (
+        f"model.weights checkpoint {path} holds non-finite weights: layer1.0.conv1.weight has 1 NaN or Inf "
+        f"value(s) of 36864 (the first such tensor). Fix: use a checkpoint saved before training diverged; "
+        f"every FV and activation of this network would be NaN."
+    )
 
 
 def test_non_finite_weights_are_refused_naming_the_first_tensor(tmp_path):
@@ -277,8 +306,11 @@ def test_the_preflight_refuses_non_finite_weights_in_one_line(tmp_path, capsys):
 
     path = nan_checkpoint(tmp_path / "diverged.pth")
     (tmp_path / "images").mkdir()
-    study = Study(validate_config({"model": {"weights": str(path), "checkpoint": "any"},
-                                   "dataset": {"path": str(tmp_path / "images")}}))
+    study = Study(
+        validate_config(
+            {"model": {"weights": str(path), "checkpoint": "any"}, "dataset": {"path": str(tmp_path / "images")}}
+        )
+    )
     for dry_run in (True, False):
         with pytest.raises(SystemExit) as stop:
             check_inputs_or_exit(study, dry_run=dry_run)
@@ -301,12 +333,19 @@ def test_model_param_changes_with_the_custom_file(tmp_path, finetuned):
     torch.save(finetuned, path)
     cfg = {"arch": "resnet18", "weights": str(path), "checkpoint": "any", "allow_download": True}
     first = W.model_param(cfg)
-    assert first == {"arch": "resnet18", "weights": str(path), "checkpoint": "any",
-                     "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert first == {
+        "arch": "resnet18",
+        "weights": str(path),
+        "checkpoint": "any",
+        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
     torch.save({k: v * 2 for k, v in finetuned.items()}, path)
     assert W.model_param(cfg)["file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() != first["file_sha256"]
     assert W.model_param({"arch": "resnet18", "weights": "random:0"}) == {
-        "arch": "resnet18", "weights": "random:0", "checkpoint": "torchvision"}
+        "arch": "resnet18",
+        "weights": "random:0",
+        "checkpoint": "torchvision",
+    }
     _, identity = W.load_model_param(W.model_param(cfg))
     assert identity.file_sha256 == W.model_param(cfg)["file_sha256"] and identity.kind == "custom"
 
@@ -317,12 +356,19 @@ def test_a_job_never_downloads_weights(offline_hub):
         W.load_model_param({"arch": "resnet18", "weights": "IMAGENET1K_V1", "checkpoint": "torchvision"})
 
 
-@pytest.mark.parametrize("recorded, source", [
-    ({"weights_source": "custom", "kind": "custom"}, "custom"),
-    ({"kind": "pretrained"}, "torchvision"), ({"kind": "checkpoint"}, "torchvision"), ({"kind": "random"}, "random"),
-    ({"pretrained": True}, "torchvision"), ({"pretrained": False}, "random"),  # outputs of earlier versions
-    ({}, "random"), (None, "random"),  # nothing recorded: never shown as trained
-])
+@pytest.mark.parametrize(
+    "recorded, source",
+    [
+        ({"weights_source": "custom", "kind": "custom"}, "custom"),
+        ({"kind": "pretrained"}, "torchvision"),
+        ({"kind": "checkpoint"}, "torchvision"),
+        ({"kind": "random"}, "random"),
+        ({"pretrained": True}, "torchvision"),
+        ({"pretrained": False}, "random"),  # outputs of earlier versions
+        ({}, "random"),
+        (None, "random"),  # nothing recorded: never shown as trained
+    ],
+)
 def test_weights_source_of_recorded_identities(recorded, source):
     from resstream.model.weights_source import weights_source
 

@@ -11,9 +11,9 @@ import json
 import math
 import re
 
+from helpers.configs import tiny_config_file
 from helpers.rerun_matrix import FIGURE_RULES, parse_jobs
 from helpers.slurm_stubs import calls, stub_env, write_stubs
-from helpers.configs import tiny_config_file
 from helpers.workflow import FV_LAYERS_11, copy_workflow, link_images, smk
 
 TIMING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
@@ -38,7 +38,7 @@ def flag(argv, name):
         if a == name:
             return argv[i + 1]
         if a.startswith(name + "="):
-            return a[len(name) + 1:]
+            return a[len(name) + 1 :]
     joined = " ".join(a for a in argv if not a.startswith("--wrap"))
     found = re.search(rf"(?:^| ){re.escape(name)}[ =](\S+)", joined)
     return found.group(1) if found else None
@@ -49,8 +49,20 @@ def test_slurm_profile_submits_grouped_fv_chunks_with_one_gpu(tmp_path, sample_d
     config = tiny_config_file(tmp_path, data, model={"device": "auto"})  # on a cluster auto asks for a GPU
     stubs = tmp_path / "slurm"
     write_stubs(stubs)
-    proc = smk("--profile", "profiles/slurm", "--configfile", "demo.yaml", config, "--until", "fv_chunk",
-               *TIMING, "--slurm-logdir", tmp_path / "slurm-logs", "--slurm-keep-successful-logs", env=stub_env(stubs))
+    proc = smk(
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "demo.yaml",
+        config,
+        "--until",
+        "fv_chunk",
+        *TIMING,
+        "--slurm-logdir",
+        tmp_path / "slurm-logs",
+        "--slurm-keep-successful-logs",
+        env=stub_env(stubs),
+    )
 
     # the three FV chunks of block 1.1 (its I, B and O layer) went out as ONE group submission (of
     # up to four)
@@ -106,18 +118,21 @@ def expected_resources(job, images, attempt=1):
 def write_raw_tables(results):
     """The measurements' raw tables of every block and channel (tests/helpers/paper_tables.py), with the
     block's layers in the sidecar, as a measurement job writes them."""
+    from helpers import REPO
     from helpers.paper_tables import agreeing
     from resstream.analysis.summary import raw_table_csv, write_table
-    from resstream.workflow.plan import Study
     from resstream.workflow.config import load_config
-
-    from helpers import REPO
+    from resstream.workflow.plan import Study
 
     study = Study(load_config(REPO / "config.yaml"))
     for name, block in agreeing().items():
         for stimulus, raw in zip(("fv", "imagenet"), block.tables()):
-            meta = {"weights": {"label": "stand-in", "pretrained": False}, "block": name, "o_relu": "pre",
-                    "layers": study.block_layers(name)}
+            meta = {
+                "weights": {"label": "stand-in", "pretrained": False},
+                "block": name,
+                "o_relu": "pre",
+                "layers": study.block_layers(name),
+            }
             write_table(raw, raw_table_csv(str(results), name, stimulus), meta)
 
 
@@ -136,16 +151,24 @@ def test_every_job_of_the_full_study_is_submitted_with_resources_fitting_its_siz
     results = tmp_path / "results"
     workflow = copy_workflow(tmp_path / "workflow")  # Snakemake's locks and metadata stay there
     # the paper study's sizes; stand-in weights (no download here) and images
-    args = ["--profile", "profiles/slurm", "--config", f"dataset={{path: {sample_dir}}}", f"results={results}",
-            "model={weights: 'random:0'}"]
+    args = [
+        "--profile",
+        "profiles/slurm",
+        "--config",
+        f"dataset={{path: {sample_dir}}}",
+        f"results={results}",
+        "model={weights: 'random:0'}",
+    ]
     env = stub_env(stubs)
     proc = smk("-n", *args, env=env, cwd=workflow)
     text = proc.stdout + proc.stderr
     jobs, dag = parse_jobs(text)
     assert sum(j.rule == "fv_chunk" for j in jobs) == 4672 // 64  # every layer's channels: a multiple of 64
     # [path, is a folder]: a rule's directory() output, never its benchmark file (.tsv)
-    outputs = {spec(j): [[path, j.rule in DIRECTORY_RULES and not path.endswith(".tsv")] for path in sorted(dag.outputs[j])]
-               for j in jobs}
+    outputs = {
+        spec(j): [[path, j.rule in DIRECTORY_RULES and not path.endswith(".tsv")] for path in sorted(dag.outputs[j])]
+        for j in jobs
+    }
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     env.update(STUB_OUTPUTS=str(tmp_path / "outputs.json"), STUB_FAIL_ONCE="activations")
     run = [*args, *TIMING, "--slurm-logdir", tmp_path / "slurm-logs"]
@@ -184,7 +207,9 @@ def test_every_job_of_the_full_study_is_submitted_with_resources_fitting_its_siz
     passes = [s for s in submitted if s["targets"] == ["activations:"]]
     assert [s["rc"] for s in passes] == [1, 0]
     first, second = (s["argv"] for s in passes)
-    assert int(flag(second, "-t")) == 2 * int(flag(first, "-t")) and int(flag(second, "--mem")) == 2 * int(flag(first, "--mem"))
+    assert int(flag(second, "-t")) == 2 * int(flag(first, "-t")) and int(flag(second, "--mem")) == 2 * int(
+        flag(first, "--mem")
+    )
     fv_groups = [s for s in submitted if s["targets"][0].startswith(("fv_chunk", "fv_channel_chunk"))]
     assert len(fv_groups) == math.ceil(sum(j.rule in ("fv_chunk", "fv_channel_chunk") for j in jobs) / 4)
     assert all(flag(s["argv"], "-t") != "30" and flag(s["argv"], "--mem") != "4000" for s in submitted)
@@ -199,8 +224,19 @@ def test_slurm_profile_runs_a_cpu_groups_jobs_in_sequence(tmp_path, sample_dir):
     config = tiny_config_file(tmp_path, data)  # model.device cpu
     stubs = tmp_path / "slurm"
     write_stubs(stubs)
-    smk("--profile", "profiles/slurm", "--configfile", "demo.yaml", config, "--until", "fv_chunk",
-        *TIMING, "--slurm-logdir", tmp_path / "slurm-logs", env=stub_env(stubs))
+    smk(
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "demo.yaml",
+        config,
+        "--until",
+        "fv_chunk",
+        *TIMING,
+        "--slurm-logdir",
+        tmp_path / "slurm-logs",
+        env=stub_env(stubs),
+    )
     (argv,) = calls(stubs, "sbatch")
     assert flag(argv, "--gpus") is None and flag(argv, "--cpus-per-gpu") is None
     sent = [a for a in argv if not a.startswith("--wrap")]
@@ -218,13 +254,26 @@ def test_a_job_larger_than_any_node_is_named_before_submission(tmp_path, sample_
     stubs = tmp_path / "slurm"
     write_stubs(stubs)
     env = dict(stub_env(stubs), STUB_SINFO_NODES="2|24105|(null)")
-    proc = smk("--profile", "profiles/slurm", "--configfile", "demo.yaml", config, "--until", "model_card",
-               "--set-resources", "model_card:cpus_per_task=64", *TIMING, "--slurm-logdir", tmp_path / "slurm-logs",
-               env=env)
+    proc = smk(
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "demo.yaml",
+        config,
+        "--until",
+        "model_card",
+        "--set-resources",
+        "model_card:cpus_per_task=64",
+        *TIMING,
+        "--slurm-logdir",
+        tmp_path / "slurm-logs",
+        env=env,
+    )
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("resstream: warning:")]
     assert warnings == [
         "resstream: warning: model_card (one job) asks for 64 CPUs (the largest node has 2) according to sinfo: it "
         "would stay pending forever. Fix: lower its request with --set-resources (e.g. model_card:cpus_per_task=N "
-        "or mem_mb=N), or use a partition whose nodes are larger (slurm_partition)"]
+        "or mem_mb=N), or use a partition whose nodes are larger (slurm_partition)"
+    ]
     assert proc.stderr.index(warnings[0]) < proc.stderr.index("has been submitted with SLURM jobid")  # before sbatch
     assert [flag(argv, "--cpus-per-task") for argv in calls(stubs, "sbatch")] == ["64"]

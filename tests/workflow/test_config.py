@@ -3,13 +3,11 @@ import math
 import pytest
 import yaml
 
-from resstream.base.errors import ConfigError
-
-from resstream.workflow.plan import Study
-
-from resstream.workflow.config import load_config, validate_config
 from helpers import REPO
 from helpers.configs import merged
+from resstream.base.errors import ConfigError
+from resstream.workflow.config import load_config, validate_config
+from resstream.workflow.plan import Study
 
 
 def full_config(**over):
@@ -69,8 +67,11 @@ def test_unknown_block_and_channel_out_of_range():
 
 
 def test_chunks_are_channel_ranges():
-    study = Study(validate_config({"study": {"blocks": ["3.1"], "channels_by_block": {"3.1": [178, 215, 25]}},
-                                   "fv": {"channels_per_job": 64}}))
+    study = Study(
+        validate_config(
+            {"study": {"blocks": ["3.1"], "channels_by_block": {"3.1": [178, 215, 25]}}, "fv": {"channels_per_job": 64}}
+        )
+    )
     names = [(c.name, c.channels) for c in study.chunks("layer3.1.bn2")]
     assert names == [("c0000-0063", (25,)), ("c0128-0191", (178,)), ("c0192-0255", (215,))]
 
@@ -88,9 +89,18 @@ def test_command_line_strings_are_typed_by_the_schema():
 
     from resstream.workflow.config_types import coerce_command_line
 
-    given = parse_config(['analysis={mix_factor: 2}', 'fv={overrides: {"2.1": {steps: 3}}, microbatch: null, lr: 0.1}',
-                          "activations={spatial_layers: [layer1.1.bn2]}", "demo=true", "results=2",
-                          "dataset={path: 1234}", "study={channels: [0, 3], blocks: default}", "atlas={enabled: no}"])
+    given = parse_config(
+        [
+            "analysis={mix_factor: 2}",
+            'fv={overrides: {"2.1": {steps: 3}}, microbatch: null, lr: 0.1}',
+            "activations={spatial_layers: [layer1.1.bn2]}",
+            "demo=true",
+            "results=2",
+            "dataset={path: 1234}",
+            "study={channels: [0, 3], blocks: default}",
+            "atlas={enabled: no}",
+        ]
+    )
     assert given["analysis"]["mix_factor"] == "2" and given["fv"]["overrides"]["2.1"]["steps"] == "3"
     config = {"fv": {"steps": 7}}
     coerce_command_line(config, given)
@@ -110,7 +120,10 @@ def test_a_command_line_value_of_the_wrong_type_is_still_named():
     config = {}
     coerce_command_line(config, {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}})
     assert config == {"analysis": {"mix_factor": "two"}, "fv": {"steps": "2.5"}}
-    with pytest.raises(ConfigError, match=r"^invalid config: analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^invalid config: analysis.mix_factor: 'two' is not of type 'number' \| fv.steps: '2.5' is not of type 'integer'$",
+    ):
         validate_config(config)
 
 
@@ -132,15 +145,17 @@ def test_the_pass_budgets_the_full_maps_of_its_spatial_layers_by_hand():
 
     layers = [Layer("layer1.1.bn2", 64, 56, 56), Layer("layer2.1.prerelu_out", 128, 28, 28)]
     without = expected_bytes(10, layers, [], topk=9)
-    assert expected_bytes(10, layers, ["layer1.1.bn2", "layer2.1.prerelu_out"], topk=9) - without == 10 * r18.spatial_bytes_per_image()
+    assert (
+        expected_bytes(10, layers, ["layer1.1.bn2", "layer2.1.prerelu_out"], topk=9) - without
+        == 10 * r18.spatial_bytes_per_image()
+    )
 
 
 def test_snakemakes_process_lists_the_dataset_once(sample_dir, monkeypatch):
     """The pre-flight check, every job's budget (the pass's runtime, the measurements' memory) and
     the image manifest's fingerprint read one listing of the dataset: a large folder is not listed
     again for each."""
-    from resstream.data import image_folder
-    from resstream.data import image_manifest
+    from resstream.data import image_folder, image_manifest
     from resstream.workflow.smk import check_inputs_or_exit
 
     listings = []
@@ -182,42 +197,81 @@ def test_every_number_in_the_schema_has_a_finite_range():
             assert low <= spec["default"] <= high, path
 
 
-@pytest.mark.parametrize("text,line", [
-    ("fv: {lr: .inf}", "invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
-    ("fv: {lr: .nan}", "invalid config: fv.lr: nan is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
-    ("analysis: {mix_factor: -.inf}",
-     "invalid config: analysis.mix_factor: -inf is not a finite number; analysis.mix_factor takes a finite number "
-     "with 1 < mix_factor <= 1000"),
-    ("fv: {overrides: {'2.1': {lr: .nan}}}",
-     "invalid config: fv.overrides.2.1.lr: nan is not a finite number; fv.overrides.2.1.lr takes a finite number "
-     "with 0 < lr <= 10"),
-    ("fv: {steps: .inf}", "invalid config: fv.steps: inf is not a finite number; fv.steps takes an integer with "
-                          "1 <= steps <= 100000"),
-    ("activations: {batch_size: 100000000}",
-     "invalid config: activations.batch_size: 100000000 is out of range; activations.batch_size takes an integer "
-     "with 1 <= batch_size <= 1024"),
-    ("fv: {microbatch: 0}", "invalid config: fv.microbatch: 0 is out of range; fv.microbatch takes an integer with "
-                            "1 <= microbatch <= 4096 (or null)"),
-    ("fv: {steps: 2.5}", "invalid config: fv.steps: 2.5 is not an integer; fv.steps takes an integer with "
-                         "1 <= steps <= 100000"),
-    ("study: {channels: .inf}", "invalid config: study.channels: inf is not a finite number; study.channels takes an "
-                                "integer with 1 <= channels <= 65536"),  # of its oneOf, the number's alternative
-    ("study: {channels: [0, 70000]}", "invalid config: study.channels.1: 70000 is out of range; study.channels.1 takes "
-                                      "an integer with 0 <= value <= 65535"),
-])
+@pytest.mark.parametrize(
+    "text,line",
+    [
+        (
+            "fv: {lr: .inf}",
+            "invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite number with 0 < lr <= 10",
+        ),
+        (
+            "fv: {lr: .nan}",
+            "invalid config: fv.lr: nan is not a finite number; fv.lr takes a finite number with 0 < lr <= 10",
+        ),
+        (
+            "analysis: {mix_factor: -.inf}",
+            "invalid config: analysis.mix_factor: -inf is not a finite number; analysis.mix_factor takes a finite number "
+            "with 1 < mix_factor <= 1000",
+        ),
+        (
+            "fv: {overrides: {'2.1': {lr: .nan}}}",
+            "invalid config: fv.overrides.2.1.lr: nan is not a finite number; fv.overrides.2.1.lr takes a finite number "
+            "with 0 < lr <= 10",
+        ),
+        (
+            "fv: {steps: .inf}",
+            "invalid config: fv.steps: inf is not a finite number; fv.steps takes an integer with 1 <= steps <= 100000",
+        ),
+        (
+            "activations: {batch_size: 100000000}",
+            "invalid config: activations.batch_size: 100000000 is out of range; activations.batch_size takes an integer "
+            "with 1 <= batch_size <= 1024",
+        ),
+        (
+            "fv: {microbatch: 0}",
+            "invalid config: fv.microbatch: 0 is out of range; fv.microbatch takes an integer with "
+            "1 <= microbatch <= 4096 (or null)",
+        ),
+        (
+            "fv: {steps: 2.5}",
+            "invalid config: fv.steps: 2.5 is not an integer; fv.steps takes an integer with 1 <= steps <= 100000",
+        ),
+        (
+            "study: {channels: .inf}",
+            "invalid config: study.channels: inf is not a finite number; study.channels takes an "
+            "integer with 1 <= channels <= 65536",
+        ),  # of its oneOf, the number's alternative
+        (
+            "study: {channels: [0, 70000]}",
+            "invalid config: study.channels.1: 70000 is out of range; study.channels.1 takes "
+            "an integer with 0 <= value <= 65535",
+        ),
+    ],
+)
 def test_a_number_out_of_range_or_not_finite_is_one_line_with_the_range(text, line):
     with pytest.raises(ConfigError) as err:
         validate_config(yaml.safe_load(text))
     assert str(err.value) == line
 
 
-@pytest.mark.parametrize("given,line", [
-    ("fv={lr: inf}", "invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
-    ("fv={lr: nan}", "invalid config: fv.lr: nan is not a finite number; fv.lr takes a finite number with 0 < lr <= 10"),
-    ("analysis={mix_factor: 1e999}",
-     "invalid config: analysis.mix_factor: inf is not a finite number; analysis.mix_factor takes a finite number "
-     "with 1 < mix_factor <= 1000"),
-])
+@pytest.mark.parametrize(
+    "given,line",
+    [
+        (
+            "fv={lr: inf}",
+            "invalid config: fv.lr: inf is not a finite number; fv.lr takes a finite number with 0 < lr <= 10",
+        ),
+        (
+            "fv={lr: nan}",
+            "invalid config: fv.lr: nan is not a finite number; fv.lr takes a finite number with 0 < lr <= 10",
+        ),
+        (
+            "analysis={mix_factor: 1e999}",
+            "invalid config: analysis.mix_factor: inf is not a finite number; analysis.mix_factor takes a finite number "
+            "with 1 < mix_factor <= 1000",
+        ),
+    ],
+)
 def test_non_finite_command_line_values_are_refused(given, line):
     """--config values reach the workflow as strings ('inf'); typed by the schema they are refused."""
     from snakemake.cli import parse_config
@@ -244,18 +298,29 @@ def test_no_job_declares_an_absurd_memory_at_the_schemas_largest_values():
     assert fv_mem_mb(fv["channels_per_job"]["maximum"]) == 3000 + 5 * 4096
 
 
-@pytest.mark.parametrize("config,line", [
-    ({"analysis": {"mix_factr": 2}}, "unknown key `analysis.mix_factr`; did you mean `mix_factor`?"),
-    ({"anlysis": {"mix_factor": 2}}, "unknown key `anlysis`; did you mean `analysis`?"),
-    ({"fv": {"overrides": {"2.1": {"stepz": 3}}}}, "unknown key `fv.overrides.2.1.stepz`; did you mean `steps`?"),
-    ({"model": {"weigths": "random:0", "arhc": "resnet18"}},
-     "unknown key `model.arhc`; did you mean `arch`? | unknown key `model.weigths`; did you mean `weights`?"),
-    ({"fv": {"batch_size": 8}}, "unknown key `fv.batch_size`; the keys of `fv` are steps, lr, hook, seed, "
-                                "channels_per_job, threads, rf_crop, bf16, tf32, microbatch, channels_last, "
-                                "log_every, overrides"),
-    ({"zzz": 1}, "unknown key `zzz`; the keys at the top level are results, demo, model, study, dataset, fv, "
-                 "activations, dictionary, analysis, atlas, compare, ablation"),
-])
+@pytest.mark.parametrize(
+    "config,line",
+    [
+        ({"analysis": {"mix_factr": 2}}, "unknown key `analysis.mix_factr`; did you mean `mix_factor`?"),
+        ({"anlysis": {"mix_factor": 2}}, "unknown key `anlysis`; did you mean `analysis`?"),
+        ({"fv": {"overrides": {"2.1": {"stepz": 3}}}}, "unknown key `fv.overrides.2.1.stepz`; did you mean `steps`?"),
+        (
+            {"model": {"weigths": "random:0", "arhc": "resnet18"}},
+            "unknown key `model.arhc`; did you mean `arch`? | unknown key `model.weigths`; did you mean `weights`?",
+        ),
+        (
+            {"fv": {"batch_size": 8}},
+            "unknown key `fv.batch_size`; the keys of `fv` are steps, lr, hook, seed, "
+            "channels_per_job, threads, rf_crop, bf16, tf32, microbatch, channels_last, "
+            "log_every, overrides",
+        ),
+        (
+            {"zzz": 1},
+            "unknown key `zzz`; the keys at the top level are results, demo, model, study, dataset, fv, "
+            "activations, dictionary, analysis, atlas, compare, ablation",
+        ),
+    ],
+)
 def test_an_unknown_key_is_named_with_the_closest_known_key(config, line):
     with pytest.raises(ConfigError) as err:
         validate_config(config)

@@ -15,7 +15,8 @@ def test_broken_config_yaml_names_its_line(tmp_path):
     assert proc.returncode == 1
     assert one_line(proc) == (
         "resstream: config.yaml is not valid YAML: line 4, column 1: expected ',' or ']', but got '<scalar>' "
-        "(while parsing a flow sequence at line 3, column 11); fix the file there")
+        "(while parsing a flow sequence at line 3, column 11); fix the file there"
+    )
     assert "Traceback" not in proc.stderr
 
 

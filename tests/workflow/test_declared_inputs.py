@@ -23,8 +23,19 @@ COMPARE = {"compare": {"runs": {"small": "results"}, "results": "comparisons"}}
 
 
 def dry_run(run, config, *args) -> str:
-    proc = smk("-n", "--cores", "2", "--configfile", "demo.yaml", config, "--rerun-triggers", "mtime", "params",
-               *args, cwd=run.root)
+    proc = smk(
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        "demo.yaml",
+        config,
+        "--rerun-triggers",
+        "mtime",
+        "params",
+        *args,
+        cwd=run.root,
+    )
     return proc.stdout + proc.stderr
 
 
@@ -40,7 +51,9 @@ def compared_run(shared_run, tmp_path_factory):
     (run.root / "data").unlink()
     shutil.copytree(shared_run.data, run.data, symlinks=True)
     config = changed_config_file(run.config_file, run.root, COMPARE)
-    run.smk("compare_models", "--cores", "1", "--rerun-triggers", "mtime", "params", "--configfile", "demo.yaml", config)
+    run.smk(
+        "compare_models", "--cores", "1", "--rerun-triggers", "mtime", "params", "--configfile", "demo.yaml", config
+    )
     assert planned(run, config) == set()
     return run, config
 
@@ -55,18 +68,23 @@ def edit(run, path: Path) -> tuple[bytes, int]:
     return before
 
 
-@pytest.mark.parametrize("edited, reader", [
-    ("results/analysis/1.1/fv_table.csv", "compare_models"),  # read by compare.runs' run, not only by name
-    ("results/analysis/1.1/fv_table.json", "compare_models"),  # every table reader reads its sidecar too
-    ("results/analysis/1.1/fv_table.json", "atlas_block"),
-    ("results/analysis/2.1/imagenet_raw.json", "metric_table"),
-    ("results/paper_check.json", "atlas_index"),  # the atlas's scorecard section reads it
-])
+@pytest.mark.parametrize(
+    "edited, reader",
+    [
+        ("results/analysis/1.1/fv_table.csv", "compare_models"),  # read by compare.runs' run, not only by name
+        ("results/analysis/1.1/fv_table.json", "compare_models"),  # every table reader reads its sidecar too
+        ("results/analysis/1.1/fv_table.json", "atlas_block"),
+        ("results/analysis/2.1/imagenet_raw.json", "metric_table"),
+        ("results/paper_check.json", "atlas_index"),  # the atlas's scorecard section reads it
+    ],
+)
 def test_an_edited_input_replans_its_readers(compared_run, edited, reader):
     run, config = compared_run
     jobs, dag = parse_jobs(dry_run(run, config, "--forceall"))
     path = run.root / edited
-    readers = {job for job in jobs if str(path.resolve()) in {str(Path(run.root, f).resolve()) for f in dag.inputs[job]}}
+    readers = {
+        job for job in jobs if str(path.resolve()) in {str(Path(run.root, f).resolve()) for f in dag.inputs[job]}
+    }
     assert reader in {job.rule for job in readers}
     content, mtime = edit(run, path)
     try:

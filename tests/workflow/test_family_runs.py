@@ -14,24 +14,36 @@ import json
 import numpy as np
 import pytest
 
+from helpers.runs import arch_run
 from resstream.analysis import summary as analysis
 from resstream.analysis.summary import read_table
-from helpers.runs import arch_run
 
 RG = "trunk_output.block2.block2-"
 # arch -> {block: ({role: layer}, {role: jitter})}
 FAMILY_RUNS = {
     "resnext50_32x4d": {
-        "2.0": ({"I": "layer2.0.downsample.1", "B": "layer2.0.bn3", "O": "layer2.0.prerelu_out"}, {"I": 0, "B": 0, "O": 0}),
-        "2.1": ({"I": "layer2.0.prerelu_out", "B": "layer2.1.bn3", "O": "layer2.1.prerelu_out"}, {"I": 0, "B": 4, "O": 4}),
+        "2.0": (
+            {"I": "layer2.0.downsample.1", "B": "layer2.0.bn3", "O": "layer2.0.prerelu_out"},
+            {"I": 0, "B": 0, "O": 0},
+        ),
+        "2.1": (
+            {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn3", "O": "layer2.1.prerelu_out"},
+            {"I": 0, "B": 4, "O": 4},
+        ),
     },
     "regnet_y_400mf": {
         f"{RG}0": ({"I": f"{RG}0.proj.1", "B": f"{RG}0.f.c", "O": f"{RG}0.prerelu_out"}, {"I": 0, "B": 0, "O": 0}),
         f"{RG}1": ({"I": f"{RG}0.prerelu_out", "B": f"{RG}1.f.c", "O": f"{RG}1.prerelu_out"}, {"I": 0, "B": 4, "O": 4}),
     },
     "convnext_tiny": {
-        "features.1.1": ({"I": "features.1.0", "B": "features.1.1.stochastic_depth", "O": "features.1.1"}, {"I": 0, "B": 0, "O": 0}),
-        "features.3.0": ({"I": "features.2", "B": "features.3.0.stochastic_depth", "O": "features.3.0"}, {"I": 4, "B": 4, "O": 4}),
+        "features.1.1": (
+            {"I": "features.1.0", "B": "features.1.1.stochastic_depth", "O": "features.1.1"},
+            {"I": 0, "B": 0, "O": 0},
+        ),
+        "features.3.0": (
+            {"I": "features.2", "B": "features.3.0.stochastic_depth", "O": "features.3.0"},
+            {"I": 4, "B": 4, "O": 4},
+        ),
     },
     "mobilenet_v2": {
         "features.3": ({"I": "features.2", "B": "features.3.conv", "O": "features.3"}, {"I": 0, "B": 0, "O": 0}),
@@ -42,12 +54,22 @@ FAMILY_RUNS = {
         "features.5": ({"I": "features.4", "B": "features.5.block", "O": "features.5"}, {"I": 4, "B": 16, "O": 16}),
     },
     "efficientnet_v2_s": {  # FusedMBConv with expand ratio 1, and an MBConv with squeeze-excitation
-        "features.1.1": ({"I": "features.1.0", "B": "features.1.1.block", "O": "features.1.1"}, {"I": 0, "B": 0, "O": 0}),
-        "features.4.1": ({"I": "features.4.0", "B": "features.4.1.block", "O": "features.4.1"}, {"I": 4, "B": 16, "O": 16}),
+        "features.1.1": (
+            {"I": "features.1.0", "B": "features.1.1.block", "O": "features.1.1"},
+            {"I": 0, "B": 0, "O": 0},
+        ),
+        "features.4.1": (
+            {"I": "features.4.0", "B": "features.4.1.block", "O": "features.4.1"},
+            {"I": 4, "B": 16, "O": 16},
+        ),
     },
 }
 ATLAS_FAMILY = "convnext_tiny"
-SE_CROP_REFUSED = {"regnet_y_400mf": f"{RG}1.f.c", "mobilenet_v3_small": "features.5.block", "efficientnet_v2_s": "features.4.1.block"}
+SE_CROP_REFUSED = {
+    "regnet_y_400mf": f"{RG}1.f.c",
+    "mobilenet_v3_small": "features.5.block",
+    "efficientnet_v2_s": "features.4.1.block",
+}
 
 
 @pytest.fixture(scope="module", params=list(FAMILY_RUNS))

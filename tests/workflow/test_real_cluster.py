@@ -22,8 +22,16 @@ from helpers.workflow import SNAKEMAKE, assert_same_h5, copy_workflow, link_imag
 STUDY = {"blocks": ["1.1"], "channels": [0, 1]}
 IMAGES = 50
 # status every second from the start (the plugin's defaults wait 40 s first); squeue, not sacct
-CLUSTER_ARGS = ["--profile", "profiles/slurm", "--slurm-status-command", "squeue",
-                "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
+CLUSTER_ARGS = [
+    "--profile",
+    "profiles/slurm",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +60,11 @@ def workflow_copy(folder: Path, data: Path) -> Path:
 
 def outputs(results: Path) -> dict[str, Path]:
     """Every table and HDF5 file of a run, by relative path (logs and benchmarks left out)."""
-    return {str(p.relative_to(results)): p for p in sorted(results.rglob("*"))
-            if p.suffix in (".csv", ".h5") and p.relative_to(results).parts[0] not in ("logs", "benchmarks")}
+    return {
+        str(p.relative_to(results)): p
+        for p in sorted(results.rglob("*"))
+        if p.suffix in (".csv", ".h5") and p.relative_to(results).parts[0] not in ("logs", "benchmarks")
+    }
 
 
 def assert_same_outputs(a: Path, b: Path) -> int:
@@ -71,8 +82,10 @@ def submitted_jobs(slurm: SlurmCluster) -> dict[str, dict]:
     """Every job the controller has seen (finished ones stay MinJobAge = 300 s), by id: its sbatch
     comment (rule or group), CPUs, memory and time limit."""
     out = slurm.run("squeue", "-h", "-a", "-t", "all", "-o", "%i|%k|%C|%m|%l").stdout
-    return {job: dict(comment=comment, cpus=cpus, mem=mem, limit=limit)
-            for job, comment, cpus, mem, limit in (line.split("|") for line in out.split())}
+    return {
+        job: dict(comment=comment, cpus=cpus, mem=mem, limit=limit)
+        for job, comment, cpus, mem, limit in (line.split("|") for line in out.split())
+    }
 
 
 def cancel_first_running(slurm: SlurmCluster, rule: str, proc: subprocess.Popen, timeout: float = 300) -> str:
@@ -113,8 +126,14 @@ def test_profile_on_a_real_cluster_matches_a_local_run_and_recovers_from_scancel
     # it follow) and cancelled while it runs: Snakemake submits it again (seen even with --retries 0)
     # and the run ends with the same results
     again = [*run, "--forcerun", "measure_imagenet"]
-    proc = subprocess.Popen(SNAKEMAKE + [str(a) for a in again], cwd=on_cluster, env=cluster.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        SNAKEMAKE + [str(a) for a in again],
+        cwd=on_cluster,
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     cancelled = cancel_first_running(cluster, "measure_imagenet", proc)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
@@ -131,11 +150,20 @@ def test_a_cluster_without_accounting_stops_before_submitting(tmp_path, sample_d
     data = link_images(sample_dir, tmp_path / "data", 4)
     folder = workflow_copy(tmp_path / "workflow", data)
     before = submitted_jobs(cluster)
-    proc = smk("--profile", "profiles/slurm", "--configfile", "tiny.yaml", env=cluster.env, cwd=folder, check=False,
-               timeout=300)
+    proc = smk(
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "tiny.yaml",
+        env=cluster.env,
+        cwd=folder,
+        check=False,
+        timeout=300,
+    )
     assert proc.returncode == 1
     assert one_line(proc) == (
         "resstream: sacct fails on this cluster (Slurm accounting storage is disabled), so the SLURM executor would "
         "never see a job finish. Fix: add --slurm-status-command squeue to the snakemake command "
-        "(or slurm-status-command: squeue to your copy of profiles/slurm)")
+        "(or slurm-status-command: squeue to your copy of profiles/slurm)"
+    )
     assert set(submitted_jobs(cluster)) <= set(before)  # no new job (finished ones may age out)

@@ -55,27 +55,45 @@ def test_rerun_matrix(shared_run, sample_dir, tmp_path):
     block_21_layers = ("layer2.0.prerelu_out", "layer2.1.bn2", "layer2.1.prerelu_out")  # its I, B, O
     # change, how to make it, the jobs whose params or code it changes
     matrix = [
-        ('one block\'s `fv.overrides` (`{"2.1": {steps: 3}}`)', {"fv": {"overrides": {"2.1": {"steps": 3}}}},
-         # a simple block's I is the previous block's O and keeps that block's settings
-         seeds("fv_chunk", layer="layer2.1.bn2") | seeds("fv_chunk", layer="layer2.1.prerelu_out")
-         | seeds("fv_channel_chunk", layer="layer2.1.prerelu_out")),
-        ('one block\'s channel list (`study.channels_by_block: {"2.1": [0, 1]}`)',
-         {"study": {"channels_by_block": {"2.1": [0, 1]}}},
-         rules("model_card") | {j for layer in block_21_layers for j in seeds("fv_chunk", layer=layer)}
-         | seeds("fv_channel_chunk", layer="layer2.1.prerelu_out")
-         | {j for layer in block_21_layers + ("layer2.0", "layer2.1") for j in seeds("exemplar_grids", layer=layer)}
-         | seeds("measure_fv", block="2.1") | seeds("measure_imagenet", block="2.1")),
+        (
+            'one block\'s `fv.overrides` (`{"2.1": {steps: 3}}`)',
+            {"fv": {"overrides": {"2.1": {"steps": 3}}}},
+            # a simple block's I is the previous block's O and keeps that block's settings
+            seeds("fv_chunk", layer="layer2.1.bn2")
+            | seeds("fv_chunk", layer="layer2.1.prerelu_out")
+            | seeds("fv_channel_chunk", layer="layer2.1.prerelu_out"),
+        ),
+        (
+            'one block\'s channel list (`study.channels_by_block: {"2.1": [0, 1]}`)',
+            {"study": {"channels_by_block": {"2.1": [0, 1]}}},
+            rules("model_card")
+            | {j for layer in block_21_layers for j in seeds("fv_chunk", layer=layer)}
+            | seeds("fv_channel_chunk", layer="layer2.1.prerelu_out")
+            | {j for layer in block_21_layers + ("layer2.0", "layer2.1") for j in seeds("exemplar_grids", layer=layer)}
+            | seeds("measure_fv", block="2.1")
+            | seeds("measure_imagenet", block="2.1"),
+        ),
         ("`analysis.mix_factor: 2`", {"analysis": {"mix_factor": 2}}, rules("metric_table")),
         ("`analysis.scale_rule: mid_only`", {"analysis": {"scale_rule": "mid_only"}}, rules("metric_table")),
         # the manifest lists the other folder; the pass names it (its param dataset)
-        ("`dataset.path` (another image folder)", {"dataset": {"path": str(other_images)}},
-         rules("dataset_manifest", "activations")),
+        (
+            "`dataset.path` (another image folder)",
+            {"dataset": {"path": str(other_images)}},
+            rules("dataset_manifest", "activations"),
+        ),
         ("`atlas.fv_px: 96`", {"atlas": {"fv_px": 96}}, rules("atlas_block")),
-        ("an edit of `resstream/analysis/metrics.py`", "analysis/metrics.py",
-         rules("metric_table", "analysis_summary", "paper_check", "atlas_block", "atlas_index")
-         | {j for j in jobs if j.rule.startswith("fig")}),
+        (
+            "an edit of `resstream/analysis/metrics.py`",
+            "analysis/metrics.py",
+            rules("metric_table", "analysis_summary", "paper_check", "atlas_block", "atlas_index")
+            | {j for j in jobs if j.rule.startswith("fig")},
+        ),
         ("an edit of `resstream/fv/render.py`", "fv/render.py", rules("fv_chunk", "fv_channel_chunk")),
-        ("an edit of `resstream/atlas/templates/unit.html.j2`", "atlas/templates/unit.html.j2", rules("atlas_block", "atlas_index")),
+        (
+            "an edit of `resstream/atlas/templates/unit.html.j2`",
+            "atlas/templates/unit.html.j2",
+            rules("atlas_block", "atlas_index"),
+        ),
         ("`fv.threads: 2`", {"fv": {"threads": 2}}, set()),
         ("`activations.batch_size: 4`", {"activations": {"batch_size": 4}}, set()),
     ]
@@ -108,8 +126,13 @@ def test_rerun_matrix(shared_run, sample_dir, tmp_path):
 
 def run_and_kill(args, ready, cwd, timeout=300):
     """Start snakemake in its own process group, SIGKILL the group as soon as ready() holds."""
-    proc = subprocess.Popen(SNAKEMAKE + [str(a) for a in args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        SNAKEMAKE + [str(a) for a in args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     try:
         while not ready():

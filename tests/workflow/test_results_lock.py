@@ -21,8 +21,8 @@ from helpers.configs import changed_config_file, tiny_config_file
 from helpers.sample_images import make_image_folder
 from helpers.workflow import SNAKEMAKE, copy_workflow, one_line, smk
 from resstream.base.errors import UserError
-from resstream.workflow.processes import process_start
 from resstream.workflow.job_runner import REFUSED_MARKER_SUFFIX
+from resstream.workflow.processes import process_start
 from resstream.workflow.run_lock import LOCK_NAME, Owner, release_results_lock, take_results_lock
 from resstream.workflow.smk import needs_run_lock
 
@@ -37,8 +37,13 @@ def setup(tmp_path):
     data = make_image_folder(tmp_path / "data", n_classes=4)
     quick = tiny_config_file(tmp_path, data)
     slow = changed_config_file(quick, tmp_path, {"fv": {"steps": 5000}})
-    return {"a": copy_workflow(tmp_path / "a"), "b": copy_workflow(tmp_path / "b"), "quick": quick, "slow": slow,
-            "results": tmp_path / "results"}
+    return {
+        "a": copy_workflow(tmp_path / "a"),
+        "b": copy_workflow(tmp_path / "b"),
+        "quick": quick,
+        "slow": slow,
+        "results": tmp_path / "results",
+    }
 
 
 def finished_outputs(results) -> dict[str, str]:
@@ -54,9 +59,14 @@ def finished_outputs(results) -> dict[str, str]:
 
 def start_run(workflow, config, target):
     """snakemake in the background (SIGINT at its default, as from a terminal), for ``target``."""
-    return subprocess.Popen(SNAKEMAKE + [str(target), "--cores", "1", "--configfile", str(config)], cwd=workflow,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        SNAKEMAKE + [str(target), "--cores", "1", "--configfile", str(config)],
+        cwd=workflow,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for_job_steps(run, results, chunk="*/*", timeout=180):
@@ -81,10 +91,12 @@ def test_second_run_stops_before_planning_and_two_sigints_stop_the_first(setup):
         wait_for_job_steps(first, results, SLOW_CHUNK.removeprefix("fv/"))
         owner = json.loads((results / LOCK_NAME).read_text())
         assert (owner["pid"], owner["host"]) == (first.pid, socket.gethostname())
-        expected = (f"resstream: results folder {results} is in use by another snakemake run (PID {first.pid} on "
-                    f"host {socket.gethostname()}, working folder {setup['a']}, started {owner['started']}); wait for "
-                    f"it to finish or stop it (kill -INT {first.pid}), or give this run a results: folder of its own "
-                    f"(snakemake --unlock does not apply: that run is alive)")
+        expected = (
+            f"resstream: results folder {results} is in use by another snakemake run (PID {first.pid} on "
+            f"host {socket.gethostname()}, working folder {setup['a']}, started {owner['started']}); wait for "
+            f"it to finish or stop it (kill -INT {first.pid}), or give this run a results: folder of its own "
+            f"(snakemake --unlock does not apply: that run is alive)"
+        )
         # another working folder (Snakemake's own lock cannot see it), then the first run's own folder
         for folder in (setup["b"], setup["a"]):
             second = smk("--cores", "1", "--configfile", setup["quick"], cwd=folder, check=False)
@@ -119,8 +131,14 @@ def test_ctrl_c_twice_in_a_terminal_stops_every_job_without_a_traceback(setup):
     """Ctrl-C in a terminal signals the whole process group, the jobs too (the jobs ignore it and
     are ended by the main process instead: none prints a KeyboardInterrupt traceback)."""
     results = setup["results"]
-    run = subprocess.Popen(SNAKEMAKE + ["--cores", "2", "--configfile", str(setup["slow"])], cwd=setup["a"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = subprocess.Popen(
+        SNAKEMAKE + ["--cores", "2", "--configfile", str(setup["slow"])],
+        cwd=setup["a"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         wait_for_job_steps(run, results)
         jobs = psutil.Process(run.pid).children(recursive=True)
@@ -152,7 +170,8 @@ def test_stale_lock_of_a_dead_run_is_taken_over_with_a_note(setup):
     assert one_line(proc) == (
         f"resstream: note: results folder {results} was locked by a run that has ended (PID {dead.pid} on host "
         f"{socket.gethostname()}, working folder /elsewhere, started 2026-01-01 00:00:00 UTC); this run takes the "
-        f"lock over")
+        f"lock over"
+    )
     assert (results / FINISHED_CHUNK / "fv.h5").is_file()
     assert not (results / LOCK_NAME).exists()  # released at the end
 
@@ -173,8 +192,10 @@ def test_results_folder_that_cannot_be_made(setup, tmp_path):
     config = changed_config_file(setup["quick"], tmp_path, {"results": str(results)})
     proc = smk("--cores", "1", "--configfile", config, cwd=setup["a"], check=False)
     assert proc.returncode == 1
-    assert one_line(proc) == (f"resstream: results folder {results} cannot be used: Not a directory ({results}); "
-                              f"set results: to a folder you can write to")
+    assert one_line(proc) == (
+        f"resstream: results folder {results} cannot be used: Not a directory ({results}); "
+        f"set results: to a folder you can write to"
+    )
 
 
 def test_a_refusing_job_keeps_the_output_another_wrote(setup):
@@ -196,14 +217,19 @@ def test_a_refusing_job_keeps_the_output_another_wrote(setup):
     assert run.returncode == 1
     assert (foreign / "fv.h5").read_bytes() == b"finished by another writer"
     assert (foreign / "unit0000.png").read_bytes() == b"\x89PNG another"
-    assert f"resstream: {foreign} already holds FV results; delete it (or let snakemake rerun the job) to recompute" in err
-    assert (f"resstream: kept {foreign}: job fv_chunk refused to overwrite it (it was written by something else "
-            f"while the job ran); nothing of it was removed") in err
+    assert (
+        f"resstream: {foreign} already holds FV results; delete it (or let snakemake rerun the job) to recompute" in err
+    )
+    assert (
+        f"resstream: kept {foreign}: job fv_chunk refused to overwrite it (it was written by something else "
+        f"while the job ran); nothing of it was removed"
+    ) in err
     assert "Removing output files of failed job" not in err
     assert not os.path.exists(str(foreign) + REFUSED_MARKER_SUFFIX)
 
 
 # the lock file's functions on their own
+
 
 def write_lock(results, owner: Owner):
     results.mkdir(exist_ok=True)
@@ -221,10 +247,13 @@ def test_live_owner_on_this_host_refuses(tmp_path):
             f"results folder {tmp_path} is in use by another snakemake run (PID {sleeper.pid} on host "
             f"{socket.gethostname()}, working folder /w, started then); wait for it to finish or stop it "
             f"(kill -INT {sleeper.pid}), or give this run a results: folder of its own (snakemake --unlock does "
-            f"not apply: that run is alive)")
+            f"not apply: that run is alive)"
+        )
         # the same PID started at another time is another process: the lock's run has ended
         write_lock(tmp_path, Owner(socket.gethostname(), sleeper.pid, "1", "/w", "then"))
-        assert take_results_lock(str(tmp_path))[0].startswith(f"note: results folder {tmp_path} was locked by a run that has ended")
+        assert take_results_lock(str(tmp_path))[0].startswith(
+            f"note: results folder {tmp_path} was locked by a run that has ended"
+        )
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -240,7 +269,8 @@ def test_owner_on_another_host_gets_the_command_that_clears_it(tmp_path):
     assert str(err.value) == (
         f"results folder {tmp_path} is locked by a snakemake run on another host (PID 4242 on host node-7, "
         f"working folder /w, started then), which this host cannot check; if that run has ended, clear the lock "
-        f"with: rm {tmp_path / LOCK_NAME}")
+        f"with: rm {tmp_path / LOCK_NAME}"
+    )
     release_results_lock(str(tmp_path))  # not ours: left as it is
     assert json.loads((tmp_path / LOCK_NAME).read_text())["host"] == "node-7"
 
@@ -254,28 +284,34 @@ def test_stale_lock_from_this_working_folder_says_unlock_is_safe(tmp_path):
     assert take_results_lock(str(tmp_path)) == [
         f"note: results folder {tmp_path} was locked by a run that has ended (PID {dead.pid} on host "
         f"{socket.gethostname()}, working folder {os.getcwd()}, started then); this run takes the lock over; if "
-        f"Snakemake then says the directory cannot be locked, that lock is the ended run's: snakemake --unlock is safe"]
+        f"Snakemake then says the directory cannot be locked, that lock is the ended run's: snakemake --unlock is safe"
+    ]
     release_results_lock(str(tmp_path))
 
 
 def test_unreadable_lock_file_is_stale_and_our_own_is_ours(tmp_path):
     (tmp_path / LOCK_NAME).write_text('{"host": "vm", "pi')  # a run killed while writing it
-    assert take_results_lock(str(tmp_path))[0].startswith(f"note: results folder {tmp_path} was locked by a run that has ended")
+    assert take_results_lock(str(tmp_path))[0].startswith(
+        f"note: results folder {tmp_path} was locked by a run that has ended"
+    )
     assert take_results_lock(str(tmp_path)) == []  # taking it again (a second parse) is fine
     release_results_lock(str(tmp_path))
     release_results_lock(str(tmp_path))
     assert not (tmp_path / LOCK_NAME).exists()
 
 
-@pytest.mark.parametrize("argv, dry_run, needed", [
-    (["--cores", "2"], False, True),
-    (["--cores", "2"], True, False),
-    (["--report", "r.html"], False, False),
-    (["--report", "r.html", "--report-after-run", "--cores", "2"], False, True),
-    (["--unlock"], False, False),
-    (["--lint"], False, False),
-    (["--summary"], False, False),
-    (["--touch", "--cores", "1"], False, True),
-])
+@pytest.mark.parametrize(
+    "argv, dry_run, needed",
+    [
+        (["--cores", "2"], False, True),
+        (["--cores", "2"], True, False),
+        (["--report", "r.html"], False, False),
+        (["--report", "r.html", "--report-after-run", "--cores", "2"], False, True),
+        (["--unlock"], False, False),
+        (["--lint"], False, False),
+        (["--summary"], False, False),
+        (["--touch", "--cores", "1"], False, True),
+    ],
+)
 def test_which_commands_take_the_lock(argv, dry_run, needed):
     assert needs_run_lock(dry_run, argv) is needed
