@@ -35,7 +35,7 @@ from resstream.activations.stream import activations_job  # noqa: E402
 from resstream.data.dataset import ImageFolderDataset  # noqa: E402
 from resstream.model.weights import load_model  # noqa: E402
 from resstream.workflow.config import validate_config  # noqa: E402
-from resstream.workflow.plan import Study  # noqa: E402
+from resstream.workflow.plan import StudyPlan  # noqa: E402
 
 
 def link_images(sample: Path, dest: Path, n: int) -> Path:
@@ -85,12 +85,12 @@ def run_one(which: str, args) -> dict:
                 "activations": {"batch_size": args.batch_size, "workers": args.workers, "log_every": 10**6},
             }
         )
-        layers = Study(config).activation_layers()
+        layers = StudyPlan(config).activation_layers()
         assert len(layers) == 18, layers
         if which == "author":
             values, seconds = author_way(config, layers, args.batch_size, args.workers)
             return {"seconds": seconds, "values": values, "layers": layers}
-        job = activations_spec(Study(config)).job(
+        job = activations_spec(StudyPlan(config)).job(
             output={"h5": str(Path(tmp) / "activations.h5")}, input={"images": None}
         )
         t0 = time.perf_counter()

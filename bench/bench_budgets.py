@@ -38,7 +38,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
     from resstream.base.paths import activations_h5, exemplar_dir, fv_chunk_dir
     from resstream.model.weights import model_param
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
     config = validate_config(
         {
@@ -49,7 +49,7 @@ def job(kind: str, work: str, units: int, images: int) -> dict:
             "activations": {"workers": 0},
         }
     )
-    study, model = Study(config), model_param(config["model"])
+    study, model = StudyPlan(config), model_param(config["model"])
     h5 = activations_h5(work)
     if kind == "activations":
         activations_job(activations_spec(study).job(output={"h5": h5}, input={"images": None}))

@@ -67,13 +67,13 @@ RESSTREAM_JOB = """
 import json, sys, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 from resstream.workflow.config import validate_config
 from resstream.fv.job import fv_chunk_job
 from resstream.fv.jobs import fv_chunk_spec
 cfg = validate_config(json.loads({cfg!r}))
 # the fv_chunk job as its rule declares it
-fv_chunk_job(fv_chunk_spec(Study(cfg)).job(output={{"folder": {out!r}}}, layer={layer!r}, chunk={chunk!r}))
+fv_chunk_job(fv_chunk_spec(StudyPlan(cfg)).job(output={{"folder": {out!r}}}, layer={layer!r}, chunk={chunk!r}))
 """
 
 
@@ -87,9 +87,9 @@ def run_resstream(layer, channels, steps, threads, tmp, device, microbatch=None)
         "fv": {"steps": steps, "hook": "author_alias", "channels_per_job": 1024, "microbatch": microbatch},
     }
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
-    chunk = Study(validate_config(cfg)).chunks(layer)[0].name
+    chunk = StudyPlan(validate_config(cfg)).chunks(layer)[0].name
     out = os.path.join(tmp, "fv", layer, chunk)
     t0 = time.time()
     code = RESSTREAM_JOB.format(repo=REPO, threads=threads, cfg=json.dumps(cfg), layer=layer, chunk=chunk, out=out)
@@ -123,9 +123,9 @@ def centre_activations(layer, channels, images_hwc, hook):
 def study_units() -> dict[str, int]:
     """Units per layer group in the default study plan (4,672 in all)."""
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
-    study = Study(validate_config({}))
+    study = StudyPlan(validate_config({}))
     units: dict[str, int] = {}
     for layer in study.layers:
         group = layer.split(".")[0]
@@ -213,9 +213,9 @@ def main():
     args = ap.parse_args()
     sys.path.insert(0, REPO)
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
-    study = Study(validate_config({}))
+    study = StudyPlan(validate_config({}))
     with tempfile.TemporaryDirectory() as tmp:
         chosen = [(name, name.split(".")[0]) for name in args.layer.split(",")] if args.layer else LAYERS
         rows = [

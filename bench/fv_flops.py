@@ -32,7 +32,7 @@ from resstream.model.receptive_field import CropPlanner  # noqa: E402
 from resstream.model.taps import block_taps  # noqa: E402
 from resstream.model.walk import model_blocks  # noqa: E402
 from resstream.workflow.config import validate_config  # noqa: E402
-from resstream.workflow.plan import Study  # noqa: E402
+from resstream.workflow.plan import StudyPlan  # noqa: E402
 
 # Dense peaks, TFLOP/s, NVIDIA H100 SXM5 datasheet and Hopper architecture whitepaper (the H200 SXM
 # shares the H100's GH100 compute; NVIDIA quotes the Tensor Core figures "with sparsity", i.e. twice
@@ -66,7 +66,7 @@ def lucent_step_flops(model) -> int:
 
 def study_rows(model, config: dict | None = None) -> list[dict]:
     """One row per FV layer of the study: units, input side, FLOPs per unit-step."""
-    study = Study(validate_config(config or {}))
+    study = StudyPlan(validate_config(config or {}))
     blocks = model_blocks(model)
     rows = []
     for layer in study.layers:

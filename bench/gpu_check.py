@@ -116,13 +116,13 @@ class Check:
         from resstream.model.walk import model_blocks
         from resstream.model.weights import load_model
         from resstream.workflow.config import validate_config
-        from resstream.workflow.plan import Study
+        from resstream.workflow.plan import StudyPlan
 
         self.torch, self.args, self.sizes = torch, args, sizes
         self.device = torch.device(args.device)
         self.model, self.identity = load_model("resnet18", args.weights, allow_download=False)
         self.blocks = model_blocks(self.model)
-        study = Study(validate_config({}))
+        study = StudyPlan(validate_config({}))
         self.study_units = {
             g: sum(len(c.channels) for layer in study.layers if layer.startswith(g + ".") for c in study.chunks(layer))
             for g in GROUPS
@@ -352,7 +352,7 @@ def dataset_pass(check: Check) -> dict:
     from resstream.activations.jobs import activations_spec
     from resstream.activations.stream import activations_job
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
     workers = check.sizes.get("workers", min(8, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
@@ -365,7 +365,7 @@ def dataset_pass(check: Check) -> dict:
             }
         )
         run = config["activations"]
-        job = activations_spec(Study(config)).job(
+        job = activations_spec(StudyPlan(config)).job(
             output={"h5": os.path.join(tmp, "activations.h5")}, input={"images": None}
         )
         t0 = time.perf_counter()

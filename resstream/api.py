@@ -90,10 +90,10 @@ def render_fv(
     ``tf32``, ``microbatch``, ``channels_last``, ``log_every``); unset ones take the workflow's defaults, and
     ``jitter`` the layer's default (docs/method.md#feature-visualizations) unless given."""
     from resstream.fv.job import render_fv_folder
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
     config = _config(arch, weights, allow_download, device, checkpoint, fv=fv)
-    study = Study(config)
+    study = StudyPlan(config)
     ref = study.layer_ref(layer)
     if jitter is not None:  # an override of the layer's block, which must then be a studied one
         config = _config(
@@ -105,7 +105,7 @@ def render_fv(
             study={"blocks": [ref.block]},
             fv={**fv, "overrides": {ref.block: {"jitter": jitter}}},
         )
-        study = Study(config)
+        study = StudyPlan(config)
     n_channels = study.tap_channels(ref)
     bad = [c for c in channels if not 0 <= c < n_channels]
     if bad or not channels:
@@ -150,7 +150,7 @@ def extract_activations(
     from resstream.activations.jobs import activations_spec
     from resstream.activations.stream import activations_job
     from resstream.model.weights import check_weights_available
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
     _refuse_existing(Path(out), "an activations file")
     config = _config(
@@ -167,7 +167,7 @@ def extract_activations(
     # as Snakemake's main process does before any job: the job itself never downloads
     check_weights_available(model["arch"], model["weights"], model["allow_download"], checkpoint=model["checkpoint"])
     # the activations rule's job, reading the folder itself (no image manifest outside the workflow)
-    return activations_job(activations_spec(Study(config)).job(output={"h5": str(out)}, input={"images": None}))
+    return activations_job(activations_spec(StudyPlan(config)).job(output={"h5": str(out)}, input={"images": None}))
 
 
 def _fv_provenance(png: str, channel: int, identity) -> str | None:

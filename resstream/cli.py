@@ -133,11 +133,11 @@ def info(args: argparse.Namespace) -> None:
     from resstream.base.errors import ConfigError
     from resstream.model.structure import check_arch
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
     check_arch(args.arch)
     try:
-        study = Study(
+        study = StudyPlan(
             validate_config({"model": {"arch": args.arch}, "dataset": {"path": None}, "study": {"blocks": "default"}})
         )
     except ConfigError as exc:

@@ -13,7 +13,7 @@ from resstream.analysis.summary import AnalysisError
 from resstream.api import block_layers, unit_metrics
 from resstream.base.paths import fv_chunk_dir, fv_png
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 CHANNELS = [0, 1, 2]
 KEYS = (
@@ -47,7 +47,7 @@ def study_fvs(tmp_path_factory):
     config = validate_config(
         tiny_config(results, dataset={"path": None}, study={"blocks": ["2.1"], "channels": CHANNELS})
     )
-    study = Study(config)
+    study = StudyPlan(config)
     for layer in study.layers:
         for chunk in study.chunks(layer):
             render_chunk(config, layer, chunk.name, fv_chunk_dir(str(results), layer, chunk.name))

@@ -1,5 +1,5 @@
 """The spec of the ``ablation`` job (off unless ``ablation.enabled``), built from the study plan
-(:class:`resstream.workflow.plan.Study`, passed in): the blocks' metric tables its channel sets come
+(:class:`resstream.workflow.plan.StudyPlan`, passed in): the blocks' metric tables its channel sets come
 from (list sets need none), ``activations.h5`` for the mean constants, and the dataset's image
 manifest where it reads ``dataset.path``.  The job runs :func:`resstream.ablation.stage.ablation_job`."""
 

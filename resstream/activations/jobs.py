@@ -1,5 +1,5 @@
 """The specs of the dataset stage's jobs, built from the study plan
-(:class:`resstream.workflow.plan.Study`, passed in): the image manifest of ``dataset.path``, the one
+(:class:`resstream.workflow.plan.StudyPlan`, passed in): the image manifest of ``dataset.path``, the one
 pass over it (``activations``) and one exemplar-grid job per layer.  The jobs run the entry points
 beside their work (``dataset_manifest_job``, ``activations_job``, ``exemplar_grids_job``); no job
 imports this module, so an edit of a budget reruns nothing.  Params hold only what changes the results: batch size, workers and the log frequency are

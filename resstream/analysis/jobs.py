@@ -1,5 +1,5 @@
 """The specs of the analysis stage's jobs, built from the study plan
-(:class:`resstream.workflow.plan.Study`, passed in): per block the two measurements (on its FVs; on
+(:class:`resstream.workflow.plan.StudyPlan`, passed in): per block the two measurements (on its FVs; on
 the dataset's top images) and the metric tables, then the summary, Figs 1-8 and the reproduction
 scorecard.  The jobs run the entry points beside their work (``measure_job``, ``metric_table_job``,
 ``summary_job``, ``figure_job``, ``paper_check_job``); no job imports this module, so an edit of a

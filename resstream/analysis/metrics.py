@@ -18,11 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resstream.analysis.stats import (
-    STAT_OK,
-    StatResult,
-    as_f64,
-)  # noqa: F401  (re-exported)
+# re-exported: metrics is where callers find every statistic of the paper
+from resstream.analysis.stats import STAT_OK as STAT_OK
+from resstream.analysis.stats import StatResult as StatResult
+from resstream.analysis.stats import as_f64 as as_f64
+from resstream.analysis.stats import json_float as json_float
+from resstream.analysis.stats import relu_mean as relu_mean
+from resstream.analysis.stats import spearman as spearman
+from resstream.analysis.stats import spearman_where_input_positive as spearman_where_input_positive
 from resstream.base.schema import default
 
 # --- mix ratio (docs/method.md#mix-ratio) --------------------------------------------------------------------------

@@ -26,13 +26,15 @@ import pandas as pd
 from resstream.analysis import metrics
 from resstream.base.errors import ConfigError
 from resstream.base.job_spec import by_block
-from resstream.base.tables import (
-    AnalysisError,
-    json_default,
-    read_table,
-    recorded_mix_factor,
-    write_table,
-)  # noqa: F401  (re-exported)
+
+# re-exported: the tables' names, where the analysis stage's callers have always found them
+from resstream.base.tables import WEIGHTS_COLUMN as WEIGHTS_COLUMN
+from resstream.base.tables import AnalysisError as AnalysisError
+from resstream.base.tables import json_default as json_default
+from resstream.base.tables import read_table as read_table
+from resstream.base.tables import recorded_mix_factor as recorded_mix_factor
+from resstream.base.tables import sidecar_json as sidecar_json
+from resstream.base.tables import write_table as write_table
 from resstream.model.weights_source import weights_source
 
 STIMULI = ("fv", "imagenet")

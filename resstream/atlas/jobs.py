@@ -1,4 +1,4 @@
-"""The specs of the atlas's jobs, built from the study plan (:class:`resstream.workflow.plan.Study`,
+"""The specs of the atlas's jobs, built from the study plan (:class:`resstream.workflow.plan.StudyPlan`,
 passed in): one job per block (its table page, unit pages and thumbnails), so changing one block's
 settings rebuilds only that block's folder, and the index, which reads the summary's counts, the FV
 tables' M values and the scorecard.  The jobs run :func:`resstream.atlas.write.atlas_block_job` and

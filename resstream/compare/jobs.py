@@ -1,5 +1,5 @@
 """The spec of the ``compare_models`` job (active when ``compare.runs`` lists a run), built from the
-study plan (:class:`resstream.workflow.plan.Study`, passed in): every listed run's summary and FV
+study plan (:class:`resstream.workflow.plan.StudyPlan`, passed in): every listed run's summary and FV
 metric tables (with their JSON sidecars) are its inputs, so an edited table of any run reruns it.
 The job runs :func:`resstream.compare.runs.compare_job`."""
 

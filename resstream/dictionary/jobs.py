@@ -1,5 +1,5 @@
 """The specs of the dictionary stage's jobs (off unless ``dictionary.enabled``), built from the study
-plan (:class:`resstream.workflow.plan.Study`, passed in): per studied block (or, with
+plan (:class:`resstream.workflow.plan.StudyPlan`, passed in): per studied block (or, with
 ``dictionary.scope: stage``, per network stage) a crosscoder trained on tokens streamed from the
 images the dataset's manifest lists; per block its feature pictures; one figure of the features' M
 beside the channels' M.  The jobs run :func:`resstream.dictionary.stage.dictionary_job`,

@@ -1,6 +1,6 @@
 """The specs of the FV stage's jobs, one per (layer, channel chunk): ``fv_chunk`` (centre-neuron
 objective) and ``fv_channel_chunk`` (whole-map objective, the atlas's channel FVs, for the roles
-``atlas.channel_fvs`` names), built from the study plan (:class:`resstream.workflow.plan.Study`,
+``atlas.channel_fvs`` names), built from the study plan (:class:`resstream.workflow.plan.StudyPlan`,
 passed in).  The jobs run :func:`resstream.fv.job.fv_chunk_job`; no job imports this module,
 so an edit of a budget reruns nothing.
 

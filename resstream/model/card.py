@@ -15,7 +15,7 @@ def card_facts(study) -> dict:
     architecture and its family's block semantics, every block of the model (module path, class,
     whether it has a residual sum: blocks without one are listed and never studied), ``o_relu``,
     the studied blocks, the FV layers and the layer table (one row per block and role,
-    :meth:`resstream.workflow.plan.Study.layer_table`)."""
+    :meth:`resstream.workflow.plan.StudyPlan.layer_table`)."""
     from resstream.model.families import SEMANTICS
 
     return {

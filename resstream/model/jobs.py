@@ -1,4 +1,4 @@
-"""The spec of the ``model_card`` job, built from the study plan (:class:`resstream.workflow.plan.Study`,
+"""The spec of the ``model_card`` job, built from the study plan (:class:`resstream.workflow.plan.StudyPlan`,
 passed in): the network it loads and the card's facts.  The job runs
 :func:`resstream.model.card.model_card_job`."""
 

@@ -5,4 +5,6 @@ floor: it may use every stage, and no stage uses it (what stages share lives in 
 
 from resstream.base.lazy_exports import lazy_exports
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, config="validate_config", plan="Study", job_runner="script_main")
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, config="validate_config", plan="StudyPlan", job_runner="script_main"
+)

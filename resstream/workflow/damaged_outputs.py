@@ -27,7 +27,7 @@ ACTIVATIONS_DATASETS = ("images/path", "images/ok", "layers", "topk")
 
 def find_damaged(study) -> list[tuple[str, str, str]]:
     """``(output, damaged file, why)`` of every finished HDF5 output of ``study`` (a
-    :class:`~resstream.workflow.plan.Study`) that jobs read and that cannot be read: the activations
+    :class:`~resstream.workflow.plan.StudyPlan`) that jobs read and that cannot be read: the activations
     file and the FV and channel-FV chunk folders' ``fv.h5`` (the study's own outputs, not a search
     of the results folder)."""
     results = study.config["results"]

@@ -1,4 +1,4 @@
-"""The study plan (:class:`Study`): what every stage lays its jobs out from (blocks, FV layers,
+"""The study plan (:class:`StudyPlan`): what every stage lays its jobs out from (blocks, FV layers,
 channels per layer, channel chunks and per-layer FV settings), derived from a validated config and
 the model's structure alone (:mod:`resstream.model.structure`), so a dry run is fast.  Each stage's
 ``jobs`` module (``resstream/<stage>/jobs.py``) builds its rules' job specs from it.
@@ -43,7 +43,7 @@ class Chunk:
         return f"c{self.start:04d}-{self.stop - 1:04d}"
 
 
-class Study:
+class StudyPlan:
     """The resolved plan of one configuration."""
 
     def __init__(self, config: dict):

@@ -25,10 +25,10 @@ import sys
 from resstream.base.errors import ConfigError, UserError
 from resstream.workflow.command_line import yaml_error_place
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 
-def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) -> Study:
+def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) -> StudyPlan:
     """Validate the config, resolve the study and check every value a job would refuse; on a user
     error print one line and exit 1.  ``preflight`` (Snakemake's main process only, not every job's
     re-parse) adds the checks that read other runs' files (``compare.runs``)."""
@@ -36,19 +36,19 @@ def check_config_or_exit(config: dict, basedir: str, preflight: bool = False) ->
         cfg = validate_config(dict(config))
         config.clear()
         config.update(cfg)
-        study = Study(cfg)
+        study = StudyPlan(cfg)
         check_config_values(study, other_runs=preflight)
     except UserError as exc:
         _die(str(exc))
     return study
 
 
-def check_config_values(study: Study, other_runs: bool = True) -> None:
+def check_config_values(study: StudyPlan, other_runs: bool = True) -> None:
     """Raise a :class:`UserError` for the first config value some job would refuse (the schema has
     passed): every block's channels, ``model.weights`` / ``model.checkpoint`` as a spec,
     ``activations.spatial_layers``, ``analysis.fig3_fig4_blocks``, ``analysis.figure_channels``, ``ablation``, ``dictionary``
     and (``other_runs``) the runs ``compare.runs`` lists.  ``study.blocks``,
-    ``study.channels_by_block`` and ``fv.overrides`` are checked by :class:`Study` itself."""
+    ``study.channels_by_block`` and ``fv.overrides`` are checked by :class:`StudyPlan` itself."""
     from resstream.ablation.settings import check_ablation
     from resstream.analysis.summary import fig3_fig4_blocks
     from resstream.compare.runs import check_runs
@@ -68,7 +68,7 @@ def check_config_values(study: Study, other_runs: bool = True) -> None:
         check_runs(cfg["compare"]["runs"], cfg["results"])
 
 
-def _check_figure_channels(study: Study) -> None:
+def _check_figure_channels(study: StudyPlan) -> None:
     """Fig 1 draws measured channels only: a listed block must exist, and a studied block's listed
     channels must be among its studied channels (a block outside study.blocks is skipped)."""
     names = [b.name for b in study.blocks]
@@ -93,7 +93,7 @@ def _check_figure_channels(study: Study) -> None:
                 )
 
 
-def check_inputs_or_exit(study: Study, dry_run: bool = False, local_exec: bool = True) -> None:
+def check_inputs_or_exit(study: StudyPlan, dry_run: bool = False, local_exec: bool = True) -> None:
     """Check what a run reads, before any job starts: the dataset listing (links followed, cycles
     refused), the weights (file present, sha256, a custom checkpoint's keys; missing hub weights
     fetched here once, or in a dry run only reported) and, for local execution, a requested CUDA
@@ -158,7 +158,7 @@ def _check_dataset_path(path: str, demo: bool) -> None:
     )
 
 
-def move_damaged_outputs_or_exit(study: Study, dry_run: bool = False) -> None:
+def move_damaged_outputs_or_exit(study: StudyPlan, dry_run: bool = False) -> None:
     """Snakemake's main process, before it plans: a damaged HDF5 output (truncated in place, an
     interrupted copy) would make every job reading it fail, after Snakemake had removed those jobs'
     finished outputs, and again at every rerun.  Each one found

@@ -22,7 +22,7 @@ from resstream.model.blocks import block_lookup
 from resstream.model.walk import model_blocks
 from resstream.model.weights import model_param
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 SETTINGS = {
     "blocks": ["2.0", "2.1"],
@@ -50,7 +50,7 @@ def finished(tmp_path_factory, random_model):
     )
     write_hand_tables(config["results"], blocks=("2.0", "2.1"))
     write_activations(config, *random_model, n_images=3, grids=False)
-    study = Study(config)
+    study = StudyPlan(config)
     out = tmp / "results" / "ablation"
     tables = {b: metric_table_csv(config["results"], b, "fv") for b in SETTINGS["blocks"]}
     df = run_ablation(

@@ -28,7 +28,7 @@ from resstream.base.paths import activations_h5, exemplar_grid
 from resstream.data.dataset import DatasetError, ImageFolderDataset, scan_image_folder
 from resstream.model.weights import load_model
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 SMALL_STUDY = {"blocks": ["1.1"]}  # the forward stops after layer1: fast
 
@@ -68,7 +68,7 @@ def extracted(images40, tmp_path_factory):
 
 def test_stored_values_equal_an_independent_forward(extracted):
     config, path = extracted
-    study = Study(config)
+    study = StudyPlan(config)
     model, _ = load_model("resnet18", "random:0")
     dataset = ImageFolderDataset(config["dataset"]["path"])
     with act.open_activations(path) as f:
@@ -103,7 +103,7 @@ def test_image_table_and_attributes(extracted):
         assert f["images/ok"][:].all()
         assert json.loads(f.attrs["weights"]) == json.loads(json.dumps(identity.as_dict()))
         assert "RANDOM WEIGHTS" in f.attrs["weights_label"]
-        assert json.loads(f.attrs["layers"]) == Study(config).activation_layers()
+        assert json.loads(f.attrs["layers"]) == StudyPlan(config).activation_layers()
         assert f.attrs["o_relu"] == "pre" and f.attrs["dataset_root"] == config["dataset"]["path"]
         assert f.attrs["finished_rows"] == 40 and f.attrs["finished_batches"] == 3
         assert f["layers/layer2.0.bn2"].compression == "gzip" and f["layers/layer2.0.bn2"].chunks == (16, 128)
@@ -165,7 +165,7 @@ def test_topk_tie_rule_nan_rows_and_short_columns():
 def test_exemplar_grids_are_drawn_for_the_studied_units_only(extracted):
     config, path = extracted
     results = config["results"]
-    units = Study(config).exemplar_units()
+    units = StudyPlan(config).exemplar_units()
     n = draw_grids(config, path, threads=2)  # one job per layer
     assert n == sum(len(c) for c in units.values()) == 26 * 2
     exemplars = os.path.join(results, "activations", "exemplars")
@@ -191,8 +191,8 @@ def test_exemplar_grids_are_drawn_for_the_studied_units_only(extracted):
 
 def test_exemplar_units_follow_the_blocks_that_read_a_layer():
     config = validate_config({"study": {"channels": [0, 1], "channels_by_block": {"2.0": [5, 100], "2.1": [7]}}})
-    units = Study(config).exemplar_units()
-    assert list(units) == Study(config).activation_layers()
+    units = StudyPlan(config).exemplar_units()
+    assert list(units) == StudyPlan(config).activation_layers()
     assert units["layer2.0.bn2"] == [5, 100]  # FV layers: the study's channels of the layer
     assert units["layer2.0.prerelu_out"] == [5, 7, 100]  # O of 2.0 and I of 2.1
     assert units["layer2.0"] == [5, 7, 100]  # post-ReLU O of 2.0, Fig 4 input of 2.1

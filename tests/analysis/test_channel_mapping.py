@@ -27,7 +27,7 @@ from resstream.analysis import measure, measure_dataset, metrics
 from resstream.atlas import load as atlas
 from resstream.base.paths import activations_h5
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 BLOCKS = ("1.1", "2.0", "2.1")
 CHANNELS = [5, 9]  # study.channels: block 1.1
@@ -69,7 +69,7 @@ def run(tmp_path_factory, random_model, sample_dir):
             study={"blocks": list(BLOCKS), "channels": CHANNELS, "channels_by_block": BY_BLOCK},
         )
     )
-    study = Study(config)
+    study = StudyPlan(config)
     assert [study.block_channels(b) for b in BLOCKS] == [CHANNELS, BY_BLOCK["2.0"], BY_BLOCK["2.1"]]
     run_pass(config, activations_h5(config["results"]))
     write_study_fvs(config, identity.as_dict())

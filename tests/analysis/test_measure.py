@@ -26,7 +26,7 @@ from resstream.analysis import measure, measure_dataset, measure_job
 from resstream.analysis.summary import AnalysisError
 from resstream.base.paths import activations_h5, fv_png
 from resstream.data.dataset import ImageFolderDataset, ImageRecord
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 BLOCKS = ("1.1", "2.0", "2.1")
 CHANNELS = (0, 1, 2)
@@ -133,7 +133,7 @@ def test_o_relu_post_changes_taps_but_not_the_mix_ratio(study_setup, sample_dir,
     config, study, model, identity = study_setup
     post_cfg = json.loads(json.dumps(config))
     post_cfg["study"]["o_relu"] = "post"
-    post = Study(post_cfg)
+    post = StudyPlan(post_cfg)
     # same stimuli: the FVs of the pre study, looked up under the post layer names
     df_pre, meta_pre = measure_fv(model, identity, study, "2.0")
     x_units = {

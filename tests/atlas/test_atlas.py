@@ -29,7 +29,7 @@ from resstream.atlas import write as atlas
 from resstream.atlas.histogram import mix_histogram
 from resstream.base.code_fingerprint import fingerprinted_files
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 SETTINGS = {"channel_fvs": ["O"], "fv_px": 160, "top9_px": 240, "row_px": 48, "jpeg_quality": 85}
 BLOCKS = ("2.0", "2.1")
@@ -376,16 +376,16 @@ def test_channel_fv_chunks_cover_only_the_roles_asked_for():
             "atlas": {"channel_fvs": ["O"]},
         }
     )
-    study = Study(cfg)
+    study = StudyPlan(cfg)
     # the O layers only (2.0's I is its downsample branch, 2.1's I = 2.0's O is not asked for as I)
     assert study.channel_fv_layers() == ["layer1.1.prerelu_out", "layer2.0.prerelu_out", "layer2.1.prerelu_out"]
     assert [c.name for c in study.channel_fv_chunks("layer2.1.prerelu_out")] == ["c0000-0063", "c0064-0127"]
     assert [c.channels for c in study.channel_fv_chunks("layer1.1.prerelu_out")] == [(0,)]  # 1.1 has 64 channels
-    off = Study(
+    off = StudyPlan(
         validate_config({"study": {"blocks": ["1.1"]}, "atlas": {"enabled": False}})
     )  # no atlas, no channel FVs
     assert off.channel_fv_layers() == [] and off.channel_fv_roles == ()
-    both = Study(validate_config({"study": {"blocks": ["1.1", "2.1"]}, "atlas": {"channel_fvs": ["I", "B"]}}))
+    both = StudyPlan(validate_config({"study": {"blocks": ["1.1", "2.1"]}, "atlas": {"channel_fvs": ["I", "B"]}}))
     assert both.channel_fv_layers() == ["layer1.0.prerelu_out", "layer1.1.bn2", "layer2.0.prerelu_out", "layer2.1.bn2"]
     assert both.block_layers("2.1") == {"I": "layer2.0.prerelu_out", "B": "layer2.1.bn2", "O": "layer2.1.prerelu_out"}
 

@@ -172,11 +172,11 @@ def test_a_labels_file_that_is_not_utf8_is_one_line(val_set, tmp_path, capsys, w
 def test_the_prepared_folder_is_a_dataset_for_the_workflow(prepared_from_loc):
     """The pre-flight's listing (the same function as the dataset pass) accepts the linked folder."""
     images, out = prepared_from_loc
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
     from resstream.workflow.config import validate_config
     from resstream.workflow.smk import check_inputs_or_exit
 
-    study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(out)}, "study": {"channels": 1}}))
+    study = StudyPlan(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(out)}, "study": {"channels": 1}}))
     check_inputs_or_exit(study)  # returns (exits on a problem)
 
 

@@ -5,7 +5,7 @@ entry point its script calls."""
 from __future__ import annotations
 
 from resstream.fv.jobs import block_fv_dirs as fv_dirs_of_block  # noqa: F401  (the FV folders a block's measurement reads)
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 
 def render_chunk(config: dict, layer: str, chunk: str, out_dir: str, objective: str = "center") -> dict:
@@ -14,7 +14,7 @@ def render_chunk(config: dict, layer: str, chunk: str, out_dir: str, objective: 
     from resstream.fv.jobs import fv_chunk_spec
 
     return fv_chunk_job(
-        fv_chunk_spec(Study(config), objective).job(output={"folder": out_dir}, layer=layer, chunk=chunk)
+        fv_chunk_spec(StudyPlan(config), objective).job(output={"folder": out_dir}, layer=layer, chunk=chunk)
     )
 
 
@@ -23,7 +23,7 @@ def run_pass(config: dict, out_path: str) -> str:
     from resstream.activations.jobs import activations_spec
     from resstream.activations.stream import activations_job
 
-    return activations_job(activations_spec(Study(config)).job(output={"h5": out_path}, input={"images": None}))
+    return activations_job(activations_spec(StudyPlan(config)).job(output={"h5": out_path}, input={"images": None}))
 
 
 def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
@@ -32,7 +32,7 @@ def draw_grids(config: dict, h5_path: str, threads: int = 1) -> int:
     from resstream.activations.jobs import exemplar_grids_spec
     from resstream.base.paths import exemplar_dir
 
-    plan = Study(config)
+    plan = StudyPlan(config)
     spec = exemplar_grids_spec(plan)
     return sum(
         exemplar_grids_job(

@@ -23,7 +23,7 @@ from resstream.analysis.measure import center_responses
 from resstream.base.paths import activations_h5, exemplar_grid, fv_chunk_dir, fv_chunk_h5, fv_png
 from resstream.data.dataset import ImageFolderDataset, scan_image_folder, view_transform
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 
 def small_config(results, dataset, blocks=("1.1", "2.0", "2.1"), channels=(0, 1, 2), **analysis) -> dict:
@@ -41,7 +41,7 @@ def small_config(results, dataset, blocks=("1.1", "2.0", "2.1"), channels=(0, 1,
 
 def fabricated_study(
     results, dataset, random_model, blocks, channels, n_images: int, grids: bool = True, status=None, bad: tuple = ()
-) -> tuple[dict, Study]:
+) -> tuple[dict, StudyPlan]:
     """The small config of ``blocks`` and ``channels`` with its FV chunks fabricated
     (:func:`write_study_fvs`) and its dataset activations from real forwards of ``n_images`` sample
     images (:func:`write_activations`)."""
@@ -86,9 +86,9 @@ def write_fv_chunk(
     return out
 
 
-def write_study_fvs(config: dict, weights: dict, status=None) -> Study:
+def write_study_fvs(config: dict, weights: dict, status=None) -> StudyPlan:
     """FV chunk folders of every layer of the study; ``status`` = {(layer, channel): status}."""
-    study = Study(config)
+    study = StudyPlan(config)
     status = status or {}
     for k, layer in enumerate(study.layers):
         for chunk in study.chunks(layer):
@@ -116,7 +116,7 @@ def write_activations(
     config: dict, model, identity, n_images: int = 16, k: int = 9, bad: tuple = (), grids: bool = True
 ) -> str:
     """activations.h5 over the first ``n_images`` images of the dataset folder (real forwards)."""
-    study = Study(config)
+    study = StudyPlan(config)
     root = config["dataset"]["path"]
     listed = scan_image_folder(root)
     records = listed[:: max(1, len(listed) // n_images)][:n_images]

@@ -243,20 +243,22 @@ def test_names_stages_and_shared_layers_follow_the_module_tree():
 def test_o_relu_post_is_refused_where_nothing_follows_the_sum():
     from resstream.base.errors import UserError
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
 
     for arch in ("convnext_tiny", "mobilenet_v2", "efficientnet_b0"):
         with pytest.raises(UserError) as err:
-            Study(validate_config({"model": {"arch": arch}, "study": {"o_relu": "post"}}))
+            StudyPlan(validate_config({"model": {"arch": arch}, "study": {"o_relu": "post"}}))
         assert str(err.value).startswith(
             "study.o_relu: post asks for O after the nonlinearity that follows the residual sum"
         )
         assert str(err.value).endswith("Fix: set study.o_relu: pre") and "\n" not in str(err.value)
     # RegNet has a ReLU after its sum: post is read there
-    study = Study(validate_config({"model": {"arch": "regnet_x_400mf"}, "study": {"o_relu": "post"}}))
+    study = StudyPlan(validate_config({"model": {"arch": "regnet_x_400mf"}, "study": {"o_relu": "post"}}))
     assert study.block_layers("trunk_output.block2.block2-1")["O"] == "trunk_output.block2.block2-1"
     with pytest.raises(UserError, match="block 'features.4' of mobilenet_v2 has no residual sum"):
-        Study(validate_config({"model": {"arch": "mobilenet_v2"}, "study": {"blocks": ["features.3", "features.4"]}}))
+        StudyPlan(
+            validate_config({"model": {"arch": "mobilenet_v2"}, "study": {"blocks": ["features.3", "features.4"]}})
+        )
 
 
 @pytest.mark.parametrize(
@@ -434,7 +436,7 @@ def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
     from resstream.model.card import card_facts
     from resstream.model.structure import structure
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study, default_jitter
+    from resstream.workflow.plan import StudyPlan, default_jitter
 
     expected = {  # 0 while the block's input is at stride <= 4, 4 at stride 8, 16 from stride 16
         "convnext_tiny": {
@@ -457,7 +459,7 @@ def test_jitter_follows_the_input_stride_and_the_card_lists_every_block():
     for arch, jitters in expected.items():
         blocks = {b.name: b for b in structure(arch)}
         assert {name: default_jitter(blocks[name]) for name in jitters} == jitters, arch
-    study = Study(validate_config({"model": {"arch": "mobilenet_v2"}}))
+    study = StudyPlan(validate_config({"model": {"arch": "mobilenet_v2"}}))
     card = card_facts(study)
     assert card["family"] == "MobileNetV2" and card["blocks_without_residual_sum"] == [
         f"features.{i}" for i in (1, 2, 4, 7, 11, 14, 17)

@@ -21,7 +21,7 @@ from resstream.model.taps import block_taps
 from resstream.model.walk import model_blocks
 from resstream.model.weights_identity import state_dict_sha256
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study, default_jitter
+from resstream.workflow.plan import StudyPlan, default_jitter
 
 BOTTLENECK_BLOCKS = ["1.0", "1.1", "2.0", "2.1", "3.0", "4.2"]
 
@@ -170,7 +170,7 @@ def test_resnet50_weights_enum_and_checkpoint_paths(tmp_path, monkeypatch, offli
 
 def test_study_plan_and_figure_blocks_of_deeper_resnets(sample_dir):
     def study(arch, **s):
-        return Study(validate_config({"model": {"arch": arch}, "study": s, "dataset": {"path": str(sample_dir)}}))
+        return StudyPlan(validate_config({"model": {"arch": arch}, "study": s, "dataset": {"path": str(sample_dir)}}))
 
     r50 = study("resnet50")
     assert len(r50.study_blocks) == 15 and r50.study_blocks[0] == "1.1" and r50.study_blocks[-1] == "4.2"

@@ -301,12 +301,12 @@ def test_non_finite_weights_are_refused_naming_the_first_tensor(tmp_path):
 
 def test_the_preflight_refuses_non_finite_weights_in_one_line(tmp_path, capsys):
     from resstream.workflow.config import validate_config
-    from resstream.workflow.plan import Study
+    from resstream.workflow.plan import StudyPlan
     from resstream.workflow.smk import check_inputs_or_exit
 
     path = nan_checkpoint(tmp_path / "diverged.pth")
     (tmp_path / "images").mkdir()
-    study = Study(
+    study = StudyPlan(
         validate_config(
             {"model": {"weights": str(path), "checkpoint": "any"}, "dataset": {"path": str(tmp_path / "images")}}
         )

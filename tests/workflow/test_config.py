@@ -7,7 +7,7 @@ from helpers import REPO
 from helpers.configs import merged
 from resstream.base.errors import ConfigError
 from resstream.workflow.config import load_config, validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 
 def full_config(**over):
@@ -16,7 +16,7 @@ def full_config(**over):
 
 
 def test_full_study_is_the_papers_4672_units():
-    study = Study(full_config())
+    study = StudyPlan(full_config())
     assert study.study_blocks == ["1.1", "2.0", "2.1", "3.0", "3.1", "4.0", "4.1"]
     assert len(study.layers) == 18
     assert sum(len(study.layer_channels(l)) for l in study.layers) == 4672
@@ -24,7 +24,7 @@ def test_full_study_is_the_papers_4672_units():
 
 
 def test_default_jitter_matches_spec_table():
-    study = Study(full_config(study={"o_relu": "post"}))
+    study = StudyPlan(full_config(study={"o_relu": "post"}))
     by_j = {}
     for layer in study.layers:
         by_j.setdefault(study.fv_settings(layer).jitter, []).append(layer)
@@ -35,7 +35,7 @@ def test_default_jitter_matches_spec_table():
 
 def test_overrides_touch_only_their_block_or_layer():
     cfg = full_config(fv={"overrides": {"2.1": {"jitter": 8, "steps": 10}, "layer2.1.bn2": {"steps": 5}}})
-    study = Study(cfg)
+    study = StudyPlan(cfg)
     assert study.fv_settings("layer2.1.bn2").steps == 5 and study.fv_settings("layer2.1.bn2").jitter == 8
     assert study.fv_settings("layer2.1.prerelu_out").steps == 10
     # 2.1's I is 2.0's O: it belongs to block 2.0 and keeps its settings
@@ -59,15 +59,15 @@ def test_schema_errors_name_the_key(patch, key):
 
 def test_unknown_block_and_channel_out_of_range():
     with pytest.raises(ConfigError, match=r"study.blocks: unknown block '2.2'"):
-        Study(validate_config({"study": {"blocks": ["2.2"]}}))
+        StudyPlan(validate_config({"study": {"blocks": ["2.2"]}}))
     with pytest.raises(ConfigError, match=r"study.channels: channel\(s\) \[64\] out of range for block 1.1"):
-        Study(validate_config({"study": {"blocks": ["1.1"], "channels": [3, 64]}})).block_channels("1.1")
+        StudyPlan(validate_config({"study": {"blocks": ["1.1"], "channels": [3, 64]}})).block_channels("1.1")
     with pytest.raises(ConfigError, match="fv.overrides: '4.1'"):
-        Study(validate_config({"study": {"blocks": ["1.1"]}, "fv": {"overrides": {"4.1": {"steps": 3}}}}))
+        StudyPlan(validate_config({"study": {"blocks": ["1.1"]}, "fv": {"overrides": {"4.1": {"steps": 3}}}}))
 
 
 def test_chunks_are_channel_ranges():
-    study = Study(
+    study = StudyPlan(
         validate_config(
             {"study": {"blocks": ["3.1"], "channels_by_block": {"3.1": [178, 215, 25]}}, "fv": {"channels_per_job": 64}}
         )
@@ -80,7 +80,7 @@ def test_demo_config_is_valid():
     with open(REPO / "demo.yaml") as f:
         cfg = validate_config(yaml.safe_load(f))
     assert cfg["model"]["weights"].startswith("random:")
-    Study(cfg)
+    StudyPlan(cfg)
 
 
 def test_command_line_strings_are_typed_by_the_schema():
@@ -133,10 +133,10 @@ def test_the_pass_budgets_the_full_maps_of_its_spatial_layers_by_hand():
     Bottleneck's wide output) 256 x 56 x 56."""
     from resstream.activations.store import expected_bytes
 
-    assert Study(full_config()).spatial_bytes_per_image() == 0
-    r18 = Study(full_config(activations={"spatial_layers": ["layer1.1.bn2", "layer2.1.prerelu_out"]}))
+    assert StudyPlan(full_config()).spatial_bytes_per_image() == 0
+    r18 = StudyPlan(full_config(activations={"spatial_layers": ["layer1.1.bn2", "layer2.1.prerelu_out"]}))
     assert r18.spatial_bytes_per_image() == 2 * (64 * 56 * 56 + 128 * 28 * 28)
-    r50 = Study(full_config(model={"arch": "resnet50"}, activations={"spatial_layers": ["layer1.1.bn3"]}))
+    r50 = StudyPlan(full_config(model={"arch": "resnet50"}, activations={"spatial_layers": ["layer1.1.bn3"]}))
     assert r50.spatial_bytes_per_image() == 2 * 256 * 56 * 56
 
     class Layer:  # what the pass records of a tapped layer
@@ -162,7 +162,7 @@ def test_snakemakes_process_lists_the_dataset_once(sample_dir, monkeypatch):
     scan = image_folder.scan_image_folder
     monkeypatch.setattr(image_folder, "scan_image_folder", lambda root: listings.append(root) or scan(root))
     image_manifest.listed_records.cache_clear()
-    study = Study(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(sample_dir)}}))
+    study = StudyPlan(validate_config({"model": {"weights": "random:0"}, "dataset": {"path": str(sample_dir)}}))
     check_inputs_or_exit(study, dry_run=True)
     counts = {image_manifest.dataset_images(str(sample_dir)) for _ in range(3)}
     image_manifest.listing_fingerprint.cache_clear()

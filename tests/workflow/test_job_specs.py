@@ -20,7 +20,7 @@ from resstream.data.image_manifest import listed_records, listing_fingerprint
 from resstream.fv.jobs import fv_chunk_spec
 from resstream.model.jobs import model_card_spec
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 
 # (spec, the job's output Snakemake keys its record by, its wildcards, its script, whether it loads the network)
 JOBS = [
@@ -85,7 +85,7 @@ def record(run, output: str) -> dict:
 @pytest.fixture(scope="module")
 def plan(shared_run):
     config = merged(yaml.safe_load((shared_run.root / "demo.yaml").read_text()), shared_run.config)
-    return Study(validate_config(config))
+    return StudyPlan(validate_config(config))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from resstream.workflow.config import validate_config
-from resstream.workflow.plan import Study
+from resstream.workflow.plan import StudyPlan
 from resstream.workflow.smk import check_inputs_or_exit
 
 
@@ -15,7 +15,7 @@ def preflight_line(capsys, path, demo: bool) -> str:
     if demo:
         config["demo"] = True
     with pytest.raises(SystemExit) as stop:
-        check_inputs_or_exit(Study(validate_config(config)), dry_run=True)
+        check_inputs_or_exit(StudyPlan(validate_config(config)), dry_run=True)
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1

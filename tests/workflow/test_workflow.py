@@ -275,7 +275,7 @@ def test_jobs_take_what_their_rules_declare():
     } <= job_modules
     for path in scripts + [REPO / "resstream" / m for m in sorted(job_modules)]:
         text = path.read_text()
-        assert "snakemake.config" not in text and "Study(" not in text, path
+        assert "snakemake.config" not in text and "StudyPlan(" not in text, path
     rules_with_scripts = 0
     for smk_file in sorted((REPO / "rules").glob("*.smk")):
         for block in re.split(r"^\s*rule\b", smk_file.read_text(), flags=re.M)[1:]:
