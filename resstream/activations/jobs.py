@@ -30,16 +30,25 @@ def manifest_path(plan) -> str:
     return image_manifest_tsv(plan.config["results"])
 
 
+def image_reader_params(plan) -> dict:
+    """The params of a job that loads the network and reads the dataset's images (the dataset pass,
+    the dictionary stage): the model, its device, the image folder and what to do with a bad image."""
+    model, dataset = plan.config["model"], plan.config["dataset"]
+    return {
+        "model": model_param(model),
+        "device": model["device"],
+        "dataset": dataset["path"],
+        "on_bad_image": dataset["on_bad_image"],
+    }
+
+
 def activations_spec(plan) -> JobSpec:
     """The dataset pass: :func:`resstream.activations.stream.extract_activations`'s arguments."""
-    model, dataset, section = plan.config["model"], plan.config["dataset"], plan.config["activations"]
+    dataset, section = plan.config["dataset"], plan.config["activations"]
     return JobSpec(
         input={"images": manifest_path(plan)},
         params={
-            "model": model_param(model),
-            "device": model["device"],
-            "dataset": dataset["path"],
-            "on_bad_image": dataset["on_bad_image"],
+            **image_reader_params(plan),
             "layers": plan.activation_layers(),
             "spatial_layers": plan.spatial_layers(),
             "topk": section["topk"],

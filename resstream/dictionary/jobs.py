@@ -8,11 +8,11 @@ beside the channels' M.  The jobs run :func:`resstream.dictionary.stage.dictiona
 
 from __future__ import annotations
 
-from resstream.activations.jobs import manifest_path
+from resstream.activations.jobs import image_reader_params, manifest_path
 from resstream.analysis.jobs import metric_tables, with_sidecars
 from resstream.base.job_resources import fv_mem_mb, fv_runtime, pass_runtime, small_job_mem_mb
 from resstream.base.job_spec import JobSpec
-from resstream.base.paths import dictionary_dir, dictionary_pictures_dir
+from resstream.base.paths import dictionary_dir
 from resstream.dictionary.settings import feature_fv_settings
 from resstream.dictionary.stage_scope import stage_groups
 from resstream.model.weights import model_param
@@ -35,23 +35,15 @@ def dictionary_dirs(plan) -> list[str]:
     return [dictionary_dir(results, name) for name in [*dictionary_blocks(plan), *dictionary_stages(plan)]]
 
 
-def dictionary_pictures_dirs(plan, block: str) -> list[str]:
-    """A block's feature pictures folder, which its atlas pages link; none when it has no crosscoder."""
-    return [dictionary_pictures_dir(plan.config["results"], block)] if block in dictionary_blocks(plan) else []
-
-
 def dictionary_spec(plan) -> JobSpec:
     """One block's crosscoder (wildcard ``block``)."""
-    section, model, dataset = plan.config["dictionary"], plan.config["model"], plan.config["dataset"]
+    section = plan.config["dictionary"]
     # one truncated forward per image read, as the dataset pass
     images_read = section["tokens"] // section["positions_per_image"] + section["heldout_images"]
     return JobSpec(
         input={"images": manifest_path(plan)},
         params={
-            "model": model_param(model),
-            "device": model["device"],
-            "dataset": dataset["path"],
-            "on_bad_image": dataset["on_bad_image"],
+            **image_reader_params(plan),
             "o_relu": plan.o_relu,
             "section": {k: v for k, v in section.items() if k != "threads"},
         },
